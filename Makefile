@@ -1,0 +1,42 @@
+# Two commands do all the set-up on a fresh machine: `make sandbox` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Parallel test workers (pytest-xdist); the e2e tests share one stack per run.
+WORKERS ?= 2
+
+.PHONY: install sandbox test unit e2e lint down clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## sandbox: install, start the stack, print where everything is
+sandbox: install
+	$(BIN)/mcp-sandbox up
+
+## test: install, then run the unit and end-to-end suites (the e2e suite starts and stops its own stack)
+test: install
+	$(BIN)/pytest -n $(WORKERS) --dist loadgroup tests
+
+unit: install
+	$(BIN)/pytest -n $(WORKERS) tests/unit
+
+e2e: install
+	$(BIN)/pytest -n $(WORKERS) --dist loadgroup tests/e2e
+
+lint: install
+	$(BIN)/ruff check sandbox tests
+	$(BIN)/ruff format --check sandbox tests
+
+down: install
+	$(BIN)/mcp-sandbox down
+
+clean:
+	-$(BIN)/mcp-sandbox down
+	rm -rf $(VENV) .pytest_cache build dist *.egg-info

@@ -1,0 +1,161 @@
+"""The ``mcp-sandbox`` command."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sandbox.config import Settings, load_settings
+from sandbox.errors import SandboxError
+from sandbox.idp.keycloak import DEMO_CLIENT_ID
+from sandbox.stack.keycloak import ADMIN_USERNAME
+from sandbox.stack.launcher import Stack
+from sandbox.stack.state import Secrets, load_state
+
+app = typer.Typer(
+    name="mcp-sandbox",
+    help="A local sandbox for the identity lifecycle of AI agents on MCP servers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ValueError as exc:
+        _fail(
+            SandboxError(f"invalid settings: {exc}".replace("\n", " "), "fix the SANDBOX_* environment variable named")
+        )
+        raise  # unreachable
+
+
+def _fail(error: SandboxError) -> None:
+    err.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def run_guarded(action):  # type: ignore[no-untyped-def]
+    try:
+        return action()
+    except SandboxError as error:
+        _fail(error)
+
+
+@app.command()
+def up() -> None:
+    """Start the stack (Keycloak with the sandbox tenants, and the sandbox services) and wait until ready."""
+    settings = _settings()
+    run_guarded(lambda: Stack(settings).up())
+    print_info(settings)
+
+
+@app.command()
+def down() -> None:
+    """Stop every component of the stack; no process is left behind."""
+    settings = _settings()
+    stopped = run_guarded(lambda: Stack(settings).down())
+    out.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """Show each component: state, URL, pid, memory, log."""
+    settings = _settings()
+    report = run_guarded(lambda: Stack(settings).status())
+    if as_json:
+        print(json.dumps({"components": [asdict(entry) for entry in report]}, indent=2))
+        return
+    table = Table("component", "state", "url", "pid", "memory", "log")
+    colours = {"running": "green", "stopped": "dim", "dead": "red", "unhealthy": "yellow"}
+    for entry in report:
+        memory = f"{entry.memory_bytes / 2**20:.0f} MiB" if entry.memory_bytes else ""
+        table.add_row(
+            entry.name,
+            f"[{colours[entry.state]}]{entry.state}[/]",
+            entry.url or "",
+            str(entry.pid or ""),
+            memory,
+            entry.log or "",
+        )
+    out.print(table)
+
+
+@app.command()
+def logs(
+    component: Annotated[str | None, typer.Argument(help="Component name; all when omitted.")] = None,
+    lines: Annotated[int, typer.Option("-n", "--lines", help="How many lines from the end.")] = 50,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new lines.")] = False,
+) -> None:
+    """Print a component's log."""
+    settings = _settings()
+    state = load_state(settings)
+    known = sorted(state.components) if state else []
+    if component is not None and component not in known:
+        _fail(
+            SandboxError(
+                f"no component {component!r} in the running stack (known: {', '.join(known) or 'none'})",
+                "check `mcp-sandbox status` and start it with `mcp-sandbox up`",
+            )
+        )
+    paths = [Path(state.components[name].log) for name in ([component] if component else known)] if state else []
+    paths = [path for path in paths if path.is_file()]
+    if not paths:
+        _fail(SandboxError("no logs to show: the stack has not been started", "start it with `mcp-sandbox up`"))
+    command = ["tail", f"-n{lines}", *(["-F"] if follow else []), *map(str, paths)]
+    raise typer.Exit(subprocess.call(command))
+
+
+@app.command()
+def info() -> None:
+    """Print where everything is: URLs, the admin login, and a curl that gets a token."""
+    print_info(_settings())
+
+
+def print_info(settings: Settings) -> None:
+    state = load_state(settings)
+    if state is None:
+        _fail(SandboxError("the stack is not running", "start it with `mcp-sandbox up`"))
+        return
+    secrets = Secrets(settings)
+    out.print()
+    for entry in state.components.values():
+        out.print(f"[bold]{entry.name:<10}[/] {entry.url}   [dim]log: {entry.log}[/]")
+    keycloak = state.components.get("keycloak")
+    tenants: dict[str, str] = keycloak.details.get("tenants", {}) if keycloak else {}
+    for tenant, issuer in tenants.items():
+        out.print(f"  tenant [bold]{tenant}[/]  issuer {issuer}")
+    if keycloak and not keycloak.details.get("external"):
+        out.print(
+            f"  admin console {settings.keycloak_base_url}/admin/  "
+            f"login {ADMIN_USERNAME} / {secrets.get(ADMIN_USERNAME)}  [dim](regenerated on every up)[/]"
+        )
+    if tenants:
+        tenant = next(iter(tenants))
+        out.print("\nGet a client-credentials token from a tenant realm (demo client, regenerated on every up):")
+        out.print(curl_for_token(settings, tenant, secrets), soft_wrap=True, highlight=False)
+
+
+def curl_for_token(settings: Settings, tenant: str, secrets: Secrets) -> str:
+    secret = secrets.get(f"{tenant}/{DEMO_CLIENT_ID}") or ""
+    token_url = f"{settings.issuer(tenant)}/protocol/openid-connect/token"
+    return f"curl -s -d grant_type=client_credentials -u {shlex.quote(f'{DEMO_CLIENT_ID}:{secret}')} {token_url}"
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

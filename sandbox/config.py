@@ -1,0 +1,152 @@
+"""One settings object: every port, path, version and image name the sandbox uses.
+
+Values come from defaults, overridden by environment variables prefixed ``SANDBOX_``
+(``SANDBOX_KEYCLOAK_PORT=28080``). Nothing else in the package hard-codes them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+#: Checksums of the Keycloak distributions this release was tested with.
+#: 26.7.3 is the newest ``keycloak-quarkus-dist`` that Maven Central serves to our machines;
+#: 26.8.x is published for the libraries only.
+KNOWN_KEYCLOAK_SHA256 = {
+    "26.7.3": "27a6535553c3cdcd083872ba40629efafb3475e3b758e0c6f691395561dd0f1f",
+}
+DEFAULT_KEYCLOAK_VERSION = "26.7.3"
+
+
+def _xdg(var: str, fallback: str) -> Path:
+    return Path(os.environ.get(var) or Path.home() / fallback) / "mcp-sandbox"
+
+
+def _default_fixtures_dir() -> Path:
+    in_checkout = PACKAGE_DIR.parent / "fixtures"
+    return in_checkout if in_checkout.is_dir() else PACKAGE_DIR / "_fixtures"
+
+
+def _default_jvm_dirs() -> list[Path]:
+    if sys.platform == "darwin":
+        return [Path("/Library/Java/JavaVirtualMachines")]
+    return [Path("/usr/lib/jvm")]
+
+
+class Settings(BaseSettings):
+    """Everything configurable, in one place. Read it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(env_prefix="SANDBOX_", frozen=True, extra="ignore")
+
+    # Where things live.
+    state_dir: Path = Field(default_factory=lambda: _xdg("XDG_STATE_HOME", ".local/state"))
+    cache_dir: Path = Field(default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache"))
+    fixtures_dir: Path = Field(default_factory=_default_fixtures_dir)
+
+    # Network: loopback only, by rule.
+    host: str = "127.0.0.1"
+    keycloak_port: int = 18080
+    keycloak_management_port: int = 18081
+    broker_port: int = 18082
+    mcp_port: int = 18083
+
+    # Keycloak distribution and JDK (local runtime).
+    keycloak_version: str = DEFAULT_KEYCLOAK_VERSION
+    keycloak_sha256: str | None = None
+    keycloak_dist: Path | None = None
+    keycloak_features: tuple[str, ...] = (
+        "client-secret-rotation",
+        "resource-indicators",
+        "token-exchange-standard",
+    )
+    maven_central_url: str = "https://repo.maven.apache.org/maven2"
+    java_home: Path | None = Field(default=None, validation_alias=AliasChoices("JAVA_HOME", "SANDBOX_JAVA_HOME"))
+    jvm_dirs: list[Path] = Field(default_factory=_default_jvm_dirs)
+
+    # An existing Keycloak instead of starting one (URL plus an admin service account in its master realm).
+    keycloak_url: str | None = None
+    keycloak_admin_client_id: str | None = None
+    keycloak_admin_client_secret: str | None = None
+
+    # The sandbox's tenants: one Keycloak realm each.
+    tenants: list[str] = ["acme", "globex"]
+
+    runtime: Literal["local", "docker"] = "local"
+    startup_timeout: float = 180.0
+
+    @field_validator("host")
+    @classmethod
+    def _loopback_only(cls, value: str) -> str:
+        if value != "localhost" and not ipaddress.ip_address(value).is_loopback:
+            raise ValueError(
+                f"SANDBOX_HOST={value} is not a loopback address; the sandbox only binds 127.0.0.0/8 or ::1"
+            )
+        return value
+
+    @field_validator("state_dir", "cache_dir", "fixtures_dir", "keycloak_dist", "java_home")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return value.expanduser().resolve() if value is not None else None
+
+    # Derived facts, so no caller rebuilds them.
+    @property
+    def external_keycloak(self) -> bool:
+        return self.keycloak_url is not None
+
+    @property
+    def keycloak_base_url(self) -> str:
+        return (self.keycloak_url or f"http://{self.host}:{self.keycloak_port}").rstrip("/")
+
+    @property
+    def keycloak_health_url(self) -> str:
+        return f"http://{self.host}:{self.keycloak_management_port}/health/ready"
+
+    @property
+    def broker_url(self) -> str:
+        return f"http://{self.host}:{self.broker_port}"
+
+    @property
+    def mcp_url(self) -> str:
+        return f"http://{self.host}:{self.mcp_port}/mcp"
+
+    def issuer(self, realm: str) -> str:
+        return f"{self.keycloak_base_url}/realms/{realm}"
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.state_dir / "secrets.json"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    def as_environment(self) -> dict[str, str]:
+        """These settings as SANDBOX_* variables, so a child process sees exactly the same ones."""
+        env = {}
+        for name, value in self.model_dump(mode="json").items():
+            if value is None:
+                continue
+            env[f"SANDBOX_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+        return env
+
+    @property
+    def expected_keycloak_sha256(self) -> str | None:
+        return self.keycloak_sha256 or KNOWN_KEYCLOAK_SHA256.get(self.keycloak_version)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides on top (tests use these)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

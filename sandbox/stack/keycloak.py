@@ -1,0 +1,152 @@
+"""Keycloak as a stack component: run from its distribution by a local JDK, or an existing server."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+from sandbox.config import Settings
+from sandbox.idp.keycloak import ADMIN_CLIENT_ID, DEMO_CLIENT_ID, KeycloakAdapter, load_realm_template
+from sandbox.stack.component import Component, Port, ProcessComponent, Report
+from sandbox.stack.distribution import KeycloakDistribution
+from sandbox.stack.java import Jdk, find_jdk
+from sandbox.stack.readiness import answers, wait_for_http
+from sandbox.stack.state import ComponentState, Secrets
+
+ADMIN_USERNAME = "admin"
+
+
+def create_sandbox_tenants(component: Component, report: Report) -> dict[str, str]:
+    """Create the configured tenant realms (each with its own keys) unless they exist; return their issuers."""
+    settings = component.settings
+    secrets = Secrets(settings)
+    template = load_realm_template(settings.fixtures_dir)
+
+    async def create_all() -> None:
+        adapter = KeycloakAdapter.from_settings(settings)
+        for tenant in settings.tenants:
+            demo_secret = secrets.get_or_create(f"{tenant}/{DEMO_CLIENT_ID}")
+            if await adapter.ensure_realm(tenant, template, demo_secret=demo_secret):
+                report(f"created tenant realm {tenant}")
+
+    asyncio.run(create_all())
+    return {tenant: settings.issuer(tenant) for tenant in settings.tenants}
+
+
+class LocalKeycloak(ProcessComponent):
+    """Keycloak from the Maven distribution, built once, started optimized on loopback."""
+
+    name = "keycloak"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.distribution = KeycloakDistribution(self.settings)
+        self._jdk: Jdk | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.state_dir / "keycloak"
+
+    @property
+    def url(self) -> str:
+        return self.settings.keycloak_base_url
+
+    @property
+    def health_url(self) -> str:
+        return self.settings.keycloak_health_url
+
+    def ports(self) -> list[Port]:
+        return [
+            Port(self.settings.keycloak_port, "keycloak http", "SANDBOX_KEYCLOAK_PORT"),
+            Port(
+                self.settings.keycloak_management_port,
+                "keycloak management",
+                "SANDBOX_KEYCLOAK_MANAGEMENT_PORT",
+            ),
+        ]
+
+    def prepare(self, report: Report) -> None:
+        report("looking for a JDK 17+")
+        self._jdk = find_jdk(self.settings)
+        self.distribution.ensure_built(self._jdk, report)
+
+    def command(self) -> list[str]:
+        s = self.settings
+        database = self.data_dir / "db" / "keycloakdb"
+        return [
+            str(self.distribution.kc_sh),
+            "start",
+            "--optimized",
+            "--cache=local",  # no JGroups clustering: nothing leaves loopback
+            f"--db-url=jdbc:h2:file:{database};NON_KEYWORDS=VALUE",
+            "--http-enabled=true",
+            f"--http-host={s.host}",
+            f"--http-port={s.keycloak_port}",
+            f"--http-management-port={s.keycloak_management_port}",
+            f"--hostname={s.keycloak_base_url}",
+            "--hostname-strict=false",
+            "--log=console",
+        ]
+
+    def environment(self) -> dict[str, str]:
+        assert self._jdk is not None, "prepare() finds the JDK before start()"
+        secrets = Secrets(self.settings)
+        env = super().environment()
+        env.update(
+            JAVA_HOME=str(self._jdk.home),
+            PATH=f"{self._jdk.home / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}",
+            # Per-stack runtime files, so several stacks can share one built distribution.
+            JAVA_OPTS_APPEND=f"-Dquarkus.transaction-manager.object-store.directory={self.data_dir / 'tx'}"
+            f" -Djava.io.tmpdir={self.data_dir / 'tmp'}",
+            KC_BOOTSTRAP_ADMIN_USERNAME=ADMIN_USERNAME,
+            KC_BOOTSTRAP_ADMIN_PASSWORD=secrets.get_or_create(ADMIN_USERNAME),
+            KC_BOOTSTRAP_ADMIN_CLIENT_ID=ADMIN_CLIENT_ID,
+            KC_BOOTSTRAP_ADMIN_CLIENT_SECRET=secrets.get_or_create(ADMIN_CLIENT_ID),
+        )
+        return env
+
+    def start(self) -> ComponentState:
+        # Every `up` of a stopped stack starts from a clean IdP: reproducible tenants, no stale agents.
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        (self.data_dir / "tmp").mkdir(parents=True)
+        return super().start()
+
+    def configure(self, state: ComponentState, report: Report) -> None:
+        state.details["tenants"] = create_sandbox_tenants(self, report)
+        state.details["admin_console"] = f"{self.url}/admin/"
+
+
+class ExternalKeycloak(Component):
+    """A Keycloak the user runs (``SANDBOX_KEYCLOAK_URL``): checked and used, never started or stopped."""
+
+    name = "keycloak"
+
+    def start(self) -> ComponentState:
+        return ComponentState(
+            name=self.name,
+            url=self.settings.keycloak_base_url,
+            health_url=f"{self.settings.keycloak_base_url}/realms/master/.well-known/openid-configuration",
+            log="(external: see its own logs)",
+            ports={},
+            details={"external": True},
+        )
+
+    def wait_ready(self, state: ComponentState) -> None:
+        wait_for_http(
+            self.name,
+            state.health_url,
+            timeout=self.settings.startup_timeout,
+            alive=lambda: True,
+            log=self.log_path,
+        )
+
+    def configure(self, state: ComponentState, report: Report) -> None:
+        """Prove the admin service account works; tenants are made per scenario, never by default here."""
+        asyncio.run(KeycloakAdapter.from_settings(self.settings).realm_exists("master"))
+
+    def is_running(self, state: ComponentState) -> bool:
+        return answers(state.health_url)
+
+    def stop(self, state: ComponentState) -> None:
+        """Not ours to stop; the tenants we made stay until the user removes them."""

@@ -1,0 +1,154 @@
+"""Bring a list of components up, report on them, and take them down again.
+
+The launcher does not know what a component is: Keycloak, the broker and the MCP server
+(and their container variants) all go through the same four steps.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from filelock import FileLock
+from rich.console import Console
+
+from sandbox.config import Settings
+from sandbox.errors import SandboxError
+from sandbox.stack.component import Component
+from sandbox.stack.ports import ensure_free
+from sandbox.stack.state import ComponentState, StackState, clear_state, load_state, save_state
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    state: str  # running | unhealthy | dead | stopped
+    url: str | None
+    pid: int | None
+    log: str | None
+    memory_bytes: int | None = None
+
+
+def default_components(settings: Settings) -> list[Component]:
+    """The stack's components, in start order, for the configured runtime."""
+    from sandbox.stack.keycloak import ExternalKeycloak, LocalKeycloak
+
+    components: list[Component] = [
+        ExternalKeycloak(settings) if settings.external_keycloak else LocalKeycloak(settings)
+    ]
+    return components
+
+
+class Stack:
+    def __init__(
+        self,
+        settings: Settings,
+        components: list[Component] | None = None,
+        console: Console | None = None,
+    ) -> None:
+        self.settings = settings
+        self.components = components if components is not None else default_components(settings)
+        self.console = console or Console(stderr=True)
+        self._lock = FileLock(str(settings.state_dir / ".stack.lock"), timeout=900)
+
+    def _state(self) -> StackState:
+        return load_state(self.settings) or StackState(runtime=self.settings.runtime)
+
+    # up
+    def up(self) -> StackState:
+        """Start every component that is not running; harmless when all already are."""
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            state = self._state()
+            pending = [c for c in self.components if not self._running(c, state)]
+            for component in self.components:
+                if component not in pending:
+                    self.console.print(
+                        f"[green]✔[/] {component.name:<10} already running  {state.components[component.name].url}"
+                    )
+            for component in pending:  # preflight before anything slow
+                state.components.pop(component.name, None)
+                for port in component.ports():
+                    ensure_free(self.settings.host, port.number, port.purpose, port.setting)
+            started: list[Component] = []
+            try:
+                for component in pending:
+                    self._bring_up(component, state, started)
+            except BaseException:
+                for component in reversed(started):
+                    component.stop(state.components.pop(component.name))
+                save_state(self.settings, state)
+                raise
+            return state
+
+    def _bring_up(self, component: Component, state: StackState, started: list[Component]) -> None:
+        began = time.monotonic()
+        with self.console.status(f"{component.name}: starting") as spinner:
+
+            def report(step: str) -> None:
+                elapsed = time.monotonic() - began
+                self.console.print(f"  {component.name:<10} {step}  [dim]({elapsed:.1f}s)[/]")
+                spinner.update(f"{component.name}: {step}")
+
+            component.prepare(report)
+            report("starting")
+            entry = component.start()
+            state.components[component.name] = entry
+            started.append(component)
+            save_state(self.settings, state)
+            report("waiting until ready")
+            component.wait_ready(entry)
+            component.configure(entry, report)
+            save_state(self.settings, state)
+        elapsed = time.monotonic() - began
+        self.console.print(f"[green]✔[/] {component.name:<10} ready in {elapsed:.1f}s  {entry.url}")
+
+    def _running(self, component: Component, state: StackState) -> bool:
+        entry = state.components.get(component.name)
+        return entry is not None and component.is_running(entry) and component.is_healthy(entry)
+
+    # down
+    def down(self) -> list[str]:
+        """Stop every component the state file knows, in reverse order; return the names stopped."""
+        with self._lock:
+            state = load_state(self.settings)
+            if state is None:
+                return []
+            by_name = {c.name: c for c in self.components}
+            stopped = []
+            for name in reversed(list(state.components)):
+                component = by_name.get(name)
+                if component is None:
+                    raise SandboxError(
+                        f"the state file names a component {name!r} this runtime does not know",
+                        f"stop it with the runtime that started it ({state.runtime}): SANDBOX_RUNTIME={state.runtime}",
+                    )
+                component.stop(state.components[name])
+                stopped.append(name)
+            clear_state(self.settings)
+            return stopped
+
+    # status
+    def status(self) -> list[ComponentStatus]:
+        state = self._state()
+        report = []
+        for component in self.components:
+            entry: ComponentState | None = state.components.get(component.name)
+            if entry is None:
+                report.append(ComponentStatus(component.name, "stopped", None, None, None))
+                continue
+            if not component.is_running(entry):
+                condition = "dead"
+            else:
+                condition = "running" if component.is_healthy(entry) else "unhealthy"
+            report.append(
+                ComponentStatus(
+                    component.name,
+                    condition,
+                    entry.url,
+                    entry.process.pid if entry.process else None,
+                    entry.log,
+                    component.memory_bytes(entry) if condition != "dead" else None,
+                )
+            )
+        return report

@@ -1,0 +1,36 @@
+"""Check that the ports a component needs are free before anything slow starts."""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+from sandbox.errors import PortInUse
+
+
+def is_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            raise
+    return True
+
+
+def ensure_free(host: str, port: int, purpose: str, setting: str) -> None:
+    """Raise :class:`PortInUse` naming the port, what needed it, and the setting that moves it."""
+    if not is_free(host, port):
+        raise PortInUse(
+            f"port {port} on {host} ({purpose}) is already in use",
+            f"stop what holds it (see: ss -ltnp 'sport = :{port}') or pick another port with {setting}=<port>",
+        )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS considers free right now (tests use it to run a stack beside a user's own)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
