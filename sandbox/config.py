@@ -122,6 +122,10 @@ class Settings(BaseSettings):
         return f"{self.keycloak_base_url}/realms/{realm}"
 
     @property
+    def tools_file(self) -> Path:
+        return self.fixtures_dir / "tools.yaml"
+
+    @property
     def state_file(self) -> Path:
         return self.state_dir / "state.json"
 

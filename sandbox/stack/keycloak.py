@@ -7,27 +7,46 @@ import shutil
 from pathlib import Path
 
 from sandbox.config import Settings
-from sandbox.idp.keycloak import ADMIN_CLIENT_ID, DEMO_CLIENT_ID, KeycloakAdapter, load_realm_template
+from sandbox.idp.keycloak import (
+    ADMIN_CLIENT_ID,
+    DEMO_CLIENT_ID,
+    RESOURCE_SERVER_SECRET,
+    KeycloakAdapter,
+    load_realm_template,
+)
 from sandbox.stack.component import Component, Port, ProcessComponent, Report
 from sandbox.stack.distribution import KeycloakDistribution
 from sandbox.stack.java import Jdk, find_jdk
 from sandbox.stack.readiness import answers, wait_for_http
 from sandbox.stack.state import ComponentState, Secrets
+from sandbox.toolmap import ToolMap
 
 ADMIN_USERNAME = "admin"
 
 
+def create_tenant(adapter: KeycloakAdapter, settings: Settings, tenant: str, *, demo_secret: str | None = None):
+    """Create one tenant realm from the fixtures: template, a client scope per tool scope, introspection client."""
+    return adapter.create_tenant_realm(
+        tenant,
+        load_realm_template(settings.fixtures_dir),
+        scopes=ToolMap.load(settings.tools_file).all_scopes(),
+        resource_servers={settings.mcp_url: Secrets(settings).get_or_create(RESOURCE_SERVER_SECRET)},
+        demo_secret=demo_secret,
+    )
+
+
 def create_sandbox_tenants(component: Component, report: Report) -> dict[str, str]:
-    """Create the configured tenant realms (each with its own keys) unless they exist; return their issuers."""
+    """Create the configured tenant realms unless they exist; return their issuers."""
     settings = component.settings
     secrets = Secrets(settings)
-    template = load_realm_template(settings.fixtures_dir)
 
     async def create_all() -> None:
         adapter = KeycloakAdapter.from_settings(settings)
         for tenant in settings.tenants:
-            demo_secret = secrets.get_or_create(f"{tenant}/{DEMO_CLIENT_ID}")
-            if await adapter.ensure_realm(tenant, template, demo_secret=demo_secret):
+            if not await adapter.realm_exists(tenant):
+                await create_tenant(
+                    adapter, settings, tenant, demo_secret=secrets.get_or_create(f"{tenant}/{DEMO_CLIENT_ID}")
+                )
                 report(f"created tenant realm {tenant}")
 
     asyncio.run(create_all())

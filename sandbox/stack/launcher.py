@@ -16,7 +16,7 @@ from sandbox.config import Settings
 from sandbox.errors import SandboxError
 from sandbox.stack.component import Component
 from sandbox.stack.ports import ensure_free
-from sandbox.stack.state import ComponentState, StackState, clear_state, load_state, save_state
+from sandbox.stack.state import ComponentState, Secrets, StackState, clear_state, load_state, save_state
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,8 @@ class Stack:
         with self._lock:
             state = self._state()
             pending = [c for c in self.components if not self._running(c, state)]
+            if len(pending) == len(self.components):
+                Secrets(self.settings).clear()  # a stack started from nothing gets fresh credentials
             for component in self.components:
                 if component not in pending:
                     self.console.print(

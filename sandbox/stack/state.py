@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 from sandbox.config import Settings
 from sandbox.stack.process import ProcessRecord
 
@@ -80,24 +82,33 @@ def clear_state(settings: Settings) -> None:
 
 
 class Secrets:
-    """Credentials the stack generates for itself (admin, demo clients), kept in a 0600 file."""
+    """Credentials the stack generates for itself (admin, demo clients), kept in a 0600 file.
+
+    Every call reads the file afresh and writes under a lock, so processes and objects never
+    overwrite each other's entries.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.path = settings.secrets_file
-        try:
-            self.values: dict[str, str] = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            self.values = {}
+        self._lock = FileLock(str(self.path.with_name(".secrets.lock")), timeout=30)
 
-    def get_or_create(self, name: str) -> str:
-        if name not in self.values:
-            self.values[name] = secrets.token_urlsafe(24)
-            _write_atomically(self.path, json.dumps(self.values, indent=2), mode=0o600)
-        return self.values[name]
+    def _read(self) -> dict[str, str]:
+        try:
+            return json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
 
     def get(self, name: str) -> str | None:
-        return self.values.get(name)
+        return self._read().get(name)
+
+    def get_or_create(self, name: str) -> str:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            values = self._read()
+            if name not in values:
+                values[name] = secrets.token_urlsafe(24)
+                _write_atomically(self.path, json.dumps(values, indent=2), mode=0o600)
+            return values[name]
 
     def clear(self) -> None:
-        self.values = {}
         self.path.unlink(missing_ok=True)
