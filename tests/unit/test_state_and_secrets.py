@@ -1,0 +1,26 @@
+import stat
+from pathlib import Path
+
+from sandbox.config import Settings
+from sandbox.stack.process import ProcessRecord
+from sandbox.stack.state import ComponentState, Secrets, StackState, load_state, save_state
+
+
+def test_state_survives_a_round_trip(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path)
+    state = StackState(
+        "local",
+        {"keycloak": ComponentState("keycloak", "u", "h", "l", {"http": 1}, ProcessRecord(42, 1.5), details={"a": 1})},
+    )
+    save_state(settings, state)
+    assert load_state(settings) == state
+
+
+def test_secrets_are_private_and_shared_between_instances(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path)
+    one, two = Secrets(settings), Secrets(settings)
+    first = one.get_or_create("a")
+    second = two.get_or_create("b")  # must not drop "a", which `two` never saw in memory
+    assert one.get("a") == first and one.get("b") == second
+    assert one.get_or_create("a") == first
+    assert stat.S_IMODE(settings.secrets_file.stat().st_mode) == 0o600
