@@ -59,7 +59,11 @@ class AgentClient:
 
 
 def resource_server_client(url: str, secret: str) -> dict[str, Any]:
-    """A resource server's own client: no flows, only a credential for RFC 7662 introspection."""
+    """A resource server's own client: no flows, only a credential for RFC 7662 introspection.
+
+    Its ``resource_url`` attribute makes ``resource=<url>`` (RFC 8707) a valid target in token
+    requests: Keycloak then narrows the token's ``aud`` to exactly that URL.
+    """
     return {
         "clientId": url,
         "name": f"MCP resource server {url} (introspection only)",
@@ -70,6 +74,7 @@ def resource_server_client(url: str, secret: str) -> dict[str, Any]:
         "serviceAccountsEnabled": False,
         "standardFlowEnabled": False,
         "directAccessGrantsEnabled": False,
+        "attributes": {"resource_url": url},
     }
 
 
@@ -212,6 +217,11 @@ class KeycloakAdapter:
                 },
                 skip_exists=True,
             )
+
+    @_translated
+    async def create_resource_server_client(self, realm: str, url: str, secret: str) -> str:
+        """Add one more resource server (canonical ``url``) to an existing realm; return the client's internal id."""
+        return await self.admin(realm).a_create_client(resource_server_client(url, secret))
 
     @_translated
     async def delete_realm(self, realm: str) -> None:
