@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import wraps
@@ -18,7 +19,9 @@ from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 from keycloak.exceptions import (
     KeycloakAuthenticationError,
     KeycloakConnectionError,
+    KeycloakDeleteError,
     KeycloakGetError,
+    raise_error_from_response,
 )
 
 from sandbox.config import Settings
@@ -34,6 +37,16 @@ DEMO_CLIENT_ID = "quickstart-agent"
 RESOURCE_SERVER_SECRET = "mcp-resource-server"
 #: Built-in scope that carries ``sub``; every agent gets it besides its tool scopes.
 BASE_SCOPES = ("basic",)
+#: Client attribute that marks an agent's client; the tenant template's secret-rotation client policy matches it.
+AGENT_ATTRIBUTE = "mcp-sandbox.agent"
+#: Public client of every tenant realm that tenant admins log in with (authorization code + PKCE), see tenant.json.
+ADMIN_LOGIN_CLIENT_ID = "sandbox-broker-admin"
+#: Realm role that makes a user of a tenant realm an admin of that tenant.
+TENANT_ADMIN_ROLE = "tenant-admin"
+#: ``amr`` values the browser flow records (RFC 8176): a token whose ``amr`` has "otp" proves MFA.
+LOGIN_METHOD_REFERENCES = {"auth-username-password-form": "pwd", "auth-otp-form": "otp"}
+#: How long after a login its ``amr`` values stay in newly issued tokens (Keycloak drops them after this).
+LOGIN_METHOD_MAX_AGE = 12 * 3600
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,7 @@ class AgentClientSpec:
     credential: Literal["client_secret", "private_key_jwt"] = "client_secret"
     jwks: dict[str, Any] | None = None  # the agent's public keys, for private_key_jwt
     attributes: dict[str, str] = field(default_factory=dict)
+    enabled: bool = True  # a disabled client gets no token (agents waiting for approval)
 
 
 @dataclass(frozen=True)
@@ -208,6 +222,7 @@ class KeycloakAdapter:
         payload["clients"] = clients
         await self.admin("master").a_create_realm(payload)
         admin = self.admin(realm)
+        await self._record_login_methods(realm)
         for scope in scopes:
             await admin.a_create_client_scope(
                 {
@@ -223,6 +238,23 @@ class KeycloakAdapter:
         """Add one more resource server (canonical ``url``) to an existing realm; return the client's internal id."""
         return await self.admin(realm).a_create_client(resource_server_client(url, secret))
 
+    async def _record_login_methods(self, realm: str) -> None:
+        """Make the browser flow's password and OTP steps report ``amr`` values, so admin tokens show MFA."""
+        admin = self.admin(realm)
+        for execution in await admin.a_get_authentication_flow_executions("browser"):
+            reference = LOGIN_METHOD_REFERENCES.get(execution.get("providerId", ""))
+            if reference and not execution.get("authenticationConfig"):
+                await admin.a_create_execution_config(
+                    execution["id"],
+                    {
+                        "alias": f"amr-{reference}",
+                        "config": {
+                            "default.reference.value": reference,
+                            "default.reference.maxAge": str(LOGIN_METHOD_MAX_AGE),
+                        },
+                    },
+                )
+
     @_translated
     async def delete_realm(self, realm: str) -> None:
         await self.admin("master").a_delete_realm(realm)
@@ -235,6 +267,7 @@ class KeycloakAdapter:
         attributes = {
             "access.token.lifespan": str(spec.token_lifetime),
             "client_credentials.use_refresh_token": "false",
+            AGENT_ATTRIBUTE: "true",
             **spec.attributes,
         }
         if spec.credential == "private_key_jwt":
@@ -250,7 +283,7 @@ class KeycloakAdapter:
         payload = {
             "clientId": spec.client_id,
             "name": spec.name,
-            "enabled": True,
+            "enabled": spec.enabled,
             "protocol": "openid-connect",
             "publicClient": False,
             "serviceAccountsEnabled": True,
@@ -274,7 +307,116 @@ class KeycloakAdapter:
 
     @_translated
     async def delete_client(self, realm: str, internal_id: str) -> None:
-        await self.admin(realm).a_delete_client(internal_id)
+        """Remove a client; one that is already gone counts as removed."""
+        try:
+            await self.admin(realm).a_delete_client(internal_id)
+        except KeycloakDeleteError as exc:
+            if exc.response_code != 404:
+                raise
+
+    @_translated
+    async def find_client(self, realm: str, client_id: str) -> str | None:
+        """Keycloak's internal id of the client named ``client_id``, or None."""
+        return await self.admin(realm).a_get_client_id(client_id)
+
+    @_translated
+    async def set_client_enabled(self, realm: str, internal_id: str, enabled: bool) -> None:
+        """A disabled client gets no token, and its tokens introspect as inactive."""
+        await self.admin(realm).a_update_client(internal_id, {"enabled": enabled})
+
+    @_translated
+    async def set_default_scopes(self, realm: str, internal_id: str, scopes: list[str]) -> None:
+        """Make ``scopes`` (plus the base scopes) exactly the client's default scopes: its next token carries them."""
+        admin = self.admin(realm)
+        wanted = {*BASE_SCOPES, *scopes}
+        current = {scope["name"]: scope["id"] for scope in await admin.a_get_client_default_client_scopes(internal_id)}
+        ids = {scope["name"]: scope["id"] for scope in await admin.a_get_client_scopes()}
+        for name in sorted(wanted - set(current)):
+            await admin.a_add_client_default_client_scope(internal_id, ids[name], {})
+        for name in sorted(set(current) - wanted):
+            await admin.a_delete_client_default_client_scope(internal_id, current[name])
+
+    @_translated
+    async def rotate_client_secret(self, realm: str, internal_id: str, grace_seconds: int) -> str:
+        """Issue a new secret; the old one stays valid for ``grace_seconds`` (Keycloak's secret rotation).
+
+        The tenant template's client policy (executor ``secret-rotation``) keeps the old secret as the
+        "rotated" one; its expiry is then set to this rotation's grace, so each rotation has its own.
+        """
+        admin = self.admin(realm)
+        secret = (await admin.a_generate_client_secrets(internal_id))["value"]
+        if grace_seconds <= 0:
+            await self.end_secret_grace(realm, internal_id)
+            return secret
+        client = await admin.a_get_client(internal_id)
+        attributes = dict(client.get("attributes", {}))
+        attributes["client.secret.rotated.expiration.time"] = str(int(time.time()) + grace_seconds)
+        await admin.a_update_client(internal_id, {"attributes": attributes})
+        return secret
+
+    @_translated
+    async def end_secret_grace(self, realm: str, internal_id: str) -> None:
+        """Invalidate the rotated (old) secret now."""
+        connection = self.admin(realm).connection
+        response = await connection.a_raw_delete(
+            f"admin/realms/{realm}/clients/{internal_id}/client-secret/rotated", data=None
+        )
+        if response.status_code not in (204, 404):
+            raise_error_from_response(response, KeycloakDeleteError)
+
+    @_translated
+    async def set_client_jwks(self, realm: str, internal_id: str, jwks: dict[str, Any]) -> None:
+        """Replace the public keys a private_key_jwt client may sign its assertions with."""
+        admin = self.admin(realm)
+        client = await admin.a_get_client(internal_id)
+        attributes = dict(client.get("attributes", {}))
+        attributes["jwks.string"] = json.dumps(jwks)
+        await admin.a_update_client(internal_id, {"attributes": attributes})
+
+    @_translated
+    async def client_events(
+        self,
+        realm: str,
+        client_id: str,
+        types: tuple[str, ...] = ("CLIENT_LOGIN", "CLIENT_LOGIN_ERROR"),
+        maximum: int = 500,
+    ) -> list[dict[str, Any]]:
+        """The realm's recorded login events of one client, newest first (``time`` in milliseconds)."""
+        return await self.admin(realm).a_get_events({"client": client_id, "type": list(types), "max": maximum})
+
+    @_translated
+    async def create_tenant_admin(self, realm: str, username: str, password: str, otp_secret: str | None) -> str:
+        """Create a human admin of the tenant: a user with a password, the tenant-admin role and, if given, TOTP.
+
+        ``otp_secret`` is Keycloak's raw secret; an authenticator app gets its base32 form.
+        """
+        admin = self.admin(realm)
+        credentials: list[dict[str, Any]] = [{"type": "password", "value": password, "temporary": False}]
+        if otp_secret is not None:
+            credentials.append(
+                {
+                    "type": "otp",
+                    "userLabel": "sandbox authenticator",
+                    "secretData": json.dumps({"value": otp_secret}),
+                    "credentialData": json.dumps(
+                        {"subType": "totp", "digits": 6, "counter": 0, "period": 30, "algorithm": "HmacSHA1"}
+                    ),
+                }
+            )
+        user_id = await admin.a_create_user(
+            {
+                "username": username,
+                "email": f"{username}@{realm}.example",
+                "emailVerified": True,
+                "firstName": username,
+                "lastName": f"{realm} admin",
+                "enabled": True,
+                "credentials": credentials,
+            }
+        )
+        role = await admin.a_get_realm_role(TENANT_ADMIN_ROLE)
+        await admin.a_assign_realm_roles(user_id, [role])
+        return user_id
 
     @_translated
     async def client_scope_names(self, realm: str, internal_id: str) -> list[str]:
