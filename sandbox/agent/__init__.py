@@ -1,0 +1,1 @@
+"""The agent side: credentials, tokens, and calls to MCP servers as an agent makes them."""
