@@ -13,12 +13,13 @@ import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from sandbox.config import Settings, load_settings
 from sandbox.stack.launcher import Stack
-from sandbox.stack.ports import free_port
+from sandbox.stack.ports import private_stack_environment
 from sandbox.stack.state import StackState, load_state
 
 _PRIVATE_MARKER = "SANDBOX_PYTEST_PRIVATE_STACK"
@@ -45,9 +46,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # Decide the private stack's place and ports once, in the controlling process; workers inherit them.
     state_dir = tempfile.mkdtemp(prefix="mcp-sandbox-test-")
     os.environ[_PRIVATE_MARKER] = state_dir
-    os.environ["SANDBOX_STATE_DIR"] = state_dir
-    for name in ("KEYCLOAK_PORT", "KEYCLOAK_MANAGEMENT_PORT", "BROKER_PORT", "MCP_PORT"):
-        os.environ.setdefault(f"SANDBOX_{name}", str(free_port()))
+    for key, value in private_stack_environment(Path(state_dir)).items():
+        os.environ.setdefault(key, value)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

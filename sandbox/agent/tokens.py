@@ -65,40 +65,55 @@ class Token:
         return time.time() < self.expires_at - margin
 
 
-async def fetch_token(
-    token_url: str,
-    credential: Credential,
-    *,
-    scope: str | None = None,
-    timeout: float = 10.0,
-) -> Token:
-    """A client-credentials token for ``credential``, or TokenRefused with the endpoint's reason."""
-    if isinstance(credential, PrivateKeyCredential):
-        client = AsyncOAuth2Client(
-            credential.client_id, credential.private_jwk, token_endpoint_auth_method="private_key_jwt", timeout=timeout
-        )
-        client.register_client_auth_method(
-            PrivateKeyJWT(token_url, headers={"kid": credential.kid}, alg=credential.alg)
-        )
-    else:
-        client = AsyncOAuth2Client(
-            credential.client_id,
-            credential.secret,
-            token_endpoint_auth_method="client_secret_post",
-            timeout=timeout,
-        )
-    async with client:
+class TokenClient:
+    """Client-credentials grants for one credential, over one kept-alive connection pool."""
+
+    def __init__(self, token_url: str, credential: Credential, *, timeout: float = 10.0) -> None:
+        self.token_url = token_url
+        self.credential = credential
+        if isinstance(credential, PrivateKeyCredential):
+            self._client = AsyncOAuth2Client(
+                credential.client_id,
+                credential.private_jwk,
+                token_endpoint_auth_method="private_key_jwt",
+                timeout=timeout,
+            )
+            self._client.register_client_auth_method(
+                PrivateKeyJWT(token_url, headers={"kid": credential.kid}, alg=credential.alg)
+            )
+        else:
+            self._client = AsyncOAuth2Client(
+                credential.client_id,
+                credential.secret,
+                token_endpoint_auth_method="client_secret_post",
+                timeout=timeout,
+            )
+
+    async def fetch(self, scope: str | None = None) -> Token:
+        """A new token, or TokenRefused with the endpoint's reason."""
         try:
-            issued = await client.fetch_token(token_url, grant_type="client_credentials", scope=scope)
+            issued = await self._client.fetch_token(self.token_url, grant_type="client_credentials", scope=scope)
         except OAuthError as exc:
             raise TokenRefused(_status(exc), exc.error or "error", exc.description or "") from None
         except httpx.HTTPError as exc:
             raise TokenRefused(None, "unreachable", str(exc)) from None
-    return Token(
-        issued["access_token"],
-        float(issued.get("expires_at") or time.time() + issued["expires_in"]),
-        issued.get("scope", ""),
-    )
+        expires_at = float(issued.get("expires_at") or time.time() + issued["expires_in"])
+        return Token(issued["access_token"], expires_at, issued.get("scope", ""))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def __aenter__(self) -> TokenClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+
+async def fetch_token(token_url: str, credential: Credential, *, scope: str | None = None) -> Token:
+    """One token for ``credential`` (a client of its own; keep a TokenClient for many)."""
+    async with TokenClient(token_url, credential) as client:
+        return await client.fetch(scope)
 
 
 def _status(error: OAuthError) -> int | None:

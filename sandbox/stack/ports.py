@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from pathlib import Path
 
 from sandbox.errors import PortInUse
 
@@ -34,3 +35,12 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
+
+
+#: The settings that hold the stack's ports.
+PORT_SETTINGS = ("KEYCLOAK_PORT", "KEYCLOAK_MANAGEMENT_PORT", "BROKER_PORT", "MCP_PORT")
+
+
+def private_stack_environment(state_dir: Path) -> dict[str, str]:
+    """SANDBOX_* variables for a stack of its own: its own state directory and free ports."""
+    return {"SANDBOX_STATE_DIR": str(state_dir), **{f"SANDBOX_{name}": str(free_port()) for name in PORT_SETTINGS}}

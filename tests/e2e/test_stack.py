@@ -19,7 +19,7 @@ from joserfc.jwk import KeySet
 
 from sandbox.config import Settings
 from sandbox.pytest_plugin import SandboxStack
-from sandbox.stack.ports import free_port
+from sandbox.stack.ports import private_stack_environment
 
 MCP_SANDBOX = str(Path(sys.executable).parent / "mcp-sandbox")
 
@@ -99,15 +99,7 @@ def test_keycloak_listens_on_loopback_only(sandbox_stack: SandboxStack) -> None:
 
 
 def isolated_stack_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {
-        "SANDBOX_STATE_DIR": str(tmp_path / "state"),
-        "SANDBOX_KEYCLOAK_PORT": str(free_port()),
-        "SANDBOX_KEYCLOAK_MANAGEMENT_PORT": str(free_port()),
-        "SANDBOX_BROKER_PORT": str(free_port()),
-        "SANDBOX_MCP_PORT": str(free_port()),
-    }
-    env.update(extra)
-    return env
+    return {**private_stack_environment(tmp_path / "state"), **extra}
 
 
 def processes_using(path: Path) -> list[psutil.Process]:
