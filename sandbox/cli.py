@@ -123,6 +123,31 @@ def info() -> None:
     print_info(_settings())
 
 
+@app.command("mcp-server")
+def mcp_server(
+    issuer: Annotated[list[str] | None, typer.Option("--issuer", help="An issuer to trust (repeatable).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port on 127.0.0.1; default SANDBOX_MCP_PORT.")] = None,
+    mode: Annotated[str, typer.Option("--mode", help="Token validation: jwt, introspect or jwt+events.")] = "jwt",
+    broker_url: Annotated[
+        str | None, typer.Option("--broker-url", help="The broker: trust list, revocation events, usage reports.")
+    ] = None,
+) -> None:
+    """Run the reference MCP server alone, in the foreground; its canonical URL is http://<host>:<port>/mcp."""
+    from functools import partial
+
+    from sandbox.mcp_server.options import ServerOptions
+    from sandbox.mcp_server.server import serve
+    from sandbox.stack.ports import ensure_free
+
+    settings = _settings()
+    chosen = port or settings.mcp_port
+    standalone = partial(ServerOptions.standalone, settings, port=chosen, mode=mode, broker_url=broker_url)
+    options = run_guarded(lambda: standalone(issuers=issuer or []))
+    run_guarded(lambda: ensure_free(settings.host, chosen, "mcp server", "--port"))
+    err.print(f"MCP server {options.canonical_url} ({options.mode}), trusting: {', '.join(options.issuers) or '-'}")
+    serve(options)
+
+
 def print_info(settings: Settings) -> None:
     state = load_state(settings)
     if state is None:
@@ -151,6 +176,39 @@ def curl_for_token(settings: Settings, tenant: str, secrets: Secrets) -> str:
     secret = secrets.get(f"{tenant}/{DEMO_CLIENT_ID}") or ""
     token_url = f"{settings.issuer(tenant)}/protocol/openid-connect/token"
     return f"curl -s -d grant_type=client_credentials -u {shlex.quote(f'{DEMO_CLIENT_ID}:{secret}')} {token_url}"
+
+
+@app.command()
+def bench(
+    names: Annotated[list[str] | None, typer.Argument(help="Benchmarks to run; all when omitted.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the figures as JSON here.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of the latency distributions here.")] = None,
+    markdown: Annotated[Path | None, typer.Option("--markdown", help="Write a Markdown results page here.")] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Small sample sizes: a smoke test, not a measurement.")
+    ] = False,
+) -> None:
+    """Measure the running stack: each benchmark's median, p95, p99, min, max and n, side by side."""
+    import asyncio
+
+    from sandbox.bench.runner import failed, run_benchmarks, write_markdown, write_plot
+
+    settings = _settings()
+    command = " ".join(["mcp-sandbox", *sys.argv[1:]])
+    report, context = run_guarded(
+        lambda: asyncio.run(run_benchmarks(settings, names or [], quick=quick, command=command))
+    )
+    text = json.dumps(report, indent=2)
+    print(text)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(text + "\n")
+    if plot:
+        write_plot(context, plot)
+    if markdown:
+        write_markdown(report, markdown, plot)
+    if failed(report):
+        _fail(SandboxError(f"benchmarks failed: {', '.join(failed(report))}", "see their `error` in the JSON"))
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -95,3 +95,17 @@ def _reap(pid: int) -> None:
         if done:
             return
         time.sleep(0.05)
+
+
+def peak_rss_bytes(record: ProcessRecord) -> int:
+    """The high-water mark of resident memory (VmHWM), summed over the process and its descendants."""
+    total = 0
+    for member in family(record):
+        try:
+            status = Path(f"/proc/{member.pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1]) * 1024
+    return total

@@ -1,0 +1,1 @@
+"""Benchmarks on the running stack: repeatable measurements, printed as JSON, compared side by side in one run."""

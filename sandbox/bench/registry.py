@@ -1,0 +1,41 @@
+"""Benchmarks register here by name; the runner runs the ones asked for, in registration order."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sandbox.config import Settings
+
+
+@dataclass
+class BenchContext:
+    settings: Settings
+    quick: bool
+    #: Raw samples a benchmark keeps for plotting: name -> samples (ms).
+    distributions: dict[str, list[float]] = field(default_factory=dict)
+
+    def size(self, full: int, quick: int) -> int:
+        return quick if self.quick else full
+
+
+BenchFunction = Callable[[BenchContext], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    title: str
+    run: BenchFunction
+
+
+BENCHMARKS: dict[str, Benchmark] = {}
+
+
+def benchmark(name: str, title: str) -> Callable[[BenchFunction], BenchFunction]:
+    def register(function: BenchFunction) -> BenchFunction:
+        BENCHMARKS[name] = Benchmark(name, title, function)
+        return function
+
+    return register

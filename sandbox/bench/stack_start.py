@@ -1,0 +1,64 @@
+"""Stack start: `mcp-sandbox up` to ready, from an empty cache and a warm one; peak memory per component."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sandbox.bench.registry import BenchContext, benchmark
+from sandbox.config import load_settings
+from sandbox.stack.launcher import Stack
+from sandbox.stack.ports import private_stack_environment
+from sandbox.stack.process import peak_rss_bytes
+from sandbox.stack.state import load_state
+
+MCP_SANDBOX = str(Path(sys.executable).parent / "mcp-sandbox")
+
+
+async def _start_once(workdir: Path, cache_dir: Path | None) -> dict[str, Any]:
+    env = {**os.environ, **private_stack_environment(workdir / "state")}
+    if cache_dir is not None:
+        env["SANDBOX_CACHE_DIR"] = str(cache_dir)
+    began = time.perf_counter()
+    process = await asyncio.create_subprocess_exec(
+        MCP_SANDBOX, "up", env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await process.communicate()
+    seconds = time.perf_counter() - began
+    settings = load_settings(state_dir=workdir / "state")
+    try:
+        if process.returncode != 0:
+            raise RuntimeError(f"mcp-sandbox up failed: {stderr.decode()[-500:]}")
+        state = load_state(settings)
+        assert state is not None
+        peaks = {
+            name: round(peak_rss_bytes(entry.process) / 2**20, 1)
+            for name, entry in state.components.items()
+            if entry.process is not None
+        }
+    finally:
+        stopper = await asyncio.create_subprocess_exec(MCP_SANDBOX, "down", env=env, stdout=asyncio.subprocess.DEVNULL)
+        await stopper.wait()
+    return {"seconds_to_ready": round(seconds, 2), "peak_rss_mib": peaks}
+
+
+@benchmark("stack-start", "mcp-sandbox up to ready, cold and warm; peak RSS per component")
+async def stack_start(context: BenchContext) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-start-") as scratch:
+        root = Path(scratch)
+        if not context.quick:
+            # Cold: an empty sandbox cache (the zip comes from Maven's local repository or Central).
+            results["cold"] = await _start_once(root / "cold", cache_dir=root / "empty-cache")
+            shutil.rmtree(root / "empty-cache", ignore_errors=True)
+        results["warm"] = await _start_once(root / "warm", cache_dir=None)
+    results["components"] = [component.name for component in Stack(context.settings).components]
+    if context.quick:
+        results["note"] = "quick mode measures the warm start only"
+    return results
