@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     runtime: Literal["local", "docker"] = "local"
     startup_timeout: float = 180.0
 
+    # The credential broker (sandbox/broker).
+    broker_database_url: str | None = None  # default: SQLite in <state_dir>/broker; PostgreSQL by URL
+    broker_policy_file: Path | None = None  # default: <fixtures_dir>/policy.yaml
+    broker_housekeeping_interval: float = 2.0  # seconds between checks for ended graces and interrupted revocations
+
     @field_validator("host")
     @classmethod
     def _loopback_only(cls, value: str) -> str:
@@ -92,7 +97,7 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("state_dir", "cache_dir", "fixtures_dir", "keycloak_dist", "java_home")
+    @field_validator("state_dir", "cache_dir", "fixtures_dir", "keycloak_dist", "java_home", "broker_policy_file")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
@@ -120,6 +125,10 @@ class Settings(BaseSettings):
 
     def issuer(self, realm: str) -> str:
         return f"{self.keycloak_base_url}/realms/{realm}"
+
+    @property
+    def policy_file(self) -> Path:
+        return self.broker_policy_file or self.fixtures_dir / "policy.yaml"
 
     @property
     def tools_file(self) -> Path:
