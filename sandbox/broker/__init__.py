@@ -1,0 +1,3 @@
+"""The credential broker: the control plane of agent identities (provision, role change, rotation, revocation,
+dormancy review, approvals, audit, MCP client configs). It drives Keycloak through ``sandbox.idp`` and tells
+resource servers about revocations; it never sits in an agent's token path."""

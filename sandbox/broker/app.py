@@ -1,0 +1,346 @@
+"""The broker's HTTP API (FastAPI; the OpenAPI document is served at ``/openapi.json``).
+
+Run it with ``mcp-sandbox broker serve``; the stack starts it as the ``broker`` component.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import httpx
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.responses import JSONResponse
+
+from sandbox.broker import schemas
+from sandbox.broker.auth import Authenticator, AuthError, Principal
+from sandbox.broker.clock import Clock, SystemClock
+from sandbox.broker.errors import BrokerError, MfaRequired
+from sandbox.broker.events import SigningKey
+from sandbox.broker.policy import Policy
+from sandbox.broker.service import BrokerService
+from sandbox.broker.store import Database, broker_dir, default_database_url
+from sandbox.config import Settings, load_settings
+from sandbox.errors import SandboxError
+from sandbox.idp.keycloak import ADMIN_CLIENT_ID, IdpUnavailable, KeycloakAdapter
+from sandbox.stack.state import Secrets
+from sandbox.toolmap import ToolMap
+
+log = logging.getLogger(__name__)
+
+#: Stack secret the MCP servers present when they report tool calls (POST /usage).
+USAGE_INGEST_SECRET = "usage-ingest"
+SIGNING_KEY_FILE = "set-signing-key.json"
+
+
+def reference_server_events_url(settings: Settings) -> str:
+    return f"http://{settings.host}:{settings.mcp_port}/events"
+
+
+def build_service(
+    settings: Settings, http: httpx.AsyncClient, *, adapter: KeycloakAdapter | None = None, clock: Clock | None = None
+) -> BrokerService:
+    tools = ToolMap.load(settings.tools_file)
+    db = Database(settings.broker_database_url or default_database_url(settings))
+    db.create_schema()
+    return BrokerService(
+        settings=settings,
+        db=db,
+        adapter=adapter or KeycloakAdapter.from_settings(settings),
+        policy=Policy.load(settings.policy_file, tools),
+        tools=tools,
+        clock=clock or SystemClock(),
+        signing_key=SigningKey.load_or_create(broker_dir(settings) / SIGNING_KEY_FILE),
+        http=http,
+    )
+
+
+async def _adopt_sandbox_tenants(service: BrokerService) -> None:
+    for tenant in service.settings.tenants:
+        try:
+            if await service.adopt_tenant(tenant):
+                log.info("adopted sandbox tenant", extra={"tenant": tenant})
+        except IdpUnavailable as exc:
+            log.warning("cannot check sandbox tenant at start-up", extra={"tenant": tenant, "reason": exc.cause})
+
+
+async def _housekeeping(service: BrokerService, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            done = await service.housekeeping()
+            if any(done.values()):
+                log.info("housekeeping", extra=done)
+        except Exception as exc:  # the loop outlives any one failure; the next round retries
+            log.warning("housekeeping failed", extra={"reason": f"{type(exc).__name__}: {exc}"})
+
+
+def create_app(
+    settings: Settings | None = None, *, adapter: KeycloakAdapter | None = None, clock: Clock | None = None
+) -> FastAPI:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with httpx.AsyncClient(timeout=10.0) as http:
+            service = build_service(settings, http, adapter=adapter, clock=clock)
+            service.register_resource_server(None, settings.mcp_url, reference_server_events_url(settings))
+            await _adopt_sandbox_tenants(service)
+            app.state.service = service
+            app.state.usage_secret = Secrets(settings).get_or_create(USAGE_INGEST_SECRET)
+            app.state.authenticator = Authenticator(
+                master_issuer=settings.issuer("master"),
+                operator_client_id=settings.keycloak_admin_client_id or ADMIN_CLIENT_ID,
+                tenant_issuers=service.tenant_issuers,
+                http=http,
+            )
+            task = asyncio.create_task(_housekeeping(service, settings.broker_housekeeping_interval))
+            try:
+                yield
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                service.db.dispose()
+
+    app = FastAPI(
+        title="mcp-sandbox credential broker",
+        version="1",
+        description="The control plane of agent identities: tenants, agents, rotation, revocation, dormancy, "
+        "approvals, audit and MCP client configs. Admin endpoints take a bearer token from the tenant's "
+        "Keycloak realm (client sandbox-broker-admin); privileged acts need a login with OTP.",
+        lifespan=lifespan,
+    )
+    _install_error_handlers(app)
+    _add_routes(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(BrokerError)
+    async def broker_error(_: Request, exc: BrokerError) -> JSONResponse:
+        headers = {}
+        if isinstance(exc, MfaRequired):
+            headers["WWW-Authenticate"] = f'Bearer error="{exc.code}", error_description="{exc.cause}"'
+        body = {"error": exc.code, "detail": str(exc), "cause": exc.cause, "fix": exc.fix, **exc.details}
+        return JSONResponse(body, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(AuthError)
+    async def auth_error(_: Request, exc: AuthError) -> JSONResponse:
+        headers = {"WWW-Authenticate": f'Bearer error="{exc.error}", error_description="{exc.description}"'}
+        return JSONResponse({"error": exc.error, "detail": exc.description}, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(SandboxError)
+    async def sandbox_error(_: Request, exc: SandboxError) -> JSONResponse:
+        status = 503 if isinstance(exc, IdpUnavailable) else 500
+        return JSONResponse({"error": "unavailable" if status == 503 else "internal", "detail": str(exc)}, status)
+
+
+async def _principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    authenticator: Authenticator = request.app.state.authenticator
+    return await authenticator.authenticate(authorization)
+
+
+def _service(request: Request) -> BrokerService:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+Caller = Annotated[Principal, Depends(_principal)]
+Service = Annotated[BrokerService, Depends(_service)]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": schemas.Error} for code in (400, 401, 403, 404, 409, 422, 503)
+}
+
+
+def _add_routes(app: FastAPI) -> None:
+    @app.get("/health", tags=["public"])
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/trust/issuers", tags=["public"])
+    async def trusted_issuers(service: Service) -> dict[str, list[str]]:
+        """The issuers (tenant realms) MCP servers may trust; a realm not listed here is never trusted."""
+        return {"issuers": sorted(service.tenant_issuers())}
+
+    @app.get("/.well-known/jwks.json", tags=["public"])
+    async def jwks(service: Service) -> dict[str, Any]:
+        """The public key that signs revocation events."""
+        return service.signing_key.jwks()
+
+    @app.post("/usage", status_code=202, tags=["resource servers"], responses=ERRORS)
+    async def usage(
+        body: schemas.UsageIn, request: Request, service: Service, authorization: Annotated[str | None, Header()] = None
+    ) -> dict[str, int]:
+        """Tool calls reported by an MCP server (bearer: the stack secret "usage-ingest")."""
+        expected = f"Bearer {request.app.state.usage_secret}"
+        if not authorization or not hmac.compare_digest(authorization.encode(), expected.encode()):
+            raise AuthError(401, "invalid_token", "usage reports need the usage-ingest bearer secret")
+        stored = service.ingest_usage([e.model_dump() for e in body.events], body.resource)
+        return {"accepted": stored}
+
+    @app.get("/policy", tags=["policy"], responses=ERRORS)
+    async def policy(caller: Caller, service: Service) -> dict[str, Any]:
+        """The role templates and policy in force."""
+        return service.policy.as_dict()
+
+    @app.post("/tenants", status_code=201, tags=["tenants"], responses=ERRORS)
+    async def create_tenant(body: schemas.TenantIn, caller: Caller, service: Service) -> schemas.TenantCreated:
+        """Create a tenant (a Keycloak realm from the template) and its first admins (operator only)."""
+        created = await service.create_tenant(caller, body.name, [a.spec() for a in body.admins])
+        return schemas.TenantCreated.model_validate(created)
+
+    @app.get("/tenants", tags=["tenants"], responses=ERRORS)
+    async def list_tenants(caller: Caller, service: Service) -> list[schemas.TenantOut]:
+        return [schemas.TenantOut.model_validate(t) for t in service.list_tenants(caller)]
+
+    @app.post("/tenants/{tenant}/admins", status_code=201, tags=["tenants"], responses=ERRORS)
+    async def add_admin(tenant: str, body: schemas.AdminIn, caller: Caller, service: Service) -> schemas.IssuedAdmin:
+        """Add a human admin to the tenant (a tenant admin needs MFA for it)."""
+        return schemas.IssuedAdmin.model_validate(await service.create_admin(caller, tenant, body.spec()))
+
+    @app.get("/resource-servers", tags=["resource servers"], responses=ERRORS)
+    async def list_servers(caller: Caller, service: Service) -> list[schemas.ResourceServerOut]:
+        return [schemas.ResourceServerOut.model_validate(s) for s in service.resource_servers()]
+
+    @app.post("/resource-servers", status_code=201, tags=["resource servers"], responses=ERRORS)
+    async def register_server(
+        body: schemas.ResourceServerIn, caller: Caller, service: Service
+    ) -> schemas.ResourceServerOut:
+        """Register an MCP server: agents may get it as audience; it receives revocation events."""
+        return schemas.ResourceServerOut.model_validate(
+            service.register_resource_server(caller, body.url, body.events_url)
+        )
+
+    @app.get("/tenants/{tenant}/agents", tags=["agents"], responses=ERRORS)
+    async def list_agents(
+        tenant: str, caller: Caller, service: Service, status: str | None = None
+    ) -> list[schemas.AgentOut]:
+        return [schemas.AgentOut.model_validate(a) for a in service.list_agents(caller, tenant, status)]
+
+    @app.post("/tenants/{tenant}/agents", status_code=201, tags=["agents"], responses=ERRORS)
+    async def provision(
+        tenant: str, body: schemas.ProvisionIn, caller: Caller, service: Service
+    ) -> schemas.Provisioned:
+        """Provision an agent. The credential is in this answer only; it is never shown again."""
+        return schemas.Provisioned.model_validate(await service.provision(caller, tenant, body.request()))
+
+    @app.post("/tenants/{tenant}/policy/check", tags=["policy"], responses=ERRORS)
+    async def check(
+        tenant: str, body: schemas.PolicyCheckIn, caller: Caller, service: Service
+    ) -> list[schemas.PolicyCheckOut]:
+        """Check agents against the policy without changing anything."""
+        results = service.check_many(caller, tenant, [a.request() for a in body.agents])
+        return [schemas.PolicyCheckOut.model_validate(r) for r in results]
+
+    @app.get("/tenants/{tenant}/agents/{agent_id}", tags=["agents"], responses=ERRORS)
+    async def get_agent(tenant: str, agent_id: str, caller: Caller, service: Service) -> schemas.AgentOut:
+        return schemas.AgentOut.model_validate(service.get_agent(caller, tenant, agent_id))
+
+    @app.post("/tenants/{tenant}/agents/{agent_id}/role", tags=["agents"], responses=ERRORS)
+    async def change_role(
+        tenant: str, agent_id: str, body: schemas.RoleChangeIn, caller: Caller, service: Service
+    ) -> schemas.AgentOut:
+        """Change the agent's role: its next token carries the new role's scopes."""
+        changed = await service.change_role(caller, tenant, agent_id, body.role, body.environment, body.reason)
+        return schemas.AgentOut.model_validate(changed)
+
+    @app.get("/tenants/{tenant}/agents/{agent_id}/dependencies", tags=["agents"], responses=ERRORS)
+    async def dependencies(tenant: str, agent_id: str, caller: Caller, service: Service) -> schemas.Dependencies:
+        """The MCP servers the agent has used and the configs generated for it (check before rotating)."""
+        return schemas.Dependencies.model_validate(service.dependencies(caller, tenant, agent_id))
+
+    @app.post("/tenants/{tenant}/agents/{agent_id}/rotate", tags=["agents"], responses=ERRORS)
+    async def rotate(
+        tenant: str, agent_id: str, body: schemas.RotateIn, caller: Caller, service: Service
+    ) -> schemas.Rotated:
+        """Issue a new credential; the old one works until the grace ends."""
+        rotated = await service.rotate(caller, tenant, agent_id, body.grace_seconds, body.jwk, body.reason)
+        return schemas.Rotated.model_validate(rotated)
+
+    @app.post("/tenants/{tenant}/agents/{agent_id}/rotation/end", tags=["agents"], responses=ERRORS)
+    async def end_grace(
+        tenant: str, agent_id: str, body: schemas.ReasonIn, caller: Caller, service: Service
+    ) -> schemas.AgentOut:
+        """End the rotation grace now: the old credential is rejected from here on."""
+        return schemas.AgentOut.model_validate(await service.end_grace(caller, tenant, agent_id, body.reason))
+
+    @app.post("/tenants/{tenant}/agents/{agent_id}/approve", tags=["approvals"], responses=ERRORS)
+    async def approve(
+        tenant: str, agent_id: str, body: schemas.ReasonIn, caller: Caller, service: Service
+    ) -> schemas.AgentOut:
+        """Approve a pending agent (another admin than the requester, logged in with OTP)."""
+        return schemas.AgentOut.model_validate(await service.approve(caller, tenant, agent_id, body.reason))
+
+    @app.post("/tenants/{tenant}/agents/{agent_id}/deny", tags=["approvals"], responses=ERRORS)
+    async def deny(
+        tenant: str, agent_id: str, body: schemas.ReasonIn, caller: Caller, service: Service
+    ) -> schemas.AgentOut:
+        return schemas.AgentOut.model_validate(await service.deny(caller, tenant, agent_id, body.reason))
+
+    @app.post("/tenants/{tenant}/agents/{agent_id}/revoke", tags=["revocation"], responses=ERRORS)
+    async def revoke_in_tenant(
+        tenant: str, agent_id: str, body: schemas.RevokeIn, caller: Caller, service: Service
+    ) -> schemas.Revoked:
+        """Revoke the agent (idempotent: revoking a revoked agent answers 200 and changes nothing)."""
+        result = await service.revoke(
+            caller, agent_id, tenant=tenant, reason=body.reason, verify_token=body.verify_token
+        )
+        return schemas.Revoked.model_validate(result)
+
+    @app.post("/revoke/{agent_id}", tags=["revocation"], responses=ERRORS)
+    async def revoke(agent_id: str, body: schemas.RevokeIn, caller: Caller, service: Service) -> schemas.Revoked:
+        """Revoke by agent id alone (the tenant comes from the caller's token)."""
+        result = await service.revoke(caller, agent_id, reason=body.reason, verify_token=body.verify_token)
+        return schemas.Revoked.model_validate(result)
+
+    @app.get("/tenants/{tenant}/review-queue", tags=["dormancy"], responses=ERRORS)
+    async def review_queue(tenant: str, caller: Caller, service: Service) -> list[schemas.AgentOut]:
+        return [schemas.AgentOut.model_validate(a) for a in service.review_queue(caller, tenant)]
+
+    @app.post("/tenants/{tenant}/dormancy/scan", tags=["dormancy"], responses=ERRORS)
+    async def scan(tenant: str, caller: Caller, service: Service) -> schemas.DormancyScan:
+        """Mark agents without a token or a tool call in their dormancy period dormant (and disable them)."""
+        return schemas.DormancyScan.model_validate(await service.scan_dormancy(caller, tenant))
+
+    @app.post("/tenants/{tenant}/agents/{agent_id}/review", tags=["dormancy"], responses=ERRORS)
+    async def review(
+        tenant: str, agent_id: str, body: schemas.ReviewIn, caller: Caller, service: Service
+    ) -> schemas.AgentOut:
+        """Keep (re-enable) or revoke a dormant agent."""
+        reviewed = await service.review(caller, tenant, agent_id, body.decision, body.reason)
+        return schemas.AgentOut.model_validate(reviewed)
+
+    @app.get("/tenants/{tenant}/agents/{agent_id}/monitoring", tags=["monitoring"], responses=ERRORS)
+    async def monitoring(tenant: str, agent_id: str, caller: Caller, service: Service) -> dict[str, Any]:
+        """Failed token requests, denied tool calls and unused scopes of one agent."""
+        return await service.monitoring(caller, tenant, agent_id)
+
+    @app.get("/tenants/{tenant}/monitoring", tags=["monitoring"], responses=ERRORS)
+    async def tenant_monitoring(tenant: str, caller: Caller, service: Service) -> list[dict[str, Any]]:
+        return await service.tenant_monitoring(caller, tenant)
+
+    @app.post("/tenants/{tenant}/agents/{agent_id}/mcp-config", tags=["configs"], responses=ERRORS)
+    async def mcp_config(
+        tenant: str, agent_id: str, body: schemas.ConfigIn, caller: Caller, service: Service
+    ) -> dict[str, Any]:
+        """An MCP client config for the agent (credential by reference, never the secret)."""
+        return service.generate_config(
+            caller,
+            tenant,
+            agent_id,
+            path=body.path,
+            credential_source=body.credential_source,
+            credential_reference_value=body.credential_reference,
+        )
+
+    @app.get("/tenants/{tenant}/audit", tags=["audit"], responses=ERRORS)
+    async def audit_log(
+        tenant: str, caller: Caller, service: Service, agent_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The tenant's audit entries, oldest first, each with its hash and its predecessor's."""
+        return service.audit_entries(caller, tenant, agent_id)

@@ -1,0 +1,126 @@
+"""The audit log: one entry per transition or admin act, append-only, hash-chained per tenant.
+
+Each entry's hash is SHA-256 over its predecessor's hash and its own fields in canonical JSON, so
+changing, removing or reordering an entry breaks the chain from that entry on; ``verify`` finds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from sandbox.broker.store import AuditEntry
+
+GENESIS = "0" * 64
+PLATFORM = "_platform"  # the "tenant" of acts that belong to no tenant (tenant creation, server registration)
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def entry_hash(prev_hash: str, fields: dict[str, Any]) -> str:
+    return hashlib.sha256(f"{prev_hash}\n{canonical(fields)}".encode()).hexdigest()
+
+
+def _fields(entry: AuditEntry) -> dict[str, Any]:
+    """What the hash covers; the order is covered by the link to the predecessor."""
+    return {
+        "tenant": entry.tenant,
+        "agent_id": entry.agent_id,
+        "actor": entry.actor,
+        "action": entry.action,
+        "before": entry.before,
+        "after": entry.after,
+        "reason": entry.reason,
+        "at": entry.at,
+    }
+
+
+def record(
+    session: Session,
+    *,
+    tenant: str,
+    actor: str,
+    action: str,
+    at: datetime,
+    agent_id: str | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    reason: str = "",
+) -> AuditEntry:
+    """Append one entry in the caller's transaction, so the act and its record commit together."""
+    last = session.scalars(
+        select(AuditEntry).where(AuditEntry.tenant == tenant).order_by(AuditEntry.seq.desc()).limit(1)
+    ).first()
+    previous = last.hash if last else GENESIS
+    entry = AuditEntry(
+        tenant=tenant,
+        agent_id=agent_id,
+        actor=actor,
+        action=action,
+        before=canonical(before or {}),
+        after=canonical(after or {}),
+        reason=reason,
+        at=at.isoformat(),
+        prev_hash=previous,
+        hash="",
+    )
+    entry.hash = entry_hash(previous, _fields(entry))
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+def as_dict(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "seq": entry.seq,
+        **_fields(entry),
+        "before": json.loads(entry.before),
+        "after": json.loads(entry.after),
+        "prev_hash": entry.prev_hash,
+        "hash": entry.hash,
+    }
+
+
+def entries(session: Session, tenant: str, agent_id: str | None = None, limit: int = 1000) -> list[AuditEntry]:
+    query = select(AuditEntry).where(AuditEntry.tenant == tenant)
+    if agent_id is not None:
+        query = query.where(AuditEntry.agent_id == agent_id)
+    return list(session.scalars(query.order_by(AuditEntry.seq).limit(limit)))
+
+
+@dataclass
+class Verification:
+    entries: int = 0
+    tenants: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(session: Session) -> Verification:
+    """Recompute every tenant's chain; report each entry whose hash or link does not hold."""
+    report = Verification()
+    last_hash: dict[str, str] = {}
+    for entry in session.scalars(select(AuditEntry).order_by(AuditEntry.seq)):
+        report.entries += 1
+        expected_previous = last_hash.get(entry.tenant, GENESIS)
+        if entry.prev_hash != expected_previous:
+            report.problems.append(
+                f"entry {entry.seq} (tenant {entry.tenant}): its link does not match the entry before it "
+                "(an entry was removed, inserted or reordered)"
+            )
+        elif entry.hash != entry_hash(entry.prev_hash, _fields(entry)):
+            report.problems.append(f"entry {entry.seq} (tenant {entry.tenant}): its content does not match its hash")
+        last_hash[entry.tenant] = entry.hash
+    report.tenants = len(last_hash)
+    return report

@@ -1,0 +1,62 @@
+"""Monitoring per agent: failed token requests, denied tool calls, and scopes it has not used.
+
+Token requests come from Keycloak's login events of the agent's client (CLIENT_LOGIN, CLIENT_LOGIN_ERROR);
+tool calls from the usage reports of the MCP servers (POST /usage).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sandbox.broker.store import UsageEvent
+from sandbox.toolmap import ToolMap
+
+RECENT = 10
+
+
+def agent_report(
+    agent: dict[str, Any],
+    login_events: list[dict[str, Any]],
+    usage: list[UsageEvent],
+    tools: ToolMap,
+    *,
+    now: datetime,
+    period: timedelta,
+) -> dict[str, Any]:
+    failures = [e for e in login_events if e.get("type") == "CLIENT_LOGIN_ERROR"]
+    issued = [e for e in login_events if e.get("type") == "CLIENT_LOGIN"]
+    denied = [u for u in usage if not u.allowed]
+    return {
+        "agent_id": agent["id"],
+        "name": agent["name"],
+        "status": agent["status"],
+        "tokens_issued": len(issued),
+        "failed_token_requests": len(failures),
+        "recent_failed_token_requests": [
+            {"at": _millis(e["time"]), "error": e.get("error")} for e in failures[:RECENT]
+        ],
+        "tool_calls": len(usage),
+        "denied_tool_calls": len(denied),
+        "recent_denied_tool_calls": [
+            {"at": u.at.isoformat(), "tool": u.tool, "status": u.status, "server": u.resource}
+            for u in sorted(denied, key=lambda u: u.at, reverse=True)[:RECENT]
+        ],
+        "unused_scopes": unused_scopes(agent, usage, tools, since=now - period),
+        "unused_scopes_period_days": period.days,
+    }
+
+
+def unused_scopes(agent: dict[str, Any], usage: list[UsageEvent], tools: ToolMap, *, since: datetime) -> list[str]:
+    """The agent's scopes that no allowed tool call needed since ``since``: candidates for removal."""
+    used = set()
+    for event in usage:
+        if event.allowed and event.at >= since:
+            scope = tools.required_scope(event.tool, {"environment": agent["environment"]})
+            if scope:
+                used.add(scope)
+    return sorted(set(agent["scopes"]) - used)
+
+
+def _millis(value: int) -> str:
+    return datetime.fromtimestamp(value / 1000, tz=UTC).isoformat()

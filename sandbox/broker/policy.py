@@ -1,0 +1,183 @@
+"""Role templates and policy as code (``fixtures/policy.yaml``, or any path).
+
+A role grants tool scopes per environment; the policy also bounds token lifetime, allowed credential
+types, approval and the dormancy period. Invalid files are refused with ``<file>:<line>: <reason>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sandbox.toolmap import ToolMap
+from sandbox.yamlfile import FileError, load_yaml
+
+CredentialType = Literal["client_secret", "private_key_jwt"]
+CREDENTIAL_TYPES: tuple[CredentialType, ...] = ("client_secret", "private_key_jwt")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Defaults(_Strict):
+    max_token_lifetime: int = Field(300, gt=0, le=86400)
+    credential_types: list[CredentialType] = Field(default_factory=lambda: list(CREDENTIAL_TYPES), min_length=1)
+    approval_required: bool | list[str] = False
+    dormancy_days: int = Field(30, gt=0)
+
+
+class RoleSpec(_Strict):
+    description: str = ""
+    environments: dict[str, list[str]] = Field(min_length=1)
+    max_token_lifetime: int | None = Field(None, gt=0, le=86400)
+    credential_types: list[CredentialType] | None = Field(None, min_length=1)
+    approval_required: bool | list[str] | None = None
+    dormancy_days: int | None = Field(None, gt=0)
+
+
+class PolicyFile(_Strict):
+    defaults: Defaults = Field(default_factory=Defaults)
+    mfa_environments: list[str] = Field(default_factory=lambda: ["production"])
+    roles: dict[str, RoleSpec] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    description: str
+    scopes_by_environment: dict[str, list[str]]
+    max_token_lifetime: int
+    credential_types: tuple[str, ...]
+    approval_environments: tuple[str, ...]
+    dormancy_days: int
+
+    def scopes(self, environment: str) -> list[str]:
+        return list(self.scopes_by_environment[environment])
+
+    def needs_approval(self, environment: str) -> bool:
+        return environment in self.approval_environments
+
+
+@dataclass(frozen=True)
+class Violation:
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Policy:
+    path: Path
+    roles: dict[str, Role]
+    mfa_environments: tuple[str, ...]
+    default_dormancy_days: int
+
+    @classmethod
+    def load(cls, path: Path, tools: ToolMap) -> Policy:
+        document = load_yaml(path)
+        spec = document.validate(PolicyFile)
+        known_scopes = set(tools.all_scopes())
+        environments = set(tools.environments)
+        for index, environment in enumerate(spec.mfa_environments):
+            if environment not in environments:
+                raise document.error(
+                    ("mfa_environments", index),
+                    f"unknown environment {environment!r}",
+                    f"use one of {sorted(environments)} (environments in the tool map)",
+                )
+        roles = {}
+        for name, role in spec.roles.items():
+            for environment, scopes in role.environments.items():
+                if environment not in environments:
+                    raise document.error(
+                        ("roles", name, "environments", environment),
+                        f"role {name!r} names unknown environment {environment!r}",
+                        f"use one of {sorted(environments)} (environments in the tool map)",
+                    )
+                for index, scope in enumerate(scopes):
+                    if scope not in known_scopes:
+                        raise document.error(
+                            ("roles", name, "environments", environment, index),
+                            f"role {name!r} grants unknown scope {scope!r}",
+                            "use a scope of the tool map (fixtures/tools.yaml), e.g. mcp:tool:analytics.read",
+                        )
+            approval = spec.defaults.approval_required if role.approval_required is None else role.approval_required
+            if isinstance(approval, list):
+                for index, environment in enumerate(approval):
+                    if environment not in role.environments:
+                        raise document.error(
+                            ("roles", name, "approval_required", index),
+                            f"role {name!r} requires approval in {environment!r}, which it does not grant",
+                            f"name one of its environments: {sorted(role.environments)}",
+                        )
+            roles[name] = Role(
+                name=name,
+                description=role.description,
+                scopes_by_environment=dict(role.environments),
+                max_token_lifetime=role.max_token_lifetime or spec.defaults.max_token_lifetime,
+                credential_types=tuple(role.credential_types or spec.defaults.credential_types),
+                approval_environments=tuple(role.environments) if approval is True else tuple(approval or ()),
+                dormancy_days=role.dormancy_days or spec.defaults.dormancy_days,
+            )
+        return cls(path, roles, tuple(spec.mfa_environments), spec.defaults.dormancy_days)
+
+    def check(
+        self, *, role: str, environment: str, credential_type: str, token_lifetime: int | None = None
+    ) -> list[Violation]:
+        """Why an agent with these settings may not exist (empty when it may)."""
+        found = self.roles.get(role)
+        if found is None:
+            return [Violation("role", f"unknown role {role!r}; known roles: {', '.join(sorted(self.roles))}")]
+        problems = []
+        if environment not in found.scopes_by_environment:
+            problems.append(
+                Violation(
+                    "environment",
+                    f"role {role!r} has no environment {environment!r}; "
+                    f"it has: {', '.join(found.scopes_by_environment)}",
+                )
+            )
+        if credential_type not in found.credential_types:
+            problems.append(
+                Violation(
+                    "credential_type",
+                    f"role {role!r} allows {', '.join(found.credential_types)}, not {credential_type!r}",
+                )
+            )
+        if token_lifetime is not None and token_lifetime > found.max_token_lifetime:
+            problems.append(
+                Violation(
+                    "token_lifetime",
+                    f"{token_lifetime}s exceeds role {role!r}'s maximum of {found.max_token_lifetime}s",
+                )
+            )
+        return problems
+
+    def needs_mfa(self, environment: str) -> bool:
+        return environment in self.mfa_environments
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "source": str(self.path),
+            "mfa_environments": list(self.mfa_environments),
+            "roles": {
+                name: {
+                    "description": role.description,
+                    "environments": role.scopes_by_environment,
+                    "max_token_lifetime": role.max_token_lifetime,
+                    "credential_types": list(role.credential_types),
+                    "approval_required": list(role.approval_environments),
+                    "dormancy_days": role.dormancy_days,
+                }
+                for name, role in self.roles.items()
+            },
+        }
+
+
+__all__ = ["CREDENTIAL_TYPES", "FileError", "Policy", "Role", "Violation"]

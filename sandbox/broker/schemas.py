@@ -1,0 +1,216 @@
+"""Request and response bodies of the broker's HTTP API (they make its OpenAPI document)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sandbox.broker.service import AdminSpec, ProvisionRequest
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AdminIn(_Body):
+    username: str = Field(examples=["alice"])
+    otp: bool = Field(True, description="Give the admin a TOTP second factor (needed for privileged acts).")
+
+    def spec(self) -> AdminSpec:
+        return AdminSpec(self.username, self.otp)
+
+
+class TenantIn(_Body):
+    name: str = Field(examples=["initech"], description="Lowercase letters, digits and dashes.")
+    admins: list[AdminIn] = Field(default_factory=list)
+
+
+class IssuedAdmin(BaseModel):
+    username: str
+    password: str = Field(description="Shown once.")
+    otp_secret: str | None = Field(None, description="Base32 TOTP secret, shown once.")
+    otpauth_uri: str | None = None
+
+
+class TenantCreated(BaseModel):
+    tenant: str
+    issuer: str
+    admins: list[IssuedAdmin]
+
+
+class TenantOut(BaseModel):
+    tenant: str
+    issuer: str
+    created_at: str
+
+
+class ResourceServerIn(_Body):
+    url: str = Field(description="The server's canonical URL: the audience of the tokens it accepts.")
+    events_url: str | None = Field(None, description="Where it receives revocation events (RFC 8935 push).")
+
+
+class ResourceServerOut(BaseModel):
+    url: str
+    events_url: str | None
+
+
+class ProvisionIn(_Body):
+    name: str = Field(examples=["invoice-bot"])
+    owner: str = Field(examples=["finance-team@acme.example"])
+    role: str = Field(examples=["invoice-writer"])
+    environment: str = Field(examples=["staging"])
+    mode: Literal["autonomous", "delegated"] = "autonomous"
+    credential_type: Literal["client_secret", "private_key_jwt"] = "client_secret"
+    jwk: dict[str, Any] | None = Field(None, description="The agent's public JWK (private_key_jwt only).")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    servers: list[str] | None = Field(None, description="MCP servers it may call; default: every registered one.")
+    token_lifetime: int | None = Field(None, gt=0, description="Seconds; at most the role's maximum.")
+
+    def request(self, source: str = "api") -> ProvisionRequest:
+        return ProvisionRequest(
+            name=self.name,
+            owner=self.owner,
+            role=self.role,
+            environment=self.environment,
+            mode=self.mode,
+            credential_type=self.credential_type,
+            jwk=self.jwk,
+            metadata=self.metadata,
+            servers=self.servers,
+            token_lifetime=self.token_lifetime,
+            source=str(self.metadata.get("managed_by") or source),
+        )
+
+
+class AgentOut(BaseModel):
+    id: str
+    tenant: str
+    name: str
+    owner: str
+    role: str
+    environment: str
+    mode: str
+    credential_type: str
+    client_id: str
+    status: Literal[
+        "provisioning", "pending_approval", "active", "rotating", "dormant", "revoking", "revoked", "rejected", "failed"
+    ]
+    scopes: list[str]
+    audiences: list[str]
+    token_lifetime: int
+    metadata: dict[str, Any]
+    source: str
+    requested_by: str
+    approved_by: str | None
+    created_at: str
+    grace_ends_at: str | None
+    dormant_since: str | None
+    revoked_at: str | None
+
+
+class CredentialOut(BaseModel):
+    type: str
+    client_id: str
+    client_secret: str | None = Field(None, description="Shown once; the broker keeps only a fingerprint.")
+    key_id: str | None = None
+    token_endpoint: str
+    issuer: str | None = None
+
+
+class Provisioned(BaseModel):
+    agent: AgentOut
+    status: str
+    credential: CredentialOut
+
+
+class PolicyCheckIn(_Body):
+    agents: list[ProvisionIn]
+
+
+class PolicyCheckOut(BaseModel):
+    name: str
+    violations: list[str]
+
+
+class RoleChangeIn(_Body):
+    role: str
+    environment: str | None = None
+    reason: str = ""
+
+
+class RotateIn(_Body):
+    grace_seconds: int = Field(300, ge=0, description="How long the old credential keeps working.")
+    jwk: dict[str, Any] | None = Field(None, description="The new public JWK (private_key_jwt only).")
+    reason: str = ""
+
+
+class Dependencies(BaseModel):
+    agent_id: str
+    servers_used: list[dict[str, Any]]
+    configs: list[dict[str, Any]]
+    audiences: list[str]
+
+
+class Rotated(BaseModel):
+    agent: AgentOut
+    dependencies: Dependencies
+    grace_ends_at: str | None
+    credential: CredentialOut
+
+
+class ReasonIn(_Body):
+    reason: str = ""
+
+
+class RevokeIn(_Body):
+    reason: str = ""
+    verify_token: str | None = Field(
+        None,
+        description="An access token the agent held: after revoking, the broker calls each of the agent's MCP "
+        "servers with it and reports whether each now answers 401. Used once, never stored or logged.",
+    )
+
+
+class Revoked(BaseModel):
+    agent: AgentOut
+    already_revoked: bool
+    events: list[dict[str, Any]]
+    verification: list[dict[str, Any]]
+
+
+class ReviewIn(_Body):
+    decision: Literal["keep", "revoke"]
+    reason: str = ""
+
+
+class DormancyScan(BaseModel):
+    dormant: list[AgentOut]
+    errors: list[str]
+    as_of: str
+
+
+class ConfigIn(_Body):
+    path: str | None = Field(None, description="Where the config will be written (kept for dependency reports).")
+    credential_source: Literal["env", "file"] | None = None
+    credential_reference: str | None = Field(None, description="The environment variable or file path to name.")
+
+
+class UsageEventIn(BaseModel):
+    issuer: str
+    client_id: str
+    tool: str
+    allowed: bool
+    status: int
+    at: float | str | None = None
+    resource: str | None = None
+
+
+class UsageIn(BaseModel):
+    events: list[UsageEventIn]
+    resource: str | None = Field(None, description="Canonical URL of the reporting MCP server.")
+
+
+class Error(BaseModel):
+    error: str
+    detail: str

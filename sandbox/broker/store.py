@@ -1,0 +1,277 @@
+"""The broker's database: SQLAlchemy models and the engine (SQLite by default, PostgreSQL by URL).
+
+Nothing secret is stored: credentials are kept as fingerprints (SHA-256 of the secret, or the public key's
+thumbprint) and public keys only. The audit table is append-only: triggers refuse UPDATE and DELETE.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    create_engine,
+    event,
+    text,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from sandbox.config import Settings
+from sandbox.errors import SandboxError
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timestamps in UTC, timezone-aware on the way out whatever the database keeps."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON, list[str]: JSON}
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(512), unique=True)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(256))
+
+
+class ResourceServer(Base):
+    """An MCP server agents may be given as audience; it receives revocation events."""
+
+    __tablename__ = "resource_servers"
+
+    url: Mapped[str] = mapped_column(String(512), primary_key=True)  # canonical URL (the token audience)
+    events_url: Mapped[str | None] = mapped_column(String(512))
+    created_at: Mapped[datetime]
+
+
+class Agent(Base):
+    __tablename__ = "agents"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant: Mapped[str] = mapped_column(ForeignKey("tenants.name"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    owner: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(128))
+    environment: Mapped[str] = mapped_column(String(64))
+    mode: Mapped[str] = mapped_column(String(32))
+    credential_type: Mapped[str] = mapped_column(String(32))
+    client_id: Mapped[str] = mapped_column(String(256), index=True)
+    keycloak_id: Mapped[str | None] = mapped_column(String(64))
+    service_account_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    scopes: Mapped[list[str]] = mapped_column(default=list)
+    audiences: Mapped[list[str]] = mapped_column(default=list)
+    token_lifetime: Mapped[int] = mapped_column(Integer)
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the caller's metadata
+    source: Mapped[str] = mapped_column(String(32), default="api")  # api | apply
+    requested_by: Mapped[str] = mapped_column(String(256))  # subject of the admin who provisioned it
+    requested_by_name: Mapped[str] = mapped_column(String(256))
+    approved_by: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime]
+    activated_at: Mapped[datetime | None]
+    last_token_at: Mapped[datetime | None]
+    last_tool_call_at: Mapped[datetime | None]
+    dormant_since: Mapped[datetime | None]
+    grace_ends_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    cleanup_pending: Mapped[bool] = mapped_column(Boolean, default=False)  # Keycloak leftovers to remove
+
+    def as_public(self) -> dict[str, Any]:
+        """What the API shows (no credential material at all)."""
+        return {
+            "id": self.id,
+            "tenant": self.tenant,
+            "name": self.name,
+            "owner": self.owner,
+            "role": self.role,
+            "environment": self.environment,
+            "mode": self.mode,
+            "credential_type": self.credential_type,
+            "client_id": self.client_id,
+            "status": self.status,
+            "scopes": list(self.scopes),
+            "audiences": list(self.audiences),
+            "token_lifetime": self.token_lifetime,
+            "metadata": dict(self.attributes),
+            "source": self.source,
+            "requested_by": self.requested_by_name,
+            "approved_by": self.approved_by,
+            "created_at": self.created_at.isoformat(),
+            "grace_ends_at": self.grace_ends_at.isoformat() if self.grace_ends_at else None,
+            "dormant_since": self.dormant_since.isoformat() if self.dormant_since else None,
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+        }
+
+
+class Credential(Base):
+    """One credential of an agent, as a fingerprint: never the secret or the private key."""
+
+    __tablename__ = "credentials"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    fingerprint: Mapped[str] = mapped_column(String(128))
+    public_jwk: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))  # current | previous
+    created_at: Mapped[datetime]
+    not_after: Mapped[datetime | None]
+
+
+class UsageEvent(Base):
+    """One tool call an MCP server reported (POST /usage)."""
+
+    __tablename__ = "usage_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    agent_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    issuer: Mapped[str] = mapped_column(String(512))
+    client_id: Mapped[str] = mapped_column(String(256))
+    resource: Mapped[str] = mapped_column(String(512))
+    tool: Mapped[str] = mapped_column(String(256))
+    allowed: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime]
+
+
+class GeneratedConfig(Base):
+    """An MCP client config the broker generated for an agent, and where the caller said it will live."""
+
+    __tablename__ = "generated_configs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id"), index=True)
+    path: Mapped[str | None] = mapped_column(String(1024))
+    servers: Mapped[list[str]] = mapped_column(default=list)
+    created_at: Mapped[datetime]
+
+
+class AuditEntry(Base):
+    """One transition or admin act; chained per tenant by hash (see sandbox.broker.audit)."""
+
+    __tablename__ = "audit"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    agent_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    actor: Mapped[str] = mapped_column(String(256))
+    action: Mapped[str] = mapped_column(String(64))
+    before: Mapped[str] = mapped_column(Text)  # canonical JSON
+    after: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[str] = mapped_column(String(40))  # ISO 8601, part of the hash
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+_APPEND_ONLY = {
+    "sqlite": [
+        "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit "
+        "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
+        "CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit "
+        "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
+    ],
+    "postgresql": [
+        "CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger AS $$ "
+        "BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$ LANGUAGE plpgsql",
+        "DROP TRIGGER IF EXISTS audit_append_only ON audit",
+        "CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit "
+        "FOR EACH ROW EXECUTE FUNCTION audit_append_only()",
+    ],
+}
+
+
+def default_database_url(settings: Settings) -> str:
+    return f"sqlite:///{broker_dir(settings) / 'broker.db'}"
+
+
+def broker_dir(settings: Settings) -> Path:
+    return settings.state_dir / "broker"
+
+
+class StorageError(SandboxError):
+    """The broker's database refused or failed."""
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(url, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def create_schema(self) -> None:
+        try:
+            Base.metadata.create_all(self.engine)
+            with self.engine.begin() as connection:
+                for statement in _APPEND_ONLY.get(self.engine.dialect.name, []):
+                    connection.execute(text(statement))
+        except SQLAlchemyError as exc:
+            raise StorageError(
+                f"cannot prepare the broker database {self.engine.url.render_as_string(hide_password=True)}: "
+                f"{type(exc).__name__}",
+                "check SANDBOX_BROKER_DATABASE_URL and that the database is reachable and writable",
+            ) from exc
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: committed when the block ends, rolled back if it raises."""
+        with self._sessions() as session:
+            try:
+                yield session
+                session.commit()
+            except SQLAlchemyError as exc:
+                session.rollback()
+                raise StorageError(
+                    f"the broker database failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+                    "check the database (disk space, permissions, connectivity) and retry",
+                ) from exc
+            except BaseException:
+                session.rollback()
+                raise
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()

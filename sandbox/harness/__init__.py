@@ -1,0 +1,1 @@
+"""Drives the sandbox from the outside, as a user would: human logins, scenarios, checks."""

@@ -1,0 +1,181 @@
+"""A human admin's login through Keycloak's real browser login form, driven over HTTP.
+
+Authorization code flow with PKCE (S256) against the tenant realm's ``sandbox-broker-admin`` client:
+GET the login page, POST the username and password form, POST the one-time-code form with a TOTP code
+computed from the admin's secret (pyotp), take the code from the redirect, exchange it for tokens.
+
+Keycloak marks its login cookies ``Secure``. Browsers treat loopback (127.0.0.1, localhost) as a secure
+context and send such cookies over plain http; this helper does the same, for loopback only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from http.cookies import SimpleCookie
+from typing import Any
+
+import httpx
+import pyotp
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
+from sandbox.errors import SandboxError
+from sandbox.idp.keycloak import ADMIN_LOGIN_CLIENT_ID
+
+REDIRECT_URI = "http://127.0.0.1/broker-admin/callback"  # never served: the code is read from the redirect
+MAX_STEPS = 6
+
+
+class LoginFailed(SandboxError):
+    pass
+
+
+@dataclass(frozen=True)
+class AdminTokens:
+    access_token: str = field(repr=False)
+    id_token: str | None = field(repr=False)
+    expires_in: int
+
+
+@dataclass
+class _Form:
+    id: str | None
+    action: str
+    inputs: dict[str, str] = field(default_factory=dict)
+
+
+class _FormParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: list[_Form] = []
+        self.errors: list[str] = []
+        self._in_error = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            self.forms.append(_Form(values.get("id"), values.get("action", "")))
+        elif tag == "input" and self.forms and values.get("name"):
+            self.forms[-1].inputs[values["name"]] = values.get("value", "")
+        elif "kc-feedback-text" in values.get("class", "") or values.get("id") == "input-error":
+            self._in_error = True
+
+    def handle_data(self, data: str) -> None:
+        if self._in_error and data.strip():
+            self.errors.append(data.strip())
+            self._in_error = False
+
+
+def _parse(html: str) -> _FormParser:
+    parser = _FormParser()
+    parser.feed(html)
+    return parser
+
+
+def totp_now(otp_secret: str) -> str:
+    """The current six-digit code for a base32 TOTP secret (what an authenticator app shows)."""
+    return pyotp.TOTP(otp_secret).now()
+
+
+class _LoopbackBrowser:
+    """Cookie handling as a browser does it for a loopback origin (Secure cookies sent over http)."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+        self.cookies: dict[str, str] = {}
+
+    async def send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        host = httpx.URL(url).host
+        if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
+            raise LoginFailed(f"refusing to log in to non-loopback host {host}", "use the sandbox's own Keycloak")
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else {}
+        response = await self.http.request(method, url, headers=headers, **kwargs)
+        for header in response.headers.get_list("set-cookie"):
+            for name, morsel in SimpleCookie(header).items():
+                self.cookies[name] = morsel.value
+        return response
+
+
+async def admin_login(
+    issuer: str,
+    username: str,
+    password: str,
+    otp_secret: str | None = None,
+    *,
+    client_id: str = ADMIN_LOGIN_CLIENT_ID,
+    timeout: float = 15.0,
+) -> AdminTokens:
+    """Log in as a tenant admin; with ``otp_secret`` the token proves MFA (``amr`` contains ``otp``)."""
+    verifier = secrets.token_urlsafe(48)
+    state = secrets.token_urlsafe(16)
+    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
+        browser = _LoopbackBrowser(http)
+        response = await browser.send(
+            "GET",
+            f"{issuer}/protocol/openid-connect/auth",
+            params={
+                "client_id": client_id,
+                "response_type": "code",
+                "redirect_uri": REDIRECT_URI,
+                "scope": "openid",
+                "state": state,
+                "code_challenge": create_s256_code_challenge(verifier),
+                "code_challenge_method": "S256",
+            },
+        )
+        submitted: set[str] = set()
+        for _ in range(MAX_STEPS):
+            if response.is_redirect:
+                location = httpx.URL(response.headers["location"])
+                if str(location).startswith(REDIRECT_URI):
+                    return await _exchange(http, issuer, client_id, location, state, verifier)
+                response = await browser.send("GET", str(location))
+                continue
+            page = _parse(response.text)
+            reason = "; ".join(page.errors) or f"HTTP {response.status_code}"
+            if response.status_code != 200 or not page.forms:
+                raise LoginFailed(f"Keycloak login of {username} failed: {reason}", "check the realm and the user")
+            form = page.forms[0]
+            step = "password" if "password" in form.inputs else "otp" if "otp" in form.inputs else form.id or "?"
+            if step in submitted:
+                raise LoginFailed(f"Keycloak refused the {step} of {username}: {reason}", f"check the {step}")
+            if step == "password":
+                data = {"username": username, "password": password, "credentialId": ""}
+            elif step == "otp":
+                if otp_secret is None:
+                    raise LoginFailed(f"{username} has OTP configured but no OTP secret was given", "pass otp_secret")
+                data = {**form.inputs, "otp": totp_now(otp_secret)}
+            else:
+                raise LoginFailed(
+                    f"Keycloak asked {username} for an unexpected step (form {form.id!r}: {sorted(form.inputs)})",
+                    "finish the account's required actions in the Keycloak account console",
+                )
+            submitted.add(step)
+            response = await browser.send("POST", form.action, data=data)
+        raise LoginFailed(f"the login of {username} did not finish in {MAX_STEPS} steps", "check the realm's flow")
+
+
+async def _exchange(
+    http: httpx.AsyncClient, issuer: str, client_id: str, location: httpx.URL, state: str, verifier: str
+) -> AdminTokens:
+    params = location.params
+    if params.get("state") != state:
+        raise LoginFailed("the login redirect carried a foreign state", "retry the login")
+    if "code" not in params:
+        raise LoginFailed(f"the login ended with {params.get('error')}: {params.get('error_description')}", "retry")
+    response = await http.post(
+        f"{issuer}/protocol/openid-connect/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": params["code"],
+            "redirect_uri": REDIRECT_URI,
+            "client_id": client_id,
+            "code_verifier": verifier,
+        },
+    )
+    if response.status_code != 200:
+        raise LoginFailed(f"the code exchange failed ({response.status_code})", "retry the login")
+    body = response.json()
+    return AdminTokens(body["access_token"], body.get("id_token"), int(body.get("expires_in", 0)))

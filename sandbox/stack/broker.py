@@ -1,0 +1,80 @@
+"""The credential broker as a stack component: uvicorn on loopback, its database in the state directory.
+
+``configure`` gives each sandbox tenant one admin (password and TOTP secret in the stack's secrets file),
+so a fresh stack can be driven at once: ``mcp-sandbox admin login --tenant acme``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import shutil
+import sys
+
+from keycloak.exceptions import KeycloakPostError
+
+from sandbox.broker.store import broker_dir
+from sandbox.config import Settings
+from sandbox.idp.keycloak import KeycloakAdapter
+from sandbox.stack.component import Port, ProcessComponent, Report
+from sandbox.stack.state import ComponentState, Secrets
+
+SANDBOX_ADMIN = "admin"
+
+
+def admin_secret_names(tenant: str, username: str = SANDBOX_ADMIN) -> tuple[str, str]:
+    """Names in the stack's secrets file of a sandbox tenant admin's password and raw OTP secret."""
+    return f"{tenant}/{username}/password", f"{tenant}/{username}/otp"
+
+
+def otp_base32(raw: str) -> str:
+    """What an authenticator app (or pyotp) takes for Keycloak's raw OTP secret."""
+    return base64.b32encode(raw.encode()).decode().rstrip("=")
+
+
+class Broker(ProcessComponent):
+    name = "broker"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+
+    @property
+    def url(self) -> str:
+        return self.settings.broker_url
+
+    @property
+    def health_url(self) -> str:
+        return f"{self.settings.broker_url}/health"
+
+    def ports(self) -> list[Port]:
+        return [Port(self.settings.broker_port, "credential broker", "SANDBOX_BROKER_PORT")]
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "sandbox.broker"]
+
+    def start(self) -> ComponentState:
+        # A fresh `up` starts the broker from an empty database, like Keycloak (the SET signing key too).
+        if not self.settings.broker_database_url:
+            shutil.rmtree(broker_dir(self.settings), ignore_errors=True)
+        return super().start()
+
+    def configure(self, state: ComponentState, report: Report) -> None:
+        secrets = Secrets(self.settings)
+
+        async def create_admins() -> None:
+            adapter = KeycloakAdapter.from_settings(self.settings)
+            for tenant in self.settings.tenants:
+                password_name, otp_name = admin_secret_names(tenant)
+                try:
+                    await adapter.create_tenant_admin(
+                        tenant, SANDBOX_ADMIN, secrets.get_or_create(password_name), secrets.get_or_create(otp_name)
+                    )
+                    report(f"created admin {SANDBOX_ADMIN!r} of tenant {tenant}")
+                except KeycloakPostError as exc:
+                    if exc.response_code != 409:  # 409: the admin exists (an external Keycloak kept it)
+                        raise
+
+        if not self.settings.external_keycloak:
+            asyncio.run(create_admins())
+        state.details["openapi"] = f"{self.url}/openapi.json"
+        state.details["admins"] = {tenant: SANDBOX_ADMIN for tenant in self.settings.tenants}
