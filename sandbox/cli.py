@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from sandbox.broker.cli import register as register_broker_commands
 from sandbox.config import Settings, load_settings
 from sandbox.errors import SandboxError
 from sandbox.idp.keycloak import DEMO_CLIENT_ID
@@ -209,6 +210,9 @@ def bench(
         write_markdown(report, markdown, plot)
     if failed(report):
         _fail(SandboxError(f"benchmarks failed: {', '.join(failed(report))}", "see their `error` in the JSON"))
+
+
+register_broker_commands(app)  # broker, admin, tenants, agents, apply, audit
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -104,10 +104,14 @@ async def admin_login(
     password: str,
     otp_secret: str | None = None,
     *,
+    otp_code: str | None = None,
     client_id: str = ADMIN_LOGIN_CLIENT_ID,
     timeout: float = 15.0,
 ) -> AdminTokens:
-    """Log in as a tenant admin; with ``otp_secret`` the token proves MFA (``amr`` contains ``otp``)."""
+    """Log in as a tenant admin; with an OTP the token proves MFA (``amr`` contains ``otp``).
+
+    ``otp_secret`` (base32) computes the code; ``otp_code`` is one typed by a person.
+    """
     verifier = secrets.token_urlsafe(48)
     state = secrets.token_urlsafe(16)
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
@@ -144,9 +148,9 @@ async def admin_login(
             if step == "password":
                 data = {"username": username, "password": password, "credentialId": ""}
             elif step == "otp":
-                if otp_secret is None:
-                    raise LoginFailed(f"{username} has OTP configured but no OTP secret was given", "pass otp_secret")
-                data = {**form.inputs, "otp": totp_now(otp_secret)}
+                if otp_secret is None and otp_code is None:
+                    raise LoginFailed(f"{username} has OTP configured but no one-time code was given", "pass the OTP")
+                data = {**form.inputs, "otp": otp_code or totp_now(otp_secret or "")}
             else:
                 raise LoginFailed(
                     f"Keycloak asked {username} for an unexpected step (form {form.id!r}: {sorted(form.inputs)})",

@@ -31,10 +31,12 @@ class ComponentStatus:
 
 def default_components(settings: Settings) -> list[Component]:
     """The stack's components, in start order, for the configured runtime."""
+    from sandbox.stack.broker import Broker
     from sandbox.stack.keycloak import ExternalKeycloak, LocalKeycloak
 
     components: list[Component] = [
-        ExternalKeycloak(settings) if settings.external_keycloak else LocalKeycloak(settings)
+        ExternalKeycloak(settings) if settings.external_keycloak else LocalKeycloak(settings),
+        Broker(settings),
     ]
     return components
 
