@@ -88,6 +88,19 @@ class Settings(BaseSettings):
     broker_policy_file: Path | None = None  # default: <fixtures_dir>/policy.yaml
     broker_housekeeping_interval: float = 2.0  # seconds between checks for ended graces and interrupted revocations
 
+    # The reference MCP server (sandbox/mcp_server): how it validates tokens and how long it trusts what it learnt.
+    mcp_auth_mode: Literal["jwt", "introspect", "jwt+events"] = "jwt+events"
+    mcp_token_algorithms: tuple[str, ...] = ("RS256", "PS256", "ES256", "EdDSA")  # never "none" or HMAC
+    mcp_leeway: int = 5  # seconds of clock skew allowed on exp, nbf and iat
+    mcp_max_token_lifetime: int = 86400  # longer-lived tokens are refused, so a revocation can be forgotten after it
+    mcp_introspection_cache_ttl: float = 5.0  # seconds an introspection answer is reused
+    mcp_jwks_refetch_interval: float = 10.0  # at most one JWKS refetch per issuer this often for an unknown `kid`
+    mcp_trust_refetch_interval: float = 5.0  # at most one `GET /trust/issuers` this often for an unknown issuer
+    mcp_usage_flush_interval: float = 1.0  # seconds between usage report batches to the broker
+    mcp_base_scopes: tuple[str, ...] = ("basic",)  # what every request needs: the IdP scope that carries `sub`
+    mcp_events_signer_jwks_url: str | None = None  # who may sign revocation events; default: the broker's JWKS
+    mcp_introspection_secret: str | None = None  # default: the stack secret "mcp-resource-server"
+
     @field_validator("host")
     @classmethod
     def _loopback_only(cls, value: str) -> str:

@@ -1,0 +1,371 @@
+"""The ASGI app: the protected ``/mcp`` endpoint in front of the SDK, metadata, health and the event receiver.
+
+Every request to ``/mcp`` goes through, in order: Host/Origin checks (DNS rebinding), the bearer
+token from the ``Authorization`` header (never the query string), verification in the configured
+mode, and for ``tools/call`` the tool's scope, decided on the JSON-RPC body before the SDK sees it.
+Only then does the SDK's session manager get the request, with the caller attached: it binds each
+session to the principal that created it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+from mcp.server.auth.handlers.metadata import ProtectedResourceMetadataHandler
+from mcp.server.auth.middleware.auth_context import auth_context_var
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.routes import cors_middleware
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from mcp.shared.auth import ProtectedResourceMetadata
+from pydantic import AnyHttpUrl
+from starlette.applications import Starlette
+from starlette.authentication import AuthCredentials
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sandbox.mcp_server import challenges
+from sandbox.mcp_server.discovery import AuthorizationServers
+from sandbox.mcp_server.errors import InvalidToken, VerificationUnavailable
+from sandbox.mcp_server.events import EventReceiver, event_endpoint
+from sandbox.mcp_server.introspection import IntrospectionVerifier
+from sandbox.mcp_server.jwks import KeyCache
+from sandbox.mcp_server.net import http_client
+from sandbox.mcp_server.options import ServerOptions
+from sandbox.mcp_server.principal import SCOPE_KEY, Principal, principal_in
+from sandbox.mcp_server.revocations import RevocationList
+from sandbox.mcp_server.scoping import MalformedRequest, ToolCall, ToolPolicy, read_tool_call
+from sandbox.mcp_server.tenants import TenantDirectory
+from sandbox.mcp_server.tools import build_mcp
+from sandbox.mcp_server.trust import TrustedIssuers
+from sandbox.mcp_server.usage import UsageReporter
+from sandbox.mcp_server.verification import JwtVerifier, Policy, RevocationCheckingVerifier, TokenVerifier
+from sandbox.toolmap import ToolMap
+
+log = logging.getLogger("sandbox.mcp_server")
+
+MAX_BODY_BYTES = 1024 * 1024
+LOOPBACK = TransportSecuritySettings(
+    enable_dns_rebinding_protection=True,
+    allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
+    allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+)
+
+
+class TooLarge(Exception):
+    pass
+
+
+class AmbiguousAuthorization(Exception):
+    pass
+
+
+def bearer_token(headers: Headers) -> str | None:
+    """The credentials of the one ``Authorization: Bearer`` header; None without one (other schemes count as none)."""
+    values = headers.getlist("authorization")
+    if len(values) > 1:
+        raise AmbiguousAuthorization
+    if not values:
+        return None
+    scheme, _, credentials = values[0].strip().partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" else None
+
+
+async def read_body(receive: Receive, headers: Headers, limit: int) -> bytes:
+    declared = headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        body.extend(message.get("body", b""))
+        if len(body) > limit:
+            raise TooLarge
+        if not message.get("more_body", False):
+            break
+    return bytes(body)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the already-read body to the next app, then waits on the real one."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+class ProtectedMcpEndpoint:
+    def __init__(
+        self,
+        options: ServerOptions,
+        verifier: TokenVerifier,
+        policy: ToolPolicy,
+        sessions: StreamableHTTPSessionManager,
+        usage: UsageReporter,
+    ) -> None:
+        self.options = options
+        self.verifier = verifier
+        self.policy = policy
+        self.sessions = sessions
+        self.usage = usage
+        self.hosts = TransportSecurityMiddleware(LOOPBACK)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        refusal = await self.hosts.validate_request(request)
+        if refusal is not None:
+            return await refusal(scope, receive, send)
+        body, call, malformed = b"", None, None
+        if request.method == "POST":
+            try:
+                body = await read_body(receive, request.headers, MAX_BODY_BYTES)
+            except TooLarge:
+                return await JSONResponse({"error": "request body too large"}, status_code=413)(scope, receive, send)
+            try:
+                call = read_tool_call(body)
+            except MalformedRequest as exc:
+                malformed = exc
+        answer, principal = await self._authenticate(request, call)
+        if answer is None and principal is not None:
+            answer = self._authorize(principal, call, malformed)
+        if answer is not None:
+            return await answer(scope, receive, send)
+        assert principal is not None
+        await self._forward(scope, replaying(body, receive), send, principal, call)
+
+    async def _authenticate(self, request: Request, call: ToolCall | None) -> tuple[Response | None, Principal | None]:
+        hint = self.policy.challenge_scope(call)
+        metadata = self.options.resource_metadata_url
+        try:
+            token = bearer_token(request.headers)
+        except AmbiguousAuthorization:
+            return challenges.invalid_request(resource_metadata=metadata, scope=hint), None
+        if token is None:
+            return challenges.unauthorized(resource_metadata=metadata, scope=hint), None
+        try:
+            principal = await self.verifier.verify(token)
+        except InvalidToken as exc:
+            log.info("token refused", extra={"reason": exc.description, "path": request.url.path})
+            return challenges.unauthorized(resource_metadata=metadata, scope=hint, description=exc.description), None
+        except VerificationUnavailable as exc:
+            log.warning("token could not be checked", extra={"reason": exc.description})
+            return challenges.unavailable("the token cannot be checked right now; retry shortly"), None
+        return None, principal
+
+    def _authorize(
+        self, principal: Principal, call: ToolCall | None, malformed: MalformedRequest | None
+    ) -> Response | None:
+        if malformed is not None:
+            return challenges.bad_request(malformed.message, code=malformed.code, request_id=malformed.request_id)
+        if call is None or not self.policy.knows(call.tool):
+            return None  # not a tool call, or a tool the SDK will report as unknown
+        needed = self.policy.needed_for(call)
+        if needed is None:
+            environments = ", ".join(self.policy.toolmap.environments)
+            return challenges.bad_request(
+                f"{call.tool} needs an environment argument, one of: {environments}",
+                code=-32602,
+                request_id=call.request_id,
+            )
+        if not principal.may(needed):
+            self.usage.record(
+                issuer=principal.issuer, client_id=principal.client_id, tool=call.tool, allowed=False, status=403
+            )
+            log.info("tool call refused", extra={**principal.describe(), "tool": call.tool, "needed": needed})
+            return challenges.forbidden(
+                resource_metadata=self.options.resource_metadata_url,
+                scope=needed,
+                description=f"{call.tool} needs scope {needed}",
+            )
+        return None
+
+    async def _forward(
+        self, scope: Scope, receive: Receive, send: Send, principal: Principal, call: ToolCall | None
+    ) -> None:
+        user = AuthenticatedUser(principal.access_token())
+        scope.update({"user": user, "auth": AuthCredentials(sorted(principal.scopes)), SCOPE_KEY: principal})
+        status = 0
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        context = auth_context_var.set(user)
+        try:
+            await self.sessions.handle_request(scope, receive, watch)
+        finally:
+            auth_context_var.reset(context)
+            if call is not None and self.policy.knows(call.tool):
+                self.usage.record(
+                    issuer=principal.issuer,
+                    client_id=principal.client_id,
+                    tool=call.tool,
+                    allowed=True,
+                    status=status,
+                )
+
+
+class AccessLog:
+    """One JSON line per request: method, path (never the query string), status, caller, time taken."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        began = time.perf_counter()
+        status = 0
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            principal = principal_in(scope)
+            log.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "ms": round((time.perf_counter() - began) * 1000, 1),
+                    **(principal.describe() if principal else {}),
+                },
+            )
+
+
+def metadata_handler(options: ServerOptions, trust: TrustedIssuers, policy: ToolPolicy) -> Any:
+    async def handle(request: Request) -> Response:
+        servers = trust.known()
+        if not servers:
+            return challenges.unavailable("no authorization server is known yet")
+        document = ProtectedResourceMetadata(
+            resource=AnyHttpUrl(options.canonical_url),
+            authorization_servers=[AnyHttpUrl(server) for server in servers],
+            scopes_supported=list(dict.fromkeys([*options.base_scopes, *policy.all_scopes()])),
+            bearer_methods_supported=["header"],
+            resource_signing_alg_values_supported=None,
+            resource_name="mcp-agent-sandbox reference MCP server",
+        )
+        return await ProtectedResourceMetadataHandler(document).handle(request)
+
+    return handle
+
+
+def build_app(options: ServerOptions) -> Starlette:
+    client = http_client()
+    policy = ToolPolicy(ToolMap.load(options.tools_file), options.base_scopes)
+    trust = TrustedIssuers(
+        options.issuers,
+        client,
+        trust_list_url=f"{options.broker_url}/trust/issuers" if options.broker_url else None,
+        refetch_interval=options.trust_refetch_interval,
+    )
+    servers = AuthorizationServers(client)
+    rules = Policy(options.canonical_url, options.algorithms, options.leeway, options.max_token_lifetime)
+    key_caches: dict[str, KeyCache] = {}
+
+    def keys_of(issuer: str) -> KeyCache:
+        if issuer not in key_caches:
+
+            async def jwks_uri() -> str:
+                return await servers.endpoint(issuer, "jwks_uri")
+
+            key_caches[issuer] = KeyCache(client, jwks_uri, refetch_interval=options.jwks_refetch_interval)
+        return key_caches[issuer]
+
+    verifier: TokenVerifier
+    routes = []
+    if options.mode == "introspect":
+        assert options.introspection_secret is not None
+        verifier = IntrospectionVerifier(
+            rules,
+            trust,
+            servers,
+            client,
+            client_id=options.canonical_url,
+            client_secret=options.introspection_secret,
+            cache_ttl=options.introspection_cache_ttl,
+        )
+    else:
+        verifier = JwtVerifier(rules, trust, keys_of)
+    if options.mode == "jwt+events":
+        assert options.broker_url is not None and options.events_signer_jwks_url is not None
+        revocations = RevocationList(max_token_lifetime=options.max_token_lifetime, leeway=options.leeway)
+        verifier = RevocationCheckingVerifier(verifier, revocations.covers)
+        signer_jwks = options.events_signer_jwks_url
+
+        async def signer_jwks_uri() -> str:
+            return signer_jwks
+
+        receiver = EventReceiver(
+            KeyCache(client, signer_jwks_uri, refetch_interval=options.jwks_refetch_interval),
+            revocations,
+            issuer=options.broker_url,
+            audience=options.canonical_url,
+            leeway=options.leeway,
+        )
+        routes.append(Route("/events", event_endpoint(receiver), methods=["POST"]))
+
+    mcp = build_mcp(policy, TenantDirectory(policy.toolmap.environments))
+    mcp.streamable_http_app(json_response=True, transport_security=LOOPBACK, max_request_body_size=MAX_BODY_BYTES)
+    sessions = mcp.session_manager
+    usage = UsageReporter(
+        client,
+        f"{options.broker_url}/usage" if options.broker_url else None,
+        options.usage_secret,
+        flush_interval=options.usage_flush_interval,
+    )
+    endpoint = ProtectedMcpEndpoint(options, verifier, policy, sessions, usage)
+    metadata_path = urlsplit(options.resource_metadata_url).path
+    metadata = cors_middleware(metadata_handler(options, trust, policy), ["GET", "OPTIONS"])
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "mode": options.mode, "resource": options.canonical_url})
+
+    routes += [
+        Route(urlsplit(options.canonical_url).path or "/", endpoint, methods=["GET", "POST", "DELETE"]),
+        Route(metadata_path, metadata, methods=["GET", "OPTIONS"]),
+        Route("/.well-known/oauth-protected-resource", metadata, methods=["GET", "OPTIONS"]),
+        Route("/health", health, methods=["GET"]),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with sessions.run():
+            await trust.refresh()
+            usage.start()
+            log.info("MCP server ready", extra={"resource": options.canonical_url, "mode": options.mode})
+            try:
+                yield
+            finally:
+                await usage.stop()
+                await client.aclose()
+
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(AccessLog)])
+    app.state.usage = usage
+    return app

@@ -1,0 +1,122 @@
+"""What one server instance needs to know, built from the settings: as the stack's server, or standalone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from mcp.server.auth.routes import build_resource_metadata_url
+from pydantic import AnyHttpUrl
+
+from sandbox.config import Settings
+from sandbox.errors import SandboxError
+from sandbox.idp.keycloak import RESOURCE_SERVER_SECRET
+from sandbox.mcp_server.net import require_loopback
+from sandbox.stack.state import Secrets
+
+Mode = Literal["jwt", "introspect", "jwt+events"]
+MODES: tuple[Mode, ...] = ("jwt", "introspect", "jwt+events")
+#: Stack secret the broker checks on ``POST /usage``.
+USAGE_SECRET = "usage-ingest"
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    canonical_url: str
+    host: str
+    port: int
+    mode: Mode
+    issuers: tuple[str, ...]
+    broker_url: str | None
+    events_signer_jwks_url: str | None
+    introspection_secret: str | None
+    usage_secret: str | None
+    tools_file: Path
+    algorithms: tuple[str, ...]
+    base_scopes: tuple[str, ...]
+    leeway: int
+    max_token_lifetime: int
+    introspection_cache_ttl: float
+    jwks_refetch_interval: float
+    trust_refetch_interval: float
+    usage_flush_interval: float
+
+    @property
+    def resource_metadata_url(self) -> str:
+        """RFC 9728 §3.1: the well-known path inserted between the host and the resource's path."""
+        return str(build_resource_metadata_url(AnyHttpUrl(self.canonical_url)))
+
+    @classmethod
+    def for_stack(cls, settings: Settings) -> ServerOptions:
+        """The stack's server: canonical URL ``Settings.mcp_url``, the sandbox tenants, the stack's broker."""
+        return cls.standalone(
+            settings,
+            issuers=[settings.issuer(tenant) for tenant in settings.tenants],
+            port=settings.mcp_port,
+            mode=settings.mcp_auth_mode,
+            broker_url=settings.broker_url,
+            canonical_url=settings.mcp_url,
+        )
+
+    @classmethod
+    def standalone(
+        cls,
+        settings: Settings,
+        *,
+        issuers: list[str],
+        port: int,
+        mode: Mode,
+        broker_url: str | None,
+        canonical_url: str | None = None,
+    ) -> ServerOptions:
+        """A server on ``settings.host:port``; its canonical URL follows from them unless given."""
+        if mode not in MODES:
+            raise SandboxError(f"unknown token validation mode {mode!r}", f"use one of: {', '.join(MODES)}")
+        for issuer in issuers:
+            require_loopback(issuer, "issuer")
+        if broker_url is not None:
+            broker_url = require_loopback(broker_url, "broker URL").rstrip("/")
+        if not issuers and broker_url is None:
+            raise SandboxError(
+                "the MCP server trusts no issuer", "name one with --issuer, or a broker with --broker-url"
+            )
+        secrets = Secrets(settings)
+        signer_jwks = settings.mcp_events_signer_jwks_url or (
+            f"{broker_url}/.well-known/jwks.json" if broker_url else None
+        )
+        if mode == "jwt+events" and (broker_url is None or signer_jwks is None):
+            raise SandboxError(
+                "jwt+events mode needs the broker that signs revocation events",
+                "pass --broker-url (its /.well-known/jwks.json signs the events)",
+            )
+        if signer_jwks is not None:
+            require_loopback(signer_jwks, "events signer JWKS URL")
+        introspection_secret = settings.mcp_introspection_secret or secrets.get(RESOURCE_SERVER_SECRET)
+        if mode == "introspect" and not introspection_secret:
+            raise SandboxError(
+                "introspect mode needs this server's introspection client secret",
+                f"set SANDBOX_MCP_INTROSPECTION_SECRET, or start the stack (stack secret {RESOURCE_SERVER_SECRET!r})",
+            )
+        host = settings.host
+        authority = f"[{host}]" if ":" in host else host
+        return cls(
+            canonical_url=canonical_url or f"http://{authority}:{port}/mcp",
+            host=host,
+            port=port,
+            mode=mode,
+            issuers=tuple(issuers),
+            broker_url=broker_url,
+            events_signer_jwks_url=signer_jwks,
+            introspection_secret=introspection_secret,
+            usage_secret=secrets.get_or_create(USAGE_SECRET) if broker_url else None,
+            tools_file=settings.tools_file,
+            algorithms=settings.mcp_token_algorithms,
+            base_scopes=settings.mcp_base_scopes,
+            leeway=settings.mcp_leeway,
+            max_token_lifetime=settings.mcp_max_token_lifetime,
+            introspection_cache_ttl=settings.mcp_introspection_cache_ttl,
+            jwks_refetch_interval=settings.mcp_jwks_refetch_interval,
+            trust_refetch_interval=settings.mcp_trust_refetch_interval,
+            usage_flush_interval=settings.mcp_usage_flush_interval,
+        )

@@ -1,0 +1,104 @@
+"""Who is calling: the verified facts of an access token, and where the request carries them."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from mcp.server.auth.provider import AccessToken
+from starlette.types import Scope
+
+from sandbox.mcp_server.errors import InvalidToken
+
+#: Where the HTTP layer leaves the verified principal in the ASGI scope, for the tools to read.
+SCOPE_KEY = "sandbox.mcp.principal"
+
+
+def tenant_of(issuer: str) -> str:
+    """The tenant an issuer stands for: the Keycloak realm name, else the issuer itself."""
+    path = urlsplit(issuer).path.rstrip("/")
+    head, _, realm = path.rpartition("/")
+    return realm if head.endswith("/realms") and realm else issuer
+
+
+def same_resource(first: str, second: str) -> bool:
+    """Compare resource URLs as RFC 8707 identifiers: scheme and host case-insensitive, no trailing slash."""
+
+    def canonical(url: str) -> tuple[str, str, str]:
+        parts = urlsplit(url.strip())
+        return parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/")
+
+    try:
+        return canonical(first) == canonical(second)
+    except ValueError:
+        return False
+
+
+def fingerprint(token: str) -> str:
+    """A short, one-way name for a token: what logs and caches hold instead of the token."""
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Principal:
+    issuer: str
+    client_id: str
+    subject: str
+    scopes: frozenset[str]
+    issued_at: int
+    expires_at: int
+    token_fingerprint: str
+
+    @property
+    def tenant(self) -> str:
+        return tenant_of(self.issuer)
+
+    def may(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    def access_token(self) -> AccessToken:
+        """The SDK's view of the caller: it binds each session to (client_id, iss, sub)."""
+        return AccessToken(
+            token=self.token_fingerprint,
+            client_id=self.client_id,
+            scopes=sorted(self.scopes),
+            expires_at=self.expires_at,
+            subject=self.subject,
+            claims={"iss": self.issuer},
+        )
+
+    def describe(self) -> dict[str, str]:
+        return {"issuer": self.issuer, "client_id": self.client_id, "tenant": self.tenant}
+
+
+def principal_from_claims(claims: dict[str, Any], token: str) -> Principal:
+    """Build the principal from claims already verified for signature (or activity), issuer, audience and time."""
+    client_id = claims.get("client_id")
+    azp = claims.get("azp")
+    if client_id is not None and azp is not None and client_id != azp:
+        raise InvalidToken("the token's client_id and azp disagree")
+    client_id = client_id if client_id is not None else azp
+    if not isinstance(client_id, str) or not client_id:
+        raise InvalidToken("the token names no client (client_id or azp)")
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject:
+        raise InvalidToken("the token has no subject (sub)")
+    scope = claims.get("scope", "")
+    if not isinstance(scope, str):
+        raise InvalidToken("the token's scope is not a space-separated string")
+    return Principal(
+        issuer=claims["iss"],
+        client_id=client_id,
+        subject=subject,
+        scopes=frozenset(scope.split()),
+        issued_at=int(claims["iat"]),
+        expires_at=int(claims["exp"]),
+        token_fingerprint=fingerprint(token),
+    )
+
+
+def principal_in(scope: Scope) -> Principal | None:
+    found = scope.get(SCOPE_KEY)
+    return found if isinstance(found, Principal) else None

@@ -1,0 +1,155 @@
+"""Token verification, one verifier per mode: ``jwt`` (local JWKS), ``jwt+events`` (plus revocations), and
+``introspect`` (in :mod:`.introspection`). Each returns a :class:`Principal` or raises
+:class:`InvalidToken` (401) / :class:`VerificationUnavailable` (503); none ever lets a token through on doubt.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwt import JWTClaimsRegistry
+
+from sandbox.mcp_server.errors import InvalidToken
+from sandbox.mcp_server.jwks import KeyCache
+from sandbox.mcp_server.principal import Principal, principal_from_claims, same_resource
+from sandbox.mcp_server.trust import TrustedIssuers
+
+#: RFC 6750 b64token, cut into the three parts of a JWS compact serialization (no padding, no JWE).
+COMPACT_JWS = re.compile(r"^([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)$")
+#: Header ``typ`` values of an access token; anything else (an ID token, a SET, ...) is refused.
+ACCESS_TOKEN_TYPES = {"jwt", "at+jwt", "application/at+jwt"}
+MAX_TOKEN_LENGTH = 8192
+
+
+class TokenVerifier(Protocol):
+    async def verify(self, token: str) -> Principal: ...
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What every accepted token must satisfy, whatever the mode."""
+
+    audience: str  # this server's canonical URL
+    algorithms: tuple[str, ...]
+    leeway: int
+    max_lifetime: int
+    clock: Callable[[], float] = time.time
+
+
+def _b64json(part: str) -> dict[str, Any]:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidToken("the token is not a well-formed JWT") from exc
+    if not isinstance(value, dict):
+        raise InvalidToken("the token is not a well-formed JWT")
+    return value
+
+
+def peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and claims of a compact JWS, NOT verified: only to choose the issuer and key to verify with."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidToken("the token is too long")
+    match = COMPACT_JWS.match(token)
+    if match is None:
+        raise InvalidToken("the token is not a well-formed JWT")
+    return _b64json(match[1]), _b64json(match[2])
+
+
+def check_header(header: dict[str, Any], algorithms: tuple[str, ...]) -> str:
+    """The token's algorithm, if the header is one this server accepts for an access token."""
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in algorithms:
+        raise InvalidToken(f"signature algorithm {alg!r} is not accepted")
+    typ = header.get("typ")
+    if typ is not None and (not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES):
+        raise InvalidToken(f"a {typ!r} token is not an access token")
+    if "crit" in header or "b64" in header or "jku" in header or "x5u" in header or "jwk" in header:
+        raise InvalidToken("the token's header asks for processing this server does not do")
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise InvalidToken("the token's key id is not a string")
+    return alg
+
+
+def check_claims(claims: dict[str, Any], issuer: str, policy: Policy) -> None:
+    """Issuer, audience, times and lifetime of claims whose origin is already established."""
+    registry = JWTClaimsRegistry(
+        now=int(policy.clock()),
+        leeway=policy.leeway,
+        iss={"essential": True, "value": issuer},
+        exp={"essential": True},
+        iat={"essential": True},
+        sub={"essential": True},
+    )
+    try:
+        registry.validate(claims)
+    except JoseError as exc:
+        raise InvalidToken(_claim_problem(exc)) from exc
+    audience = claims.get("aud")
+    audiences = [audience] if isinstance(audience, str) else audience
+    if not isinstance(audiences, list) or not any(
+        isinstance(a, str) and same_resource(a, policy.audience) for a in audiences
+    ):
+        raise InvalidToken("the token was not issued for this server (audience)")
+    if claims["exp"] - claims["iat"] > policy.max_lifetime:
+        raise InvalidToken(f"the token lives longer than this server accepts ({policy.max_lifetime} s)")
+    if claims.get("typ", "Bearer") != "Bearer":
+        raise InvalidToken("the token is not an access token")
+
+
+def _claim_problem(error: JoseError) -> str:
+    claim = str(getattr(error, "claim", "") or "").strip() or error.error
+    if error.error == "missing_claim":
+        return f"the token's claims are not acceptable (it lacks {claim})"
+    return {
+        "exp": "the token has expired",
+        "nbf": "the token is not valid yet",
+        "iat": "the token was issued in the future",
+        "iss": "the token's issuer is not the one that signed it",
+    }.get(claim, f"the token's claims are not acceptable ({error.description or error.error})")
+
+
+class JwtVerifier:
+    """``jwt`` mode: a trusted issuer's published key signed it, for this audience, and it is current."""
+
+    def __init__(self, policy: Policy, trust: TrustedIssuers, keys: Callable[[str], KeyCache]) -> None:
+        self.policy = policy
+        self._trust = trust
+        self._keys = keys
+
+    async def verify(self, token: str) -> Principal:
+        header, unverified = peek(token)
+        alg = check_header(header, self.policy.algorithms)
+        issuer = unverified.get("iss")
+        if not isinstance(issuer, str) or not await self._trust.is_trusted(issuer):
+            raise InvalidToken("the token's issuer is not trusted here")
+        key = await self._keys(issuer).key(header.get("kid"), alg)
+        try:
+            claims = jwt.decode(token, key, algorithms=[alg]).claims
+        except (JoseError, ValueError, TypeError) as exc:
+            raise InvalidToken("the token's signature does not verify") from exc
+        check_claims(claims, issuer, self.policy)
+        return principal_from_claims(claims, token)
+
+
+class RevocationCheckingVerifier:
+    """``jwt+events`` mode: a valid JWT, unless a revocation event covers it."""
+
+    def __init__(self, inner: TokenVerifier, revoked: Callable[[Principal], bool]) -> None:
+        self._inner = inner
+        self._revoked = revoked
+
+    async def verify(self, token: str) -> Principal:
+        principal = await self._inner.verify(token)
+        if self._revoked(principal):
+            raise InvalidToken("the agent behind this token has been revoked")
+        return principal

@@ -1,0 +1,108 @@
+"""Trusted issuers (static plus the broker's list, refetched at a bounded rate) and off-path usage reports."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+from mcp_fakes import Clock
+
+from sandbox.mcp_server.trust import TrustedIssuers
+from sandbox.mcp_server.usage import UsageReporter
+
+ACME = "http://127.0.0.1:1/realms/acme"
+GLOBEX = "http://127.0.0.1:1/realms/globex"
+LIST_URL = "http://127.0.0.1:3/trust/issuers"
+
+
+class Broker:
+    def __init__(self) -> None:
+        self.issuers: list[str] = []
+        self.up = True
+        self.requests: list[httpx.Request] = []
+        self.status = 202
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if not self.up:
+            raise httpx.ConnectError("refused", request=request)
+        if request.url.path == "/trust/issuers":
+            return httpx.Response(200, json={"issuers": self.issuers})
+        return httpx.Response(self.status)
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.MockTransport(self.handle))
+
+
+def test_static_issuers_are_trusted_without_asking_the_broker() -> None:
+    broker = Broker()
+    trust = TrustedIssuers([ACME], broker.client(), trust_list_url=LIST_URL, refetch_interval=5, clock=Clock())
+    assert asyncio.run(trust.is_trusted(ACME)) and broker.requests == []
+
+
+def test_an_unknown_issuer_refetches_the_list_at_most_once_per_interval() -> None:
+    broker, clock = Broker(), Clock()
+    trust = TrustedIssuers([ACME], broker.client(), trust_list_url=LIST_URL, refetch_interval=5, clock=clock)
+
+    async def scenario() -> list[bool]:
+        seen = [await trust.is_trusted(GLOBEX) for _ in range(3)]  # one fetch: globex not listed yet
+        broker.issuers = [GLOBEX]
+        seen.append(await trust.is_trusted(GLOBEX))  # within the interval: no new fetch
+        clock.now += 5
+        seen.append(await trust.is_trusted(GLOBEX))
+        return seen
+
+    assert asyncio.run(scenario()) == [False, False, False, False, True]
+    assert len(broker.requests) == 2
+    assert trust.known() == [ACME, GLOBEX]
+
+
+def test_the_last_list_stays_when_the_broker_is_gone_and_master_is_never_trusted() -> None:
+    broker, clock = Broker(), Clock()
+    broker.issuers = [GLOBEX, "https://example.com/realms/x"]
+    trust = TrustedIssuers([], broker.client(), trust_list_url=LIST_URL, refetch_interval=5, clock=clock)
+    asyncio.run(trust.refresh())
+    broker.up = False
+    clock.now += 10
+    assert asyncio.run(trust.is_trusted(GLOBEX))
+    assert not asyncio.run(trust.is_trusted("http://127.0.0.1:1/realms/master"))
+    assert trust.known() == [GLOBEX]  # an issuer off loopback is never taken from the list
+
+
+def record(reporter: UsageReporter, n: int) -> None:
+    for i in range(n):
+        reporter.record(issuer=ACME, client_id=f"agent-{i}", tool="invoices.list", allowed=i % 2 == 0, status=200)
+
+
+def test_usage_is_sent_in_batches_with_the_ingest_secret() -> None:
+    broker = Broker()
+    reporter = UsageReporter(broker.client(), "http://127.0.0.1:3/usage", "ingest-secret", flush_interval=1)
+    record(reporter, 3)
+    assert asyncio.run(reporter.flush())
+    (request,) = broker.requests
+    assert request.headers["authorization"] == "Bearer ingest-secret"
+    events: list[dict[str, Any]] = json.loads(request.content)["events"]
+    assert [e["client_id"] for e in events] == ["agent-0", "agent-1", "agent-2"]
+    assert set(events[0]) == {"issuer", "client_id", "tool", "allowed", "status", "at"}
+
+
+def test_usage_is_kept_while_the_broker_is_absent_and_delivered_when_it_returns() -> None:
+    broker = Broker()
+    broker.up = False
+    reporter = UsageReporter(broker.client(), "http://127.0.0.1:3/usage", "ingest-secret", flush_interval=1)
+    record(reporter, 2)
+    assert not asyncio.run(reporter.flush())
+    broker.status = 503
+    broker.up = True
+    assert not asyncio.run(reporter.flush())
+    broker.status = 202
+    assert asyncio.run(reporter.flush())
+    assert reporter.sent == 2
+
+
+def test_recording_without_a_broker_does_nothing() -> None:
+    reporter = UsageReporter(Broker().client(), None, None, flush_interval=1)
+    record(reporter, 5)
+    assert not reporter.enabled and asyncio.run(reporter.flush())
