@@ -16,6 +16,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sandbox import __version__
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 #: Checksums of the Keycloak distributions this release was tested with.
@@ -88,6 +90,13 @@ class Settings(BaseSettings):
     broker_policy_file: Path | None = None  # default: <fixtures_dir>/policy.yaml
     broker_housekeeping_interval: float = 2.0  # seconds between checks for ended graces and interrupted revocations
 
+    # Container runtime (SANDBOX_RUNTIME=docker, and compose/): the images, and how this machine builds its own.
+    keycloak_image: str | None = None  # default: the official image of keycloak_version
+    project_image: str | None = None  # default: mcp-agent-sandbox:<version>, built from compose/Dockerfile
+    local_image_prefix: str = "mcp-sandbox-local"  # images `python -m sandbox.stack.images` builds are named so
+    debian_suite: str = "bookworm"  # the base image those images start from, made with debootstrap
+    debian_mirror: str = "http://deb.debian.org/debian"
+
     # The reference MCP server (sandbox/mcp_server): how it validates tokens and how long it trusts what it learnt.
     mcp_auth_mode: Literal["jwt", "introspect", "jwt+events"] = "jwt+events"
     mcp_token_algorithms: tuple[str, ...] = ("RS256", "PS256", "ES256", "EdDSA")  # never "none" or HMAC
@@ -135,6 +144,14 @@ class Settings(BaseSettings):
     @property
     def mcp_url(self) -> str:
         return f"http://{self.host}:{self.mcp_port}/mcp"
+
+    @property
+    def keycloak_container_image(self) -> str:
+        return self.keycloak_image or f"quay.io/keycloak/keycloak:{self.keycloak_version}"
+
+    @property
+    def project_container_image(self) -> str:
+        return self.project_image or f"mcp-agent-sandbox:{__version__}"
 
     def issuer(self, realm: str) -> str:
         return f"{self.keycloak_base_url}/realms/{realm}"

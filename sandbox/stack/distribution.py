@@ -29,6 +29,11 @@ ARTIFACT = "org.keycloak:keycloak-quarkus-dist"
 BUILD_OPTIONS = ("--db=dev-file", "--health-enabled=true", "--metrics-enabled=true")
 
 
+def build_options(settings: Settings) -> list[str]:
+    """``kc.sh build`` options: the same for the local distribution and every Keycloak image."""
+    return [*BUILD_OPTIONS, f"--features={','.join(settings.keycloak_features)}"]
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as stream:
@@ -52,7 +57,7 @@ class KeycloakDistribution:
         return self.home / "bin" / "kc.sh"
 
     def build_options(self) -> list[str]:
-        return [*BUILD_OPTIONS, f"--features={','.join(self.settings.keycloak_features)}"]
+        return build_options(self.settings)
 
     def ensure_built(self, jdk: Jdk, report: Report) -> Path:
         """The built distribution's home directory; each slow step runs only when needed."""
@@ -65,6 +70,12 @@ class KeycloakDistribution:
                 self._unpack(self._obtain(report), report)
             self._build(jdk, report)
         return self.home
+
+    def ensure_zip(self, report: Report) -> Path:
+        """The verified distribution zip (for building an image from it); fetched only when not cached."""
+        self.cache.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.cache / ".lock"), timeout=600):
+            return self._obtain(report)
 
     # Obtaining the zip.
     def _obtain(self, report: Report) -> Path:

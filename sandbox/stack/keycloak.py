@@ -1,4 +1,8 @@
-"""Keycloak as a stack component: run from its distribution by a local JDK, or an existing server."""
+"""Keycloak as a stack component: run from its distribution by a local JDK, or an existing server.
+
+The options and the bootstrap admin are defined here once, for every runtime: the local process,
+the container (:mod:`sandbox.stack.keycloak_container`) and ``compose/docker-compose.yml``.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from sandbox.idp.keycloak import (
     load_realm_template,
 )
 from sandbox.stack.component import Component, Port, ProcessComponent, Report
-from sandbox.stack.distribution import KeycloakDistribution
+from sandbox.stack.distribution import KeycloakDistribution, build_options
 from sandbox.stack.java import Jdk, find_jdk
 from sandbox.stack.readiness import answers, wait_for_http
 from sandbox.stack.state import ComponentState, Secrets
@@ -35,9 +39,8 @@ def create_tenant(adapter: KeycloakAdapter, settings: Settings, tenant: str, *, 
     )
 
 
-def create_sandbox_tenants(component: Component, report: Report) -> dict[str, str]:
+def create_sandbox_tenants(settings: Settings, report: Report) -> dict[str, str]:
     """Create the configured tenant realms unless they exist; return their issuers."""
-    settings = component.settings
     secrets = Secrets(settings)
 
     async def create_all() -> None:
@@ -53,19 +56,41 @@ def create_sandbox_tenants(component: Component, report: Report) -> dict[str, st
     return {tenant: settings.issuer(tenant) for tenant in settings.tenants}
 
 
-class LocalKeycloak(ProcessComponent):
-    """Keycloak from the Maven distribution, built once, started optimized on loopback."""
+def server_options(settings: Settings) -> list[str]:
+    """Start-time options of every Keycloak the sandbox runs: loopback only, no clustering, health on management."""
+    return [
+        "--cache=local",  # no JGroups clustering: nothing leaves loopback
+        "--http-enabled=true",
+        f"--http-host={settings.host}",
+        f"--http-port={settings.keycloak_port}",
+        f"--http-management-port={settings.keycloak_management_port}",
+        f"--hostname={settings.keycloak_base_url}",
+        "--hostname-strict=false",
+        "--log=console",
+    ]
+
+
+def container_command(settings: Settings) -> list[str]:
+    """``kc.sh`` arguments for a Keycloak image: the official one builds itself with these at its first start;
+    ours (compose/keycloak.Dockerfile) was built with the same build options, so it starts at once."""
+    return ["start", *build_options(settings), *server_options(settings)]
+
+
+def bootstrap_admin_environment(settings: Settings) -> dict[str, str]:
+    """The stack's own admin user and admin service account, created by Keycloak at its first start."""
+    secrets = Secrets(settings)
+    return {
+        "KC_BOOTSTRAP_ADMIN_USERNAME": ADMIN_USERNAME,
+        "KC_BOOTSTRAP_ADMIN_PASSWORD": secrets.get_or_create(ADMIN_USERNAME),
+        "KC_BOOTSTRAP_ADMIN_CLIENT_ID": ADMIN_CLIENT_ID,
+        "KC_BOOTSTRAP_ADMIN_CLIENT_SECRET": secrets.get_or_create(ADMIN_CLIENT_ID),
+    }
+
+
+class SandboxKeycloak(Component):
+    """What every Keycloak the sandbox starts has in common, whichever runtime starts it."""
 
     name = "keycloak"
-
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        self.distribution = KeycloakDistribution(self.settings)
-        self._jdk: Jdk | None = None
-
-    @property
-    def data_dir(self) -> Path:
-        return self.settings.state_dir / "keycloak"
 
     @property
     def url(self) -> str:
@@ -85,32 +110,40 @@ class LocalKeycloak(ProcessComponent):
             ),
         ]
 
+    def configure(self, state: ComponentState, report: Report) -> None:
+        state.details["tenants"] = create_sandbox_tenants(self.settings, report)
+        state.details["admin_console"] = f"{self.url}/admin/"
+
+
+class LocalKeycloak(SandboxKeycloak, ProcessComponent):
+    """Keycloak from the Maven distribution, built once, started optimized on loopback."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.distribution = KeycloakDistribution(self.settings)
+        self._jdk: Jdk | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.state_dir / "keycloak"
+
     def prepare(self, report: Report) -> None:
         report("looking for a JDK 17+")
         self._jdk = find_jdk(self.settings)
         self.distribution.ensure_built(self._jdk, report)
 
     def command(self) -> list[str]:
-        s = self.settings
         database = self.data_dir / "db" / "keycloakdb"
         return [
             str(self.distribution.kc_sh),
             "start",
             "--optimized",
-            "--cache=local",  # no JGroups clustering: nothing leaves loopback
+            *server_options(self.settings),
             f"--db-url=jdbc:h2:file:{database};NON_KEYWORDS=VALUE",
-            "--http-enabled=true",
-            f"--http-host={s.host}",
-            f"--http-port={s.keycloak_port}",
-            f"--http-management-port={s.keycloak_management_port}",
-            f"--hostname={s.keycloak_base_url}",
-            "--hostname-strict=false",
-            "--log=console",
         ]
 
     def environment(self) -> dict[str, str]:
         assert self._jdk is not None, "prepare() finds the JDK before start()"
-        secrets = Secrets(self.settings)
         env = super().environment()
         env.update(
             JAVA_HOME=str(self._jdk.home),
@@ -118,11 +151,8 @@ class LocalKeycloak(ProcessComponent):
             # Per-stack runtime files, so several stacks can share one built distribution.
             JAVA_OPTS_APPEND=f"-Dquarkus.transaction-manager.object-store.directory={self.data_dir / 'tx'}"
             f" -Djava.io.tmpdir={self.data_dir / 'tmp'}",
-            KC_BOOTSTRAP_ADMIN_USERNAME=ADMIN_USERNAME,
-            KC_BOOTSTRAP_ADMIN_PASSWORD=secrets.get_or_create(ADMIN_USERNAME),
-            KC_BOOTSTRAP_ADMIN_CLIENT_ID=ADMIN_CLIENT_ID,
-            KC_BOOTSTRAP_ADMIN_CLIENT_SECRET=secrets.get_or_create(ADMIN_CLIENT_ID),
         )
+        env.update(bootstrap_admin_environment(self.settings))
         return env
 
     def start(self) -> ComponentState:
@@ -130,10 +160,6 @@ class LocalKeycloak(ProcessComponent):
         shutil.rmtree(self.data_dir, ignore_errors=True)
         (self.data_dir / "tmp").mkdir(parents=True)
         return super().start()
-
-    def configure(self, state: ComponentState, report: Report) -> None:
-        state.details["tenants"] = create_sandbox_tenants(self, report)
-        state.details["admin_console"] = f"{self.url}/admin/"
 
 
 class ExternalKeycloak(Component):
