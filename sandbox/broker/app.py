@@ -216,6 +216,11 @@ def _add_routes(app: FastAPI) -> None:
             service.register_resource_server(caller, body.url, body.events_url)
         )
 
+    @app.delete("/resource-servers", status_code=204, tags=["resource servers"], responses=ERRORS)
+    async def unregister_server(url: str, caller: Caller, service: Service) -> None:
+        """Forget a resource server (operator only)."""
+        service.unregister_resource_server(caller, url)
+
     @app.get("/tenants/{tenant}/agents", tags=["agents"], responses=ERRORS)
     async def list_agents(
         tenant: str, caller: Caller, service: Service, status: str | None = None

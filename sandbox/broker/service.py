@@ -296,6 +296,24 @@ class BrokerService:
             )
         return {"url": url, "events_url": events_url}
 
+    def unregister_resource_server(self, principal: Principal, url: str) -> None:
+        """Forget a resource server: new agents no longer get it as audience; it gets no more events."""
+        if not principal.is_operator:
+            raise Forbidden("only the platform operator unregisters resource servers", "ask the operator")
+        with self._session() as session:
+            server = session.get(ResourceServer, url)
+            if server is None:
+                raise NotFound(f"no resource server {url!r}", "list them with GET /resource-servers")
+            session.delete(server)
+            audit.record(
+                session,
+                tenant=audit.PLATFORM,
+                actor=principal.actor,
+                action="resource_server.unregistered",
+                at=self.clock.now(),
+                before={"url": url},
+            )
+
     def resource_servers(self) -> list[dict[str, Any]]:
         with self._session() as session:
             return [{"url": s.url, "events_url": s.events_url} for s in self._registered_servers(session).values()]
