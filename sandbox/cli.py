@@ -32,14 +32,26 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
-def _settings() -> Settings:
+def _settings(runtime: str | None = None) -> Settings:
+    """The settings; their runtime is the one asked for, else that of the stack the state file describes."""
     try:
-        return load_settings()
+        settings = load_settings(**({"runtime": runtime} if runtime else {}))
     except ValueError as exc:
         _fail(
             SandboxError(f"invalid settings: {exc}".replace("\n", " "), "fix the SANDBOX_* environment variable named")
         )
         raise  # unreachable
+    state = load_state(settings)
+    if state is None or not state.components or state.runtime == settings.runtime:
+        return settings
+    if runtime is not None:
+        _fail(
+            SandboxError(
+                f"a stack of the {state.runtime} runtime is running in {settings.state_dir}",
+                "stop it first (mcp-sandbox down), or give this one its own SANDBOX_STATE_DIR",
+            )
+        )
+    return settings.model_copy(update={"runtime": state.runtime})
 
 
 def _fail(error: SandboxError) -> None:
@@ -55,9 +67,14 @@ def run_guarded(action):  # type: ignore[no-untyped-def]
 
 
 @app.command()
-def up() -> None:
+def up(
+    runtime: Annotated[
+        str | None,
+        typer.Option("--runtime", help="local (processes; the default) or docker (containers); or SANDBOX_RUNTIME."),
+    ] = None,
+) -> None:
     """Start the stack (Keycloak with the sandbox tenants, and the sandbox services) and wait until ready."""
-    settings = _settings()
+    settings = _settings(runtime)
     run_guarded(lambda: Stack(settings).up())
     print_info(settings)
 

@@ -52,10 +52,13 @@ class Broker(ProcessComponent):
     def command(self) -> list[str]:
         return [sys.executable, "-m", "sandbox.broker"]
 
-    def start(self) -> ComponentState:
+    def clear_data(self) -> None:
         # A fresh `up` starts the broker from an empty database, like Keycloak (the SET signing key too).
         if not self.settings.broker_database_url:
             shutil.rmtree(broker_dir(self.settings), ignore_errors=True)
+
+    def start(self) -> ComponentState:
+        self.clear_data()
         return super().start()
 
     def configure(self, state: ComponentState, report: Report) -> None:

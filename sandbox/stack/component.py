@@ -43,6 +43,9 @@ class Component(ABC):
     def prepare(self, report: Report) -> None:  # noqa: B027 - optional hook
         """Slow one-time work before start (fetch, unpack, build). Safe to repeat."""
 
+    def clear_data(self) -> None:  # noqa: B027 - optional hook
+        """Remove the data a stopped stack left behind, so `up` starts clean; whoever starts it calls this."""
+
     @abstractmethod
     def start(self) -> ComponentState:
         """Launch, without waiting; the returned state is saved at once so `down` can find it."""

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 from pathlib import Path
+
+from keycloak.exceptions import KeycloakPostError
 
 from sandbox.config import Settings
 from sandbox.idp.keycloak import (
@@ -52,7 +55,16 @@ def create_sandbox_tenants(settings: Settings, report: Report) -> dict[str, str]
                 )
                 report(f"created tenant realm {tenant}")
 
-    asyncio.run(create_all())
+    deadline = time.monotonic() + settings.startup_timeout
+    while True:
+        try:
+            asyncio.run(create_all())
+            break
+        except KeycloakPostError as exc:
+            # Ready is not yet bootstrapped: Keycloak answers 503 until its bootstrap admin exists.
+            if exc.response_code != 503 or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
     return {tenant: settings.issuer(tenant) for tenant in settings.tenants}
 
 

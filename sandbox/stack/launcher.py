@@ -38,6 +38,10 @@ def default_components(settings: Settings) -> list[Component]:
         ExternalKeycloak(settings) if settings.external_keycloak else LocalKeycloak(settings),
         Broker(settings),
     ]
+    if settings.runtime == "docker":
+        from sandbox.stack.docker_runtime import in_containers
+
+        return in_containers(components)
     return components
 
 
