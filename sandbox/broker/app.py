@@ -66,7 +66,8 @@ async def _adopt_sandbox_tenants(service: BrokerService) -> None:
             if await service.adopt_tenant(tenant):
                 log.info("adopted sandbox tenant", extra={"tenant": tenant})
         except IdpUnavailable as exc:
-            log.warning("cannot check sandbox tenant at start-up", extra={"tenant": tenant, "reason": exc.cause})
+            log.warning("Keycloak unreachable at start-up", extra={"tenant": tenant, "reason": exc.cause})
+            await service.adopt_tenant(tenant, check=False)
 
 
 async def _housekeeping(service: BrokerService, interval: float) -> None:

@@ -10,8 +10,10 @@ context and send such cookies over plain http; this helper does the same, for lo
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import secrets
+import time
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from http.cookies import SimpleCookie
@@ -25,7 +27,7 @@ from sandbox.errors import SandboxError
 from sandbox.idp.keycloak import ADMIN_LOGIN_CLIENT_ID
 
 REDIRECT_URI = "http://127.0.0.1/broker-admin/callback"  # never served: the code is read from the redirect
-MAX_STEPS = 6
+MAX_STEPS = 8
 
 
 class LoginFailed(SandboxError):
@@ -72,6 +74,11 @@ def _parse(html: str) -> _FormParser:
     parser = _FormParser()
     parser.feed(html)
     return parser
+
+
+def _seconds_to_next_code(otp_secret: str) -> float:
+    interval = pyotp.TOTP(otp_secret).interval
+    return interval - time.time() % interval + 0.2
 
 
 def totp_now(otp_secret: str) -> str:
@@ -130,6 +137,7 @@ async def admin_login(
             },
         )
         submitted: set[str] = set()
+        waited = False
         for _ in range(MAX_STEPS):
             if response.is_redirect:
                 location = httpx.URL(response.headers["location"])
@@ -143,7 +151,11 @@ async def admin_login(
                 raise LoginFailed(f"Keycloak login of {username} failed: {reason}", "check the realm and the user")
             form = page.forms[0]
             step = "password" if "password" in form.inputs else "otp" if "otp" in form.inputs else form.id or "?"
-            if step in submitted:
+            if step == "otp" and step in submitted and otp_secret and not waited:
+                # Keycloak refuses a code used once (replay protection): wait for the next one, as a person would.
+                waited = True
+                await asyncio.sleep(_seconds_to_next_code(otp_secret))
+            elif step in submitted:
                 raise LoginFailed(f"Keycloak refused the {step} of {username}: {reason}", f"check the {step}")
             if step == "password":
                 data = {"username": username, "password": password, "credentialId": ""}

@@ -18,6 +18,7 @@ from sandbox.pytest_plugin import SandboxStack
 from sandbox.stack.broker import SANDBOX_ADMIN, admin_secret_names, otp_base32
 from sandbox.stack.state import Secrets
 
+_SANDBOX_ADMINS: dict[str, Admin] = {}
 ADMINS = [{"username": "alice", "otp": True}, {"username": "bob", "otp": True}, {"username": "carol", "otp": False}]
 
 
@@ -85,7 +86,13 @@ class Broker:
         return Tenant(name, created["issuer"], admins)
 
     def sandbox_admin(self, tenant: str) -> Admin:
-        """The admin the stack gave a sandbox tenant (credentials in the stack's secrets file)."""
+        """The admin the stack gave a sandbox tenant (credentials in the stack's secrets file); one per session,
+        so its token is reused (Keycloak refuses a one-time code twice)."""
+        if tenant not in _SANDBOX_ADMINS:
+            _SANDBOX_ADMINS[tenant] = self._sandbox_admin(tenant)
+        return _SANDBOX_ADMINS[tenant]
+
+    def _sandbox_admin(self, tenant: str) -> Admin:
         password_name, otp_name = admin_secret_names(tenant)
         secrets = Secrets(self.settings)
         return Admin(

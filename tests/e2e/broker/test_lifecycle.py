@@ -242,7 +242,9 @@ def test_private_key_rotation_accepts_both_keys_during_grace(broker: Broker, ten
     token_for(tenant, new)
 
 
-def report_usage(broker: Broker, tenant: Tenant, client_id: str, tool: str, *, allowed: bool) -> None:
+def report_usage(
+    broker: Broker, tenant: Tenant, client_id: str, tool: str, *, allowed: bool, at: float | None = None
+) -> None:
     secret = Secrets(broker.settings).get("usage-ingest")
     response = httpx.post(
         f"{broker.url}/usage",
@@ -254,7 +256,7 @@ def report_usage(broker: Broker, tenant: Tenant, client_id: str, tool: str, *, a
                     "tool": tool,
                     "allowed": allowed,
                     "status": 200 if allowed else 403,
-                    "at": time.time(),
+                    "at": at or time.time(),
                 }
             ]
         },
@@ -314,8 +316,9 @@ def test_revocation_kills_credentials_and_tokens_everywhere(broker: Broker, tena
         assert event["subject"]["iss"] == tenant.issuer
         verification = {v["server"]: v for v in result["verification"]}
         assert verification[probe.url] == {"server": probe.url, "status": 401, "rejected": True}
-        if "mcp" in broker.stack.state.components:  # the reference MCP server, when the stack runs one
+        if "mcp-server" in broker.stack.state.components:  # the reference MCP server, when the stack runs one
             assert verification[broker.settings.mcp_url]["rejected"] is True
+            assert delivered[broker.settings.mcp_url]["delivered"] is True
 
         entries = broker.call("GET", f"/tenants/{tenant.name}/audit", alice, agent_id=agent_id).json()
         revocation = [e for e in entries if e["action"] == "agent.revoked"]
