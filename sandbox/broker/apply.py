@@ -149,8 +149,10 @@ def check_plan(client: BrokerClient, document: YamlDocument, declared: AgentsFil
     for change, result in zip(checked, results, strict=True):
         if result["violations"]:
             assert change.index is not None
+            named = result["violations"][0].split(":", 1)[0]
+            where = ("agents", change.index, named) if named in DesiredAgent.model_fields else ("agents", change.index)
             raise document.error(
-                ("agents", change.index),
+                where,
                 f"agent {change.name!r} breaks the policy: {'; '.join(result['violations'])}",
                 "fix the entry; nothing was changed",
             )

@@ -353,8 +353,8 @@ def apply_command(
     def act(client: BrokerClient) -> Any:
         current = client.get(f"/tenants/{declared.tenant}/agents")
         plan = make_plan(declared, current)
-        sys.stderr.write(plan.describe() + "\n")
         check_plan(client, document, declared, plan)
+        sys.stderr.write(plan.describe() + "\n")
         if plan_only or plan.empty:
             return {"tenant": declared.tenant, "plan": [c.describe() for c in plan.changes], "applied": False}
         return {**apply_plan(client, document, declared, plan), "applied": True}
