@@ -54,6 +54,7 @@ from sandbox.toolmap import ToolMap
 log = logging.getLogger("sandbox.mcp_server")
 
 MAX_BODY_BYTES = 1024 * 1024
+MAX_HEADER_BYTES = 16 * 1024
 LOOPBACK = TransportSecuritySettings(
     enable_dns_rebinding_protection=True,
     allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
@@ -224,6 +225,20 @@ class ProtectedMcpEndpoint:
                 )
 
 
+class HeaderSizeLimit:
+    """431 for a request whose header block exceeds ``limit`` bytes, before anything reads it."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_HEADER_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and sum(len(k) + len(v) + 4 for k, v in scope["headers"]) > self.limit:
+            response = JSONResponse({"error": "request header fields too large"}, status_code=431)
+            return await response(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
 class AccessLog:
     """One JSON line per request: method, path (never the query string), status, caller, time taken."""
 
@@ -338,6 +353,7 @@ def build_app(options: ServerOptions) -> Starlette:
         client,
         f"{options.broker_url}/usage" if options.broker_url else None,
         options.usage_secret,
+        resource=options.canonical_url,
         flush_interval=options.usage_flush_interval,
     )
     endpoint = ProtectedMcpEndpoint(options, verifier, policy, sessions, usage)
@@ -366,6 +382,6 @@ def build_app(options: ServerOptions) -> Starlette:
                 await usage.stop()
                 await client.aclose()
 
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(AccessLog)])
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(AccessLog), Middleware(HeaderSizeLimit)])
     app.state.usage = usage
     return app

@@ -1,7 +1,8 @@
 """Usage reports to the broker: one event per tool call, sent in batches, never on the request path.
 
-``POST <broker>/usage`` with ``{"events": [{"issuer", "client_id", "tool", "allowed", "status", "at"}]}``
-and ``Authorization: Bearer <stack secret "usage-ingest">``. ``at`` is Unix seconds. Recording
+``POST <broker>/usage`` with ``{"resource": <canonical URL>, "events": [{"issuer", "client_id", "tool",
+"allowed", "status", "at"}]}`` and ``Authorization: Bearer <stack secret "usage-ingest">``; ``at`` is
+Unix seconds. Recording
 only appends to a bounded buffer; a background task sends what has gathered every
 ``flush_interval`` seconds. If the broker is absent or refuses, the batch is kept (the oldest
 events are dropped beyond the buffer's size) and retried with backoff; calls are never slowed.
@@ -33,12 +34,14 @@ class UsageReporter:
         url: str | None,
         secret: str | None,
         *,
+        resource: str,
         flush_interval: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
         self._url = url
         self._secret = secret
+        self._resource = resource
         self._interval = flush_interval
         self._clock = clock
         self._buffer: deque[dict[str, Any]] = deque(maxlen=MAX_BUFFERED)
@@ -84,7 +87,9 @@ class UsageReporter:
             batch = [self._buffer.popleft() for _ in range(min(MAX_BATCH, len(self._buffer)))]
             try:
                 response = await self._client.post(
-                    self._url or "", json={"events": batch}, headers={"Authorization": f"Bearer {self._secret}"}
+                    self._url or "",
+                    json={"resource": self._resource, "events": batch},
+                    headers={"Authorization": f"Bearer {self._secret}"},
                 )
                 accepted = response.status_code < 300
                 reason = f"HTTP {response.status_code}"

@@ -44,9 +44,20 @@ class Policy:
     clock: Callable[[], float] = time.time
 
 
+def _canonical_b64(part: str) -> bytes:
+    """Decode base64url, refusing a non-canonical spelling (set padding bits): one token, one string."""
+    try:
+        raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    except ValueError as exc:
+        raise InvalidToken("the token is not a well-formed JWT") from exc
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != part:
+        raise InvalidToken("the token is not a well-formed JWT")
+    return raw
+
+
 def _b64json(part: str) -> dict[str, Any]:
     try:
-        value = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+        value = json.loads(_canonical_b64(part))
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidToken("the token is not a well-formed JWT") from exc
     if not isinstance(value, dict):
@@ -61,6 +72,7 @@ def peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     match = COMPACT_JWS.match(token)
     if match is None:
         raise InvalidToken("the token is not a well-formed JWT")
+    _canonical_b64(match[3])
     return _b64json(match[1]), _b64json(match[2])
 
 

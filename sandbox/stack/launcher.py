@@ -33,9 +33,11 @@ def default_components(settings: Settings) -> list[Component]:
     """The stack's components, in start order, for the configured runtime."""
     from sandbox.stack.broker import Broker
     from sandbox.stack.keycloak import ExternalKeycloak, LocalKeycloak
+    from sandbox.stack.mcp_server import McpServer
 
     components: list[Component] = [
         ExternalKeycloak(settings) if settings.external_keycloak else LocalKeycloak(settings),
+        McpServer(settings),
         Broker(settings),
     ]
     if settings.runtime == "docker":

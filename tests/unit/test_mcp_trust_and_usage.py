@@ -15,6 +15,7 @@ from sandbox.mcp_server.usage import UsageReporter
 ACME = "http://127.0.0.1:1/realms/acme"
 GLOBEX = "http://127.0.0.1:1/realms/globex"
 LIST_URL = "http://127.0.0.1:3/trust/issuers"
+MCP = "http://127.0.0.1:2/mcp"
 
 
 class Broker:
@@ -78,12 +79,16 @@ def record(reporter: UsageReporter, n: int) -> None:
 
 def test_usage_is_sent_in_batches_with_the_ingest_secret() -> None:
     broker = Broker()
-    reporter = UsageReporter(broker.client(), "http://127.0.0.1:3/usage", "ingest-secret", flush_interval=1)
+    reporter = UsageReporter(
+        broker.client(), "http://127.0.0.1:3/usage", "ingest-secret", resource=MCP, flush_interval=1
+    )
     record(reporter, 3)
     assert asyncio.run(reporter.flush())
     (request,) = broker.requests
     assert request.headers["authorization"] == "Bearer ingest-secret"
-    events: list[dict[str, Any]] = json.loads(request.content)["events"]
+    body = json.loads(request.content)
+    assert body["resource"] == MCP
+    events: list[dict[str, Any]] = body["events"]
     assert [e["client_id"] for e in events] == ["agent-0", "agent-1", "agent-2"]
     assert set(events[0]) == {"issuer", "client_id", "tool", "allowed", "status", "at"}
 
@@ -91,7 +96,9 @@ def test_usage_is_sent_in_batches_with_the_ingest_secret() -> None:
 def test_usage_is_kept_while_the_broker_is_absent_and_delivered_when_it_returns() -> None:
     broker = Broker()
     broker.up = False
-    reporter = UsageReporter(broker.client(), "http://127.0.0.1:3/usage", "ingest-secret", flush_interval=1)
+    reporter = UsageReporter(
+        broker.client(), "http://127.0.0.1:3/usage", "ingest-secret", resource=MCP, flush_interval=1
+    )
     record(reporter, 2)
     assert not asyncio.run(reporter.flush())
     broker.status = 503
@@ -103,6 +110,6 @@ def test_usage_is_kept_while_the_broker_is_absent_and_delivered_when_it_returns(
 
 
 def test_recording_without_a_broker_does_nothing() -> None:
-    reporter = UsageReporter(Broker().client(), None, None, flush_interval=1)
+    reporter = UsageReporter(Broker().client(), None, None, resource=MCP, flush_interval=1)
     record(reporter, 5)
     assert not reporter.enabled and asyncio.run(reporter.flush())

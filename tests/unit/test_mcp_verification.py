@@ -170,6 +170,16 @@ def test_garbage_and_truncated_tokens_are_refused(token: str) -> None:
     assert refused(FakeIssuer(), token)
 
 
+def test_a_non_canonical_spelling_of_a_valid_signature_is_refused() -> None:
+    issuer = FakeIssuer()
+    token = issuer.token()
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(token[-1])
+    twin = token[:-1] + alphabet[last ^ 1]  # a 256-byte signature leaves 2 unused bits in its last character
+    assert twin != token and verify(issuer, token).client_id == "agent-1"
+    assert "well-formed" in refused(issuer, twin)
+
+
 def test_truncated_real_token_is_refused() -> None:
     issuer = FakeIssuer()
     token = issuer.token()
