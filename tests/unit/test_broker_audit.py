@@ -1,0 +1,75 @@
+"""The audit log: chained per tenant, and any change, removal or reordering is detected."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from sandbox.broker import audit
+from sandbox.broker.store import Database, StorageError
+
+AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    database = Database(f"sqlite:///{tmp_path / 'audit.db'}")
+    database.create_schema()
+    with database.session() as session:
+        for tenant in ("acme", "globex", "acme", "acme"):
+            audit.record(session, tenant=tenant, actor="alice", action="agent.provisioned", at=AT, after={"n": 1})
+    return database
+
+
+def problems(db: Database) -> list[str]:
+    with db.session() as session:
+        return audit.verify(session).problems
+
+
+def raw(db: Database, *statements: str) -> None:
+    """Change the table behind the broker's back, as someone with the database file could."""
+    with db.engine.begin() as connection:
+        connection.execute(text("DROP TRIGGER audit_no_update"))
+        connection.execute(text("DROP TRIGGER audit_no_delete"))
+        for statement in statements:
+            connection.execute(text(statement))
+
+
+def test_intact_log_verifies_with_one_chain_per_tenant(db: Database) -> None:
+    with db.session() as session:
+        report = audit.verify(session)
+        acme = audit.entries(session, "acme")
+    assert report.ok and report.entries == 4 and report.tenants == 2
+    assert acme[0].prev_hash == audit.GENESIS and acme[1].prev_hash == acme[0].hash
+
+
+def test_changed_content_is_detected(db: Database) -> None:
+    raw(db, "UPDATE audit SET actor = 'mallory' WHERE seq = 3")
+    assert problems(db) == ["entry 3 (tenant acme): its content does not match its hash"]
+
+
+def test_removed_entry_is_detected(db: Database) -> None:
+    raw(db, "DELETE FROM audit WHERE seq = 3")
+    assert problems(db) == [
+        "entry 4 (tenant acme): its link does not match the entry before it "
+        "(an entry was removed, inserted or reordered)"
+    ]
+
+
+def test_recomputed_hash_still_breaks_the_next_link(db: Database) -> None:
+    with db.session() as session:
+        entry = audit.entries(session, "acme")[1]
+        forged = audit.entry_hash(entry.prev_hash, {**audit._fields(entry), "actor": "mallory"})
+    raw(db, f"UPDATE audit SET actor = 'mallory', hash = '{forged}' WHERE seq = {entry.seq}")
+    assert len(problems(db)) == 1 and "link" in problems(db)[0]
+
+
+def test_the_table_is_append_only(db: Database) -> None:
+    with pytest.raises(StorageError), db.session() as session:
+        session.execute(text("UPDATE audit SET reason = 'x'"))
+    with pytest.raises(StorageError), db.session() as session:
+        session.execute(text("DELETE FROM audit"))
+    assert problems(db) == []

@@ -1,0 +1,183 @@
+"""The lifecycle service with a stand-in for Keycloak: dormancy on a movable clock, and what a
+Keycloak failure halfway leaves behind (compensated, or marked for clean-up; never a half-made agent)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sandbox.broker.auth import Principal
+from sandbox.broker.clock import MovableClock
+from sandbox.broker.errors import IdpFailed, StorageFailed
+from sandbox.broker.events import SigningKey
+from sandbox.broker.policy import Policy
+from sandbox.broker.service import BrokerService, ProvisionRequest
+from sandbox.broker.store import Database
+from sandbox.config import load_settings
+from sandbox.idp.keycloak import AgentClient, AgentClientSpec, IdpUnavailable
+
+ALICE = Principal("tenant_admin", "acme", "sub-alice", "alice", mfa=True)
+DOWN = IdpUnavailable("Keycloak at http://127.0.0.1:1 is unreachable", "start it")
+
+
+class FakeKeycloak:
+    """Keeps clients in a dict; ``fail`` names methods that raise as if Keycloak went away."""
+
+    def __init__(self) -> None:
+        self.clients: dict[str, dict[str, Any]] = {}
+        self.logins: dict[str, int] = {}  # client_id -> last CLIENT_LOGIN, in ms
+        self.fail: set[str] = set()
+
+    def _maybe_fail(self, name: str) -> None:
+        if name in self.fail:
+            raise DOWN
+
+    async def realm_exists(self, realm: str) -> bool:
+        return True
+
+    async def create_agent_client(self, realm: str, spec: AgentClientSpec) -> AgentClient:
+        self._maybe_fail("create_agent_client")
+        self.clients[spec.client_id] = {"enabled": spec.enabled, "scopes": spec.scopes}
+        self._maybe_fail("after_create")
+        return AgentClient(spec.client_id, spec.client_id, f"sa-{spec.client_id}", "generated-secret")
+
+    async def find_client(self, realm: str, client_id: str) -> str | None:
+        self._maybe_fail("find_client")
+        return client_id if client_id in self.clients else None
+
+    async def delete_client(self, realm: str, internal_id: str) -> None:
+        self._maybe_fail("delete_client")
+        self.clients.pop(internal_id, None)
+
+    async def set_client_enabled(self, realm: str, internal_id: str, enabled: bool) -> None:
+        self._maybe_fail("set_client_enabled")
+        self.clients[internal_id]["enabled"] = enabled
+
+    async def client_events(self, realm: str, client_id: str, types: tuple[str, ...] = (), maximum: int = 500) -> list:
+        last = self.logins.get(client_id)
+        return [{"type": "CLIENT_LOGIN", "time": last}] if last else []
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[tuple[BrokerService, FakeKeycloak, MovableClock]]:
+    settings = load_settings(state_dir=tmp_path)
+    keycloak, clock = FakeKeycloak(), MovableClock()
+    from sandbox.toolmap import ToolMap
+
+    tools = ToolMap.load(settings.tools_file)
+    db = Database(f"sqlite:///{tmp_path / 'broker.db'}")
+    db.create_schema()
+    async with httpx.AsyncClient() as http:
+        service = BrokerService(
+            settings=settings,
+            db=db,
+            adapter=keycloak,  # type: ignore[arg-type]
+            policy=Policy.load(settings.policy_file, tools),
+            tools=tools,
+            clock=clock,
+            signing_key=SigningKey.load_or_create(tmp_path / "key.json"),
+            http=http,
+        )
+        service.register_resource_server(None, settings.mcp_url, None)
+        await service.adopt_tenant("acme")
+        yield service, keycloak, clock
+        db.dispose()
+
+
+def request(name: str, role: str = "read-only-analytics") -> ProvisionRequest:
+    return ProvisionRequest(name=name, owner="o", role=role, environment="staging")
+
+
+async def test_idle_agents_become_dormant_only_after_their_period(world: Any) -> None:
+    service, keycloak, clock = world
+    logs = (await service.provision(ALICE, "acme", request("logs", "log-reader")))["agent"]
+    analytics = (await service.provision(ALICE, "acme", request("analytics")))["agent"]
+    clock.advance(days=13, hours=23)
+    assert (await service.scan_dormancy(ALICE, "acme"))["dormant"] == []
+    clock.advance(hours=2)
+    assert [a["id"] for a in (await service.scan_dormancy(ALICE, "acme"))["dormant"]] == [logs["id"]]
+    assert keycloak.clients[logs["client_id"]]["enabled"] is False
+    keycloak.logins[analytics["client_id"]] = int(clock.now().timestamp() * 1000)  # a token today
+    clock.advance(days=29)
+    assert (await service.scan_dormancy(ALICE, "acme"))["dormant"] == []
+    clock.advance(days=2)
+    assert [a["id"] for a in (await service.scan_dormancy(ALICE, "acme"))["dormant"]] == [analytics["id"]]
+    assert {a["id"] for a in service.review_queue(ALICE, "acme")} == {logs["id"], analytics["id"]}
+    kept = await service.review(ALICE, "acme", logs["id"], "keep", "still needed")
+    assert kept["status"] == "active" and keycloak.clients[logs["client_id"]]["enabled"] is True
+
+
+async def test_tool_calls_count_as_activity(world: Any) -> None:
+    service, _, clock = world
+    agent = (await service.provision(ALICE, "acme", request("caller")))["agent"]
+    clock.advance(days=25)
+    service.ingest_usage(
+        [
+            {
+                "issuer": service.settings.issuer("acme"),
+                "client_id": agent["client_id"],
+                "tool": "analytics.query",
+                "allowed": True,
+                "status": 200,
+                "at": clock.now().timestamp(),
+            }
+        ],
+        None,
+    )
+    clock.advance(days=25)
+    assert (await service.scan_dormancy(ALICE, "acme"))["dormant"] == []
+
+
+async def test_keycloak_failing_after_creating_the_client_is_compensated(world: Any) -> None:
+    service, keycloak, _ = world
+    keycloak.fail = {"after_create"}
+    with pytest.raises(IdpFailed, match="nothing was left in Keycloak"):
+        await service.provision(ALICE, "acme", request("half"))
+    assert keycloak.clients == {}
+    assert [(a["name"], a["status"]) for a in service.list_agents(ALICE, "acme")] == [("half", "failed")]
+
+
+async def test_keycloak_gone_entirely_marks_the_leftover_for_cleanup(world: Any) -> None:
+    service, keycloak, _ = world
+    keycloak.fail = {"after_create", "find_client", "delete_client"}
+    with pytest.raises(IdpFailed, match="removed once Keycloak answers"):
+        await service.provision(ALICE, "acme", request("orphan"))
+    assert len(keycloak.clients) == 1
+    keycloak.fail = set()
+    assert (await service.housekeeping())["cleanups"] == 1
+    assert keycloak.clients == {}
+
+
+async def test_storage_failing_after_keycloak_removes_the_client_again(world: Any, monkeypatch: Any) -> None:
+    service, keycloak, _ = world
+    from sandbox.broker import audit
+
+    def broken(*_: Any, **__: Any) -> None:
+        from sqlalchemy.exc import OperationalError
+
+        raise OperationalError("INSERT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(audit, "record", broken)
+    with pytest.raises(StorageFailed, match="the Keycloak client was removed again"):
+        await service.provision(ALICE, "acme", request("unrecorded"))
+    assert keycloak.clients == {}
+
+
+async def test_interrupted_revocation_resumes(world: Any) -> None:
+    service, keycloak, _ = world
+    agent = (await service.provision(ALICE, "acme", request("leaving")))["agent"]
+    keycloak.fail = {"delete_client"}
+    with pytest.raises(IdpFailed, match="removal is pending"):
+        await service.revoke(ALICE, agent["id"], reason="offboarding")
+    assert keycloak.clients[agent["client_id"]]["enabled"] is False
+    assert service.get_agent(ALICE, "acme", agent["id"])["status"] == "revoking"
+    keycloak.fail = set()
+    assert (await service.housekeeping())["revocations_resumed"] == 1
+    assert service.get_agent(ALICE, "acme", agent["id"])["status"] == "revoked"
+    assert keycloak.clients == {}
+    again = await service.revoke(ALICE, agent["id"])
+    assert again["already_revoked"] is True
