@@ -145,6 +145,7 @@ class ProtectedMcpEndpoint:
                 malformed = exc
         answer, principal = await self._authenticate(request, call)
         if answer is None and principal is not None:
+            scope[SCOPE_KEY] = principal  # for the tools, and for the access log
             answer = self._authorize(principal, call, malformed)
         if answer is not None:
             return await answer(scope, receive, send)
@@ -201,7 +202,7 @@ class ProtectedMcpEndpoint:
         self, scope: Scope, receive: Receive, send: Send, principal: Principal, call: ToolCall | None
     ) -> None:
         user = AuthenticatedUser(principal.access_token())
-        scope.update({"user": user, "auth": AuthCredentials(sorted(principal.scopes)), SCOPE_KEY: principal})
+        scope.update({"user": user, "auth": AuthCredentials(sorted(principal.scopes))})
         status = 0
 
         async def watch(message: Message) -> None:
