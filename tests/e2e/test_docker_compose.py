@@ -1,0 +1,114 @@
+"""compose/docker-compose.yml: it validates, agrees with the docker runtime, and serves tenant tokens."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+from sandbox.config import Settings
+from sandbox.idp.keycloak import DEMO_CLIENT_ID
+from sandbox.stack.docker_engine import compose_command
+from sandbox.stack.keycloak import container_command
+from sandbox.stack.keycloak_container import health_probe
+from sandbox.stack.ports import free_port
+from sandbox.stack.readiness import wait_for_http
+
+pytestmark = pytest.mark.xdist_group("docker")
+
+COMPOSE_FILE = Path(__file__).resolve().parents[2] / "compose" / "docker-compose.yml"
+PORTS = ("KEYCLOAK_PORT", "KEYCLOAK_MANAGEMENT_PORT", "BROKER_PORT", "MCP_PORT")
+
+
+def compose(project: str, env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*compose_command(), "-p", project, "-f", str(COMPOSE_FILE), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **env},
+    )
+
+
+def compose_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {f"SANDBOX_{name}": str(free_port()) for name in PORTS}
+    env["SANDBOX_COMPOSE_STATE_DIR"] = str(tmp_path / "state")
+    return {**env, **extra}
+
+
+def settings_of(env: dict[str, str]) -> Settings:
+    return Settings(**{name.lower(): int(env[f"SANDBOX_{name}"]) for name in PORTS})  # type: ignore[arg-type]
+
+
+def test_config_validates_and_keycloak_runs_as_in_the_docker_runtime(tmp_path: Path) -> None:
+    env = compose_env(tmp_path)
+    result = compose("config-check", env, "config")
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    settings = settings_of(env)
+    keycloak = services["keycloak"]
+    assert keycloak["command"] == container_command(settings)
+    assert keycloak["image"] == settings.keycloak_container_image  # the official image, same version
+    assert keycloak["healthcheck"]["test"] == ["CMD", *health_probe(settings.keycloak_management_port)]
+    assert {service.get("network_mode") for service in services.values()} <= {"host", "none"}
+    for name in ("broker", "mcp-server"):
+        environment = services[name]["environment"]
+        assert {key: int(environment[f"SANDBOX_{key}"]) for key in PORTS} == {
+            key: int(env[f"SANDBOX_{key}"]) for key in PORTS
+        }
+        assert environment["SANDBOX_HOST"] == settings.host
+
+
+@pytest.fixture
+def compose_stack(tmp_path: Path, docker_images: dict[str, str]) -> Iterator[tuple[str, dict[str, str]]]:
+    project = f"mcpsbx{secrets.token_hex(4)}"
+    env = compose_env(tmp_path, **docker_images)
+    try:
+        yield project, env
+    finally:
+        down = compose(project, env, "down", "-v", "--remove-orphans")
+        assert down.returncode == 0, down.stderr
+
+
+def containers_of(project: str) -> list[str]:
+    listing = subprocess.run(
+        ["docker", "ps", "-a", "-q", "--filter", f"label=com.docker.compose.project={project}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return listing.stdout.split()
+
+
+def test_the_compose_stack_serves_a_tenant_token_and_down_removes_it(compose_stack: tuple[str, dict[str, str]]) -> None:
+    project, env = compose_stack
+    up = compose(project, env, "up", "-d")
+    assert up.returncode == 0, up.stderr[-2000:]
+    settings = settings_of(env)
+    stack_secrets = json.loads((Path(env["SANDBOX_COMPOSE_STATE_DIR"]) / "secrets.json").read_text())
+
+    tenant = settings.tenants[0]
+    answer = httpx.post(
+        f"{settings.issuer(tenant)}/protocol/openid-connect/token",
+        data={"grant_type": "client_credentials"},
+        auth=(DEMO_CLIENT_ID, stack_secrets[f"{tenant}/{DEMO_CLIENT_ID}"]),
+    )
+    assert answer.status_code == 200, answer.text
+    keys = KeySet.import_key_set(httpx.get(f"{settings.issuer(tenant)}/protocol/openid-connect/certs").json())
+    assert jwt.decode(answer.json()["access_token"], keys).claims["iss"] == settings.issuer(tenant)
+    # `up -d` returns once the last service started (compose v1 has no --wait): the broker answers soon after.
+    for name, url in (("broker", settings.broker_url), ("mcp-server", f"http://{settings.host}:{settings.mcp_port}")):
+        wait_for_http(name, f"{url}/health", timeout=120, alive=lambda: True, log=Path(os.devnull))
+
+    down = compose(project, env, "down", "-v")
+    assert down.returncode == 0, down.stderr
+    assert containers_of(project) == []
