@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # Parallel test workers (pytest-xdist); the e2e tests share one stack per run.
 WORKERS ?= 2
 
-.PHONY: install sandbox test unit e2e lint down clean
+.PHONY: install sandbox images test unit e2e lint down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,16 +18,20 @@ install: $(STAMP)
 
 ## sandbox: install, start the stack, print where everything is
 sandbox: install
-	$(BIN)/mcp-sandbox up
+	$(BIN)/mcp-sandbox up $(if $(RUNTIME),--runtime $(RUNTIME))
+
+## images: a Docker engine (started if none answers) and the docker runtime's images built here, cached by input
+images: install
+	$(BIN)/python -m sandbox.stack.images
 
 ## test: install, then run the unit and end-to-end suites (the e2e suite starts and stops its own stack)
-test: install
+test: install images
 	$(BIN)/pytest -n $(WORKERS) --dist loadgroup tests
 
 unit: install
 	$(BIN)/pytest -n $(WORKERS) tests/unit
 
-e2e: install
+e2e: install images
 	$(BIN)/pytest -n $(WORKERS) --dist loadgroup tests/e2e
 
 lint: install

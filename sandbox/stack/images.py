@@ -12,6 +12,7 @@ what is missing and prints the settings that select the images, as ``SANDBOX_*=.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -20,6 +21,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import docker
@@ -190,6 +192,19 @@ class ImageBuilder:
             reason = str(exc).splitlines()[0][:200]
             raise ImageBuildFailed(f"building {tag} failed: {reason}", f"read {log}") from exc
         log.write_text("".join(line.get("stream", "") for line in lines))
+        self._forget_older(tag)
+
+    def _forget_older(self, tag: str, keep_for: timedelta = timedelta(hours=1)) -> None:
+        """Remove the earlier builds of this image (other input hashes), unless recent or in use by a container."""
+        repository = tag.rsplit(":", 1)[0]
+        for image in self.engine.images.list(name=repository):
+            created = datetime.fromisoformat(image.attrs["Created"][:26].rstrip("Z")).replace(tzinfo=UTC)
+            if datetime.now(UTC) - created < keep_for:
+                continue  # another session on this machine may be about to run it
+            for older in image.tags:
+                if older != tag and older.rsplit(":", 1)[0] == repository:
+                    with contextlib.suppress(APIError):
+                        self.engine.images.remove(older)
 
     def _run(self, command: list[str], what: str, fix: str, cwd: Path | None = None) -> None:
         result = subprocess.run(command, capture_output=True, text=True, cwd=cwd)
