@@ -184,7 +184,7 @@ def test_401_audience_other_server_or_none(sandbox_stack: SandboxStack, agents: 
 
 
 def test_401_audience_narrowed_by_resource_indicator(sandbox_stack: SandboxStack, agents: Agents) -> None:
-    """RFC 8707: a token requested for this server (resource=) is accepted; one requested for another is not."""
+    """RFC 8707: a token requested with resource=<this server> carries exactly this audience, and is accepted."""
     url = sandbox_stack.settings.mcp_url
     agent = agents.create(
         ["mcp:tool:invoices.read"],
