@@ -266,7 +266,10 @@ class KeycloakAdapter:
         """Create the agent's client: its scopes only, its audiences, its token lifetime, its credential."""
         attributes = {
             "access.token.lifespan": str(spec.token_lifetime),
-            "client_credentials.use_refresh_token": "false",
+            # Keycloak 26.7.3's resource-indicator post-processor fails (HTTP 500, a NullPointerException) on a
+            # client-credentials grant with `resource=` when no refresh token is issued, and the official MCP SDK
+            # always sends `resource=`. A refresh token here is harmless: refreshing needs the client's credential.
+            "client_credentials.use_refresh_token": "true",
             AGENT_ATTRIBUTE: "true",
             **spec.attributes,
         }

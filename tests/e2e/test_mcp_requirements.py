@@ -189,7 +189,6 @@ def test_401_audience_narrowed_by_resource_indicator(sandbox_stack: SandboxStack
     agent = agents.create(
         ["mcp:tool:invoices.read"],
         audiences=[url, "http://127.0.0.1:9/mcp"],
-        attributes={"client_credentials.use_refresh_token": "true"},  # Keycloak 26.7.3 fails resource= without
     )
     token = agent.token(resource=url)
     claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))

@@ -23,10 +23,6 @@ from reference_mcp import INITIALIZE, Agent, Agents, agents_for, fake_broker, mc
 from sandbox.idp.keycloak import KeycloakAdapter
 from sandbox.pytest_plugin import SandboxStack
 
-#: Keycloak 26.7.3 answers 500 to a client-credentials request with `resource=` unless the client may get a
-#: refresh token (a null refresh token in its resource-indicators post-processor); the SDK always sends it.
-SDK_COMPATIBLE = {"client_credentials.use_refresh_token": "true"}
-
 
 @pytest.fixture
 def agents(sandbox_stack: SandboxStack) -> Iterator[Agents]:
@@ -78,7 +74,7 @@ def claims_of(token: str) -> dict[str, Any]:
 
 def test_the_sdk_client_discovers_gets_a_token_lists_and_calls(sandbox_stack: SandboxStack, agents: Agents) -> None:
     url = sandbox_stack.settings.mcp_url
-    agent = agents.create(["mcp:tool:invoices.read", "mcp:tool:logs.read"], attributes=SDK_COMPATIBLE)
+    agent = agents.create(["mcp:tool:invoices.read", "mcp:tool:logs.read"])
     storage = MemoryStorage()
     tools, (invoices,) = asyncio.run(session_calls(url, agent, storage, [("invoices.list", {"limit": 3})]))
     assert tools == {"invoices.list", "logs.read"}
@@ -91,7 +87,7 @@ def test_the_sdk_client_discovers_gets_a_token_lists_and_calls(sandbox_stack: Sa
 
 def test_the_sdk_client_cannot_step_up_to_a_scope_its_agent_lacks(sandbox_stack: SandboxStack, agents: Agents) -> None:
     url = sandbox_stack.settings.mcp_url
-    agent = agents.create(["mcp:tool:invoices.read"], attributes=SDK_COMPATIBLE)
+    agent = agents.create(["mcp:tool:invoices.read"])
     with pytest.raises(BaseException) as refused:  # the SDK raises from its task group
         asyncio.run(
             session_calls(url, agent, MemoryStorage(), [("invoices.create", {"customer": "x", "amount_cents": 1})])
@@ -115,7 +111,7 @@ def test_the_sdk_client_of_a_revoked_agent_is_refused(
     ):
         adapter = KeycloakAdapter.from_settings(settings)  # so that Keycloak accepts resource=<this server>
         resource_client = asyncio.run(adapter.create_resource_server_client("acme", server.url, "unused"))
-        agent = agents.create(["mcp:tool:invoices.read"], audiences=[server.url], attributes=SDK_COMPATIBLE)
+        agent = agents.create(["mcp:tool:invoices.read"], audiences=[server.url])
         storage = MemoryStorage()
 
         async def scenario() -> None:
