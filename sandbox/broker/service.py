@@ -15,10 +15,12 @@ span Keycloak and the database are ordered so a failure halfway leaves no half-m
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import re
 import secrets
+from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -122,6 +124,7 @@ class BrokerService:
         self.clock = clock
         self.signing_key = signing_key
         self.http = http
+        self._agent_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     # Plumbing.
     @contextmanager
@@ -706,6 +709,10 @@ class BrokerService:
         self, principal: Principal | None, tenant: str, agent_id: str, reason: str = ""
     ) -> dict[str, Any]:
         """Reject the old credential now (or, from the background task, when the grace has run out)."""
+        async with self._agent_locks[agent_id]:
+            return await self._end_grace(principal, tenant, agent_id, reason)
+
+    async def _end_grace(self, principal: Principal | None, tenant: str, agent_id: str, reason: str) -> dict[str, Any]:
         with self._session() as session:
             agent = session.get(Agent, agent_id)
             if principal is not None:
@@ -825,7 +832,17 @@ class BrokerService:
         reason: str = "",
         verify_token: str | None = None,
     ) -> dict[str, Any]:
-        """Kill the agent's credentials and tokens everywhere; idempotent (a revoked agent is a no-op)."""
+        """Kill the agent's credentials and tokens everywhere; idempotent (a revoked agent is a no-op).
+
+        One revocation of an agent at a time: a second caller (or the housekeeping resuming it) waits, then
+        finds the agent revoked.
+        """
+        async with self._agent_locks[agent_id]:
+            return await self._revoke(principal, agent_id, tenant, reason, verify_token)
+
+    async def _revoke(
+        self, principal: Principal | None, agent_id: str, tenant: str | None, reason: str, verify_token: str | None
+    ) -> dict[str, Any]:
         now = self.clock.now()
         with self._session() as session:
             if principal is not None:

@@ -3,6 +3,7 @@ Keycloak failure halfway leaves behind (compensated, or marked for clean-up; nev
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -181,3 +182,12 @@ async def test_interrupted_revocation_resumes(world: Any) -> None:
     assert keycloak.clients == {}
     again = await service.revoke(ALICE, agent["id"])
     assert again["already_revoked"] is True
+
+
+async def test_concurrent_revocations_revoke_once(world: Any) -> None:
+    service, _, _ = world
+    agent = (await service.provision(ALICE, "acme", request("twice")))["agent"]
+    first, second = await asyncio.gather(service.revoke(ALICE, agent["id"]), service.revoke(ALICE, agent["id"]))
+    assert sorted([first["already_revoked"], second["already_revoked"]]) == [False, True]
+    actions = [entry["action"] for entry in service.audit_entries(ALICE, "acme", agent["id"])]
+    assert actions == ["agent.provisioned", "agent.revoked"]
