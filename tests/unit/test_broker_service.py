@@ -33,7 +33,8 @@ class FakeKeycloak:
         self.logins: dict[str, int] = {}  # client_id -> last CLIENT_LOGIN, in ms
         self.fail: set[str] = set()
 
-    def _maybe_fail(self, name: str) -> None:
+    async def _call(self, name: str) -> None:
+        await asyncio.sleep(0)  # a real round trip lets other tasks run meanwhile
         if name in self.fail:
             raise DOWN
 
@@ -41,21 +42,21 @@ class FakeKeycloak:
         return True
 
     async def create_agent_client(self, realm: str, spec: AgentClientSpec) -> AgentClient:
-        self._maybe_fail("create_agent_client")
+        await self._call("create_agent_client")
         self.clients[spec.client_id] = {"enabled": spec.enabled, "scopes": spec.scopes}
-        self._maybe_fail("after_create")
+        await self._call("after_create")
         return AgentClient(spec.client_id, spec.client_id, f"sa-{spec.client_id}", "generated-secret")
 
     async def find_client(self, realm: str, client_id: str) -> str | None:
-        self._maybe_fail("find_client")
+        await self._call("find_client")
         return client_id if client_id in self.clients else None
 
     async def delete_client(self, realm: str, internal_id: str) -> None:
-        self._maybe_fail("delete_client")
+        await self._call("delete_client")
         self.clients.pop(internal_id, None)
 
     async def set_client_enabled(self, realm: str, internal_id: str, enabled: bool) -> None:
-        self._maybe_fail("set_client_enabled")
+        await self._call("set_client_enabled")
         self.clients[internal_id]["enabled"] = enabled
 
     async def client_events(self, realm: str, client_id: str, types: tuple[str, ...] = (), maximum: int = 500) -> list:
