@@ -106,6 +106,14 @@ def audience_mapper(audience: str) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class PublishedKey:
+    """A key provider component of a realm, and the ``kid`` its key has in the realm's JWKS."""
+
+    component_id: str
+    kid: str
+
+
 class IdpUnavailable(SandboxError):
     """Keycloak could not be reached or refused the admin credentials."""
 
@@ -221,17 +229,8 @@ class KeycloakAdapter:
         clients.extend(resource_server_client(url, secret) for url, secret in resource_servers.items())
         payload["clients"] = clients
         await self.admin("master").a_create_realm(payload)
-        admin = self.admin(realm)
         await self._record_login_methods(realm)
-        for scope in scopes:
-            await admin.a_create_client_scope(
-                {
-                    "name": scope,
-                    "protocol": "openid-connect",
-                    "attributes": {"include.in.token.scope": "true", "display.on.consent.screen": "false"},
-                },
-                skip_exists=True,
-            )
+        await self.ensure_client_scopes(realm, scopes)
 
     @_translated
     async def create_resource_server_client(self, realm: str, url: str, secret: str) -> str:
@@ -425,3 +424,69 @@ class KeycloakAdapter:
     async def client_scope_names(self, realm: str, internal_id: str) -> list[str]:
         scopes = await self.admin(realm).a_get_client_default_client_scopes(internal_id)
         return [scope["name"] for scope in scopes]
+
+    # Realm signing keys and client scopes (certify: tokens a trusted issuer signed, scopes a manifest names).
+    @_translated
+    async def add_signing_key(
+        self, realm: str, private_key_pem: str, *, name: str, priority: int = -100
+    ) -> PublishedKey:
+        """Publish an RSA key the caller holds in the realm's JWKS (Keycloak names it: its ``kid``).
+
+        The key is *passive* (``active: false``): Keycloak verifies with it and publishes it, but never signs
+        the realm's own tokens with it, so the realm's tokens are unchanged. Remove it with
+        :meth:`remove_component`.
+        """
+        admin = self.admin(realm)
+        realm_id = (await self.admin("master").a_get_realm(realm))["id"]
+        component = await admin.a_create_component(
+            {
+                "name": name,
+                "providerId": "rsa",
+                "providerType": "org.keycloak.keys.KeyProvider",
+                "parentId": realm_id,
+                "config": {
+                    "privateKey": [private_key_pem],
+                    "priority": [str(priority)],
+                    "active": ["false"],
+                    "enabled": ["true"],
+                    "algorithm": ["RS256"],
+                },
+            }
+        )
+        keys = (await admin.a_get_keys()).get("keys", [])
+        kid = next((key["kid"] for key in keys if key.get("providerId") == component), None)
+        if kid is None:
+            await admin.a_delete_component(component)
+            raise SandboxError(f"Keycloak did not publish the key {name!r} in realm {realm}", "check its log")
+        return PublishedKey(component, kid)
+
+    @_translated
+    async def remove_component(self, realm: str, component_id: str) -> None:
+        """Remove a realm component (a key provider added by :meth:`add_signing_key`); a missing one counts."""
+        try:
+            await self.admin(realm).a_delete_component(component_id)
+        except KeycloakDeleteError as exc:
+            if exc.response_code != 404:
+                raise
+
+    @_translated
+    async def ensure_client_scopes(self, realm: str, scopes: list[str]) -> None:
+        """Make sure the realm has a client scope for each of ``scopes`` (included in tokens' ``scope``)."""
+        admin = self.admin(realm)
+        for scope in scopes:
+            await admin.a_create_client_scope(
+                {
+                    "name": scope,
+                    "protocol": "openid-connect",
+                    "attributes": {"include.in.token.scope": "true", "display.on.consent.screen": "false"},
+                },
+                skip_exists=True,
+            )
+
+    @_translated
+    async def operator_token(self) -> str:
+        """An access token of the admin service account itself (master realm): the broker's platform operator."""
+        connection = self.admin("master").connection
+        await connection.a_get_token()
+        token = connection.token or {}
+        return str(token["access_token"])
