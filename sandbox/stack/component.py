@@ -84,9 +84,11 @@ class ProcessComponent(Component):
     @abstractmethod
     def health_url(self) -> str: ...
 
+    #: What a process inherits from the caller's environment (nothing of it applies inside a container).
+    inherited = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV")
+
     def environment(self) -> dict[str, str]:
-        keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV")
-        env = {key: os.environ[key] for key in keep if key in os.environ}
+        env = {key: os.environ[key] for key in self.inherited if key in os.environ}
         env.update(self.settings.as_environment())
         return env
 

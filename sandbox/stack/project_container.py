@@ -48,7 +48,9 @@ class ProjectContainer(ContainerComponent):
         return ["python", *arguments]
 
     def environment(self) -> dict[str, str]:
-        return {**self.settings.as_environment(), "PYTHONUNBUFFERED": "1", "HOME": "/tmp"}
+        """The process's own environment (every setting, and what the component adds), less the host's."""
+        env = {k: v for k, v in self.process.environment().items() if k not in self.process.inherited}
+        return {**env, "PYTHONUNBUFFERED": "1", "HOME": "/tmp"}
 
     def health_check(self) -> list[str]:
         probe = "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=3)"

@@ -96,13 +96,14 @@ def test_the_lifecycle_tests_pass_on_the_docker_runtime(docker_images: dict[str,
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("SANDBOX_", "PYTEST_"))}
     env = {**inherited, **docker_images, "SANDBOX_RUNTIME": "docker"}
     session = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", *selected],
+        [sys.executable, "-m", "pytest", "-q", "--tb=short", "-p", "no:cacheprovider", "-n", "0", *selected],
         cwd=REPOSITORY,
         env=env,
         capture_output=True,
         text=True,
         timeout=900,
     )
-    tail = "\n".join(session.stdout.strip().splitlines()[-15:])
+    lines = session.stdout.strip().splitlines()
+    tail = "\n".join([line for line in lines if line.startswith(("E ", "tests/"))][-40:] + lines[-3:])
     assert session.returncode == 0, tail
     assert f"{len(selected)} passed" in tail, tail

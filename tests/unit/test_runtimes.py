@@ -11,6 +11,7 @@ from sandbox.stack.distribution import build_options
 from sandbox.stack.keycloak import ExternalKeycloak, LocalKeycloak, container_command, server_options
 from sandbox.stack.keycloak_container import ContainerKeycloak
 from sandbox.stack.launcher import default_components
+from sandbox.stack.mcp_server import McpServer
 from sandbox.stack.ports import free_port, is_free
 from sandbox.stack.project_container import ProjectContainer
 
@@ -73,6 +74,14 @@ def test_a_project_service_runs_its_own_module_with_the_same_settings_and_files(
     assert (str(s.state_dir), str(s.state_dir), "rw") in broker.mounts()
     assert (str(s.fixtures_dir), str(s.fixtures_dir), "ro") in broker.mounts()
     assert broker.labels == {"mcp-sandbox.stack": str(s.state_dir), "mcp-sandbox.component": "broker"}
+    assert not {"PATH", "VIRTUAL_ENV"} & set(broker.environment())  # the host's, meaningless in the image
+
+
+def test_what_a_component_adds_to_its_environment_reaches_its_container(tmp_path: Path) -> None:
+    s = settings(tmp_path, runtime="docker")
+    server = ProjectContainer(McpServer(s, "introspect"))
+    assert server.environment()["SANDBOX_MCP_AUTH_MODE"] == "introspect"
+    assert server.name == "mcp-server-introspect" and server.ports() == McpServer(s, "introspect").ports()
 
 
 def test_a_port_held_by_a_listener_is_taken_but_one_in_time_wait_is_free() -> None:
