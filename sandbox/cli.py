@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sandbox.broker.cli import register as register_broker_commands
+from sandbox.certify.cli import register as register_certify_command
 from sandbox.config import Settings, load_settings
 from sandbox.errors import SandboxError
 from sandbox.idp.keycloak import DEMO_CLIENT_ID
@@ -230,6 +231,7 @@ def bench(
 
 
 register_broker_commands(app)  # broker, admin, tenants, agents, apply, audit
+register_certify_command(app)  # certify
 
 
 def main() -> None:  # pragma: no cover - console entry point

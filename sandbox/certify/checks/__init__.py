@@ -1,0 +1,44 @@
+"""The checks, one per row of shared/MCP-AUTH-REQUIREMENTS.md, in the table's order."""
+
+from __future__ import annotations
+
+from sandbox.certify.checks.challenges import insufficient_scope, no_token, scope_hint, www_authenticate
+from sandbox.certify.checks.lifecycle import revocation, tenant
+from sandbox.certify.checks.metadata import prm_content, prm_served
+from sandbox.certify.checks.passthrough import no_passthrough
+from sandbox.certify.checks.positive import positive
+from sandbox.certify.checks.scopes import tool_scope
+from sandbox.certify.checks.sessions import session_binding
+from sandbox.certify.checks.tokens import audience, expired, invalid, issuer, no_query_token, signature
+from sandbox.certify.context import Check
+
+CHECKS: list[Check] = [
+    prm_served,
+    prm_content,
+    no_token,
+    www_authenticate,
+    scope_hint,
+    invalid,
+    expired,
+    audience,
+    issuer,
+    signature,
+    no_query_token,
+    insufficient_scope,
+    tool_scope,
+    session_binding,
+    no_passthrough,
+    revocation,
+    tenant,
+    positive,
+]
+#: Run before the others (every control repeats it) and after them (it judges the whole run's upstream traffic).
+RUN_FIRST = ("positive",)
+RUN_LAST = ("no-passthrough",)
+CHECK_IDS = [c.spec.id for c in CHECKS]
+
+
+def run_order(checks: list[Check]) -> list[Check]:
+    first = [c for c in checks if c.spec.id in RUN_FIRST]
+    last = [c for c in checks if c.spec.id in RUN_LAST]
+    return first + [c for c in checks if c not in first and c not in last] + last

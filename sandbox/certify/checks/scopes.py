@@ -1,0 +1,37 @@
+"""tool-scope: least privilege per tool, not only per endpoint."""
+
+from __future__ import annotations
+
+from sandbox.certify.context import Context, check
+from sandbox.certify.mcp_http import served
+from sandbox.certify.model import mcp_security
+
+
+@check(
+    "tool-scope",
+    "MUST",
+    "Enforces each tool's scope",
+    "For each declared scope, an agent holding only it: each tool's probe is served to the agent holding that "
+    "tool's scope (the declared scope is enough) and refused to every other one (HTTP 401/403 or a JSON-RPC "
+    "error; a tool result, even with isError, counts as served).",
+    mcp_security(
+        "Require Authentication for Network-Exposed Servers", "require-authentication-for-network-exposed-servers"
+    ),
+    mcp_security("Constrain Tool Capabilities (Least Privilege)", "constrain-tool-capabilities-least-privilege"),
+)
+def tool_scope(ctx: Context) -> None:
+    tools = ctx.manifest.tools
+    holders = {}
+    for scope in ctx.manifest.scopes():
+        token = ctx.world.agent({scope}).token()
+        holders[scope] = (token, ctx.session(token, f"an agent holding only {scope}"))
+    for tool, probe in tools.items():
+        token, session = holders[probe.scope]
+        called = ctx.call(token, session, tool, probe.arguments)
+        ctx.control(f"{tool} is served to an agent holding only {probe.scope}", served(called), called)
+    for tool, probe in tools.items():
+        for scope, (token, session) in holders.items():
+            if scope == probe.scope:
+                continue
+            called = ctx.call(token, session, tool, probe.arguments)
+            ctx.expect(f"{tool} is refused to an agent holding only {scope}", not served(called), called)

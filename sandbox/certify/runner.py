@@ -1,0 +1,83 @@
+"""Run the checks against one server and judge each: its findings decide its status, never a guess.
+
+A check whose control fails is a FAILURE whatever its level; an unmet expectation is a FAILURE for a MUST or
+product check and a WARNING for a SHOULD (or for an expectation marked as a warning). A check that cannot
+run says why (SKIPPED). The server failing at the HTTP level (refused connection, timeout) fails the check;
+the sandbox failing (Keycloak, the broker) stops the run with its own error.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from collections.abc import Callable
+
+import httpx
+
+from sandbox.certify.checks import CHECKS, run_order
+from sandbox.certify.context import Check, Context, ControlFailed, Skipped
+from sandbox.certify.mcp_http import ProbeError
+from sandbox.certify.model import CheckResult, Finding, Status
+from sandbox.certify.world import World
+
+log = logging.getLogger("sandbox.certify")
+MESSAGE_LENGTH = 600
+
+
+def run_checks(
+    world: World,
+    checks: list[Check] | None = None,
+    *,
+    progress: Callable[[CheckResult], None] | None = None,
+) -> list[CheckResult]:
+    """Every check (or those given) against ``world.url``; results in the table's order."""
+    chosen = checks if checks is not None else CHECKS
+    world.run_started = time.time()
+    results = {}
+    for item in run_order(chosen):
+        result = run_check(world, item)
+        results[item.spec.id] = result
+        log.info("check done", extra={"check": item.spec.id, "status": result.status, "server": world.url})
+        if progress is not None:
+            progress(result)
+    return [results[item.spec.id] for item in chosen]
+
+
+def run_check(world: World, item: Check) -> CheckResult:
+    context = Context(world, item.spec)
+    began = time.monotonic()
+    timestamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    status: Status
+    try:
+        item.run(context)
+        status, message = judge(item.spec.level, context.findings)
+    except Skipped as skipped:
+        status, message = "SKIPPED", str(skipped)
+    except ControlFailed as failed:
+        context.findings.append(Finding(f"control: {failed.what}", False, failed.observed))
+        status, message = "FAILURE", str(failed)
+    except (httpx.HTTPError, ProbeError) as exc:
+        status, message = "FAILURE", f"the check could not complete: {type(exc).__name__}: {exc}"
+    finally:
+        context.close()
+    return CheckResult(
+        item.spec,
+        status,
+        timestamp,
+        world.known.scrub(message)[:MESSAGE_LENGTH],
+        context.findings,
+        context.evidence,
+        round(time.monotonic() - began, 3),
+    )
+
+
+def judge(level: str, findings: list[Finding]) -> tuple[Status, str]:
+    unmet = [f for f in findings if not f.met]
+    hard = [f for f in unmet if not f.warning]
+    if not unmet:
+        return "SUCCESS", ""
+    message = "; ".join(f"not met: {f.expectation}" + (f" ({f.observed})" if f.observed else "") for f in unmet)
+    if hard and level != "SHOULD":
+        return "FAILURE", message
+    return "WARNING", message

@@ -1,0 +1,166 @@
+"""Everything certify sets up in the sandbox for one server under test, made on first use and removed at the end.
+
+- agents in the tenant realms (through the Keycloak adapter), each with exactly the scopes a check needs and
+  the server's canonical URL as audience;
+- a *trusted signer*: an RSA key certify holds, published (passive) in the home tenant's JWKS, so certify can
+  issue tokens the trusted issuer's key signed, with any claims (expired, not yet valid, no audience);
+- an *outsider* key nobody publishes, and a *foreign realm*: a real Keycloak issuer the server must not trust;
+- agents revoked through the broker, and the upstream watch (:mod:`.upstream`) when the manifest asks for one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Coroutine
+from typing import Any
+
+import httpx
+
+from sandbox.certify.agents import AgentNeed, AgentPool, TestAgent
+from sandbox.certify.evidence import KnownTokens
+from sandbox.certify.forge import Claims, Signer
+from sandbox.certify.manifest import Manifest
+from sandbox.certify.revocable import BrokerAgents
+from sandbox.certify.upstream import UpstreamWatch, watching
+from sandbox.config import Settings
+from sandbox.errors import SandboxError
+from sandbox.idp.keycloak import KeycloakAdapter, load_realm_template
+from sandbox.mcp_server.net import is_loopback_url
+
+#: Where a server certify points its tokens at must be: the sandbox never sends traffic off loopback.
+OFF_LOOPBACK = "the sandbox only talks to 127.0.0.0/8 or ::1: run the server under test on loopback"
+#: The audience of tokens issued for some other server (nothing listens there; it is only a name).
+OTHER_AUDIENCE = "http://127.0.0.1:9/mcp"
+
+
+class World:
+    def __init__(self, settings: Settings, manifest: Manifest, url: str) -> None:
+        if not is_loopback_url(url):
+            raise SandboxError(f"--url {url} is not an http(s) URL on loopback", OFF_LOOPBACK)
+        self.settings = settings
+        self.manifest = manifest
+        self.url = url
+        self.home = manifest.tenants[0]
+        self.other = manifest.tenants[1] if len(manifest.tenants) > 1 else None
+        self.known = KnownTokens()
+        self.runner = asyncio.Runner()
+        self.adapter = KeycloakAdapter.from_settings(settings)  # refuses at once when there is no sandbox
+        self.agents = AgentPool(settings, self.adapter, self.runner, self.known)
+        self.outsider = Signer()
+        self.trusted_signer_accepted: bool | None = None  # learnt by the first check that needs it
+        self.run_started = time.time()  # the runner sets it again for each run
+        self._trusted: Signer | None = None
+        self._trusted_component: str | None = None
+        self._foreign_realm: str | None = None
+        self._broker: BrokerAgents | None = None
+        self._exits = contextlib.ExitStack()
+        self.upstream: UpstreamWatch | None = None
+        try:
+            self.trusted_signer()  # published first: a server fetching the issuer's keys from now on sees it at once
+            if manifest.upstream is not None:
+                self.upstream = self._exits.enter_context(
+                    watching(manifest.upstream.port, manifest.upstream.forward_to, settings.host)
+                )
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> World:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # Agents.
+    def agent(
+        self,
+        scopes: list[str] | set[str] | frozenset[str],
+        *,
+        tenant: str | None = None,
+        audiences: tuple[str, ...] | None = None,
+        label: str = "",
+    ) -> TestAgent:
+        """An agent holding exactly ``scopes`` (plus the IdP's base scope), for this server unless told otherwise."""
+        audiences = (self.url,) if audiences is None else audiences
+        need = AgentNeed(tenant or self.home, frozenset(scopes), audiences, label=label)
+        return self.agents.get(need)
+
+    def full_agent(self, tenant: str | None = None) -> TestAgent:
+        """An agent with every scope the manifest names: it may call every tool."""
+        return self.agent(self.manifest.scopes(), tenant=tenant)
+
+    # Keys and issuers.
+    def issuer(self, tenant: str | None = None) -> str:
+        return self.settings.issuer(tenant or self.home)
+
+    def trusted_signer(self) -> Signer:
+        """A key the home issuer publishes (passively) and certify holds."""
+        if self._trusted is None:
+            signer = Signer()
+            name = f"mcp-sandbox certify {uuid.uuid4().hex[:8]}"
+            published = self.runner.run(self.adapter.add_signing_key(self.home, signer.private_pem(), name=name))
+            signer.kid = published.kid
+            self._trusted, self._trusted_component = signer, published.component_id
+        return self._trusted
+
+    def forge(self, claims: Claims) -> str:
+        """``claims`` signed by the trusted signer: a token the home issuer's published key verifies."""
+        return self.known.add(self.trusted_signer().sign(claims))
+
+    def unusable_token(self, claims: Claims) -> str:
+        """A well-formed token every verifier must refuse, however lax in one respect: signed by a key nobody
+        publishes (unknown ``kid``), expired, and for another audience."""
+        now = int(time.time())
+        dead = {**claims, "iat": now - 900, "exp": now - 600, "aud": OTHER_AUDIENCE, "jti": str(uuid.uuid4())}
+        return self.known.add(self.outsider.sign(dead))
+
+    def published_keys(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        """The issuer's JWKS (from its OpenID configuration)."""
+        issuer = self.issuer(tenant)
+        with httpx.Client(timeout=15, trust_env=False) as client:
+            configuration = client.get(f"{issuer}/.well-known/openid-configuration").json()
+            keys: list[dict[str, Any]] = client.get(configuration["jwks_uri"]).json()["keys"]
+        return keys
+
+    def foreign_agent(self) -> TestAgent:
+        """An agent of a realm the server must not trust, otherwise perfect (audience, scopes)."""
+        if self._foreign_realm is None:
+            realm = f"certify-foreign-{uuid.uuid4().hex[:8]}"
+            template = load_realm_template(self.settings.fixtures_dir)
+            self.runner.run(
+                self.adapter.create_tenant_realm(realm, template, scopes=self.manifest.scopes(), resource_servers={})
+            )
+            self._foreign_realm = realm
+        return self.agent(self.manifest.scopes(), tenant=self._foreign_realm)
+
+    # The broker.
+    def broker(self) -> BrokerAgents:
+        if self._broker is None:
+            self._broker = BrokerAgents(self.settings, lambda: self.runner.run(self.adapter.operator_token()))
+        return self._broker
+
+    def close(self) -> list[str]:
+        """Remove everything certify made; the problems met (clean-up continues past each)."""
+        problems = self.agents.delete_all()
+        if self._broker is not None:
+            problems += self._broker.close()
+        if self._trusted_component is not None:
+            removal = self.adapter.remove_component(self.home, self._trusted_component)
+            problems += self._attempt("the published key", removal)
+            self._trusted_component = None
+        if self._foreign_realm is not None:
+            problems += self._attempt("the foreign realm", self.adapter.delete_realm(self._foreign_realm))
+            self._foreign_realm = None
+        self._exits.close()
+        self.runner.close()
+        return problems
+
+    def _attempt(self, what: str, step: Coroutine[Any, Any, None]) -> list[str]:
+        try:
+            self.runner.run(step)
+        except Exception as exc:  # every clean-up step runs, whatever the one before met
+            return [f"{what}: {exc}"]
+        return []
