@@ -17,16 +17,18 @@ from joserfc.jwk import KeySet
 
 from sandbox.config import Settings
 from sandbox.idp.keycloak import DEMO_CLIENT_ID
+from sandbox.stack.component import ProcessComponent
 from sandbox.stack.docker_engine import compose_command
 from sandbox.stack.keycloak import container_command
 from sandbox.stack.keycloak_container import health_probe
+from sandbox.stack.launcher import default_components
 from sandbox.stack.ports import free_port
 from sandbox.stack.readiness import wait_for_http
 
 pytestmark = pytest.mark.xdist_group("docker")
 
 COMPOSE_FILE = Path(__file__).resolve().parents[2] / "compose" / "docker-compose.yml"
-PORTS = ("KEYCLOAK_PORT", "KEYCLOAK_MANAGEMENT_PORT", "BROKER_PORT", "MCP_PORT")
+PORTS = ("KEYCLOAK_PORT", "KEYCLOAK_MANAGEMENT_PORT", "BROKER_PORT", "MCP_PORT", "MCP_INTROSPECT_PORT", "MCP_JWT_PORT")
 
 
 def compose(project: str, env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -60,12 +62,17 @@ def test_config_validates_and_keycloak_runs_as_in_the_docker_runtime(tmp_path: P
     assert keycloak["image"] == settings.keycloak_container_image  # the official image, same version
     assert keycloak["healthcheck"]["test"] == ["CMD", *health_probe(settings.keycloak_management_port)]
     assert {service.get("network_mode") for service in services.values()} <= {"host", "none"}
-    for name in ("broker", "mcp-server"):
-        environment = services[name]["environment"]
-        assert {key: int(environment[f"SANDBOX_{key}"]) for key in PORTS} == {
-            key: int(env[f"SANDBOX_{key}"]) for key in PORTS
-        }
-        assert environment["SANDBOX_HOST"] == settings.host
+    # Every other component of the stack is a service of the same name, running the same module with the same
+    # settings and what the component adds to them (the MCP servers' modes).
+    for component in default_components(settings)[1:]:
+        assert isinstance(component, ProcessComponent)
+        service = services[component.name]
+        assert service["command"] == ["python", *component.command()[1:]]
+        mounted = {*component.inherited, "SANDBOX_STATE_DIR"}  # the state directory is mounted at /state
+        own = {k: v for k, v in component.environment().items() if k not in mounted}
+        expected = {k: v for k, v in own.items() if k in service["environment"] or k[len("SANDBOX_") :] in PORTS}
+        assert {k: str(service["environment"][k]) for k in expected} == expected
+        assert service["environment"]["HEALTH_URL"] == component.health_url
 
 
 @pytest.fixture
@@ -105,9 +112,9 @@ def test_the_compose_stack_serves_a_tenant_token_and_down_removes_it(compose_sta
     assert answer.status_code == 200, answer.text
     keys = KeySet.import_key_set(httpx.get(f"{settings.issuer(tenant)}/protocol/openid-connect/certs").json())
     assert jwt.decode(answer.json()["access_token"], keys).claims["iss"] == settings.issuer(tenant)
-    # `up -d` returns once the last service started (compose v1 has no --wait): the broker answers soon after.
-    for name, url in (("broker", settings.broker_url), ("mcp-server", f"http://{settings.host}:{settings.mcp_port}")):
-        wait_for_http(name, f"{url}/health", timeout=120, alive=lambda: True, log=Path(os.devnull))
+    # `up -d` returns once the last service started (compose v1 has no --wait): each service answers soon after.
+    for component in default_components(settings)[1:]:
+        wait_for_http(component.name, component.health_url, timeout=120, alive=lambda: True, log=Path(os.devnull))
 
     down = compose(project, env, "down", "-v")
     assert down.returncode == 0, down.stderr
