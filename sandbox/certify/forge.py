@@ -121,7 +121,7 @@ def malformed(token: str) -> dict[str, str]:
     return {
         "garbage": "not-a-token",
         "three parts of nonsense": "a.b.c",
-        "truncated to half": token[: len(token) // 2],
+        "cut in the middle of its payload": f"{header}.{payload[: len(payload) // 2]}",
         "header and payload only": f"{header}.{payload}",
         "a fourth part": f"{token}.{signature[:8]}",
         "a payload that is not JSON": f"{header}.{b64url(b'not json at all')}.{signature}",

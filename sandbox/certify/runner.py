@@ -34,6 +34,7 @@ def run_checks(
     """Every check (or those given) against ``world.url``; results in the table's order."""
     chosen = checks if checks is not None else CHECKS
     world.run_started = time.time()
+    world.trusted_signer_accepted = None  # a server may be another one than last run's at the same URL
     results = {}
     for item in run_order(chosen):
         result = run_check(world, item)

@@ -1,6 +1,7 @@
-"""What the reference MCP server's end-to-end tests share: real agents in Keycloak, raw MCP requests over HTTP,
-extra server instances (other modes, other ports) run as `mcp-sandbox mcp-server`, and two loopback stand-ins:
-an issuer whose keys the test holds, and a broker that signs revocation events and records what it is sent.
+"""What the reference MCP server's end-to-end tests share: real agents in Keycloak, raw MCP requests over HTTP
+(certify's prober, ``sandbox.certify.mcp_http``), extra server instances (other modes, other ports) run as
+`mcp-sandbox mcp-server`, and two loopback stand-ins: an issuer whose keys the test holds, and a broker that
+signs revocation events and records what it is sent.
 
 Everything is real HTTP on 127.0.0.1; the stand-ins exist only where a test must control the other side
 (forge a token a trusted issuer would sign, take keys away, record upstream traffic).
@@ -32,6 +33,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sandbox.broker.events import SigningKey, revocation_event
+from sandbox.certify.challenge import bearer_challenge
+from sandbox.certify.mcp_http import (  # noqa: F401 - re-exported for the tests
+    INITIALIZE,
+    LIST_TOOLS,
+    call_tool,
+    message,
+    open_session,
+    post,
+    rpc_message,
+    tool_names,
+)
 from sandbox.config import Settings
 from sandbox.idp.keycloak import AgentClient, AgentClientSpec, KeycloakAdapter
 from sandbox.pytest_plugin import SandboxStack
@@ -39,7 +51,6 @@ from sandbox.stack.ports import free_port
 from sandbox.stack.readiness import last_lines
 
 MCP_SANDBOX = str(Path(sys.executable).parent / "mcp-sandbox")
-PROTOCOL_VERSION = "2025-11-25"
 ALL_SCOPES = [
     "mcp:tool:analytics.read",
     "mcp:tool:invoices.read",
@@ -134,84 +145,28 @@ def agents_for(stack: SandboxStack) -> Iterator[Agents]:
     factory.delete_all()
 
 
-# Raw MCP over HTTP -------------------------------------------------------------------------------------------
-
-
-def message(method: str, params: dict[str, Any] | None = None, request_id: int | None = 1) -> dict[str, Any]:
-    body: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
-    if request_id is not None:
-        body["id"] = request_id
-    if params is not None:
-        body["params"] = params
-    return body
-
-
-INITIALIZE = message(
-    "initialize",
-    {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": {"name": "e2e", "version": "0"}},
-)
-
-
-def post(
-    url: str,
-    body: Any,
-    *,
-    token: str | None = None,
-    session: str | None = None,
-    headers: dict[str, str] | None = None,
-    params: dict[str, str] | None = None,
-) -> httpx.Response:
-    sent = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
-    if token is not None:
-        sent["Authorization"] = f"Bearer {token}"
-    if session is not None:
-        sent["Mcp-Session-Id"] = session
-        sent["MCP-Protocol-Version"] = PROTOCOL_VERSION
-    sent.update(headers or {})
-    content = body if isinstance(body, bytes) else httpx.Request("POST", url, json=body).content
-    return httpx.post(url, content=content, headers=sent, params=params, timeout=30)
-
-
-def open_session(url: str, token: str) -> str:
-    """initialize + notifications/initialized; the session id the server assigned."""
-    response = post(url, INITIALIZE, token=token)
-    assert response.status_code == 200, (response.status_code, response.text)
-    session = response.headers["mcp-session-id"]
-    assert (
-        post(url, message("notifications/initialized", request_id=None), token=token, session=session).status_code
-        == 202
-    )
-    return session
-
-
-def call_tool(url: str, token: str, session: str, tool: str, arguments: dict[str, Any] | None = None) -> httpx.Response:
-    return post(url, message("tools/call", {"name": tool, "arguments": arguments or {}}), token=token, session=session)
+# Raw MCP over HTTP: the product's prober (sandbox.certify.mcp_http), plus asserting shorthands for tests ----------
 
 
 def tool_result(response: httpx.Response) -> dict[str, Any]:
     """The structured result of a successful tool call (asserts HTTP 200 and no tool error)."""
     assert response.status_code == 200, (response.status_code, response.text)
-    result = response.json()["result"]
+    result = (rpc_message(response) or {})["result"]
     assert not result.get("isError"), result
     return dict(result["structuredContent"])
 
 
-def listed_tools(url: str, token: str, session: str) -> set[str]:
-    response = post(url, message("tools/list", {}), token=token, session=session)
+def listed_tools(url: str, token: str, session: str | None) -> set[str]:
+    response = post(url, LIST_TOOLS, token=token, session=session)
     assert response.status_code == 200, response.text
-    return {tool["name"] for tool in response.json()["result"]["tools"]}
+    return tool_names(response)
 
 
 def challenge(response: httpx.Response) -> dict[str, str]:
-    """The parameters of a `WWW-Authenticate: Bearer k="v", ...` header."""
-    header = response.headers["www-authenticate"]
-    scheme, _, rest = header.partition(" ")
-    assert scheme == "Bearer", header
-    params = {}
-    for part in rest.split('", '):
-        key, _, value = part.partition("=")
-        params[key.strip()] = value.strip().strip('"')
-    return params
+    """The parameters of the response's ``WWW-Authenticate: Bearer`` challenge (asserts there is one)."""
+    found = bearer_challenge(response)
+    assert found is not None, response.headers.get("www-authenticate")
+    return found.params
 
 
 def eventually(check: Callable[[], bool], *, budget: float, interval: float = 0.25) -> float:

@@ -28,6 +28,7 @@ from reference_mcp import (
     tool_result,
 )
 
+from sandbox.certify.forge import b64json
 from sandbox.pytest_plugin import SandboxStack
 
 
@@ -43,11 +44,6 @@ def fuzz_token(sandbox_stack: SandboxStack) -> Iterator[str]:
         yield factory.create(["mcp:tool:invoices.read"]).token()
     finally:
         factory.delete_all()
-
-
-def b64(value: object) -> str:
-    raw = value if isinstance(value, bytes) else json.dumps(value).encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 VISIBLE = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=400)
@@ -82,8 +78,8 @@ def test_fuzzed_authorization_headers_never_give_a_5xx_or_an_accepted_call(
         )
         | st.builds(lambda c: fuzz_token[:position] + c + fuzz_token[position + 1 :], st.sampled_from("AQgw_-x."))
     )
-    forged = st.builds(lambda h, c, s: f"{b64(h)}.{b64(c)}.{s}", HEADERS, CLAIMS, B64) | st.builds(
-        lambda c: f"{header_b64}.{b64({**claims, **c})}.{signature_b64}", CLAIMS
+    forged = st.builds(lambda h, c, s: f"{b64json(h)}.{b64json(c)}.{s}", HEADERS, CLAIMS, B64) | st.builds(
+        lambda c: f"{header_b64}.{b64json({**claims, **c})}.{signature_b64}", CLAIMS
     )
     credentials = st.one_of(
         VISIBLE,

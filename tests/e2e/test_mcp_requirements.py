@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import hmac
 import json
 import secrets
 import time
@@ -36,6 +34,7 @@ from reference_mcp import (
     tool_result,
 )
 
+from sandbox.certify import forge
 from sandbox.idp.keycloak import KeycloakAdapter, load_realm_template
 from sandbox.pytest_plugin import SandboxStack
 from sandbox.toolmap import ToolMap
@@ -44,10 +43,6 @@ from sandbox.toolmap import ToolMap
 @pytest.fixture
 def agents(sandbox_stack: SandboxStack) -> Iterator[Agents]:
     yield from agents_for(sandbox_stack)
-
-
-def b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 def metadata_url(stack: SandboxStack) -> str:
@@ -241,32 +236,26 @@ def test_401_signature_tampered_unknown_key_alg_none_and_hmac_with_the_public_ke
     settings = sandbox_stack.settings
     url = settings.mcp_url
     token = agents.create(["mcp:tool:invoices.read"]).token()
-    header_b64, payload_b64, signature_b64 = token.split(".")
-    header = json.loads(base64.urlsafe_b64decode(header_b64 + "=="))
-    claims = json.loads(base64.urlsafe_b64decode(payload_b64 + "=="))
+    parts = forge.unverified(token)
+    assert parts is not None
+    header, claims = parts
+    signature = token.rsplit(".", 1)[1]
     escalated = {**claims, "scope": " ".join(ALL_SCOPES)}
     jwks = httpx.get(f"{settings.issuer('acme')}/protocol/openid-connect/certs").json()
     public = next(k for k in jwks["keys"] if k["kid"] == header["kid"])
-
-    def signed_hs256(secret: bytes) -> str:
-        signing_input = (
-            f"{b64(json.dumps({'alg': 'HS256', 'typ': 'JWT', 'kid': header['kid']}).encode())}.{payload_b64}"
-        )
-        return f"{signing_input}.{b64(hmac.new(secret, signing_input.encode(), hashlib.sha256).digest())}"
-
-    with fake_issuer() as stranger:  # a key acme does not publish, with acme's issuer and this audience
-        unknown_kid = stranger.token(url, header={"alg": "RS256", "kid": "not-acme"}, iss=claims["iss"])
-        reused_kid = stranger.token(url, header={"alg": "RS256", "kid": header["kid"]}, iss=claims["iss"])
-    flipped = signature_b64[:-4] + ("AAAA" if signature_b64[-4:] != "AAAA" else "BBBB")
+    stranger = forge.Signer()  # a key acme does not publish, with acme's issuer and this audience
+    current = forge.fresh_times(claims)
     forged = {
-        "tampered payload": f"{header_b64}.{b64(json.dumps(escalated).encode())}.{signature_b64}",
-        "flipped signature": f"{header_b64}.{payload_b64}.{flipped}",
-        "unknown kid": unknown_kid,
-        "acme's kid, another key": reused_kid,
-        "alg none": f"{b64(json.dumps({'alg': 'none', 'typ': 'JWT'}).encode())}.{payload_b64}.",
-        "alg none, signature kept": f"{b64(json.dumps({'alg': 'none'}).encode())}.{payload_b64}.{signature_b64}",
-        "HS256 with the JWK": signed_hs256(json.dumps(public).encode()),
-        "HS256 with the modulus": signed_hs256(base64.urlsafe_b64decode(public["n"] + "==")),
+        "tampered payload": forge.tampered(token, escalated),
+        "flipped signature": forge.flipped_signature(token),
+        "unknown kid": stranger.sign(current, kid="not-acme"),
+        "acme's kid, another key": stranger.sign(current, kid=header["kid"]),
+        "alg none": forge.unsigned(claims),
+        "alg none, signature kept": forge.unsigned(claims, signature=signature),
+        **{
+            f"HS256 with {form}": forge.hmac_signed(claims, secret, kid=header["kid"])
+            for form, secret in forge.public_key_secrets(public).items()
+        },
     }
     for name, value in forged.items():
         assert post(url, INITIALIZE, token=value).status_code == 401, name
