@@ -10,6 +10,7 @@ import ipaddress
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -44,6 +45,24 @@ def _default_jvm_dirs() -> list[Path]:
     return [Path("/usr/lib/jvm")]
 
 
+@dataclass(frozen=True)
+class McpServerAddress:
+    """One of the stack's reference MCP servers: its revocation mode, port and URLs."""
+
+    mode: str
+    port: int
+    origin: str
+
+    @property
+    def url(self) -> str:
+        return f"{self.origin}/mcp"
+
+    @property
+    def events_url(self) -> str | None:
+        """Where it takes revocation events; only the jwt+events server listens for them."""
+        return f"{self.origin}/events" if self.mode == "jwt+events" else None
+
+
 class Settings(BaseSettings):
     """Everything configurable, in one place. Read it with :func:`load_settings`."""
 
@@ -59,7 +78,9 @@ class Settings(BaseSettings):
     keycloak_port: int = 18080
     keycloak_management_port: int = 18081
     broker_port: int = 18082
-    mcp_port: int = 18083
+    mcp_port: int = 18083  # the reference MCP server in jwt+events mode (its canonical URL is `mcp_url`)
+    mcp_introspect_port: int = 18084  # the same server, validating by RFC 7662 introspection
+    mcp_jwt_port: int = 18085  # the same server, validating signatures only
 
     # Keycloak distribution and JDK (local runtime).
     keycloak_version: str = DEFAULT_KEYCLOAK_VERSION
@@ -143,7 +164,18 @@ class Settings(BaseSettings):
 
     @property
     def mcp_url(self) -> str:
-        return f"http://{self.host}:{self.mcp_port}/mcp"
+        """The reference MCP server's canonical URL (jwt+events mode): the audience its tokens carry."""
+        return self.mcp_server("jwt+events").url
+
+    def mcp_server(self, mode: str) -> McpServerAddress:
+        """Where the stack's reference MCP server for revocation mode ``mode`` listens."""
+        port = {"jwt+events": self.mcp_port, "introspect": self.mcp_introspect_port, "jwt": self.mcp_jwt_port}[mode]
+        return McpServerAddress(mode, port, f"http://{self.host}:{port}")
+
+    @property
+    def mcp_servers(self) -> list[McpServerAddress]:
+        """The stack runs the reference MCP server once per revocation mode, each its own resource."""
+        return [self.mcp_server(mode) for mode in ("jwt+events", "introspect", "jwt")]
 
     @property
     def keycloak_container_image(self) -> str:

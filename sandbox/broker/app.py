@@ -38,10 +38,6 @@ USAGE_INGEST_SECRET = "usage-ingest"
 SIGNING_KEY_FILE = "set-signing-key.json"
 
 
-def reference_server_events_url(settings: Settings) -> str:
-    return f"http://{settings.host}:{settings.mcp_port}/events"
-
-
 def build_service(
     settings: Settings, http: httpx.AsyncClient, *, adapter: KeycloakAdapter | None = None, clock: Clock | None = None
 ) -> BrokerService:
@@ -90,7 +86,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with httpx.AsyncClient(timeout=10.0) as http:
             service = build_service(settings, http, adapter=adapter, clock=clock)
-            service.register_resource_server(None, settings.mcp_url, reference_server_events_url(settings))
+            for server in settings.mcp_servers:  # the stack's reference servers, one per revocation mode
+                service.register_resource_server(None, server.url, server.events_url)
             await _adopt_sandbox_tenants(service)
             app.state.service = service
             app.state.usage_secret = Secrets(settings).get_or_create(USAGE_INGEST_SECRET)

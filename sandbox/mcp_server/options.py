@@ -49,14 +49,15 @@ class ServerOptions:
 
     @classmethod
     def for_stack(cls, settings: Settings) -> ServerOptions:
-        """The stack's server: canonical URL ``Settings.mcp_url``, the sandbox tenants, the stack's broker."""
+        """The stack's server for ``Settings.mcp_auth_mode``: its port and URL, the sandbox tenants, the broker."""
+        address = settings.mcp_server(settings.mcp_auth_mode)
         return cls.standalone(
             settings,
             issuers=[settings.issuer(tenant) for tenant in settings.tenants],
-            port=settings.mcp_port,
+            port=address.port,
             mode=settings.mcp_auth_mode,
             broker_url=settings.broker_url,
-            canonical_url=settings.mcp_url,
+            canonical_url=address.url,
         )
 
     @classmethod

@@ -37,7 +37,9 @@ def create_tenant(adapter: KeycloakAdapter, settings: Settings, tenant: str, *, 
         tenant,
         load_realm_template(settings.fixtures_dir),
         scopes=ToolMap.load(settings.tools_file).all_scopes(),
-        resource_servers={settings.mcp_url: Secrets(settings).get_or_create(RESOURCE_SERVER_SECRET)},
+        resource_servers={
+            server.url: Secrets(settings).get_or_create(RESOURCE_SERVER_SECRET) for server in settings.mcp_servers
+        },
         demo_secret=demo_secret,
     )
 

@@ -37,7 +37,7 @@ def default_components(settings: Settings) -> list[Component]:
 
     components: list[Component] = [
         ExternalKeycloak(settings) if settings.external_keycloak else LocalKeycloak(settings),
-        McpServer(settings),
+        *(McpServer(settings, server.mode) for server in settings.mcp_servers),
         Broker(settings),
     ]
     if settings.runtime == "docker":
@@ -74,7 +74,7 @@ class Stack:
             for component in self.components:
                 if component not in pending:
                     self.console.print(
-                        f"[green]✔[/] {component.name:<10} already running  {state.components[component.name].url}"
+                        f"[green]✔[/] {component.name:<22} already running  {state.components[component.name].url}"
                     )
             for component in pending:  # preflight before anything slow
                 state.components.pop(component.name, None)
@@ -97,7 +97,7 @@ class Stack:
 
             def report(step: str) -> None:
                 elapsed = time.monotonic() - began
-                self.console.print(f"  {component.name:<10} {step}  [dim]({elapsed:.1f}s)[/]")
+                self.console.print(f"  {component.name:<22} {step}  [dim]({elapsed:.1f}s)[/]")
                 spinner.update(f"{component.name}: {step}")
 
             component.prepare(report)
@@ -111,7 +111,7 @@ class Stack:
             component.configure(entry, report)
             save_state(self.settings, state)
         elapsed = time.monotonic() - began
-        self.console.print(f"[green]✔[/] {component.name:<10} ready in {elapsed:.1f}s  {entry.url}")
+        self.console.print(f"[green]✔[/] {component.name:<22} ready in {elapsed:.1f}s  {entry.url}")
 
     def _running(self, component: Component, state: StackState) -> bool:
         entry = state.components.get(component.name)

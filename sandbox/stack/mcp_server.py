@@ -1,27 +1,40 @@
-"""The reference MCP server as a stack component: a Python process on ``Settings.mcp_url``."""
+"""The reference MCP server as stack components: one Python process per revocation mode."""
 
 from __future__ import annotations
 
 import sys
 
+from sandbox.config import Settings
 from sandbox.stack.component import Port, ProcessComponent
+
+PORT_SETTING = {
+    "jwt+events": "SANDBOX_MCP_PORT",
+    "introspect": "SANDBOX_MCP_INTROSPECT_PORT",
+    "jwt": "SANDBOX_MCP_JWT_PORT",
+}
 
 
 class McpServer(ProcessComponent):
-    """``python -m sandbox.mcp_server``: trusts the stack's tenants and the broker's trust list; mode from settings."""
+    """``python -m sandbox.mcp_server`` in one mode: trusts the stack's tenants and the broker's trust list."""
 
-    name = "mcp-server"
+    def __init__(self, settings: Settings, mode: str = "jwt+events") -> None:
+        super().__init__(settings)
+        self.address = settings.mcp_server(mode)
+        self.name = "mcp-server" if mode == "jwt+events" else f"mcp-server-{mode}"
 
     @property
     def url(self) -> str:
-        return self.settings.mcp_url
+        return self.address.url
 
     @property
     def health_url(self) -> str:
-        return f"http://{self.settings.host}:{self.settings.mcp_port}/health"
+        return f"{self.address.origin}/health"
 
     def ports(self) -> list[Port]:
-        return [Port(self.settings.mcp_port, "mcp server", "SANDBOX_MCP_PORT")]
+        return [Port(self.address.port, f"mcp server ({self.address.mode})", PORT_SETTING[self.address.mode])]
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "sandbox.mcp_server"]
+
+    def environment(self) -> dict[str, str]:
+        return {**super().environment(), "SANDBOX_MCP_AUTH_MODE": self.address.mode}

@@ -40,7 +40,14 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 #: The settings that hold the stack's ports.
-PORT_SETTINGS = ("KEYCLOAK_PORT", "KEYCLOAK_MANAGEMENT_PORT", "BROKER_PORT", "MCP_PORT")
+PORT_SETTINGS = (
+    "KEYCLOAK_PORT",
+    "KEYCLOAK_MANAGEMENT_PORT",
+    "BROKER_PORT",
+    "MCP_PORT",
+    "MCP_INTROSPECT_PORT",
+    "MCP_JWT_PORT",
+)
 
 
 def private_stack_environment(state_dir: Path) -> dict[str, str]:
