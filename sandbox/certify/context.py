@@ -89,7 +89,7 @@ class Context:
     # Verbs.
     def control(self, what: str, met: bool, response: httpx.Response | None = None, seen: str = "") -> None:
         """A positive control: the acceptable request is accepted. Raises ControlFailed when it is not."""
-        seen = seen or (observed(response) if response is not None else "")
+        seen = self.world.known.scrub(seen or (observed(response) if response is not None else ""))
         self._label(response, f"control: {what}")
         if not met:
             raise ControlFailed(what, seen)
@@ -98,7 +98,7 @@ class Context:
     def expect(
         self, what: str, met: bool, response: httpx.Response | None = None, seen: str = "", *, warning: bool = False
     ) -> bool:
-        seen = seen or (observed(response) if response is not None else "")
+        seen = self.world.known.scrub(seen or (observed(response) if response is not None else ""))
         self._label(response, what)
         self.findings.append(Finding(what, met, seen, warning))
         return met

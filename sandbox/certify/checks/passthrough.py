@@ -36,6 +36,7 @@ def no_passthrough(ctx: Context) -> None:
     sent = watch.since(ctx.world.run_started)
     if not sent:
         ctx.skip(f"the server sent nothing to the upstream at port {ctx.manifest.upstream.port} during the run")
+    ctx.control(f"the server sent requests upstream during the run ({len(sent)})", True)
     known = ctx.world.known
     leaked = [request for request in sent if known.found_in(request.text())]
     for request in (leaked or sent)[:SHOWN]:

@@ -1,0 +1,111 @@
+"""`mcp-sandbox certify` as a vendor runs it: against the stack's own reference server, with the example manifest,
+writing every report; a stale expected failure; errors a user can cause. Afterwards nothing certify made is left
+in Keycloak (the agents its evidence names, its published key, its foreign realm)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import httpx
+
+from sandbox.idp.keycloak import KeycloakAdapter
+from sandbox.pytest_plugin import SandboxStack
+
+MCP_SANDBOX = str(Path(sys.executable).parent / "mcp-sandbox")
+FULL_JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{20,}")
+
+
+def certify(stack: SandboxStack, *arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [MCP_SANDBOX, "certify", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **stack.settings.as_environment(), "COLUMNS": "200"},
+    )
+
+
+def test_certify_the_stacks_reference_server_with_the_example_manifest(
+    sandbox_stack: SandboxStack, tmp_path: Path
+) -> None:
+    settings = sandbox_stack.settings
+    manifest = settings.fixtures_dir / "certify" / "reference-server.yaml"
+    reports = {"--json": tmp_path / "checks.json", "--junit-xml": tmp_path / "junit.xml", "--html": tmp_path / "r.html"}
+    run = certify(
+        sandbox_stack, "--url", settings.mcp_url, "--manifest", str(manifest), *[a for p in reports.items() for a in p]
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "certified" in run.stdout
+    checks = json.loads(reports["--json"].read_text())
+    statuses = {c["id"]: c["status"] for c in checks}
+    # the stack's server sends its upstream traffic to the stack's broker, which certify cannot watch
+    assert statuses.pop("no-passthrough") == "SKIPPED"
+    assert set(statuses.values()) == {"SUCCESS"}, {c["id"]: c.get("errorMessage") for c in checks}
+    suite = ET.parse(reports["--junit-xml"]).getroot()
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("18", "0", "1")
+    page = reports["--html"].read_text()
+    assert "mcp-sandbox certify: passed" in page and 'id="401-signature"' in page
+    for report in reports.values():
+        assert not FULL_JWT.search(report.read_text()), report  # tokens appear as header and claims only
+
+    # Nothing certify made is left: its agents, the key it published, the realm it made up.
+    used = {
+        token["claims"]["azp"]
+        for c in checks
+        for exchange in c["details"]["evidence"]
+        for auth in exchange["request"].get("authorization", [])
+        if (token := auth.get("token", {})).get("claims", {}).get("azp", "").startswith("certify-")
+    }
+    assert used
+    adapter = KeycloakAdapter.from_settings(settings)
+
+    async def leftovers() -> list[str]:
+        found = []
+        for tenant in sandbox_stack.tenants:
+            found += [c for c in used if await adapter.find_client(tenant, c)]
+        return found
+
+    assert asyncio.run(leftovers()) == []
+    findings = " ".join(f["expectation"] for c in checks for f in c["details"]["findings"])
+    kid = re.search(r"kid (\S+), published by certify", findings)
+    realm = re.search(r"the realm (certify-foreign-[0-9a-f]+)", findings)
+    assert kid and realm
+    jwks = httpx.get(f"{settings.issuer('acme')}/protocol/openid-connect/certs").json()
+    assert kid[1] not in {key["kid"] for key in jwks["keys"]}
+    assert not asyncio.run(KeycloakAdapter.from_settings(settings).realm_exists(realm[1]))
+
+
+def test_a_stale_expected_failure_fails_the_run(sandbox_stack: SandboxStack, tmp_path: Path) -> None:
+    baseline = tmp_path / "baseline.yml"
+    baseline.write_text("server:\n  - mcp-auth:401-no-token\n")
+    run = certify(
+        sandbox_stack, "--url", sandbox_stack.settings.mcp_url, "--check", "401-no-token", "--expected-failures",
+        str(baseline),
+    )  # fmt: skip
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "stale expected failures" in run.stdout and "401-no-token" in run.stdout
+    control = certify(sandbox_stack, "--url", sandbox_stack.settings.mcp_url, "--check", "401-no-token")
+    assert control.returncode == 0, control.stdout + control.stderr
+
+
+def test_errors_a_user_can_cause_are_one_line_and_exit_2(sandbox_stack: SandboxStack, tmp_path: Path) -> None:
+    url = sandbox_stack.settings.mcp_url
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("tools:\n  invoices.list:\n    scope: mcp:tool:invoices.read\n    argumnts: {}\n")
+    cases = {
+        ("--url", url, "--manifest", str(manifest)): f"{manifest}:4: tools.invoices.list.argumnts is not a known",
+        ("--url", "http://example.com/mcp"): "is not an http(s) URL on loopback",
+        ("--url", url, "--check", "401-everything"): "no check named 401-everything",
+    }
+    for arguments, words in cases.items():
+        run = certify(sandbox_stack, *arguments)
+        assert run.returncode == 2, (arguments, run.stdout, run.stderr)
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], run.stderr
