@@ -1,0 +1,363 @@
+"""Agents: provisioning (with compensation when Keycloak fails halfway), role changes, approval."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from sandbox.broker import audit
+from sandbox.broker.auth import Principal
+from sandbox.broker.base import KEYCLOAK_FAILURES, LIVE, NAME, ServiceBase, why
+from sandbox.broker.credentials import key_fingerprint, public_jwk, secret_fingerprint
+from sandbox.broker.errors import (
+    BadRequest,
+    BrokerError,
+    Conflict,
+    Forbidden,
+    IdpFailed,
+    PolicyRefused,
+    StorageFailed,
+)
+from sandbox.broker.store import (
+    Agent,
+    Credential,
+)
+from sandbox.idp.keycloak import AgentClientSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProvisionRequest:
+    name: str
+    owner: str
+    role: str
+    environment: str
+    mode: str = "autonomous"
+    credential_type: str = "client_secret"
+    jwk: dict[str, Any] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    servers: list[str] | None = None
+    token_lifetime: int | None = None
+    source: str = "api"
+
+
+class AgentOperations(ServiceBase):
+    def list_agents(self, principal: Principal, tenant: str, status: str | None = None) -> list[dict[str, Any]]:
+        with self._session() as session:
+            self._tenant(session, principal, tenant)
+            query = select(Agent).where(Agent.tenant == tenant).order_by(Agent.created_at)
+            if status:
+                query = query.where(Agent.status == status)
+            return [agent.as_public() for agent in session.scalars(query)]
+
+    def get_agent(self, principal: Principal, tenant: str, agent_id: str) -> dict[str, Any]:
+        with self._session() as session:
+            self._tenant(session, principal, tenant)
+            return self._agent(session, principal, agent_id, tenant).as_public()
+
+    def check_request(self, request: ProvisionRequest) -> list[str]:
+        """Every policy and input problem of a provisioning request (empty when it may go ahead)."""
+        problems = [
+            str(v)
+            for v in self.policy.check(
+                role=request.role,
+                environment=request.environment,
+                credential_type=request.credential_type,
+                token_lifetime=request.token_lifetime,
+            )
+        ]
+        if not NAME.match(request.name):
+            problems.append(f"name: {request.name!r} is not valid (2-48 lowercase letters, digits, dashes)")
+        if request.mode not in ("autonomous", "delegated"):
+            problems.append(f"mode: {request.mode!r} is not autonomous or delegated")
+        if request.credential_type == "private_key_jwt" and request.jwk is None:
+            problems.append("jwk: private_key_jwt needs the agent's public JWK")
+        return problems
+
+    def check_many(self, principal: Principal, tenant: str, requests: list[ProvisionRequest]) -> list[dict[str, Any]]:
+        with self._session() as session:
+            self._tenant(session, principal, tenant)
+        return [{"name": r.name, "violations": self.check_request(r)} for r in requests]
+
+    async def provision(self, principal: Principal, tenant: str, request: ProvisionRequest) -> dict[str, Any]:
+        problems = self.check_request(request)
+        with self._session() as session:
+            self._tenant(session, principal, tenant)
+            if problems:
+                unknown_role = request.role not in self.policy.roles
+                raise PolicyRefused(
+                    f"agent {request.name!r} refused: {'; '.join(problems)}",
+                    "see the roles with `mcp-sandbox agents roles`" if unknown_role else "fix the request",
+                    violations=problems,
+                )
+            if self.policy.needs_mfa(request.environment):
+                self._require_mfa(principal, f"creating an agent in {request.environment}")
+            jwk = public_jwk(request.jwk) if request.credential_type == "private_key_jwt" else None
+            registered = self._registered_servers(session)
+            servers = request.servers if request.servers is not None else sorted(registered)
+            unknown = [s for s in servers if s not in registered]
+            if unknown or not servers:
+                raise BadRequest(
+                    f"unknown MCP server(s) {unknown}" if unknown else "no MCP server is registered",
+                    f"choose among the registered servers: {sorted(registered)}",
+                )
+            taken = session.scalars(
+                select(Agent).where(Agent.tenant == tenant, Agent.name == request.name, Agent.status.in_(LIVE))
+            ).first()
+            if taken is not None:
+                raise Conflict(
+                    f"tenant {tenant!r} already has an agent named {request.name!r} ({taken.id})",
+                    "pick another name, or revoke that agent first",
+                )
+            role = self.policy.roles[request.role]
+            needs_approval = role.needs_approval(request.environment)
+            now = self.clock.now()
+            agent = Agent(
+                tenant=tenant,
+                name=request.name,
+                owner=request.owner,
+                role=request.role,
+                environment=request.environment,
+                mode=request.mode,
+                credential_type=request.credential_type,
+                client_id="",
+                status="provisioning",
+                scopes=role.scopes(request.environment),
+                audiences=servers,
+                token_lifetime=request.token_lifetime or role.max_token_lifetime,
+                attributes=dict(request.metadata),
+                source=request.source,
+                requested_by=principal.subject,
+                requested_by_name=principal.actor,
+                created_at=now,
+            )
+            session.add(agent)
+            session.flush()
+            agent.client_id = f"agent-{request.name}-{agent.id[:8]}"
+        spec = AgentClientSpec(
+            client_id=agent.client_id,
+            name=f"{request.name} ({tenant}, {request.role}/{request.environment}, owner {request.owner})",
+            scopes=agent.scopes,
+            audiences=agent.audiences,
+            token_lifetime=agent.token_lifetime,
+            credential=request.credential_type,  # type: ignore[arg-type]
+            jwks={"keys": [jwk]} if jwk else None,
+            attributes={"mcp-sandbox.agent-id": agent.id, "mcp-sandbox.tenant": tenant},
+            enabled=not needs_approval,
+        )
+        try:
+            client = await self.adapter.create_agent_client(tenant, spec)
+        except KEYCLOAK_FAILURES as exc:
+            raise await self._undo_provision(agent, principal, exc) from exc
+        status = "pending_approval" if needs_approval else "active"
+        fingerprint = key_fingerprint(jwk) if jwk else secret_fingerprint(client.secret or "")
+        try:
+            with self._session() as session:
+                stored = session.get(Agent, agent.id)
+                assert stored is not None
+                stored.keycloak_id = client.id
+                stored.service_account_id = client.service_account_id
+                stored.status = status
+                stored.activated_at = None if needs_approval else now
+                session.add(
+                    Credential(
+                        agent_id=agent.id,
+                        kind=request.credential_type,
+                        fingerprint=fingerprint,
+                        public_jwk=jwk,
+                        state="current",
+                        created_at=now,
+                    )
+                )
+                audit.record(
+                    session,
+                    tenant=tenant,
+                    agent_id=agent.id,
+                    actor=principal.actor,
+                    action="agent.provisioned",
+                    at=now,
+                    before={},
+                    after={**stored.as_public(), "credential": fingerprint},
+                    reason=str(request.metadata.get("reason", "")),
+                )
+                public = stored.as_public()
+        except StorageFailed as exc:
+            try:
+                await self.adapter.delete_client(tenant, client.id)
+                undone = "the Keycloak client was removed again; nothing was kept"
+            except KEYCLOAK_FAILURES:
+                undone = "the Keycloak client could not be removed; remove it by hand"
+            raise StorageFailed(f"{exc.cause} while recording agent {request.name!r}; {undone}", exc.fix) from exc
+        log.info("agent provisioned", extra={"tenant": tenant, "agent": agent.id, "status": status})
+        return {
+            "agent": public,
+            "status": status,
+            "credential": {
+                "type": request.credential_type,
+                "client_id": agent.client_id,
+                "client_secret": client.secret,  # shown once; the broker keeps only its fingerprint
+                "key_id": jwk["kid"] if jwk else None,
+                "token_endpoint": f"{self.settings.issuer(tenant)}/protocol/openid-connect/token",
+                "issuer": self.settings.issuer(tenant),
+            },
+        }
+
+    async def _undo_provision(self, agent: Agent, principal: Principal, failure: BaseException) -> BrokerError:
+        """Compensate a provision Keycloak failed halfway; say what is left."""
+        try:
+            leftover = await self.adapter.find_client(agent.tenant, agent.client_id)
+            if leftover:
+                await self.adapter.delete_client(agent.tenant, leftover)
+            cleanup_pending = False
+            outcome = "nothing was left in Keycloak"
+        except KEYCLOAK_FAILURES:
+            cleanup_pending = True
+            outcome = "any half-made Keycloak client will be removed once Keycloak answers"
+        with self._session() as session:
+            stored = session.get(Agent, agent.id)
+            assert stored is not None
+            stored.status = "failed"
+            stored.cleanup_pending = cleanup_pending
+            audit.record(
+                session,
+                tenant=agent.tenant,
+                agent_id=agent.id,
+                actor=principal.actor,
+                action="agent.provision_failed",
+                at=self.clock.now(),
+                before={"status": "provisioning"},
+                after={"status": "failed", "cleanup_pending": cleanup_pending},
+                reason=why(failure),
+            )
+        return IdpFailed(
+            f"Keycloak failed while provisioning agent {agent.name!r} ({why(failure)}); {outcome}; "
+            "the agent is recorded as failed",
+            "retry the provision when Keycloak is up (`mcp-sandbox status`)",
+            compensated=not cleanup_pending,
+        )
+
+    async def change_role(
+        self,
+        principal: Principal,
+        tenant: str,
+        agent_id: str,
+        role_name: str,
+        environment: str | None = None,
+        reason: str = "",
+    ) -> dict[str, Any]:
+        with self._session() as session:
+            self._tenant(session, principal, tenant)
+            agent = self._agent(session, principal, agent_id, tenant)
+            environment = environment or agent.environment
+            if agent.status not in ("active", "rotating"):
+                raise Conflict(f"agent {agent.name!r} is {agent.status}", "only active agents change role")
+            problems = self.policy.check(role=role_name, environment=environment, credential_type=agent.credential_type)
+            if problems:
+                raise PolicyRefused(
+                    f"role change refused: {'; '.join(map(str, problems))}",
+                    "pick a role and environment the policy allows",
+                    violations=[str(p) for p in problems],
+                )
+            role = self.policy.roles[role_name]
+            if role.needs_approval(environment):
+                raise PolicyRefused(
+                    f"role {role_name!r} in {environment} needs approval, which a role change cannot get",
+                    "provision a new agent with that role; it waits for a second admin's approval",
+                )
+            if self.policy.needs_mfa(environment) or self.policy.needs_mfa(agent.environment):
+                self._require_mfa(principal, f"changing the role of an agent in {environment}")
+            before = {"role": agent.role, "environment": agent.environment, "scopes": list(agent.scopes)}
+            scopes = role.scopes(environment)
+            keycloak_id = agent.keycloak_id
+        try:
+            await self.adapter.set_default_scopes(tenant, keycloak_id or "", scopes)
+        except KEYCLOAK_FAILURES as exc:
+            raise IdpFailed(
+                f"Keycloak failed while changing the role of agent {agent_id} ({why(exc)}); the role was not changed",
+                "retry when Keycloak is up",
+            ) from exc
+        with self._session() as session:
+            stored = self._agent(session, principal, agent_id, tenant)
+            stored.role, stored.environment, stored.scopes = role_name, environment, scopes
+            after = {"role": role_name, "environment": environment, "scopes": scopes}
+            audit.record(
+                session,
+                tenant=tenant,
+                agent_id=agent_id,
+                actor=principal.actor,
+                action="agent.role_changed",
+                at=self.clock.now(),
+                before=before,
+                after=after,
+                reason=reason,
+            )
+            return stored.as_public()
+
+    async def approve(self, principal: Principal, tenant: str, agent_id: str, reason: str = "") -> dict[str, Any]:
+        with self._session() as session:
+            self._tenant(session, principal, tenant)
+            agent = self._agent(session, principal, agent_id, tenant)
+            if principal.is_operator:
+                raise Forbidden("approvals are made by a tenant admin", "log in as another admin of the tenant")
+            if agent.status != "pending_approval":
+                raise Conflict(f"agent {agent.name!r} is {agent.status}, not pending_approval", "nothing to approve")
+            self._require_mfa(principal, "approving an agent")
+            if principal.subject == agent.requested_by:
+                raise Forbidden(
+                    f"{principal.username} requested agent {agent.name!r} and cannot approve it",
+                    "another admin of the tenant must approve it",
+                )
+            keycloak_id = agent.keycloak_id or ""
+        try:
+            await self.adapter.set_client_enabled(tenant, keycloak_id, True)
+        except KEYCLOAK_FAILURES as exc:
+            raise IdpFailed(f"Keycloak failed while approving ({why(exc)}); still pending", "retry") from exc
+        now = self.clock.now()
+        with self._session() as session:
+            stored = self._agent(session, principal, agent_id, tenant)
+            stored.status, stored.approved_by, stored.activated_at = "active", principal.actor, now
+            audit.record(
+                session,
+                tenant=tenant,
+                agent_id=agent_id,
+                actor=principal.actor,
+                action="agent.approved",
+                at=now,
+                before={"status": "pending_approval"},
+                after={"status": "active"},
+                reason=reason,
+            )
+            return stored.as_public()
+
+    async def deny(self, principal: Principal, tenant: str, agent_id: str, reason: str = "") -> dict[str, Any]:
+        with self._session() as session:
+            self._tenant(session, principal, tenant)
+            agent = self._agent(session, principal, agent_id, tenant)
+            if agent.status != "pending_approval":
+                raise Conflict(f"agent {agent.name!r} is {agent.status}, not pending_approval", "nothing to deny")
+            keycloak_id = agent.keycloak_id or ""
+        try:
+            await self.adapter.delete_client(tenant, keycloak_id)
+        except KEYCLOAK_FAILURES as exc:
+            raise IdpFailed(f"Keycloak failed while denying ({why(exc)}); still pending", "retry") from exc
+        with self._session() as session:
+            stored = self._agent(session, principal, agent_id, tenant)
+            for credential in session.scalars(select(Credential).where(Credential.agent_id == agent_id)):
+                session.delete(credential)
+            stored.status = "rejected"
+            audit.record(
+                session,
+                tenant=tenant,
+                agent_id=agent_id,
+                actor=principal.actor,
+                action="agent.rejected",
+                at=self.clock.now(),
+                before={"status": "pending_approval"},
+                after={"status": "rejected"},
+                reason=reason,
+            )
+            return stored.as_public()

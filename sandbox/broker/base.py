@@ -1,0 +1,110 @@
+"""What every part of the broker's service shares: its collaborators, the database session, and the checks
+that a caller may see a tenant or an agent."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+from keycloak.exceptions import KeycloakError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from sandbox.broker.auth import Principal
+from sandbox.broker.clock import Clock
+from sandbox.broker.errors import (
+    MfaRequired,
+    NotFound,
+    StorageFailed,
+)
+from sandbox.broker.events import SigningKey
+from sandbox.broker.policy import Policy
+from sandbox.broker.store import (
+    Agent,
+    Database,
+    ResourceServer,
+    StorageError,
+    Tenant,
+)
+from sandbox.config import Settings
+from sandbox.idp.keycloak import IdpUnavailable, KeycloakAdapter
+from sandbox.toolmap import ToolMap
+
+SYSTEM = "broker"
+LIVE = ("provisioning", "pending_approval", "active", "rotating", "dormant", "revoking")
+FINAL = ("revoked", "rejected", "failed")
+MAX_GRACE = 7 * 86400
+NAME = re.compile(r"^[a-z][a-z0-9-]{1,47}$")
+TENANT_NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
+KEYCLOAK_FAILURES = (IdpUnavailable, KeycloakError, httpx.HTTPError)
+
+
+def why(exc: BaseException) -> str:
+    if isinstance(exc, IdpUnavailable):
+        return exc.cause
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else 'no detail'}"
+
+
+class ServiceBase:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        db: Database,
+        adapter: KeycloakAdapter,
+        policy: Policy,
+        tools: ToolMap,
+        clock: Clock,
+        signing_key: SigningKey,
+        http: httpx.AsyncClient,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.adapter = adapter
+        self.policy = policy
+        self.tools = tools
+        self.clock = clock
+        self.signing_key = signing_key
+        self.http = http
+        self._agent_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    # Plumbing.
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        try:
+            with self.db.session() as session:
+                yield session
+        except StorageError as exc:
+            raise StorageFailed(exc.cause, exc.fix) from exc
+
+    def tenant_issuers(self) -> dict[str, str]:
+        with self._session() as session:
+            return {tenant.issuer: tenant.name for tenant in session.scalars(select(Tenant))}
+
+    def _tenant(self, session: Session, principal: Principal, tenant: str) -> Tenant:
+        """The tenant, if the caller may see it; another tenant's resources are 404, never 403."""
+        found = session.get(Tenant, tenant)
+        if found is None or (not principal.is_operator and principal.tenant != tenant):
+            raise NotFound(f"no tenant {tenant!r}", "check the tenant name; an admin sees only their own tenant")
+        return found
+
+    def _agent(self, session: Session, principal: Principal, agent_id: str, tenant: str | None = None) -> Agent:
+        agent = session.get(Agent, agent_id)
+        visible = agent is not None and (principal.is_operator or principal.tenant == agent.tenant)
+        if agent is None or not visible or (tenant is not None and agent.tenant != tenant):
+            raise NotFound(f"no agent {agent_id!r}", "list the tenant's agents with `mcp-sandbox agents list`")
+        return agent
+
+    def _require_mfa(self, principal: Principal, act: str) -> None:
+        if not principal.mfa:
+            raise MfaRequired(
+                f"{act} needs a login that proves MFA (amr contains otp), and this token does not",
+                "log in again with your one-time code (`mcp-sandbox admin login`) and retry",
+            )
+
+    def _registered_servers(self, session: Session) -> dict[str, ResourceServer]:
+        return {server.url: server for server in session.scalars(select(ResourceServer))}

@@ -1,0 +1,119 @@
+"""Dormancy: idle agents are disabled and queued for review; review keeps or revokes them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from sandbox.broker import audit
+from sandbox.broker.auth import Principal
+from sandbox.broker.base import KEYCLOAK_FAILURES, SYSTEM, ServiceBase, why
+from sandbox.broker.errors import (
+    BadRequest,
+    Conflict,
+    IdpFailed,
+)
+from sandbox.broker.store import (
+    Agent,
+)
+
+
+class DormancyOperations(ServiceBase):
+    async def scan_dormancy(self, principal: Principal | None, tenant: str | None = None) -> dict[str, Any]:
+        """Agents with no token and no tool call for their role's dormancy period become dormant (disabled)."""
+        now = self.clock.now()
+        with self._session() as session:
+            if principal is not None and tenant is not None:
+                self._tenant(session, principal, tenant)
+            query = select(Agent).where(Agent.status == "active")
+            if tenant is not None:
+                query = query.where(Agent.tenant == tenant)
+            candidates = [(a.id, a.tenant, a.client_id, a.role) for a in session.scalars(query)]
+        dormant, errors = [], []
+        for agent_id, agent_tenant, client_id, role_name in candidates:
+            try:
+                events = await self.adapter.client_events(agent_tenant, client_id, ("CLIENT_LOGIN",), maximum=1)
+            except KEYCLOAK_FAILURES as exc:
+                errors.append(f"{agent_id}: {why(exc)}")
+                continue
+            role = self.policy.roles.get(role_name)
+            days = role.dormancy_days if role else self.policy.default_dormancy_days
+            with self._session() as session:
+                agent = session.get(Agent, agent_id)
+                assert agent is not None
+                if events:
+                    token_at = datetime.fromtimestamp(events[0]["time"] / 1000, tz=now.tzinfo)
+                    if agent.last_token_at is None or token_at > agent.last_token_at:
+                        agent.last_token_at = token_at
+                last = max(
+                    t for t in (agent.activated_at, agent.created_at, agent.last_token_at, agent.last_tool_call_at) if t
+                )
+                if now - last < timedelta(days=days):
+                    continue
+                keycloak_id = agent.keycloak_id or ""
+            try:
+                await self.adapter.set_client_enabled(agent_tenant, keycloak_id, False)
+            except KEYCLOAK_FAILURES as exc:
+                errors.append(f"{agent_id}: {why(exc)}")
+                continue
+            with self._session() as session:
+                agent = session.get(Agent, agent_id)
+                assert agent is not None
+                agent.status, agent.dormant_since = "dormant", now
+                audit.record(
+                    session,
+                    tenant=agent_tenant,
+                    agent_id=agent_id,
+                    actor=principal.actor if principal else SYSTEM,
+                    action="agent.dormant",
+                    at=now,
+                    before={"status": "active"},
+                    after={"status": "dormant", "last_activity": last.isoformat()},
+                    reason=f"no token issued and no tool call for {days} days (since {last.isoformat()})",
+                )
+                dormant.append(agent.as_public())
+        return {"dormant": dormant, "errors": errors, "as_of": now.isoformat()}
+
+    def review_queue(self, principal: Principal, tenant: str) -> list[dict[str, Any]]:
+        return self.list_agents(principal, tenant, status="dormant")
+
+    async def review(
+        self, principal: Principal, tenant: str, agent_id: str, decision: str, reason: str = ""
+    ) -> dict[str, Any]:
+        if decision not in ("keep", "revoke"):
+            raise BadRequest(f"decision {decision!r} is not keep or revoke", "choose keep or revoke")
+        with self._session() as session:
+            self._tenant(session, principal, tenant)
+            agent = self._agent(session, principal, agent_id, tenant)
+            if agent.status != "dormant":
+                raise Conflict(
+                    f"agent {agent.name!r} is {agent.status}, not dormant", "only dormant agents are reviewed"
+                )
+            keycloak_id = agent.keycloak_id or ""
+        if decision == "revoke":
+            result = await self.revoke(
+                principal, agent_id, tenant=tenant, reason=reason or "dormant; revoked on review"
+            )
+            return result["agent"]
+        try:
+            await self.adapter.set_client_enabled(tenant, keycloak_id, True)
+        except KEYCLOAK_FAILURES as exc:
+            raise IdpFailed(f"Keycloak failed while re-enabling ({why(exc)}); still dormant", "retry") from exc
+        now = self.clock.now()
+        with self._session() as session:
+            stored = self._agent(session, principal, agent_id, tenant)
+            stored.status, stored.dormant_since, stored.activated_at = "active", None, now
+            audit.record(
+                session,
+                tenant=tenant,
+                agent_id=agent_id,
+                actor=principal.actor,
+                action="agent.review_kept",
+                at=now,
+                before={"status": "dormant"},
+                after={"status": "active"},
+                reason=reason,
+            )
+            return stored.as_public()

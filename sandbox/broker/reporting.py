@@ -1,0 +1,141 @@
+"""Usage reports from MCP servers, monitoring, MCP client configs, and the audit log as the API shows it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from sandbox.broker import audit
+from sandbox.broker.auth import Principal
+from sandbox.broker.base import FINAL, KEYCLOAK_FAILURES, ServiceBase, why
+from sandbox.broker.configs import allowed_tools, credential_reference, mcp_client_config
+from sandbox.broker.errors import (
+    BadRequest,
+    Conflict,
+)
+from sandbox.broker.store import (
+    Agent,
+    GeneratedConfig,
+    Tenant,
+    UsageEvent,
+)
+
+
+class ReportingOperations(ServiceBase):
+    def ingest_usage(self, events: list[dict[str, Any]], resource: str | None) -> int:
+        """Record tool calls an MCP server reported; unknown agents are kept for the record, unattributed."""
+        with self._session() as session:
+            tenants = {t.issuer: t.name for t in session.scalars(select(Tenant))}
+            stored = 0
+            for event in events:
+                at = _timestamp(event.get("at"), self.clock.now())
+                tenant = tenants.get(str(event.get("issuer")))
+                agent = None
+                if tenant is not None:
+                    agent = session.scalars(
+                        select(Agent).where(Agent.tenant == tenant, Agent.client_id == str(event.get("client_id")))
+                    ).first()
+                session.add(
+                    UsageEvent(
+                        agent_id=agent.id if agent else None,
+                        issuer=str(event.get("issuer", "")),
+                        client_id=str(event.get("client_id", "")),
+                        resource=str(event.get("resource") or resource or self.settings.mcp_url),
+                        tool=str(event.get("tool", "")),
+                        allowed=bool(event.get("allowed")),
+                        status=int(event.get("status") or 0),
+                        at=at,
+                    )
+                )
+                if agent is not None and (agent.last_tool_call_at is None or at > agent.last_tool_call_at):
+                    agent.last_tool_call_at = at
+                stored += 1
+            return stored
+
+    async def monitoring(self, principal: Principal, tenant: str, agent_id: str) -> dict[str, Any]:
+        from sandbox.broker.monitoring import agent_report
+
+        with self._session() as session:
+            self._tenant(session, principal, tenant)
+            agent = self._agent(session, principal, agent_id, tenant)
+            usage = list(session.scalars(select(UsageEvent).where(UsageEvent.agent_id == agent_id)))
+            public = agent.as_public()
+        events: list[dict[str, Any]] = []
+        idp_error = None
+        if public["status"] not in FINAL:
+            try:
+                events = await self.adapter.client_events(tenant, public["client_id"])
+            except KEYCLOAK_FAILURES as exc:
+                idp_error = why(exc)
+        role = self.policy.roles.get(public["role"])
+        period = timedelta(days=role.dormancy_days if role else self.policy.default_dormancy_days)
+        report = agent_report(public, events, usage, self.tools, now=self.clock.now(), period=period)
+        report["idp_error"] = idp_error
+        return report
+
+    async def tenant_monitoring(self, principal: Principal, tenant: str) -> list[dict[str, Any]]:
+        agents = [a for a in self.list_agents(principal, tenant) if a["status"] not in FINAL]
+        return [await self.monitoring(principal, tenant, agent["id"]) for agent in agents]
+
+    def generate_config(
+        self,
+        principal: Principal,
+        tenant: str,
+        agent_id: str,
+        *,
+        path: str | None = None,
+        credential_source: str | None = None,
+        credential_reference_value: str | None = None,
+    ) -> dict[str, Any]:
+        if credential_source not in (None, "env", "file"):
+            raise BadRequest(f"credential source {credential_source!r} is not env or file", "choose env or file")
+        with self._session() as session:
+            self._tenant(session, principal, tenant)
+            agent = self._agent(session, principal, agent_id, tenant)
+            if agent.status in FINAL or agent.status == "revoking":
+                raise Conflict(f"agent {agent.name!r} is {agent.status}", "configs are made for live agents only")
+            config = mcp_client_config(
+                name=agent.name,
+                client_id=agent.client_id,
+                issuer=self.settings.issuer(tenant),
+                servers=list(agent.audiences),
+                tools=allowed_tools(self.tools, list(agent.scopes), agent.environment),
+                scopes=list(agent.scopes),
+                credential=credential_reference(
+                    agent.credential_type,
+                    agent.name,
+                    source=credential_source,  # type: ignore[arg-type]
+                    reference=credential_reference_value,
+                ),
+            )
+            now = self.clock.now()
+            session.add(GeneratedConfig(agent_id=agent_id, path=path, servers=list(agent.audiences), created_at=now))
+            audit.record(
+                session,
+                tenant=tenant,
+                agent_id=agent_id,
+                actor=principal.actor,
+                action="agent.config_generated",
+                at=now,
+                after={"path": path, "servers": list(agent.audiences)},
+            )
+            return config
+
+    def audit_entries(self, principal: Principal, tenant: str, agent_id: str | None = None) -> list[dict[str, Any]]:
+        with self._session() as session:
+            self._tenant(session, principal, tenant)
+            return [audit.as_dict(entry) for entry in audit.entries(session, tenant, agent_id)]
+
+
+def _timestamp(value: Any, default: datetime) -> datetime:
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, tz=default.tzinfo)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=default.tzinfo)
+        except ValueError:
+            return default
+    return default

@@ -1,0 +1,208 @@
+"""Rotation with a grace period, and the dependencies reported before it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from sandbox.broker import audit
+from sandbox.broker.auth import Principal
+from sandbox.broker.base import KEYCLOAK_FAILURES, MAX_GRACE, SYSTEM, ServiceBase, why
+from sandbox.broker.credentials import key_fingerprint, public_jwk, secret_fingerprint
+from sandbox.broker.errors import (
+    BadRequest,
+    Conflict,
+    IdpFailed,
+)
+from sandbox.broker.store import (
+    Agent,
+    Credential,
+    GeneratedConfig,
+    UsageEvent,
+)
+
+
+class RotationOperations(ServiceBase):
+    def dependencies(self, principal: Principal, tenant: str, agent_id: str) -> dict[str, Any]:
+        """What relies on the agent's credential: the MCP servers it has called and the configs made for it."""
+        with self._session() as session:
+            self._tenant(session, principal, tenant)
+            agent = self._agent(session, principal, agent_id, tenant)
+            return self._dependencies(session, agent)
+
+    def _dependencies(self, session: Session, agent: Agent) -> dict[str, Any]:
+        used = session.execute(
+            select(UsageEvent.resource, UsageEvent.at).where(UsageEvent.agent_id == agent.id).order_by(UsageEvent.at)
+        ).all()
+        last_used: dict[str, datetime] = {}
+        for resource, at in used:
+            last_used[resource] = at
+        configs = session.scalars(
+            select(GeneratedConfig).where(GeneratedConfig.agent_id == agent.id).order_by(GeneratedConfig.created_at)
+        )
+        return {
+            "agent_id": agent.id,
+            "servers_used": [{"server": s, "last_used": at.isoformat()} for s, at in sorted(last_used.items())],
+            "configs": [
+                {"path": c.path, "servers": c.servers, "generated_at": c.created_at.isoformat()} for c in configs
+            ],
+            "audiences": list(agent.audiences),
+        }
+
+    async def rotate(
+        self,
+        principal: Principal,
+        tenant: str,
+        agent_id: str,
+        grace_seconds: int,
+        jwk: dict[str, Any] | None = None,
+        reason: str = "",
+    ) -> dict[str, Any]:
+        if not 0 <= grace_seconds <= MAX_GRACE:
+            raise BadRequest(f"grace of {grace_seconds}s is out of range", f"give 0 to {MAX_GRACE} seconds")
+        with self._session() as session:
+            self._tenant(session, principal, tenant)
+            agent = self._agent(session, principal, agent_id, tenant)
+            if agent.status == "rotating":
+                raise Conflict(
+                    f"agent {agent.name!r} is in a rotation grace until {agent.grace_ends_at}",
+                    "end that grace first (`mcp-sandbox agents end-grace`), then rotate again",
+                )
+            if agent.status not in ("active", "pending_approval"):
+                raise Conflict(f"agent {agent.name!r} is {agent.status}", "only active agents rotate")
+            if self.policy.needs_mfa(agent.environment):
+                self._require_mfa(principal, f"rotating an agent in {agent.environment}")
+            dependencies = self._dependencies(session, agent)
+            current = session.scalars(
+                select(Credential).where(Credential.agent_id == agent.id, Credential.state == "current")
+            ).first()
+            old_jwk = current.public_jwk if current else None
+            keycloak_id = agent.keycloak_id or ""
+            kind = agent.credential_type
+        new_jwk = None
+        secret = None
+        try:
+            if kind == "client_secret":
+                if jwk is not None:
+                    raise BadRequest("a client_secret agent rotates to a new secret, not a key", "omit the jwk")
+                secret = await self.adapter.rotate_client_secret(tenant, keycloak_id, grace_seconds)
+            else:
+                if jwk is None:
+                    raise BadRequest("rotating a private_key_jwt agent needs its new public JWK", "send jwk")
+                new_jwk = public_jwk(jwk)
+                if old_jwk and new_jwk["kid"] == old_jwk["kid"]:
+                    raise BadRequest("the new key has the same kid as the current one", "give the new key its own kid")
+                keys = [old_jwk, new_jwk] if (old_jwk and grace_seconds > 0) else [new_jwk]
+                await self.adapter.set_client_jwks(tenant, keycloak_id, {"keys": keys})
+        except KEYCLOAK_FAILURES as exc:
+            raise IdpFailed(
+                f"Keycloak failed while rotating agent {agent_id} ({why(exc)}); the old credential stays as it was",
+                "retry when Keycloak is up",
+            ) from exc
+        now = self.clock.now()
+        grace_ends = now + timedelta(seconds=grace_seconds) if grace_seconds > 0 else None
+        fingerprint = key_fingerprint(new_jwk) if new_jwk else secret_fingerprint(secret or "")
+        with self._session() as session:
+            stored = self._agent(session, principal, agent_id, tenant)
+            for credential in session.scalars(select(Credential).where(Credential.agent_id == agent_id)):
+                if credential.state == "current" and grace_ends:
+                    credential.state, credential.not_after = "previous", grace_ends
+                else:
+                    session.delete(credential)
+            session.add(
+                Credential(
+                    agent_id=agent_id,
+                    kind=kind,
+                    fingerprint=fingerprint,
+                    public_jwk=new_jwk,
+                    state="current",
+                    created_at=now,
+                )
+            )
+            before_status = stored.status
+            if stored.status == "active" and grace_ends:
+                stored.status = "rotating"
+            stored.grace_ends_at = grace_ends
+            audit.record(
+                session,
+                tenant=tenant,
+                agent_id=agent_id,
+                actor=principal.actor,
+                action="agent.rotated",
+                at=now,
+                before={"status": before_status},
+                after={
+                    "status": stored.status,
+                    "credential": fingerprint,
+                    "grace_ends_at": grace_ends.isoformat() if grace_ends else None,
+                },
+                reason=reason,
+            )
+            public = stored.as_public()
+        return {
+            "agent": public,
+            "dependencies": dependencies,
+            "grace_ends_at": grace_ends.isoformat() if grace_ends else None,
+            "credential": {
+                "type": kind,
+                "client_id": public["client_id"],
+                "client_secret": secret,  # shown once
+                "key_id": new_jwk["kid"] if new_jwk else None,
+                "token_endpoint": f"{self.settings.issuer(tenant)}/protocol/openid-connect/token",
+            },
+        }
+
+    async def end_grace(
+        self, principal: Principal | None, tenant: str, agent_id: str, reason: str = ""
+    ) -> dict[str, Any]:
+        """Reject the old credential now (or, from the background task, when the grace has run out)."""
+        async with self._agent_locks[agent_id]:
+            return await self._end_grace(principal, tenant, agent_id, reason)
+
+    async def _end_grace(self, principal: Principal | None, tenant: str, agent_id: str, reason: str) -> dict[str, Any]:
+        with self._session() as session:
+            agent = session.get(Agent, agent_id)
+            if principal is not None:
+                self._tenant(session, principal, tenant)
+                agent = self._agent(session, principal, agent_id, tenant)
+            if agent is None or agent.status != "rotating":
+                raise Conflict(f"agent {agent_id} has no rotation in its grace period", "nothing to end")
+            current = session.scalars(
+                select(Credential).where(Credential.agent_id == agent_id, Credential.state == "current")
+            ).first()
+            keycloak_id, kind = agent.keycloak_id or "", agent.credential_type
+            current_jwk = current.public_jwk if current else None
+        try:
+            if kind == "client_secret":
+                await self.adapter.end_secret_grace(tenant, keycloak_id)
+            elif current_jwk:
+                await self.adapter.set_client_jwks(tenant, keycloak_id, {"keys": [current_jwk]})
+        except KEYCLOAK_FAILURES as exc:
+            raise IdpFailed(
+                f"Keycloak failed while ending the grace of agent {agent_id} ({why(exc)}); the old credential "
+                "still works",
+                "retry when Keycloak is up",
+            ) from exc
+        with self._session() as session:
+            stored = session.get(Agent, agent_id)
+            assert stored is not None
+            for credential in session.scalars(
+                select(Credential).where(Credential.agent_id == agent_id, Credential.state == "previous")
+            ):
+                session.delete(credential)
+            stored.status, stored.grace_ends_at = "active", None
+            audit.record(
+                session,
+                tenant=tenant,
+                agent_id=agent_id,
+                actor=principal.actor if principal else SYSTEM,
+                action="agent.grace_ended",
+                at=self.clock.now(),
+                before={"status": "rotating"},
+                after={"status": "active"},
+                reason=reason or ("ended early" if principal else "grace period over"),
+            )
+            return stored.as_public()

@@ -1,0 +1,198 @@
+"""Tenants (Keycloak realms), their admins, and the resource servers agents may be given as audience."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from sandbox.broker import audit
+from sandbox.broker.auth import Principal
+from sandbox.broker.base import KEYCLOAK_FAILURES, NAME, SYSTEM, TENANT_NAME, ServiceBase, why
+from sandbox.broker.errors import (
+    BadRequest,
+    BrokerError,
+    Conflict,
+    Forbidden,
+    IdpFailed,
+    NotFound,
+)
+from sandbox.broker.store import (
+    ResourceServer,
+    Tenant,
+)
+from sandbox.stack.keycloak import create_tenant
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AdminSpec:
+    username: str
+    otp: bool = True
+
+
+class TenantOperations(ServiceBase):
+    async def adopt_tenant(self, name: str, *, check: bool = True) -> bool:
+        """Register an existing realm (the stack's sandbox tenants) as a tenant; False if already one.
+
+        ``check=False`` adopts without asking Keycloak (it is down; the stack's configuration vouches for the realm).
+        """
+        with self._session() as session:
+            if session.get(Tenant, name) is not None:
+                return False
+        if check and not await self.adapter.realm_exists(name):
+            return False
+        now = self.clock.now()
+        with self._session() as session:
+            session.add(Tenant(name=name, issuer=self.settings.issuer(name), created_at=now, created_by=SYSTEM))
+            audit.record(session, tenant=name, actor=SYSTEM, action="tenant.adopted", at=now, after={"tenant": name})
+        return True
+
+    async def create_tenant(self, principal: Principal, name: str, admins: list[AdminSpec]) -> dict[str, Any]:
+        if not principal.is_operator:
+            raise Forbidden("only the platform operator creates tenants", "ask the operator of this sandbox")
+        if not TENANT_NAME.match(name):
+            raise BadRequest(f"tenant name {name!r} is not valid", "use 2-31 lowercase letters, digits and dashes")
+        if name == "master":
+            raise BadRequest("tenant name 'master' is reserved", "pick another name")
+        with self._session() as session:
+            if session.get(Tenant, name) is not None:
+                raise Conflict(f"tenant {name!r} exists", "pick another name")
+        try:
+            if await self.adapter.realm_exists(name):
+                raise Conflict(f"a Keycloak realm {name!r} exists already", "pick another tenant name")
+            await create_tenant(self.adapter, self.settings, name)
+        except KEYCLOAK_FAILURES as exc:
+            await self._remove_realm_quietly(name)
+            raise IdpFailed(
+                f"Keycloak failed while creating tenant {name!r} ({why(exc)}); nothing was kept",
+                "retry when Keycloak is up (`mcp-sandbox status`)",
+            ) from exc
+        issued = []
+        try:
+            for admin in admins:
+                issued.append(await self._create_admin(name, admin))
+            now = self.clock.now()
+            with self._session() as session:
+                session.add(
+                    Tenant(name=name, issuer=self.settings.issuer(name), created_at=now, created_by=principal.actor)
+                )
+                audit.record(
+                    session,
+                    tenant=name,
+                    actor=principal.actor,
+                    action="tenant.created",
+                    at=now,
+                    after={"tenant": name, "admins": [a["username"] for a in issued]},
+                )
+        except (*KEYCLOAK_FAILURES, BrokerError) as exc:
+            await self._remove_realm_quietly(name)
+            if isinstance(exc, BrokerError):
+                raise
+            raise IdpFailed(
+                f"Keycloak failed while adding tenant {name!r}'s admins ({why(exc)}); the realm was removed again",
+                "retry when Keycloak is up",
+            ) from exc
+        return {"tenant": name, "issuer": self.settings.issuer(name), "admins": issued}
+
+    async def _remove_realm_quietly(self, name: str) -> None:
+        try:
+            if await self.adapter.realm_exists(name):
+                await self.adapter.delete_realm(name)
+        except KEYCLOAK_FAILURES:
+            log.warning("could not remove a half-made tenant realm", extra={"tenant": name})
+
+    async def create_admin(self, principal: Principal, tenant: str, admin: AdminSpec) -> dict[str, Any]:
+        """Add a human admin to a tenant; an admin of the tenant needs MFA for it."""
+        with self._session() as session:
+            self._tenant(session, principal, tenant)
+        if not principal.is_operator:
+            self._require_mfa(principal, "adding a tenant admin")
+        try:
+            issued = await self._create_admin(tenant, admin)
+        except KEYCLOAK_FAILURES as exc:
+            raise IdpFailed(f"Keycloak failed while adding admin {admin.username!r} ({why(exc)})", "retry") from exc
+        with self._session() as session:
+            audit.record(
+                session,
+                tenant=tenant,
+                actor=principal.actor,
+                action="tenant.admin_added",
+                at=self.clock.now(),
+                after={"username": admin.username, "otp": admin.otp},
+            )
+        return issued
+
+    async def _create_admin(self, tenant: str, admin: AdminSpec) -> dict[str, Any]:
+        if not NAME.match(admin.username):
+            raise BadRequest(f"admin username {admin.username!r} is not valid", "use lowercase letters, digits, dashes")
+        password = secrets.token_urlsafe(18)
+        raw_otp = secrets.token_urlsafe(20) if admin.otp else None
+        await self.adapter.create_tenant_admin(tenant, admin.username, password, raw_otp)
+        result: dict[str, Any] = {"username": admin.username, "password": password, "otp_secret": None}
+        if raw_otp is not None:
+            base32 = base64.b32encode(raw_otp.encode()).decode().rstrip("=")
+            result["otp_secret"] = base32
+            result["otpauth_uri"] = f"otpauth://totp/{tenant}:{admin.username}?secret={base32}&issuer={tenant}"
+        return result
+
+    def list_tenants(self, principal: Principal) -> list[dict[str, Any]]:
+        with self._session() as session:
+            tenants = session.scalars(select(Tenant).order_by(Tenant.name))
+            return [
+                {"tenant": t.name, "issuer": t.issuer, "created_at": t.created_at.isoformat()}
+                for t in tenants
+                if principal.is_operator or principal.tenant == t.name
+            ]
+
+    def register_resource_server(self, principal: Principal | None, url: str, events_url: str | None) -> dict[str, Any]:
+        if principal is not None and not principal.is_operator:
+            raise Forbidden("only the platform operator registers resource servers", "ask the operator")
+        for value in (url, events_url):
+            if value is not None and not value.startswith(("http://", "https://")):
+                raise BadRequest(f"{value!r} is not an http(s) URL", "give the server's canonical URL")
+        now = self.clock.now()
+        with self._session() as session:
+            server = session.get(ResourceServer, url)
+            if server is None:
+                session.add(ResourceServer(url=url, events_url=events_url, created_at=now))
+            elif server.events_url == events_url:
+                return {"url": url, "events_url": events_url}
+            else:
+                server.events_url = events_url
+            audit.record(
+                session,
+                tenant=audit.PLATFORM,
+                actor=principal.actor if principal else SYSTEM,
+                action="resource_server.registered",
+                at=now,
+                after={"url": url, "events_url": events_url},
+            )
+        return {"url": url, "events_url": events_url}
+
+    def unregister_resource_server(self, principal: Principal, url: str) -> None:
+        """Forget a resource server: new agents no longer get it as audience; it gets no more events."""
+        if not principal.is_operator:
+            raise Forbidden("only the platform operator unregisters resource servers", "ask the operator")
+        with self._session() as session:
+            server = session.get(ResourceServer, url)
+            if server is None:
+                raise NotFound(f"no resource server {url!r}", "list them with GET /resource-servers")
+            session.delete(server)
+            audit.record(
+                session,
+                tenant=audit.PLATFORM,
+                actor=principal.actor,
+                action="resource_server.unregistered",
+                at=self.clock.now(),
+                before={"url": url},
+            )
+
+    def resource_servers(self) -> list[dict[str, Any]]:
+        with self._session() as session:
+            return [{"url": s.url, "events_url": s.events_url} for s in self._registered_servers(session).values()]
