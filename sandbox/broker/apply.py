@@ -177,3 +177,14 @@ def apply_plan(
             client.post(f"/tenants/{tenant}/agents/{change.agent_id}/revoke", {"reason": f"{reason}: not declared"})
         done.append(change.describe())
     return {"tenant": tenant, "done": done, "credentials": credentials}
+
+
+def apply_agents_file(client: BrokerClient, path: Path, *, plan_only: bool = False) -> tuple[Plan, dict[str, Any]]:
+    """Load ``path``, plan against the tenant's agents, check the whole plan, then apply it (unless ``plan_only``)."""
+    document, declared = load_agents_file(path)
+    current = client.get(f"/tenants/{declared.tenant}/agents")
+    plan = make_plan(declared, current)
+    check_plan(client, document, declared, plan)
+    if plan_only or plan.empty:
+        return plan, {"tenant": declared.tenant, "plan": [c.describe() for c in plan.changes], "applied": False}
+    return plan, {**apply_plan(client, document, declared, plan), "applied": True}

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 
 from sandbox.broker import audit
-from sandbox.broker.apply import apply_plan, check_plan, load_agents_file, make_plan
+from sandbox.broker.apply import apply_agents_file
 from sandbox.broker.client import BrokerClient
 from sandbox.broker.store import Database, default_database_url
 from sandbox.config import Settings, load_settings
@@ -344,20 +344,11 @@ def apply_command(
     token: Token = None,
 ) -> None:
     """Bring a tenant's agents to the state the file declares (policy-checked first; idempotent)."""
-    try:
-        document, declared = load_agents_file(file)
-    except SandboxError as error:
-        _fail(error)
-        return
 
     def act(client: BrokerClient) -> Any:
-        current = client.get(f"/tenants/{declared.tenant}/agents")
-        plan = make_plan(declared, current)
-        check_plan(client, document, declared, plan)
+        plan, result = apply_agents_file(client, file, plan_only=plan_only)
         sys.stderr.write(plan.describe() + "\n")
-        if plan_only or plan.empty:
-            return {"tenant": declared.tenant, "plan": [c.describe() for c in plan.changes], "applied": False}
-        return {**apply_plan(client, document, declared, plan), "applied": True}
+        return result
 
     result = _call(token, act)
     if credentials_dir is not None and result.get("credentials"):

@@ -52,7 +52,7 @@ class BrokerClient:
             cause = body.get("cause") or body.get("detail") or response.reason_phrase
             fix = body.get("fix") or _fix_for(response.status_code)
             raise BrokerRefused(response.status_code, str(body.get("error", "error")), str(cause), str(fix), body)
-        return response.json()
+        return response.json() if response.content else None
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
