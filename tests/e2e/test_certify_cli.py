@@ -1,6 +1,7 @@
-"""`mcp-sandbox certify` as a vendor runs it: against the stack's own reference server, with the example manifest,
-writing every report; a stale expected failure; errors a user can cause. Afterwards nothing certify made is left
-in Keycloak (the agents its evidence names, its published key, its foreign realm)."""
+"""`mcp-sandbox certify` as a vendor runs it: against the stack's own reference servers (one per revocation mode),
+with the example manifest (its revocation block set to the server's mode), writing every report; a stale expected
+failure; errors a user can cause. Afterwards nothing certify made is left in Keycloak (the agents its evidence
+names, its published key, its foreign realm)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,20 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import httpx
+import pytest
 
 from sandbox.idp.keycloak import KeycloakAdapter
 from sandbox.pytest_plugin import SandboxStack
 
 MCP_SANDBOX = str(Path(sys.executable).parent / "mcp-sandbox")
 FULL_JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{20,}")
+#: The example manifest's revocation block for each of the stack's servers: jwt+events as written; introspect
+#: within the cache TTL (5 s) and slack; jwt within a 5 s token's life, the leeway (5 s) and slack.
+REVOCATION = {
+    "jwt+events": None,
+    "introspect": "revocation:\n  mode: introspect\n  budget: 10\n",
+    "jwt": "revocation:\n  mode: jwt\n  token_lifetime: 5\n  budget: 15\n",
+}
 
 
 def certify(stack: SandboxStack, *arguments: str) -> subprocess.CompletedProcess[str]:
@@ -32,15 +41,20 @@ def certify(stack: SandboxStack, *arguments: str) -> subprocess.CompletedProcess
     )
 
 
-def test_certify_the_stacks_reference_server_with_the_example_manifest(
-    sandbox_stack: SandboxStack, tmp_path: Path
+@pytest.mark.parametrize("mode", list(REVOCATION))
+def test_certify_the_stacks_reference_servers_with_the_example_manifest(
+    sandbox_stack: SandboxStack, tmp_path: Path, mode: str
 ) -> None:
     settings = sandbox_stack.settings
     manifest = settings.fixtures_dir / "certify" / "reference-server.yaml"
+    if REVOCATION[mode] is not None:
+        text = re.sub(r"revocation:\n(  .*\n)+", str(REVOCATION[mode]), manifest.read_text())
+        assert f"mode: {mode}\n" in text
+        manifest = tmp_path / f"{mode}.yaml"
+        manifest.write_text(text)
     reports = {"--json": tmp_path / "checks.json", "--junit-xml": tmp_path / "junit.xml", "--html": tmp_path / "r.html"}
-    run = certify(
-        sandbox_stack, "--url", settings.mcp_url, "--manifest", str(manifest), *[a for p in reports.items() for a in p]
-    )
+    url = settings.mcp_server(mode).url
+    run = certify(sandbox_stack, "--url", url, "--manifest", str(manifest), *[a for p in reports.items() for a in p])
     assert run.returncode == 0, run.stdout + run.stderr
     assert "certified" in run.stdout
     checks = json.loads(reports["--json"].read_text())

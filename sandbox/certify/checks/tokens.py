@@ -64,8 +64,8 @@ def expired(ctx: Context) -> None:
     "401-audience",
     "MUST",
     "Rejects a token issued for another audience, or none",
-    "Real tokens of the sandbox issuer for another server and with no audience; tokens of the trusted issuer's "
-    "key with `aud` removed and with a sibling of this server's URL (a prefix match is not a match).",
+    "Real tokens of the sandbox issuer for another server and with no audience; and the other server's token "
+    "re-signed by the trusted issuer's key for a sibling of this server's URL (a prefix match is not a match).",
     mcp("Token Handling", "token-handling"),
     mcp("Access Token Privilege Restriction", "access-token-privilege-restriction"),
     rfc(8707, "2", "Access Token Request"),
@@ -73,16 +73,15 @@ def expired(ctx: Context) -> None:
 def audience(ctx: Context) -> None:
     _, claims = accepted_token(ctx)
     scopes = ctx.manifest.scopes()
+    elsewhere = ctx.world.agent(scopes, audiences=(OTHER_AUDIENCE,)).token()
     cases = {
-        f"a token for another server ({OTHER_AUDIENCE})": ctx.world.agent(scopes, audiences=(OTHER_AUDIENCE,)).token(),
+        f"a token for another server ({OTHER_AUDIENCE})": elsewhere,
         "a token with no audience": ctx.world.agent(scopes, audiences=()).token(),
     }
     if trusted_signer_accepted(ctx, claims, required=False):
-        current = forge.fresh_times(claims)
-        cases["a trusted issuer's token without aud"] = ctx.world.forge(forge.changed(current, aud=None))
-        cases[f"a trusted issuer's token for {ctx.url}-other"] = ctx.world.forge(
-            forge.changed(current, aud=f"{ctx.url}-other")
-        )
+        # The other server's agent, so an issuer asked by introspection tells the same story as the claims.
+        sibling = forge.changed(forge.fresh_times(forge.claims_of(elsewhere)), aud=f"{ctx.url}-other")
+        cases[f"a trusted issuer's token for {ctx.url}-other"] = ctx.world.forge(sibling)
     refuse_each(ctx, cases)
 
 
