@@ -111,8 +111,6 @@ class BrokerAgents:
             try:
                 with self._broker() as broker:
                     broker.request("DELETE", "/resource-servers", params={"url": self._registered})
-            except ValueError:
-                pass  # 204: no body to read
             except SandboxError as exc:
                 problems.append(f"resource server {self._registered}: {exc}")
             self._registered = None

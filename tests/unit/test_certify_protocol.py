@@ -9,6 +9,8 @@ import json
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from joserfc import jwt
 from joserfc.errors import BadSignatureError
 from joserfc.jwk import RSAKey
@@ -171,3 +173,9 @@ def test_evidence_shows_a_token_as_header_and_claims_never_in_full(token: str) -
 
 def test_an_opaque_token_is_shown_by_its_length_only() -> None:
     assert describe_token("garbage") == {"opaque": "7 characters"}
+
+
+@given(st.text(max_size=300))
+def test_any_header_parses_without_error(header: str) -> None:
+    for challenge in parse_challenges(header):
+        assert challenge.scheme and header.find(challenge.scheme) >= 0
