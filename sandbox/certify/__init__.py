@@ -1,6 +1,6 @@
 """``mcp-sandbox certify``: the auth behaviour of any MCP server, checked against the sandbox's real Keycloak.
 
 One check per row of the requirements table (``checks/``), each with its positive control; agents, hostile
-tokens and the sandbox-side set-up come from :mod:`.world`; :mod:`.runner` runs them; ``reports/`` writes the
+tokens and the sandbox-side set-up come from :mod:`.world`; :mod:`.runner` runs them; ``report/`` writes the
 official conformance suite's ``checks.json`` shape, JUnit XML and HTML.
 """

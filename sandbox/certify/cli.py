@@ -16,9 +16,9 @@ from sandbox.certify.baseline import Verdict, evaluate, load_expected_failures
 from sandbox.certify.checks import CHECK_IDS, CHECKS
 from sandbox.certify.manifest import default_manifest, load_manifest
 from sandbox.certify.model import CheckResult
-from sandbox.certify.reports.checks_json import write_checks_json
-from sandbox.certify.reports.html import write_html
-from sandbox.certify.reports.junit import write_junit
+from sandbox.certify.report.checks_json import write_checks_json
+from sandbox.certify.report.html import write_html
+from sandbox.certify.report.junit import write_junit
 from sandbox.certify.runner import run_checks
 from sandbox.certify.world import World
 from sandbox.config import load_settings

@@ -3,7 +3,7 @@
 - agents in the tenant realms (through the Keycloak adapter), each with exactly the scopes a check needs and
   the server's canonical URL as audience;
 - a *trusted signer*: an RSA key certify holds, published (passive) in the home tenant's JWKS, so certify can
-  issue tokens the trusted issuer's key signed, with any claims (expired, not yet valid, no audience);
+  issue tokens the trusted issuer's key signed, with any claims (expired, not yet valid, another audience);
 - an *outsider* key nobody publishes, and a *foreign realm*: a real Keycloak issuer the server must not trust;
 - agents revoked through the broker, and the upstream watch (:mod:`.upstream`) when the manifest asks for one.
 """
@@ -30,7 +30,7 @@ from sandbox.errors import SandboxError
 from sandbox.idp.keycloak import KeycloakAdapter, load_realm_template
 from sandbox.mcp_server.net import is_loopback_url
 
-#: Where a server certify points its tokens at must be: the sandbox never sends traffic off loopback.
+#: Why a server off loopback is refused: the sandbox never sends traffic anywhere else.
 OFF_LOOPBACK = "the sandbox only talks to 127.0.0.0/8 or ::1: run the server under test on loopback"
 #: The audience of tokens issued for some other server (nothing listens there; it is only a name).
 OTHER_AUDIENCE = "http://127.0.0.1:9/mcp"

@@ -23,7 +23,7 @@ from sandbox.certify import forge
 from sandbox.certify.checks import CHECK_IDS
 from sandbox.certify.manifest import Upstream, load_manifest
 from sandbox.certify.model import CheckResult
-from sandbox.certify.reports.checks_json import checks_json
+from sandbox.certify.report.checks_json import checks_json
 from sandbox.certify.runner import run_checks
 from sandbox.certify.world import World
 from sandbox.mcp_server import app as app_module

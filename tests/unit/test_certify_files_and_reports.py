@@ -16,9 +16,9 @@ from sandbox.certify.context import Context, ControlFailed, check
 from sandbox.certify.evidence import KnownTokens
 from sandbox.certify.manifest import default_manifest, load_manifest
 from sandbox.certify.model import CheckResult, CheckSpec, Finding, rfc
-from sandbox.certify.reports.checks_json import checks_json
-from sandbox.certify.reports.html import html_report
-from sandbox.certify.reports.junit import junit_xml
+from sandbox.certify.report.checks_json import checks_json
+from sandbox.certify.report.html import html_report
+from sandbox.certify.report.junit import junit_xml
 from sandbox.certify.runner import judge, run_check
 from sandbox.config import load_settings
 from sandbox.errors import SandboxError

@@ -1,0 +1,1 @@
+"""Reports of a certify run: ``checks.json`` (the official conformance suite's shape), JUnit XML, HTML."""
