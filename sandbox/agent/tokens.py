@@ -1,4 +1,5 @@
-"""Agent-side tokens: an agent's credential, and the client-credentials grant that turns it into a token."""
+"""Agent-side tokens: an agent's credential, the client-credentials grant that turns it into a token, and the
+token exchange (RFC 8693, Keycloak's standard token exchange) by which a delegated agent acts for a user."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from typing import Any
 import httpx
 from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
+
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 
 
 @dataclass(frozen=True)
@@ -91,8 +95,25 @@ class TokenClient:
 
     async def fetch(self, scope: str | None = None) -> Token:
         """A new token, or TokenRefused with the endpoint's reason."""
+        return await self._grant(grant_type="client_credentials", scope=scope)
+
+    async def exchange(self, subject_token: str, scope: str | None = None) -> Token:
+        """A token that acts for the user of ``subject_token`` (an access token whose ``aud`` names this agent).
+
+        Keycloak gives it ``sub`` = the user, ``azp`` = this agent, and of the requested scopes (default: the
+        agent's own) only those the user holds: at most the user's permissions. TokenRefused when it says no.
+        """
+        return await self._grant(
+            grant_type=TOKEN_EXCHANGE,
+            subject_token=subject_token,
+            subject_token_type=ACCESS_TOKEN_TYPE,
+            requested_token_type=ACCESS_TOKEN_TYPE,
+            scope=scope,
+        )
+
+    async def _grant(self, **parameters: str | None) -> Token:
         try:
-            issued = await self._client.fetch_token(self.token_url, grant_type="client_credentials", scope=scope)
+            issued = await self._client.fetch_token(self.token_url, **parameters)
         except OAuthError as exc:
             raise TokenRefused(_status(exc), exc.error or "error", exc.description or "") from None
         except httpx.HTTPError as exc:
@@ -114,6 +135,14 @@ async def fetch_token(token_url: str, credential: Credential, *, scope: str | No
     """One token for ``credential`` (a client of its own; keep a TokenClient for many)."""
     async with TokenClient(token_url, credential) as client:
         return await client.fetch(scope)
+
+
+async def exchange_token(
+    token_url: str, credential: Credential, subject_token: str, *, scope: str | None = None
+) -> Token:
+    """One token that acts for the user of ``subject_token`` (see :meth:`TokenClient.exchange`)."""
+    async with TokenClient(token_url, credential) as client:
+        return await client.exchange(subject_token, scope)
 
 
 def _status(error: OAuthError) -> int | None:

@@ -1,8 +1,10 @@
-"""A human admin's login through Keycloak's real browser login form, driven over HTTP.
+"""A person's login through Keycloak's real browser login form, driven over HTTP.
 
-Authorization code flow with PKCE (S256) against the tenant realm's ``sandbox-broker-admin`` client:
-GET the login page, POST the username and password form, POST the one-time-code form with a TOTP code
-computed from the admin's secret (pyotp), take the code from the redirect, exchange it for tokens.
+Authorization code flow with PKCE (S256): GET the login page, POST the username and password form, POST the
+one-time-code form with a TOTP code computed from the person's secret (pyotp) when the account has OTP, answer
+the consent page when the client asks for consent, take the code from the redirect, exchange it for tokens.
+Tenant admins log in with the realm's ``sandbox-broker-admin`` client (:func:`admin_login`); a user who lets an
+agent act for them logs in with ``sandbox-user-login`` and consents to the agent (:func:`user_login`).
 
 Keycloak marks its login cookies ``Secure``. Browsers treat loopback (127.0.0.1, localhost) as a secure
 context and send such cookies over plain http; this helper does the same, for loopback only.
@@ -24,7 +26,7 @@ import pyotp
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from sandbox.errors import SandboxError
-from sandbox.idp.keycloak import ADMIN_LOGIN_CLIENT_ID
+from sandbox.idp.keycloak import ADMIN_LOGIN_CLIENT_ID, USER_LOGIN_CLIENT_ID, delegation_scope
 
 REDIRECT_URI = "http://127.0.0.1/broker-admin/callback"  # never served: the code is read from the redirect
 MAX_STEPS = 8
@@ -35,10 +37,13 @@ class LoginFailed(SandboxError):
 
 
 @dataclass(frozen=True)
-class AdminTokens:
+class LoginTokens:
     access_token: str = field(repr=False)
     id_token: str | None = field(repr=False)
     expires_in: int
+
+
+AdminTokens = LoginTokens
 
 
 @dataclass
@@ -46,6 +51,7 @@ class _Form:
     id: str | None
     action: str
     inputs: dict[str, str] = field(default_factory=dict)
+    buttons: set[str] = field(default_factory=set)  # names of its submit buttons (the consent page: accept, cancel)
 
 
 class _FormParser(HTMLParser):
@@ -59,8 +65,10 @@ class _FormParser(HTMLParser):
         values = {k: v or "" for k, v in attrs}
         if tag == "form":
             self.forms.append(_Form(values.get("id"), values.get("action", "")))
-        elif tag == "input" and self.forms and values.get("name"):
+        elif tag == "input" and self.forms and values.get("name") and values.get("type") != "submit":
             self.forms[-1].inputs[values["name"]] = values.get("value", "")
+        elif tag in ("button", "input") and self.forms and values.get("name"):
+            self.forms[-1].buttons.add(values["name"])
         elif "kc-feedback-text" in values.get("class", "") or values.get("id") == "input-error":
             self._in_error = True
 
@@ -114,11 +122,55 @@ async def admin_login(
     otp_code: str | None = None,
     client_id: str = ADMIN_LOGIN_CLIENT_ID,
     timeout: float = 15.0,
-) -> AdminTokens:
+) -> LoginTokens:
     """Log in as a tenant admin; with an OTP the token proves MFA (``amr`` contains ``otp``).
 
     ``otp_secret`` (base32) computes the code; ``otp_code`` is one typed by a person.
     """
+    return await login(issuer, username, password, otp_secret, otp_code=otp_code, client_id=client_id, timeout=timeout)
+
+
+async def user_login(
+    issuer: str,
+    username: str,
+    password: str,
+    *,
+    delegate_to: list[str],
+    otp_secret: str | None = None,
+    consent: bool = True,
+    timeout: float = 15.0,
+) -> LoginTokens:
+    """Log in as a user of the tenant and let the agents ``delegate_to`` (client ids) act for them.
+
+    The login asks for each agent's delegation scope and the person consents on Keycloak's consent page, so the
+    token's ``aud`` names those agents: each may exchange it for a token of its own that acts for the user.
+    """
+    scope = " ".join(["openid", *(delegation_scope(agent) for agent in delegate_to)])
+    return await login(
+        issuer,
+        username,
+        password,
+        otp_secret,
+        client_id=USER_LOGIN_CLIENT_ID,
+        scope=scope,
+        consent=consent,
+        timeout=timeout,
+    )
+
+
+async def login(
+    issuer: str,
+    username: str,
+    password: str,
+    otp_secret: str | None = None,
+    *,
+    client_id: str,
+    otp_code: str | None = None,
+    scope: str = "openid",
+    consent: bool = False,
+    timeout: float = 15.0,
+) -> LoginTokens:
+    """Log in through the realm's login form as ``client_id`` asks; ``consent`` answers yes on a consent page."""
     verifier = secrets.token_urlsafe(48)
     state = secrets.token_urlsafe(16)
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
@@ -130,7 +182,7 @@ async def admin_login(
                 "client_id": client_id,
                 "response_type": "code",
                 "redirect_uri": REDIRECT_URI,
-                "scope": "openid",
+                "scope": scope,
                 "state": state,
                 "code_challenge": create_s256_code_challenge(verifier),
                 "code_challenge_method": "S256",
@@ -150,7 +202,15 @@ async def admin_login(
             if response.status_code != 200 or not page.forms:
                 raise LoginFailed(f"Keycloak login of {username} failed: {reason}", "check the realm and the user")
             form = page.forms[0]
-            step = "password" if "password" in form.inputs else "otp" if "otp" in form.inputs else form.id or "?"
+            step = (
+                "password"
+                if "password" in form.inputs
+                else "otp"
+                if "otp" in form.inputs
+                else "consent"
+                if "accept" in form.buttons
+                else form.id or "?"
+            )
             if step == "otp" and step in submitted and otp_secret and not waited:
                 # Keycloak refuses a code used once (replay protection): wait for the next one, as a person would.
                 waited = True
@@ -163,19 +223,26 @@ async def admin_login(
                 if otp_secret is None and otp_code is None:
                     raise LoginFailed(f"{username} has OTP configured but no one-time code was given", "pass the OTP")
                 data = {**form.inputs, "otp": otp_code or totp_now(otp_secret or "")}
+            elif step == "consent":
+                if not consent:
+                    raise LoginFailed(
+                        f"Keycloak asks {username} to consent to what {client_id} requests ({scope})",
+                        "log in with consent, as the person would say yes on the consent page",
+                    )
+                data = {**form.inputs, "accept": "Yes"}
             else:
                 raise LoginFailed(
                     f"Keycloak asked {username} for an unexpected step (form {form.id!r}: {sorted(form.inputs)})",
                     "finish the account's required actions in the Keycloak account console",
                 )
             submitted.add(step)
-            response = await browser.send("POST", form.action, data=data)
+            response = await browser.send("POST", str(response.url.join(form.action)), data=data)
         raise LoginFailed(f"the login of {username} did not finish in {MAX_STEPS} steps", "check the realm's flow")
 
 
 async def _exchange(
     http: httpx.AsyncClient, issuer: str, client_id: str, location: httpx.URL, state: str, verifier: str
-) -> AdminTokens:
+) -> LoginTokens:
     params = location.params
     if params.get("state") != state:
         raise LoginFailed("the login redirect carried a foreign state", "retry the login")
@@ -194,4 +261,4 @@ async def _exchange(
     if response.status_code != 200:
         raise LoginFailed(f"the code exchange failed ({response.status_code})", "retry the login")
     body = response.json()
-    return AdminTokens(body["access_token"], body.get("id_token"), int(body.get("expires_in", 0)))
+    return LoginTokens(body["access_token"], body.get("id_token"), int(body.get("expires_in", 0)))

@@ -21,6 +21,7 @@ from keycloak.exceptions import (
     KeycloakConnectionError,
     KeycloakDeleteError,
     KeycloakGetError,
+    KeycloakPostError,
     raise_error_from_response,
 )
 
@@ -43,6 +44,12 @@ AGENT_ATTRIBUTE = "mcp-sandbox.agent"
 ADMIN_LOGIN_CLIENT_ID = "sandbox-broker-admin"
 #: Realm role that makes a user of a tenant realm an admin of that tenant.
 TENANT_ADMIN_ROLE = "tenant-admin"
+#: Public client of every tenant realm that its users log in with to let an agent act for them (consent required).
+USER_LOGIN_CLIENT_ID = "sandbox-user-login"
+#: Attribute of the realm roles that gate the client scope of the same name (see ``ensure_client_scopes``).
+SCOPE_ROLE_ATTRIBUTE = "mcp-sandbox.scope"
+#: Client attribute of Keycloak's standard token exchange (v2): the client may exchange a token naming it in ``aud``.
+TOKEN_EXCHANGE_ATTRIBUTE = "standard.token.exchange.enabled"
 #: ``amr`` values the browser flow records (RFC 8176): a token whose ``amr`` has "otp" proves MFA.
 LOGIN_METHOD_REFERENCES = {"auth-username-password-form": "pwd", "auth-otp-form": "otp"}
 #: How long after a login its ``amr`` values stay in newly issued tokens (Keycloak drops them after this).
@@ -62,6 +69,7 @@ class AgentClientSpec:
     jwks: dict[str, Any] | None = None  # the agent's public keys, for private_key_jwt
     attributes: dict[str, str] = field(default_factory=dict)
     enabled: bool = True  # a disabled client gets no token (agents waiting for approval)
+    token_exchange: bool = False  # delegated agents exchange a user's token for one that acts for the user
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,11 @@ def audience_mapper(audience: str) -> dict[str, Any]:
             "id.token.claim": "false",
         },
     }
+
+
+def delegation_scope(agent_client_id: str) -> str:
+    """The optional client scope of the user login client that lets one agent act for the user (adds it to aud)."""
+    return f"delegate:{agent_client_id}"
 
 
 @dataclass(frozen=True)
@@ -272,6 +285,8 @@ class KeycloakAdapter:
             AGENT_ATTRIBUTE: "true",
             **spec.attributes,
         }
+        if spec.token_exchange:
+            attributes[TOKEN_EXCHANGE_ATTRIBUTE] = "true"
         if spec.credential == "private_key_jwt":
             if not spec.jwks:
                 raise ValueError("private_key_jwt needs the agent's public JWKS")
@@ -302,6 +317,7 @@ class KeycloakAdapter:
         admin = self.admin(realm)
         internal_id = await admin.a_create_client(payload)
         service_account = await admin.a_get_client_service_account_user(internal_id)
+        await self._sync_scope_roles(realm, service_account["id"], spec.scopes)
         secret = None
         if spec.credential == "client_secret":
             secret = (await admin.a_get_client_secrets(internal_id))["value"]
@@ -337,6 +353,25 @@ class KeycloakAdapter:
             await admin.a_add_client_default_client_scope(internal_id, ids[name], {})
         for name in sorted(set(current) - wanted):
             await admin.a_delete_client_default_client_scope(internal_id, current[name])
+        service_account = await admin.a_get_client_service_account_user(internal_id)
+        await self._sync_scope_roles(realm, service_account["id"], scopes)
+
+    async def _sync_scope_roles(self, realm: str, user_id: str, scopes: list[str]) -> None:
+        """Give a user (or service account) exactly the scope roles of ``scopes``.
+
+        A tool scope is in a token only when the token's user holds the realm role of the same name (the scope's
+        role scope mapping, see :meth:`ensure_client_scopes`): without it even a default scope is left out.
+        """
+        admin = self.admin(realm)
+        roles = await admin.a_get_realm_roles(brief_representation=False)
+        gated = {role["name"]: role for role in roles if SCOPE_ROLE_ATTRIBUTE in (role.get("attributes") or {})}
+        held = {role["name"]: role for role in await admin.a_get_realm_roles_of_user(user_id) if role["name"] in gated}
+        missing = [gated[name] for name in sorted(set(scopes) - set(held)) if name in gated]
+        extra = [held[name] for name in sorted(set(held) - set(scopes))]
+        if missing:
+            await admin.a_assign_realm_roles(user_id, missing)
+        if extra:
+            await admin.a_delete_realm_roles_of_user(user_id, extra)
 
     @_translated
     async def rotate_client_secret(self, realm: str, internal_id: str, grace_seconds: int) -> str:
@@ -386,11 +421,29 @@ class KeycloakAdapter:
         """The realm's recorded login events of one client, newest first (``time`` in milliseconds)."""
         return await self.admin(realm).a_get_events({"client": client_id, "type": list(types), "max": maximum})
 
-    @_translated
     async def create_tenant_admin(self, realm: str, username: str, password: str, otp_secret: str | None) -> str:
         """Create a human admin of the tenant: a user with a password, the tenant-admin role and, if given, TOTP.
 
         ``otp_secret`` is Keycloak's raw secret; an authenticator app gets its base32 form.
+        """
+        return await self.create_tenant_user(
+            realm, username, password, otp_secret, roles=[TENANT_ADMIN_ROLE], last_name=f"{realm} admin"
+        )
+
+    @_translated
+    async def create_tenant_user(
+        self,
+        realm: str,
+        username: str,
+        password: str,
+        otp_secret: str | None = None,
+        *,
+        roles: list[str],
+        last_name: str = "",
+    ) -> str:
+        """Create a human user of the tenant with a password, these realm roles and, if given, TOTP; return its id.
+
+        A user's scope roles (tool scopes as realm roles) are what an agent acting for the user may get at most.
         """
         admin = self.admin(realm)
         credentials: list[dict[str, Any]] = [{"type": "password", "value": password, "temporary": False}]
@@ -411,14 +464,74 @@ class KeycloakAdapter:
                 "email": f"{username}@{realm}.example",
                 "emailVerified": True,
                 "firstName": username,
-                "lastName": f"{realm} admin",
+                "lastName": last_name or f"{realm} user",
                 "enabled": True,
                 "credentials": credentials,
             }
         )
-        role = await admin.a_get_realm_role(TENANT_ADMIN_ROLE)
-        await admin.a_assign_realm_roles(user_id, [role])
+        if roles:
+            await admin.a_assign_realm_roles(user_id, [await admin.a_get_realm_role(name) for name in roles])
         return user_id
+
+    @_translated
+    async def user_consents(self, realm: str, user_id: str) -> list[dict[str, Any]]:
+        """What the user consented to, per client: ``clientId``, ``grantedClientScopes``, ``createdDate`` (ms)."""
+        return await self.admin(realm).a_user_consents(user_id)
+
+    # Delegation: a user lets one agent act for them (Keycloak standard token exchange).
+    @_translated
+    async def add_delegation_scope(self, realm: str, agent_client_id: str, agent_name: str) -> None:
+        """Let users consent to the agent acting for them: an optional scope of the user login client that puts
+        the agent in the user's token ``aud``, which standard token exchange requires of the subject token."""
+        admin = self.admin(realm)
+        scope_id = await admin.a_create_client_scope(
+            {
+                "name": delegation_scope(agent_client_id),
+                "description": f"Let the agent {agent_name} act for you",
+                "protocol": "openid-connect",
+                "attributes": {
+                    "include.in.token.scope": "true",
+                    "display.on.consent.screen": "true",
+                    "consent.screen.text": f"Let the agent {agent_name} act for you, with at most your permissions",
+                },
+                "protocolMappers": [
+                    {
+                        "name": f"audience {agent_client_id}",
+                        "protocol": "openid-connect",
+                        "protocolMapper": "oidc-audience-mapper",
+                        "config": {
+                            "included.client.audience": agent_client_id,
+                            "access.token.claim": "true",
+                            "introspection.token.claim": "true",
+                            "id.token.claim": "false",
+                        },
+                    }
+                ],
+            },
+            skip_exists=True,
+        )
+        login_client = await admin.a_get_client_id(USER_LOGIN_CLIENT_ID)
+        if login_client is None:
+            raise SandboxError(
+                f"realm {realm} has no {USER_LOGIN_CLIENT_ID} client", "create the tenant from the current template"
+            )
+        await admin.a_add_client_optional_client_scope(login_client, scope_id, {})
+
+    @_translated
+    async def remove_delegation_scope(self, realm: str, agent_client_id: str) -> None:
+        """Remove the agent's delegation scope: no user can name the agent in a token any more. A missing one counts."""
+        admin = self.admin(realm)
+        scope = await admin.a_get_client_scope_by_name(delegation_scope(agent_client_id))
+        if scope is None:
+            return
+        login_client = await admin.a_get_client_id(USER_LOGIN_CLIENT_ID)
+        if login_client is not None:
+            try:
+                await admin.a_delete_client_optional_client_scope(login_client, scope["id"])
+            except KeycloakDeleteError as exc:
+                if exc.response_code != 404:
+                    raise
+        await admin.a_delete_client_scope(scope["id"])
 
     @_translated
     async def client_scope_names(self, realm: str, internal_id: str) -> list[str]:
@@ -471,10 +584,13 @@ class KeycloakAdapter:
 
     @_translated
     async def ensure_client_scopes(self, realm: str, scopes: list[str]) -> None:
-        """Make sure the realm has a client scope for each of ``scopes`` (included in tokens' ``scope``)."""
+        """Make sure the realm has a client scope for each of ``scopes`` (included in tokens' ``scope``), each
+        gated by the realm role of the same name: Keycloak puts the scope in a token only when the token's user
+        (a person, or an agent's service account) holds that role. Agents get the roles of their scopes; a user's
+        roles bound what an agent acting for the user gets."""
         admin = self.admin(realm)
         for scope in scopes:
-            await admin.a_create_client_scope(
+            scope_id = await admin.a_create_client_scope(
                 {
                     "name": scope,
                     "protocol": "openid-connect",
@@ -482,6 +598,19 @@ class KeycloakAdapter:
                 },
                 skip_exists=True,
             )
+            await admin.a_create_realm_role(
+                {
+                    "name": scope,
+                    "description": f"May get tokens with the scope {scope}",
+                    "attributes": {SCOPE_ROLE_ATTRIBUTE: ["true"]},
+                },
+                skip_exists=True,
+            )
+            role = await admin.a_get_realm_role(scope)
+            response = await admin.connection.a_raw_post(
+                f"admin/realms/{realm}/client-scopes/{scope_id}/scope-mappings/realm", data=json.dumps([role])
+            )
+            raise_error_from_response(response, KeycloakPostError, expected_codes=[204])
 
     @_translated
     async def operator_token(self) -> str:
