@@ -150,6 +150,14 @@ def mcp_server(
     broker_url: Annotated[
         str | None, typer.Option("--broker-url", help="The broker: trust list, revocation events, usage reports.")
     ] = None,
+    no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--no-auth",
+            help="FOR BENCHMARKS ONLY: check no token; every caller acts with every scope in the first --issuer's "
+            "tenant (loopback only, like every sandbox server).",
+        ),
+    ] = False,
 ) -> None:
     """Run the reference MCP server alone, in the foreground; its canonical URL is http://<host>:<port>/mcp."""
     from functools import partial
@@ -160,10 +168,13 @@ def mcp_server(
 
     settings = _settings()
     chosen = port or settings.mcp_port
-    standalone = partial(ServerOptions.standalone, settings, port=chosen, mode=mode, broker_url=broker_url)
+    standalone = partial(
+        ServerOptions.standalone, settings, port=chosen, mode=mode, broker_url=broker_url, no_auth=no_auth
+    )
     options = run_guarded(lambda: standalone(issuers=issuer or []))
     run_guarded(lambda: ensure_free(settings.host, chosen, "mcp server", "--port"))
-    err.print(f"MCP server {options.canonical_url} ({options.mode}), trusting: {', '.join(options.issuers) or '-'}")
+    auth = "NO AUTH, for benchmarks only" if options.no_auth else options.mode
+    err.print(f"MCP server {options.canonical_url} ({auth}), trusting: {', '.join(options.issuers) or '-'}")
     serve(options)
 
 

@@ -120,8 +120,10 @@ class ProtectedMcpEndpoint:
         policy: ToolPolicy,
         sessions: StreamableHTTPSessionManager,
         usage: UsageReporter,
+        anonymous: Principal | None = None,
     ) -> None:
         self.options = options
+        self.anonymous = anonymous  # set only without auth (benchmarks): who every request is taken to be
         self.verifier = verifier
         self.policy = policy
         self.sessions = sessions
@@ -153,6 +155,8 @@ class ProtectedMcpEndpoint:
         await self._forward(scope, replaying(body, receive), send, principal, call)
 
     async def _authenticate(self, request: Request, call: ToolCall | None) -> tuple[Response | None, Principal | None]:
+        if self.anonymous is not None:
+            return None, self.anonymous
         hint = self.policy.challenge_scope(call)
         metadata = self.options.resource_metadata_url
         try:
@@ -276,6 +280,7 @@ class AccessLog:
 
 def metadata_handler(options: ServerOptions, trust: TrustedIssuers, policy: ToolPolicy) -> Any:
     async def handle(request: Request) -> Response:
+        await trust.refresh()  # rate-limited: a tenant the broker made a moment ago is advertised at once
         servers = trust.known()
         if not servers:
             return challenges.unavailable("no authorization server is known yet")
@@ -290,6 +295,22 @@ def metadata_handler(options: ServerOptions, trust: TrustedIssuers, policy: Tool
         return await ProtectedResourceMetadataHandler(document).handle(request)
 
     return handle
+
+
+def _anonymous(options: ServerOptions, policy: ToolPolicy) -> Principal | None:
+    """Without auth (benchmarks only): one caller with every scope, in the first trusted issuer's tenant."""
+    if not options.no_auth:
+        return None
+    log.warning("serving WITHOUT authentication: for benchmarks only", extra={"resource": options.canonical_url})
+    return Principal(
+        issuer=options.issuers[0],
+        client_id="anonymous",
+        subject="anonymous",
+        scopes=frozenset([*options.base_scopes, *policy.all_scopes()]),
+        issued_at=0,
+        expires_at=2**31 - 1,
+        token_fingerprint="none",
+    )
 
 
 def build_app(options: ServerOptions) -> Starlette:
@@ -357,12 +378,13 @@ def build_app(options: ServerOptions) -> Starlette:
         resource=options.canonical_url,
         flush_interval=options.usage_flush_interval,
     )
-    endpoint = ProtectedMcpEndpoint(options, verifier, policy, sessions, usage)
+    endpoint = ProtectedMcpEndpoint(options, verifier, policy, sessions, usage, _anonymous(options, policy))
     metadata_path = urlsplit(options.resource_metadata_url).path
     metadata = cors_middleware(metadata_handler(options, trust, policy), ["GET", "OPTIONS"])
 
     async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "mode": options.mode, "resource": options.canonical_url})
+        auth = {"auth": "none"} if options.no_auth else {}
+        return JSONResponse({"status": "ok", "mode": options.mode, "resource": options.canonical_url, **auth})
 
     routes += [
         Route(urlsplit(options.canonical_url).path or "/", endpoint, methods=["GET", "POST", "DELETE"]),

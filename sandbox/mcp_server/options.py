@@ -41,6 +41,9 @@ class ServerOptions:
     jwks_refetch_interval: float
     trust_refetch_interval: float
     usage_flush_interval: float
+    #: For benchmarks only (`mcp-sandbox mcp-server --no-auth`): no token is read or checked; every request is
+    #: served as one anonymous caller with every scope, in the tenant of the first trusted issuer.
+    no_auth: bool = False
 
     @property
     def resource_metadata_url(self) -> str:
@@ -70,6 +73,7 @@ class ServerOptions:
         mode: Mode,
         broker_url: str | None,
         canonical_url: str | None = None,
+        no_auth: bool = False,
     ) -> ServerOptions:
         """A server on ``settings.host:port``; its canonical URL follows from them unless given."""
         if mode not in MODES:
@@ -86,6 +90,8 @@ class ServerOptions:
         signer_jwks = settings.mcp_events_signer_jwks_url or (
             f"{broker_url}/.well-known/jwks.json" if broker_url else None
         )
+        if no_auth and not issuers:
+            raise SandboxError("a server without auth needs the tenant its caller acts in", "name it with --issuer")
         if mode == "jwt+events" and (broker_url is None or signer_jwks is None):
             raise SandboxError(
                 "jwt+events mode needs the broker that signs revocation events",
@@ -120,4 +126,5 @@ class ServerOptions:
             jwks_refetch_interval=settings.mcp_jwks_refetch_interval,
             trust_refetch_interval=settings.mcp_trust_refetch_interval,
             usage_flush_interval=settings.mcp_usage_flush_interval,
+            no_auth=no_auth,
         )
