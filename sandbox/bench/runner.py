@@ -15,15 +15,21 @@ from sandbox.errors import SandboxError
 
 #: Modules that register benchmarks, in the order results are reported.
 MODULES = (
-    "sandbox.bench.stack_start",
+    "sandbox.bench.revocation",
+    "sandbox.bench.auth_overhead",
+    "sandbox.bench.provisioning",
     "sandbox.bench.token_issuance",
+    "sandbox.bench.stack_start",
+    "sandbox.bench.rotation",
 )
 
 
 def available() -> list[str]:
+    """Every benchmark's name, in the order of MODULES (not of import, which other imports can change)."""
     for module in MODULES:
         importlib.import_module(module)
-    return list(BENCHMARKS)
+    ordered = sorted(BENCHMARKS.values(), key=lambda bench: MODULES.index(bench.run.__module__))
+    return [bench.name for bench in ordered]
 
 
 async def run_benchmarks(
@@ -34,6 +40,7 @@ async def run_benchmarks(
     if unknown:
         raise SandboxError(f"unknown benchmark {', '.join(unknown)}", f"choose from: {', '.join(known)}")
     context = BenchContext(settings, quick)
+    load_before = _load_average()
     results: dict[str, Any] = {}
     for name in names or known:
         bench = BENCHMARKS[name]
@@ -52,10 +59,34 @@ async def run_benchmarks(
             "python": platform.python_version(),
             "platform": platform.platform(),
             "keycloak": settings.keycloak_version,
+            # The machine may be shared: how busy it was (1, 5, 15 min load averages) when the run began and ended.
+            "load_average_at_start": load_before,
+            "load_average_at_end": _load_average(),
         },
         "results": results,
     }
     return report, context
+
+
+def _load_average() -> list[float]:
+    return [round(value, 2) for value in os.getloadavg()]
+
+
+def targets(report: dict) -> list[tuple[str, str, str, str, bool]]:
+    """Every ``{target, measured, target_met}`` in the results: (benchmark, where, target, measured, met)."""
+    found: list[tuple[str, str, str, str, bool]] = []
+
+    def walk(name: str, where: str, value: Any) -> None:
+        if isinstance(value, dict):
+            if "target" in value and "target_met" in value:
+                measured = str(value.get("measured", ""))
+                found.append((name, where or "-", str(value["target"]), measured, bool(value["target_met"])))
+            for key, inner in value.items():
+                walk(name, f"{where}.{key}" if where else key, inner)
+
+    for name, figures in report["results"].items():
+        walk(name, "", figures)
+    return found
 
 
 def failed(report: dict) -> list[str]:
@@ -112,7 +143,17 @@ def write_markdown(report: dict, path: Path, plot: Path | None) -> None:
         f"Python {report['machine']['python']}, Keycloak {report['machine']['keycloak']}"
         + (" · quick mode" if report["quick"] else ""),
         "",
+        f"Load average (1, 5, 15 min) at the start: {report['machine']['load_average_at_start']}, at the end: "
+        f"{report['machine']['load_average_at_end']}. A load above the core count means other work shared the "
+        "machine during the run, and every figure below is slower for it.",
+        "",
     ]
+    found = targets(report)
+    if found:
+        lines += ["## Targets", "", "| benchmark | where | target | measured | met |", "|---|---|---|---|---|"]
+        for name, where, text, measured, met in found:
+            lines.append(f"| {name} | {where} | {text} | {measured} | {'yes' if met else '**no**'} |")
+        lines.append("")
     for name, figures in report["results"].items():
         lines += [f"## {name}: {figures['title']}", "", "| figure | value |", "| --- | --- |"]
         lines += [

@@ -13,18 +13,22 @@ from typing import Any
 
 from sandbox.bench.registry import BenchContext, benchmark
 from sandbox.config import load_settings
+from sandbox.stack.distribution import KeycloakDistribution
 from sandbox.stack.launcher import Stack
 from sandbox.stack.ports import private_stack_environment
 from sandbox.stack.process import peak_rss_bytes
 from sandbox.stack.state import load_state
 
 MCP_SANDBOX = str(Path(sys.executable).parent / "mcp-sandbox")
+WARM_TARGET_SECONDS = 20
 
 
-async def _start_once(workdir: Path, cache_dir: Path | None) -> dict[str, Any]:
+async def _start_once(workdir: Path, cache_dir: Path | None, zip_path: Path | None = None) -> dict[str, Any]:
     env = {**os.environ, **private_stack_environment(workdir / "state")}
     if cache_dir is not None:
         env["SANDBOX_CACHE_DIR"] = str(cache_dir)
+    if zip_path is not None:
+        env["SANDBOX_KEYCLOAK_DIST"] = str(zip_path)
     began = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
         MCP_SANDBOX, "up", env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
@@ -54,10 +58,17 @@ async def stack_start(context: BenchContext) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-start-") as scratch:
         root = Path(scratch)
         if not context.quick:
-            # Cold: an empty sandbox cache (the zip comes from Maven's local repository or Central).
-            results["cold"] = await _start_once(root / "cold", cache_dir=root / "empty-cache")
+            # Cold: an empty sandbox cache; Keycloak is unpacked and built from the cached zip (no download: the
+            # sandbox talks to loopback only, and a download's time says more about the network than the sandbox).
+            cached_zip = KeycloakDistribution(context.settings).zip_path
+            zip_path = cached_zip if cached_zip.is_file() else None
+            results["cold"] = await _start_once(root / "cold", cache_dir=root / "empty-cache", zip_path=zip_path)
             shutil.rmtree(root / "empty-cache", ignore_errors=True)
         results["warm"] = await _start_once(root / "warm", cache_dir=None)
+    warm = results["warm"]["seconds_to_ready"]
+    results["warm"].update(
+        target=f"under {WARM_TARGET_SECONDS} s", measured=f"{warm} s", target_met=warm < WARM_TARGET_SECONDS
+    )
     results["components"] = [component.name for component in Stack(context.settings).components]
     if context.quick:
         results["note"] = "quick mode measures the warm start only"

@@ -1,6 +1,9 @@
+import asyncio
+
 import pytest
 
-from sandbox.bench.runner import _rows
+from sandbox.bench.pacing import bounded
+from sandbox.bench.runner import _rows, targets
 from sandbox.bench.stats import percentile, ratio, split, summarize
 
 
@@ -33,3 +36,29 @@ def test_markdown_rows_flatten_nested_figures_and_summaries() -> None:
     assert rows[0] == ("a.b", "1")
     assert rows[1][0] == "a.lat" and rows[1][1].startswith("median 1.5")
     assert rows[2] == ("c", "1, 2")
+
+
+def test_targets_are_found_wherever_they_are_with_what_was_measured() -> None:
+    report = {
+        "results": {
+            "a": {"target": "x < 1", "measured": "x 2", "target_met": False, "title": "A"},
+            "b": {"modes": {"m": {"target": "y < 3", "measured": "y 1", "target_met": True}}, "n": 1},
+        }
+    }
+    assert targets(report) == [("a", "-", "x < 1", "x 2", False), ("b", "modes.m", "y < 3", "y 1", True)]
+
+
+def test_bounded_runs_at_most_so_many_at_once_and_none_after_the_deadline() -> None:
+    running, most = 0, 0
+
+    async def job() -> int:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+        return 1
+
+    assert len(asyncio.run(bounded((lambda: job() for _ in range(10)), concurrency=3))) == 10
+    assert most == 3
+    assert asyncio.run(bounded((lambda: job() for _ in range(10)), concurrency=3, deadline=0.0)) == []

@@ -1,0 +1,163 @@
+"""Provisioning throughput: agents provisioned and revoked per second through the broker, vs the same Keycloak
+Admin API calls made directly (create the client with its service account, read its secret; disable it, delete it).
+
+Both paths run with the same concurrency, in alternating rounds, so a machine whose load changes during the run
+weighs on both alike; the direct path runs every other round (half the agents: its rate needs no more, and the run
+stays short). The broker also checks policy, records each agent and an
+audit entry, and pushes a revocation event to each server with an event endpoint.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sandbox.bench.agents import BenchAgent, OperatorBroker
+from sandbox.bench.pacing import bounded
+from sandbox.bench.registry import BenchContext, benchmark
+from sandbox.bench.stats import ratio, summarize
+from sandbox.idp.keycloak import AgentClient, AgentClientSpec, KeycloakAdapter
+
+CONCURRENCY = 8
+ROUND = 50
+TARGET_RATIO = 0.8
+TARGET_AGENTS, TARGET_SECONDS = 1000, 120
+
+
+class Lane:
+    """One way of provisioning and revoking agents, with each call's latency and each phase's wall time."""
+
+    def __init__(self) -> None:
+        self.agents = 0
+        self.provision_seconds = 0.0
+        self.revoke_seconds = 0.0
+        self.provision_ms: list[float] = []
+        self.revoke_ms: list[float] = []
+
+    async def _timed(self, samples: list[float], call: Callable[[], Awaitable[Any]]) -> Any:
+        began = time.perf_counter()
+        result = await call()
+        samples.append((time.perf_counter() - began) * 1000)
+        return result
+
+    async def round(
+        self, count: int, provision: Callable[[], Awaitable[Any]], revoke: Callable[[Any], Awaitable[Any]]
+    ) -> None:
+        began = time.perf_counter()
+        made = await bounded(
+            (lambda: self._timed(self.provision_ms, provision) for _ in range(count)), concurrency=CONCURRENCY
+        )
+        provisioned = time.perf_counter()
+        await bounded(
+            (lambda agent=agent: self._timed(self.revoke_ms, lambda: revoke(agent)) for agent in made),
+            concurrency=CONCURRENCY,
+        )
+        self.agents += len(made)
+        self.provision_seconds += provisioned - began
+        self.revoke_seconds += time.perf_counter() - provisioned
+
+    def figures(self) -> dict[str, Any]:
+        total = self.provision_seconds + self.revoke_seconds
+        return {
+            "agents": self.agents,
+            "provisioned_per_second": round(self.agents / self.provision_seconds, 2),
+            "revoked_per_second": round(self.agents / self.revoke_seconds, 2),
+            "lifecycles_per_second": round(self.agents / total, 2),
+            "seconds": round(total, 2),
+            "provision_call": summarize(self.provision_ms),
+            "revoke_call": summarize(self.revoke_ms),
+        }
+
+
+class DirectKeycloak:
+    """The Admin API calls the broker makes for an agent, made directly: what provisioning costs without it."""
+
+    def __init__(self, adapter: KeycloakAdapter, tenant: str, audiences: list[str]) -> None:
+        self.adapter = adapter
+        self.tenant = tenant
+        self.audiences = audiences
+        self.live: dict[str, AgentClient] = {}
+
+    async def provision(self) -> AgentClient:
+        client_id = f"bench-direct-{uuid.uuid4().hex[:12]}"
+        spec = AgentClientSpec(
+            client_id=client_id,
+            name=f"{client_id} (mcp-sandbox bench)",
+            scopes=["mcp:tool:analytics.read"],
+            audiences=self.audiences,
+            token_lifetime=300,
+            attributes={"mcp-sandbox.agent-id": str(uuid.uuid4()), "mcp-sandbox.tenant": self.tenant},
+        )
+        client = await self.adapter.create_agent_client(self.tenant, spec)
+        self.live[client.id] = client
+        return client
+
+    async def revoke(self, client: AgentClient) -> None:
+        await self.adapter.set_client_enabled(self.tenant, client.id, False)
+        await self.adapter.delete_client(self.tenant, client.id)
+        self.live.pop(client.id, None)
+
+    async def close(self) -> None:
+        for client in list(self.live.values()):
+            await self.adapter.delete_client(self.tenant, client.id)
+
+
+@benchmark("provisioning", "Agents provisioned and revoked per second: through the broker vs Keycloak directly")
+async def provisioning(context: BenchContext) -> dict[str, Any]:
+    settings = context.settings
+    tenant = settings.tenants[0]
+    wanted = context.size(TARGET_AGENTS, 10)
+    deadline = time.perf_counter() + context.size(200, 60)
+    broker = OperatorBroker(settings, threads=CONCURRENCY)
+    direct = DirectKeycloak(KeycloakAdapter.from_settings(settings), tenant, [s.url for s in settings.mcp_servers])
+    through_broker, directly = Lane(), Lane()
+
+    async def provision_through_broker() -> BenchAgent:
+        return await broker.provision(tenant)
+
+    try:
+        rounds = 0
+        while through_broker.agents < wanted and time.perf_counter() < deadline:
+            count = min(ROUND, wanted - through_broker.agents)
+            await through_broker.round(count, provision_through_broker, broker.revoke)
+            if rounds % 2 == 0:
+                await directly.round(count, direct.provision, direct.revoke)
+            rounds += 1
+    finally:
+        await broker.close()
+        await direct.close()
+    for name, path in (("broker", through_broker), ("direct", directly)):
+        context.distributions[f"provision, {name}"] = path.provision_ms
+        context.distributions[f"revoke, {name}"] = path.revoke_ms
+    broker_figures, direct_figures = through_broker.figures(), directly.figures()
+
+    def versus(rate: str) -> float:
+        return ratio(broker_figures[rate], direct_figures[rate])
+
+    lifecycle_ratio = versus("lifecycles_per_second")
+    ran = broker_figures["agents"]
+    reached = ran >= TARGET_AGENTS
+    seconds_for_target = broker_figures["seconds"] * TARGET_AGENTS / ran
+    return {
+        "concurrency": CONCURRENCY,
+        "round": ROUND,
+        "broker": broker_figures,
+        "direct": direct_figures,
+        "broker_vs_direct": {
+            "provision_ratio": versus("provisioned_per_second"),
+            "revoke_ratio": versus("revoked_per_second"),
+            "lifecycle_ratio": lifecycle_ratio,
+            "target": f"lifecycle ratio >= {TARGET_RATIO}",
+            "measured": f"ratio {lifecycle_ratio:.3f}",
+            "target_met": lifecycle_ratio >= TARGET_RATIO,
+        },
+        f"broker_seconds_for_{TARGET_AGENTS}_agents": {
+            "seconds": round(seconds_for_target, 1),
+            "projected": not reached,  # from the agents that ran within the time budget
+            "target": f"under {TARGET_SECONDS} s",
+            "measured": f"{seconds_for_target:.0f} s" + (f" (projected from {ran} agents)" if not reached else ""),
+            "target_met": reached and seconds_for_target < TARGET_SECONDS,
+        },
+    }

@@ -1,0 +1,149 @@
+"""Revocation propagation: from the broker's revoke call returning to the first 401 at the MCP server, per mode.
+
+Each revocation: an agent provisioned through the broker for one of the stack's servers gets a token, opens a
+session and makes a served call (the control); the broker revokes it; the agent then calls again every poll
+interval until it gets 401. Revocations run concurrently, a bounded number at a time.
+
+- ``jwt+events``: the broker pushes its signed event before the revoke call returns, so the next call is refused.
+- ``introspect``: the server reuses an introspection answer for its cache TTL. An agent that calls all the time
+  finds, at the moment of the revocation, an answer of any age up to the TTL; so the revocation comes a random
+  time (uniform over the TTL) after the call that filled the cache.
+- ``jwt``: nothing tells the server; the token works until it expires (plus the server's clock leeway). Agents
+  get a short token lifetime and are revoked a random time into it; the figure that matters is the time to 401
+  beyond the token's remaining lifetime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sandbox.agent.tokens import fetch_token
+from sandbox.bench.agents import McpCaller, OperatorBroker
+from sandbox.bench.pacing import bounded
+from sandbox.bench.registry import BenchContext, benchmark
+from sandbox.bench.stats import summarize
+from sandbox.certify.mcp_http import served
+from sandbox.config import Settings
+
+#: Token lifetime (s) of the agents revoked in ``jwt`` mode: short, as that mode needs.
+JWT_TOKEN_LIFETIME = 5
+#: How the agents of each mode are run: how many revocations at once, and how often each polls after its revoke.
+#: Polling is the measurement's resolution and also load on the server, so it is finer where the answer is fast.
+PACE = {"jwt+events": (4, 0.005), "introspect": (12, 0.05), "jwt": (30, 0.25)}
+#: Longest wait for a 401 beyond what the mode promises, before a revocation counts as not propagated.
+SLACK = 5.0
+
+
+@dataclass(frozen=True)
+class Revoked:
+    ms_to_401: float | None  # None: no 401 within the budget
+    revoke_call_ms: float
+    remaining_lifetime_ms: float  # the token's lifetime left when the revoke call returned
+    polls: int
+
+
+def _budget(settings: Settings, mode: str) -> float:
+    """Seconds after the revoke within which the mode's server must answer 401, plus slack."""
+    if mode == "introspect":
+        return settings.mcp_introspection_cache_ttl + SLACK
+    if mode == "jwt":
+        return JWT_TOKEN_LIFETIME + settings.mcp_leeway + 1 + SLACK  # exp has whole seconds
+    return SLACK
+
+
+async def _revoke_once(settings: Settings, mode: str, broker: OperatorBroker, mcp: McpCaller) -> Revoked:
+    url = settings.mcp_server(mode).url
+    lifetime = JWT_TOKEN_LIFETIME if mode == "jwt" else None
+    agent = await broker.provision(settings.tenants[0], servers=[url], lifetime=lifetime)
+    token = await fetch_token(agent.token_url, agent.credential)
+    session = await mcp.open_session(url, token.access_token)  # in introspect mode this fills the cache
+    filled = time.monotonic()
+    control = await mcp.call(url, token.access_token, session)
+    if not served(control):
+        raise RuntimeError(f"{mode}: the control call before the revocation got HTTP {control.status_code}")
+    if mode == "introspect":
+        age = random.uniform(0, settings.mcp_introspection_cache_ttl)
+        await asyncio.sleep(max(0.0, filled + age - time.monotonic()))
+    elif mode == "jwt":
+        await asyncio.sleep(random.uniform(0, max(0.0, token.expires_at - time.time() - 1)))
+    began = time.perf_counter()
+    await broker.revoke(agent)
+    returned = time.perf_counter()
+    remaining = (token.claims()["exp"] - time.time()) * 1000
+    polls = 0
+    while time.perf_counter() - returned < _budget(settings, mode):
+        response = await mcp.call(url, token.access_token, session)
+        polls += 1
+        if response.status_code == 401:
+            elapsed = (time.perf_counter() - returned) * 1000
+            return Revoked(elapsed, (returned - began) * 1000, remaining, polls)
+        if not served(response):
+            raise RuntimeError(f"{mode}: a call after the revocation got HTTP {response.status_code}, not 401")
+        await asyncio.sleep(PACE[mode][1])
+    return Revoked(None, (returned - began) * 1000, remaining, polls)
+
+
+async def _mode(context: BenchContext, mode: str, broker: OperatorBroker, mcp: McpCaller) -> dict[str, Any]:
+    settings = context.settings
+    concurrency, poll_interval = PACE[mode]
+    results = await bounded(
+        (lambda: _revoke_once(settings, mode, broker, mcp) for _ in range(context.size(100, 5))),
+        concurrency=concurrency,
+        deadline=time.perf_counter() + context.size(120, 40),
+    )
+    propagated = [r.ms_to_401 for r in results if r.ms_to_401 is not None]
+    figures: dict[str, Any] = {
+        "revocations": len(results),
+        "not_refused_within_budget": len(results) - len(propagated),
+        "concurrency": concurrency,
+        "poll_interval_ms": poll_interval * 1000,
+        "revoke_call": summarize([r.revoke_call_ms for r in results]),
+        "time_to_401": summarize(propagated) if propagated else None,
+    }
+    context.distributions[f"revocation → 401, {mode}"] = propagated
+    if mode == "jwt+events":
+        figures.update(_target(figures, "p99 < 250 ms", 250))
+    elif mode == "introspect":
+        limit = settings.mcp_introspection_cache_ttl * 1000 + 100
+        figures["cache_ttl_ms"] = settings.mcp_introspection_cache_ttl * 1000
+        figures.update(_target(figures, f"p99 < cache TTL + 100 ms = {limit:.0f} ms", limit))
+    else:
+        beyond = [r.ms_to_401 - r.remaining_lifetime_ms for r in results if r.ms_to_401 is not None]
+        figures["token_lifetime_s"] = JWT_TOKEN_LIFETIME
+        figures["server_leeway_s"] = settings.mcp_leeway
+        figures["remaining_lifetime_at_revoke"] = summarize([r.remaining_lifetime_ms for r in results])
+        figures["time_to_401_beyond_remaining_lifetime"] = summarize(beyond) if beyond else None
+        figures["note"] = (
+            "a jwt-mode server cannot learn of a revocation: the token works until it expires, plus the server's "
+            "clock leeway (exp has whole seconds)"
+        )
+        context.distributions["revocation → 401 beyond remaining lifetime, jwt"] = beyond
+    return figures
+
+
+def _target(figures: dict[str, Any], text: str, limit_ms: float) -> dict[str, Any]:
+    """Met when every revocation propagated and the p99 is under the limit."""
+    summary = figures["time_to_401"]
+    missing = figures["not_refused_within_budget"]
+    met = summary is not None and missing == 0 and summary["p99"] < limit_ms
+    measured = f"p99 {summary['p99']:.0f} ms" if summary else "no 401 at all"
+    if missing:
+        measured += f"; {missing} of {figures['revocations']} not refused within the budget"
+    return {"target": text, "measured": measured, "target_met": met}
+
+
+@benchmark("revocation", "Revocation propagation: revoke call returning → first 401 at the MCP server, per mode")
+async def revocation(context: BenchContext) -> dict[str, Any]:
+    threads = max(concurrency for concurrency, _ in PACE.values())
+    broker = OperatorBroker(context.settings, threads=threads)
+    mcp = McpCaller(threads)
+    try:
+        modes = {mode: await _mode(context, mode, broker, mcp) for mode in ("jwt+events", "introspect", "jwt")}
+    finally:
+        await broker.close()
+        mcp.close()
+    return {"modes": modes, "tenant": context.settings.tenants[0]}

@@ -1,0 +1,178 @@
+"""Rotation under load: tool calls per second, and failures, while the broker rotates the agent's secret, vs the
+same load without a rotation.
+
+Workers call a tool on the stack's ``jwt+events`` server without pause. Each gets a new token every
+``RENEW_AFTER`` seconds with the secret it holds then, so tokens are requested with the old secret after the
+rotation (the grace must cover them) and with the new one once a worker picks it up. Five phases of equal length
+alternate between none and one rotation (a quarter of the way in; the previous grace is ended before it); the
+ratio compares calls per second during rotation phases with the others. Afterwards the last grace is ended
+early, and the first secret must be refused and the latest accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sandbox.agent.tokens import ClientSecretCredential, TokenClient, TokenRefused
+from sandbox.bench.agents import BenchAgent, McpCaller, OperatorBroker
+from sandbox.bench.registry import BenchContext, benchmark
+from sandbox.bench.stats import ratio, summarize
+from sandbox.certify.mcp_http import served
+
+WORKERS = 4
+RENEW_AFTER = 1.0
+GRACE_SECONDS = 300
+MAX_CALLS_PER_PHASE = 100_000
+#: Phases of equal length, alternating so a machine whose load drifts weighs on both kinds alike.
+PHASES = (False, True, False, True, False)
+TARGET_RATIO = 0.95
+
+
+@dataclass
+class Secret:
+    """The secret the agent's configuration holds now; workers read it when they renew their token."""
+
+    value: str = field(repr=False)
+    rotated_at: float | None = None  # perf_counter when the broker's rotate answer arrived
+
+
+@dataclass
+class Phase:
+    name: str
+    seconds: float = 0.0
+    calls: int = 0
+    token_requests: int = 0
+    failures: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    pickups: list[float] = field(default_factory=list)  # ms from the rotate answer to a worker's new-secret token
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "calls_per_second": round(self.calls / self.seconds, 1),
+            "failures": len(self.failures),
+            "first_failures": self.failures[:3],
+            "token_requests": self.token_requests,
+            "call_latency": summarize(self.latencies),
+        }
+
+
+async def _worker(agent: BenchAgent, secret: Secret, url: str, mcp: McpCaller, phase: Phase, deadline: float) -> None:
+    held = secret.value
+    tokens = TokenClient(agent.token_url, ClientSecretCredential(agent.client_id, held))
+    token: str | None = None
+    session: str | None = None
+    fetched = 0.0
+    try:
+        while time.perf_counter() < deadline and phase.calls < MAX_CALLS_PER_PHASE:
+            if token is None or time.perf_counter() - fetched > RENEW_AFTER:
+                picking_up = secret.value != held  # the configuration changed: the new secret from now on
+                if picking_up:
+                    held = secret.value
+                    await tokens.aclose()
+                    tokens = TokenClient(agent.token_url, ClientSecretCredential(agent.client_id, held))
+                phase.token_requests += 1
+                try:
+                    token = (await tokens.fetch()).access_token
+                except TokenRefused as exc:
+                    phase.failures.append(f"token request: {exc}")
+                    await asyncio.sleep(0.1)
+                    continue
+                fetched = time.perf_counter()
+                if picking_up and secret.rotated_at is not None:
+                    phase.pickups.append((fetched - secret.rotated_at) * 1000)
+                if session is None:
+                    session = await mcp.open_session(url, token)
+            began = time.perf_counter()
+            response = await mcp.call(url, token, session)
+            if served(response):
+                phase.calls += 1
+                phase.latencies.append((time.perf_counter() - began) * 1000)
+            else:
+                phase.failures.append(f"tool call: HTTP {response.status_code}")
+    finally:
+        await tokens.aclose()
+
+
+async def _run_phase(
+    phase: Phase, agent: BenchAgent, secret: Secret, mcp: McpCaller, url: str, seconds: float, rotate: Any = None
+) -> None:
+    """The workers for ``seconds`` more of ``phase``; with ``rotate``, that coroutine function runs a quarter in."""
+    began = time.perf_counter()
+    deadline = began + seconds
+    workers = [_worker(agent, secret, url, mcp, phase, deadline) for _ in range(WORKERS)]
+
+    async def rotation() -> None:
+        await asyncio.sleep(seconds / 4)
+        await rotate()
+
+    await asyncio.gather(*workers, *([rotation()] if rotate else []))
+    phase.seconds += time.perf_counter() - began
+
+
+@benchmark("rotation", "Rotation under load: calls per second and failures during a secret rotation vs without")
+async def rotation_under_load(context: BenchContext) -> dict[str, Any]:
+    settings = context.settings
+    url = settings.mcp_url
+    seconds = context.size(6, 1)
+    broker = OperatorBroker(settings, threads=2)
+    mcp = McpCaller(threads=WORKERS)
+    without, during = Phase("without rotation"), Phase("during rotation")
+    rotate_ms: list[float] = []
+    try:
+        agent = await broker.provision(settings.tenants[0], servers=[url])
+        secret = Secret(agent.secret)
+        first_secret = agent.secret
+
+        async def rotate() -> None:
+            began = time.perf_counter()
+            new_secret = await broker.rotate(agent, GRACE_SECONDS)
+            secret.rotated_at = time.perf_counter()
+            rotate_ms.append((secret.rotated_at - began) * 1000)
+            secret.value = new_secret
+
+        for rotating in PHASES:
+            if rotating and rotate_ms:
+                await broker.end_grace(agent)  # one rotation at a time: the last one's grace ends first
+            await _run_phase(
+                during if rotating else without, agent, secret, mcp, url, seconds, rotate if rotating else None
+            )
+        await broker.end_grace(agent)
+        first_refused = await _refused(agent, first_secret)
+        latest_accepted = not await _refused(agent, secret.value)
+    finally:
+        await broker.close()
+        mcp.close()
+    for phase in (without, during):
+        context.distributions[f"tool call under load, {phase.name}"] = phase.latencies
+    throughput_ratio = ratio(during.calls / during.seconds, without.calls / without.seconds)
+    failures = len(during.failures)
+    return {
+        "workers": WORKERS,
+        "phases": ", ".join("rotation" if rotating else "none" for rotating in PHASES),
+        "phase_seconds": seconds,
+        "token_renewed_every_s": RENEW_AFTER,
+        "grace_seconds": GRACE_SECONDS,
+        "without_rotation": without.figures(),
+        "during_rotation": during.figures(),
+        "rotate_call": summarize(rotate_ms),
+        "new_secret_picked_up_after": summarize(during.pickups) if during.pickups else None,
+        "throughput_ratio": throughput_ratio,
+        "target": f"zero failures during rotations and throughput ratio >= {TARGET_RATIO}",
+        "measured": f"{failures} failures, throughput ratio {throughput_ratio:.3f}",
+        "target_met": failures == 0 and throughput_ratio >= TARGET_RATIO,
+        "first_secret_refused_after_graces_ended": first_refused,
+        "latest_secret_accepted": latest_accepted,
+    }
+
+
+async def _refused(agent: BenchAgent, secret: str) -> bool:
+    async with TokenClient(agent.token_url, ClientSecretCredential(agent.client_id, secret)) as tokens:
+        try:
+            await tokens.fetch()
+        except TokenRefused:
+            return True
+    return False
