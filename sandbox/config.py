@@ -110,6 +110,7 @@ class Settings(BaseSettings):
     broker_database_url: str | None = None  # default: SQLite in <state_dir>/broker; PostgreSQL by URL
     broker_policy_file: Path | None = None  # default: <fixtures_dir>/policy.yaml
     broker_housekeeping_interval: float = 2.0  # seconds between checks for ended graces and interrupted revocations
+    broker_movable_clock: bool = False  # sandbox only: tenants' clocks may be moved forward (the stack turns it on)
 
     # Container runtime (SANDBOX_RUNTIME=docker, and compose/): the images, and how this machine builds its own.
     keycloak_image: str | None = None  # default: the official image of keycloak_version

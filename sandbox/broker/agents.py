@@ -115,7 +115,7 @@ class AgentOperations(ServiceBase):
                 )
             role = self.policy.roles[request.role]
             needs_approval = role.needs_approval(request.environment)
-            now = self.clock.now()
+            now = self.now(tenant)
             agent = Agent(
                 tenant=tenant,
                 name=request.name,
@@ -148,9 +148,12 @@ class AgentOperations(ServiceBase):
             jwks={"keys": [jwk]} if jwk else None,
             attributes={"mcp-sandbox.agent-id": agent.id, "mcp-sandbox.tenant": tenant},
             enabled=not needs_approval,
+            token_exchange=request.mode == "delegated",
         )
         try:
             client = await self.adapter.create_agent_client(tenant, spec)
+            if request.mode == "delegated":
+                await self.adapter.add_delegation_scope(tenant, agent.client_id, request.name)
         except KEYCLOAK_FAILURES as exc:
             raise await self._undo_provision(agent, principal, exc) from exc
         status = "pending_approval" if needs_approval else "active"
@@ -188,6 +191,8 @@ class AgentOperations(ServiceBase):
         except StorageFailed as exc:
             try:
                 await self.adapter.delete_client(tenant, client.id)
+                if request.mode == "delegated":
+                    await self.adapter.remove_delegation_scope(tenant, agent.client_id)
                 undone = "the Keycloak client was removed again; nothing was kept"
             except KEYCLOAK_FAILURES:
                 undone = "the Keycloak client could not be removed; remove it by hand"
@@ -212,6 +217,8 @@ class AgentOperations(ServiceBase):
             leftover = await self.adapter.find_client(agent.tenant, agent.client_id)
             if leftover:
                 await self.adapter.delete_client(agent.tenant, leftover)
+            if agent.mode == "delegated":
+                await self.adapter.remove_delegation_scope(agent.tenant, agent.client_id)
             cleanup_pending = False
             outcome = "nothing was left in Keycloak"
         except KEYCLOAK_FAILURES:
@@ -228,7 +235,7 @@ class AgentOperations(ServiceBase):
                 agent_id=agent.id,
                 actor=principal.actor,
                 action="agent.provision_failed",
-                at=self.clock.now(),
+                at=self.now(agent.tenant),
                 before={"status": "provisioning"},
                 after={"status": "failed", "cleanup_pending": cleanup_pending},
                 reason=why(failure),
@@ -290,7 +297,7 @@ class AgentOperations(ServiceBase):
                 agent_id=agent_id,
                 actor=principal.actor,
                 action="agent.role_changed",
-                at=self.clock.now(),
+                at=self.now(tenant),
                 before=before,
                 after=after,
                 reason=reason,
@@ -316,7 +323,7 @@ class AgentOperations(ServiceBase):
             await self.adapter.set_client_enabled(tenant, keycloak_id, True)
         except KEYCLOAK_FAILURES as exc:
             raise IdpFailed(f"Keycloak failed while approving ({why(exc)}); still pending", "retry") from exc
-        now = self.clock.now()
+        now = self.now(tenant)
         with self._session() as session:
             stored = self._agent(session, principal, agent_id, tenant)
             stored.status, stored.approved_by, stored.activated_at = "active", principal.actor, now
@@ -339,9 +346,11 @@ class AgentOperations(ServiceBase):
             agent = self._agent(session, principal, agent_id, tenant)
             if agent.status != "pending_approval":
                 raise Conflict(f"agent {agent.name!r} is {agent.status}, not pending_approval", "nothing to deny")
-            keycloak_id = agent.keycloak_id or ""
+            keycloak_id, client_id, delegated = agent.keycloak_id or "", agent.client_id, agent.mode == "delegated"
         try:
             await self.adapter.delete_client(tenant, keycloak_id)
+            if delegated:
+                await self.adapter.remove_delegation_scope(tenant, client_id)
         except KEYCLOAK_FAILURES as exc:
             raise IdpFailed(f"Keycloak failed while denying ({why(exc)}); still pending", "retry") from exc
         with self._session() as session:
@@ -355,7 +364,7 @@ class AgentOperations(ServiceBase):
                 agent_id=agent_id,
                 actor=principal.actor,
                 action="agent.rejected",
-                at=self.clock.now(),
+                at=self.now(tenant),
                 before={"status": "pending_approval"},
                 after={"status": "rejected"},
                 reason=reason,

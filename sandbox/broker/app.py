@@ -201,6 +201,25 @@ def _add_routes(app: FastAPI) -> None:
         """Add a human admin to the tenant (a tenant admin needs MFA for it)."""
         return schemas.IssuedAdmin.model_validate(await service.create_admin(caller, tenant, body.spec()))
 
+    @app.post("/tenants/{tenant}/users", status_code=201, tags=["delegation"], responses=ERRORS)
+    async def add_user(tenant: str, body: schemas.UserIn, caller: Caller, service: Service) -> schemas.IssuedUser:
+        """Add a person who may let delegated agents act for them, with at most these scopes (password shown once)."""
+        issued = await service.create_user(caller, tenant, body.username, body.scopes, body.otp)
+        return schemas.IssuedUser.model_validate(issued)
+
+    @app.get("/tenants/{tenant}/clock", tags=["clock"], responses=ERRORS)
+    async def tenant_clock(tenant: str, caller: Caller, service: Service) -> schemas.ClockOut:
+        """The tenant's time and how far its clock was moved."""
+        return schemas.ClockOut.model_validate(service.tenant_clock(caller, tenant))
+
+    @app.post("/tenants/{tenant}/clock", tags=["clock"], responses=ERRORS)
+    async def advance_clock(
+        tenant: str, body: schemas.ClockAdvanceIn, caller: Caller, service: Service
+    ) -> schemas.ClockOut:
+        """Move the tenant's clock forward (sandbox only: SANDBOX_BROKER_MOVABLE_CLOCK; other tenants keep theirs)."""
+        moved = service.advance_clock(caller, tenant, body.advance.delta(), body.reason)
+        return schemas.ClockOut.model_validate(moved)
+
     @app.get("/resource-servers", tags=["resource servers"], responses=ERRORS)
     async def list_servers(caller: Caller, service: Service) -> list[schemas.ResourceServerOut]:
         return [schemas.ResourceServerOut.model_validate(s) for s in service.resource_servers()]
@@ -301,6 +320,11 @@ def _add_routes(app: FastAPI) -> None:
         result = await service.revoke(caller, agent_id, reason=body.reason, verify_token=body.verify_token)
         return schemas.Revoked.model_validate(result)
 
+    @app.get("/tenants/{tenant}/agents/{agent_id}/delegations", tags=["delegation"], responses=ERRORS)
+    async def delegations(tenant: str, agent_id: str, caller: Caller, service: Service) -> schemas.DelegationsOut:
+        """Which users let this delegated agent act for them, with which scopes (Keycloak's token exchanges)."""
+        return schemas.DelegationsOut.model_validate(await service.delegations(caller, tenant, agent_id))
+
     @app.get("/tenants/{tenant}/review-queue", tags=["dormancy"], responses=ERRORS)
     async def review_queue(tenant: str, caller: Caller, service: Service) -> list[schemas.AgentOut]:
         return [schemas.AgentOut.model_validate(a) for a in service.review_queue(caller, tenant)]
@@ -346,4 +370,4 @@ def _add_routes(app: FastAPI) -> None:
         tenant: str, caller: Caller, service: Service, agent_id: str | None = None
     ) -> list[dict[str, Any]]:
         """The tenant's audit entries, oldest first, each with its hash and its predecessor's."""
-        return service.audit_entries(caller, tenant, agent_id)
+        return await service.audit_log(caller, tenant, agent_id)

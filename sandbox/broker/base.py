@@ -8,6 +8,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 
 import httpx
 from keycloak.exceptions import KeycloakError
@@ -15,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from sandbox.broker.auth import Principal
-from sandbox.broker.clock import Clock
+from sandbox.broker.clock import Clock, ClockMove, TenantClocks
 from sandbox.broker.errors import (
     MfaRequired,
     NotFound,
@@ -29,6 +30,7 @@ from sandbox.broker.store import (
     ResourceServer,
     StorageError,
     Tenant,
+    TenantClockMove,
 )
 from sandbox.config import Settings
 from sandbox.idp.keycloak import IdpUnavailable, KeycloakAdapter
@@ -67,10 +69,20 @@ class ServiceBase:
         self.adapter = adapter
         self.policy = policy
         self.tools = tools
-        self.clock = clock
+        self.clock = clock  # the broker's own time; a tenant's time is self.now(tenant)
         self.signing_key = signing_key
         self.http = http
         self._agent_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        with self._session() as session:
+            moves = [
+                ClockMove(m.tenant, m.at, timedelta(seconds=m.offset_seconds))
+                for m in session.scalars(select(TenantClockMove))
+            ]
+        self.clocks = TenantClocks(clock, moves)
+
+    def now(self, tenant: str | None = None) -> datetime:
+        """The tenant's time (the broker's own for acts of no tenant): see :mod:`sandbox.broker.clock`."""
+        return self.clocks.now(tenant)
 
     # Plumbing.
     @contextmanager

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -15,6 +15,7 @@ from sandbox.broker.errors import (
     Conflict,
     IdpFailed,
 )
+from sandbox.broker.monitoring import TOKENS_ISSUED
 from sandbox.broker.store import (
     Agent,
 )
@@ -22,8 +23,11 @@ from sandbox.broker.store import (
 
 class DormancyOperations(ServiceBase):
     async def scan_dormancy(self, principal: Principal | None, tenant: str | None = None) -> dict[str, Any]:
-        """Agents with no token and no tool call for their role's dormancy period become dormant (disabled)."""
-        now = self.clock.now()
+        """Agents with no token and no tool call for their role's dormancy period become dormant (disabled).
+
+        Each tenant's agents are judged on the tenant's time; a token (client credentials or a token exchange for
+        a user) counts at the tenant's time it was issued (see :meth:`TenantClocks.at`).
+        """
         with self._session() as session:
             if principal is not None and tenant is not None:
                 self._tenant(session, principal, tenant)
@@ -34,17 +38,18 @@ class DormancyOperations(ServiceBase):
         dormant, errors = [], []
         for agent_id, agent_tenant, client_id, role_name in candidates:
             try:
-                events = await self.adapter.client_events(agent_tenant, client_id, ("CLIENT_LOGIN",), maximum=1)
+                events = await self.adapter.client_events(agent_tenant, client_id, TOKENS_ISSUED, maximum=1)
             except KEYCLOAK_FAILURES as exc:
                 errors.append(f"{agent_id}: {why(exc)}")
                 continue
             role = self.policy.roles.get(role_name)
             days = role.dormancy_days if role else self.policy.default_dormancy_days
+            now = self.now(agent_tenant)
             with self._session() as session:
                 agent = session.get(Agent, agent_id)
                 assert agent is not None
                 if events:
-                    token_at = datetime.fromtimestamp(events[0]["time"] / 1000, tz=now.tzinfo)
+                    token_at = self.clocks.at(agent_tenant, datetime.fromtimestamp(events[0]["time"] / 1000, tz=UTC))
                     if agent.last_token_at is None or token_at > agent.last_token_at:
                         agent.last_token_at = token_at
                 last = max(
@@ -74,7 +79,7 @@ class DormancyOperations(ServiceBase):
                     reason=f"no token issued and no tool call for {days} days (since {last.isoformat()})",
                 )
                 dormant.append(agent.as_public())
-        return {"dormant": dormant, "errors": errors, "as_of": now.isoformat()}
+        return {"dormant": dormant, "errors": errors, "as_of": self.now(tenant).isoformat()}
 
     def review_queue(self, principal: Principal, tenant: str) -> list[dict[str, Any]]:
         return self.list_agents(principal, tenant, status="dormant")
@@ -101,7 +106,7 @@ class DormancyOperations(ServiceBase):
             await self.adapter.set_client_enabled(tenant, keycloak_id, True)
         except KEYCLOAK_FAILURES as exc:
             raise IdpFailed(f"Keycloak failed while re-enabling ({why(exc)}); still dormant", "retry") from exc
-        now = self.clock.now()
+        now = self.now(tenant)
         with self._session() as session:
             stored = self._agent(session, principal, agent_id, tenant)
             stored.status, stored.dormant_since, stored.activated_at = "active", None, now

@@ -1,7 +1,8 @@
 """Monitoring per agent: failed token requests, denied tool calls, and scopes it has not used.
 
-Token requests come from Keycloak's login events of the agent's client (CLIENT_LOGIN, CLIENT_LOGIN_ERROR);
-tool calls from the usage reports of the MCP servers (POST /usage).
+Token requests come from Keycloak's events of the agent's client (CLIENT_LOGIN, CLIENT_LOGIN_ERROR; for a
+delegated agent also TOKEN_EXCHANGE, TOKEN_EXCHANGE_ERROR: a token for a user); tool calls from the usage reports
+of the MCP servers (POST /usage).
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from sandbox.broker.store import UsageEvent
 from sandbox.toolmap import ToolMap
 
 RECENT = 10
+#: Keycloak event types of a token issued to the agent: its own (client credentials), or one acting for a user.
+TOKENS_ISSUED = ("CLIENT_LOGIN", "TOKEN_EXCHANGE")
+#: Every Keycloak event type monitoring reads for an agent.
+TOKEN_EVENTS = ("CLIENT_LOGIN", "CLIENT_LOGIN_ERROR", "TOKEN_EXCHANGE", "TOKEN_EXCHANGE_ERROR")
 
 
 def agent_report(
@@ -27,6 +32,8 @@ def agent_report(
     failures = [e for e in login_events if e.get("type") == "CLIENT_LOGIN_ERROR"]
     issued = [e for e in login_events if e.get("type") == "CLIENT_LOGIN"]
     denied = [u for u in usage if not u.allowed]
+    exchanged = [e for e in login_events if e.get("type") == "TOKEN_EXCHANGE"]
+    refused = [e for e in login_events if e.get("type") == "TOKEN_EXCHANGE_ERROR"]
     return {
         "agent_id": agent["id"],
         "name": agent["name"],
@@ -44,6 +51,21 @@ def agent_report(
         ],
         "unused_scopes": unused_scopes(agent, usage, tools, since=now - period),
         "unused_scopes_period_days": period.days,
+        "token_exchanges": len(exchanged),
+        "failed_token_exchanges": len(refused),
+        "recent_token_exchanges": [
+            {
+                "at": _millis(e["time"]),
+                "user": _details(e).get("username"),
+                "user_id": e.get("userId"),
+                "scopes": sorted(str(_details(e).get("scope") or "").split()),
+            }
+            for e in exchanged[:RECENT]
+        ],
+        "recent_failed_token_exchanges": [
+            {"at": _millis(e["time"]), "error": e.get("error"), "reason": _details(e).get("reason")}
+            for e in refused[:RECENT]
+        ],
     }
 
 
@@ -56,6 +78,10 @@ def unused_scopes(agent: dict[str, Any], usage: list[UsageEvent], tools: ToolMap
             if scope:
                 used.add(scope)
     return sorted(set(agent["scopes"]) - used)
+
+
+def _details(event: dict[str, Any]) -> dict[str, Any]:
+    return event.get("details") or {}
 
 
 def _millis(value: int) -> str:

@@ -15,6 +15,7 @@ from sandbox.broker.errors import (
     BadRequest,
     Conflict,
 )
+from sandbox.broker.monitoring import TOKEN_EVENTS, agent_report
 from sandbox.broker.store import (
     Agent,
     GeneratedConfig,
@@ -30,8 +31,8 @@ class ReportingOperations(ServiceBase):
             tenants = {t.issuer: t.name for t in session.scalars(select(Tenant))}
             stored = 0
             for event in events:
-                at = _timestamp(event.get("at"), self.clock.now())
                 tenant = tenants.get(str(event.get("issuer")))
+                at = self.clocks.at(tenant, _timestamp(event.get("at"), self.clock.now()))  # in the tenant's time
                 agent = None
                 if tenant is not None:
                     agent = session.scalars(
@@ -55,8 +56,6 @@ class ReportingOperations(ServiceBase):
             return stored
 
     async def monitoring(self, principal: Principal, tenant: str, agent_id: str) -> dict[str, Any]:
-        from sandbox.broker.monitoring import agent_report
-
         with self._session() as session:
             self._tenant(session, principal, tenant)
             agent = self._agent(session, principal, agent_id, tenant)
@@ -66,13 +65,17 @@ class ReportingOperations(ServiceBase):
         idp_error = None
         if public["status"] not in FINAL:
             try:
-                events = await self.adapter.client_events(tenant, public["client_id"])
+                events = await self.adapter.client_events(tenant, public["client_id"], TOKEN_EVENTS)
             except KEYCLOAK_FAILURES as exc:
                 idp_error = why(exc)
         role = self.policy.roles.get(public["role"])
         period = timedelta(days=role.dormancy_days if role else self.policy.default_dormancy_days)
-        report = agent_report(public, events, usage, self.tools, now=self.clock.now(), period=period)
+        report = agent_report(public, events, usage, self.tools, now=self.now(tenant), period=period)
         report["idp_error"] = idp_error
+        delegated = public["mode"] == "delegated"
+        report["delegations"] = (
+            (await self.delegations(principal, tenant, agent_id))["delegations"] if delegated else []
+        )  # type: ignore[attr-defined]
         return report
 
     async def tenant_monitoring(self, principal: Principal, tenant: str) -> list[dict[str, Any]]:
@@ -110,7 +113,7 @@ class ReportingOperations(ServiceBase):
                     reference=credential_reference_value,
                 ),
             )
-            now = self.clock.now()
+            now = self.now(tenant)
             session.add(GeneratedConfig(agent_id=agent_id, path=path, servers=list(agent.audiences), created_at=now))
             audit.record(
                 session,

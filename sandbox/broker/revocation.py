@@ -47,7 +47,6 @@ class RevocationOperations(ServiceBase):
     async def _revoke(
         self, principal: Principal | None, agent_id: str, tenant: str | None, reason: str, verify_token: str | None
     ) -> dict[str, Any]:
-        now = self.clock.now()
         with self._session() as session:
             if principal is not None:
                 if tenant is not None:
@@ -58,6 +57,7 @@ class RevocationOperations(ServiceBase):
                 if found is None:
                     raise NotFound(f"no agent {agent_id!r}", "check the id")
                 agent = found
+            now = self.now(agent.tenant)
             if agent.status in ("revoked", "rejected"):
                 return {"agent": agent.as_public(), "already_revoked": True, "events": [], "verification": []}
             previous_status = agent.status  # "revoking" when this resumes an interrupted revocation
@@ -83,10 +83,13 @@ class RevocationOperations(ServiceBase):
                     "revoke again when Keycloak is up (the broker also retries by itself)",
                     status="revoking",
                 ) from exc
-        deliveries = await self._push_revocation(snapshot, tenant, revoked_at, targets)
+        # Resource servers compare the event with their tokens' real `iat`: it carries the broker's own time.
+        deliveries = await self._push_revocation(snapshot, tenant, self.clock.now(), targets)
         try:
             if keycloak_id:
                 await self.adapter.delete_client(tenant, keycloak_id)
+            if snapshot["mode"] == "delegated":
+                await self.adapter.remove_delegation_scope(tenant, snapshot["client_id"])
         except KEYCLOAK_FAILURES as exc:
             raise IdpFailed(
                 f"Keycloak failed while removing agent {agent_id}'s client ({why(exc)}); the client is disabled, "
@@ -107,7 +110,7 @@ class RevocationOperations(ServiceBase):
                 agent_id=agent_id,
                 actor=actor,
                 action="agent.revoked",
-                at=self.clock.now(),
+                at=self.now(tenant),
                 before={"status": previous_status},
                 after={
                     "status": "revoked",

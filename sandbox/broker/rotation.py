@@ -102,7 +102,7 @@ class RotationOperations(ServiceBase):
                 f"Keycloak failed while rotating agent {agent_id} ({why(exc)}); the old credential stays as it was",
                 "retry when Keycloak is up",
             ) from exc
-        now = self.clock.now()
+        now = self.now(tenant)
         grace_ends = now + timedelta(seconds=grace_seconds) if grace_seconds > 0 else None
         fingerprint = key_fingerprint(new_jwk) if new_jwk else secret_fingerprint(secret or "")
         with self._session() as session:
@@ -200,7 +200,7 @@ class RotationOperations(ServiceBase):
                 agent_id=agent_id,
                 actor=principal.actor if principal else SYSTEM,
                 action="agent.grace_ended",
-                at=self.clock.now(),
+                at=self.now(tenant),
                 before={"status": "rotating"},
                 after={"status": "active"},
                 reason=reason or ("ended early" if principal else "grace period over"),

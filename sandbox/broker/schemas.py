@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,6 +32,21 @@ class IssuedAdmin(BaseModel):
     password: str = Field(description="Shown once.")
     otp_secret: str | None = Field(None, description="Base32 TOTP secret, shown once.")
     otpauth_uri: str | None = None
+
+
+class UserIn(_Body):
+    username: str = Field(examples=["dana"])
+    scopes: list[str] = Field(
+        default_factory=list,
+        examples=[["mcp:tool:invoices.read"]],
+        description="Tool scopes the user holds: an agent acting for the user gets at most these.",
+    )
+    otp: bool = Field(False, description="Give the user a TOTP second factor too.")
+
+
+class IssuedUser(IssuedAdmin):
+    scopes: list[str]
+    login_client: str = Field(description="The realm's client the user logs in with to let an agent act for them.")
 
 
 class TenantCreated(BaseModel):
@@ -107,6 +123,11 @@ class AgentOut(BaseModel):
     grace_ends_at: str | None
     dormant_since: str | None
     revoked_at: str | None
+    delegation_scope: str | None = Field(
+        None,
+        description="Delegated agents: the scope a user asks for when logging in with sandbox-user-login to let "
+        "this agent act for them (it puts the agent in the user token's aud).",
+    )
 
 
 class CredentialOut(BaseModel):
@@ -188,6 +209,54 @@ class DormancyScan(BaseModel):
     dormant: list[AgentOut]
     errors: list[str]
     as_of: str
+
+
+class Duration(_Body):
+    days: float = Field(0, ge=0)
+    hours: float = Field(0, ge=0)
+    minutes: float = Field(0, ge=0)
+    seconds: float = Field(0, ge=0)
+
+    def delta(self) -> timedelta:
+        return timedelta(days=self.days, hours=self.hours, minutes=self.minutes, seconds=self.seconds)
+
+
+class ClockAdvanceIn(_Body):
+    advance: Duration = Field(examples=[{"days": 31}])
+    reason: str = ""
+
+
+class ClockMoveOut(BaseModel):
+    at: str = Field(description="When it was moved, in the broker's own (real) time.")
+    offset_seconds: float = Field(description="How far ahead of real time the tenant's clock ran from then on.")
+
+
+class ClockOut(BaseModel):
+    tenant: str
+    now: str = Field(description="The tenant's time: what dormancy, graces and its audit entries use.")
+    real_now: str
+    offset_seconds: float
+    movable: bool = Field(description="Whether this broker lets tenants' clocks move (SANDBOX_BROKER_MOVABLE_CLOCK).")
+    moves: list[ClockMoveOut]
+
+
+class DelegationOut(BaseModel):
+    user: str
+    user_id: str
+    scopes: list[str] = Field(description="The scopes Keycloak gave the agent for this user (at most the user's).")
+    first_exchange_at: str
+    last_exchange_at: str
+    exchanges: int
+    consented_at: str | None = Field(description="When the user consented to the agent at login.")
+
+
+class DelegationsOut(BaseModel):
+    agent_id: str
+    mode: str
+    delegation_scope: str | None
+    login_client: str
+    delegations: list[DelegationOut]
+    idp_error: str | None
 
 
 class ConfigIn(_Body):

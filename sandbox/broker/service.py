@@ -21,12 +21,14 @@ from sqlalchemy import select
 
 from sandbox.broker.agents import AgentOperations, ProvisionRequest
 from sandbox.broker.base import KEYCLOAK_FAILURES, SYSTEM, ServiceBase
+from sandbox.broker.delegation import DelegationOperations
 from sandbox.broker.dormancy import DormancyOperations
 from sandbox.broker.errors import BrokerError
 from sandbox.broker.reporting import ReportingOperations
 from sandbox.broker.revocation import RevocationOperations
 from sandbox.broker.rotation import RotationOperations
 from sandbox.broker.store import Agent
+from sandbox.broker.tenant_clock import ClockOperations
 from sandbox.broker.tenants import AdminSpec, TenantOperations
 
 __all__ = ["SYSTEM", "AdminSpec", "BrokerService", "ProvisionRequest"]
@@ -36,7 +38,9 @@ log = logging.getLogger(__name__)
 
 class BrokerService(
     TenantOperations,
+    ClockOperations,
     AgentOperations,
+    DelegationOperations,
     RotationOperations,
     RevocationOperations,
     DormancyOperations,
@@ -47,17 +51,16 @@ class BrokerService(
 
     # Background work: graces that ran out, revocations and clean-ups Keycloak interrupted.
     async def housekeeping(self) -> dict[str, int]:
-        now = self.clock.now()
         done = {"graces_ended": 0, "revocations_resumed": 0, "cleanups": 0}
         with self._session() as session:
             expired = [
                 (a.tenant, a.id)
                 for a in session.scalars(select(Agent).where(Agent.status == "rotating"))
-                if a.grace_ends_at and a.grace_ends_at <= now
+                if a.grace_ends_at and a.grace_ends_at <= self.now(a.tenant)
             ]
             revoking = [a.id for a in session.scalars(select(Agent).where(Agent.status == "revoking"))]
             leftovers = [
-                (a.id, a.tenant, a.client_id)
+                (a.id, a.tenant, a.client_id, a.mode)
                 for a in session.scalars(select(Agent).where(Agent.status == "failed", Agent.cleanup_pending))
             ]
         for tenant, agent_id in expired:
@@ -72,11 +75,13 @@ class BrokerService(
                 done["revocations_resumed"] += 1
             except BrokerError as exc:
                 log.warning("revocation not resumed yet", extra={"agent": agent_id, "reason": exc.cause})
-        for agent_id, tenant, client_id in leftovers:
+        for agent_id, tenant, client_id, mode in leftovers:
             try:
                 leftover = await self.adapter.find_client(tenant, client_id)
                 if leftover:
                     await self.adapter.delete_client(tenant, leftover)
+                if mode == "delegated":
+                    await self.adapter.remove_delegation_scope(tenant, client_id)
             except KEYCLOAK_FAILURES:
                 continue
             with self._session() as session:

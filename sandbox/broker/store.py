@@ -17,6 +17,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -32,6 +33,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
+from sandbox.idp.keycloak import delegation_scope
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -132,6 +134,7 @@ class Agent(Base):
             "grace_ends_at": self.grace_ends_at.isoformat() if self.grace_ends_at else None,
             "dormant_since": self.dormant_since.isoformat() if self.dormant_since else None,
             "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+            "delegation_scope": delegation_scope(self.client_id) if self.mode == "delegated" else None,
         }
 
 
@@ -176,6 +179,44 @@ class GeneratedConfig(Base):
     path: Mapped[str | None] = mapped_column(String(1024))
     servers: Mapped[list[str]] = mapped_column(default=list)
     created_at: Mapped[datetime]
+
+
+class TenantClockMove(Base):
+    """A move of a tenant's clock (sandbox only): from ``at`` (the broker's own time) on, ``offset_seconds`` ahead."""
+
+    __tablename__ = "tenant_clock_moves"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(ForeignKey("tenants.name"), index=True)
+    at: Mapped[datetime]
+    offset_seconds: Mapped[float] = mapped_column(Float)
+
+
+class Delegation(Base):
+    """A user let a delegated agent act for them with these scopes (seen in Keycloak's TOKEN_EXCHANGE events)."""
+
+    __tablename__ = "delegations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id"), index=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    username: Mapped[str] = mapped_column(String(256))
+    scopes: Mapped[list[str]] = mapped_column(default=list)  # what the exchanged token carried, sorted
+    first_at: Mapped[datetime]  # the first and latest exchange, in the tenant's time
+    last_at: Mapped[datetime]
+    exchanges: Mapped[int] = mapped_column(Integer, default=0)
+    consented_at: Mapped[datetime | None]  # when the user consented to the agent at login (Keycloak's record)
+
+    def as_public(self) -> dict[str, Any]:
+        return {
+            "user": self.username,
+            "user_id": self.user_id,
+            "scopes": list(self.scopes),
+            "first_exchange_at": self.first_at.isoformat(),
+            "last_exchange_at": self.last_at.isoformat(),
+            "exchanges": self.exchanges,
+            "consented_at": self.consented_at.isoformat() if self.consented_at else None,
+        }
 
 
 class AuditEntry(Base):

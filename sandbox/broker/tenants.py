@@ -25,6 +25,7 @@ from sandbox.broker.store import (
     ResourceServer,
     Tenant,
 )
+from sandbox.idp.keycloak import TENANT_ADMIN_ROLE
 from sandbox.stack.keycloak import create_tenant
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class TenantOperations(ServiceBase):
                 return False
         if check and not await self.adapter.realm_exists(name):
             return False
-        now = self.clock.now()
+        now = self.now(name)
         with self._session() as session:
             session.add(Tenant(name=name, issuer=self.settings.issuer(name), created_at=now, created_by=SYSTEM))
             audit.record(session, tenant=name, actor=SYSTEM, action="tenant.adopted", at=now, after={"tenant": name})
@@ -77,7 +78,7 @@ class TenantOperations(ServiceBase):
         try:
             for admin in admins:
                 issued.append(await self._create_admin(name, admin))
-            now = self.clock.now()
+            now = self.now(name)
             with self._session() as session:
                 session.add(
                     Tenant(name=name, issuer=self.settings.issuer(name), created_at=now, created_by=principal.actor)
@@ -123,22 +124,30 @@ class TenantOperations(ServiceBase):
                 tenant=tenant,
                 actor=principal.actor,
                 action="tenant.admin_added",
-                at=self.clock.now(),
+                at=self.now(tenant),
                 after={"username": admin.username, "otp": admin.otp},
             )
         return issued
 
     async def _create_admin(self, tenant: str, admin: AdminSpec) -> dict[str, Any]:
-        if not NAME.match(admin.username):
-            raise BadRequest(f"admin username {admin.username!r} is not valid", "use lowercase letters, digits, dashes")
+        return await self._create_person(tenant, admin.username, admin.otp, [TENANT_ADMIN_ROLE], "admin")
+
+    async def _create_person(
+        self, tenant: str, username: str, otp: bool, roles: list[str], kind: str
+    ) -> dict[str, Any]:
+        """A user of the tenant realm with a new password, these realm roles and, with ``otp``, a TOTP secret."""
+        if not NAME.match(username):
+            raise BadRequest(f"{kind} username {username!r} is not valid", "use lowercase letters, digits, dashes")
         password = secrets.token_urlsafe(18)
-        raw_otp = secrets.token_urlsafe(20) if admin.otp else None
-        await self.adapter.create_tenant_admin(tenant, admin.username, password, raw_otp)
-        result: dict[str, Any] = {"username": admin.username, "password": password, "otp_secret": None}
+        raw_otp = secrets.token_urlsafe(20) if otp else None
+        await self.adapter.create_tenant_user(
+            tenant, username, password, raw_otp, roles=roles, last_name=f"{tenant} {kind}"
+        )
+        result: dict[str, Any] = {"username": username, "password": password, "otp_secret": None}
         if raw_otp is not None:
             base32 = base64.b32encode(raw_otp.encode()).decode().rstrip("=")
             result["otp_secret"] = base32
-            result["otpauth_uri"] = f"otpauth://totp/{tenant}:{admin.username}?secret={base32}&issuer={tenant}"
+            result["otpauth_uri"] = f"otpauth://totp/{tenant}:{username}?secret={base32}&issuer={tenant}"
         return result
 
     def list_tenants(self, principal: Principal) -> list[dict[str, Any]]:

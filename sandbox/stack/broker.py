@@ -52,6 +52,10 @@ class Broker(ProcessComponent):
     def command(self) -> list[str]:
         return [sys.executable, "-m", "sandbox.broker"]
 
+    def environment(self) -> dict[str, str]:
+        # The sandbox's broker lets scenarios move a tenant's clock (dormancy after 31 days, in seconds).
+        return {**super().environment(), "SANDBOX_BROKER_MOVABLE_CLOCK": "true"}
+
     def clear_data(self) -> None:
         # A fresh `up` starts the broker from an empty database, like Keycloak (the SET signing key too).
         if not self.settings.broker_database_url:

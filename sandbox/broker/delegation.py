@@ -1,0 +1,179 @@
+"""Delegated access: the users of a tenant, and the record of which user let which agent act for them.
+
+A delegated agent (mode ``delegated``) may exchange a user's access token for a token of its own that acts for
+the user (Keycloak's standard token exchange): ``sub`` is the user, ``azp`` the agent, and its scopes are those of
+the agent's scopes the user holds as realm roles, so at most the user's permissions. The user's token must name
+the agent in ``aud``: the user consented to the agent's delegation scope (``delegate:<client id>``) when logging in
+with the realm's ``sandbox-user-login`` client. Keycloak records each exchange (TOKEN_EXCHANGE: user, agent,
+scopes); the broker turns the first exchange of each user and set of scopes into a delegation, with one audit
+entry whose actor is that user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from keycloak.exceptions import KeycloakPostError
+from sqlalchemy import select
+
+from sandbox.broker import audit
+from sandbox.broker.auth import Principal
+from sandbox.broker.base import KEYCLOAK_FAILURES, ServiceBase, why
+from sandbox.broker.errors import BadRequest, Conflict, IdpFailed
+from sandbox.broker.store import Agent, Delegation
+from sandbox.idp.keycloak import USER_LOGIN_CLIENT_ID, delegation_scope
+
+log = logging.getLogger(__name__)
+
+_sync_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+
+def user_actor(username: str, tenant: str, user_id: str) -> str:
+    """How the audit log names a user of a tenant (the form admins' entries have)."""
+    return f"{username} (user, {tenant}, sub {user_id})"
+
+
+class DelegationOperations(ServiceBase):
+    async def create_user(
+        self, principal: Principal, tenant: str, username: str, scopes: list[str], otp: bool = False
+    ) -> dict[str, Any]:
+        """Add a person to the tenant who may let delegated agents act for them, with at most ``scopes``."""
+        with self._session() as session:
+            self._tenant(session, principal, tenant)
+        unknown = sorted(set(scopes) - set(self.tools.all_scopes()))
+        if unknown:
+            raise BadRequest(f"unknown scope(s) {unknown}", f"choose among {sorted(self.tools.all_scopes())}")
+        try:
+            issued = await self._create_person(tenant, username, otp, sorted(set(scopes)), "user")  # type: ignore[attr-defined]
+        except KeycloakPostError as exc:
+            if exc.response_code == 409:
+                raise Conflict(f"tenant {tenant!r} already has a user {username!r}", "pick another username") from exc
+            raise IdpFailed(f"Keycloak failed while adding user {username!r} ({why(exc)})", "retry") from exc
+        except KEYCLOAK_FAILURES as exc:
+            raise IdpFailed(f"Keycloak failed while adding user {username!r} ({why(exc)})", "retry") from exc
+        with self._session() as session:
+            audit.record(
+                session,
+                tenant=tenant,
+                actor=principal.actor,
+                action="tenant.user_added",
+                at=self.now(tenant),
+                after={"username": username, "scopes": sorted(set(scopes)), "otp": otp},
+            )
+        return {**issued, "scopes": sorted(set(scopes)), "login_client": USER_LOGIN_CLIENT_ID}
+
+    async def delegations(self, principal: Principal, tenant: str, agent_id: str) -> dict[str, Any]:
+        """Who let the agent act for them, with which scopes, and when (Keycloak's records, synced now)."""
+        with self._session() as session:
+            self._tenant(session, principal, tenant)
+            agent = self._agent(session, principal, agent_id, tenant)
+            public = agent.as_public()
+        error = await self.sync_delegations(tenant, [agent_id])
+        with self._session() as session:
+            found = session.scalars(select(Delegation).where(Delegation.agent_id == agent_id).order_by(Delegation.id))
+            users = [d.as_public() for d in found]
+        return {
+            "agent_id": agent_id,
+            "mode": public["mode"],
+            "delegation_scope": public["delegation_scope"],
+            "login_client": USER_LOGIN_CLIENT_ID,
+            "delegations": users,
+            "idp_error": error,
+        }
+
+    async def audit_log(self, principal: Principal, tenant: str, agent_id: str | None = None) -> list[dict[str, Any]]:
+        """The tenant's audit entries, after recording delegations Keycloak saw since the last look."""
+        with self._session() as session:
+            self._tenant(session, principal, tenant)
+            query = select(Agent.id).where(Agent.tenant == tenant, Agent.mode == "delegated")
+            if agent_id is not None:
+                query = query.where(Agent.id == agent_id)
+            delegated = list(session.scalars(query))
+        await self.sync_delegations(tenant, delegated)
+        return self.audit_entries(principal, tenant, agent_id)  # type: ignore[attr-defined,no-any-return]
+
+    async def sync_delegations(self, tenant: str, agent_ids: list[str]) -> str | None:
+        """Record new delegations of these agents from Keycloak's TOKEN_EXCHANGE events; the failure, if any."""
+        failure = None
+        for agent_id in agent_ids:
+            try:
+                async with _sync_locks[agent_id]:
+                    await self._sync_agent(tenant, agent_id)
+            except KEYCLOAK_FAILURES as exc:
+                failure = why(exc)
+                log.warning("delegations not synced", extra={"tenant": tenant, "agent": agent_id, "reason": failure})
+        return failure
+
+    async def _sync_agent(self, tenant: str, agent_id: str) -> None:
+        with self._session() as session:
+            agent = session.get(Agent, agent_id)
+            if agent is None or agent.mode != "delegated" or agent.status in ("provisioning", "failed", "rejected"):
+                return
+            client_id = agent.client_id
+        events = await self.adapter.client_events(tenant, client_id, ("TOKEN_EXCHANGE",))
+        seen: dict[tuple[str, tuple[str, ...]], list[dict[str, Any]]] = defaultdict(list)
+        for event in events:
+            scopes = tuple(sorted(str((event.get("details") or {}).get("scope") or "").split()))
+            seen[(str(event.get("userId")), scopes)].append(event)
+        if not seen:
+            return
+        with self._session() as session:
+            known = {
+                (d.user_id, tuple(d.scopes))
+                for d in session.scalars(select(Delegation).where(Delegation.agent_id == agent_id))
+            }
+        consents = {}
+        for user_id in {user for (user, scopes) in seen if (user, scopes) not in known}:
+            consents[user_id] = await self._consented_at(tenant, user_id, client_id)
+        with self._session() as session:
+            stored = {
+                (d.user_id, tuple(d.scopes)): d
+                for d in session.scalars(select(Delegation).where(Delegation.agent_id == agent_id))
+            }
+            for (user_id, scopes), exchanges in seen.items():
+                times = [self._tenant_time(tenant, e["time"]) for e in exchanges]
+                username = str((exchanges[0].get("details") or {}).get("username") or user_id)
+                delegation = stored.get((user_id, scopes))
+                if delegation is not None:
+                    delegation.last_at = max(delegation.last_at, *times)
+                    delegation.exchanges = max(delegation.exchanges, len(exchanges))
+                    continue
+                delegation = Delegation(
+                    agent_id=agent_id,
+                    user_id=user_id,
+                    username=username,
+                    scopes=list(scopes),
+                    first_at=min(times),
+                    last_at=max(times),
+                    exchanges=len(exchanges),
+                    consented_at=consents.get(user_id),
+                )
+                session.add(delegation)
+                audit.record(
+                    session,
+                    tenant=tenant,
+                    agent_id=agent_id,
+                    actor=user_actor(username, tenant, user_id),
+                    action="agent.delegation_granted",
+                    at=self.now(tenant),
+                    before={},
+                    after={"client_id": client_id, **delegation.as_public(), "consent_client": USER_LOGIN_CLIENT_ID},
+                    reason=f"{username} consented at login to {client_id} acting for them; Keycloak exchanged "
+                    f"{username}'s token for one with {' '.join(scopes) or 'no tool scope'}",
+                )
+
+    async def _consented_at(self, tenant: str, user_id: str, client_id: str) -> datetime | None:
+        """When the user consented to the agent's delegation scope (None once the consent is gone)."""
+        for consent in await self.adapter.user_consents(tenant, user_id):
+            if consent.get("clientId") == USER_LOGIN_CLIENT_ID and delegation_scope(client_id) in (
+                consent.get("grantedClientScopes") or []
+            ):
+                return self._tenant_time(tenant, consent.get("createdDate") or 0)
+        return None
+
+    def _tenant_time(self, tenant: str, millis: int) -> datetime:
+        return self.clocks.at(tenant, datetime.fromtimestamp(millis / 1000, tz=UTC))
