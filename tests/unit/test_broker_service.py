@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,8 @@ class FakeKeycloak:
     def __init__(self) -> None:
         self.clients: dict[str, dict[str, Any]] = {}
         self.logins: dict[str, int] = {}  # client_id -> last CLIENT_LOGIN, in ms
+        self.exchanges: dict[str, list[dict[str, Any]]] = {}  # client_id -> TOKEN_EXCHANGE events, newest first
+        self.delegation_scopes: set[str] = set()
         self.fail: set[str] = set()
 
     async def _call(self, name: str) -> None:
@@ -61,12 +65,29 @@ class FakeKeycloak:
 
     async def client_events(self, realm: str, client_id: str, types: tuple[str, ...] = (), maximum: int = 500) -> list:
         last = self.logins.get(client_id)
-        return [{"type": "CLIENT_LOGIN", "time": last}] if last else []
+        events = [*self.exchanges.get(client_id, []), *([{"type": "CLIENT_LOGIN", "time": last}] if last else [])]
+        events.sort(key=lambda e: -e["time"])
+        return [e for e in events if e["type"] in types][:maximum]
+
+    async def add_delegation_scope(self, realm: str, client_id: str, name: str) -> None:
+        await self._call("add_delegation_scope")
+        self.delegation_scopes.add(client_id)
+
+    async def remove_delegation_scope(self, realm: str, client_id: str) -> None:
+        await self._call("remove_delegation_scope")
+        self.delegation_scopes.discard(client_id)
+
+    async def user_consents(self, realm: str, user_id: str) -> list:
+        return [{"clientId": "sandbox-user-login", "grantedClientScopes": [f"delegate:{c}" for c in self.exchanges]}]
+
+    def exchange(self, client_id: str, at: datetime, user: str, scope: str) -> None:
+        event = {"type": "TOKEN_EXCHANGE", "time": int(at.timestamp() * 1000), "userId": f"id-{user}"}
+        self.exchanges.setdefault(client_id, []).insert(0, {**event, "details": {"username": user, "scope": scope}})
 
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[tuple[BrokerService, FakeKeycloak, MovableClock]]:
-    settings = load_settings(state_dir=tmp_path)
+    settings = load_settings(state_dir=tmp_path, broker_movable_clock=True)
     keycloak, clock = FakeKeycloak(), MovableClock()
     from sandbox.toolmap import ToolMap
 
@@ -192,3 +213,45 @@ async def test_concurrent_revocations_revoke_once(world: Any) -> None:
     assert sorted([first["already_revoked"], second["already_revoked"]]) == [False, True]
     actions = [entry["action"] for entry in service.audit_entries(ALICE, "acme", agent["id"])]
     assert actions == ["agent.provisioned", "agent.revoked"]
+
+
+async def test_a_delegated_agent_has_a_delegation_scope_until_it_is_revoked(world: Any) -> None:
+    service, keycloak, _ = world
+    helper = (await service.provision(ALICE, "acme", replace(request("helper"), mode="delegated")))["agent"]
+    plain = (await service.provision(ALICE, "acme", request("plain")))["agent"]
+    assert helper["delegation_scope"] == f"delegate:{helper['client_id']}" and plain["delegation_scope"] is None
+    assert keycloak.delegation_scopes == {helper["client_id"]}
+    await service.revoke(ALICE, helper["id"])
+    assert keycloak.delegation_scopes == set()
+
+
+async def test_each_users_delegation_is_audited_once_with_the_user_as_actor(world: Any) -> None:
+    service, keycloak, clock = world
+    helper = (await service.provision(ALICE, "acme", replace(request("helper"), mode="delegated")))["agent"]
+    keycloak.exchange(helper["client_id"], clock.now(), "dana", "mcp:tool:analytics.read")
+    keycloak.exchange(helper["client_id"], clock.now(), "dana", "mcp:tool:analytics.read")
+    await service.audit_log(ALICE, "acme")
+    keycloak.exchange(helper["client_id"], clock.now(), "erin", "")
+    entries = await service.audit_log(ALICE, "acme", helper["id"])
+    granted = [e for e in entries if e["action"] == "agent.delegation_granted"]
+    assert [(e["actor"], e["after"]["scopes"]) for e in granted] == [
+        ("dana (user, acme, sub id-dana)", ["mcp:tool:analytics.read"]),
+        ("erin (user, acme, sub id-erin)", []),
+    ]
+    found = (await service.delegations(ALICE, "acme", helper["id"]))["delegations"]
+    assert [(d["user"], d["exchanges"]) for d in found] == [("dana", 2), ("erin", 1)]
+    assert all(d["consented_at"] for d in found)
+
+
+async def test_a_moved_tenant_clock_spares_agents_active_after_the_move(world: Any) -> None:
+    service, keycloak, clock = world
+    idle = (await service.provision(ALICE, "acme", request("idle")))["agent"]
+    active = (await service.provision(ALICE, "acme", replace(request("active"), mode="delegated")))["agent"]
+    keycloak.logins[idle["client_id"]] = int(clock.now().timestamp() * 1000)  # before the move
+    service.advance_clock(ALICE, "acme", timedelta(days=31))
+    keycloak.exchange(active["client_id"], clock.now() + timedelta(seconds=1), "dana", "")  # after it
+    scan = await service.scan_dormancy(ALICE, "acme")
+    assert [a["id"] for a in scan["dormant"]] == [idle["id"]]
+    assert datetime.fromisoformat(scan["as_of"]) - clock.now() >= timedelta(days=31) - timedelta(seconds=1)
+    assert service.tenant_clock(ALICE, "acme")["offset_seconds"] == 31 * 86400
+    assert datetime.fromisoformat(service.get_agent(ALICE, "acme", idle["id"])["dormant_since"]) > datetime.now(UTC)

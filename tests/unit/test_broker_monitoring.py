@@ -1,0 +1,36 @@
+"""Monitoring of one agent from Keycloak's events and usage reports: token exchanges for users count apart."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sandbox.broker.monitoring import agent_report
+from sandbox.config import load_settings
+from sandbox.toolmap import ToolMap
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+MS = int(NOW.timestamp() * 1000)
+AGENT = {
+    "id": "a1",
+    "name": "helper",
+    "status": "active",
+    "environment": "staging",
+    "scopes": ["mcp:tool:invoices.read"],
+}
+
+
+def test_token_exchanges_are_reported_with_the_user_they_acted_for() -> None:
+    events = [
+        {"type": "TOKEN_EXCHANGE", "time": MS, "userId": "u1", "details": {"username": "dana", "scope": "b a"}},
+        {"type": "TOKEN_EXCHANGE_ERROR", "time": MS - 1000, "error": "access_denied", "details": {"reason": "aud"}},
+        {"type": "CLIENT_LOGIN", "time": MS - 2000},
+        {"type": "CLIENT_LOGIN_ERROR", "time": MS - 3000, "error": "invalid_client_credentials"},
+    ]
+    tools = ToolMap.load(load_settings().tools_file)
+    report = agent_report(AGENT, events, [], tools, now=NOW, period=timedelta(days=30))
+    assert (report["tokens_issued"], report["failed_token_requests"]) == (1, 1)
+    assert (report["token_exchanges"], report["failed_token_exchanges"]) == (1, 1)
+    assert report["recent_token_exchanges"] == [
+        {"at": NOW.isoformat(), "user": "dana", "user_id": "u1", "scopes": ["a", "b"]}
+    ]
+    assert report["recent_failed_token_exchanges"][0]["error"] == "access_denied"
