@@ -32,6 +32,8 @@ from sandbox.mcp_server.options import ServerOptions
 from sandbox.pytest_plugin import SandboxStack
 from sandbox.stack.ports import free_port
 
+pytestmark = pytest.mark.xdist_group("certify-world")  # one worker, one World for every server of the module
+
 #: A broken server may leave a check nothing to examine; that check then says so (SKIPPED), and no other does.
 SKIPPED_WITH = {"no WWW-Authenticate": {"401-scope-hint"}, "tools not scoped": {"403-scope"}}
 MALFORMED = {f"{label}: 401" for label in forge.malformed("h.p.s")}
