@@ -22,13 +22,12 @@ from sandbox.stack.docker_engine import compose_command
 from sandbox.stack.keycloak import container_command
 from sandbox.stack.keycloak_container import health_probe
 from sandbox.stack.launcher import default_components
-from sandbox.stack.ports import free_port
+from sandbox.stack.ports import PORT_SETTINGS, free_port
 from sandbox.stack.readiness import wait_for_http
 
 pytestmark = pytest.mark.xdist_group("docker")
 
 COMPOSE_FILE = Path(__file__).resolve().parents[2] / "compose" / "docker-compose.yml"
-PORTS = ("KEYCLOAK_PORT", "KEYCLOAK_MANAGEMENT_PORT", "BROKER_PORT", "MCP_PORT", "MCP_INTROSPECT_PORT", "MCP_JWT_PORT")
 
 
 def compose(project: str, env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -42,13 +41,13 @@ def compose(project: str, env: dict[str, str], *args: str, timeout: float = 600)
 
 
 def compose_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {f"SANDBOX_{name}": str(free_port()) for name in PORTS}
+    env = {f"SANDBOX_{name}": str(free_port()) for name in PORT_SETTINGS}
     env["SANDBOX_COMPOSE_STATE_DIR"] = str(tmp_path / "state")
     return {**env, **extra}
 
 
 def settings_of(env: dict[str, str]) -> Settings:
-    return Settings(**{name.lower(): int(env[f"SANDBOX_{name}"]) for name in PORTS})  # type: ignore[arg-type]
+    return Settings(**{name.lower(): int(env[f"SANDBOX_{name}"]) for name in PORT_SETTINGS})  # type: ignore[arg-type]
 
 
 def test_config_validates_and_keycloak_runs_as_in_the_docker_runtime(tmp_path: Path) -> None:
@@ -70,7 +69,9 @@ def test_config_validates_and_keycloak_runs_as_in_the_docker_runtime(tmp_path: P
         assert service["command"] == ["python", *component.command()[1:]]
         mounted = {*component.inherited, "SANDBOX_STATE_DIR"}  # the state directory is mounted at /state
         own = {k: v for k, v in component.environment().items() if k not in mounted}
-        expected = {k: v for k, v in own.items() if k in service["environment"] or k[len("SANDBOX_") :] in PORTS}
+        expected = {
+            k: v for k, v in own.items() if k in service["environment"] or k[len("SANDBOX_") :] in PORT_SETTINGS
+        }
         assert {k: str(service["environment"][k]) for k in expected} == expected
         assert service["environment"]["HEALTH_URL"] == component.health_url
 

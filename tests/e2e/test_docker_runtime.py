@@ -33,10 +33,46 @@ def containers_of(state_dir: Path) -> list[str]:
     return listing.stdout.split()
 
 
-def test_up_runs_every_component_as_a_container_and_down_removes_them_all(
+#: Revocation then 401, tenant isolation, rotation without outage: tests written for the stack, whatever runs it.
+LIFECYCLE_TESTS = [
+    "tests/e2e/broker/test_lifecycle.py::test_revocation_kills_credentials_and_tokens_everywhere",
+    "tests/e2e/broker/test_lifecycle.py::test_another_tenants_resources_are_404",
+    "tests/e2e/broker/test_lifecycle.py::test_rotation_keeps_both_secrets_during_grace_and_reports_dependencies",
+    "tests/e2e/test_mcp_requirements.py::test_tenant_each_token_sees_only_its_own_tenants_data",
+]
+
+
+def run_tests_against(env: dict[str, str], tests: list[str]) -> tuple[int, str]:
+    """A pytest session on the stack described by ``env`` (`--sandbox-stack=running`); its exit code and summary."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("SANDBOX_", "PYTEST_"))}
+    session = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "--tb=short",
+            "-p",
+            "no:cacheprovider",
+            "--sandbox-stack=running",
+            *tests,
+        ],
+        cwd=REPOSITORY,
+        env={**inherited, **env},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    lines = session.stdout.strip().splitlines()
+    return session.returncode, "\n".join(
+        [line for line in lines if line.startswith(("E ", "tests/"))][-40:] + lines[-3:]
+    )
+
+
+def test_up_runs_the_stack_in_containers_that_pass_the_lifecycle_tests_and_down_removes_them_all(
     tmp_path: Path, docker_images: dict[str, str]
 ) -> None:
-    env = isolated_stack_env(tmp_path, **docker_images)
+    env = {**isolated_stack_env(tmp_path, **docker_images), "SANDBOX_RUNTIME": "docker"}
     settings = Settings(**{k.removeprefix("SANDBOX_").lower(): v for k, v in env.items()})  # type: ignore[arg-type]
     up = mcp_sandbox("up", "--runtime", "docker", env=env)
     try:
@@ -44,7 +80,7 @@ def test_up_runs_every_component_as_a_container_and_down_removes_them_all(
         state = json.loads(settings.state_file.read_text())
         assert state["runtime"] == "docker"
         ids = {c["name"]: c["container"] for c in state["components"]}
-        assert set(ids) >= {"keycloak", "broker"} and all(ids.values()), ids
+        assert set(ids) >= {"keycloak", "mcp-server", "broker"} and all(ids.values()), ids
         assert sorted(ids.values()) == sorted(containers_of(settings.state_dir))
 
         status = json.loads(mcp_sandbox("status", "--json", env=env).stdout)
@@ -56,15 +92,19 @@ def test_up_runs_every_component_as_a_container_and_down_removes_them_all(
         tenant = settings.tenants[0]
         keys = KeySet.import_key_set(httpx.get(f"{settings.issuer(tenant)}/protocol/openid-connect/certs").json())
         assert jwt.decode(json.loads(answer.stdout)["access_token"], keys).claims["iss"] == settings.issuer(tenant)
-        assert httpx.get(f"{settings.broker_url}/health").status_code == 200
 
         # Host networking, but bound to loopback only, as the local runtime.
         ports = {settings.keycloak_port, settings.keycloak_management_port, settings.broker_port}
+        ports |= {server.port for server in settings.mcp_servers}
         listening = [
             c.laddr for c in psutil.net_connections(kind="inet") if c.status == "LISTEN" and c.laddr.port in ports
         ]
         assert {address.port for address in listening} == ports
         assert all(address.ip in ("127.0.0.1", "::ffff:127.0.0.1", "::1") for address in listening), listening
+
+        exit_code, summary = run_tests_against(env, LIFECYCLE_TESTS)
+        assert exit_code == 0, summary
+        assert f"{len(LIFECYCLE_TESTS)} passed" in summary, summary
     finally:
         down = mcp_sandbox("down", env=env)
     assert down.returncode == 0, down.stderr
@@ -82,28 +122,3 @@ def test_up_refuses_another_runtime_while_a_stack_runs(tmp_path: Path) -> None:
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "docker runtime is running" in errors[0] and "mcp-sandbox down" in errors[0]
-
-
-def test_the_lifecycle_tests_pass_on_the_docker_runtime(docker_images: dict[str, str]) -> None:
-    """Revocation then 401, tenant isolation and rotation without outage: the same test files, run by a pytest
-    session whose private stack is the docker runtime."""
-    selected = [
-        "tests/e2e/broker/test_lifecycle.py::test_revocation_kills_credentials_and_tokens_everywhere",
-        "tests/e2e/broker/test_lifecycle.py::test_another_tenants_resources_are_404",
-        "tests/e2e/broker/test_lifecycle.py::test_rotation_keeps_both_secrets_during_grace_and_reports_dependencies",
-        "tests/e2e/test_mcp_requirements.py::test_tenant_each_token_sees_only_its_own_tenants_data",
-    ]
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("SANDBOX_", "PYTEST_"))}
-    env = {**inherited, **docker_images, "SANDBOX_RUNTIME": "docker"}
-    session = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "--tb=short", "-p", "no:cacheprovider", "-n", "0", *selected],
-        cwd=REPOSITORY,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    lines = session.stdout.strip().splitlines()
-    tail = "\n".join([line for line in lines if line.startswith(("E ", "tests/"))][-40:] + lines[-3:])
-    assert session.returncode == 0, tail
-    assert f"{len(selected)} passed" in tail, tail
