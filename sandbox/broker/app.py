@@ -196,6 +196,11 @@ def _add_routes(app: FastAPI) -> None:
     async def list_tenants(caller: Caller, service: Service) -> list[schemas.TenantOut]:
         return [schemas.TenantOut.model_validate(t) for t in service.list_tenants(caller)]
 
+    @app.delete("/tenants/{tenant}", status_code=204, tags=["tenants"], responses=ERRORS)
+    async def delete_tenant(tenant: str, caller: Caller, service: Service) -> None:
+        """Delete a tenant (operator): its live agents are revoked, its realm removed; its audit stays."""
+        await service.delete_tenant(caller, tenant)
+
     @app.post("/tenants/{tenant}/admins", status_code=201, tags=["tenants"], responses=ERRORS)
     async def add_admin(tenant: str, body: schemas.AdminIn, caller: Caller, service: Service) -> schemas.IssuedAdmin:
         """Add a human admin to the tenant (a tenant admin needs MFA for it)."""

@@ -95,12 +95,13 @@ class ServiceBase:
 
     def tenant_issuers(self) -> dict[str, str]:
         with self._session() as session:
-            return {tenant.issuer: tenant.name for tenant in session.scalars(select(Tenant))}
+            tenants = session.scalars(select(Tenant).where(Tenant.deleted_at.is_(None)))
+            return {tenant.issuer: tenant.name for tenant in tenants}
 
     def _tenant(self, session: Session, principal: Principal, tenant: str) -> Tenant:
         """The tenant, if the caller may see it; another tenant's resources are 404, never 403."""
         found = session.get(Tenant, tenant)
-        if found is None or (not principal.is_operator and principal.tenant != tenant):
+        if found is None or found.deleted_at is not None or (not principal.is_operator and principal.tenant != tenant):
             raise NotFound(f"no tenant {tenant!r}", "check the tenant name; an admin sees only their own tenant")
         return found
 

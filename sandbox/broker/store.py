@@ -66,6 +66,7 @@ class Tenant(Base):
     issuer: Mapped[str] = mapped_column(String(512), unique=True)
     created_at: Mapped[datetime]
     created_by: Mapped[str] = mapped_column(String(256))
+    deleted_at: Mapped[datetime | None] = mapped_column(default=None)  # its audit outlives it
 
 
 class ResourceServer(Base):

@@ -22,6 +22,7 @@ from sandbox.broker.errors import (
     NotFound,
 )
 from sandbox.broker.store import (
+    Agent,
     ResourceServer,
     Tenant,
 )
@@ -101,6 +102,36 @@ class TenantOperations(ServiceBase):
             ) from exc
         return {"tenant": name, "issuer": self.settings.issuer(name), "admins": issued}
 
+    async def delete_tenant(self, principal: Principal, name: str) -> None:
+        """Revoke the tenant's live agents (events reach their servers), remove its realm; its audit stays."""
+        if not principal.is_operator:
+            raise Forbidden("only the platform operator deletes tenants", "ask the operator of this sandbox")
+        with self._session() as session:
+            self._tenant(session, principal, name)
+            live = list(
+                session.scalars(
+                    select(Agent.id).where(Agent.tenant == name, Agent.status.not_in(("revoked", "rejected", "failed")))
+                )
+            )
+        for agent_id in live:
+            await self.revoke(principal, agent_id, tenant=name, reason="tenant deleted")  # type: ignore[attr-defined]
+        try:
+            if await self.adapter.realm_exists(name):
+                await self.adapter.delete_realm(name)
+        except KEYCLOAK_FAILURES as exc:
+            raise IdpFailed(
+                f"Keycloak failed while removing tenant {name!r}'s realm ({why(exc)}); its agents are revoked",
+                "retry the delete when Keycloak is up",
+            ) from exc
+        now = self.clock.now()
+        with self._session() as session:
+            tenant = session.get(Tenant, name)
+            assert tenant is not None
+            tenant.deleted_at = now
+            audit.record(
+                session, tenant=name, actor=principal.actor, action="tenant.deleted", at=now, before={"tenant": name}
+            )
+
     async def _remove_realm_quietly(self, name: str) -> None:
         try:
             if await self.adapter.realm_exists(name):
@@ -152,7 +183,7 @@ class TenantOperations(ServiceBase):
 
     def list_tenants(self, principal: Principal) -> list[dict[str, Any]]:
         with self._session() as session:
-            tenants = session.scalars(select(Tenant).order_by(Tenant.name))
+            tenants = session.scalars(select(Tenant).where(Tenant.deleted_at.is_(None)).order_by(Tenant.name))
             return [
                 {"tenant": t.name, "issuer": t.issuer, "created_at": t.created_at.isoformat()}
                 for t in tenants
