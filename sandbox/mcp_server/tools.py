@@ -109,14 +109,20 @@ def build_mcp(policy: ToolPolicy, directory: TenantDirectory) -> MCPServer:
     @tool("logs.read", READ_ONLY)
     async def logs_read(
         ctx: Context,
-        service: Annotated[str, Field(min_length=1, max_length=100)],
+        service: Annotated[
+            str | None, Field(min_length=1, max_length=100, description="One service; every service when omitted.")
+        ] = None,
         level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None,
         limit: Annotated[int, Field(ge=1, le=200)] = 20,
     ) -> dict[str, Any]:
         data = tenant(ctx)
-        if service not in data.logs:
+        if service is not None and service not in data.logs:
             raise ToolError(f"no service {service!r} in this tenant; its services: {', '.join(data.services)}")
-        lines = [line for line in data.logs[service] if level is None or line["level"] == level]
+        chosen = [service] if service is not None else data.services
+        lines = sorted(
+            (line for name in chosen for line in data.logs[name] if level is None or line["level"] == level),
+            key=lambda line: line["at"],
+        )
         return {"tenant": data.tenant, "service": service, "lines": lines[-limit:]}
 
     @tool("deploy.status", READ_ONLY)
