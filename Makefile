@@ -26,7 +26,7 @@ images: install
 
 ## test: install, then run the unit and end-to-end suites (the e2e suite starts and stops its own stack)
 test: install images
-	$(BIN)/pytest -n $(WORKERS) --dist loadgroup tests
+	$(BIN)/pytest -n $(WORKERS) --dist loadgroup tests scenarios
 
 unit: install
 	$(BIN)/pytest -n $(WORKERS) tests/unit

@@ -209,6 +209,46 @@ def curl_for_token(settings: Settings, tenant: str, secrets: Secrets) -> str:
 
 
 @app.command()
+def run(
+    paths: Annotated[list[Path], typer.Argument(help="Scenario files, or directories of them.")],
+    junit_xml: Annotated[Path | None, typer.Option("--junit-xml", help="Write a JUnit XML report here.")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Write an HTML report here.")] = None,
+) -> None:
+    """Run scenarios against the running stack; every file is checked before anything runs."""
+    from sandbox.scenarios.html import write_html
+    from sandbox.scenarios.junit import write_junit
+    from sandbox.scenarios.loader import load_scenario, scenario_files
+    from sandbox.scenarios.runner import run_scenarios
+
+    settings = _settings()
+    files = scenario_files(paths)
+    if not files:
+        _fail(SandboxError(f"no scenario files in {', '.join(map(str, paths))}", "name .yaml files or their directory"))
+    scenarios = run_guarded(lambda: [load_scenario(path) for path in files])
+    results = []
+    for scenario in scenarios:
+        err.print(f"[bold]{scenario.name}[/]: {scenario.header.description.strip()}", highlight=False)
+        (result,) = run_scenarios(settings, [scenario])
+        results.append(result)
+        for step in result.steps:
+            colour = {"passed": "green", "failed": "red", "error": "red"}.get(step.outcome, "dim")
+            err.print(f"  [{colour}]{step.describe()}[/]", highlight=False)
+        if result.setup_error:
+            err.print(f"  [red]{result.setup_error}[/]", highlight=False)
+    if junit_xml:
+        write_junit(results, junit_xml)
+    if report:
+        write_html(results, report)
+    passed = sum(result.passed for result in results)
+    out.print(f"{passed} of {len(results)} scenarios passed")
+    for result in results:
+        if not result.passed:
+            err.print(f"[red]FAILED[/] {result.summary()}", highlight=False)
+    if passed != len(results):
+        raise typer.Exit(1)
+
+
+@app.command()
 def bench(
     names: Annotated[list[str] | None, typer.Argument(help="Benchmarks to run; all when omitted.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the figures as JSON here.")] = None,

@@ -1,0 +1,76 @@
+"""Agents as the harness makes them for tests: provisioned through the broker, holding their own credential."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from joserfc.jwk import RSAKey
+
+from sandbox.agent.tokens import ClientSecretCredential, Credential, PrivateKeyCredential, Token, fetch_token
+from sandbox.broker.client import BrokerClient
+from sandbox.config import Settings
+from sandbox.harness.tenants import Tenant, TenantAdmin
+
+
+def new_key(kid: str) -> RSAKey:
+    """A fresh RSA key for a private_key_jwt agent (the broker gets only its public half)."""
+    return RSAKey.generate_key(2048, parameters={"kid": kid, "alg": "RS256", "use": "sig"})
+
+
+def credential_for(issued: dict[str, Any], key: RSAKey | None) -> Credential:
+    """The credential an agent holds after the broker issued ``issued`` (and, for a key, kept ``key``)."""
+    if key is not None:
+        return PrivateKeyCredential(issued["client_id"], key.as_dict(private=True))
+    return ClientSecretCredential(issued["client_id"], issued["client_secret"])
+
+
+@dataclass
+class ProvisionedAgent:
+    id: str
+    client_id: str
+    tenant: Tenant
+    status: str
+    scopes: list[str]
+    credential: Credential = field(repr=False)
+
+    async def token(self) -> Token:
+        return await fetch_token(self.tenant.token_url, self.credential)
+
+
+def provision_agent(
+    settings: Settings,
+    tenant: Tenant,
+    admin: TenantAdmin,
+    role: str,
+    *,
+    environment: str = "staging",
+    credential: str = "client_secret",
+    name: str | None = None,
+    **extra: Any,
+) -> ProvisionedAgent:
+    """Provision an agent through the broker as ``admin``; the credential is kept in memory only."""
+    name = name or f"agent-{uuid.uuid4().hex[:6]}"
+    key = new_key(f"{name}-1") if credential == "private_key_jwt" else None
+    body: dict[str, Any] = {
+        "name": name,
+        "owner": f"{admin.username}@example.test",
+        "role": role,
+        "environment": environment,
+        "credential_type": credential,
+        **extra,
+    }
+    if key is not None:
+        body["jwk"] = key.as_dict(private=False)
+    with BrokerClient(settings.broker_url, admin.token()) as broker:
+        answer = broker.post(f"/tenants/{tenant.name}/agents", body)
+    agent = answer["agent"]
+    return ProvisionedAgent(
+        agent["id"],
+        agent["client_id"],
+        tenant,
+        agent["status"],
+        agent["scopes"],
+        credential_for(answer["credential"], key),
+    )

@@ -1,0 +1,105 @@
+"""Tenants and their human admins, as the harness drives them: through the broker's API and Keycloak's login.
+
+Scenarios, the pytest plugin's fixtures and the end-to-end tests all make tenants this way, so each gets a
+fresh realm of its own, admins who log in for real (password, and a TOTP code where they have OTP), and a
+clean removal afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from sandbox.broker.client import BrokerClient
+from sandbox.config import Settings
+from sandbox.errors import SandboxError
+from sandbox.harness.admin_login import admin_login
+from sandbox.idp.keycloak import ADMIN_CLIENT_ID
+from sandbox.stack.broker import SANDBOX_ADMIN, admin_secret_names, otp_base32
+from sandbox.stack.state import Secrets
+
+
+def operator_token(settings: Settings) -> str:
+    """An access token of the platform operator: the master realm's admin service account."""
+    client_id = settings.keycloak_admin_client_id or ADMIN_CLIENT_ID
+    secret = settings.keycloak_admin_client_secret or Secrets(settings).get(ADMIN_CLIENT_ID)
+    response = httpx.post(
+        f"{settings.issuer('master')}/protocol/openid-connect/token",
+        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
+        timeout=30,
+    )
+    response.raise_for_status()
+    return str(response.json()["access_token"])
+
+
+@dataclass
+class TenantAdmin:
+    """A human admin of one tenant; ``token()`` logs in through Keycloak's real login form when needed."""
+
+    username: str
+    password: str = field(repr=False)
+    otp_secret: str | None = field(repr=False)
+    issuer: str
+    _token: str | None = field(default=None, repr=False)
+    _expires: float = 0.0
+
+    @property
+    def has_mfa(self) -> bool:
+        return self.otp_secret is not None
+
+    async def login(self) -> str:
+        if self._token is None or time.monotonic() > self._expires:
+            tokens = await admin_login(self.issuer, self.username, self.password, self.otp_secret)
+            self._token, self._expires = tokens.access_token, time.monotonic() + tokens.expires_in - 30
+        return self._token
+
+    def token(self) -> str:
+        """The same, for synchronous callers."""
+        if self._token is None or time.monotonic() > self._expires:
+            return asyncio.run(self.login())
+        return self._token
+
+
+@dataclass
+class Tenant:
+    name: str
+    issuer: str
+    admins: dict[str, TenantAdmin]
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.issuer}/protocol/openid-connect/token"
+
+
+def create_tenant(settings: Settings, admins: dict[str, bool], prefix: str = "t") -> Tenant:
+    """A fresh tenant through the broker (operator), with admins by name (True: with OTP)."""
+    name = f"{prefix[:22].rstrip('-')}-{uuid.uuid4().hex[:8]}".lower()  # tenant names have at most 31 characters
+    body: dict[str, Any] = {"name": name, "admins": [{"username": u, "otp": otp} for u, otp in admins.items()]}
+    with BrokerClient(settings.broker_url, operator_token(settings)) as broker:
+        created = broker.post("/tenants", body)
+    issued = {
+        entry["username"]: TenantAdmin(entry["username"], entry["password"], entry["otp_secret"], created["issuer"])
+        for entry in created["admins"]
+    }
+    return Tenant(created["tenant"], created["issuer"], issued)
+
+
+def delete_tenant(settings: Settings, tenant: str) -> None:
+    """Remove a tenant made by :func:`create_tenant`: its agents, its realm; the audit stays."""
+    with BrokerClient(settings.broker_url, operator_token(settings)) as broker:
+        broker.request("DELETE", f"/tenants/{tenant}")
+
+
+def sandbox_admin(settings: Settings, tenant: str) -> TenantAdmin:
+    """The admin the stack gave one of its own tenants (credentials in the stack's secrets file)."""
+    password_name, otp_name = admin_secret_names(tenant)
+    secrets = Secrets(settings)
+    password, otp = secrets.get(password_name), secrets.get(otp_name)
+    if password is None:
+        raise SandboxError(f"the stack has no admin for tenant {tenant!r}", "start the stack with `mcp-sandbox up`")
+    return TenantAdmin(SANDBOX_ADMIN, password, otp_base32(otp) if otp else None, settings.issuer(tenant))

@@ -1,0 +1,1 @@
+"""Reproducible lifecycle scenarios: a YAML format, a step library, a runner, and reports."""

@@ -1,0 +1,119 @@
+"""MCP calls as an agent makes them, classified the way scenarios assert them: allowed, 401, 403, …
+
+Raw Streamable HTTP (certify's prober), so the status and the challenge are visible. A session is opened
+per server and principal and reused, as a client would; it is reopened when the server has forgotten it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from sandbox.certify import mcp_http
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    outcome: str  # "allowed", "tool_error", or the HTTP status as text ("401", "403", …)
+    status: int
+    challenge: str | None = None
+    result: dict[str, Any] | None = field(default=None, repr=False)
+
+    def evidence(self) -> dict[str, Any]:
+        shown: dict[str, Any] = {"outcome": self.outcome, "status": self.status}
+        if self.challenge:
+            shown["www-authenticate"] = self.challenge
+        if self.result is not None:
+            shown["result"] = _short(self.result)
+        return shown
+
+
+def _short(value: Any, limit: int = 600) -> Any:
+    text = str(value)
+    return value if len(text) <= limit else text[:limit] + "…"
+
+
+def classify(response: httpx.Response) -> CallOutcome:
+    challenge = response.headers.get("www-authenticate")
+    if mcp_http.served(response):
+        message = mcp_http.rpc_message(response) or {}
+        result = message.get("result")
+        structured = result.get("structuredContent") if isinstance(result, dict) else None
+        outcome = "tool_error" if mcp_http.tool_error(response) else "allowed"
+        return CallOutcome(outcome, response.status_code, challenge, structured or result)
+    return CallOutcome(str(response.status_code), response.status_code, challenge)
+
+
+class McpCaller:
+    """Sessions per (server, principal); safe to use from several threads (one lock per session key)."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[tuple[str, str], str | None] = {}
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._local = threading.local()
+        self._clients: list[httpx.Client] = []
+        self._ids = itertools.count(1)
+
+    def _client(self) -> httpx.Client:
+        """One connection pool per thread (httpx clients are not shared across threads)."""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            # Idle connections are dropped before the server (uvicorn: 5 s) could close them under a request.
+            client = self._local.client = httpx.Client(timeout=30, limits=httpx.Limits(keepalive_expiry=2.0))
+            with self._guard:
+                self._clients.append(client)
+        return client
+
+    def _lock(self, key: tuple[str, str]) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def _session(self, url: str, principal: str, token: str, *, fresh: bool = False) -> str | httpx.Response | None:
+        """The session id (None: a stateless server), or the refusal of ``initialize``."""
+        key = (url, principal)
+        with self._lock(key):
+            if fresh or key not in self._sessions:
+                response = mcp_http.post(url, mcp_http.INITIALIZE, token=token, client=self._client())
+                if response.status_code != 200:
+                    return response
+                session = response.headers.get("mcp-session-id")
+                mcp_http.post(url, mcp_http.INITIALIZED, token=token, session=session, client=self._client())
+                self._sessions[key] = session
+            return self._sessions[key]
+
+    def send(self, url: str, principal: str, token: str, body: dict[str, Any]) -> httpx.Response:
+        session = self._session(url, principal, token)
+        if isinstance(session, httpx.Response):
+            return session
+        response = mcp_http.post(url, body, token=token, session=session, client=self._client())
+        if response.status_code == 404 and session is not None:  # the server forgot the session: start again
+            session = self._session(url, principal, token, fresh=True)
+            if isinstance(session, httpx.Response):
+                return session
+            response = mcp_http.post(url, body, token=token, session=session, client=self._client())
+        return response
+
+    def _message(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """A request with an id of its own: concurrent requests on one session must never share an id."""
+        with self._guard:
+            request_id = next(self._ids)
+        return mcp_http.message(method, params, request_id)
+
+    def call_tool(self, url: str, principal: str, token: str, tool: str, arguments: dict[str, Any]) -> CallOutcome:
+        body = self._message("tools/call", {"name": tool, "arguments": arguments})
+        return classify(self.send(url, principal, token, body))
+
+    def list_tools(self, url: str, principal: str, token: str) -> tuple[CallOutcome, set[str]]:
+        response = self.send(url, principal, token, self._message("tools/list", {}))
+        return classify(response), mcp_http.tool_names(response)
+
+    def close(self) -> None:
+        with self._guard:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()

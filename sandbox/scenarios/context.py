@@ -1,0 +1,189 @@
+"""What a running scenario holds: its fresh tenants and admins, its agents and their credentials, its servers.
+
+Everything goes through public interfaces: the broker's HTTP API, Keycloak's token endpoint and login form,
+and MCP over Streamable HTTP. Setup makes fresh tenants; teardown removes them and anything else it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from faker import Faker
+
+from sandbox.agent.tokens import ClientSecretCredential, Credential, Token, TokenClient
+from sandbox.broker.client import BrokerClient
+from sandbox.config import Settings
+from sandbox.harness.tenants import Tenant, create_tenant, delete_tenant, operator_token
+from sandbox.scenarios.calls import McpCaller
+from sandbox.scenarios.library import StepFailed
+from sandbox.scenarios.model import AgentSpec, Header
+from sandbox.scenarios.results import LoadSeries
+from sandbox.stack.ports import free_port
+from sandbox.stack.readiness import last_lines, wait_for_http
+
+
+@dataclass
+class AgentHandle:
+    """One agent of the scenario: what the broker said about it, and the credentials the agent holds."""
+
+    name: str
+    spec: AgentSpec
+    tenant: Tenant
+    id: str | None = None
+    client_id: str | None = None
+    status: str | None = None
+    credential: Credential | None = field(default=None, repr=False)
+    previous: Credential | None = field(default=None, repr=False)
+    token: Token | None = field(default=None, repr=False)
+    revoked_at: float | None = None  # monotonic time the revoke call returned
+
+    def require_provisioned(self) -> str:
+        if self.id is None:
+            raise StepFailed(f"agent {self.name!r} provisioned first", "it was never provisioned")
+        return self.id
+
+    def require_credential(self, which: str = "current") -> Credential:
+        if which == "wrong":
+            return ClientSecretCredential(self.client_id or self.name, "not-the-agent-secret")
+        credential = self.previous if which == "previous" else self.credential
+        if credential is None:
+            raise StepFailed(f"agent {self.name!r} to hold a {which} credential", "it holds none")
+        return credential
+
+    async def fetch_token(self, which: str = "current") -> Token:
+        """A new token with the current (or the previous) credential; kept as the agent's latest token."""
+        async with TokenClient(self.tenant.token_url, self.require_credential(which)) as client:
+            token = await client.fetch()
+        if which == "current":
+            self.token = token
+        return token
+
+    async def current_token(self) -> Token:
+        """The agent's latest token while it is fresh, else a new one."""
+        if self.token is None or not self.token.fresh():
+            return await self.fetch_token()
+        return self.token
+
+
+@dataclass
+class RunningServer:
+    name: str
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+class RunContext:
+    def __init__(self, settings: Settings, header: Header, label: str) -> None:
+        self.settings = settings
+        self.header = header
+        self.label = label
+        self.faker = Faker()
+        self.faker.seed_instance(header.seed)
+        self.tenants: dict[str, Tenant] = {}
+        self.agents: dict[str, AgentHandle] = {}
+        self.extra_servers: dict[str, RunningServer] = {}
+        self.mcp = McpCaller()
+        self.load: list[LoadSeries] = []
+        self.values: dict[str, Any] = {}  # what steps learn and later steps use (e.g. a tenant's services)
+
+    # Set-up and tear-down.
+    async def setup(self) -> None:
+        for key, spec in self.header.tenants.items():
+            admins = {name: admin.mfa for name, admin in spec.admins.items()}
+            self.tenants[key] = await asyncio.to_thread(create_tenant, self.settings, admins, f"sc-{self.label}")
+        for name, spec in self.header.agents.items():
+            self.agents[name] = AgentHandle(name, spec, self.tenants[self.header.tenant_of_agent(name)])
+        for name, server in self.header.servers.items():
+            self.extra_servers[name] = await asyncio.to_thread(self._start_server, name, server.trusts, server.mode)
+
+    async def teardown(self) -> list[str]:
+        """Remove what setup made; return problems instead of raising, so one failure hides no other."""
+        problems: list[str] = []
+        self.mcp.close()
+        for server in self.extra_servers.values():
+            try:
+                await asyncio.to_thread(self._stop_server, server)
+            except Exception as exc:
+                problems.append(f"stopping server {server.name}: {exc}")
+        for tenant in self.tenants.values():
+            try:
+                await asyncio.to_thread(delete_tenant, self.settings, tenant.name)
+            except Exception as exc:
+                problems.append(f"removing tenant {tenant.name}: {exc}")
+        return problems
+
+    def _start_server(self, name: str, trusts: list[str], mode: str) -> RunningServer:
+        """A reference MCP server of this scenario only, trusting only the tenants named, known to the broker."""
+        port = free_port()
+        log = self.settings.log_dir / f"scenario-{self.label}-{name}.log"
+        command = [sys.executable, "-m", "sandbox.cli", "mcp-server", "--port", str(port), "--mode", mode]
+        for tenant in trusts:
+            command += ["--issuer", self.tenants[tenant].issuer]
+        self.settings.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        origin = f"http://{self.settings.host}:{port}"
+        try:
+            wait_for_http(
+                f"scenario server {name}", f"{origin}/health", timeout=60, alive=lambda: process.poll() is None, log=log
+            )
+        except Exception:
+            process.kill()
+            raise
+        server = RunningServer(name, f"{origin}/mcp", process, log)
+        with BrokerClient(self.settings.broker_url, operator_token(self.settings)) as broker:
+            broker.post("/resource-servers", {"url": server.url, "events_url": None})
+        return server
+
+    def _stop_server(self, server: RunningServer) -> None:
+        with BrokerClient(self.settings.broker_url, operator_token(self.settings)) as broker:
+            broker.request("DELETE", "/resource-servers", params={"url": server.url})
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+        if server.process.returncode not in (0, -15):
+            raise RuntimeError(f"exited {server.process.returncode}: {last_lines(server.log)}")
+
+    # What steps use.
+    def admin(self, name: str | None, agent: AgentHandle | None = None):  # type: ignore[no-untyped-def]
+        """The admin named, or the first admin of the agent's (or the first) tenant."""
+        if name is None:
+            tenant_key = next(k for k, t in self.tenants.items() if agent is None or t is agent.tenant)
+            name = next(iter(self.header.tenants[tenant_key].admins))
+        tenant = self.tenants[self.header.tenant_of_admin(name)]
+        return tenant, tenant.admins[name]
+
+    async def broker(self, method: str, path: str, *, by: str | None, agent: AgentHandle | None = None,
+                     body: dict[str, Any] | None = None, params: dict[str, Any] | None = None) -> Any:  # fmt: skip
+        """Call the broker's API as an admin (their real login token)."""
+        _, admin = self.admin(by, agent)
+        token = await admin.login()
+
+        def call() -> Any:
+            with BrokerClient(self.settings.broker_url, token) as client:
+                return client.request(method, path, json=body, params=params)
+
+        return await asyncio.to_thread(call)
+
+    def servers(self, name: str | None) -> dict[str, str]:
+        """Server name -> URL: the one named (a revocation mode or a scenario server), else the scenario's modes."""
+        names = [name] if name else list(self.header.revocation_modes)
+        found: dict[str, str] = {}
+        for each in names:
+            if each in self.extra_servers:
+                found[each] = self.extra_servers[each].url
+            else:
+                found[each] = self.settings.mcp_server(each).url
+        return found
+
+    def remember(self, key: str, value: Any) -> None:
+        self.values[key] = value

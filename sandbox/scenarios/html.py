@@ -1,0 +1,95 @@
+"""A self-contained HTML report: each scenario, each step with its outcome and evidence, load plots inline."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import time
+from pathlib import Path
+
+from sandbox.log import redact
+from sandbox.scenarios.results import LoadSeries, ScenarioResult
+
+STYLE = """
+body{font:14px/1.45 system-ui,sans-serif;margin:2em;color:#1d1d1f}
+h1{font-size:1.5em} h2{font-size:1.15em;margin-top:2em}
+table{border-collapse:collapse;width:100%}
+td,th{border-top:1px solid #ddd;padding:.35em .5em;vertical-align:top;text-align:left}
+.passed{color:#137333} .failed,.error{color:#c5221f} .notrun{color:#888}
+pre{margin:0;white-space:pre-wrap;font-size:12px;background:#f6f8fa;padding:.4em}
+details summary{cursor:pointer;color:#555}
+"""
+
+
+def load_plot(series: LoadSeries) -> str:
+    """A PNG (base64) of calls per 100 ms, successes and failures, with rotation/revocation moments marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bucket = 0.1
+    end = max((s.at for s in series.samples), default=0.0)
+    edges = [i * bucket for i in range(int(end / bucket) + 2)]
+    ok = [0] * len(edges)
+    bad = [0] * len(edges)
+    for sample in series.samples:
+        (ok if sample.ok else bad)[int(sample.at / bucket)] += 1
+    figure, axes = plt.subplots(figsize=(9, 3.5))
+    axes.plot(edges, [n / bucket for n in ok], label="successful calls/s", color="#137333")
+    axes.plot(edges, [n / bucket for n in bad], label="failed calls/s", color="#c5221f")
+    axes.set_ylim(bottom=0, top=max([*ok, *bad, 1]) / bucket * 1.6)  # headroom for the labels
+    for name, at in series.marks.items():
+        axes.axvline(at, linestyle="--", color="#555")
+        axes.text(at, 0.97, f" {name}", transform=axes.get_xaxis_transform(), rotation=90, va="top", ha="right",
+                  fontsize=7)  # fmt: skip
+    axes.set_xlabel("seconds since load began")
+    axes.set_title(series.label)
+    axes.legend(loc="lower left", fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    plt.close(figure)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def write_html(results: list[ScenarioResult], path: Path) -> None:
+    passed = sum(r.passed for r in results)
+    parts = [
+        f"<!doctype html><meta charset=utf-8><title>mcp-sandbox scenarios</title><style>{STYLE}</style>",
+        f"<h1>Scenario report</h1><p>{passed} of {len(results)} scenarios passed · "
+        f"{html.escape(time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime()))}</p>",
+    ]
+    for result in results:
+        state = "passed" if result.passed else "failed"
+        parts.append(
+            f"<h2 class={state}>{html.escape(result.scenario.name)} — {state}</h2>"
+            f"<p>{html.escape(result.scenario.header.description)}<br>"
+            f"<small>{html.escape(str(result.scenario.path))} · tenant {html.escape(result.tenant)} · "
+            f"{result.duration:.1f}s</small></p>"
+        )
+        if result.setup_error:
+            parts.append(f"<p class=error>Setup failed: {html.escape(result.setup_error)}</p>")
+        parts.append("<table><tr><th>#</th><th>step</th><th>outcome</th><th>time</th><th>evidence</th></tr>")
+        for step in result.steps:
+            css = step.outcome.replace(" ", "")
+            detail = ""
+            if step.outcome in ("failed", "error"):
+                detail = f"<b>{html.escape(step.describe())}</b>"
+            evidence = json.dumps(redact(step.evidence), indent=1, default=str)
+            parts.append(
+                f"<tr><td>{step.step.index + 1}</td><td>{html.escape(step.step.label())}<br>"
+                f"<small>line {step.step.line}</small></td><td class={css}>{step.outcome}{detail and '<br>' + detail}"
+                f"</td><td>{step.duration:.2f}s</td><td><details><summary>evidence</summary>"
+                f"<pre>{html.escape(evidence)}</pre></details></td></tr>"
+            )
+        parts.append("</table>")
+        for series in result.load:
+            parts.append(
+                f"<p>{html.escape(series.label)}: {len(series.samples)} calls, {series.failures} failed</p>"
+                f"<img alt='load plot' src='data:image/png;base64,{load_plot(series)}'>"
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(parts))

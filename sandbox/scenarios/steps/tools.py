@@ -1,0 +1,228 @@
+"""Agent-side steps: tokens from the tenant's token endpoint, tool calls to MCP servers, revocation budgets."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Literal
+
+from pydantic import Field
+
+from sandbox.agent.tokens import TokenRefused
+from sandbox.scenarios.calls import CallOutcome
+from sandbox.scenarios.context import AgentHandle, RunContext
+from sandbox.scenarios.library import StepFailed, step
+from sandbox.scenarios.steps.base import StepArgs
+
+Evidence = dict[str, Any]
+
+
+# tokens -------------------------------------------------------------------------------------------------------
+
+
+class GetToken(StepArgs):
+    agent: str
+    credential: Literal["current", "previous", "wrong"] = Field(
+        default="current", description="wrong: the agent's client id with a secret that is not its own."
+    )
+    expect: Literal["issued", "refused"] = "issued"
+    scopes: list[str] | None = Field(default=None, description="The exact tool scopes the token must carry.")
+
+
+@step("get_token", GetToken, shorthand="agent")
+async def get_token(context: RunContext, args: GetToken) -> Evidence:
+    """Ask the tenant's token endpoint for a client-credentials token with the agent's credential."""
+    agent = context.agents[args.agent]
+    try:
+        token = await agent.fetch_token(args.credential)
+    except TokenRefused as refused:
+        evidence = {"refused": refused.error, "description": refused.description}
+        if args.expect == "refused":
+            return evidence
+        raise StepFailed("a token", f"refused ({refused.error})", evidence) from None
+    claims = token.claims()
+    evidence = {k: claims.get(k) for k in ("iss", "azp", "aud", "scope", "sub", "exp", "iat")}
+    if args.expect == "refused":
+        raise StepFailed(f"the {args.credential} credential to be refused", "a token was issued", evidence)
+    if args.scopes is not None:
+        tool_scopes = {s for s in token.scopes if s.startswith("mcp:tool:")}
+        if tool_scopes != set(args.scopes):
+            raise StepFailed(f"scopes {sorted(args.scopes)}", f"{sorted(tool_scopes)}", evidence)
+    return evidence
+
+
+# tool calls ---------------------------------------------------------------------------------------------------
+
+Expectation = Literal["allowed", "401", "403", "tool_error"]
+
+
+class CallTool(StepArgs):
+    agent: str
+    tool: str
+    arguments: dict[str, Any] | None = Field(default=None, description="Generated from the seed when omitted.")
+    expect: Expectation = "allowed"
+    server: str | None = Field(default=None, description="A revocation mode or a scenario server; default: all.")
+    data_tenant: str | None = Field(default=None, description="The tenant whose data an allowed call must return.")
+    token: Literal["latest", "fresh"] = Field(
+        default="latest", description="latest: the token the agent holds (even if revoked); fresh: a new one."
+    )
+
+
+async def arguments_for(context: RunContext, agent: AgentHandle, tool: str, given: dict[str, Any] | None) -> dict:
+    """Plausible arguments from the seed; a service name comes from the tenant's data when the agent may read it."""
+    if given is not None:
+        return given
+    fake = context.faker
+    if tool == "analytics.query":
+        return {"query": "daily_active_users", "days": 7}
+    if tool == "invoices.list":
+        return {"limit": 5}
+    if tool == "invoices.create":
+        return {"customer": fake.company(), "amount_cents": fake.random_int(1_000, 500_000)}
+    if tool == "logs.read":
+        return {"limit": 5}
+    if tool == "deploy.trigger":
+        version = f"{fake.random_int(1, 9)}.{fake.random_int(0, 20)}.{fake.random_int(0, 50)}"
+        return {"service": await a_service(context, agent), "environment": agent.spec.environment, "version": version}
+    return {}
+
+
+async def a_service(context: RunContext, agent: AgentHandle) -> str:
+    """One of the tenant's services, as deploy.status shows it (a made-up name if the agent cannot look)."""
+    key = f"{agent.tenant.name}/service"
+    if key not in context.values:
+        token = await agent.current_token()
+        url = next(iter(context.servers(None).values()))
+        outcome = await asyncio.to_thread(
+            context.mcp.call_tool, url, agent.client_id or agent.name, token.access_token, "deploy.status", {}
+        )
+        deployments = (outcome.result or {}).get("deployments") if outcome.outcome == "allowed" else None
+        if not deployments:
+            return f"{context.faker.word()}-api"
+        context.remember(key, deployments[0]["service"])
+    return str(context.values[key])
+
+
+@step("call_tool", CallTool)
+async def call_tool(context: RunContext, args: CallTool) -> Evidence:
+    """Call a tool as the agent on each server; every answer must be the expected one."""
+    agent = context.agents[args.agent]
+    agent.require_provisioned()
+    arguments = await arguments_for(context, agent, args.tool, args.arguments)
+    if args.token == "fresh":
+        token = await agent.fetch_token()
+    elif agent.revoked_at is not None and agent.token is not None:
+        token = agent.token  # a revoked agent still holds its last token: that is what the step is about
+    else:
+        token = await agent.current_token()
+    evidence: Evidence = {"arguments": arguments}
+    for name, url in context.servers(args.server).items():
+        outcome = await asyncio.to_thread(
+            context.mcp.call_tool, url, agent.client_id or agent.name, token.access_token, args.tool, arguments
+        )
+        evidence[name] = outcome.evidence()
+        if outcome.outcome != args.expect:
+            raise StepFailed(f"{args.expect} from {name}", describe(outcome), evidence)
+        if args.data_tenant is not None:
+            expected_tenant = context.tenants[args.data_tenant].name
+            served_tenant = (outcome.result or {}).get("tenant")
+            if served_tenant != expected_tenant:
+                raise StepFailed(f"data of tenant {expected_tenant}", f"data of {served_tenant}", evidence)
+    return evidence
+
+
+def describe(outcome: CallOutcome) -> str:
+    if outcome.outcome in ("allowed", "tool_error"):
+        return outcome.outcome
+    return f"{outcome.status}" + (f" ({outcome.challenge})" if outcome.challenge else "")
+
+
+class ListTools(StepArgs):
+    agent: str
+    expect: list[str] = Field(description="Exactly the tools tools/list must show the agent.")
+    server: str | None = None
+
+    def summary(self) -> str:
+        return f"{self.agent} sees {', '.join(self.expect) or 'nothing'}"
+
+
+@step("list_tools", ListTools)
+async def list_tools(context: RunContext, args: ListTools) -> Evidence:
+    """tools/list shows the agent exactly the tools its scopes allow."""
+    agent = context.agents[args.agent]
+    token = await agent.current_token()
+    evidence: Evidence = {}
+    for name, url in context.servers(args.server).items():
+        outcome, names = await asyncio.to_thread(
+            context.mcp.list_tools, url, agent.client_id or agent.name, token.access_token
+        )
+        evidence[name] = sorted(names)
+        if outcome.outcome != "allowed" or names != set(args.expect):
+            raise StepFailed(
+                f"tools {sorted(args.expect)} from {name}", f"{describe(outcome)} {sorted(names)}", evidence
+            )
+    return evidence
+
+
+# revocation budget --------------------------------------------------------------------------------------------
+
+
+class Expect401Within(StepArgs):
+    agent: str
+    seconds: float | None = Field(default=None, gt=0, le=600, description="Budget; default: each mode's own.")
+    tool: str = "analytics.query"
+    server: str | None = None
+
+    def summary(self) -> str:
+        within = f"{self.seconds:g}s" if self.seconds else "each mode's budget"
+        return f"{self.agent} within {within}"
+
+
+def budget(context: RunContext, mode: str, agent: AgentHandle, override: float | None) -> float:
+    """What DESIGN.md promises per mode: a round trip, the introspection cache, or the token's remaining life."""
+    if override is not None:
+        return override
+    settings = context.settings
+    if mode == "jwt+events":
+        return 2.0
+    if mode == "introspect":
+        return settings.mcp_introspection_cache_ttl + 2.0
+    remaining = (agent.token.expires_at - time.time()) if agent.token else 0.0
+    return max(0.0, remaining) + settings.mcp_leeway + 3.0
+
+
+@step("expect_401_within", Expect401Within)
+async def expect_401_within(context: RunContext, args: Expect401Within) -> Evidence:
+    """After a revoke, each server answers the agent's old token with 401 within its revocation mode's budget."""
+    agent = context.agents[args.agent]
+    if agent.token is None or agent.revoked_at is None:
+        raise StepFailed("a revoked agent that held a token", "no token or not revoked yet")
+    arguments = await arguments_for(context, agent, args.tool, None)
+
+    async def until_refused(name: str, url: str) -> Evidence:
+        mode = name if name in ("jwt+events", "introspect", "jwt") else context.header.servers[name].mode
+        allowed = budget(context, mode, agent, args.seconds)
+        deadline = agent.revoked_at + allowed  # type: ignore[operator]
+        while True:
+            outcome = await asyncio.to_thread(
+                context.mcp.call_tool,
+                url,
+                agent.client_id or agent.name,
+                agent.token.access_token,
+                args.tool,
+                arguments,
+            )
+            elapsed = time.monotonic() - agent.revoked_at  # type: ignore[operator]
+            if outcome.status == 401:
+                return {"mode": mode, "budget_s": round(allowed, 2), "refused_after_s": round(elapsed, 3)}
+            if time.monotonic() > deadline:
+                raise StepFailed(
+                    f"401 from {name} within {allowed:.1f}s of the revoke",
+                    f"{describe(outcome)} after {elapsed:.1f}s",
+                    {"mode": mode, "budget_s": allowed},
+                )
+            await asyncio.sleep(0.05)
+
+    names = context.servers(args.server)
+    results = await asyncio.gather(*(until_refused(name, url) for name, url in names.items()))
+    return dict(zip(names, results, strict=True))
