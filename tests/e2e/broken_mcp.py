@@ -4,10 +4,14 @@ has been seen to have. Nothing here is product code: the reference server has no
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
+import httpx
 import pytest
 from mcp.server.auth.provider import AccessToken
 from starlette.datastructures import Headers
@@ -18,13 +22,16 @@ from sandbox.certify.forge import claims_of, unverified
 from sandbox.mcp_server import verification
 from sandbox.mcp_server.app import ProtectedMcpEndpoint, bearer_token
 from sandbox.mcp_server.challenges import bad_request
+from sandbox.mcp_server.options import ServerOptions
 from sandbox.mcp_server.principal import Principal, principal_from_claims
 from sandbox.mcp_server.revocations import RevocationList
 from sandbox.mcp_server.scoping import ToolScopeMiddleware
+from sandbox.mcp_server.tenants import TenantDirectory
 from sandbox.mcp_server.trust import TrustedIssuers
 from sandbox.mcp_server.verification import JwtVerifier
 
-Wrapper = Callable[[ASGIApp], ASGIApp]
+#: Wraps the server's app; gets the server's options (its canonical URL, its broker/upstream URL).
+Wrapper = Callable[[ASGIApp, ServerOptions], ASGIApp]
 
 
 @dataclass(frozen=True)
@@ -120,7 +127,7 @@ def _unparseable_token(scope: Scope) -> bool:
 def answering_garbage_with(response: Response) -> Wrapper:
     """A server whose token parser's error escapes as another status than 401."""
 
-    def wrap(app: ASGIApp) -> ASGIApp:
+    def wrap(app: ASGIApp, options: ServerOptions) -> ASGIApp:
         async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
             if _unparseable_token(scope):
                 return await response(scope, receive, send)
@@ -131,7 +138,7 @@ def answering_garbage_with(response: Response) -> Wrapper:
     return wrap
 
 
-def without_www_authenticate(app: ASGIApp) -> ASGIApp:
+def without_www_authenticate(app: ASGIApp, options: ServerOptions) -> ASGIApp:
     async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
         async def stripped(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] == 401:
@@ -142,6 +149,99 @@ def without_www_authenticate(app: ASGIApp) -> ASGIApp:
         await app(scope, receive, stripped)
 
     return wrapped
+
+
+def no_scope_hint(app: ASGIApp, options: ServerOptions) -> ASGIApp:
+    """Challenges without ``scope`` on a 401."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        async def hintless(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 401:
+                headers = [
+                    (k, re.sub(rb'scope="[^"]*", ', b"", v) if k.lower() == b"www-authenticate" else v)
+                    for k, v in message.get("headers", [])
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await app(scope, receive, hintless)
+
+    return wrapped
+
+
+def scope_refusals_as_401(app: ASGIApp, options: ServerOptions) -> ASGIApp:
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        async def relabelled(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 403:
+                message = {**message, "status": 401}
+            await send(message)
+
+        await app(scope, receive, relabelled)
+
+    return wrapped
+
+
+def query_token_accepted(app: ASGIApp, options: ServerOptions) -> ASGIApp:
+    """Takes ``access_token`` from the query string when there is no Authorization header."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not any(k.lower() == b"authorization" for k, _ in scope["headers"]):
+            token = dict(parse_qsl(scope.get("query_string", b"").decode())).get("access_token")
+            if token:
+                scope = {**scope, "headers": [*scope["headers"], (b"authorization", f"Bearer {token}".encode())]}
+        await app(scope, receive, send)
+
+    return wrapped
+
+
+def token_forwarded_upstream(app: ASGIApp, options: ServerOptions) -> ASGIApp:
+    """Calls its upstream (the broker's trust list) with the caller's own token."""
+    upstream = f"{options.broker_url}/trust/issuers"
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/mcp":
+            token = bearer_token(Headers(scope=scope))
+            if token is not None:
+                async with httpx.AsyncClient(timeout=5, trust_env=False) as client:
+                    await client.get(upstream, headers={"Authorization": f"Bearer {token}"})
+        await app(scope, receive, send)
+
+    return wrapped
+
+
+def metadata_naming_another_resource(app: ASGIApp, options: ServerOptions) -> ASGIApp:
+    """Serves protected resource metadata whose ``resource`` is not the server's canonical URL."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/.well-known/oauth-protected-resource"):
+            return await app(scope, receive, send)
+        started: Message = {}
+        body = bytearray()
+
+        async def rewritten(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = message
+                return
+            body.extend(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            document = json.loads(body) if started.get("status") == 200 else None
+            content = bytes(body)
+            if isinstance(document, dict):
+                content = json.dumps({**document, "resource": f"{options.canonical_url}/other"}).encode()
+            headers = [(k, v) for k, v in started.get("headers", []) if k.lower() != b"content-length"]
+            await send({**started, "headers": [*headers, (b"content-length", str(len(content)).encode())]})
+            await send({"type": "http.response.body", "body": content})
+
+        await app(scope, receive, rewritten)
+
+    return wrapped
+
+
+def tenant_data_shared(monkeypatch: pytest.MonkeyPatch) -> None:
+    lookup = TenantDirectory.__getitem__
+    monkeypatch.setattr(TenantDirectory, "__getitem__", lambda self, tenant: lookup(self, "shared"))
 
 
 #: Each broken server by name: its defect, and the one check that must catch it.
@@ -160,4 +260,11 @@ DEFECTS: dict[str, tuple[Defect, str]] = {
     "session not bound": (Defect(session_not_bound), "session-binding"),
     "revocation ignored": (Defect(revocation_ignored), "revocation"),
     "500 on garbage": (Defect(wrap=answering_garbage_with(Response("Internal Server Error", 500))), "401-invalid"),
+    # Beyond the issue's list: a defect for each check the list leaves out, so each of them is seen failing too.
+    "metadata names another resource": (Defect(wrap=metadata_naming_another_resource), "prm-content"),
+    "no scope hint": (Defect(wrap=no_scope_hint), "401-scope-hint"),
+    "scope refusals answered 401": (Defect(wrap=scope_refusals_as_401), "403-scope"),
+    "query token accepted": (Defect(wrap=query_token_accepted), "no-query-token"),
+    "token forwarded upstream": (Defect(wrap=token_forwarded_upstream), "no-passthrough"),
+    "tenant data shared": (Defect(tenant_data_shared), "tenant"),
 }
