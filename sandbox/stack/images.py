@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -44,6 +45,8 @@ WHEELHOUSE = REPOSITORY / "build" / "wheelhouse"
 #: What goes into the project image (the allow-list of .dockerignore); hashed for its tag.
 PROJECT_SOURCES = ("pyproject.toml", "README.md", "sandbox", "fixtures")
 DEBOOTSTRAP_OPTIONS = ("--variant=minbase",)
+#: How compose/Dockerfile's pip installs here: from the wheels built on the host, without an index.
+OFFLINE = f"--no-index --find-links /src/{WHEELHOUSE.relative_to(REPOSITORY)}"
 
 
 class ImageBuildFailed(SandboxError):
@@ -144,33 +147,50 @@ class ImageBuilder:
             )
         return tag
 
-    # The project.
+    # The project: its dependencies in an image of their own, rebuilt only when pyproject.toml's change.
     def project(self, base: str) -> str:
         if not (REPOSITORY / "pyproject.toml").is_file():
             raise ImageBuildFailed(
                 "the project image is built from a checkout, and this package is not one",
                 "run this from a clone of the repository, or set SANDBOX_PROJECT_IMAGE to an image you have",
             )
+        dependencies = self.dependencies(base)
         sources = _files(REPOSITORY / name for name in PROJECT_SOURCES)
         inputs = _digest(
-            base,
+            dependencies,
             PROJECT_DOCKERFILE.read_bytes(),
             *(f"{p.relative_to(REPOSITORY)}:{hashlib.sha256(p.read_bytes()).hexdigest()}" for p in sources),
         )
         tag = f"{self.prefix}/project:{__version__}-{inputs}"
         if _present(self.engine, tag):
             return tag
-        self.report(f"building the project's wheels into {WHEELHOUSE}")
+        self._wheels("--no-deps")  # the dependencies are in the base already
+        install = f"{OFFLINE} mcp-agent-sandbox=={__version__}"
+        self._build(tag, str(REPOSITORY), PROJECT_DOCKERFILE, {"BASE_IMAGE": dependencies, "PIP_INSTALL": install})
+        return tag
+
+    def dependencies(self, base: str) -> str:
+        declared = tomllib.loads((REPOSITORY / "pyproject.toml").read_text())["project"]["dependencies"]
+        tag = f"{self.prefix}/project-deps:{_digest(base, PROJECT_DOCKERFILE.read_bytes(), *declared)}"
+        if _present(self.engine, tag):
+            return tag
+        self._wheels()
+        wheels = sorted(w.name for w in WHEELHOUSE.glob("*.whl") if not w.name.startswith("mcp_agent_sandbox-"))
+        install = " ".join([OFFLINE, *(f"/src/{WHEELHOUSE.relative_to(REPOSITORY)}/{name}" for name in wheels)])
+        self._build(tag, str(REPOSITORY), PROJECT_DOCKERFILE, {"BASE_IMAGE": base, "PIP_INSTALL": install})
+        return tag
+
+    def _wheels(self, *options: str) -> None:
+        """Build the project's wheel on the host (with every dependency's, unless told otherwise) into WHEELHOUSE."""
+        self.report(f"building wheels into {WHEELHOUSE}")
         shutil.rmtree(WHEELHOUSE, ignore_errors=True)
+        pip_wheel = [sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check"]
         self._run(
-            [sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "-w", str(WHEELHOUSE), "."],
+            [*pip_wheel, *options, "-w", str(WHEELHOUSE), "."],
             "building the wheels failed",
             "check that the package index answers: pip wheel .",
             cwd=REPOSITORY,
         )
-        install = f"--no-index --find-links /src/{WHEELHOUSE.relative_to(REPOSITORY)} mcp-agent-sandbox=={__version__}"
-        self._build(tag, str(REPOSITORY), PROJECT_DOCKERFILE, {"BASE_IMAGE": base, "PIP_INSTALL": install})
-        return tag
 
     # Helpers.
     def _build(self, tag: str, context: str, dockerfile: Path, arguments: dict[str, str]) -> None:
