@@ -260,13 +260,15 @@ def bench(
 ) -> None:
     """Measure the running stack: each benchmark's median, p95, p99, min, max and n, side by side."""
     import asyncio
+    from functools import partial
 
     from sandbox.bench.runner import failed, run_benchmarks, write_markdown, write_plot
 
     settings = _settings()
     command = " ".join(["mcp-sandbox", *sys.argv[1:]])
+    progress = partial(err.print, highlight=False)  # one line per benchmark as it starts and ends
     report, context = run_guarded(
-        lambda: asyncio.run(run_benchmarks(settings, names or [], quick=quick, command=command))
+        lambda: asyncio.run(run_benchmarks(settings, names or [], quick=quick, command=command, progress=progress))
     )
     text = json.dumps(report, indent=2)
     print(text)

@@ -1,9 +1,10 @@
 """Auth overhead at the MCP server: the same tool call with token validation and without, side by side.
 
-The stack's ``jwt`` and ``introspect`` servers (one process each) are compared with one more instance of the same
-server, one process, started here with ``mcp-sandbox mcp-server --no-auth`` (a switch for benchmarks only). One
+Three instances of the reference server, one process each, started here alike (``mcp-sandbox mcp-server``,
+the stack's settings, the first tenant's issuer, no broker): ``--mode jwt``, ``--mode introspect`` (with its own
+introspection client in the realm, and its answer cache), and ``--no-auth`` (a switch for benchmarks only). One
 client calls the same tool on the three in turn, one call at a time, with the same token, so the requests are
-identical and only the validation differs; the introspect server answers from its cache between refreshes.
+identical and only the validation differs.
 """
 
 from __future__ import annotations
@@ -11,40 +12,53 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from sandbox.agent.tokens import fetch_token
-from sandbox.bench.agents import McpCaller, OperatorBroker
+from sandbox.agent.tokens import ClientSecretCredential, fetch_token
+from sandbox.bench.agents import McpCaller
 from sandbox.bench.registry import BenchContext, benchmark
 from sandbox.bench.stack_start import MCP_SANDBOX
 from sandbox.bench.stats import ratio, summarize
 from sandbox.certify.mcp_http import served
 from sandbox.config import Settings
+from sandbox.idp.keycloak import AgentClientSpec, KeycloakAdapter
 from sandbox.stack.ports import free_port
 from sandbox.stack.process import is_alive, spawn, stop
 from sandbox.stack.readiness import wait_for_http
 
 WARM_UP = 30
+ANALYTICS = "mcp:tool:analytics.read"  # the scope of the tool called
 TARGETS = {"jwt": 1.10, "introspect": 1.25}  # the most a p50 may grow over the same call without auth
 
 
 @contextlib.asynccontextmanager
-async def server_without_auth(settings: Settings, tenant: str) -> AsyncIterator[str]:
-    """The reference MCP server without auth on a free loopback port, until the block ends; its /mcp URL."""
-    port = free_port(settings.host)
-    command = [MCP_SANDBOX, "mcp-server", "--no-auth", "--mode", "jwt", "--port", str(port)]
-    command += ["--issuer", settings.issuer(tenant)]
-    with tempfile.TemporaryDirectory(prefix="bench-no-auth-") as scratch:
-        log = Path(scratch) / "mcp-server-no-auth.log"
-        record = spawn(command, env={**os.environ, **settings.as_environment()}, log_path=log)
+async def reference_server(
+    settings: Settings,
+    tenant: str,
+    *,
+    mode: str = "jwt",
+    no_auth: bool = False,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+) -> AsyncIterator[str]:
+    """One more reference MCP server on a loopback port, trusting ``tenant``, until the block ends; its /mcp URL."""
+    port = port or free_port(settings.host)
+    command = [MCP_SANDBOX, "mcp-server", "--mode", mode, "--port", str(port), "--issuer", settings.issuer(tenant)]
+    command += ["--no-auth"] if no_auth else []
+    with tempfile.TemporaryDirectory(prefix="bench-mcp-server-") as scratch:
+        log = Path(scratch) / "mcp-server.log"
+        record = spawn(command, env={**os.environ, **settings.as_environment(), **(env or {})}, log_path=log)
         try:
             health = f"http://{settings.host}:{port}/health"
             alive = lambda: is_alive(record)  # noqa: E731
-            await asyncio.to_thread(wait_for_http, "mcp-server --no-auth", health, timeout=60, alive=alive, log=log)
+            name = "mcp-server --no-auth" if no_auth else f"mcp-server --mode {mode}"
+            await asyncio.to_thread(wait_for_http, name, health, timeout=60, alive=alive, log=log)
             yield f"http://{settings.host}:{port}/mcp"
         finally:
             await asyncio.to_thread(stop, record)
@@ -77,21 +91,35 @@ def _measure(
 async def auth_overhead(context: BenchContext) -> dict[str, Any]:
     settings = context.settings
     tenant = settings.tenants[0]
-    jwt_url, introspect_url = settings.mcp_server("jwt").url, settings.mcp_server("introspect").url
-    broker = OperatorBroker(settings, threads=2)
+    adapter = KeycloakAdapter.from_settings(settings)
     mcp = McpCaller(threads=2)
+    made: list[str] = []  # Keycloak clients to remove: the introspect server's own, and the agent
     try:
-        agent = await broker.provision(tenant, servers=[jwt_url, introspect_url])
-        token = (await fetch_token(agent.token_url, agent.credential)).access_token
-        async with server_without_auth(settings, tenant) as no_auth_url:
+        async with contextlib.AsyncExitStack() as servers:
+            no_auth_url = await servers.enter_async_context(reference_server(settings, tenant, no_auth=True))
+            jwt_url = await servers.enter_async_context(reference_server(settings, tenant, mode="jwt"))
+            port, secret = free_port(settings.host), secrets.token_urlsafe(32)
+            introspect_url = f"http://{settings.host}:{port}/mcp"
+            made.append(await adapter.create_resource_server_client(tenant, introspect_url, secret))
+            introspect = reference_server(
+                settings, tenant, mode="introspect", port=port, env={"SANDBOX_MCP_INTROSPECTION_SECRET": secret}
+            )
+            introspect_url = await servers.enter_async_context(introspect)
+            client_id = f"bench-auth-{uuid.uuid4().hex[:12]}"
+            spec = AgentClientSpec(client_id, client_id, [ANALYTICS], [jwt_url, introspect_url], token_lifetime=300)
+            agent = await adapter.create_agent_client(tenant, spec)
+            made.append(agent.id)
+            token_url = f"{settings.issuer(tenant)}/protocol/openid-connect/token"
+            token = (await fetch_token(token_url, ClientSecretCredential(client_id, agent.secret or ""))).access_token
             targets = {}
             for name, url in (("no auth", no_auth_url), ("jwt", jwt_url), ("introspect", introspect_url)):
                 targets[name] = (url, await mcp.open_session(url, token))
-            calls = context.size(1000, 30)
-            samples = await asyncio.to_thread(_measure, mcp, targets, token, calls, context.size(120, 30))
+            calls = context.size(600, 30)
+            samples = await asyncio.to_thread(_measure, mcp, targets, token, calls, context.size(90, 30))
     finally:
-        await broker.close()
         mcp.close()
+        for internal_id in made:
+            await adapter.delete_client(tenant, internal_id)
     for name, values in samples.items():
         context.distributions[f"tool call, {name}"] = values
     summaries = {name: summarize(values) for name, values in samples.items()}
@@ -103,13 +131,14 @@ async def auth_overhead(context: BenchContext) -> dict[str, Any]:
             "p50_ratio": p50,
             "p95_ratio": ratio(summaries[mode]["p95"], baseline["p95"]),
             "p99_ratio": ratio(summaries[mode]["p99"], baseline["p99"]),
+            "p50_added_ms": round(summaries[mode]["median"] - baseline["median"], 3),
             "target": f"p50 ratio <= {limit:.2f}",
             "measured": f"p50 ratio {p50:.3f}",
             "target_met": p50 <= limit,
         }
     results["introspection_cache_ttl_s"] = settings.mcp_introspection_cache_ttl
     results["note"] = (
-        "one client, one call at a time, the three servers in turn, the same token to each (the server without auth "
-        "ignores it); the stack's servers also queue usage reports for the broker (off the request path)"
+        "three fresh instances started alike, one client, one call at a time, the servers in turn, the same token "
+        "to each (the server without auth ignores it)"
     )
     return results

@@ -2,8 +2,8 @@
 Admin API calls made directly (create the client with its service account, read its secret; disable it, delete it).
 
 Both paths run with the same concurrency, in alternating rounds, so a machine whose load changes during the run
-weighs on both alike; the direct path runs every other round (half the agents: its rate needs no more, and the run
-stays short). The broker also checks policy, records each agent and an
+weighs on both alike; the direct path runs every ``DIRECT_EVERY``-th round (fewer agents: its rate needs no more,
+and the run stays short). The broker also checks policy, records each agent and an
 audit entry, and pushes a revocation event to each server with an event endpoint.
 """
 
@@ -22,6 +22,7 @@ from sandbox.idp.keycloak import AgentClient, AgentClientSpec, KeycloakAdapter
 
 CONCURRENCY = 8
 ROUND = 50
+DIRECT_EVERY = 4
 TARGET_RATIO = 0.8
 TARGET_AGENTS, TARGET_SECONDS = 1000, 120
 
@@ -122,7 +123,7 @@ async def provisioning(context: BenchContext) -> dict[str, Any]:
         while through_broker.agents < wanted and time.perf_counter() < deadline:
             count = min(ROUND, wanted - through_broker.agents)
             await through_broker.round(count, provision_through_broker, broker.revoke)
-            if rounds % 2 == 0:
+            if rounds % DIRECT_EVERY == 0:
                 await directly.round(count, direct.provision, direct.revoke)
             rounds += 1
     finally:

@@ -33,7 +33,7 @@ from sandbox.config import Settings
 JWT_TOKEN_LIFETIME = 5
 #: How the agents of each mode are run: how many revocations at once, and how often each polls after its revoke.
 #: Polling is the measurement's resolution and also load on the server, so it is finer where the answer is fast.
-PACE = {"jwt+events": (4, 0.005), "introspect": (12, 0.05), "jwt": (30, 0.25)}
+PACE = {"jwt+events": (8, 0.005), "introspect": (16, 0.05), "jwt": (40, 0.25)}
 #: Longest wait for a 401 beyond what the mode promises, before a revocation counts as not propagated.
 SLACK = 5.0
 

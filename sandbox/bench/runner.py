@@ -6,6 +6,7 @@ import importlib
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,12 @@ def available() -> list[str]:
 
 
 async def run_benchmarks(
-    settings: Settings, names: list[str], *, quick: bool, command: str
+    settings: Settings,
+    names: list[str],
+    *,
+    quick: bool,
+    command: str,
+    progress: Callable[[str], None] = lambda line: None,
 ) -> tuple[dict, BenchContext]:
     known = available()
     unknown = [name for name in names if name not in known]
@@ -44,12 +50,15 @@ async def run_benchmarks(
     results: dict[str, Any] = {}
     for name in names or known:
         bench = BENCHMARKS[name]
+        progress(f"{name}: {bench.title} …")
         began = time.perf_counter()
         try:
             figures = await bench.run(context)
         except Exception as exc:  # one broken benchmark must not hide the others' figures
             figures = {"error": f"{type(exc).__name__}: {exc}"}
         results[name] = {"title": bench.title, **figures, "seconds": round(time.perf_counter() - began, 2)}
+        outcome = f"FAILED, {figures['error']}" if "error" in figures else "done"
+        progress(f"{name}: {outcome} in {results[name]['seconds']} s")
     report = {
         "command": command,
         "quick": quick,

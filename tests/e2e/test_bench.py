@@ -1,0 +1,114 @@
+"""`mcp-sandbox bench --quick` against the test session's stack: all six benchmarks run and report every figure.
+
+A smoke test: it checks what the run reports, never how fast anything was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from sandbox.bench.agents import ARGUMENTS, TOOL
+from sandbox.bench.auth_overhead import reference_server
+from sandbox.bench.stack_start import MCP_SANDBOX
+from sandbox.certify import mcp_http
+from sandbox.pytest_plugin import SandboxStack
+
+SUMMARY = {"median", "p95", "p99", "min", "max", "n"}
+BENCHMARKS = {"revocation", "auth-overhead", "provisioning", "token-issuance", "stack-start", "rotation"}
+#: Where each benchmark's distributions (median, p95, p99, min, max, n) are, and its other figures.
+SUMMARIES = {
+    "revocation": [
+        *[
+            f"modes.{mode}.{figure}"
+            for mode in ("jwt+events", "introspect", "jwt")
+            for figure in ("time_to_401", "revoke_call")
+        ],
+        "modes.jwt.remaining_lifetime_at_revoke",
+        "modes.jwt.time_to_401_beyond_remaining_lifetime",
+    ],
+    "auth-overhead": ["no auth", "jwt", "introspect"],
+    "provisioning": [f"{path}.{call}" for path in ("broker", "direct") for call in ("provision_call", "revoke_call")],
+    "token-issuance": ["latency"],
+    "stack-start": [],
+    "rotation": ["without_rotation.call_latency", "during_rotation.call_latency", "rotate_call"],
+}
+NUMBERS = {
+    "revocation": [f"modes.{mode}.revocations" for mode in ("jwt+events", "introspect", "jwt")],
+    "auth-overhead": ["jwt_vs_no_auth.p50_ratio", "introspect_vs_no_auth.p50_ratio", "calls_per_server"],
+    "provisioning": [
+        *[
+            f"{path}.{rate}"
+            for path in ("broker", "direct")
+            for rate in ("provisioned_per_second", "revoked_per_second")
+        ],
+        "broker_vs_direct.lifecycle_ratio",
+        "broker_seconds_for_1000_agents.seconds",
+    ],
+    "token-issuance": ["grants_per_second", "grants_per_second_per_core"],
+    "stack-start": ["warm.seconds_to_ready"],
+    "rotation": ["throughput_ratio", "without_rotation.calls_per_second", "during_rotation.calls_per_second"],
+}
+
+
+def _at(figures: dict[str, Any], path: str) -> Any:
+    value: Any = figures
+    for key in path.split("."):
+        assert isinstance(value, dict) and key in value, f"no {path!r} (missing {key!r})"
+        value = value[key]
+    return value
+
+
+def test_quick_bench_reports_every_figure_of_all_six(sandbox_stack: SandboxStack, tmp_path: Path) -> None:
+    out, plot, markdown = tmp_path / "bench.json", tmp_path / "bench.png", tmp_path / "RESULTS.md"
+    command = [MCP_SANDBOX, "bench", "--quick", "--json", str(out), "--plot", str(plot), "--markdown", str(markdown)]
+    env = {**os.environ, **sandbox_stack.settings.as_environment()}
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    report = json.loads(out.read_text())
+    assert report["quick"] is True
+    assert len(report["machine"]["load_average_at_start"]) == 3
+    results = report["results"]
+    assert set(results) == BENCHMARKS
+    for name, figures in results.items():
+        assert "error" not in figures, (name, figures["error"])
+        for path in SUMMARIES[name]:
+            summary = _at(figures, path)
+            assert isinstance(summary, dict) and summary.keys() >= SUMMARY, (name, path, summary)
+            assert summary["n"] >= 1
+        for path in NUMBERS[name]:
+            assert isinstance(_at(figures, path), int | float), (name, path)
+    assert _at(results["stack-start"], "warm.peak_rss_mib").keys() >= {"keycloak", "broker", "mcp-server"}
+    rotation = results["rotation"]
+    assert rotation["first_secret_refused_after_graces_ended"] is True
+    assert rotation["latest_secret_accepted"] is True
+
+    assert plot.read_bytes().startswith(b"\x89PNG")
+    page = markdown.read_text()
+    assert "## Targets" in page
+    assert all(f"## {name}:" in page for name in BENCHMARKS)
+
+
+def test_server_without_auth_serves_calls_without_a_token_and_says_so(sandbox_stack: SandboxStack) -> None:
+    settings = sandbox_stack.settings
+
+    async def probe() -> tuple[dict[str, Any], httpx.Response, httpx.Response]:
+        async with reference_server(settings, sandbox_stack.tenants[0], no_auth=True) as url:
+            health = httpx.get(url.removesuffix("/mcp") + "/health").json()
+            opened = mcp_http.post(url, mcp_http.INITIALIZE)
+            session = opened.headers.get("mcp-session-id")
+            call = mcp_http.post(url, mcp_http.tool_call(TOOL, ARGUMENTS), session=session)
+        return health, opened, call
+
+    health, opened, call = asyncio.run(probe())
+    assert health["auth"] == "none"
+    assert opened.status_code == 200 and mcp_http.served(call), (opened.status_code, call.status_code, call.text)
+    # The control: the stack's own server refuses the same request without a token.
+    assert mcp_http.post(settings.mcp_server("jwt").url, mcp_http.INITIALIZE).status_code == 401
