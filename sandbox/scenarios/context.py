@@ -18,7 +18,7 @@ from faker import Faker
 from sandbox.agent.tokens import ClientSecretCredential, Credential, Token, TokenClient
 from sandbox.broker.client import BrokerClient
 from sandbox.config import Settings
-from sandbox.harness.tenants import Tenant, create_tenant, delete_tenant, operator_token
+from sandbox.harness.tenants import Tenant, TenantAdmin, create_tenant, delete_tenant, operator_token
 from sandbox.scenarios.calls import McpCaller
 from sandbox.scenarios.library import StepFailed
 from sandbox.scenarios.model import AgentSpec, Header
@@ -91,12 +91,19 @@ class RunContext:
         self.mcp = McpCaller()
         self.load: list[LoadSeries] = []
         self.values: dict[str, Any] = {}  # what steps learn and later steps use (e.g. a tenant's services)
+        self.users: dict[str, dict[str, Any]] = {}  # name -> what the broker issued (password shown once)
 
     # Set-up and tear-down.
     async def setup(self) -> None:
         for key, spec in self.header.tenants.items():
             admins = {name: admin.mfa for name, admin in spec.admins.items()}
             self.tenants[key] = await asyncio.to_thread(create_tenant, self.settings, admins, f"sc-{self.label}")
+        for key, spec in self.header.tenants.items():
+            tenant = self.tenants[key]
+            for user, user_spec in spec.users.items():
+                body = {"username": user, "scopes": user_spec.scopes}
+                self.users[user] = await self.broker("POST", f"/tenants/{tenant.name}/users", by=None, tenant=tenant,
+                                                     body=body)  # fmt: skip
         for name, spec in self.header.agents.items():
             self.agents[name] = AgentHandle(name, spec, self.tenants[self.header.tenant_of_agent(name)])
         for name, server in self.header.servers.items():
@@ -154,18 +161,22 @@ class RunContext:
             raise RuntimeError(f"exited {server.process.returncode}: {last_lines(server.log)}")
 
     # What steps use.
-    def admin(self, name: str | None, agent: AgentHandle | None = None):  # type: ignore[no-untyped-def]
-        """The admin named, or the first admin of the agent's (or the first) tenant."""
+    def admin(
+        self, name: str | None, agent: AgentHandle | None = None, tenant: Tenant | None = None
+    ) -> tuple[Tenant, TenantAdmin]:
+        """The admin named, or the first admin of the tenant given, of the agent's tenant, or of the first tenant."""
         if name is None:
-            tenant_key = next(k for k, t in self.tenants.items() if agent is None or t is agent.tenant)
-            name = next(iter(self.header.tenants[tenant_key].admins))
-        tenant = self.tenants[self.header.tenant_of_admin(name)]
-        return tenant, tenant.admins[name]
+            home = tenant or (agent.tenant if agent else None)
+            key = next(k for k, t in self.tenants.items() if home is None or t is home)
+            name = next(iter(self.header.tenants[key].admins))
+        found = self.tenants[self.header.tenant_of_admin(name)]
+        return found, found.admins[name]
 
     async def broker(self, method: str, path: str, *, by: str | None, agent: AgentHandle | None = None,
-                     body: dict[str, Any] | None = None, params: dict[str, Any] | None = None) -> Any:  # fmt: skip
+                     tenant: Tenant | None = None, body: dict[str, Any] | None = None,
+                     params: dict[str, Any] | None = None) -> Any:  # fmt: skip
         """Call the broker's API as an admin (their real login token)."""
-        _, admin = self.admin(by, agent)
+        _, admin = self.admin(by, agent, tenant)
         token = await admin.login()
 
         def call() -> Any:

@@ -39,6 +39,7 @@ def _step(document: YamlDocument, index: int, raw: Any, header: Header) -> Step:
     known = {
         "agents": list(header.agents),
         "admins": header.admin_names,
+        "users": header.user_names,
         "servers": [*header.servers, "jwt+events", "introspect", "jwt"],
         "tenants": list(header.tenants),
     }

@@ -21,8 +21,15 @@ class AdminSpec(Strict):
     mfa: bool = Field(default=True, description="Has a TOTP second factor (needed for privileged acts).")
 
 
+class UserSpec(Strict):
+    """A human user of the tenant (not an admin) who may let delegated agents act for them."""
+
+    scopes: list[str] = Field(description="The tool scopes the user holds; an agent acting for them gets no more.")
+
+
 class TenantSpec(Strict):
     admins: dict[str, AdminSpec] = Field(default={"admin": AdminSpec()}, description="Admins by name.")
+    users: dict[str, UserSpec] = Field(default_factory=dict, description="Users by name.")
 
 
 class AgentSpec(Strict):
@@ -62,9 +69,9 @@ class Header(Strict):
 
     @model_validator(mode="after")
     def _references(self) -> Header:
-        admins = [name for tenant in self.tenants.values() for name in tenant.admins]
-        if len(admins) != len(set(admins)):
-            raise ValueError("admin names must be unique across tenants")
+        people = [name for tenant in self.tenants.values() for name in [*tenant.admins, *tenant.users]]
+        if len(people) != len(set(people)):
+            raise ValueError("admin and user names must be unique across tenants")
         for name, agent in self.agents.items():
             if agent.tenant is not None and agent.tenant not in self.tenants:
                 raise ValueError(f"agent {name!r} names tenant {agent.tenant!r}, which is not declared")
@@ -79,9 +86,16 @@ class Header(Strict):
     def tenant_of_admin(self, admin: str) -> str:
         return next(name for name, tenant in self.tenants.items() if admin in tenant.admins)
 
+    def tenant_of_user(self, user: str) -> str:
+        return next(name for name, tenant in self.tenants.items() if user in tenant.users)
+
     @property
     def admin_names(self) -> list[str]:
         return [name for tenant in self.tenants.values() for name in tenant.admins]
+
+    @property
+    def user_names(self) -> list[str]:
+        return [name for tenant in self.tenants.values() for name in tenant.users]
 
 
 @dataclass(frozen=True)

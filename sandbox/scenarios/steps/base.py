@@ -11,7 +11,7 @@ class StepArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     #: Fields that name something the scenario declares, and the section that declares it.
-    references: ClassVar[dict[str, str]] = {"agent": "agents", "by": "admins", "server": "servers"}
+    references: ClassVar[dict[str, str]] = {"agent": "agents", "by": "admins", "server": "servers", "user": "users"}
 
     def summary(self) -> str:
         parts = [str(getattr(self, name)) for name in ("agent", "tool", "role") if getattr(self, name, None)]

@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from sandbox.agent.tokens import TokenRefused
+from sandbox.agent.tokens import Token, TokenClient, TokenRefused
+from sandbox.harness.admin_login import user_login
 from sandbox.scenarios.calls import CallOutcome
 from sandbox.scenarios.context import AgentHandle, RunContext
 from sandbox.scenarios.library import StepFailed, step
@@ -226,3 +227,51 @@ async def expect_401_within(context: RunContext, args: Expect401Within) -> Evide
     names = context.servers(args.server)
     results = await asyncio.gather(*(until_refused(name, url) for name, url in names.items()))
     return dict(zip(names, results, strict=True))
+
+
+# delegation ---------------------------------------------------------------------------------------------------
+
+
+class ExchangeToken(StepArgs):
+    agent: str
+    user: str
+    scopes: list[str] | None = Field(default=None, description="Scopes to ask for; default: the agent's own.")
+    expect: Literal["issued", "refused"] = "issued"
+    expect_scopes: list[str] | None = Field(default=None, description="The exact tool scopes the token must carry.")
+    consent: bool = Field(
+        default=True, description="Whether the user lets the agent act for them at login (false: a plain login)."
+    )
+
+    def summary(self) -> str:
+        return f"{self.agent} for {self.user}" + (f" expect {self.expect}" if self.expect != "issued" else "")
+
+
+@step("exchange_token", ExchangeToken)
+async def exchange_token(context: RunContext, args: ExchangeToken) -> Evidence:
+    """The user logs in and consents to the agent; the agent exchanges that token for one that acts for the user."""
+    agent = context.agents[args.agent]
+    issued = context.users[args.user]
+    tenant = context.tenants[context.header.tenant_of_user(args.user)]
+    delegate_to = [agent.client_id or ""] if args.consent else []
+    login = await user_login(tenant.issuer, args.user, issued["password"], delegate_to=delegate_to)
+    user_claims = Token(login.access_token, 0, "").claims()
+    scope = " ".join(args.scopes) if args.scopes is not None else None
+    try:
+        async with TokenClient(tenant.token_url, agent.require_credential()) as client:
+            token = await client.exchange(login.access_token, scope)
+    except TokenRefused as refused:
+        evidence = {"refused": refused.error, "description": refused.description}
+        if args.expect == "refused":
+            return evidence
+        raise StepFailed("a token acting for the user", f"refused ({refused.error})", evidence) from None
+    claims = token.claims()
+    evidence = {k: claims.get(k) for k in ("sub", "azp", "aud", "scope", "act")}
+    if args.expect == "refused":
+        raise StepFailed("the exchange to be refused", "a token was issued", evidence)
+    if claims.get("sub") != user_claims.get("sub") or claims.get("azp") != agent.client_id:
+        raise StepFailed(f"sub = {args.user}, azp = the agent", f"sub {claims.get('sub')}, azp {claims.get('azp')}")
+    tool_scopes = sorted(s for s in token.scopes if s.startswith("mcp:tool:"))
+    if args.expect_scopes is not None and tool_scopes != sorted(args.expect_scopes):
+        raise StepFailed(f"scopes {sorted(args.expect_scopes)}", f"{tool_scopes}", evidence)
+    agent.token = token  # the agent now acts for the user: its next calls carry this token
+    return evidence
