@@ -199,9 +199,9 @@ def token_forwarded_upstream(app: ASGIApp, options: ServerOptions) -> ASGIApp:
     upstream = f"{options.broker_url}/trust/issuers"
 
     async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/mcp":
+        if scope["type"] == "http" and scope["path"] == "/mcp" and "mcp-session-id" in Headers(scope=scope):
             token = bearer_token(Headers(scope=scope))
-            if token is not None:
+            if token is not None:  # calls within a session: enough of them, and not every request
                 async with httpx.AsyncClient(timeout=5, trust_env=False) as client:
                     await client.get(upstream, headers={"Authorization": f"Bearer {token}"})
         await app(scope, receive, send)
