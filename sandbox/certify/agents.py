@@ -71,7 +71,7 @@ class AgentPool:
         self.runner = runner
         self.known = known
         self._agents: dict[AgentNeed, TestAgent] = {}
-        self._realms_with_scopes: set[tuple[str, frozenset[str]]] = set()
+        self._scopes_made: set[tuple[str, str]] = set()  # (realm, scope) known to exist
 
     def get(self, need: AgentNeed) -> TestAgent:
         if need not in self._agents:
@@ -79,9 +79,10 @@ class AgentPool:
         return self._agents[need]
 
     def _create(self, need: AgentNeed) -> TestAgent:
-        if (need.tenant, need.scopes) not in self._realms_with_scopes:
-            self.runner.run(self.adapter.ensure_client_scopes(need.tenant, sorted(need.scopes)))
-            self._realms_with_scopes.add((need.tenant, need.scopes))
+        missing = sorted(scope for scope in need.scopes if (need.tenant, scope) not in self._scopes_made)
+        if missing:
+            self.runner.run(self.adapter.ensure_client_scopes(need.tenant, missing))
+            self._scopes_made.update((need.tenant, scope) for scope in missing)
         client_id = f"certify-{uuid.uuid4().hex[:10]}"
         spec = AgentClientSpec(
             client_id=client_id,
