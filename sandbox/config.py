@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sandbox import __version__
@@ -111,6 +111,7 @@ class Settings(BaseSettings):
     broker_policy_file: Path | None = None  # default: <fixtures_dir>/policy.yaml
     broker_housekeeping_interval: float = 2.0  # seconds between checks for ended graces and interrupted revocations
     broker_movable_clock: bool = False  # sandbox only: tenants' clocks may be moved forward (the stack turns it on)
+    broker_interrupted_after: float = 120.0  # seconds a provision may stay `provisioning` before housekeeping undoes it
 
     # Container runtime (SANDBOX_RUNTIME=docker, and compose/): the images, and how this machine builds its own.
     keycloak_image: str | None = None  # default: the official image of keycloak_version
@@ -131,6 +132,15 @@ class Settings(BaseSettings):
     mcp_base_scopes: tuple[str, ...] = ("basic",)  # what every request needs: the IdP scope that carries `sub`
     mcp_events_signer_jwks_url: str | None = None  # who may sign revocation events; default: the broker's JWKS
     mcp_introspection_secret: str | None = None  # default: the stack secret "mcp-resource-server"
+    mcp_denied_call_limit: int = 20  # refused tool calls per principal in a window before its calls get 429
+    mcp_denied_call_window: float = 60.0  # seconds of that window (the 429's Retry-After is what is left of it)
+
+    @model_validator(mode="after")
+    def _no_sandbox_tenants_in_someone_elses_keycloak(self) -> Settings:
+        """Against an existing Keycloak the stack makes no tenants of its own unless told: it touches nothing."""
+        if self.keycloak_url is not None and "tenants" not in self.model_fields_set:
+            object.__setattr__(self, "tenants", [])
+        return self
 
     @field_validator("host")
     @classmethod

@@ -5,7 +5,9 @@ from __future__ import annotations
 import sys
 
 from sandbox.config import Settings
+from sandbox.idp.keycloak import RESOURCE_SERVER_SECRET
 from sandbox.stack.component import Port, ProcessComponent
+from sandbox.stack.state import Secrets
 
 PORT_SETTING = {
     "jwt+events": "SANDBOX_MCP_PORT",
@@ -37,4 +39,7 @@ class McpServer(ProcessComponent):
         return [sys.executable, "-m", "sandbox.mcp_server"]
 
     def environment(self) -> dict[str, str]:
+        # The introspection secret every tenant realm gives this server's client (made here too: against an
+        # external Keycloak no sandbox tenant is created at start-up, but scenarios' tenants will use it).
+        Secrets(self.settings).get_or_create(RESOURCE_SERVER_SECRET)
         return {**super().environment(), "SANDBOX_MCP_AUTH_MODE": self.address.mode}
