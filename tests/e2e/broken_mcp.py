@@ -197,11 +197,15 @@ def query_token_accepted(app: ASGIApp, options: ServerOptions) -> ASGIApp:
 def token_forwarded_upstream(app: ASGIApp, options: ServerOptions) -> ASGIApp:
     """Calls its upstream (the broker's trust list) with the caller's own token."""
     upstream = f"{options.broker_url}/trust/issuers"
+    sessions: set[str] = set()
 
     async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/mcp" and "mcp-session-id" in Headers(scope=scope):
-            token = bearer_token(Headers(scope=scope))
-            if token is not None:  # calls within a session: enough of them, and not every request
+        headers = Headers(scope=scope) if scope["type"] == "http" else Headers()
+        session = headers.get("mcp-session-id")
+        if scope["type"] == "http" and scope["path"] == "/mcp" and session and session not in sessions:
+            sessions.add(session)  # once per session: enough to be seen, cheap enough for every run
+            token = bearer_token(headers)
+            if token is not None:
                 async with httpx.AsyncClient(timeout=5, trust_env=False) as client:
                     await client.get(upstream, headers={"Authorization": f"Bearer {token}"})
         await app(scope, receive, send)
