@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
 from sandbox.broker import audit
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import KEYCLOAK_FAILURES, LIVE, NAME, ServiceBase, why
+from sandbox.broker.base import KEYCLOAK_FAILURES, NAME, SYSTEM, ServiceBase, why
 from sandbox.broker.credentials import key_fingerprint, public_jwk, secret_fingerprint
 from sandbox.broker.errors import (
     BadRequest,
@@ -22,8 +23,10 @@ from sandbox.broker.errors import (
     StorageFailed,
 )
 from sandbox.broker.store import (
+    LIVE,
     Agent,
     Credential,
+    StorageConflict,
 )
 from sandbox.idp.keycloak import AgentClientSpec
 
@@ -43,6 +46,14 @@ class ProvisionRequest:
     servers: list[str] | None = None
     token_lifetime: int | None = None
     source: str = "api"
+
+
+class Interrupted(Exception):
+    """The agent left ``provisioning`` while its provision was still under way (housekeeping undid it)."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(status)
+        self.status = status
 
 
 class AgentOperations(ServiceBase):
@@ -84,6 +95,21 @@ class AgentOperations(ServiceBase):
         return [{"name": r.name, "violations": self.check_request(r)} for r in requests]
 
     async def provision(self, principal: Principal, tenant: str, request: ProvisionRequest) -> dict[str, Any]:
+        try:
+            agent, jwk, needs_approval, now = self._record_provisioning(principal, tenant, request)
+        except StorageFailed as exc:
+            if isinstance(exc.__cause__, StorageConflict):  # another broker process took the name a moment ago
+                raise Conflict(
+                    f"tenant {tenant!r} already has an agent named {request.name!r} (provisioned at the same moment)",
+                    "pick another name, or revoke that agent first",
+                ) from exc
+            raise
+        return await self._create_client(principal, tenant, request, agent, jwk, needs_approval, now)
+
+    def _record_provisioning(
+        self, principal: Principal, tenant: str, request: ProvisionRequest
+    ) -> tuple[Agent, dict[str, Any] | None, bool, datetime]:
+        """Check the request and record the agent as ``provisioning``: from here on its name is taken."""
         problems = self.check_request(request)
         with self._session() as session:
             self._tenant(session, principal, tenant)
@@ -138,6 +164,18 @@ class AgentOperations(ServiceBase):
             session.add(agent)
             session.flush()
             agent.client_id = f"agent-{request.name}-{agent.id[:8]}"
+        return agent, jwk, needs_approval, now
+
+    async def _create_client(
+        self,
+        principal: Principal,
+        tenant: str,
+        request: ProvisionRequest,
+        agent: Agent,
+        jwk: dict[str, Any] | None,
+        needs_approval: bool,
+        now: datetime,
+    ) -> dict[str, Any]:
         spec = AgentClientSpec(
             client_id=agent.client_id,
             name=f"{request.name} ({tenant}, {request.role}/{request.environment}, owner {request.owner})",
@@ -162,6 +200,8 @@ class AgentOperations(ServiceBase):
             with self._session() as session:
                 stored = session.get(Agent, agent.id)
                 assert stored is not None
+                if stored.status != "provisioning":  # housekeeping took it for interrupted and undid it meanwhile
+                    raise Interrupted(stored.status)
                 stored.keycloak_id = client.id
                 stored.service_account_id = client.service_account_id
                 stored.status = status
@@ -188,6 +228,13 @@ class AgentOperations(ServiceBase):
                     reason=str(request.metadata.get("reason", "")),
                 )
                 public = stored.as_public()
+        except Interrupted as exc:
+            await self._remove_quietly(tenant, client.id, agent.client_id, request.mode)
+            raise Conflict(
+                f"provisioning agent {request.name!r} took so long that it was recorded as {exc.status}; "
+                "its Keycloak client was removed again",
+                "provision it again",
+            ) from exc
         except StorageFailed as exc:
             try:
                 await self.adapter.delete_client(tenant, client.id)
@@ -211,7 +258,39 @@ class AgentOperations(ServiceBase):
             },
         }
 
-    async def _undo_provision(self, agent: Agent, principal: Principal, failure: BaseException) -> BrokerError:
+    async def _remove_quietly(self, tenant: str, keycloak_id: str, client_id: str, mode: str) -> None:
+        try:
+            await self.adapter.delete_client(tenant, keycloak_id)
+            if mode == "delegated":
+                await self.adapter.remove_delegation_scope(tenant, client_id)
+        except KEYCLOAK_FAILURES as exc:
+            log.warning(
+                "leftover client not removed", extra={"tenant": tenant, "client": client_id, "reason": why(exc)}
+            )
+
+    async def recover_interrupted_provisions(self) -> int:
+        """Undo provisions a stopped broker left ``provisioning`` for longer than ``broker_interrupted_after``:
+        the Keycloak client (if any was made) is removed and the agent recorded ``failed``, so the name is free."""
+        with self._session() as session:
+            stuck = [
+                a.id
+                for a in session.scalars(select(Agent).where(Agent.status == "provisioning"))
+                if (self.now(a.tenant) - a.created_at).total_seconds() > self.settings.broker_interrupted_after
+            ]
+        recovered = 0
+        for agent_id in stuck:
+            async with self._agent_lock(agent_id):
+                with self._session() as session:
+                    agent = session.get(Agent, agent_id)
+                    if agent is None or agent.status != "provisioning":
+                        continue
+                await self._undo_provision(agent, None, Interrupted("interrupted"), interrupted=True)
+                recovered += 1
+        return recovered
+
+    async def _undo_provision(
+        self, agent: Agent, principal: Principal | None, failure: BaseException, *, interrupted: bool = False
+    ) -> BrokerError:
         """Compensate a provision Keycloak failed halfway; say what is left."""
         try:
             leftover = await self.adapter.find_client(agent.tenant, agent.client_id)
@@ -233,12 +312,15 @@ class AgentOperations(ServiceBase):
                 session,
                 tenant=agent.tenant,
                 agent_id=agent.id,
-                actor=principal.actor,
+                actor=principal.actor if principal else SYSTEM,
                 action="agent.provision_failed",
                 at=self.now(agent.tenant),
                 before={"status": "provisioning"},
                 after={"status": "failed", "cleanup_pending": cleanup_pending},
-                reason=why(failure),
+                reason=f"interrupted: no result within {self.settings.broker_interrupted_after:.0f}s (the broker "
+                "stopped mid-way)"
+                if interrupted
+                else why(failure),
             )
         return IdpFailed(
             f"Keycloak failed while provisioning agent {agent.name!r} ({why(failure)}); {outcome}; "
@@ -255,6 +337,12 @@ class AgentOperations(ServiceBase):
         role_name: str,
         environment: str | None = None,
         reason: str = "",
+    ) -> dict[str, Any]:
+        async with self._agent_lock(agent_id):
+            return await self._change_role(principal, tenant, agent_id, role_name, environment, reason)
+
+    async def _change_role(
+        self, principal: Principal, tenant: str, agent_id: str, role_name: str, environment: str | None, reason: str
     ) -> dict[str, Any]:
         with self._session() as session:
             self._tenant(session, principal, tenant)
@@ -305,6 +393,10 @@ class AgentOperations(ServiceBase):
             return stored.as_public()
 
     async def approve(self, principal: Principal, tenant: str, agent_id: str, reason: str = "") -> dict[str, Any]:
+        async with self._agent_lock(agent_id):
+            return await self._approve(principal, tenant, agent_id, reason)
+
+    async def _approve(self, principal: Principal, tenant: str, agent_id: str, reason: str) -> dict[str, Any]:
         with self._session() as session:
             self._tenant(session, principal, tenant)
             agent = self._agent(session, principal, agent_id, tenant)
@@ -341,6 +433,10 @@ class AgentOperations(ServiceBase):
             return stored.as_public()
 
     async def deny(self, principal: Principal, tenant: str, agent_id: str, reason: str = "") -> dict[str, Any]:
+        async with self._agent_lock(agent_id):
+            return await self._deny(principal, tenant, agent_id, reason)
+
+    async def _deny(self, principal: Principal, tenant: str, agent_id: str, reason: str) -> dict[str, Any]:
         with self._session() as session:
             self._tenant(session, principal, tenant)
             agent = self._agent(session, principal, agent_id, tenant)

@@ -1,7 +1,8 @@
 """The audit log: one entry per transition or admin act, append-only, hash-chained per tenant.
 
 Each entry's hash is SHA-256 over its predecessor's hash and its own fields in canonical JSON, so
-changing, removing or reordering an entry breaks the chain from that entry on; ``verify`` finds it.
+changing, removing or reordering an entry breaks the chain from that entry on; each tenant's head record
+names its newest entry, so removing entries from the end is found too. ``verify`` finds all of it.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from sandbox.broker.store import AuditEntry
+from sandbox.broker.store import AuditEntry, AuditHead
 
 GENESIS = "0" * 64
 PLATFORM = "_platform"  # the "tenant" of acts that belong to no tenant (tenant creation, server registration)
@@ -55,11 +58,13 @@ def record(
     after: dict[str, Any] | None = None,
     reason: str = "",
 ) -> AuditEntry:
-    """Append one entry in the caller's transaction, so the act and its record commit together."""
-    last = session.scalars(
-        select(AuditEntry).where(AuditEntry.tenant == tenant).order_by(AuditEntry.seq.desc()).limit(1)
-    ).first()
-    previous = last.hash if last else GENESIS
+    """Append one entry in the caller's transaction, so the act and its record commit together.
+
+    The tenant's head row is locked first (PostgreSQL; SQLite has one writer at a time anyway), so two broker
+    processes appending to one chain take turns instead of both linking to the same predecessor.
+    """
+    head = _locked_head(session, tenant)
+    previous = head.hash
     entry = AuditEntry(
         tenant=tenant,
         agent_id=agent_id,
@@ -75,7 +80,20 @@ def record(
     entry.hash = entry_hash(previous, _fields(entry))
     session.add(entry)
     session.flush()
+    head.seq, head.hash = entry.seq, entry.hash
     return entry
+
+
+def _locked_head(session: Session, tenant: str) -> AuditHead:
+    dialect = session.get_bind().dialect.name
+    insert = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}.get(dialect)
+    if insert is not None:  # the first entry of a tenant: make its head row, unless another writer just did
+        session.execute(insert(AuditHead).values(tenant=tenant, seq=0, hash=GENESIS).on_conflict_do_nothing())
+    elif session.get(AuditHead, tenant) is None:
+        session.add(AuditHead(tenant=tenant, seq=0, hash=GENESIS))
+        session.flush()
+    statement = select(AuditHead).where(AuditHead.tenant == tenant).with_for_update()
+    return session.execute(statement.execution_options(populate_existing=True)).scalar_one()
 
 
 def as_dict(entry: AuditEntry) -> dict[str, Any]:
@@ -111,6 +129,7 @@ def verify(session: Session) -> Verification:
     """Recompute every tenant's chain; report each entry whose hash or link does not hold."""
     report = Verification()
     last_hash: dict[str, str] = {}
+    last_seq: dict[str, int] = {}
     for entry in session.scalars(select(AuditEntry).order_by(AuditEntry.seq)):
         report.entries += 1
         expected_previous = last_hash.get(entry.tenant, GENESIS)
@@ -122,5 +141,16 @@ def verify(session: Session) -> Verification:
         elif entry.hash != entry_hash(entry.prev_hash, _fields(entry)):
             report.problems.append(f"entry {entry.seq} (tenant {entry.tenant}): its content does not match its hash")
         last_hash[entry.tenant] = entry.hash
+        last_seq[entry.tenant] = entry.seq
+    heads = {head.tenant: head for head in session.scalars(select(AuditHead))}
+    for tenant in sorted(set(heads) | set(last_hash)):
+        head = heads.get(tenant)
+        if head is None:
+            report.problems.append(f"tenant {tenant}: its chain has no head (the head record was removed)")
+        elif head.hash != last_hash.get(tenant, GENESIS):
+            report.problems.append(
+                f"tenant {tenant}: the chain ends at entry {last_seq.get(tenant, 0)}, but its head is entry "
+                f"{head.seq} (entries were removed from the end, or the head was changed)"
+            )
     report.tenants = len(last_hash)
     return report

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
 
 import httpx
@@ -37,7 +37,6 @@ from sandbox.idp.keycloak import IdpUnavailable, KeycloakAdapter
 from sandbox.toolmap import ToolMap
 
 SYSTEM = "broker"
-LIVE = ("provisioning", "pending_approval", "active", "rotating", "dormant", "revoking")
 FINAL = ("revoked", "rejected", "failed")
 MAX_GRACE = 7 * 86400
 NAME = re.compile(r"^[a-z][a-z0-9-]{1,47}$")
@@ -92,6 +91,17 @@ class ServiceBase:
                 yield session
         except StorageError as exc:
             raise StorageFailed(exc.cause, exc.fix) from exc
+
+    @asynccontextmanager
+    async def _agent_lock(self, agent_id: str) -> AsyncIterator[None]:
+        """One state-changing operation on an agent at a time: in this process, and (on PostgreSQL) in every
+        broker process sharing the database. A second caller waits, then sees what the first one left."""
+        async with self._agent_locks[agent_id]:
+            try:
+                async with self.db.exclusive(f"agent:{agent_id}"):
+                    yield
+            except StorageError as exc:
+                raise StorageFailed(exc.cause, exc.fix) from exc
 
     def tenant_issuers(self) -> dict[str, str]:
         with self._session() as session:

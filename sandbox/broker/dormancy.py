@@ -37,49 +37,58 @@ class DormancyOperations(ServiceBase):
             candidates = [(a.id, a.tenant, a.client_id, a.role) for a in session.scalars(query)]
         dormant, errors = [], []
         for agent_id, agent_tenant, client_id, role_name in candidates:
-            try:
-                events = await self.adapter.client_events(agent_tenant, client_id, TOKENS_ISSUED, maximum=1)
-            except KEYCLOAK_FAILURES as exc:
-                errors.append(f"{agent_id}: {why(exc)}")
-                continue
-            role = self.policy.roles.get(role_name)
-            days = role.dormancy_days if role else self.policy.default_dormancy_days
-            now = self.now(agent_tenant)
-            with self._session() as session:
-                agent = session.get(Agent, agent_id)
-                assert agent is not None
-                if events:
-                    token_at = self.clocks.at(agent_tenant, datetime.fromtimestamp(events[0]["time"] / 1000, tz=UTC))
-                    if agent.last_token_at is None or token_at > agent.last_token_at:
-                        agent.last_token_at = token_at
-                last = max(
-                    t for t in (agent.activated_at, agent.created_at, agent.last_token_at, agent.last_tool_call_at) if t
-                )
-                if now - last < timedelta(days=days):
-                    continue
-                keycloak_id = agent.keycloak_id or ""
-            try:
-                await self.adapter.set_client_enabled(agent_tenant, keycloak_id, False)
-            except KEYCLOAK_FAILURES as exc:
-                errors.append(f"{agent_id}: {why(exc)}")
-                continue
-            with self._session() as session:
-                agent = session.get(Agent, agent_id)
-                assert agent is not None
-                agent.status, agent.dormant_since = "dormant", now
-                audit.record(
-                    session,
-                    tenant=agent_tenant,
-                    agent_id=agent_id,
-                    actor=principal.actor if principal else SYSTEM,
-                    action="agent.dormant",
-                    at=now,
-                    before={"status": "active"},
-                    after={"status": "dormant", "last_activity": last.isoformat()},
-                    reason=f"no token issued and no tool call for {days} days (since {last.isoformat()})",
-                )
-                dormant.append(agent.as_public())
+            async with self._agent_lock(agent_id):
+                made, error = await self._judge(principal, agent_id, agent_tenant, client_id, role_name)
+            dormant += [made] if made else []
+            errors += [error] if error else []
         return {"dormant": dormant, "errors": errors, "as_of": self.now(tenant).isoformat()}
+
+    async def _judge(
+        self, principal: Principal | None, agent_id: str, agent_tenant: str, client_id: str, role_name: str
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """Make one agent dormant if it was idle for its role's period: (its public view, or an error)."""
+        try:
+            events = await self.adapter.client_events(agent_tenant, client_id, TOKENS_ISSUED, maximum=1)
+        except KEYCLOAK_FAILURES as exc:
+            return None, f"{agent_id}: {why(exc)}"
+        role = self.policy.roles.get(role_name)
+        days = role.dormancy_days if role else self.policy.default_dormancy_days
+        now = self.now(agent_tenant)
+        with self._session() as session:
+            agent = session.get(Agent, agent_id)
+            assert agent is not None
+            if agent.status != "active":  # revoked or changed meanwhile
+                return None, None
+            if events:
+                token_at = self.clocks.at(agent_tenant, datetime.fromtimestamp(events[0]["time"] / 1000, tz=UTC))
+                if agent.last_token_at is None or token_at > agent.last_token_at:
+                    agent.last_token_at = token_at
+            last = max(
+                t for t in (agent.activated_at, agent.created_at, agent.last_token_at, agent.last_tool_call_at) if t
+            )
+            if now - last < timedelta(days=days):
+                return None, None
+            keycloak_id = agent.keycloak_id or ""
+        try:
+            await self.adapter.set_client_enabled(agent_tenant, keycloak_id, False)
+        except KEYCLOAK_FAILURES as exc:
+            return None, f"{agent_id}: {why(exc)}"
+        with self._session() as session:
+            agent = session.get(Agent, agent_id)
+            assert agent is not None
+            agent.status, agent.dormant_since = "dormant", now
+            audit.record(
+                session,
+                tenant=agent_tenant,
+                agent_id=agent_id,
+                actor=principal.actor if principal else SYSTEM,
+                action="agent.dormant",
+                at=now,
+                before={"status": "active"},
+                after={"status": "dormant", "last_activity": last.isoformat()},
+                reason=f"no token issued and no tool call for {days} days (since {last.isoformat()})",
+            )
+            return agent.as_public(), None
 
     def review_queue(self, principal: Principal, tenant: str) -> list[dict[str, Any]]:
         return self.list_agents(principal, tenant, status="dormant")
@@ -96,12 +105,20 @@ class DormancyOperations(ServiceBase):
                 raise Conflict(
                     f"agent {agent.name!r} is {agent.status}, not dormant", "only dormant agents are reviewed"
                 )
-            keycloak_id = agent.keycloak_id or ""
         if decision == "revoke":
             result = await self.revoke(
                 principal, agent_id, tenant=tenant, reason=reason or "dormant; revoked on review"
             )
             return result["agent"]
+        async with self._agent_lock(agent_id):
+            return await self._keep(principal, tenant, agent_id, reason)
+
+    async def _keep(self, principal: Principal, tenant: str, agent_id: str, reason: str) -> dict[str, Any]:
+        with self._session() as session:
+            agent = self._agent(session, principal, agent_id, tenant)
+            if agent.status != "dormant":  # revoked or kept by another caller meanwhile
+                raise Conflict(f"agent {agent.name!r} is {agent.status}, not dormant", "nothing to review")
+            keycloak_id = agent.keycloak_id or ""
         try:
             await self.adapter.set_client_enabled(tenant, keycloak_id, True)
         except KEYCLOAK_FAILURES as exc:

@@ -41,7 +41,7 @@ class RevocationOperations(ServiceBase):
         One revocation of an agent at a time: a second caller (or the housekeeping resuming it) waits, then
         finds the agent revoked.
         """
-        async with self._agent_locks[agent_id]:
+        async with self._agent_lock(agent_id):
             return await self._revoke(principal, agent_id, tenant, reason, verify_token)
 
     async def _revoke(

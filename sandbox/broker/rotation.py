@@ -61,6 +61,20 @@ class RotationOperations(ServiceBase):
         jwk: dict[str, Any] | None = None,
         reason: str = "",
     ) -> dict[str, Any]:
+        """A new credential; the old one works until the grace ends. One operation on an agent at a time, so a
+        revocation that starts meanwhile waits and then revokes the rotated agent (never the reverse)."""
+        async with self._agent_lock(agent_id):
+            return await self._rotate(principal, tenant, agent_id, grace_seconds, jwk, reason)
+
+    async def _rotate(
+        self,
+        principal: Principal,
+        tenant: str,
+        agent_id: str,
+        grace_seconds: int,
+        jwk: dict[str, Any] | None,
+        reason: str,
+    ) -> dict[str, Any]:
         if not 0 <= grace_seconds <= MAX_GRACE:
             raise BadRequest(f"grace of {grace_seconds}s is out of range", f"give 0 to {MAX_GRACE} seconds")
         with self._session() as session:
@@ -80,6 +94,7 @@ class RotationOperations(ServiceBase):
                 select(Credential).where(Credential.agent_id == agent.id, Credential.state == "current")
             ).first()
             old_jwk = current.public_jwk if current else None
+            recorded = current.fingerprint if current else None
             keycloak_id = agent.keycloak_id or ""
             kind = agent.credential_type
         new_jwk = None
@@ -88,7 +103,7 @@ class RotationOperations(ServiceBase):
             if kind == "client_secret":
                 if jwk is not None:
                     raise BadRequest("a client_secret agent rotates to a new secret, not a key", "omit the jwk")
-                secret = await self.adapter.rotate_client_secret(tenant, keycloak_id, grace_seconds)
+                secret = await self._new_secret(tenant, keycloak_id, grace_seconds, recorded)
             else:
                 if jwk is None:
                     raise BadRequest("rotating a private_key_jwt agent needs its new public JWK", "send jwk")
@@ -155,11 +170,21 @@ class RotationOperations(ServiceBase):
             },
         }
 
+    async def _new_secret(self, tenant: str, keycloak_id: str, grace_seconds: int, recorded: str | None) -> str:
+        """Keycloak's next secret. If Keycloak's current secret is not the one recorded, a rotation was interrupted
+        after Keycloak made its secret (the broker stopped before recording it, so nobody got it): that secret is
+        handed out now with this grace, instead of a second one that would end the old secret's grace at once."""
+        current = await self.adapter.client_secret(tenant, keycloak_id)
+        if recorded is not None and secret_fingerprint(current) != recorded:
+            await self.adapter.keep_rotated_secret(tenant, keycloak_id, grace_seconds)
+            return current
+        return await self.adapter.rotate_client_secret(tenant, keycloak_id, grace_seconds)
+
     async def end_grace(
         self, principal: Principal | None, tenant: str, agent_id: str, reason: str = ""
     ) -> dict[str, Any]:
         """Reject the old credential now (or, from the background task, when the grace has run out)."""
-        async with self._agent_locks[agent_id]:
+        async with self._agent_lock(agent_id):
             return await self._end_grace(principal, tenant, agent_id, reason)
 
     async def _end_grace(self, principal: Principal | None, tenant: str, agent_id: str, reason: str) -> dict[str, Any]:

@@ -8,6 +8,10 @@ span Keycloak and the database are ordered so a failure halfway leaves no half-m
   cannot even be asked, the agent is marked ``failed`` with ``cleanup_pending`` and the background task
   removes the leftover client once Keycloak answers. If the database fails after Keycloak succeeded, the
   client is deleted again.
+  A provision the broker never finished (it stopped mid-way) stays ``provisioning``; after
+  ``broker_interrupted_after`` seconds housekeeping undoes it like a failed one.
+- **rotate** (a client secret) finds a rotation the broker stopped in after Keycloak made the new secret (Keycloak's
+  current secret is not the recorded one) and hands out that secret instead of making another.
 - **revoke** records ``revoking`` first, then disables the client (dead at the token endpoint and for
   introspection), pushes the revocation events, deletes the client and the credential records. If Keycloak
   fails on the way, the agent stays ``revoking``; a second revoke, or the background task, resumes it.
@@ -52,6 +56,7 @@ class BrokerService(
     # Background work: graces that ran out, revocations and clean-ups Keycloak interrupted.
     async def housekeeping(self) -> dict[str, int]:
         done = {"graces_ended": 0, "revocations_resumed": 0, "cleanups": 0}
+        done["provisions_undone"] = await self.recover_interrupted_provisions()
         with self._session() as session:
             expired = [
                 (a.tenant, a.id)

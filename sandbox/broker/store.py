@@ -6,9 +6,12 @@ thumbprint) and public keys only. The audit table is append-only: triggers refus
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -28,7 +32,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from sandbox.config import Settings
@@ -53,6 +57,10 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+#: Statuses of an agent that still holds (or is getting, or is losing) a Keycloak client: its name is taken.
+LIVE = ("provisioning", "pending_approval", "active", "rotating", "dormant", "revoking")
 
 
 class Base(DeclarativeBase):
@@ -110,6 +118,18 @@ class Agent(Base):
     grace_ends_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
     cleanup_pending: Mapped[bool] = mapped_column(Boolean, default=False)  # Keycloak leftovers to remove
+
+    # One live agent per name and tenant, whichever broker process provisions it (a second one gets 409).
+    __table_args__ = (
+        Index(
+            "agents_one_live_name",
+            "tenant",
+            "name",
+            unique=True,
+            sqlite_where=text(f"status IN {LIVE}"),
+            postgresql_where=text(f"status IN {LIVE}"),
+        ),
+    )
 
     def as_public(self) -> dict[str, Any]:
         """What the API shows (no credential material at all)."""
@@ -238,6 +258,20 @@ class AuditEntry(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
+class AuditHead(Base):
+    """The newest entry of each tenant's audit chain, updated with every append in the same transaction.
+
+    It anchors the chain's end, so removing the newest entries is detected like any other change; and its row
+    lock serializes appends to one chain across broker processes (PostgreSQL: ``SELECT … FOR UPDATE``).
+    """
+
+    __tablename__ = "audit_heads"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
 _APPEND_ONLY = {
     "sqlite": [
         "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit "
@@ -265,6 +299,14 @@ def broker_dir(settings: Settings) -> Path:
 
 class StorageError(SandboxError):
     """The broker's database refused or failed."""
+
+
+class StorageConflict(StorageError):
+    """The database refused a change that would break a uniqueness rule (another caller got there first)."""
+
+
+class Busy(StorageError):
+    """Another broker process holds the lock this operation needs for longer than the wait allowed."""
 
 
 class Database:
@@ -297,6 +339,12 @@ class Database:
             try:
                 yield session
                 session.commit()
+            except IntegrityError as exc:
+                session.rollback()
+                raise StorageConflict(
+                    f"the broker database refused a duplicate: {str(exc.orig).splitlines()[0][:200]}",
+                    "another caller made the same change a moment ago; read the current state and retry if needed",
+                ) from exc
             except SQLAlchemyError as exc:
                 session.rollback()
                 raise StorageError(
@@ -306,6 +354,41 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    @asynccontextmanager
+    async def exclusive(self, name: str, wait: float = 30.0) -> AsyncIterator[None]:
+        """Hold the lock ``name`` against every other broker process on this database while the block runs.
+
+        PostgreSQL: a session advisory lock on a connection of its own (released on exit, or when the process
+        dies and its connection closes); polled, so the event loop keeps serving meanwhile. SQLite serves one
+        broker process, whose in-process locks suffice: nothing to do.
+        """
+        if self.engine.dialect.name != "postgresql":
+            yield
+            return
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        deadline = time.monotonic() + wait
+        try:
+            connection = self.engine.connect()
+        except SQLAlchemyError as exc:
+            raise StorageError(f"the broker database failed: {type(exc).__name__}", "check the database") from exc
+        try:
+            while not connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar():
+                connection.rollback()
+                if time.monotonic() > deadline:
+                    raise Busy(
+                        f"{name} is busy in another broker process for more than {wait:.0f}s",
+                        "retry in a moment",
+                    )
+                await asyncio.sleep(0.05)
+            connection.commit()
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                connection.commit()
+        finally:
+            connection.close()
 
     def dispose(self) -> None:
         self.engine.dispose()

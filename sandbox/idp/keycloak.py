@@ -380,16 +380,26 @@ class KeycloakAdapter:
         The tenant template's client policy (executor ``secret-rotation``) keeps the old secret as the
         "rotated" one; its expiry is then set to this rotation's grace, so each rotation has its own.
         """
-        admin = self.admin(realm)
-        secret = (await admin.a_generate_client_secrets(internal_id))["value"]
+        secret = (await self.admin(realm).a_generate_client_secrets(internal_id))["value"]
+        await self.keep_rotated_secret(realm, internal_id, grace_seconds)
+        return str(secret)
+
+    @_translated
+    async def keep_rotated_secret(self, realm: str, internal_id: str, grace_seconds: int) -> None:
+        """The rotated (old) secret stays valid ``grace_seconds`` from now; with 0 it is invalid at once."""
         if grace_seconds <= 0:
             await self.end_secret_grace(realm, internal_id)
-            return secret
+            return
+        admin = self.admin(realm)
         client = await admin.a_get_client(internal_id)
         attributes = dict(client.get("attributes", {}))
         attributes["client.secret.rotated.expiration.time"] = str(int(time.time()) + grace_seconds)
         await admin.a_update_client(internal_id, {"attributes": attributes})
-        return secret
+
+    @_translated
+    async def client_secret(self, realm: str, internal_id: str) -> str:
+        """The client's current secret (the broker compares its fingerprint to tell an interrupted rotation)."""
+        return str((await self.admin(realm).a_get_client_secrets(internal_id))["value"])
 
     @_translated
     async def end_secret_grace(self, realm: str, internal_id: str) -> None:

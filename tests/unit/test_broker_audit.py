@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -73,3 +74,39 @@ def test_the_table_is_append_only(db: Database) -> None:
     with pytest.raises(StorageError), db.session() as session:
         session.execute(text("DELETE FROM audit"))
     assert problems(db) == []
+
+
+@pytest.mark.reliability(
+    "Secret hygiene",
+    "Audit entry edited or removed, each entry in turn, newest included (unit)",
+    "every change named by `audit verify`",
+)
+def test_changing_or_removing_any_entry_is_detected(tmp_path: Path, reliability: Any) -> None:
+    for seq in (1, 2, 3, 4):
+        for statement in (
+            f"UPDATE audit SET reason = 'hidden' WHERE seq = {seq}",
+            f"DELETE FROM audit WHERE seq = {seq}",
+        ):
+            database = Database(f"sqlite:///{tmp_path / f'{seq}-{len(statement)}.db'}")
+            database.create_schema()
+            with database.session() as session:
+                for tenant in ("acme", "globex", "acme", "acme"):
+                    audit.record(session, tenant=tenant, actor="alice", action="agent.provisioned", at=AT)
+            assert problems(database) == []
+            raw(database, statement)
+            assert problems(database), statement
+            database.dispose()
+            reliability.add()
+
+
+def test_removing_the_newest_entry_is_named_against_the_chain_head(db: Database) -> None:
+    raw(db, "DELETE FROM audit WHERE seq = 4")
+    assert problems(db) == [
+        "tenant acme: the chain ends at entry 3, but its head is entry 4 "
+        "(entries were removed from the end, or the head was changed)"
+    ]
+
+
+def test_removing_a_chain_head_is_detected(db: Database) -> None:
+    raw(db, "DELETE FROM audit_heads WHERE tenant = 'globex'")
+    assert problems(db) == ["tenant globex: its chain has no head (the head record was removed)"]
