@@ -27,6 +27,7 @@ from sandbox.broker.service import BrokerService
 from sandbox.broker.store import Database, broker_dir, default_database_url
 from sandbox.config import Settings, load_settings
 from sandbox.errors import SandboxError
+from sandbox.http_limits import BodySizeLimit, HeaderSizeLimit
 from sandbox.idp.keycloak import ADMIN_CLIENT_ID, IdpUnavailable, KeycloakAdapter
 from sandbox.stack.state import Secrets
 from sandbox.toolmap import ToolMap
@@ -116,6 +117,8 @@ def create_app(
     )
     _install_error_handlers(app)
     _add_routes(app)
+    app.add_middleware(BodySizeLimit)  # 413 over 1 MiB
+    app.add_middleware(HeaderSizeLimit)  # 431 over 16 KiB of headers, before anything reads them
     return app
 
 

@@ -33,6 +33,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sandbox.http_limits import MAX_BODY_BYTES, HeaderSizeLimit, TooLarge, read_body
 from sandbox.mcp_server import challenges
 from sandbox.mcp_server.discovery import AuthorizationServers
 from sandbox.mcp_server.errors import InvalidToken, VerificationUnavailable
@@ -45,6 +46,7 @@ from sandbox.mcp_server.principal import SCOPE_KEY, Principal, principal_in
 from sandbox.mcp_server.revocations import RevocationList
 from sandbox.mcp_server.scoping import MalformedRequest, ToolCall, ToolPolicy, read_tool_call
 from sandbox.mcp_server.tenants import TenantDirectory
+from sandbox.mcp_server.throttle import DeniedCallLimiter
 from sandbox.mcp_server.tools import build_mcp
 from sandbox.mcp_server.trust import TrustedIssuers
 from sandbox.mcp_server.usage import UsageReporter
@@ -53,17 +55,11 @@ from sandbox.toolmap import ToolMap
 
 log = logging.getLogger("sandbox.mcp_server")
 
-MAX_BODY_BYTES = 1024 * 1024
-MAX_HEADER_BYTES = 16 * 1024
 LOOPBACK = TransportSecuritySettings(
     enable_dns_rebinding_protection=True,
     allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
     allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
 )
-
-
-class TooLarge(Exception):
-    pass
 
 
 class AmbiguousAuthorization(Exception):
@@ -79,23 +75,6 @@ def bearer_token(headers: Headers) -> str | None:
         return None
     scheme, _, credentials = values[0].strip().partition(" ")
     return credentials.strip() if scheme.lower() == "bearer" else None
-
-
-async def read_body(receive: Receive, headers: Headers, limit: int) -> bytes:
-    declared = headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise TooLarge
-    body = bytearray()
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        body.extend(message.get("body", b""))
-        if len(body) > limit:
-            raise TooLarge
-        if not message.get("more_body", False):
-            break
-    return bytes(body)
 
 
 def replaying(body: bytes, receive: Receive) -> Receive:
@@ -121,8 +100,10 @@ class ProtectedMcpEndpoint:
         sessions: StreamableHTTPSessionManager,
         usage: UsageReporter,
         anonymous: Principal | None = None,
+        limiter: DeniedCallLimiter | None = None,
     ) -> None:
         self.options = options
+        self.limiter = limiter or DeniedCallLimiter(options.denied_call_limit, options.denied_call_window)
         self.anonymous = anonymous  # set only without auth (benchmarks): who every request is taken to be
         self.verifier = verifier
         self.policy = policy
@@ -182,6 +163,14 @@ class ProtectedMcpEndpoint:
             return challenges.bad_request(malformed.message, code=malformed.code, request_id=malformed.request_id)
         if call is None or not self.policy.knows(call.tool):
             return None  # not a tool call, or a tool the SDK will report as unknown
+        key = (principal.issuer, principal.client_id)
+        retry_after = self.limiter.retry_after(key)
+        if retry_after is not None:
+            self.usage.record(
+                issuer=principal.issuer, client_id=principal.client_id, tool=call.tool, allowed=False, status=429
+            )
+            log.warning("tool call throttled", extra={**principal.describe(), "tool": call.tool, "retry": retry_after})
+            return challenges.too_many_refusals(retry_after)
         needed = self.policy.needed_for(call)
         if needed is None:
             environments = ", ".join(self.policy.toolmap.environments)
@@ -191,6 +180,7 @@ class ProtectedMcpEndpoint:
                 request_id=call.request_id,
             )
         if not principal.may(needed):
+            self.limiter.refused(key)
             self.usage.record(
                 issuer=principal.issuer, client_id=principal.client_id, tool=call.tool, allowed=False, status=403
             )
@@ -228,20 +218,6 @@ class ProtectedMcpEndpoint:
                     allowed=True,
                     status=status,
                 )
-
-
-class HeaderSizeLimit:
-    """431 for a request whose header block exceeds ``limit`` bytes, before anything reads it."""
-
-    def __init__(self, app: ASGIApp, limit: int = MAX_HEADER_BYTES) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and sum(len(k) + len(v) + 4 for k, v in scope["headers"]) > self.limit:
-            response = JSONResponse({"error": "request header fields too large"}, status_code=431)
-            return await response(scope, receive, send)
-        await self.app(scope, receive, send)
 
 
 class AccessLog:

@@ -71,6 +71,15 @@ def unavailable(description: str) -> JSONResponse:
     return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
 
 
+def too_many_refusals(retry_after: int) -> JSONResponse:
+    """429: this caller was refused too many tool calls lately (see :mod:`sandbox.mcp_server.throttle`)."""
+    body = {
+        "error": "too_many_requests",
+        "error_description": f"too many refused tool calls; retry after {retry_after} s",
+    }
+    return JSONResponse(body, status_code=429, headers={"Retry-After": str(retry_after)})
+
+
 def bad_request(message: str, *, code: int = -32600, request_id: Any = None) -> JSONResponse:
     """400 with a JSON-RPC error (``-32700`` parse error, ``-32600`` invalid request, ``-32602`` invalid params)."""
     body = {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}

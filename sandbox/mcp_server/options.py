@@ -41,6 +41,8 @@ class ServerOptions:
     jwks_refetch_interval: float
     trust_refetch_interval: float
     usage_flush_interval: float
+    denied_call_limit: int = 20  # refused tool calls per principal in a window before its tool calls get 429
+    denied_call_window: float = 60.0
     #: For benchmarks only (`mcp-sandbox mcp-server --no-auth`): no token is read or checked; every request is
     #: served as one anonymous caller with every scope, in the tenant of the first trusted issuer.
     no_auth: bool = False
@@ -126,5 +128,7 @@ class ServerOptions:
             jwks_refetch_interval=settings.mcp_jwks_refetch_interval,
             trust_refetch_interval=settings.mcp_trust_refetch_interval,
             usage_flush_interval=settings.mcp_usage_flush_interval,
+            denied_call_limit=settings.mcp_denied_call_limit,
+            denied_call_window=settings.mcp_denied_call_window,
             no_auth=no_auth,
         )

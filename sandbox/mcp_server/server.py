@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uvicorn
 
+from sandbox.http_limits import MAX_HEADER_BYTES
 from sandbox.log import configure_logging
-from sandbox.mcp_server.app import MAX_HEADER_BYTES, build_app
+from sandbox.mcp_server.app import build_app
 from sandbox.mcp_server.options import ServerOptions
 
 
@@ -19,7 +20,7 @@ def serve(options: ServerOptions) -> None:
         access_log=False,  # sandbox.mcp_server.app.AccessLog logs each request, without its query string
         proxy_headers=False,  # loopback only: no proxy's X-Forwarded-* is ever believed
         server_header=False,
-        h11_max_incomplete_event_size=MAX_HEADER_BYTES,  # the parser's own bound; app.HeaderSizeLimit is exact
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,  # the parser's own bound; HeaderSizeLimit is exact
         timeout_graceful_shutdown=5,
     )
     uvicorn.Server(config).run()
