@@ -83,14 +83,17 @@ def load_yaml(path: Path) -> YamlDocument:
         text = path.read_text()
     except OSError as exc:
         raise SandboxError(f"cannot read {path}: {exc.strerror}", "check the path") from exc
+    lines: dict[Location, int] = {}
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
+        data = _build(root, (), lines, yaml.SafeLoader("")) if root is not None else None
+    except yaml.MarkedYAMLError as exc:  # syntax, or a value no safe loader builds (a python/object tag, say)
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
         raise FileError(path, line, f"not valid YAML: {exc.problem}", "fix the syntax at that line") from None
-    lines: dict[Location, int] = {}
-    data = _build(root, (), lines, yaml.SafeLoader("")) if root is not None else None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (a control character, say)
+        line = text[: exc.position].count("\n") + 1
+        raise FileError(path, line, f"not valid YAML: {exc.reason}", "remove that character") from None
     return YamlDocument(path, data, lines)
 
 
