@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 
 from sandbox.errors import SandboxError
+from sandbox.issued import remember_answer
 
 
 class BrokerRefused(SandboxError):
@@ -52,7 +53,9 @@ class BrokerClient:
             cause = body.get("cause") or body.get("detail") or response.reason_phrase
             fix = body.get("fix") or _fix_for(response.status_code)
             raise BrokerRefused(response.status_code, str(body.get("error", "error")), str(cause), str(fix), body)
-        return response.json() if response.content else None
+        answer = response.json() if response.content else None
+        remember_answer(answer)  # credentials shown once; recorded only when a test run keeps a registry
+        return answer
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})

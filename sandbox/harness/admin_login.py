@@ -27,6 +27,7 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from sandbox.errors import SandboxError
 from sandbox.idp.keycloak import ADMIN_LOGIN_CLIENT_ID, USER_LOGIN_CLIENT_ID, delegation_scope
+from sandbox.issued import remember_answer
 
 REDIRECT_URI = "http://127.0.0.1/broker-admin/callback"  # never served: the code is read from the redirect
 MAX_STEPS = 8
@@ -261,4 +262,5 @@ async def _exchange(
     if response.status_code != 200:
         raise LoginFailed(f"the code exchange failed ({response.status_code})", "retry the login")
     body = response.json()
+    remember_answer(body)  # only when a test run keeps a registry of what it was issued
     return LoginTokens(body["access_token"], body.get("id_token"), int(body.get("expires_in", 0)))

@@ -12,11 +12,14 @@ from sandbox.agent.tokens import ClientSecretCredential, Credential, PrivateKeyC
 from sandbox.broker.client import BrokerClient
 from sandbox.config import Settings
 from sandbox.harness.tenants import Tenant, TenantAdmin
+from sandbox.issued import remember_answer
 
 
 def new_key(kid: str) -> RSAKey:
     """A fresh RSA key for a private_key_jwt agent (the broker gets only its public half)."""
-    return RSAKey.generate_key(2048, parameters={"kid": kid, "alg": "RS256", "use": "sig"})
+    key = RSAKey.generate_key(2048, parameters={"kid": kid, "alg": "RS256", "use": "sig"}, private=True)
+    remember_answer(key.as_dict(private=True))
+    return key
 
 
 def credential_for(issued: dict[str, Any], key: RSAKey | None) -> Credential:

@@ -20,6 +20,7 @@ from sandbox.config import Settings
 from sandbox.errors import SandboxError
 from sandbox.harness.admin_login import admin_login
 from sandbox.idp.keycloak import ADMIN_CLIENT_ID
+from sandbox.issued import remember_answer
 from sandbox.stack.broker import SANDBOX_ADMIN, admin_secret_names, otp_base32
 from sandbox.stack.state import Secrets
 
@@ -34,6 +35,7 @@ def operator_token(settings: Settings) -> str:
         timeout=30,
     )
     response.raise_for_status()
+    remember_answer(response.json())
     return str(response.json()["access_token"])
 
 

@@ -1,0 +1,95 @@
+"""Look through what a stack and a test run left on disk for credentials that should never be stored there.
+
+What is looked for: every credential in the issued registry (:mod:`sandbox.issued`) and in the stack's
+own secrets file, the broker's event-signing key, and anything shaped like a full signed JWT or a PEM private
+key. Where: every file under the stack's state directory (logs of every component, the broker's database and
+its audit, generated configs), and any further directories given (reports, the test run's temporary files),
+except the places that hold credentials by design: the stack's secrets file, the registry itself, the broker's
+signing key and Keycloak's own data (the IdP must store its keys and clients' secrets).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sandbox.config import Settings
+from sandbox.issued import remembered
+
+FULL_JWT = re.compile(rb"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}")
+PRIVATE_KEY = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+MAX_FILE_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: Path
+    what: str  # never the credential itself: its kind and first characters
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.what}"
+
+
+@dataclass(frozen=True)
+class ScanReport:
+    files: int
+    credentials: int
+    findings: list[Finding]
+
+
+def by_design(settings: Settings, registry: Path | None) -> set[Path]:
+    """Files and directories that hold credentials on purpose."""
+    places = {
+        settings.secrets_file,
+        settings.state_dir / "broker" / "set-signing-key.json",
+        settings.state_dir / "keycloak",
+    }
+    return {p.resolve() for p in places | ({registry} if registry else set())}
+
+
+def known_credentials(settings: Settings, registry: Path | None) -> set[str]:
+    values = remembered(registry) if registry else set()
+    if settings.secrets_file.exists():
+        values |= {v for v in json.loads(settings.secrets_file.read_text()).values() if isinstance(v, str)}
+    signing_key = settings.state_dir / "broker" / "set-signing-key.json"
+    if signing_key.exists():
+        values.add(json.loads(signing_key.read_text()).get("d", ""))
+    return {v for v in values if len(v) >= 8}
+
+
+def scan(roots: Iterable[Path], credentials: set[str], skip: set[Path]) -> ScanReport:
+    encoded = [(value, value.encode()) for value in sorted(credentials)]
+    findings: list[Finding] = []
+    files = 0
+    for path in _files(roots, skip):
+        try:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                continue
+            content = path.read_bytes()
+        except OSError:
+            continue
+        files += 1
+        findings += [Finding(path, f"an issued credential ({value[:4]}…)") for value, raw in encoded if raw in content]
+        if match := FULL_JWT.search(content):
+            findings.append(Finding(path, f"a full signed token ({match.group()[:12].decode()}…)"))
+        if PRIVATE_KEY.search(content):
+            findings.append(Finding(path, "a PEM private key"))
+    return ScanReport(files, len(encoded), findings)
+
+
+def _files(roots: Iterable[Path], skip: set[Path]) -> Iterable[Path]:
+    seen: set[Path] = set()
+    for root in roots:
+        if not root.exists():
+            continue
+        for path in sorted(root.rglob("*")):
+            resolved = path.resolve()
+            if resolved in seen or not path.is_file() or path.is_symlink():
+                continue
+            if resolved in skip or any(parent in skip for parent in resolved.parents):
+                continue
+            seen.add(resolved)
+            yield path

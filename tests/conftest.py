@@ -1,0 +1,163 @@
+"""What the whole test run checks once, in the controlling process: the secret scan after the suite, and the
+reliability table.
+
+- Every credential the run is issued (agent secrets, admin passwords and one-time-code seeds, tokens, keys) is
+  recorded in a registry file in the stack's state directory (``sandbox.issued``; the workers inherit its
+  path). When the session ends, ``sandbox.harness.secret_scan`` looks for each of them, and for anything
+  shaped like a full token or a private key, in every log, the broker's database and audit, generated configs
+  and the run's reports; one found fails the run.
+- Tests marked ``@pytest.mark.reliability(area, attack, expected)`` (and counting their cases with the
+  ``reliability`` fixture) are collected with their outcome into ``reports/reliability.json``; with
+  ``--reliability-table README.md`` the table between the markers in that file is rendered from it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pytest
+
+from sandbox.config import load_settings
+from sandbox.harness.secret_scan import by_design, known_credentials, scan
+from sandbox.issued import ENVIRONMENT as REGISTRY_VARIABLE
+
+ROOT = Path(__file__).parent.parent
+RESULTS = ROOT / "reports" / "reliability.json"
+BEGIN, END = "<!-- reliability-table:begin -->", "<!-- reliability-table:end -->"
+AREAS = ["Faults", "Hostile input", "Abuse", "Secret hygiene", "Concurrency", "Scale out"]
+
+
+@dataclass
+class Row:
+    area: str
+    attack: str
+    cases: int
+    outcome: str
+    test: str
+
+
+_ROWS: list[Row] = []
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--reliability-table",
+        metavar="FILE",
+        default=None,
+        help="render the reliability table of this run into FILE, between its reliability-table markers",
+    )
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+@pytest.hookimpl(trylast=True)  # after the sandbox plugin chose the run's state directory
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "reliability(area, attack, expected): a fault or attack tried; a row of the reliability table"
+    )
+    if _is_worker(config) or REGISTRY_VARIABLE in os.environ:
+        return
+    state_dir = load_settings().state_dir
+    state_dir.mkdir(parents=True, exist_ok=True)
+    os.environ[REGISTRY_VARIABLE] = str(state_dir / "issued-credentials.jsonl")
+
+
+class Cases:
+    """How many cases a reliability test tried (``reliability.add(n)``); one unless it says more."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def add(self, count: int = 1) -> None:
+        self.count += count
+
+
+CASES = pytest.StashKey[Cases]()
+
+
+@pytest.fixture
+def reliability(request: pytest.FixtureRequest) -> Cases:
+    cases = request.node.stash.setdefault(CASES, Cases())
+    return cases
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    marker = item.get_closest_marker("reliability")
+    if marker is None or not (report.when == "call" or (report.when == "setup" and not report.passed)):
+        return
+    area, attack, expected = marker.args
+    cases = item.stash.get(CASES, Cases()).count or 1
+    if report.passed:
+        result = expected
+    else:
+        reason = str(report.longrepr).strip().splitlines()[-1] if report.longrepr else ""
+        result = f"**FAILED** {reason[:140]}"
+    row = Row(area, attack, cases, result, item.nodeid)
+    report.user_properties.append(("reliability", json.dumps(asdict(row))))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, value in report.user_properties:
+        if name == "reliability":
+            _ROWS.append(Row(**json.loads(value)))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if _is_worker(config):
+        return
+    stack_ran = Path(os.environ.get("SANDBOX_STATE_DIR", "/nonexistent"), "state.json").exists()
+    if stack_ran:
+        scanned = _secret_scan(config)
+        if not scanned:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if _ROWS:
+        RESULTS.parent.mkdir(exist_ok=True)
+        RESULTS.write_text(json.dumps([asdict(r) for r in _ROWS], indent=2) + "\n")
+        target = config.getoption("--reliability-table")
+        if target:
+            render_table(Path(target), _ROWS)
+
+
+def _secret_scan(config: pytest.Config) -> bool:
+    """Scan the stack's state directory, the reports and the run's temporary files; report, and say if clean."""
+    settings = load_settings()
+    registry = Path(os.environ[REGISTRY_VARIABLE])
+    roots = [settings.state_dir, ROOT / "reports", config._tmp_path_factory.getbasetemp()]  # type: ignore[attr-defined]
+    report = scan(roots, known_credentials(settings, registry), by_design(settings, registry))
+    clean = not report.findings and report.credentials > 0
+    expected = f"0 found in {report.files} files (logs, broker database and audit, configs, reports)"
+    outcome = expected if clean else f"**FAILED** {len(report.findings)} found: {'; '.join(map(str, report.findings))}"
+    if report.credentials == 0:
+        outcome = "**FAILED** no credential was recorded: the registry is not working"
+    _ROWS.append(
+        Row("Secret hygiene", "Scan after the whole suite for every credential issued", report.credentials, outcome, "")
+    )
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_sep("=", "secret scan", red=not clean, green=clean)
+        reporter.write_line(f"{report.credentials} credentials looked for in {report.files} files: {outcome}")
+    registry.unlink(missing_ok=True)
+    return clean
+
+
+def render_table(path: Path, rows: list[Row]) -> None:
+    """Put the table between the markers of ``path`` (the README's reliability section)."""
+    text = path.read_text()
+    if BEGIN not in text or END not in text:
+        raise pytest.UsageError(f"{path} has no {BEGIN} … {END} markers to put the reliability table between")
+    order = {area: index for index, area in enumerate(AREAS)}
+    lines = ["| Area | Fault or attack tried | Cases | Outcome |", "| --- | --- | ---: | --- |"]
+    for row in sorted(rows, key=lambda r: (order.get(r.area, len(AREAS)), r.attack)):
+        lines.append(f"| {row.area} | {row.attack} | {row.cases} | {row.outcome} |")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(f"{head}{BEGIN}\n{chr(10).join(lines)}\n{END}{tail}")
