@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -33,43 +31,11 @@ def containers_of(state_dir: Path) -> list[str]:
     return listing.stdout.split()
 
 
-#: Revocation then 401, tenant isolation, rotation without outage: tests written for the stack, whatever runs it.
-LIFECYCLE_TESTS = [
-    "tests/e2e/broker/test_lifecycle.py::test_revocation_kills_credentials_and_tokens_everywhere",
-    "tests/e2e/broker/test_lifecycle.py::test_another_tenants_resources_are_404",
-    "tests/e2e/broker/test_lifecycle.py::test_rotation_keeps_both_secrets_during_grace_and_reports_dependencies",
-    "tests/e2e/test_mcp_requirements.py::test_tenant_each_token_sees_only_its_own_tenants_data",
-]
+#: The acceptance scenarios of the container runtime: the very files the local runtime runs (scenarios/).
+SCENARIOS = ["06-revoke-then-401.yaml", "07-tenant-isolation.yaml", "05-rotation-secret.yaml"]
 
 
-def run_tests_against(env: dict[str, str], tests: list[str]) -> tuple[int, str]:
-    """A pytest session on the stack described by ``env`` (`--sandbox-stack=running`); its exit code and summary."""
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("SANDBOX_", "PYTEST_"))}
-    session = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "--tb=short",
-            "-p",
-            "no:cacheprovider",
-            "--sandbox-stack=running",
-            *tests,
-        ],
-        cwd=REPOSITORY,
-        env={**inherited, **env},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    lines = session.stdout.strip().splitlines()
-    return session.returncode, "\n".join(
-        [line for line in lines if line.startswith(("E ", "tests/"))][-40:] + lines[-3:]
-    )
-
-
-def test_up_runs_the_stack_in_containers_that_pass_the_lifecycle_tests_and_down_removes_them_all(
+def test_up_runs_the_stack_in_containers_that_pass_the_scenarios_and_down_removes_them_all(
     tmp_path: Path, docker_images: dict[str, str]
 ) -> None:
     env = {**isolated_stack_env(tmp_path, **docker_images), "SANDBOX_RUNTIME": "docker"}
@@ -102,9 +68,13 @@ def test_up_runs_the_stack_in_containers_that_pass_the_lifecycle_tests_and_down_
         assert {address.port for address in listening} == ports
         assert all(address.ip in ("127.0.0.1", "::ffff:127.0.0.1", "::1") for address in listening), listening
 
-        exit_code, summary = run_tests_against(env, LIFECYCLE_TESTS)
-        assert exit_code == 0, summary
-        assert f"{len(LIFECYCLE_TESTS)} passed" in summary, summary
+        # Revoke then 401, tenant isolation, rotation without outage: `mcp-sandbox run` on this stack.
+        run = mcp_sandbox("run", *(str(REPOSITORY / "scenarios" / name) for name in SCENARIOS), env=env, timeout=900)
+        failures = [
+            line for line in run.stderr.splitlines() if "FAILED" in line or ": error" in line or "failed" in line
+        ]
+        assert run.returncode == 0, "\n".join(failures) or run.stderr[-3000:]
+        assert f"{len(SCENARIOS)} of {len(SCENARIOS)} scenarios passed" in run.stdout
     finally:
         down = mcp_sandbox("down", env=env)
     assert down.returncode == 0, down.stderr
