@@ -6,10 +6,18 @@ each to its container form, so a component added there runs in both runtimes.
 
 from __future__ import annotations
 
+from sandbox.errors import SandboxError
 from sandbox.stack.component import Component, ProcessComponent
 from sandbox.stack.keycloak import LocalKeycloak
-from sandbox.stack.keycloak_container import ContainerKeycloak
-from sandbox.stack.project_container import ProjectContainer
+
+try:
+    from sandbox.stack.keycloak_container import ContainerKeycloak
+    from sandbox.stack.project_container import ProjectContainer
+except ModuleNotFoundError as missing:  # testcontainers and docker come with the [docker] extra
+    raise SandboxError(
+        f"the docker runtime needs {missing.name}, which is not installed",
+        "pip install 'mcp-agent-sandbox[docker]', or use the local runtime",
+    ) from missing
 
 
 def in_container(component: Component) -> Component:
