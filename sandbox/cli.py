@@ -249,6 +249,14 @@ def run(
 
 
 @app.command()
+def schema() -> None:
+    """Print the JSON Schema of scenario files (published as scenarios/scenario.schema.json)."""
+    from sandbox.scenarios.schema import schema_text
+
+    sys.stdout.write(schema_text())
+
+
+@app.command()
 def bench(
     names: Annotated[list[str] | None, typer.Argument(help="Benchmarks to run; all when omitted.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the figures as JSON here.")] = None,

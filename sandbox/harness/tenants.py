@@ -8,10 +8,12 @@ clean removal afterwards.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -23,6 +25,8 @@ from sandbox.idp.keycloak import ADMIN_CLIENT_ID
 from sandbox.issued import remember_answer
 from sandbox.stack.broker import SANDBOX_ADMIN, admin_secret_names, otp_base32
 from sandbox.stack.state import Secrets
+
+T = TypeVar("T")
 
 
 def operator_token(settings: Settings) -> str:
@@ -61,10 +65,20 @@ class TenantAdmin:
         return self._token
 
     def token(self) -> str:
-        """The same, for synchronous callers."""
+        """The same, for synchronous callers (also from inside a running event loop, e.g. an async test)."""
         if self._token is None or time.monotonic() > self._expires:
-            return asyncio.run(self.login())
+            return run_sync(self.login())
         return self._token
+
+
+def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from synchronous code, on a thread of its own if a loop runs here."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 @dataclass

@@ -1,0 +1,63 @@
+"""Scenario runs through the command line: a broken expectation says which step, what was expected, what happened."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from sandbox.pytest_plugin import SandboxStack
+
+MCP_SANDBOX = str(Path(sys.executable).parent / "mcp-sandbox")
+
+BROKEN = """\
+name: broken-expectation
+description: A reader is (wrongly) expected to create an invoice.
+agents:
+  reader: {role: read-only-analytics}
+steps:
+  - provision: reader
+  - call_tool: {agent: reader, tool: invoices.create, expect: allowed}
+  - revoke: reader
+"""
+
+
+def test_a_broken_expectation_fails_naming_the_step_the_expected_and_the_actual(
+    sandbox_stack: SandboxStack, tmp_path: Path
+) -> None:
+    scenario = tmp_path / "broken.yaml"
+    scenario.write_text(BROKEN)
+    junit, html = tmp_path / "out" / "junit.xml", tmp_path / "out" / "report.html"
+    result = subprocess.run(
+        [MCP_SANDBOX, "run", str(scenario), "--junit-xml", str(junit), "--report", str(html)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=os.environ,
+    )
+    assert result.returncode == 1
+    assert "0 of 1 scenarios passed" in result.stdout
+    failure = next(line for line in result.stderr.splitlines() if line.startswith("FAILED"))
+    assert "step 2 (call_tool: reader invoices.create expect allowed) at line 7" in failure
+    assert "expected allowed from jwt+events, got 403" in failure and 'error="insufficient_scope"' in failure
+    assert "step 3 (revoke: reader expect revoked) at line 8: not run" in result.stderr
+
+    case = ET.parse(junit).getroot().find("testcase")
+    assert case is not None and case.get("name") == "broken-expectation"
+    assert "expected allowed from jwt+events, got 403" in (case.find("failure").get("message") or "")  # type: ignore[union-attr]
+    page = html.read_text()
+    assert "broken-expectation — failed" in page and "expected allowed from jwt+events, got 403" in page
+
+
+def test_a_file_with_a_mistake_is_refused_before_anything_runs(sandbox_stack: SandboxStack, tmp_path: Path) -> None:
+    good, bad = tmp_path / "a-good.yaml", tmp_path / "b-bad.yaml"
+    good.write_text(BROKEN.replace("expect: allowed", 'expect: "403"'))
+    bad.write_text(BROKEN.replace("revoke: reader", "revoke: writer"))
+    result = subprocess.run(
+        [MCP_SANDBOX, "run", str(tmp_path)], capture_output=True, text=True, timeout=120, env=os.environ
+    )
+    assert result.returncode == 1
+    assert f"{bad}:8: revoke names 'writer', which the scenario does not declare" in result.stderr
+    assert "scenarios passed" not in result.stdout  # nothing ran, not even the good file
