@@ -16,9 +16,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## sandbox: install, start the stack, print where everything is
+## sandbox: install, start the stack, run the quickstart scenario, print where everything is
 sandbox: install
-	$(BIN)/mcp-sandbox up $(if $(RUNTIME),--runtime $(RUNTIME))
+	$(BIN)/mcp-sandbox up $(if $(RUNTIME),--runtime $(RUNTIME)) > /dev/null
+	$(BIN)/mcp-sandbox run scenarios/00-quickstart.yaml --report reports/quickstart.html
+	$(BIN)/mcp-sandbox info
+	@echo "Quickstart report: reports/quickstart.html"
 
 ## images: a Docker engine (started if none answers) and the docker runtime's images built here, cached by input
 images: install
