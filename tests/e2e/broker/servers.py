@@ -4,6 +4,7 @@ makes chosen Keycloak Admin REST calls fail (to break an operation halfway)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import time
@@ -101,15 +102,36 @@ def _claims(token: str) -> dict[str, Any]:
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
+class Hold:
+    """The first request matching a rule waits at the proxy until released (to stop something mid-operation)."""
+
+    def __init__(self, method: str, pattern: str) -> None:
+        self.method, self.pattern = method, re.compile(pattern)
+        self.arrived, self.released = threading.Event(), threading.Event()
+        self.forward = True
+
+    def release(self, *, forward: bool = True) -> None:
+        """Let the held request go on to Keycloak, or (forward=False) answer it 503 without sending it."""
+        self.forward = forward
+        self.released.set()
+
+
 class FlakyKeycloak:
-    """A reverse proxy to Keycloak that answers 503 to the requests matching the rules set now."""
+    """A reverse proxy to Keycloak that answers 503 to the requests matching the rules set now, and holds the
+    first request matching a hold until the test releases it. A Keycloak that does not answer is a 502."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
         self.failing: list[tuple[str, re.Pattern[str]]] = []
+        self.holds: list[Hold] = []
 
     def fail(self, method: str, path_pattern: str) -> None:
         self.failing.append((method, re.compile(path_pattern)))
+
+    def hold(self, method: str, path_pattern: str) -> Hold:
+        hold = Hold(method, path_pattern)
+        self.holds.append(hold)
+        return hold
 
     def heal(self) -> None:
         self.failing.clear()
@@ -121,15 +143,24 @@ class FlakyKeycloak:
         path = request.url.path
         if any(method == request.method and pattern.search(path) for method, pattern in self.failing):
             return JSONResponse({"error": "injected failure"}, status_code=503)
+        for hold in self.holds:
+            if hold.method == request.method and hold.pattern.search(path) and not hold.arrived.is_set():
+                hold.arrived.set()
+                await asyncio.to_thread(hold.released.wait, 300)
+                if not hold.forward:
+                    return JSONResponse({"error": "dropped by the test"}, status_code=503)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
-        async with httpx.AsyncClient() as http:
-            answer = await http.request(
-                request.method,
-                f"{self.upstream}{path}",
-                params=request.query_params,
-                headers=headers,
-                content=await request.body(),
-            )
+        try:
+            async with httpx.AsyncClient() as http:
+                answer = await http.request(
+                    request.method,
+                    f"{self.upstream}{path}",
+                    params=request.query_params,
+                    headers=headers,
+                    content=await request.body(),
+                )
+        except httpx.TransportError:
+            return JSONResponse({"error": "Keycloak does not answer"}, status_code=502)
         drop = ("content-length", "content-encoding", "transfer-encoding", "connection")
         return Response(
             answer.content, answer.status_code, {k: v for k, v in answer.headers.items() if k.lower() not in drop}
