@@ -114,7 +114,7 @@ async def auth_overhead(context: BenchContext) -> dict[str, Any]:
             targets = {}
             for name, url in (("no auth", no_auth_url), ("jwt", jwt_url), ("introspect", introspect_url)):
                 targets[name] = (url, await mcp.open_session(url, token))
-            calls = context.size(600, 30)
+            calls = context.size(500, 30)
             samples = await asyncio.to_thread(_measure, mcp, targets, token, calls, context.size(90, 30))
     finally:
         mcp.close()

@@ -110,7 +110,7 @@ async def provisioning(context: BenchContext) -> dict[str, Any]:
     settings = context.settings
     tenant = settings.tenants[0]
     wanted = context.size(TARGET_AGENTS, 10)
-    deadline = time.perf_counter() + context.size(200, 60)
+    deadline = time.perf_counter() + context.size(150, 60)
     broker = OperatorBroker(settings, threads=CONCURRENCY)
     direct = DirectKeycloak(KeycloakAdapter.from_settings(settings), tenant, [s.url for s in settings.mcp_servers])
     through_broker, directly = Lane(), Lane()

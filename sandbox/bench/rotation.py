@@ -27,7 +27,7 @@ RENEW_AFTER = 1.0
 GRACE_SECONDS = 300
 MAX_CALLS_PER_PHASE = 100_000
 #: Phases of equal length, alternating, so a machine whose load drifts weighs on both kinds alike.
-PHASES, QUICK_PHASES = (False, True) * 5 + (False,), (False, True, False)
+PHASES, QUICK_PHASES = (False, True) * 4 + (False,), (False, True, False)
 TARGET_RATIO = 0.95
 
 
