@@ -47,6 +47,7 @@ async def run_benchmarks(
         raise SandboxError(f"unknown benchmark {', '.join(unknown)}", f"choose from: {', '.join(known)}")
     context = BenchContext(settings, quick)
     load_before = _load_average()
+    run_began = time.perf_counter()
     results: dict[str, Any] = {}
     for name in names or known:
         bench = BENCHMARKS[name]
@@ -63,6 +64,7 @@ async def run_benchmarks(
         "command": command,
         "quick": quick,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seconds": round(time.perf_counter() - run_began, 1),
         "machine": {
             "cores": os.cpu_count(),
             "python": platform.python_version(),
@@ -122,6 +124,18 @@ def write_plot(context: BenchContext, path: Path) -> None:
     plt.close(figure)
 
 
+def _sharing(machine: dict[str, Any]) -> str:
+    """Whether other work loaded the machine during the run, from the load averages at its start and end."""
+    loads = f"load average (1, 5, 15 min) {machine['load_average_at_start']} at the start, "
+    loads += f"{machine['load_average_at_end']} at the end"
+    if max(machine["load_average_at_start"] + machine["load_average_at_end"]) > (machine["cores"] or 1):
+        return (
+            f"**The machine was shared with other work during this run** ({loads}, on {machine['cores']} cores): "
+            "every figure below is slower, and noisier, than on an idle machine."
+        )
+    return f"The machine was otherwise idle ({loads}, on {machine['cores']} cores)."
+
+
 def _rows(prefix: str, value: Any) -> list[tuple[str, str]]:
     if isinstance(value, dict):
         if {"median", "p95", "p99", "n"} <= value.keys():
@@ -152,9 +166,7 @@ def write_markdown(report: dict, path: Path, plot: Path | None) -> None:
         f"Python {report['machine']['python']}, Keycloak {report['machine']['keycloak']}"
         + (" · quick mode" if report["quick"] else ""),
         "",
-        f"Load average (1, 5, 15 min) at the start: {report['machine']['load_average_at_start']}, at the end: "
-        f"{report['machine']['load_average_at_end']}. A load above the core count means other work shared the "
-        "machine during the run, and every figure below is slower for it.",
+        f"The whole run took {report['seconds']} s. {_sharing(report['machine'])}",
         "",
     ]
     found = targets(report)

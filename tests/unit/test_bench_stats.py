@@ -3,7 +3,7 @@ import asyncio
 import pytest
 
 from sandbox.bench.pacing import bounded
-from sandbox.bench.runner import _rows, targets
+from sandbox.bench.runner import _rows, _sharing, targets
 from sandbox.bench.stats import percentile, ratio, split, summarize
 
 
@@ -62,3 +62,10 @@ def test_bounded_runs_at_most_so_many_at_once_and_none_after_the_deadline() -> N
     assert len(asyncio.run(bounded((lambda: job() for _ in range(10)), concurrency=3))) == 10
     assert most == 3
     assert asyncio.run(bounded((lambda: job() for _ in range(10)), concurrency=3, deadline=0.0)) == []
+
+
+def test_results_say_whether_other_work_shared_the_machine() -> None:
+    shared = _sharing({"cores": 2, "load_average_at_start": [0.5, 3.1, 1.0], "load_average_at_end": [1.0, 1.0, 1.0]})
+    idle = _sharing({"cores": 2, "load_average_at_start": [0.5, 1.1, 1.0], "load_average_at_end": [1.0, 1.0, 1.9]})
+    assert "shared with other work" in shared
+    assert "otherwise idle" in idle
