@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from sandbox.broker.service import AdminSpec, ProvisionRequest
+from sandbox.broker.tenant_clock import MAX_ADVANCE
 
 
 class _Body(BaseModel):
@@ -211,11 +212,15 @@ class DormancyScan(BaseModel):
     as_of: str
 
 
+MAX_MOVE_DAYS = MAX_ADVANCE.days  # how far a tenant's clock moves at once (the service checks the whole again)
+
+
 class Duration(_Body):
-    days: float = Field(0, ge=0)
-    hours: float = Field(0, ge=0)
-    minutes: float = Field(0, ge=0)
-    seconds: float = Field(0, ge=0)
+    # Bounded part by part, so no value overflows a timedelta (a 500) before the whole is checked.
+    days: float = Field(0, ge=0, le=MAX_MOVE_DAYS)
+    hours: float = Field(0, ge=0, le=MAX_MOVE_DAYS * 24)
+    minutes: float = Field(0, ge=0, le=MAX_MOVE_DAYS * 24 * 60)
+    seconds: float = Field(0, ge=0, le=MAX_MOVE_DAYS * 86400)
 
     def delta(self) -> timedelta:
         return timedelta(days=self.days, hours=self.hours, minutes=self.minutes, seconds=self.seconds)

@@ -104,10 +104,10 @@ class TenantOperations(ServiceBase):
 
     async def delete_tenant(self, principal: Principal, name: str) -> None:
         """Revoke the tenant's live agents (events reach their servers), remove its realm; its audit stays."""
-        if not principal.is_operator:
-            raise Forbidden("only the platform operator deletes tenants", "ask the operator of this sandbox")
         with self._session() as session:
-            self._tenant(session, principal, name)
+            self._tenant(session, principal, name)  # another tenant's admin gets 404, like everywhere
+            if not principal.is_operator:
+                raise Forbidden("only the platform operator deletes tenants", "ask the operator of this sandbox")
             live = list(
                 session.scalars(
                     select(Agent.id).where(Agent.tenant == name, Agent.status.not_in(("revoked", "rejected", "failed")))
