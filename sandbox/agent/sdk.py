@@ -43,11 +43,17 @@ class MemoryTokenStorage:
 
 
 def client_credentials_provider(
-    server_url: str, client_id: str, client_secret: str, issuer: str, *, scope: str | None = None
+    server_url: str,
+    client_id: str,
+    client_secret: str,
+    issuer: str,
+    *,
+    scope: str | None = None,
+    storage: MemoryTokenStorage | None = None,
 ) -> ClientCredentialsOAuthProvider:
     return ClientCredentialsOAuthProvider(
         server_url=server_url,
-        storage=MemoryTokenStorage(),
+        storage=storage or MemoryTokenStorage(),
         client_id=client_id,
         client_secret=client_secret,
         issuer=issuer,

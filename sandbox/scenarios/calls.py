@@ -48,6 +48,10 @@ def classify(response: httpx.Response) -> CallOutcome:
     return CallOutcome(str(response.status_code), response.status_code, challenge)
 
 
+class TransportFailed(Exception):
+    """The request got no HTTP answer (connection refused, reset, timed out)."""
+
+
 class McpCaller:
     """Sessions per (server, principal); safe to use from several threads (one lock per session key)."""
 
@@ -87,6 +91,12 @@ class McpCaller:
             return self._sessions[key]
 
     def send(self, url: str, principal: str, token: str, body: dict[str, Any]) -> httpx.Response:
+        try:
+            return self._send(url, principal, token, body)
+        except httpx.TransportError as error:  # a call that got no answer is a failed call, said plainly
+            raise TransportFailed(f"{type(error).__name__} on {body.get('method')} to {url}: {error}") from error
+
+    def _send(self, url: str, principal: str, token: str, body: dict[str, Any]) -> httpx.Response:
         session = self._session(url, principal, token)
         if isinstance(session, httpx.Response):
             return session

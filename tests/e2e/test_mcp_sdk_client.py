@@ -17,9 +17,10 @@ import pytest
 from mcp import Client
 from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 from reference_mcp import INITIALIZE, Agent, Agents, agents_for, fake_broker, mcp_server, post, push_event
 
+from sandbox.agent.sdk import MemoryTokenStorage as MemoryStorage
+from sandbox.agent.sdk import client_credentials_provider
 from sandbox.idp.keycloak import KeycloakAdapter
 from sandbox.pytest_plugin import SandboxStack
 
@@ -29,33 +30,9 @@ def agents(sandbox_stack: SandboxStack) -> Iterator[Agents]:
     yield from agents_for(sandbox_stack)
 
 
-class MemoryStorage:
-    def __init__(self) -> None:
-        self.tokens: OAuthToken | None = None
-        self.client_info: OAuthClientInformationFull | None = None
-
-    async def get_tokens(self) -> OAuthToken | None:
-        return self.tokens
-
-    async def set_tokens(self, tokens: OAuthToken) -> None:
-        self.tokens = tokens
-
-    async def get_client_info(self) -> OAuthClientInformationFull | None:
-        return self.client_info
-
-    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
-        self.client_info = client_info
-
-
 def provider(url: str, agent: Agent, storage: MemoryStorage) -> ClientCredentialsOAuthProvider:
     assert agent.client.secret
-    return ClientCredentialsOAuthProvider(
-        server_url=url,
-        storage=storage,
-        client_id=agent.client_id,
-        client_secret=agent.client.secret,
-        issuer=agent.issuer,
-    )
+    return client_credentials_provider(url, agent.client_id, agent.client.secret, agent.issuer, storage=storage)
 
 
 async def session_calls(url: str, agent: Agent, storage: MemoryStorage, calls: list[tuple[str, dict[str, Any]]]) -> Any:

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import Field
 
 from sandbox.agent.tokens import Credential, TokenClient, TokenRefused
+from sandbox.scenarios.calls import TransportFailed
 from sandbox.scenarios.context import AgentHandle, RunContext
 from sandbox.scenarios.library import StepFailed, step
 from sandbox.scenarios.results import LoadSample, LoadSeries
@@ -41,23 +42,27 @@ class RotateUnderLoad(StepArgs):
 
 
 class Holder:
-    """What one worker holds: a credential, a token client for it, and the token in use."""
+    """What one worker holds: a credential, a token client for it, and the token in use.
+
+    A new credential is handed over with :meth:`offer`; the worker takes it at its next token refresh, as a
+    deployment picks up new configuration, so no request ever runs on a client being replaced.
+    """
 
     def __init__(self, agent: AgentHandle, credential: Credential) -> None:
         self.agent = agent
         self.credential = credential
         self.client = TokenClient(agent.tenant.token_url, credential)
         self.token: str | None = None
+        self.offered: Credential | None = None
 
-    async def adopt(self, credential: Credential) -> None:
-        await self.client.aclose()
-        self.credential, self.client, self.token = (
-            credential,
-            TokenClient(self.agent.tenant.token_url, credential),
-            None,
-        )
+    def offer(self, credential: Credential) -> None:
+        self.offered = credential
 
     async def refresh(self) -> None:
+        if self.offered is not None:
+            await self.client.aclose()
+            self.credential, self.offered = self.offered, None
+            self.client = TokenClient(self.agent.tenant.token_url, self.credential)
         self.token = (await self.client.fetch()).access_token
 
 
@@ -90,6 +95,8 @@ async def rotate_under_load(context: RunContext, args: RotateUnderLoad) -> Evide
                 ok, status = outcome.outcome == "allowed", outcome.outcome
             except TokenRefused as refused:
                 ok, status = False, f"token refused: {refused.error}"
+            except TransportFailed as failed:
+                ok, status = False, f"no answer: {failed}"
             done += 1
             calls += 1
             series.samples.append(LoadSample(time.monotonic() - began, ok, status))
@@ -101,11 +108,13 @@ async def rotate_under_load(context: RunContext, args: RotateUnderLoad) -> Evide
         await until(lambda: done >= args.calls * 0.3)
         rotation = await rotate_credential(context, agent, args.grace, args.by)
         series.marks["rotated"] = time.monotonic() - began
+        new = agent.require_credential()
         for holder in holders[::2]:
-            await holder.adopt(agent.require_credential())
+            holder.offer(new)
         await until(lambda: done >= args.calls * 0.6)
         for holder in holders[1::2]:
-            await holder.adopt(agent.require_credential())
+            holder.offer(new)
+        await until(lambda: all(holder.credential is new for holder in holders))
         series.marks["all workers on the new credential"] = time.monotonic() - began
         if args.end_grace:
             await until(lambda: done >= args.calls * 0.7)
