@@ -21,6 +21,14 @@ Evidence = dict[str, Any]
 # tokens -------------------------------------------------------------------------------------------------------
 
 
+def refusal(refused: TokenRefused, expect: str, wanted: str) -> Evidence:
+    """The token endpoint said no: evidence when that was expected, a failed step when not."""
+    evidence = {"refused": refused.error, "description": refused.description}
+    if expect == "refused":
+        return evidence
+    raise StepFailed(wanted, f"refused ({refused.error})", evidence)
+
+
 class GetToken(StepArgs):
     agent: str
     credential: Literal["current", "previous", "wrong"] = Field(
@@ -37,10 +45,7 @@ async def get_token(context: RunContext, args: GetToken) -> Evidence:
     try:
         token = await agent.fetch_token(args.credential)
     except TokenRefused as refused:
-        evidence = {"refused": refused.error, "description": refused.description}
-        if args.expect == "refused":
-            return evidence
-        raise StepFailed("a token", f"refused ({refused.error})", evidence) from None
+        return refusal(refused, args.expect, "a token")
     claims = token.claims()
     evidence = {k: claims.get(k) for k in ("iss", "azp", "aud", "scope", "sub", "exp", "iat")}
     if args.expect == "refused":
@@ -260,10 +265,7 @@ async def exchange_token(context: RunContext, args: ExchangeToken) -> Evidence:
         async with TokenClient(tenant.token_url, agent.require_credential()) as client:
             token = await client.exchange(login.access_token, scope)
     except TokenRefused as refused:
-        evidence = {"refused": refused.error, "description": refused.description}
-        if args.expect == "refused":
-            return evidence
-        raise StepFailed("a token acting for the user", f"refused ({refused.error})", evidence) from None
+        return refusal(refused, args.expect, "a token acting for the user")
     claims = token.claims()
     evidence = {k: claims.get(k) for k in ("sub", "azp", "aud", "scope", "act")}
     if args.expect == "refused":
