@@ -27,9 +27,10 @@ sandbox: install
 images: install
 	$(BIN)/python -m sandbox.stack.images
 
-## test: install, then run the unit and end-to-end suites (the e2e suite starts and stops its own stack)
+## test: install, then run the unit and end-to-end suites (the e2e suite starts and stops its own stack);
+## the README's reliability table is rendered from this run
 test: install images
-	$(BIN)/pytest -n $(WORKERS) --dist loadgroup tests scenarios
+	$(BIN)/pytest -n $(WORKERS) --dist loadgroup --reliability-table README.md tests scenarios
 
 unit: install
 	$(BIN)/pytest -n $(WORKERS) tests/unit

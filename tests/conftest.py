@@ -154,9 +154,15 @@ def render_table(path: Path, rows: list[Row]) -> None:
     text = path.read_text()
     if BEGIN not in text or END not in text:
         raise pytest.UsageError(f"{path} has no {BEGIN} … {END} markers to put the reliability table between")
+    merged: dict[tuple[str, str], Row] = {}
+    for row in rows:  # a parametrized test is one row: its cases added up, failed if any part failed
+        seen = merged.setdefault((row.area, row.attack), Row(row.area, row.attack, 0, row.outcome, row.test))
+        seen.cases += row.cases
+        if row.outcome.startswith("**FAILED**"):
+            seen.outcome = row.outcome
     order = {area: index for index, area in enumerate(AREAS)}
     lines = ["| Area | Fault or attack tried | Cases | Outcome |", "| --- | --- | ---: | --- |"]
-    for row in sorted(rows, key=lambda r: (order.get(r.area, len(AREAS)), r.attack)):
+    for row in sorted(merged.values(), key=lambda r: (order.get(r.area, len(AREAS)), r.attack)):
         lines.append(f"| {row.area} | {row.attack} | {row.cases} | {row.outcome} |")
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)

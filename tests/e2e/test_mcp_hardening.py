@@ -8,6 +8,7 @@ import json
 import string
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -55,6 +56,11 @@ CLAIMS = st.dictionaries(
 )
 
 
+@pytest.mark.reliability(
+    "Hostile input",
+    "Fuzzed Authorization headers at the MCP server (mutated real tokens, forged headers and claims, garbage)",
+    "400 or 401 every time, never served, never 5xx",
+)
 @settings(
     max_examples=300,
     deadline=None,
@@ -62,7 +68,7 @@ CLAIMS = st.dictionaries(
 )
 @given(data=st.data())
 def test_fuzzed_authorization_headers_never_give_a_5xx_or_an_accepted_call(
-    sandbox_stack: SandboxStack, fuzz_token: str, data: st.DataObject
+    sandbox_stack: SandboxStack, fuzz_token: str, data: st.DataObject, reliability: Any
 ) -> None:
     """Property: whatever the Authorization header holds (except the one real token), the answer is 400 or 401."""
     header_b64, payload_b64, signature_b64 = fuzz_token.split(".")
@@ -90,6 +96,7 @@ def test_fuzzed_authorization_headers_never_give_a_5xx_or_an_accepted_call(
     scheme = data.draw(st.sampled_from(["Bearer ", "bearer ", "BEARER ", "Bearer  ", "", "Basic ", "Token "]))
     value = (scheme + data.draw(credentials)).strip()
     assume(value.partition(" ")[2].strip() != fuzz_token)
+    reliability.add()
     response = post(sandbox_stack.settings.mcp_url, INITIALIZE, headers={"Authorization": value})
     assert response.status_code in (400, 401), (value[:80], response.status_code, response.text[:200])
 
@@ -100,6 +107,11 @@ def test_the_fuzzed_property_holds_for_the_real_token_too_as_a_control(
     assert post(sandbox_stack.settings.mcp_url, INITIALIZE, token=fuzz_token).status_code == 200
 
 
+@pytest.mark.reliability(
+    "Hostile input",
+    "Oversize requests at the MCP server: 9 KB token, 20 KB and 1 MB header blocks, 2 MiB body",
+    "401 / 431 / 413 / dropped, never served; a normal request after is served",
+)
 def test_oversized_tokens_headers_and_bodies_are_refused(sandbox_stack: SandboxStack, agents: Agents) -> None:
     url = sandbox_stack.settings.mcp_url
     token = agents.create(["mcp:tool:invoices.read"]).token()

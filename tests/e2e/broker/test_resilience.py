@@ -94,6 +94,11 @@ def test_dormancy_moves_idle_agents_to_review(broker: Broker, tmp_path: Path) ->
         assert "no token issued and no tool call for 14 days" in entries[-2]["reason"]
 
 
+@pytest.mark.reliability(
+    "Faults",
+    "Keycloak unreachable when an agent is provisioned (API and CLI)",
+    "503 with a one-line cause and fix; the agent recorded failed; nothing in Keycloak",
+)
 def test_keycloak_down_leaves_no_agent_and_says_so(
     broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -126,6 +131,11 @@ def test_keycloak_down_leaves_no_agent_and_says_so(
         assert "Keycloak" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.reliability(
+    "Faults",
+    "Keycloak failing one chosen call halfway through a provision and a revocation",
+    "provision compensated (nothing left in Keycloak); revocation resumable, credentials dead meanwhile",
+)
 def test_keycloak_failing_halfway_is_compensated_or_resumed(broker: Broker, tmp_path: Path) -> None:
     proxy = FlakyKeycloak(broker.settings.keycloak_base_url)
     with serving(proxy.app()) as proxy_url:

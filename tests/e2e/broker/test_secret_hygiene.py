@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from joserfc.jwk import RSAKey
 
 from sandbox.agent.tokens import PrivateKeyCredential
@@ -14,6 +15,12 @@ from .conftest import Broker
 from .test_lifecycle import public, refused, rsa_key, secret_credential, token_for
 
 
+@pytest.mark.reliability(
+    "Secret hygiene",
+    "Every kind of credential issued once (passwords, OTP seeds, admin tokens, secrets, keys, rotations, "
+    "revocation with verify_token), then logs and the broker database searched",
+    "none found",
+)
 def test_logs_and_database_hold_no_issued_secret(broker: Broker, tmp_path: Path) -> None:
     tenant = broker.new_tenant("hyg")
     issued: list[str] = []
