@@ -1,0 +1,66 @@
+"""The scan after a test run (sandbox.harness.secret_scan) and the registry it reads (sandbox.issued)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sandbox.config import load_settings
+from sandbox.harness.secret_scan import by_design, known_credentials, scan
+from sandbox.issued import ENVIRONMENT, remember, remember_answer, remembered
+
+TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhZ2VudC0xMjMifQ.c2lnbmF0dXJlLW9mLWEtcmVhbC10b2tlbg"
+
+
+def test_the_registry_is_off_unless_configured_and_keeps_what_it_is_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = tmp_path / "issued.jsonl"
+    remember("never-written-anywhere")
+    assert not registry.exists()
+    monkeypatch.setenv(ENVIRONMENT, str(registry))
+    remember("a-client-secret-value", None, "short")
+    remember_answer(
+        {
+            "agent": {"id": "x"},
+            "credential": {"client_secret": "another-secret-value"},
+            "keys": [{"d": "private-exponent"}],
+        }
+    )
+    assert remembered(registry) == {"a-client-secret-value", "another-secret-value", "private-exponent"}
+    assert registry.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_scan_finds_credentials_tokens_and_keys_but_not_where_they_belong(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings(state_dir=tmp_path / "state")
+    registry = settings.state_dir / "issued.jsonl"
+    settings.state_dir.mkdir()
+    monkeypatch.setenv(ENVIRONMENT, str(registry))
+    remember("leaked-client-secret", "kept-client-secret")
+    settings.secrets_file.write_text(json.dumps({"admin": "the-stack-admin-password"}))
+    logs = settings.state_dir / "logs"
+    logs.mkdir()
+    (logs / "broker.log").write_text('{"event": "oops", "secret": "leaked-client-secret"}\n')
+    (logs / "mcp.log").write_text(f"Authorization: Bearer {TOKEN}\n")
+    (logs / "clean.log").write_text("nothing to see: sha256:0123456789abcdef and eyJhbGciOiJub25lIn0.e30.\n")
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "key.pem").write_text("-----BEGIN PRIVATE KEY-----\nMII...\n")
+    (reports / "admin.txt").write_text("the-stack-admin-password")
+    (settings.state_dir / "keycloak").mkdir()
+    (settings.state_dir / "keycloak" / "db.mv.db").write_text("kept-client-secret the IdP stores it")
+
+    report = scan([settings.state_dir, reports], known_credentials(settings, registry), by_design(settings, registry))
+    found = sorted(f"{f.path.name}: {f.what.split(' (')[0]}" for f in report.findings)
+    assert found == [
+        "admin.txt: an issued credential",
+        "broker.log: an issued credential",
+        "key.pem: a PEM private key",
+        "mcp.log: a full signed token",
+    ]
+    assert all("leaked-client-secret" not in str(f) for f in report.findings)  # never the credential itself
+    assert report.credentials == 3
