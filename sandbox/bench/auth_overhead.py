@@ -22,7 +22,7 @@ from typing import Any
 
 from sandbox.agent.tokens import ClientSecretCredential, fetch_token
 from sandbox.bench.agents import McpCaller
-from sandbox.bench.registry import BenchContext, benchmark
+from sandbox.bench.registry import BenchContext, benchmark, target
 from sandbox.bench.stack_start import MCP_SANDBOX
 from sandbox.bench.stats import ratio, summarize
 from sandbox.certify.mcp_http import served
@@ -35,6 +35,12 @@ from sandbox.stack.readiness import wait_for_http
 WARM_UP = 30
 ANALYTICS = "mcp:tool:analytics.read"  # the scope of the tool called
 TARGETS = {"jwt": 1.10, "introspect": 1.25}  # the most a p50 may grow over the same call without auth
+WHY = {
+    "jwt": "each call's token is verified anew in Python (RS256 signature, header and claims): {added} ms more at "
+    "the median, where the same call without auth is only a few ms on loopback",
+    "introspect": "a cached answer still costs a fingerprint, a lookup and the claim checks ({added} ms more at the "
+    "median), and one call per cache TTL waits for Keycloak",
+}
 
 
 @contextlib.asynccontextmanager
@@ -127,14 +133,13 @@ async def auth_overhead(context: BenchContext) -> dict[str, Any]:
     results: dict[str, Any] = {"tool": "analytics.query", "calls_per_server": len(samples["no auth"]), **summaries}
     for mode, limit in TARGETS.items():
         p50 = ratio(summaries[mode]["median"], baseline["median"])
+        added = round(summaries[mode]["median"] - baseline["median"], 3)
         results[f"{mode}_vs_no_auth"] = {
             "p50_ratio": p50,
             "p95_ratio": ratio(summaries[mode]["p95"], baseline["p95"]),
             "p99_ratio": ratio(summaries[mode]["p99"], baseline["p99"]),
-            "p50_added_ms": round(summaries[mode]["median"] - baseline["median"], 3),
-            "target": f"p50 ratio <= {limit:.2f}",
-            "measured": f"p50 ratio {p50:.3f}",
-            "target_met": p50 <= limit,
+            "p50_added_ms": added,
+            **target(f"p50 ratio <= {limit:.2f}", f"p50 ratio {p50:.3f}", p50 <= limit, WHY[mode].format(added=added)),
         }
     results["introspection_cache_ttl_s"] = settings.mcp_introspection_cache_ttl
     results["note"] = (

@@ -16,7 +16,7 @@ from typing import Any
 
 from sandbox.bench.agents import BenchAgent, OperatorBroker
 from sandbox.bench.pacing import bounded
-from sandbox.bench.registry import BenchContext, benchmark
+from sandbox.bench.registry import BenchContext, benchmark, target
 from sandbox.bench.stats import ratio, summarize
 from sandbox.idp.keycloak import AgentClient, AgentClientSpec, KeycloakAdapter
 
@@ -105,6 +105,18 @@ class DirectKeycloak:
             await self.adapter.delete_client(self.tenant, client.id)
 
 
+def _why_slower(broker: dict[str, Any], direct: dict[str, Any]) -> str:
+    def medians(call: str) -> str:
+        return f"{broker[call]['median']:.0f} ms vs {direct[call]['median']:.0f} ms"
+
+    return (
+        "the broker makes the same Keycloak calls and more: its own HTTP API and admin-token check, the policy, "
+        "database records with an audit entry per step (SQLite, one commit each), and on revoke a signed event "
+        "pushed to each server with an event endpoint, waiting for its answer; median call through the broker vs "
+        f"direct: provision {medians('provision_call')}, revoke {medians('revoke_call')}"
+    )
+
+
 @benchmark("provisioning", "Agents provisioned and revoked per second: through the broker vs Keycloak directly")
 async def provisioning(context: BenchContext) -> dict[str, Any]:
     settings = context.settings
@@ -150,15 +162,23 @@ async def provisioning(context: BenchContext) -> dict[str, Any]:
             "provision_ratio": versus("provisioned_per_second"),
             "revoke_ratio": versus("revoked_per_second"),
             "lifecycle_ratio": lifecycle_ratio,
-            "target": f"lifecycle ratio >= {TARGET_RATIO}",
-            "measured": f"ratio {lifecycle_ratio:.3f}",
-            "target_met": lifecycle_ratio >= TARGET_RATIO,
+            **target(
+                f"lifecycle ratio >= {TARGET_RATIO}",
+                f"ratio {lifecycle_ratio:.3f}",
+                lifecycle_ratio >= TARGET_RATIO,
+                _why_slower(broker_figures, direct_figures),
+            ),
         },
         f"broker_seconds_for_{TARGET_AGENTS}_agents": {
             "seconds": round(seconds_for_target, 1),
             "projected": not reached,  # from the agents that ran within the time budget
-            "target": f"under {TARGET_SECONDS} s",
-            "measured": f"{seconds_for_target:.0f} s" + (f" (projected from {ran} agents)" if not reached else ""),
-            "target_met": reached and seconds_for_target < TARGET_SECONDS,
+            **target(
+                f"under {TARGET_SECONDS} s",
+                f"{seconds_for_target:.0f} s" + (f" (projected from {ran} agents)" if not reached else ""),
+                reached and seconds_for_target < TARGET_SECONDS,
+                f"{broker_figures['lifecycles_per_second']} agents provisioned and revoked per second through the "
+                f"broker, {CONCURRENCY} at a time"
+                + ("" if reached else f"; {'quick mode asks for' if context.quick else 'the time budget let'} {ran}"),
+            ),
         },
     }

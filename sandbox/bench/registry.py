@@ -39,3 +39,8 @@ def benchmark(name: str, title: str) -> Callable[[BenchFunction], BenchFunction]
         return function
 
     return register
+
+
+def target(text: str, measured: str, met: bool, why: str) -> dict[str, Any]:
+    """A target beside the figures it judges; when missed, ``why_missed`` says what the figures show about why."""
+    return {"target": text, "measured": measured, "target_met": met, **({} if met else {"why_missed": why})}

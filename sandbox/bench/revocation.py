@@ -26,7 +26,7 @@ from typing import Any
 from sandbox.agent.tokens import fetch_token
 from sandbox.bench.agents import McpCaller, OperatorBroker
 from sandbox.bench.pacing import bounded
-from sandbox.bench.registry import BenchContext, benchmark
+from sandbox.bench.registry import BenchContext, benchmark, target
 from sandbox.bench.stats import summarize
 from sandbox.certify.mcp_http import served
 from sandbox.config import Settings
@@ -115,11 +115,19 @@ async def _mode(context: BenchContext, mode: str, broker: OperatorBroker, mcp: M
     }
     context.distributions[f"revocation → 401, {mode}"] = propagated
     if mode == "jwt+events":
-        figures.update(_target(figures, "p99 < 250 ms", 250))
+        why = (
+            "the broker pushes the event before its revoke call returns, so what comes after is the server's "
+            "own answer to the next call: slow when the machine is loaded (see the load average) or the server busy"
+        )
+        figures.update(_target(figures, "p99 < 250 ms", 250, why))
     elif mode == "introspect":
         limit = settings.mcp_introspection_cache_ttl * 1000 + 100
         figures["cache_ttl_ms"] = settings.mcp_introspection_cache_ttl * 1000
-        figures.update(_target(figures, f"p99 < cache TTL + 100 ms = {limit:.0f} ms", limit))
+        why = (
+            "the 401 comes when the cached answer expires and the server asks Keycloak again; beyond the TTL is "
+            "that introspection's and the call's own time, longer on a loaded machine (see the load average)"
+        )
+        figures.update(_target(figures, f"p99 < cache TTL + 100 ms = {limit:.0f} ms", limit, why))
     else:
         beyond = [r.ms_to_401 - r.remaining_lifetime_ms for r in results if r.ms_to_401 is not None]
         figures["token_lifetime_s"] = JWT_TOKEN_LIFETIME
@@ -134,7 +142,7 @@ async def _mode(context: BenchContext, mode: str, broker: OperatorBroker, mcp: M
     return figures
 
 
-def _target(figures: dict[str, Any], text: str, limit_ms: float) -> dict[str, Any]:
+def _target(figures: dict[str, Any], text: str, limit_ms: float, why: str) -> dict[str, Any]:
     """Met when every revocation propagated and the p99 is under the limit."""
     summary = figures["time_to_401"]
     missing = figures["not_refused_within_budget"]
@@ -142,7 +150,9 @@ def _target(figures: dict[str, Any], text: str, limit_ms: float) -> dict[str, An
     measured = f"p99 {summary['p99']:.0f} ms" if summary else "no 401 at all"
     if missing:
         measured += f"; {missing} of {figures['revocations']} not refused within the budget"
-    return {"target": text, "measured": measured, "target_met": met}
+    if missing:
+        why = f"{missing} revocations got no 401 within the budget; {why}"
+    return target(text, measured, met, why)
 
 
 @benchmark("revocation", "Revocation propagation: revoke call returning → first 401 at the MCP server, per mode")

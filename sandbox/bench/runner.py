@@ -7,6 +7,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,15 +84,33 @@ def _load_average() -> list[float]:
     return [round(value, 2) for value in os.getloadavg()]
 
 
-def targets(report: dict) -> list[tuple[str, str, str, str, bool]]:
-    """Every ``{target, measured, target_met}`` in the results: (benchmark, where, target, measured, met)."""
-    found: list[tuple[str, str, str, str, bool]] = []
+@dataclass(frozen=True)
+class Target:
+    benchmark: str
+    where: str
+    target: str
+    measured: str
+    met: bool
+    why_missed: str
+
+
+def targets(report: dict) -> list[Target]:
+    """Every ``{target, measured, target_met, why_missed?}`` in the results, with the benchmark and place."""
+    found: list[Target] = []
 
     def walk(name: str, where: str, value: Any) -> None:
         if isinstance(value, dict):
             if "target" in value and "target_met" in value:
-                measured = str(value.get("measured", ""))
-                found.append((name, where or "-", str(value["target"]), measured, bool(value["target_met"])))
+                found.append(
+                    Target(
+                        name,
+                        where or "-",
+                        str(value["target"]),
+                        str(value.get("measured", "")),
+                        bool(value["target_met"]),
+                        str(value.get("why_missed", "")),
+                    )
+                )
             for key, inner in value.items():
                 walk(name, f"{where}.{key}" if where else key, inner)
 
@@ -172,9 +191,14 @@ def write_markdown(report: dict, path: Path, plot: Path | None) -> None:
     found = targets(report)
     if found:
         lines += ["## Targets", "", "| benchmark | where | target | measured | met |", "|---|---|---|---|---|"]
-        for name, where, text, measured, met in found:
-            lines.append(f"| {name} | {where} | {text} | {measured} | {'yes' if met else '**no**'} |")
+        for t in found:
+            lines.append(f"| {t.benchmark} | {t.where} | {t.target} | {t.measured} | {'yes' if t.met else '**no**'} |")
         lines.append("")
+        missed = [t for t in found if not t.met]
+        if missed:
+            lines += ["Why the missed ones were missed, from what the run measured:", ""]
+            lines += [f"- **{t.benchmark}** {t.where}: {t.why_missed or 'no reason recorded'}." for t in missed]
+            lines.append("")
     for name, figures in report["results"].items():
         lines += [f"## {name}: {figures['title']}", "", "| figure | value |", "| --- | --- |"]
         lines += [

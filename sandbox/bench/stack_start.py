@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sandbox.bench.registry import BenchContext, benchmark
+from sandbox.bench.registry import BenchContext, benchmark, target
 from sandbox.config import load_settings
 from sandbox.stack.distribution import KeycloakDistribution
 from sandbox.stack.launcher import Stack
@@ -66,9 +66,11 @@ async def stack_start(context: BenchContext) -> dict[str, Any]:
             shutil.rmtree(root / "empty-cache", ignore_errors=True)
         results["warm"] = await _start_once(root / "warm", cache_dir=None)
     warm = results["warm"]["seconds_to_ready"]
-    results["warm"].update(
-        target=f"under {WARM_TARGET_SECONDS} s", measured=f"{warm} s", target_met=warm < WARM_TARGET_SECONDS
+    why = (
+        "most of it is Keycloak: its JVM starting and each tenant realm being created in it (the Python components "
+        "take seconds each, one after another); other work on the machine (see the load average) slows all of it"
     )
+    results["warm"].update(target(f"under {WARM_TARGET_SECONDS} s", f"{warm} s", warm < WARM_TARGET_SECONDS, why))
     results["components"] = [component.name for component in Stack(context.settings).components]
     if context.quick:
         results["note"] = "quick mode measures the warm start only"

@@ -3,7 +3,8 @@ import asyncio
 import pytest
 
 from sandbox.bench.pacing import bounded
-from sandbox.bench.runner import _rows, _sharing, targets
+from sandbox.bench.registry import target
+from sandbox.bench.runner import Target, _rows, _sharing, targets
 from sandbox.bench.stats import percentile, ratio, split, summarize
 
 
@@ -45,7 +46,15 @@ def test_targets_are_found_wherever_they_are_with_what_was_measured() -> None:
             "b": {"modes": {"m": {"target": "y < 3", "measured": "y 1", "target_met": True}}, "n": 1},
         }
     }
-    assert targets(report) == [("a", "-", "x < 1", "x 2", False), ("b", "modes.m", "y < 3", "y 1", True)]
+    assert targets(report) == [
+        Target("a", "-", "x < 1", "x 2", False, ""),
+        Target("b", "modes.m", "y < 3", "y 1", True, ""),
+    ]
+
+
+def test_a_missed_target_says_why_and_a_met_one_does_not() -> None:
+    assert target("t", "m", False, "because")["why_missed"] == "because"
+    assert "why_missed" not in target("t", "m", True, "because")
 
 
 def test_bounded_runs_at_most_so_many_at_once_and_none_after_the_deadline() -> None:
