@@ -29,14 +29,22 @@ def registry() -> Path | None:
 
 def remember(*values: str | None) -> None:
     """Add credentials to the registry (nothing happens when no registry is configured)."""
+    _append([v for v in values if isinstance(v, str) and len(v) >= SHORTEST])
+
+
+def stored_on_purpose(path: Path) -> None:
+    """A file the user asked a credential to be written to (an agent's own credential file): the scan skips it."""
+    _append([{"stored_on_purpose": str(path.resolve())}])
+
+
+def _append(entries: list[Any]) -> None:
     path = registry()
-    kept = [v for v in values if isinstance(v, str) and len(v) >= SHORTEST]
-    if path is None or not kept:
+    if path is None or not entries:
         return
     descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     with os.fdopen(descriptor, "a") as out:  # one write per line: appends from parallel workers do not interleave
-        for value in kept:
-            out.write(json.dumps(value) + "\n")
+        for entry in entries:
+            out.write(json.dumps(entry) + "\n")
 
 
 def remember_answer(answer: Any) -> None:
@@ -56,7 +64,17 @@ def _secret_values(value: Any) -> Iterable[str]:
             yield from _secret_values(item)
 
 
-def remembered(path: Path) -> set[str]:
+def _entries(path: Path) -> list[Any]:
     if not path.exists():
-        return set()
-    return {json.loads(line) for line in path.read_text().splitlines() if line.strip()}
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def remembered(path: Path) -> set[str]:
+    """The credentials in the registry at ``path``."""
+    return {entry for entry in _entries(path) if isinstance(entry, str)}
+
+
+def kept_on_purpose(path: Path) -> set[Path]:
+    """The files the registry at ``path`` says a user asked credentials to be written to."""
+    return {Path(e["stored_on_purpose"]) for e in _entries(path) if isinstance(e, dict) and "stored_on_purpose" in e}

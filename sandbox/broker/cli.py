@@ -22,6 +22,7 @@ from sandbox.broker.client import BrokerClient
 from sandbox.broker.store import Database, default_database_url
 from sandbox.config import Settings, load_settings
 from sandbox.errors import SandboxError
+from sandbox.issued import stored_on_purpose
 
 err = Console(stderr=True, soft_wrap=True)
 
@@ -358,6 +359,7 @@ def apply_command(
             descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(descriptor, "w") as out:
                 out.write(json.dumps(credential, indent=2) + "\n")
+            stored_on_purpose(target)  # for a test run's secret scan: this file is the agent's, not a leak
         result["credentials_written_to"] = str(credentials_dir)
     _emit(result)
 

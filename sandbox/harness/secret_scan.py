@@ -5,7 +5,8 @@ own secrets file, the broker's event-signing key, and anything shaped like a ful
 key. Where: every file under the stack's state directory (logs of every component, the broker's database and
 its audit, generated configs), and any further directories given (reports, the test run's temporary files),
 except the places that hold credentials by design: the stack's secrets file, the registry itself, the broker's
-signing key and Keycloak's own data (the IdP must store its keys and clients' secrets).
+signing key, Keycloak's own data (the IdP must store its keys and clients' secrets), and files a user asked a
+credential to be written to (``mcp-sandbox apply --credentials-dir``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox.config import Settings
-from sandbox.issued import remembered
+from sandbox.issued import kept_on_purpose, remembered
 
 FULL_JWT = re.compile(rb"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}")
 PRIVATE_KEY = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----")
@@ -47,7 +48,9 @@ def by_design(settings: Settings, registry: Path | None) -> set[Path]:
         settings.state_dir / "broker" / "set-signing-key.json",
         settings.state_dir / "keycloak",
     }
-    return {p.resolve() for p in places | ({registry} if registry else set())}
+    if registry is not None:
+        places |= {registry, *kept_on_purpose(registry)}  # e.g. `apply --credentials-dir`: the agents' own files
+    return {p.resolve() for p in places}
 
 
 def known_credentials(settings: Settings, registry: Path | None) -> set[str]:

@@ -112,7 +112,10 @@ def test_the_fuzzed_property_holds_for_the_real_token_too_as_a_control(
     "Oversize requests at the MCP server: 9 KB token, 20 KB and 1 MB header blocks, 2 MiB body",
     "401 / 431 / 413 / dropped, never served; a normal request after is served",
 )
-def test_oversized_tokens_headers_and_bodies_are_refused(sandbox_stack: SandboxStack, agents: Agents) -> None:
+def test_oversized_tokens_headers_and_bodies_are_refused(
+    sandbox_stack: SandboxStack, agents: Agents, reliability: Any
+) -> None:
+    reliability.add(4)
     url = sandbox_stack.settings.mcp_url
     token = agents.create(["mcp:tool:invoices.read"]).token()
     assert post(url, INITIALIZE, token="A" * 9000).status_code == 401

@@ -9,7 +9,7 @@ import pytest
 
 from sandbox.config import load_settings
 from sandbox.harness.secret_scan import by_design, known_credentials, scan
-from sandbox.issued import ENVIRONMENT, remember, remember_answer, remembered
+from sandbox.issued import ENVIRONMENT, remember, remember_answer, remembered, stored_on_purpose
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhZ2VudC0xMjMifQ.c2lnbmF0dXJlLW9mLWEtcmVhbC10b2tlbg"
 
@@ -51,6 +51,10 @@ def test_the_scan_finds_credentials_tokens_and_keys_but_not_where_they_belong(
     reports.mkdir()
     (reports / "key.pem").write_text("-----BEGIN PRIVATE KEY-----\nMII...\n")
     (reports / "admin.txt").write_text("the-stack-admin-password")
+    agent_file = reports / "creds" / "agent.json"
+    agent_file.parent.mkdir()
+    agent_file.write_text('{"client_secret": "kept-client-secret"}')  # written where its user asked: not a leak
+    stored_on_purpose(agent_file)
     (settings.state_dir / "keycloak").mkdir()
     (settings.state_dir / "keycloak" / "db.mv.db").write_text("kept-client-secret the IdP stores it")
 

@@ -76,7 +76,7 @@ def broken_issuer() -> Iterator[BrokenIssuer]:
 @pytest.mark.reliability(
     "Faults",
     f"MCP server cannot validate: JWKS and introspection each {', '.join(FAULTS)} "
-    f"({REQUESTS_PER_FAULT} requests per fault and mode, fresh and cached-key tokens)",
+    f"({REQUESTS_PER_FAULT} requests per fault and mode, keys refetched for each)",
     "never served (401, or 503 with Retry-After); served again once the issuer is back",
 )
 @pytest.mark.parametrize("mode", ["jwt", "introspect"])
