@@ -21,8 +21,8 @@ MODULES = (
     "sandbox.bench.auth_overhead",
     "sandbox.bench.provisioning",
     "sandbox.bench.token_issuance",
-    "sandbox.bench.stack_start",
     "sandbox.bench.rotation",
+    "sandbox.bench.stack_start",  # last: its own stacks' start and stop would weigh on what runs after
 )
 
 
