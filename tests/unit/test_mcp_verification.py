@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -62,12 +63,17 @@ def test_audience_may_be_a_list_and_differ_in_host_case_and_trailing_slash() -> 
     assert verify(issuer, issuer.token(aud=["http://other/mcp", "HTTP://127.0.0.1:2/mcp/"])).client_id == "agent-1"
 
 
+def at(offset: int) -> Callable[[], int]:
+    """A time ``offset`` seconds from when the test runs (not from when it was collected, maybe minutes before)."""
+    return lambda: int(time.time()) + offset
+
+
 @pytest.mark.parametrize(
     ("changes", "reason"),
     [
-        ({"exp": int(time.time()) - 10}, "expired"),
-        ({"nbf": int(time.time()) + 60}, "not valid yet"),
-        ({"iat": int(time.time()) + 60, "exp": int(time.time()) + 120}, "issued in the future"),
+        ({"exp": at(-10)}, "expired"),
+        ({"nbf": at(60)}, "not valid yet"),
+        ({"iat": at(60), "exp": at(120)}, "issued in the future"),
         ({"aud": "http://127.0.0.1:3/mcp"}, "audience"),
         ({"aud": None}, "audience"),
         ({"aud": ["http://127.0.0.1:3/mcp"]}, "audience"),
@@ -76,14 +82,15 @@ def test_audience_may_be_a_list_and_differ_in_host_case_and_trailing_slash() -> 
         ({"exp": None}, "claims"),
         ({"azp": "agent-2"}, "disagree"),
         ({"azp": None, "client_id": None}, "no client"),
-        ({"exp": int(time.time()) + 7200}, "lives longer"),
+        ({"exp": at(7200)}, "lives longer"),
         ({"typ": "Refresh"}, "not an access token"),
         ({"scope": ["mcp:tool:invoices.read"]}, "scope"),
     ],
 )
 def test_claims_that_are_not_acceptable_are_refused(changes: dict[str, Any], reason: str) -> None:
     issuer = FakeIssuer()
-    assert reason in refused(issuer, issuer.token(**changes))
+    claims = {name: value() if callable(value) else value for name, value in changes.items()}
+    assert reason in refused(issuer, issuer.token(**claims))
 
 
 def test_a_small_clock_skew_is_tolerated() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,9 +35,17 @@ def test_the_registry_is_off_unless_configured_and_keeps_what_it_is_given(
     assert registry.stat().st_mode & 0o777 == 0o600
 
 
+@pytest.fixture
+def outside_the_run() -> Iterator[Path]:
+    """A directory the suite's own scan at the end does not read: this test plants leaks on purpose."""
+    with tempfile.TemporaryDirectory(prefix="secret-scan-test-") as directory:
+        yield Path(directory)
+
+
 def test_the_scan_finds_credentials_tokens_and_keys_but_not_where_they_belong(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    outside_the_run: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    tmp_path = outside_the_run
     settings = load_settings(state_dir=tmp_path / "state")
     registry = settings.state_dir / "issued.jsonl"
     settings.state_dir.mkdir()
