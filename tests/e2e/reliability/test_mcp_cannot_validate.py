@@ -76,7 +76,7 @@ def broken_issuer() -> Iterator[BrokenIssuer]:
 @pytest.mark.reliability(
     "Faults",
     f"MCP server cannot validate: JWKS and introspection each {', '.join(FAULTS)} "
-    f"({REQUESTS_PER_FAULT} requests per fault and mode, keys refetched for each)",
+    f"({REQUESTS_PER_FAULT} requests per fault and mode, one when too slow; keys refetched for each)",
     "never served (401, or 503 with Retry-After); served again once the issuer is back",
 )
 @pytest.mark.parametrize("mode", ["jwt", "introspect"])
@@ -94,7 +94,7 @@ def test_no_request_is_served_while_tokens_cannot_be_validated(
     ):
         for fault in FAULTS:
             issuer.fault = fault
-            for attempt in range(REQUESTS_PER_FAULT):
+            for attempt in range(1 if fault == "too slow" else REQUESTS_PER_FAULT):  # each waits out the timeouts
                 header = {"alg": "RS256", "kid": f"unseen-{fault}-{attempt}"}  # an unknown kid: keys are refetched
                 token = issuer.token(server.url, header=header if mode == "jwt" else None)
                 answer = post(server.url, INITIALIZE, token=token)
