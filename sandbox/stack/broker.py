@@ -34,6 +34,7 @@ def otp_base32(raw: str) -> str:
 
 class Broker(ProcessComponent):
     name = "broker"
+    needs = ("keycloak",)
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)

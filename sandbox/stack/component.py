@@ -29,6 +29,8 @@ class Port:
 
 class Component(ABC):
     name: str
+    #: Components that must be ready before this one starts; the others start side by side.
+    needs: tuple[str, ...] = ()
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -48,14 +48,16 @@ def create_sandbox_tenants(settings: Settings, report: Report) -> dict[str, str]
     """Create the configured tenant realms unless they exist; return their issuers."""
     secrets = Secrets(settings)
 
+    async def create_one(adapter: KeycloakAdapter, tenant: str) -> None:
+        if not await adapter.realm_exists(tenant):
+            await create_tenant(
+                adapter, settings, tenant, demo_secret=secrets.get_or_create(f"{tenant}/{DEMO_CLIENT_ID}")
+            )
+            report(f"created tenant realm {tenant}")
+
     async def create_all() -> None:
         adapter = KeycloakAdapter.from_settings(settings)
-        for tenant in settings.tenants:
-            if not await adapter.realm_exists(tenant):
-                await create_tenant(
-                    adapter, settings, tenant, demo_secret=secrets.get_or_create(f"{tenant}/{DEMO_CLIENT_ID}")
-                )
-                report(f"created tenant realm {tenant}")
+        await asyncio.gather(*(create_one(adapter, tenant) for tenant in settings.tenants))
 
     deadline = time.monotonic() + settings.startup_timeout
     while True:

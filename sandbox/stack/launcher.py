@@ -7,6 +7,7 @@ The launcher does not know what a component is: Keycloak, the broker and the MCP
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from filelock import FileLock
@@ -14,7 +15,7 @@ from rich.console import Console
 
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
-from sandbox.stack.component import Component
+from sandbox.stack.component import Component, Report
 from sandbox.stack.ports import ensure_free
 from sandbox.stack.state import ComponentState, Secrets, StackState, clear_state, load_state, save_state
 
@@ -45,6 +46,23 @@ def default_components(settings: Settings) -> list[Component]:
 
         return in_containers(components)
     return components
+
+
+def waves(components: list[Component]) -> list[list[Component]]:
+    """The components in start order, grouped: each group needs only what earlier groups (or running ones) made."""
+    pending = list(components)
+    waiting_for = {component.name for component in components}
+    result: list[list[Component]] = []
+    while pending:
+        wave = [c for c in pending if not (set(c.needs) & waiting_for)]
+        if not wave:
+            raise SandboxError(
+                f"components wait for each other: {', '.join(c.name for c in pending)}", "check their `needs`"
+            )
+        result.append(wave)
+        pending = [c for c in pending if c not in wave]
+        waiting_for -= {c.name for c in wave}
+    return result
 
 
 class Stack:
@@ -82,8 +100,8 @@ class Stack:
                     ensure_free(self.settings.host, port.number, port.purpose, port.setting)
             started: list[Component] = []
             try:
-                for component in pending:
-                    self._bring_up(component, state, started)
+                for wave in waves(pending):
+                    self._bring_up(wave, state, started)
             except BaseException:
                 for component in reversed(started):
                     component.stop(state.components.pop(component.name))
@@ -91,27 +109,37 @@ class Stack:
                 raise
             return state
 
-    def _bring_up(self, component: Component, state: StackState, started: list[Component]) -> None:
+    def _bring_up(self, wave: list[Component], state: StackState, started: list[Component]) -> None:
+        """Prepare and start the wave's components, wait for all of them side by side, then configure each."""
         began = time.monotonic()
-        with self.console.status(f"{component.name}: starting") as spinner:
+        names = ", ".join(component.name for component in wave)
+        with self.console.status(f"{names}: starting") as spinner:
 
-            def report(step: str) -> None:
-                elapsed = time.monotonic() - began
-                self.console.print(f"  {component.name:<22} {step}  [dim]({elapsed:.1f}s)[/]")
-                spinner.update(f"{component.name}: {step}")
+            def reporter(component: Component) -> Report:
+                def report(step: str) -> None:
+                    self.console.print(f"  {component.name:<22} {step}  [dim]({time.monotonic() - began:.1f}s)[/]")
+                    spinner.update(f"{component.name}: {step}")
 
-            component.prepare(report)
-            report("starting")
-            entry = component.start()
-            state.components[component.name] = entry
-            started.append(component)
-            save_state(self.settings, state)
-            report("waiting until ready")
-            component.wait_ready(entry)
-            component.configure(entry, report)
-            save_state(self.settings, state)
-        elapsed = time.monotonic() - began
-        self.console.print(f"[green]✔[/] {component.name:<22} ready in {elapsed:.1f}s  {entry.url}")
+                return report
+
+            entries = {}
+            for component in wave:
+                component.prepare(reporter(component))
+                reporter(component)("starting")
+                entries[component.name] = state.components[component.name] = component.start()
+                started.append(component)
+                save_state(self.settings, state)
+            spinner.update(f"{names}: waiting until ready")
+            with ThreadPoolExecutor(max_workers=len(wave)) as pool:
+                for waiting in [pool.submit(c.wait_ready, entries[c.name]) for c in wave]:
+                    waiting.result()
+            for component in wave:
+                component.configure(entries[component.name], reporter(component))
+                save_state(self.settings, state)
+                self.console.print(
+                    f"[green]✔[/] {component.name:<22} ready in {time.monotonic() - began:.1f}s  "
+                    f"{entries[component.name].url}"
+                )
 
     def _running(self, component: Component, state: StackState) -> bool:
         entry = state.components.get(component.name)

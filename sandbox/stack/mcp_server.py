@@ -19,6 +19,8 @@ PORT_SETTING = {
 class McpServer(ProcessComponent):
     """``python -m sandbox.mcp_server`` in one mode: trusts the stack's tenants and the broker's trust list."""
 
+    needs = ("keycloak",)
+
     def __init__(self, settings: Settings, mode: str = "jwt+events") -> None:
         super().__init__(settings)
         self.address = settings.mcp_server(mode)

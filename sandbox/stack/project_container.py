@@ -21,6 +21,7 @@ class ProjectContainer(ContainerComponent):
     def __init__(self, process: ProcessComponent) -> None:
         self.process = process
         self.name = process.name
+        self.needs = process.needs
         super().__init__(process.settings)
 
     @property

@@ -136,3 +136,27 @@ def test_a_fresh_stack_gets_fresh_secrets(settings: Settings) -> None:
     Stack(settings, [FakeComponent(settings, "only", [], port=free_port())], quiet()).up()
     assert secrets.get("admin") is None
     assert secrets.get_or_create("admin") != old
+
+
+def test_components_start_in_waves_of_what_they_need(settings: Settings) -> None:
+    from sandbox.stack.launcher import waves
+
+    journal: list[str] = []
+    idp = FakeComponent(settings, "keycloak", journal)
+    servers = [FakeComponent(settings, name, journal) for name in ("mcp", "broker")]
+    for server in servers:
+        server.needs = ("keycloak",)
+    assert [[c.name for c in wave] for wave in waves([idp, *servers])] == [["keycloak"], ["mcp", "broker"]]
+    assert [[c.name for c in wave] for wave in waves(servers)] == [["mcp", "broker"]]  # keycloak already runs
+    Stack(settings, [idp, *servers], quiet()).up()
+    assert journal.index("start keycloak") < journal.index("start mcp") < journal.index("start broker")
+
+
+def test_components_that_wait_for_each_other_are_refused(settings: Settings) -> None:
+    from sandbox.errors import SandboxError
+    from sandbox.stack.launcher import waves
+
+    first, second = FakeComponent(settings, "a", []), FakeComponent(settings, "b", [])
+    first.needs, second.needs = ("b",), ("a",)
+    with pytest.raises(SandboxError, match="wait for each other"):
+        waves([first, second])
