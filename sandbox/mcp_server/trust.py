@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
 import httpx
@@ -21,6 +22,17 @@ log = logging.getLogger(__name__)
 
 
 class TrustedIssuers:
+    """The configured issuers, plus the tenants the broker lists.
+
+    The list is refetched at most once per ``refetch_interval``, except for an issuer seen for the first time
+    after the last fetch (a tenant the broker may have made since): that one is checked at once, at most every
+    ``FIRST_SIGHTING_SPACING`` seconds, so a brand-new tenant is never refused and a stream of made-up issuers
+    costs the broker at most a few requests a second.
+    """
+
+    FIRST_SIGHTING_SPACING = 0.1
+    REMEMBERED_SIGHTINGS = 1024
+
     def __init__(
         self,
         static: Iterable[str],
@@ -37,6 +49,7 @@ class TrustedIssuers:
         self._refetch_interval = refetch_interval
         self._clock = clock
         self._fetched_at = float("-inf")
+        self._first_seen: OrderedDict[str, float] = OrderedDict()
         self._lock = asyncio.Lock()
 
     def known(self) -> list[str]:
@@ -46,17 +59,30 @@ class TrustedIssuers:
     async def is_trusted(self, issuer: str) -> bool:
         if issuer in self._static or issuer in self._listed:
             return True
-        if self._url is None or self._clock() - self._fetched_at < self._refetch_interval:
+        if self._url is None:
             return False
-        await self.refresh()
+        first_seen = self._sighted(issuer)
+        if self._fetched_at < first_seen:  # the list predates this issuer: it may be a tenant made since
+            await self.refresh(min_age=self.FIRST_SIGHTING_SPACING)
+        else:
+            await self.refresh()
         return issuer in self._listed
 
-    async def refresh(self) -> None:
-        """Fetch the broker's list now (callers rate-limit); keep the previous one if it cannot be had."""
+    def _sighted(self, issuer: str) -> float:
+        """When ``issuer`` was first seen (now, if never); a bounded memory, oldest forgotten first."""
+        if issuer not in self._first_seen:
+            self._first_seen[issuer] = self._clock()
+            while len(self._first_seen) > self.REMEMBERED_SIGHTINGS:
+                self._first_seen.popitem(last=False)
+        return self._first_seen[issuer]
+
+    async def refresh(self, min_age: float | None = None) -> None:
+        """Fetch the broker's list unless the one held is younger than ``min_age`` (default: the refetch
+        interval); keep the previous list if a new one cannot be had."""
         if self._url is None:
             return
         async with self._lock:
-            if self._clock() - self._fetched_at < self._refetch_interval:
+            if self._clock() - self._fetched_at < (self._refetch_interval if min_age is None else min_age):
                 return
             self._fetched_at = self._clock()
             try:

@@ -43,21 +43,49 @@ def test_static_issuers_are_trusted_without_asking_the_broker() -> None:
     assert asyncio.run(trust.is_trusted(ACME)) and broker.requests == []
 
 
-def test_an_unknown_issuer_refetches_the_list_at_most_once_per_interval() -> None:
+def test_a_first_seen_issuer_is_checked_at_once_and_the_broker_is_asked_at_most_once_per_interval() -> None:
     broker, clock = Broker(), Clock()
     trust = TrustedIssuers([ACME], broker.client(), trust_list_url=LIST_URL, refetch_interval=5, clock=clock)
 
     async def scenario() -> list[bool]:
-        seen = [await trust.is_trusted(GLOBEX) for _ in range(3)]  # one fetch: globex not listed yet
+        seen = [await trust.is_trusted(GLOBEX)]  # first sighting: fetched, globex is not listed yet
+        seen += [await trust.is_trusted(GLOBEX) for _ in range(3)]  # seen before the last fetch: no new fetch
         broker.issuers = [GLOBEX]
-        seen.append(await trust.is_trusted(GLOBEX))  # within the interval: no new fetch
-        clock.now += 5
+        clock.now += 1
+        seen.append(await trust.is_trusted(GLOBEX))  # within the interval: still no fetch
+        clock.now += 4
         seen.append(await trust.is_trusted(GLOBEX))
         return seen
 
-    assert asyncio.run(scenario()) == [False, False, False, False, True]
+    assert asyncio.run(scenario()) == [False, False, False, False, False, True]
     assert len(broker.requests) == 2
     assert trust.known() == [ACME, GLOBEX]
+
+
+def test_a_tenant_made_a_moment_after_a_fetch_is_trusted_on_its_first_token() -> None:
+    broker, clock = Broker(), Clock()
+    trust = TrustedIssuers([], broker.client(), trust_list_url=LIST_URL, refetch_interval=5, clock=clock)
+
+    async def scenario() -> bool:
+        await trust.is_trusted("http://127.0.0.1:3/realms/someone-else")  # a fetch, for another issuer
+        broker.issuers = [GLOBEX]  # the broker makes a tenant right after
+        clock.now += 0.3
+        return await trust.is_trusted(GLOBEX)
+
+    assert asyncio.run(scenario()) is True
+
+
+def test_made_up_issuers_cost_the_broker_a_few_requests_a_second_at_most() -> None:
+    broker, clock = Broker(), Clock()
+    trust = TrustedIssuers([], broker.client(), trust_list_url=LIST_URL, refetch_interval=5, clock=clock)
+
+    async def scenario() -> None:
+        for n in range(100):  # a hundred made-up issuers within one second
+            clock.now += 0.01
+            await trust.is_trusted(f"http://127.0.0.1:3/realms/made-up-{n}")
+
+    asyncio.run(scenario())
+    assert len(broker.requests) <= 1 / TrustedIssuers.FIRST_SIGHTING_SPACING + 1
 
 
 def test_the_last_list_stays_when_the_broker_is_gone_and_master_is_never_trusted() -> None:
