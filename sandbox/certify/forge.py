@@ -85,11 +85,26 @@ def tampered(token: str, claims: Claims) -> str:
     return f"{header}.{b64json(claims)}.{signature}"
 
 
-def flipped_signature(token: str) -> str:
+def _signature_bytes(token: str) -> tuple[str, bytes]:
     head, signature = token.rsplit(".", 1)
-    raw = bytearray(base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4)))
+    return head, base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+
+
+def flipped_signature(token: str) -> str:
+    head, signature = _signature_bytes(token)
+    raw = bytearray(signature)
     raw[len(raw) // 2] ^= 0x01
     return f"{head}.{b64url(bytes(raw))}"
+
+
+def shortened_signature(token: str) -> str:
+    """The token with the last bytes of its signature dropped, still well-formed base64url.
+
+    Cutting characters off the encoded signature instead would leave stray bits that a strict
+    decoder refuses most of the time, so a server that never checks signatures would pass by chance.
+    """
+    head, signature = _signature_bytes(token)
+    return f"{head}.{b64url(signature[: len(signature) * 3 // 4])}"
 
 
 def unsigned(claims: Claims, *, alg: str = "none", signature: str = "") -> str:

@@ -19,6 +19,7 @@ from sandbox.certify import forge
 from sandbox.certify.challenge import bearer_challenge, parse_challenges
 from sandbox.certify.evidence import KnownTokens, describe_token, exchange_of
 from sandbox.certify.mcp_http import INITIALIZE, rpc_message, served, tool_error, tool_names
+from sandbox.mcp_server.verification import peek
 
 URL = "http://127.0.0.1:1/mcp"
 
@@ -113,6 +114,18 @@ def test_tampered_and_flipped_tokens_no_longer_verify(signer: forge.Signer, toke
     for bad in (tampered, flipped):
         with pytest.raises(BadSignatureError):
             jwt.decode(bad, public, algorithms=["RS256"])
+
+
+def test_a_shortened_signature_is_well_formed_so_only_a_signature_check_refuses_it(signer: forge.Signer) -> None:
+    public = RSAKey.import_key(signer.key.as_dict(private=False))
+    for n in range(32):  # 32 signatures: cutting encoded characters instead would leave stray bits in ~15 of 16
+        token = signer.sign({"sub": str(n)})
+        short = forge.shortened_signature(token)
+        assert short.rsplit(".", 1)[0] == token.rsplit(".", 1)[0]
+        assert len(short.rsplit(".", 1)[1]) < len(token.rsplit(".", 1)[1])
+        peek(short)  # the reference server's strict (canonical base64url) parse lets it through
+        with pytest.raises(BadSignatureError):
+            jwt.decode(short, public, algorithms=["RS256"])
 
 
 def test_unsigned_and_hmac_confused_tokens(token: str, signer: forge.Signer) -> None:
