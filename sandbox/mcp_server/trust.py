@@ -1,7 +1,7 @@
 """Which issuers the server trusts: the ones it was started with, plus the tenants the broker lists.
 
 The broker's list (``GET /trust/issuers`` → ``{"issuers": [...]}``) is fetched at start and again
-when a token names an issuer not yet trusted, at most once per ``refetch_interval``. An issuer the
+when a token names an issuer not yet trusted (see ``TrustedIssuers`` for how often). An issuer the
 broker does not list (``master``, a foreign realm) is never trusted. If the broker cannot be reached,
 the last list it gave stays in force.
 """
@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import httpx
 
@@ -25,9 +25,10 @@ class TrustedIssuers:
     """The configured issuers, plus the tenants the broker lists.
 
     The list is refetched at most once per ``refetch_interval``, except for an issuer seen for the first time
-    after the last fetch (a tenant the broker may have made since): that one is checked at once, at most every
-    ``FIRST_SIGHTING_SPACING`` seconds, so a brand-new tenant is never refused and a stream of made-up issuers
-    costs the broker at most a few requests a second.
+    since the last fetch (a tenant the broker may have made since): its request waits for a fetch that starts
+    after the sighting. Such fetches are spaced ``FIRST_SIGHTING_SPACING`` apart and every request waiting
+    shares the next one, so a brand-new tenant is never refused and a stream of made-up issuers costs the
+    broker at most a few requests a second.
     """
 
     FIRST_SIGHTING_SPACING = 0.1
@@ -41,6 +42,7 @@ class TrustedIssuers:
         trust_list_url: str | None,
         refetch_interval: float,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._static = list(dict.fromkeys(static))
         self._listed: list[str] = []
@@ -48,8 +50,10 @@ class TrustedIssuers:
         self._url = trust_list_url
         self._refetch_interval = refetch_interval
         self._clock = clock
+        self._sleep = sleep
         self._fetched_at = float("-inf")
-        self._first_seen: OrderedDict[str, float] = OrderedDict()
+        self._fetches = 0  # fetches started so far: which came after a sighting is told by count, not by clock
+        self._first_seen: OrderedDict[str, int] = OrderedDict()
         self._lock = asyncio.Lock()
 
     def known(self) -> list[str]:
@@ -61,38 +65,51 @@ class TrustedIssuers:
             return True
         if self._url is None:
             return False
-        first_seen = self._sighted(issuer)
-        if self._fetched_at < first_seen:  # the list predates this issuer: it may be a tenant made since
-            await self.refresh(min_age=self.FIRST_SIGHTING_SPACING)
+        fetches_when_seen = self._sighted(issuer)
+        if self._fetches == fetches_when_seen:  # the list predates this issuer: it may be a tenant made since
+            await self._refresh_after(fetches_when_seen, self._url)
         else:
             await self.refresh()
         return issuer in self._listed
 
-    def _sighted(self, issuer: str) -> float:
-        """When ``issuer`` was first seen (now, if never); a bounded memory, oldest forgotten first."""
+    def _sighted(self, issuer: str) -> int:
+        """How many fetches had started when ``issuer`` was first seen (now, if never); a bounded memory."""
         if issuer not in self._first_seen:
-            self._first_seen[issuer] = self._clock()
+            self._first_seen[issuer] = self._fetches
             while len(self._first_seen) > self.REMEMBERED_SIGHTINGS:
                 self._first_seen.popitem(last=False)
         return self._first_seen[issuer]
 
-    async def refresh(self, min_age: float | None = None) -> None:
-        """Fetch the broker's list unless the one held is younger than ``min_age`` (default: the refetch
-        interval); keep the previous list if a new one cannot be had."""
+    async def refresh(self) -> None:
+        """Fetch the broker's list unless the one held is younger than the refetch interval."""
         if self._url is None:
             return
         async with self._lock:
-            if self._clock() - self._fetched_at < (self._refetch_interval if min_age is None else min_age):
+            if self._clock() - self._fetched_at >= self._refetch_interval:
+                await self._fetch(self._url)
+
+    async def _refresh_after(self, fetches: int, url: str) -> None:
+        """Make sure a fetch has started since ``fetches`` had, spacing such fetches out."""
+        async with self._lock:
+            if self._fetches > fetches:  # a fetch that started since (another waiter's) answers this one too
                 return
-            self._fetched_at = self._clock()
-            try:
-                response = await self._client.get(self._url, headers={"Accept": "application/json"})
-                response.raise_for_status()
-                issuers = response.json()["issuers"]
-            except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-                log.info("trust list unavailable", extra={"url": self._url, "reason": type(exc).__name__})
-                return
-            if not isinstance(issuers, list) or not all(isinstance(i, str) for i in issuers):
-                log.warning("trust list malformed", extra={"url": self._url})
-                return
-            self._listed = [issuer for issuer in issuers if is_loopback_url(issuer)]
+            wait = self._fetched_at + self.FIRST_SIGHTING_SPACING - self._clock()
+            if wait > 0:
+                await self._sleep(wait)
+            await self._fetch(url)
+
+    async def _fetch(self, url: str) -> None:
+        """Fetch the list now (the caller holds the lock); keep the previous one if a new one cannot be had."""
+        self._fetches += 1
+        self._fetched_at = self._clock()
+        try:
+            response = await self._client.get(url, headers={"Accept": "application/json"})
+            response.raise_for_status()
+            issuers = response.json()["issuers"]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            log.info("trust list unavailable", extra={"url": url, "reason": type(exc).__name__})
+            return
+        if not isinstance(issuers, list) or not all(isinstance(i, str) for i in issuers):
+            log.warning("trust list malformed", extra={"url": url})
+            return
+        self._listed = [issuer for issuer in issuers if is_loopback_url(issuer)]

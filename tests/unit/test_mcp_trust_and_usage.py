@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import httpx
+import pytest
 from mcp_fakes import Clock
 
 from sandbox.mcp_server.trust import TrustedIssuers
@@ -62,30 +63,54 @@ def test_a_first_seen_issuer_is_checked_at_once_and_the_broker_is_asked_at_most_
     assert trust.known() == [ACME, GLOBEX]
 
 
-def test_a_tenant_made_a_moment_after_a_fetch_is_trusted_on_its_first_token() -> None:
+def trusting(broker: Broker, clock: Clock) -> TrustedIssuers:
+    async def sleep(seconds: float) -> None:
+        clock.now += seconds
+
+    return TrustedIssuers([], broker.client(), trust_list_url=LIST_URL, refetch_interval=5, clock=clock, sleep=sleep)
+
+
+@pytest.mark.parametrize("gap", [0.0, 0.05, 0.3])
+def test_a_tenant_made_a_moment_after_a_fetch_is_trusted_on_its_first_token(gap: float) -> None:
     broker, clock = Broker(), Clock()
-    trust = TrustedIssuers([], broker.client(), trust_list_url=LIST_URL, refetch_interval=5, clock=clock)
+    trust = trusting(broker, clock)
 
     async def scenario() -> bool:
         await trust.is_trusted("http://127.0.0.1:3/realms/someone-else")  # a fetch, for another issuer
         broker.issuers = [GLOBEX]  # the broker makes a tenant right after
-        clock.now += 0.3
+        clock.now += gap
         return await trust.is_trusted(GLOBEX)
 
     assert asyncio.run(scenario()) is True
+    assert len(broker.requests) == 2
 
 
 def test_made_up_issuers_cost_the_broker_a_few_requests_a_second_at_most() -> None:
     broker, clock = Broker(), Clock()
-    trust = TrustedIssuers([], broker.client(), trust_list_url=LIST_URL, refetch_interval=5, clock=clock)
+    trust = trusting(broker, clock)
+    start = clock.now
 
     async def scenario() -> None:
-        for n in range(100):  # a hundred made-up issuers within one second
+        for n in range(100):  # a hundred made-up issuers, one after another
             clock.now += 0.01
-            await trust.is_trusted(f"http://127.0.0.1:3/realms/made-up-{n}")
+            assert not await trust.is_trusted(f"http://127.0.0.1:3/realms/made-up-{n}")
 
     asyncio.run(scenario())
-    assert len(broker.requests) <= 1 / TrustedIssuers.FIRST_SIGHTING_SPACING + 1
+    assert len(broker.requests) <= (clock.now - start) / TrustedIssuers.FIRST_SIGHTING_SPACING + 1
+
+
+def test_requests_waiting_on_new_issuers_share_one_fetch() -> None:
+    broker, clock = Broker(), Clock()
+    trust = trusting(broker, clock)
+
+    async def scenario() -> list[bool]:
+        await trust.is_trusted("http://127.0.0.1:3/realms/someone-else")
+        broker.issuers = [ACME, GLOBEX]
+        clock.now += 0.01
+        return await asyncio.gather(*(trust.is_trusted(issuer) for issuer in (ACME, GLOBEX, ACME, GLOBEX)))
+
+    assert asyncio.run(scenario()) == [True, True, True, True]
+    assert len(broker.requests) == 2
 
 
 def test_the_last_list_stays_when_the_broker_is_gone_and_master_is_never_trusted() -> None:
