@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from sandbox.broker.cli import register as register_broker_commands
 from sandbox.certify.cli import register as register_certify_command
@@ -90,24 +91,29 @@ def down() -> None:
 
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
-    """Show each component: state, URL, pid, memory, log."""
+    """Show each component: state, URL, pid, memory (and where the logs are; --json names each log)."""
     settings = _settings()
     report = run_guarded(lambda: Stack(settings).status())
     if as_json:
         print(json.dumps({"components": [asdict(entry) for entry in report]}, indent=2))
         return
-    table = Table("component", "state", "url", "pid", "memory", "log")
+    # Each log is <component>.log in one directory, named once below, so 80 columns show each URL whole.
+    table = Table(
+        Column("component", no_wrap=True),
+        Column("state", no_wrap=True),
+        Column("url", no_wrap=True),
+        "pid",
+        Column("memory", no_wrap=True),
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        caption=f"logs: {settings.log_dir}/COMPONENT.log  (or: mcp-sandbox logs COMPONENT)",
+        caption_justify="left",
+    )
     colours = {"running": "green", "stopped": "dim", "dead": "red", "unhealthy": "yellow"}
     for entry in report:
         memory = f"{entry.memory_bytes / 2**20:.0f} MiB" if entry.memory_bytes else ""
-        table.add_row(
-            entry.name,
-            f"[{colours[entry.state]}]{entry.state}[/]",
-            entry.url or "",
-            str(entry.pid or ""),
-            memory,
-            entry.log or "",
-        )
+        state = f"[{colours[entry.state]}]{entry.state}[/]"
+        table.add_row(entry.name, state, entry.url or "", str(entry.pid or ""), memory)
     out.print(table)
 
 
@@ -185,8 +191,9 @@ def print_info(settings: Settings) -> None:
         return
     secrets = Secrets(settings)
     out.print()
+    width = max(len(name) for name in state.components)
     for entry in state.components.values():
-        out.print(f"[bold]{entry.name:<10}[/] {entry.url}   [dim]log: {entry.log}[/]")
+        out.print(f"[bold]{entry.name:<{width}}[/]  {entry.url}   [dim]log: {entry.log}[/]")
     keycloak = state.components.get("keycloak")
     tenants: dict[str, str] = keycloak.details.get("tenants", {}) if keycloak else {}
     for tenant, issuer in tenants.items():

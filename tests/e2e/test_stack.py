@@ -84,6 +84,15 @@ def test_status_json_lists_each_component_with_state_url_and_pid(sandbox_stack: 
     assert psutil.pid_exists(keycloak["pid"])
 
 
+def test_status_shows_each_url_whole_in_80_columns(sandbox_stack: SandboxStack) -> None:
+    result = mcp_sandbox("status", env={"COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    for name, entry in sandbox_stack.state.components.items():
+        row = next(line for line in result.stdout.splitlines() if line.split()[:1] == [name])
+        assert entry.url in row.split() and "running" in row.split(), row
+    assert str(sandbox_stack.settings.log_dir) in result.stdout
+
+
 def test_keycloak_listens_on_loopback_only(sandbox_stack: SandboxStack) -> None:
     root = psutil.Process(sandbox_stack.state.components["keycloak"].process.pid)  # type: ignore[union-attr]
     listening = [
