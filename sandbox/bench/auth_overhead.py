@@ -36,8 +36,9 @@ WARM_UP = 30
 ANALYTICS = "mcp:tool:analytics.read"  # the scope of the tool called
 TARGETS = {"jwt": 1.10, "introspect": 1.25}  # the most a p50 may grow over the same call without auth
 WHY = {
-    "jwt": "each call's token is verified anew in Python (RS256 signature, header and claims): {added} ms more at "
-    "the median, where the same call without auth is only a few ms on loopback",
+    "jwt": "{added} ms more at the median, on a call that takes only {baseline} ms without auth: {shared} ms of it "
+    "is paid by introspect mode too, with its answer cached (the bearer check, the scope and session checks around "
+    "any token), and {own} ms is verifying each call's JWT anew in Python (RS256 signature, header and claims)",
     "introspect": "a cached answer still costs a fingerprint, a lookup and the claim checks ({added} ms more at the "
     "median), and one call per cache TTL waits for Keycloak",
 }
@@ -131,15 +132,20 @@ async def auth_overhead(context: BenchContext) -> dict[str, Any]:
     summaries = {name: summarize(values) for name, values in samples.items()}
     baseline = summaries["no auth"]
     results: dict[str, Any] = {"tool": "analytics.query", "calls_per_server": len(samples["no auth"]), **summaries}
+    added_by = {mode: round(summaries[mode]["median"] - baseline["median"], 3) for mode in TARGETS}
+    shared = max(0.0, min(added_by.values()))  # what authenticating costs whichever way the token is checked
     for mode, limit in TARGETS.items():
         p50 = ratio(summaries[mode]["median"], baseline["median"])
-        added = round(summaries[mode]["median"] - baseline["median"], 3)
+        added = added_by[mode]
+        why = WHY[mode].format(
+            added=added, baseline=baseline["median"], shared=round(shared, 3), own=round(added - shared, 3)
+        )
         results[f"{mode}_vs_no_auth"] = {
             "p50_ratio": p50,
             "p95_ratio": ratio(summaries[mode]["p95"], baseline["p95"]),
             "p99_ratio": ratio(summaries[mode]["p99"], baseline["p99"]),
             "p50_added_ms": added,
-            **target(f"p50 ratio <= {limit:.2f}", f"p50 ratio {p50:.3f}", p50 <= limit, WHY[mode].format(added=added)),
+            **target(f"p50 ratio <= {limit:.2f}", f"p50 ratio {p50:.3f}", p50 <= limit, why),
         }
     results["introspection_cache_ttl_s"] = settings.mcp_introspection_cache_ttl
     results["note"] = (

@@ -135,10 +135,11 @@ class Stack:
                     waiting.result()
             for component in wave:
                 component.configure(entries[component.name], reporter(component))
+                seconds = round(time.monotonic() - began, 1)
+                entries[component.name].details["seconds_to_ready"] = seconds  # from the start of its wave
                 save_state(self.settings, state)
                 self.console.print(
-                    f"[green]✔[/] {component.name:<22} ready in {time.monotonic() - began:.1f}s  "
-                    f"{entries[component.name].url}"
+                    f"[green]✔[/] {component.name:<22} ready in {seconds:.1f}s  {entries[component.name].url}"
                 )
 
     def _running(self, component: Component, state: StackState) -> bool:

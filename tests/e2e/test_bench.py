@@ -52,7 +52,7 @@ NUMBERS = {
         "broker_seconds_for_1000_agents.seconds",
     ],
     "token-issuance": ["grants_per_second", "grants_per_second_per_core"],
-    "stack-start": ["warm.seconds_to_ready"],
+    "stack-start": ["warm.seconds_to_ready", "warm.component_seconds_to_ready.keycloak"],
     "rotation": ["throughput_ratio", "without_rotation.calls_per_second", "during_rotation.calls_per_second"],
 }
 

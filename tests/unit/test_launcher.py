@@ -70,7 +70,9 @@ def test_up_starts_in_order_and_saves_state(settings: Settings) -> None:
     assert journal == ["prepare first", "start first", "prepare second", "start second"]
     saved = load_state(settings)
     assert saved is not None and list(saved.components) == ["first", "second"]
-    assert saved.components["second"].details == {"configured": True}
+    details = saved.components["second"].details
+    assert details["configured"] is True and details["seconds_to_ready"] >= 0
+    assert set(details) == {"configured", "seconds_to_ready"}
     assert state.components["first"].url == "http://first"
 
 
