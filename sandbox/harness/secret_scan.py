@@ -19,6 +19,8 @@ from pathlib import Path
 
 from sandbox.config import Settings
 from sandbox.issued import kept_on_purpose, remembered
+from sandbox.stack.distribution import KeycloakDistribution
+from sandbox.stack.keycloak_seed import SeededDatabase
 
 FULL_JWT = re.compile(rb"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}")
 PRIVATE_KEY = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----")
@@ -60,6 +62,9 @@ def known_credentials(settings: Settings, registry: Path | None) -> set[str]:
     signing_key = settings.state_dir / "broker" / "set-signing-key.json"
     if signing_key.exists():
         values.add(json.loads(signing_key.read_text()).get("d", ""))
+    seed_admin = SeededDatabase(settings, KeycloakDistribution(settings)).directory / "admin.json"
+    if seed_admin.exists():  # the seeded Keycloak database's own admin secrets (in the cache, not scanned)
+        values |= {json.loads(seed_admin.read_text())[key] for key in ("password", "client_secret")}
     return {v for v in values if len(v) >= 8}
 
 

@@ -33,6 +33,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 ADMIN_CLIENT_ID = "sandbox-admin"
+ADMIN_USERNAME = "admin"
 DEMO_CLIENT_ID = "quickstart-agent"
 #: Stack secret of the reference MCP server's introspection client (see :meth:`KeycloakAdapter.create_tenant_realm`).
 RESOURCE_SERVER_SECRET = "mcp-resource-server"
@@ -204,6 +205,18 @@ class KeycloakAdapter:
             )
             self._admins[realm] = KeycloakAdmin(connection=connection)
         return self._admins[realm]
+
+    @_translated
+    async def take_over_master_admin(self, username: str, password: str, client_secret: str) -> None:
+        """Give the master realm's admin user and this adapter's own service account new credentials.
+
+        For a database copied from a seed: its admins were made with the seed's credentials. The service
+        account's secret changes last; the token already held stays valid, new ones need the new secret.
+        """
+        master = self.admin("master")
+        await master.a_set_user_password(await master.a_get_user_id(username), password, temporary=False)
+        await master.a_update_client(await master.a_get_client_id(self.client_id), {"secret": client_secret})
+        self._admins.clear()
 
     # Realms (tenants).
     @_translated

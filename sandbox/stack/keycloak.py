@@ -16,6 +16,7 @@ from keycloak.exceptions import KeycloakPostError
 from sandbox.config import Settings
 from sandbox.idp.keycloak import (
     ADMIN_CLIENT_ID,
+    ADMIN_USERNAME,
     DEMO_CLIENT_ID,
     RESOURCE_SERVER_SECRET,
     KeycloakAdapter,
@@ -24,11 +25,10 @@ from sandbox.idp.keycloak import (
 from sandbox.stack.component import Component, Port, ProcessComponent, Report
 from sandbox.stack.distribution import KeycloakDistribution, build_options
 from sandbox.stack.java import Jdk, find_jdk
+from sandbox.stack.keycloak_seed import SeedAdmin, SeededDatabase, h2_url
 from sandbox.stack.readiness import answers, wait_for_http
 from sandbox.stack.state import ComponentState, Secrets
 from sandbox.toolmap import ToolMap
-
-ADMIN_USERNAME = "admin"
 
 
 def create_tenant(adapter: KeycloakAdapter, settings: Settings, tenant: str, *, demo_secret: str | None = None):
@@ -137,7 +137,9 @@ class LocalKeycloak(SandboxKeycloak, ProcessComponent):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.distribution = KeycloakDistribution(self.settings)
+        self.seed = SeededDatabase(self.settings, self.distribution)
         self._jdk: Jdk | None = None
+        self._seed_admin: SeedAdmin | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -147,15 +149,19 @@ class LocalKeycloak(SandboxKeycloak, ProcessComponent):
         report("looking for a JDK 17+")
         self._jdk = find_jdk(self.settings)
         self.distribution.ensure_built(self._jdk, report)
+        self._seed_admin = self.seed.ensure(self._jdk, report, username=ADMIN_USERNAME, client_id=ADMIN_CLIENT_ID)
+
+    @property
+    def database_dir(self) -> Path:
+        return self.data_dir / "db"
 
     def command(self) -> list[str]:
-        database = self.data_dir / "db" / "keycloakdb"
         return [
             str(self.distribution.kc_sh),
             "start",
             "--optimized",
             *server_options(self.settings),
-            f"--db-url=jdbc:h2:file:{database};NON_KEYWORDS=VALUE",
+            f"--db-url={h2_url(self.database_dir)}",
         ]
 
     def environment(self) -> dict[str, str]:
@@ -168,14 +174,26 @@ class LocalKeycloak(SandboxKeycloak, ProcessComponent):
             JAVA_OPTS_APPEND=f"-Dquarkus.transaction-manager.object-store.directory={self.data_dir / 'tx'}"
             f" -Djava.io.tmpdir={self.data_dir / 'tmp'}",
         )
-        env.update(bootstrap_admin_environment(self.settings))
-        return env
+        return env  # no bootstrap admin: the seeded database has one, taken over in configure()
 
     def start(self) -> ComponentState:
-        # Every `up` of a stopped stack starts from a clean IdP: reproducible tenants, no stale agents.
+        # Every `up` of a stopped stack starts from a clean IdP: reproducible tenants, no stale agents; the
+        # database is a copy of the seed (schema, master realm, admin), not an empty one.
         shutil.rmtree(self.data_dir, ignore_errors=True)
         (self.data_dir / "tmp").mkdir(parents=True)
+        self.seed.copy_to(self.database_dir)
         return super().start()
+
+    def configure(self, state: ComponentState, report: Report) -> None:
+        assert self._seed_admin is not None, "prepare() makes or finds the seed before start()"
+        secrets = Secrets(self.settings)
+        seeded = KeycloakAdapter(self.url, ADMIN_CLIENT_ID, self._seed_admin.client_secret)
+        asyncio.run(
+            seeded.take_over_master_admin(
+                ADMIN_USERNAME, secrets.get_or_create(ADMIN_USERNAME), secrets.get_or_create(ADMIN_CLIENT_ID)
+            )
+        )
+        super().configure(state, report)
 
 
 class ExternalKeycloak(Component):

@@ -18,8 +18,12 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from sandbox.config import Settings
+from sandbox.idp.keycloak import ADMIN_CLIENT_ID, ADMIN_USERNAME
 from sandbox.pytest_plugin import SandboxStack
+from sandbox.stack.distribution import KeycloakDistribution
+from sandbox.stack.keycloak_seed import SeedAdmin, SeededDatabase
 from sandbox.stack.ports import private_stack_environment
+from sandbox.stack.state import Secrets
 
 MCP_SANDBOX = str(Path(sys.executable).parent / "mcp-sandbox")
 
@@ -54,6 +58,30 @@ def test_up_again_is_harmless_and_prints_a_curl_that_gets_a_tenant_token(sandbox
         jwt.decode(token, key_set(settings, other_tenant))
     status = json.loads(mcp_sandbox("status", "--json").stdout)
     assert {c["name"]: c["pid"] for c in status["components"]}["keycloak"] == pid_before
+
+
+def master_token(settings: Settings, form: dict[str, str]) -> str:
+    """``issued``, or the OAuth error code of the refusal."""
+    response = httpx.post(f"{settings.issuer('master')}/protocol/openid-connect/token", data=form)
+    return "issued" if response.status_code == 200 and "access_token" in response.json() else response.json()["error"]
+
+
+def test_the_seeded_databases_admin_credentials_are_replaced_by_the_stacks_own(sandbox_stack: SandboxStack) -> None:
+    settings = sandbox_stack.settings
+    seed = SeededDatabase(settings, KeycloakDistribution(settings))
+    seeded = SeedAdmin(**json.loads((seed.directory / "admin.json").read_text()))
+    stack = Secrets(settings)
+
+    def service(secret: str) -> dict[str, str]:
+        return {"grant_type": "client_credentials", "client_id": ADMIN_CLIENT_ID, "client_secret": secret}
+
+    def user(password: str) -> dict[str, str]:
+        return {"grant_type": "password", "client_id": "admin-cli", "username": ADMIN_USERNAME, "password": password}
+
+    assert master_token(settings, service(seeded.client_secret)) == "unauthorized_client"
+    assert master_token(settings, user(seeded.password)) == "invalid_grant"
+    assert master_token(settings, service(stack.get(ADMIN_CLIENT_ID) or "")) == "issued"
+    assert master_token(settings, user(stack.get(ADMIN_USERNAME) or "")) == "issued"
 
 
 def test_tenants_have_their_own_issuers_and_signing_keys(sandbox_stack: SandboxStack) -> None:

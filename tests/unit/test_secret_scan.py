@@ -12,6 +12,8 @@ import pytest
 from sandbox.config import load_settings
 from sandbox.harness.secret_scan import by_design, known_credentials, scan
 from sandbox.issued import ENVIRONMENT, remember, remember_answer, remembered, stored_on_purpose
+from sandbox.stack.distribution import KeycloakDistribution
+from sandbox.stack.keycloak_seed import SeededDatabase
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhZ2VudC0xMjMifQ.c2lnbmF0dXJlLW9mLWEtcmVhbC10b2tlbg"
 
@@ -46,7 +48,7 @@ def test_the_scan_finds_credentials_tokens_and_keys_but_not_where_they_belong(
     outside_the_run: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tmp_path = outside_the_run
-    settings = load_settings(state_dir=tmp_path / "state")
+    settings = load_settings(state_dir=tmp_path / "state", cache_dir=tmp_path / "cache")
     registry = settings.state_dir / "issued.jsonl"
     settings.state_dir.mkdir()
     monkeypatch.setenv(ENVIRONMENT, str(registry))
@@ -67,6 +69,16 @@ def test_the_scan_finds_credentials_tokens_and_keys_but_not_where_they_belong(
     stored_on_purpose(agent_file)
     (settings.state_dir / "keycloak").mkdir()
     (settings.state_dir / "keycloak" / "db.mv.db").write_text("kept-client-secret the IdP stores it")
+    seed = SeededDatabase(settings, KeycloakDistribution(settings)).directory
+    seed.mkdir(parents=True)
+    seed_admin = {
+        "username": "admin",
+        "password": "the-seed-password",
+        "client_id": "x",
+        "client_secret": "seed-secret",
+    }
+    (seed / "admin.json").write_text(json.dumps(seed_admin))
+    (logs / "keycloak.log").write_text("bootstrap with seed-secret\n")
 
     report = scan([settings.state_dir, reports], known_credentials(settings, registry), by_design(settings, registry))
     found = sorted(f"{f.path.name}: {f.what.split(' (')[0]}" for f in report.findings)
@@ -74,7 +86,8 @@ def test_the_scan_finds_credentials_tokens_and_keys_but_not_where_they_belong(
         "admin.txt: an issued credential",
         "broker.log: an issued credential",
         "key.pem: a PEM private key",
+        "keycloak.log: an issued credential",
         "mcp.log: a full signed token",
     ]
     assert all("leaked-client-secret" not in str(f) for f in report.findings)  # never the credential itself
-    assert report.credentials == 3
+    assert report.credentials == 5

@@ -49,7 +49,7 @@ class DedicatedKeycloak:
 
     def start(self, *, keep_data: bool = False) -> None:
         self.component.prepare(lambda step: None)
-        # start() begins from an empty database; a restart after a crash keeps it (the process start alone).
+        # start() begins from a fresh copy of the seeded database; a restart after a crash keeps its data.
         self.entry = super(LocalKeycloak, self.component).start() if keep_data else self.component.start()
         self.component.wait_ready(self.entry)
         if not keep_data:
