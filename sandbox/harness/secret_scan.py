@@ -20,7 +20,7 @@ from pathlib import Path
 from sandbox.config import Settings
 from sandbox.issued import kept_on_purpose, remembered
 from sandbox.stack.distribution import KeycloakDistribution
-from sandbox.stack.keycloak_seed import SeededDatabase
+from sandbox.stack.keycloak_seed import DATABASE_FILE, SeededDatabase
 
 FULL_JWT = re.compile(rb"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}")
 PRIVATE_KEY = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----")
@@ -98,6 +98,8 @@ def _files(roots: Iterable[Path], skip: set[Path]) -> Iterable[Path]:
             if resolved in seen or not path.is_file() or path.is_symlink():
                 continue
             if resolved in skip or any(parent in skip for parent in resolved.parents):
+                continue
+            if path.name == DATABASE_FILE:  # a Keycloak database, of any stack a test made: the IdP's own store
                 continue
             seen.add(resolved)
             yield path

@@ -25,7 +25,7 @@ from sandbox.idp.keycloak import (
 from sandbox.stack.component import Component, Port, ProcessComponent, Report
 from sandbox.stack.distribution import KeycloakDistribution, build_options
 from sandbox.stack.java import Jdk, find_jdk
-from sandbox.stack.keycloak_seed import SeedAdmin, SeededDatabase, h2_url
+from sandbox.stack.keycloak_seed import SeededDatabase, h2_url
 from sandbox.stack.readiness import answers, wait_for_http
 from sandbox.stack.state import ComponentState, Secrets
 from sandbox.toolmap import ToolMap
@@ -139,7 +139,6 @@ class LocalKeycloak(SandboxKeycloak, ProcessComponent):
         self.distribution = KeycloakDistribution(self.settings)
         self.seed = SeededDatabase(self.settings, self.distribution)
         self._jdk: Jdk | None = None
-        self._seed_admin: SeedAdmin | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -149,7 +148,7 @@ class LocalKeycloak(SandboxKeycloak, ProcessComponent):
         report("looking for a JDK 17+")
         self._jdk = find_jdk(self.settings)
         self.distribution.ensure_built(self._jdk, report)
-        self._seed_admin = self.seed.ensure(self._jdk, report, username=ADMIN_USERNAME, client_id=ADMIN_CLIENT_ID)
+        self.seed.ensure(self._jdk, report, username=ADMIN_USERNAME, client_id=ADMIN_CLIENT_ID)
 
     @property
     def database_dir(self) -> Path:
@@ -182,17 +181,20 @@ class LocalKeycloak(SandboxKeycloak, ProcessComponent):
         shutil.rmtree(self.data_dir, ignore_errors=True)
         (self.data_dir / "tmp").mkdir(parents=True)
         self.seed.copy_to(self.database_dir)
-        return super().start()
+        state = super().start()
+        state.details["seeded"] = True
+        return state
 
     def configure(self, state: ComponentState, report: Report) -> None:
-        assert self._seed_admin is not None, "prepare() makes or finds the seed before start()"
-        secrets = Secrets(self.settings)
-        seeded = KeycloakAdapter(self.url, ADMIN_CLIENT_ID, self._seed_admin.client_secret)
-        asyncio.run(
-            seeded.take_over_master_admin(
-                ADMIN_USERNAME, secrets.get_or_create(ADMIN_USERNAME), secrets.get_or_create(ADMIN_CLIENT_ID)
+        # Keycloak in a container (compose) starts from an empty database, with the stack's bootstrap admin.
+        if state.details.get("seeded"):
+            secrets = Secrets(self.settings)
+            seeded = KeycloakAdapter(self.url, ADMIN_CLIENT_ID, self.seed.admin().client_secret)
+            asyncio.run(
+                seeded.take_over_master_admin(
+                    ADMIN_USERNAME, secrets.get_or_create(ADMIN_USERNAME), secrets.get_or_create(ADMIN_CLIENT_ID)
+                )
             )
-        )
         super().configure(state, report)
 
 

@@ -72,11 +72,15 @@ class SeededDatabase:
             marker, admin_file = self.directory / "made-by.json", self.directory / "admin.json"
             present = all(path.is_file() for path in (marker, admin_file, self.directory / DATABASE_FILE))
             if present and json.loads(marker.read_text()) == made_by:
-                return SeedAdmin(**json.loads(admin_file.read_text()))
+                return self.admin()
             report("creating the database schema and master realm (once per build)")
             admin = SeedAdmin(username, secrets.token_urlsafe(24), client_id, secrets.token_urlsafe(32))
             self._make(jdk, admin, made_by)
             return admin
+
+    def admin(self) -> SeedAdmin:
+        """The credentials the seed's admins were made with."""
+        return SeedAdmin(**json.loads((self.directory / "admin.json").read_text()))
 
     def copy_to(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

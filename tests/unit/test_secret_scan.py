@@ -79,6 +79,9 @@ def test_the_scan_finds_credentials_tokens_and_keys_but_not_where_they_belong(
     }
     (seed / "admin.json").write_text(json.dumps(seed_admin))
     (logs / "keycloak.log").write_text("bootstrap with seed-secret\n")
+    other_stack = tmp_path / "reports" / "another-stack" / "keycloak" / "db"
+    other_stack.mkdir(parents=True)
+    (other_stack / "keycloakdb.mv.db").write_bytes(b"seed-secret, stored by the IdP of a stack a test made")
 
     report = scan([settings.state_dir, reports], known_credentials(settings, registry), by_design(settings, registry))
     found = sorted(f"{f.path.name}: {f.what.split(' (')[0]}" for f in report.findings)
