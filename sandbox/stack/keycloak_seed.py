@@ -73,7 +73,7 @@ class SeededDatabase:
             present = all(path.is_file() for path in (marker, admin_file, self.directory / DATABASE_FILE))
             if present and json.loads(marker.read_text()) == made_by:
                 return self.admin()
-            report("creating the database schema and master realm (once per build)")
+            report("seeding its database (once per build)")
             admin = SeedAdmin(username, secrets.token_urlsafe(24), client_id, secrets.token_urlsafe(32))
             self._make(jdk, admin, made_by)
             return admin
