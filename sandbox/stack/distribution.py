@@ -34,6 +34,12 @@ def build_options(settings: Settings) -> list[str]:
     return [*BUILD_OPTIONS, f"--features={','.join(settings.keycloak_features)}"]
 
 
+def run_files_options(data_dir: Path) -> str:
+    """``JAVA_OPTS_APPEND`` that keeps one Keycloak run's own files (transaction log, temp) in ``data_dir``,
+    so several runs can share one built distribution."""
+    return f"-Dquarkus.transaction-manager.object-store.directory={data_dir / 'tx'} -Djava.io.tmpdir={data_dir / 'tmp'}"
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as stream:

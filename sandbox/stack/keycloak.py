@@ -23,7 +23,7 @@ from sandbox.idp.keycloak import (
     load_realm_template,
 )
 from sandbox.stack.component import Component, Port, ProcessComponent, Report
-from sandbox.stack.distribution import KeycloakDistribution, build_options
+from sandbox.stack.distribution import KeycloakDistribution, build_options, run_files_options
 from sandbox.stack.java import Jdk, find_jdk
 from sandbox.stack.keycloak_seed import SeededDatabase, h2_url
 from sandbox.stack.readiness import answers, wait_for_http
@@ -169,9 +169,7 @@ class LocalKeycloak(SandboxKeycloak, ProcessComponent):
         env.update(
             JAVA_HOME=str(self._jdk.home),
             PATH=f"{self._jdk.home / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}",
-            # Per-stack runtime files, so several stacks can share one built distribution.
-            JAVA_OPTS_APPEND=f"-Dquarkus.transaction-manager.object-store.directory={self.data_dir / 'tx'}"
-            f" -Djava.io.tmpdir={self.data_dir / 'tmp'}",
+            JAVA_OPTS_APPEND=run_files_options(self.data_dir),
         )
         return env  # no bootstrap admin: the seeded database has one, taken over in configure()
 

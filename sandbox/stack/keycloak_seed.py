@@ -24,7 +24,7 @@ from filelock import FileLock
 from sandbox.config import Settings
 from sandbox.errors import DistributionError
 from sandbox.stack.component import Report
-from sandbox.stack.distribution import KeycloakDistribution
+from sandbox.stack.distribution import KeycloakDistribution, run_files_options
 from sandbox.stack.java import Jdk
 
 DATABASE_FILE = "keycloakdb.mv.db"  # H2's one file for a database named keycloakdb
@@ -105,8 +105,7 @@ class SeededDatabase:
             env = {
                 "JAVA_HOME": str(jdk.home),
                 "PATH": f"{jdk.home / 'bin'}:/usr/bin:/bin",
-                "JAVA_OPTS_APPEND": f"-Dquarkus.transaction-manager.object-store.directory={staging / 'tx'}"
-                f" -Djava.io.tmpdir={staging / 'tmp'}",
+                "JAVA_OPTS_APPEND": run_files_options(staging),
                 **admin.bootstrap_environment(),
             }
             log = self.settings.log_dir / "keycloak-seed.log"
