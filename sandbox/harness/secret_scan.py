@@ -62,9 +62,9 @@ def known_credentials(settings: Settings, registry: Path | None) -> set[str]:
     signing_key = settings.state_dir / "broker" / "set-signing-key.json"
     if signing_key.exists():
         values.add(json.loads(signing_key.read_text()).get("d", ""))
-    seed_admin = SeededDatabase(settings, KeycloakDistribution(settings)).directory / "admin.json"
-    if seed_admin.exists():  # the seeded Keycloak database's own admin secrets (in the cache, not scanned)
-        values |= {json.loads(seed_admin.read_text())[key] for key in ("password", "client_secret")}
+    seed = SeededDatabase(settings, KeycloakDistribution(settings))
+    if (seed.directory / "admin.json").exists():  # the seeded database's own admin (in the cache, not scanned)
+        values |= {seed.admin().password, seed.admin().client_secret}
     return {v for v in values if len(v) >= 8}
 
 

@@ -25,7 +25,7 @@ from sandbox.idp.keycloak import (
 from sandbox.stack.component import Component, Port, ProcessComponent, Report
 from sandbox.stack.distribution import KeycloakDistribution, build_options, run_files_options
 from sandbox.stack.java import Jdk, find_jdk
-from sandbox.stack.keycloak_seed import SeededDatabase, h2_url
+from sandbox.stack.keycloak_seed import BootstrapAdmin, SeededDatabase, h2_url
 from sandbox.stack.readiness import answers, wait_for_http
 from sandbox.stack.state import ComponentState, Secrets
 from sandbox.toolmap import ToolMap
@@ -92,15 +92,17 @@ def container_command(settings: Settings) -> list[str]:
     return ["start", *build_options(settings), *server_options(settings)]
 
 
-def bootstrap_admin_environment(settings: Settings) -> dict[str, str]:
-    """The stack's own admin user and admin service account, created by Keycloak at its first start."""
+def stack_admin(settings: Settings) -> BootstrapAdmin:
+    """The stack's own admin user and admin service account (new secrets on every fresh ``up``)."""
     secrets = Secrets(settings)
-    return {
-        "KC_BOOTSTRAP_ADMIN_USERNAME": ADMIN_USERNAME,
-        "KC_BOOTSTRAP_ADMIN_PASSWORD": secrets.get_or_create(ADMIN_USERNAME),
-        "KC_BOOTSTRAP_ADMIN_CLIENT_ID": ADMIN_CLIENT_ID,
-        "KC_BOOTSTRAP_ADMIN_CLIENT_SECRET": secrets.get_or_create(ADMIN_CLIENT_ID),
-    }
+    return BootstrapAdmin(
+        ADMIN_USERNAME, secrets.get_or_create(ADMIN_USERNAME), ADMIN_CLIENT_ID, secrets.get_or_create(ADMIN_CLIENT_ID)
+    )
+
+
+def bootstrap_admin_environment(settings: Settings) -> dict[str, str]:
+    """The stack's admin, for a Keycloak that creates its master realm at its first start (the containers)."""
+    return stack_admin(settings).environment()
 
 
 class SandboxKeycloak(Component):
@@ -186,13 +188,9 @@ class LocalKeycloak(SandboxKeycloak, ProcessComponent):
     def configure(self, state: ComponentState, report: Report) -> None:
         # Keycloak in a container (compose) starts from an empty database, with the stack's bootstrap admin.
         if state.details.get("seeded"):
-            secrets = Secrets(self.settings)
+            ours = stack_admin(self.settings)
             seeded = KeycloakAdapter(self.url, ADMIN_CLIENT_ID, self.seed.admin().client_secret)
-            asyncio.run(
-                seeded.take_over_master_admin(
-                    ADMIN_USERNAME, secrets.get_or_create(ADMIN_USERNAME), secrets.get_or_create(ADMIN_CLIENT_ID)
-                )
-            )
+            asyncio.run(seeded.take_over_master_admin(ours.username, ours.password, ours.client_secret))
         super().configure(state, report)
 
 

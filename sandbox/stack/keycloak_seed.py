@@ -36,15 +36,16 @@ def h2_url(directory: Path) -> str:
 
 
 @dataclass(frozen=True)
-class SeedAdmin:
-    """The credentials the seed's admin user and admin service account were made with."""
+class BootstrapAdmin:
+    """The admin user and admin service account Keycloak makes when it creates its master realm."""
 
     username: str
     password: str
     client_id: str
     client_secret: str
 
-    def bootstrap_environment(self) -> dict[str, str]:
+    def environment(self) -> dict[str, str]:
+        """Keycloak's ``KC_BOOTSTRAP_ADMIN_*`` settings for these credentials."""
         return {
             "KC_BOOTSTRAP_ADMIN_USERNAME": self.username,
             "KC_BOOTSTRAP_ADMIN_PASSWORD": self.password,
@@ -61,7 +62,7 @@ class SeededDatabase:
         self.distribution = distribution
         self.directory = distribution.cache / f"database-{distribution.version}"
 
-    def ensure(self, jdk: Jdk, report: Report, *, username: str, client_id: str) -> SeedAdmin:
+    def ensure(self, jdk: Jdk, report: Report, *, username: str, client_id: str) -> BootstrapAdmin:
         """The seed's admin credentials; the seed is made first if it is missing or stale."""
         made_by = {
             "home": str(self.distribution.home),
@@ -74,19 +75,19 @@ class SeededDatabase:
             if present and json.loads(marker.read_text()) == made_by:
                 return self.admin()
             report("seeding its database (once per build)")
-            admin = SeedAdmin(username, secrets.token_urlsafe(24), client_id, secrets.token_urlsafe(32))
+            admin = BootstrapAdmin(username, secrets.token_urlsafe(24), client_id, secrets.token_urlsafe(32))
             self._make(jdk, admin, made_by)
             return admin
 
-    def admin(self) -> SeedAdmin:
+    def admin(self) -> BootstrapAdmin:
         """The credentials the seed's admins were made with."""
-        return SeedAdmin(**json.loads((self.directory / "admin.json").read_text()))
+        return BootstrapAdmin(**json.loads((self.directory / "admin.json").read_text()))
 
     def copy_to(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(self.directory / DATABASE_FILE, directory / DATABASE_FILE)
 
-    def _make(self, jdk: Jdk, admin: SeedAdmin, made_by: dict[str, object]) -> None:
+    def _make(self, jdk: Jdk, admin: BootstrapAdmin, made_by: dict[str, object]) -> None:
         staging = Path(tempfile.mkdtemp(prefix=".database-", dir=self.distribution.cache))
         try:
             (staging / "tmp").mkdir()
@@ -106,7 +107,7 @@ class SeededDatabase:
                 "JAVA_HOME": str(jdk.home),
                 "PATH": f"{jdk.home / 'bin'}:/usr/bin:/bin",
                 "JAVA_OPTS_APPEND": run_files_options(staging),
-                **admin.bootstrap_environment(),
+                **admin.environment(),
             }
             log = self.settings.log_dir / "keycloak-seed.log"
             log.parent.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ from sandbox.config import Settings
 from sandbox.idp.keycloak import ADMIN_CLIENT_ID, ADMIN_USERNAME
 from sandbox.pytest_plugin import SandboxStack
 from sandbox.stack.distribution import KeycloakDistribution
-from sandbox.stack.keycloak_seed import SeedAdmin, SeededDatabase
+from sandbox.stack.keycloak_seed import SeededDatabase
 from sandbox.stack.ports import private_stack_environment
 from sandbox.stack.state import Secrets
 
@@ -68,8 +68,7 @@ def master_token(settings: Settings, form: dict[str, str]) -> str:
 
 def test_the_seeded_databases_admin_credentials_are_replaced_by_the_stacks_own(sandbox_stack: SandboxStack) -> None:
     settings = sandbox_stack.settings
-    seed = SeededDatabase(settings, KeycloakDistribution(settings))
-    seeded = SeedAdmin(**json.loads((seed.directory / "admin.json").read_text()))
+    seeded = SeededDatabase(settings, KeycloakDistribution(settings)).admin()
     stack = Secrets(settings)
 
     def service(secret: str) -> dict[str, str]:
