@@ -151,9 +151,9 @@ def test_keycloak_killed_mid_operation(keycloak: DedicatedKeycloak, tmp_path: Pa
             one_line_503(answers["rotate"], "Keycloak", "old credential")
             one_line_503(answers["revoke"], "Keycloak", "pending")
             one_line_503(provision("while-down"), "Keycloak")  # nothing new while it is down, and it says so
-            reliability.add(4)
             listed = {a["name"]: a for a in http.get(agents, headers=auth).json()}
             assert listed["halfway"]["status"] == listed["while-down"]["status"] == "failed"
+            reliability.add()  # the provision asked for while Keycloak was down
             assert listed["leaver"]["status"] == "revoking" and listed["rotor"]["status"] == "active"
 
             keycloak.start(keep_data=True)
@@ -164,6 +164,7 @@ def test_keycloak_killed_mid_operation(keycloak: DedicatedKeycloak, tmp_path: Pa
             )
             with pytest.raises(TokenRefused):
                 token(settings, leaver["agent"]["client_id"], leaver_secret)
+            reliability.add()  # the interrupted revocation
 
             def leftovers() -> set[str]:
                 found = asyncio.run(KeycloakAdapter.from_settings(settings).admin("acme").a_get_clients())
@@ -175,8 +176,10 @@ def test_keycloak_killed_mid_operation(keycloak: DedicatedKeycloak, tmp_path: Pa
             assert rotated.status_code == 200, rotated.text
             token(settings, rotor["agent"]["client_id"], rotated.json()["credential"]["client_secret"])
             token(settings, rotor["agent"]["client_id"], rotor_secret)  # and keeps working for the grace
+            reliability.add()  # the interrupted rotation
             retried = provision("halfway")
             assert retried.status_code == 201, retried.text
+            reliability.add()  # the interrupted provision: its client removed, the name free again
 
             audit = http.get("/tenants/acme/audit", headers=auth).json()
             revoked = [e for e in audit if e["agent_id"] == leaver["agent"]["id"] and e["action"] == "agent.revoked"]
