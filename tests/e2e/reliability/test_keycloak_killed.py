@@ -153,7 +153,6 @@ def test_keycloak_killed_mid_operation(keycloak: DedicatedKeycloak, tmp_path: Pa
             one_line_503(provision("while-down"), "Keycloak")  # nothing new while it is down, and it says so
             listed = {a["name"]: a for a in http.get(agents, headers=auth).json()}
             assert listed["halfway"]["status"] == listed["while-down"]["status"] == "failed"
-            reliability.add()  # the provision asked for while Keycloak was down
             assert listed["leaver"]["status"] == "revoking" and listed["rotor"]["status"] == "active"
 
             keycloak.start(keep_data=True)
@@ -171,6 +170,7 @@ def test_keycloak_killed_mid_operation(keycloak: DedicatedKeycloak, tmp_path: Pa
                 return {c["clientId"] for c in found if c["clientId"].startswith(("agent-halfway-", "agent-while-"))}
 
             wait_for(lambda: not leftovers(), budget=60, what="the half-made client removed by housekeeping")
+            reliability.add()  # the provision asked for while Keycloak was down: failed, nothing left of it
             token(settings, rotor["agent"]["client_id"], rotor_secret)  # the old secret still works
             rotated = http.post(f"{agents}/{rotor['agent']['id']}/rotate", json={"grace_seconds": 900}, headers=auth)
             assert rotated.status_code == 200, rotated.text
