@@ -80,6 +80,11 @@ def token(settings: Settings, client_id: str, secret: str) -> Token:
     return asyncio.run(fetch_token(url, ClientSecretCredential(client_id, secret)))
 
 
+def operator_auth(settings: Settings) -> dict[str, str]:
+    operator = asyncio.run(KeycloakAdapter.from_settings(settings).operator_token())
+    return {"Authorization": f"Bearer {operator}"}
+
+
 def one_line_503(response: httpx.Response, *words: str) -> str:
     assert response.status_code == 503, response.text
     detail = str(response.json()["detail"])
@@ -108,8 +113,7 @@ def test_keycloak_killed_mid_operation(keycloak: DedicatedKeycloak, tmp_path: Pa
         adapter = KeycloakAdapter(proxy_url, ADMIN_CLIENT_ID, secret)
         with serving(create_app(settings, adapter=adapter), port=settings.broker_port) as url:
             http = httpx.Client(base_url=url, timeout=120)
-            operator = asyncio.run(KeycloakAdapter.from_settings(settings).operator_token())
-            auth = {"Authorization": f"Bearer {operator}"}
+            auth = operator_auth(settings)
             agents = "/tenants/acme/agents"
 
             def provision(name: str) -> httpx.Response:
@@ -156,6 +160,7 @@ def test_keycloak_killed_mid_operation(keycloak: DedicatedKeycloak, tmp_path: Pa
             assert listed["leaver"]["status"] == "revoking" and listed["rotor"]["status"] == "active"
 
             keycloak.start(keep_data=True)
+            auth.update(operator_auth(settings))  # the first (master realm: 60 s) may have expired meanwhile
             wait_for(
                 lambda: http.get(f"{agents}/{leaver['agent']['id']}", headers=auth).json()["status"] == "revoked",
                 budget=120,
