@@ -22,7 +22,7 @@ from sandbox.errors import SandboxError
 from sandbox.idp.keycloak import DEMO_CLIENT_ID
 from sandbox.stack.keycloak import ADMIN_USERNAME
 from sandbox.stack.launcher import Stack
-from sandbox.stack.state import Secrets, load_state
+from sandbox.stack.state import Secrets, StateDamaged, load_state
 
 app = typer.Typer(
     name="mcp-sandbox",
@@ -43,7 +43,10 @@ def _settings(runtime: str | None = None) -> Settings:
             SandboxError(f"invalid settings: {exc}".replace("\n", " "), "fix the SANDBOX_* environment variable named")
         )
         raise  # unreachable
-    state = load_state(settings)
+    try:
+        state = load_state(settings)
+    except StateDamaged:
+        return settings  # `down` sweeps without it; the other commands say so in words
     if state is None or not state.components or state.runtime == settings.runtime:
         return settings
     if runtime is not None:
@@ -125,7 +128,7 @@ def logs(
 ) -> None:
     """Print a component's log."""
     settings = _settings()
-    state = load_state(settings)
+    state = run_guarded(lambda: load_state(settings))
     known = sorted(state.components) if state else []
     if component is not None and component not in known:
         _fail(
@@ -185,7 +188,7 @@ def mcp_server(
 
 
 def print_info(settings: Settings) -> None:
-    state = load_state(settings)
+    state = run_guarded(lambda: load_state(settings))
     if state is None:
         _fail(SandboxError("the stack is not running", "start it with `mcp-sandbox up`"))
         return

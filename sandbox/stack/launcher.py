@@ -22,7 +22,15 @@ from sandbox.stack import process
 from sandbox.stack.component import Component, Report
 from sandbox.stack.ports import ensure_free
 from sandbox.stack.readiness import last_lines
-from sandbox.stack.state import ComponentState, Secrets, StackState, clear_state, load_state, save_state
+from sandbox.stack.state import (
+    ComponentState,
+    Secrets,
+    StackState,
+    StateDamaged,
+    clear_state,
+    load_state,
+    save_state,
+)
 
 
 @dataclass(frozen=True)
@@ -83,16 +91,7 @@ class Stack:
         self._lock = FileLock(str(settings.state_dir / ".stack.lock"), timeout=900)
 
     def _state(self) -> StackState:
-        return self._load() or StackState(runtime=self.settings.runtime)
-
-    def _load(self) -> StackState | None:
-        try:
-            return load_state(self.settings)
-        except (ValueError, KeyError, TypeError) as exc:  # half-written or edited by hand: `up` refuses, `down` sweeps
-            raise SandboxError(
-                f"the state file {self.settings.state_file} cannot be read ({exc})",
-                "stop whatever the stack left running with `mcp-sandbox down`, which finds it without the file",
-            ) from exc
+        return load_state(self.settings) or StackState(runtime=self.settings.runtime)
 
     # up
     def up(self) -> StackState:
@@ -229,9 +228,9 @@ class Stack:
             return self._sweep()
         with self._lock:
             try:
-                state = self._load()
-            except SandboxError:
-                state = None  # damaged: what it named is found by the sweep below
+                state = load_state(self.settings)
+            except StateDamaged:
+                state = None  # what it named is found by the sweep below
             stopped = []
             by_name = {c.name: c for c in self.components}
             for name in reversed(list(state.components) if state else []):

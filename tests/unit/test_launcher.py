@@ -278,3 +278,22 @@ def test_down_stops_the_stacks_processes_without_a_readable_state(settings: Sett
     finally:
         Stack(other, [], quiet()).down()
     assert not psutil.pid_exists(bystander) or psutil.Process(bystander).status() == psutil.STATUS_ZOMBIE
+
+
+def test_the_cli_says_a_damaged_state_file_in_words_and_down_still_works(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    (state_dir / "state.json").write_text('{"runtime": "local", "components": [')
+    command = str(Path(sys.executable).parent / "mcp-sandbox")
+    env = {**os.environ, "SANDBOX_STATE_DIR": str(state_dir)}
+    for name in ("status", "logs", "info"):
+        result = subprocess.run([command, name], capture_output=True, text=True, env=env, timeout=120)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.startswith("error: the state file ") and "mcp-sandbox down" in result.stderr
+    down = subprocess.run([command, "down"], capture_output=True, text=True, env=env, timeout=120)
+    assert down.returncode == 0, down.stderr
+    assert not (state_dir / "state.json").exists()
