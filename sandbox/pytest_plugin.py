@@ -68,7 +68,7 @@ def pytest_configure(config: pytest.Config) -> None:
     state_dir = tempfile.mkdtemp(prefix="mcp-sandbox-test-")
     os.environ[_PRIVATE_MARKER] = state_dir
     for key, value in private_stack_environment(Path(state_dir)).items():
-        os.environ.setdefault(key, value)
+        os.environ[key] = value  # never a stack the user runs: `down` at the end would stop it
 
 
 @pytest.hookimpl(tryfirst=True)  # before the checks of what the run left behind (the secret scan, leftovers)
