@@ -11,7 +11,7 @@ credentials come from the environment (``SANDBOX_KEYCLOAK_ADMIN_CLIENT_SECRET``)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -41,7 +41,7 @@ SHOWN = 400
 def certify(
     url: Annotated[str, typer.Option("--url", help="The MCP endpoint (canonical URL) of the server to certify.")],
     spec: Annotated[
-        Literal["2025-11-25", "2026-07-28"] | None,
+        Revision | None,
         typer.Option("--spec", help="The MCP revision to check (default: the newest one the server accepts)."),
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="A SHOULD check that fails fails the run too.")] = False,
@@ -69,7 +69,7 @@ def certify(
         if unknown:
             raise SandboxError(f"no check named {', '.join(unknown)}", f"use one of: {', '.join(CHECK_IDS)}")
         with World(settings, declared, url) as world:
-            revision: Revision = spec or world.newest_revision()
+            revision = spec or world.newest_revision()
             _refuse_checks_of_other_revisions(only or [], revision)
             chosen = [c for c in checks_for(revision) if not only or c.spec.id in only]
             out.print(f"certify {url} for MCP {revision}", highlight=False)

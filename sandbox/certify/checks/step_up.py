@@ -17,10 +17,10 @@ OFFLINE_ACCESS = "offline_access"
     "single-challenge",
     "SHOULD",
     "Names every scope an operation needs in one 403 challenge",
-    "For each declared tool, an agent holding another tool's scope is refused with a 403 challenge; an agent "
-    "holding that scope and every declared scope the one challenge named is then served the call, with no "
-    "second challenge (no scope asked for one at a time). A refusal that is no 403 with scopes is 403-scope's "
-    "finding, not this one's.",
+    "For each declared tool, served to an agent holding its scope, an agent holding another tool's scope is "
+    "refused with a 403 challenge; an agent holding that scope and every declared scope the one challenge named "
+    "is then served the call, with no second challenge (no scope asked for one at a time). A refusal that is no "
+    "403 with scopes is 403-scope's finding, not this one's.",
     mcp_at(STATELESS, "basic/authorization", "Runtime Insufficient Scope Errors", "runtime-insufficient-scope-errors"),
     revisions=(STATELESS,),
 )
@@ -30,6 +30,8 @@ def single_challenge(ctx: Context) -> None:
         ctx.skip(f"the manifest declares one scope ({scopes[0]}): no agent can be refused for lack of another")
     examined = 0
     for tool, probe in ctx.manifest.tools.items():
+        own = ctx.call(ctx.world.agent({probe.scope}).token(), None, tool, probe.arguments)
+        ctx.control(f"{tool} is served to an agent holding {probe.scope}", served(own), own)
         held = next(scope for scope in scopes if scope != probe.scope)
         refused = ctx.call(ctx.world.agent({held}).token(), None, tool, probe.arguments)
         challenge = bearer_challenge(refused) if refused.status_code == 403 else None
