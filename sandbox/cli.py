@@ -15,6 +15,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Column, Table
 
+from sandbox.agent.cli import register as register_agent_commands
 from sandbox.broker.cli import register as register_broker_commands
 from sandbox.certify.cli import register as register_certify_command
 from sandbox.config import Settings, load_settings
@@ -300,6 +301,7 @@ def bench(
 
 register_broker_commands(app)  # broker, admin, tenants, agents, apply, audit
 register_certify_command(app)  # certify
+register_agent_commands(app)  # call, tools
 
 
 def main() -> None:  # pragma: no cover - console entry point
