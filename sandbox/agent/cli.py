@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 
 from sandbox.agent.client_auth import ClientSecretCredential, Credential, PrivateKeyCredential
-from sandbox.agent.session import mcp_session, obtain_token
+from sandbox.agent.session import agent_session, obtain_token
 from sandbox.config import load_settings
 from sandbox.errors import SandboxError
 
@@ -85,8 +85,7 @@ def call(
     target = _target(url, client_id, secret_env, key_file, issuer, agent, tenant, token)
 
     async def act() -> dict[str, Any]:
-        obtained = await obtain_token(target.url, target.credential, issuer=target.issuer, scope=scope)
-        async with mcp_session(target.url, obtained.token.access_token) as mcp:
+        async with agent_session(target.url, target.credential, issuer=target.issuer, scope=scope) as mcp:
             result = await mcp.call_tool(tool, parsed)
         return result.model_dump(mode="json", by_alias=True, exclude_none=True)
 
@@ -111,8 +110,7 @@ def tools(
     target = _target(url, client_id, secret_env, key_file, issuer, agent, tenant, token)
 
     async def act() -> list[str]:
-        obtained = await obtain_token(target.url, target.credential, issuer=target.issuer, scope=scope)
-        async with mcp_session(target.url, obtained.token.access_token) as mcp:
+        async with agent_session(target.url, target.credential, issuer=target.issuer, scope=scope) as mcp:
             listed = await mcp.list_tools()
         return [tool.name for tool in listed.tools]
 
@@ -203,3 +201,33 @@ def _guarded(action: Callable[[], T]) -> T:
 def _fail(error: SandboxError) -> None:
     err.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
+
+
+def token(
+    agent_id: Annotated[str | None, typer.Argument(help="A sandbox agent's id (with -t); or use --client-id.")] = None,
+    tenant: Tenant = None,
+    client_id: ClientId = None,
+    secret_env: SecretEnv = None,
+    key_file: KeyFile = None,
+    issuer: Issuer = None,
+    server: Annotated[
+        str | None, typer.Option("--server", help="The MCP server the token is for (default: the reference server).")
+    ] = None,
+    scope: Scope = None,
+    header_json: Annotated[
+        bool, typer.Option("--header-json", help='Print {"Authorization": "Bearer …"} (for a host\'s header helper).')
+    ] = False,
+    broker_token: BrokerToken = None,
+) -> None:
+    """Print a fresh access token of the agent for one MCP server (for curl, and hosts' header helpers)."""
+    target = _target(server, client_id, secret_env, key_file, issuer, agent_id, tenant, broker_token)
+
+    async def act() -> str:
+        obtained = await obtain_token(target.url, target.credential, issuer=target.issuer, scope=scope)
+        return obtained.token.access_token
+
+    access_token = _run(act)
+    if header_json:
+        sys.stdout.write(json.dumps({"Authorization": f"Bearer {access_token}"}) + "\n")
+    else:
+        sys.stdout.write(access_token + "\n")

@@ -129,3 +129,13 @@ def _flattened(failure: BaseException) -> BaseException:
     while isinstance(failure, BaseExceptionGroup) and failure.exceptions:
         failure = failure.exceptions[0]
     return failure
+
+
+@asynccontextmanager
+async def agent_session(
+    server_url: str, credential: Credential, *, issuer: str | None = None, scope: str | None = None
+) -> AsyncIterator[Client]:
+    """An SDK client for the server, authenticated as the agent (token from discovery, see :func:`obtain_token`)."""
+    obtained = await obtain_token(server_url, credential, issuer=issuer, scope=scope)
+    async with mcp_session(server_url, obtained.token.access_token) as client:
+        yield client
