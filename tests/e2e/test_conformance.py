@@ -7,23 +7,27 @@ with an agent's token. Every server the suite starts must listen on 127.0.0.1 on
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
 import pytest
+from bearer_forwarder import bearer_forwarder
 
 from sandbox.config import load_settings
 from sandbox.conformance.suite import ConformanceSuite, install
 from sandbox.errors import SandboxError
+from sandbox.harness.agents import ProvisionedAgent
 
 HERE = Path(__file__).parent
 CLIENT = HERE / "conformance_client.py"
+EXPECTED_FAILURES = HERE / "conformance-expected-failures.yml"
 RUN_BUDGET = 300  # seconds one suite invocation may take on a loaded machine
 
 
@@ -94,3 +98,29 @@ def test_the_agent_client_passes_the_client_scenario(suite: ConformanceSuite, sc
     assert done.returncode == 0 and not failed, f"{failed or done.stdout[-3000:]}"
     assert any(c["status"] == "SUCCESS" and c["id"] == "token-request" for c in checks)
     assert addresses and addresses <= {"127.0.0.1"}, f"the suite listened on {sorted(addresses)}"
+
+
+@pytest.mark.parametrize("revision", ["2025-11-25", "2026-07-28"])
+def test_the_reference_server_passes_every_applicable_server_scenario(
+    suite: ConformanceSuite, sandbox_agent: Callable[..., ProvisionedAgent], revision: str, tmp_path: Path
+) -> None:
+    agent = sandbox_agent(role="invoice-writer")
+    token = asyncio.run(agent.token())
+    server_url = load_settings().mcp_url
+    with bearer_forwarder(server_url, token.access_token) as url:
+        done, addresses = run_suite(
+            suite,
+            "server",
+            "--url",
+            url,
+            "--requirements",
+            revision,
+            "--expected-failures",
+            str(EXPECTED_FAILURES),
+            "-o",
+            str(tmp_path),
+        )
+    checks = checks_of(tmp_path)
+    assert done.returncode == 0, done.stdout[-6000:]
+    assert any(c["status"] == "SUCCESS" for c in checks)
+    assert addresses <= {"127.0.0.1"}, f"the suite listened on {sorted(addresses)}"
