@@ -46,7 +46,7 @@ class ProvisionedAgent:
     def change_role(self, role: str, environment: str | None = None, reason: str = "") -> None:
         """A new role through the broker; the agent's next token carries its scopes."""
         body = {"role": role, "environment": environment, "reason": reason}
-        self.scopes = self._broker("role", body)["agent"]["scopes"]
+        self.scopes = self._broker("role", body)["scopes"]  # the agent as it is now
 
     def rotate(self, grace_seconds: int = 0, reason: str = "") -> None:
         """A new credential through the broker (the old one works ``grace_seconds`` more); the agent holds it."""
