@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from sandbox.cli import agent_commands
 from sandbox.harness.agents import ProvisionedAgent
 from sandbox.issued import stored_on_purpose
 from sandbox.pytest_plugin import SandboxStack
@@ -112,3 +113,22 @@ def test_a_private_key_agent_calls_with_its_key_file(
     )
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.split() == ["logs.read"]
+
+
+def test_the_commands_info_prints_get_a_token_the_server_takes_and_list_the_agents_tools(
+    sandbox_stack: SandboxStack, sandbox_agent: Callable[..., ProvisionedAgent]
+) -> None:
+    agent = sandbox_agent(role="read-only-analytics")
+    script = "\n".join([*agent_commands(sandbox_stack.settings, agent.tenant.name, agent.id)])
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MCP_AGENT_CLIENT_SECRET": getattr(agent.credential, "secret", ""),
+        "SANDBOX_BROKER_TOKEN": agent.tenant.admins["admin"].token(),
+    }
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, env=env, timeout=180
+    )
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert [tool["name"] for tool in answer["result"]["tools"]] == ["analytics.query"]
