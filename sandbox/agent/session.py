@@ -66,10 +66,10 @@ async def obtain_token(
         issuers = [issuer] if issuer else resource.authorization_servers
         reasons: list[str] = []
         for candidate in issuers:
-            metadata = await authorization_server(http, candidate)
             try:
+                metadata = await authorization_server(http, candidate)
                 token = await _fetch(metadata, credential, scope, resource.resource)
-            except (NoCommonMethod, TokenRefused) as failure:
+            except (DiscoveryFailed, NoCommonMethod, TokenRefused) as failure:
                 reasons.append(f"{candidate}: {failure}")
                 if isinstance(failure, TokenRefused) and failure.error not in _NOT_MINE:
                     break  # this server knows the client and said no: asking others would hide why

@@ -12,6 +12,7 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -91,10 +92,12 @@ def checks_of(output_dir: Path) -> list[dict[str, object]]:
 @pytest.mark.parametrize(
     "scenario", ["auth/client-credentials-basic", "auth/client-credentials-jwt", "auth/pre-registration"]
 )
-def test_the_agent_client_passes_the_client_scenario(suite: ConformanceSuite, scenario: str, tmp_path: Path) -> None:
+def test_the_agent_client_passes_the_client_scenario(suite: ConformanceSuite, scenario: str) -> None:
     command = f"{sys.executable} {CLIENT}"
-    done, addresses = run_suite(suite, "client", "--scenario", scenario, "--command", command, "-o", str(tmp_path))
-    checks = checks_of(tmp_path)
+    # The suite records its mock servers' tokens and the agent's assertion in its results: read, then removed.
+    with tempfile.TemporaryDirectory(prefix="conformance-client-") as results:
+        done, addresses = run_suite(suite, "client", "--scenario", scenario, "--command", command, "-o", results)
+        checks = checks_of(Path(results))
     failed = [f"{c['id']}: {c['description']}" for c in checks if c["status"] in ("FAILURE", "WARNING")]
     assert done.returncode == 0 and not failed, f"{failed or done.stdout[-3000:]}"
     assert any(c["status"] == "SUCCESS" and c["id"] == "token-request" for c in checks)
