@@ -15,6 +15,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Column, Table
 
+from sandbox.agent.cli import register as register_agent_commands
 from sandbox.broker.cli import register as register_broker_commands
 from sandbox.certify.cli import register as register_certify_command
 from sandbox.config import Settings, load_settings
@@ -210,6 +211,33 @@ def print_info(settings: Settings) -> None:
         tenant = next(iter(tenants))
         out.print("\nGet a client-credentials token from a tenant realm (demo client, regenerated on every up):")
         out.print(curl_for_token(settings, tenant, secrets), soft_wrap=True, highlight=False)
+        out.print(
+            "\nCall the reference MCP server as an agent: provision one through the broker "
+            f"(mcp-sandbox agents provision -t {tenant} …), export MCP_AGENT_CLIENT_SECRET=<its secret>, then:"
+        )
+        for line in agent_commands(settings, tenant):
+            out.print(f"  {line}", soft_wrap=True, highlight=False, markup=False)
+
+
+def agent_commands(settings: Settings, tenant: str, agent_id: str = "<agent-id>") -> list[str]:
+    """Shell lines that get a sandbox agent's token for the reference server and list the agent's tools with curl
+    (its secret in MCP_AGENT_CLIENT_SECRET; the server keeps a session, so curl initializes one first)."""
+    url = settings.mcp_url
+    headers = "-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream'"
+    version = "2025-11-25"
+    client = {"name": "curl", "version": "1"}
+    params = {"protocolVersion": version, "capabilities": {}, "clientInfo": client}
+    initialize = json.dumps(
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params}, separators=(",", ":")
+    )
+    list_tools = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, separators=(",", ":"))
+    return [
+        f"TOKEN=$(mcp-sandbox agents token -t {tenant} {agent_id})",
+        f'SESSION=$(curl -s -o /dev/null -D - -H "Authorization: Bearer $TOKEN" {headers} '
+        f"-d '{initialize}' {url} | tr -d '\\r' | sed -n 's/^[Mm]cp-[Ss]ession-[Ii]d: *//p')",
+        f'curl -s -H "Authorization: Bearer $TOKEN" -H "Mcp-Session-Id: $SESSION" -H "MCP-Protocol-Version: {version}" '
+        f"{headers} -d '{list_tools}' {url}",
+    ]
 
 
 def curl_for_token(settings: Settings, tenant: str, secrets: Secrets) -> str:
@@ -303,6 +331,7 @@ def bench(
 
 register_broker_commands(app)  # broker, admin, tenants, agents, apply, audit
 register_certify_command(app)  # certify
+register_agent_commands(app)  # call, tools
 
 
 def main() -> None:  # pragma: no cover - console entry point

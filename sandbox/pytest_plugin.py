@@ -29,7 +29,7 @@ import pytest
 from filelock import FileLock
 from mcp import Client
 
-from sandbox.agent.sdk import client_credentials_provider, connect
+from sandbox.agent.session import agent_session
 from sandbox.config import Settings, load_settings
 from sandbox.errors import SandboxError
 from sandbox.harness.agents import ProvisionedAgent, provision_agent
@@ -203,14 +203,15 @@ def sandbox_agent(sandbox_stack: SandboxStack, sandbox_tenant: Tenant) -> Callab
 @pytest.fixture
 def sandbox_mcp_client(sandbox_stack: SandboxStack) -> Callable[..., AbstractAsyncContextManager[Client]]:
     """``async with sandbox_mcp_client(agent) as mcp:`` the official MCP SDK client, authenticated as the agent
-    (client credentials, discovered from the server's 401), on the reference server (``mode=`` picks another)."""
+    (secret or private key; the authorization server found from the server's metadata), on the reference server
+    (``mode=`` picks another of the stack's) or on your own (``url=``). A 401 or 403 of the server is raised as
+    :class:`sandbox.agent.session.McpRefused` (status and challenge)."""
 
-    def connect_as(agent: ProvisionedAgent, mode: str = "jwt+events") -> AbstractAsyncContextManager[Client]:
-        secret = getattr(agent.credential, "secret", None)
-        if secret is None:
-            raise ValueError("sandbox_mcp_client needs a client_secret agent (the SDK provider takes a secret)")
-        url = sandbox_stack.settings.mcp_server(mode).url
-        return connect(url, client_credentials_provider(url, agent.client_id, secret, agent.tenant.issuer))
+    def connect_as(
+        agent: ProvisionedAgent, mode: str = "jwt+events", *, url: str | None = None
+    ) -> AbstractAsyncContextManager[Client]:
+        target = url or sandbox_stack.settings.mcp_server(mode).url
+        return agent_session(target, agent.credential, issuer=agent.tenant.issuer)
 
     return connect_as
 
