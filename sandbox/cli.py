@@ -17,6 +17,7 @@ from rich.table import Column, Table
 
 from sandbox.broker.cli import register as register_broker_commands
 from sandbox.certify.cli import register as register_certify_command
+from sandbox.cli_errors import fail, guarded, run_command_line, writable_file
 from sandbox.config import Settings, load_settings
 from sandbox.errors import SandboxError
 from sandbox.idp.keycloak import DEMO_CLIENT_ID
@@ -36,36 +37,18 @@ err = Console(stderr=True, soft_wrap=True)
 
 def _settings(runtime: str | None = None) -> Settings:
     """The settings; their runtime is the one asked for, else that of the stack the state file describes."""
-    try:
-        settings = load_settings(**({"runtime": runtime} if runtime else {}))
-    except ValueError as exc:
-        _fail(
-            SandboxError(f"invalid settings: {exc}".replace("\n", " "), "fix the SANDBOX_* environment variable named")
-        )
-        raise  # unreachable
+    settings = guarded(lambda: load_settings(**({"runtime": runtime} if runtime else {})))
     state = load_state(settings)
     if state is None or not state.components or state.runtime == settings.runtime:
         return settings
     if runtime is not None:
-        _fail(
+        fail(
             SandboxError(
                 f"a stack of the {state.runtime} runtime is running in {settings.state_dir}",
                 "stop it first (mcp-sandbox down), or give this one its own SANDBOX_STATE_DIR",
             )
         )
     return settings.model_copy(update={"runtime": state.runtime})
-
-
-def _fail(error: SandboxError) -> None:
-    err.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
-
-
-def run_guarded(action):  # type: ignore[no-untyped-def]
-    try:
-        return action()
-    except SandboxError as error:
-        _fail(error)
 
 
 @app.command()
@@ -77,7 +60,7 @@ def up(
 ) -> None:
     """Start the stack (Keycloak with the sandbox tenants, and the sandbox services) and wait until ready."""
     settings = _settings(runtime)
-    run_guarded(lambda: Stack(settings).up())
+    guarded(lambda: Stack(settings).up())
     print_info(settings)
 
 
@@ -85,7 +68,7 @@ def up(
 def down() -> None:
     """Stop every component of the stack; no process is left behind."""
     settings = _settings()
-    stopped = run_guarded(lambda: Stack(settings).down())
+    stopped = guarded(lambda: Stack(settings).down())
     out.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
@@ -93,7 +76,7 @@ def down() -> None:
 def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
     """Show each component: state, URL, pid, memory (and where the logs are; --json names each log)."""
     settings = _settings()
-    report = run_guarded(lambda: Stack(settings).status())
+    report = guarded(lambda: Stack(settings).status())
     if as_json:
         print(json.dumps({"components": [asdict(entry) for entry in report]}, indent=2))
         return
@@ -128,7 +111,7 @@ def logs(
     state = load_state(settings)
     known = sorted(state.components) if state else []
     if component is not None and component not in known:
-        _fail(
+        fail(
             SandboxError(
                 f"no component {component!r} in the running stack (known: {', '.join(known) or 'none'})",
                 "check `mcp-sandbox status` and start it with `mcp-sandbox up`",
@@ -137,7 +120,7 @@ def logs(
     paths = [Path(state.components[name].log) for name in ([component] if component else known)] if state else []
     paths = [path for path in paths if path.is_file()]
     if not paths:
-        _fail(SandboxError("no logs to show: the stack has not been started", "start it with `mcp-sandbox up`"))
+        fail(SandboxError("no logs to show: the stack has not been started", "start it with `mcp-sandbox up`"))
     command = ["tail", f"-n{lines}", *(["-F"] if follow else []), *map(str, paths)]
     raise typer.Exit(subprocess.call(command))
 
@@ -177,8 +160,8 @@ def mcp_server(
     standalone = partial(
         ServerOptions.standalone, settings, port=chosen, mode=mode, broker_url=broker_url, no_auth=no_auth
     )
-    options = run_guarded(lambda: standalone(issuers=issuer or []))
-    run_guarded(lambda: ensure_free(settings.host, chosen, "mcp server", "--port"))
+    options = guarded(lambda: standalone(issuers=issuer or []))
+    guarded(lambda: ensure_free(settings.host, chosen, "mcp server", "--port"))
     auth = "NO AUTH, for benchmarks only" if options.no_auth else options.mode
     err.print(f"MCP server {options.canonical_url} ({auth}), trusting: {', '.join(options.issuers) or '-'}")
     serve(options)
@@ -187,7 +170,7 @@ def mcp_server(
 def print_info(settings: Settings) -> None:
     state = load_state(settings)
     if state is None:
-        _fail(SandboxError("the stack is not running", "start it with `mcp-sandbox up`"))
+        fail(SandboxError("the stack is not running", "start it with `mcp-sandbox up`"))
         return
     secrets = Secrets(settings)
     out.print()
@@ -228,10 +211,13 @@ def run(
     from sandbox.scenarios.runner import run_scenarios
 
     settings = _settings()
+    for target, option in ((junit_xml, "--junit-xml"), (report, "--report")):
+        if target is not None:
+            guarded(lambda target=target, option=option: writable_file(target, option))
     files = scenario_files(paths)
     if not files:
-        _fail(SandboxError(f"no scenario files in {', '.join(map(str, paths))}", "name .yaml files or their directory"))
-    scenarios = run_guarded(lambda: [load_scenario(path) for path in files])
+        fail(SandboxError(f"no scenario files in {', '.join(map(str, paths))}", "name .yaml files or their directory"))
+    scenarios = guarded(lambda: [load_scenario(path) for path in files])
     results = []
     for scenario in scenarios:
         err.print(f"[bold]{scenario.name}[/]: {scenario.header.description.strip()}", highlight=False)
@@ -280,22 +266,24 @@ def bench(
     from sandbox.bench.runner import failed, run_benchmarks, write_markdown, write_plot
 
     settings = _settings()
+    for target, option in ((json_path, "--json"), (plot, "--plot"), (markdown, "--markdown")):
+        if target is not None:
+            guarded(lambda target=target, option=option: writable_file(target, option))
     command = " ".join(["mcp-sandbox", *sys.argv[1:]])
     progress = partial(err.print, highlight=False)  # one line per benchmark as it starts and ends
-    report, context = run_guarded(
+    report, context = guarded(
         lambda: asyncio.run(run_benchmarks(settings, names or [], quick=quick, command=command, progress=progress))
     )
     text = json.dumps(report, indent=2)
     print(text)
     if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(text + "\n")
     if plot:
         write_plot(context, plot)
     if markdown:
         write_markdown(report, markdown, plot)
     if failed(report):
-        _fail(SandboxError(f"benchmarks failed: {', '.join(failed(report))}", "see their `error` in the JSON"))
+        fail(SandboxError(f"benchmarks failed: {', '.join(failed(report))}", "see their `error` in the JSON"))
 
 
 register_broker_commands(app)  # broker, admin, tenants, agents, apply, audit
@@ -303,8 +291,8 @@ register_certify_command(app)  # certify
 
 
 def main() -> None:  # pragma: no cover - console entry point
-    app()
+    sys.exit(run_command_line(app))
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
+    main()

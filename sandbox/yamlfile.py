@@ -83,6 +83,9 @@ def load_yaml(path: Path) -> YamlDocument:
         text = path.read_text()
     except OSError as exc:
         raise SandboxError(f"cannot read {path}: {exc.strerror}", "check the path") from exc
+    except UnicodeDecodeError as exc:  # a binary file, or text in another encoding
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise FileError(path, line, f"not UTF-8 text (byte {exc.start})", "save the file as UTF-8") from None
     lines: dict[Location, int] = {}
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)

@@ -19,7 +19,9 @@ from rich.console import Console
 from sandbox.broker import audit
 from sandbox.broker.apply import apply_agents_file
 from sandbox.broker.client import BrokerClient
+from sandbox.broker.schemas import AgentMode, AgentStatus, CredentialType, ReviewDecision
 from sandbox.broker.store import Database, default_database_url
+from sandbox.cli_errors import fail, guarded
 from sandbox.config import Settings, load_settings
 from sandbox.errors import SandboxError
 from sandbox.issued import stored_on_purpose
@@ -51,16 +53,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ValueError as exc:
-        _fail(SandboxError(f"invalid settings: {exc}".replace("\n", " "), "fix the SANDBOX_* variable named"))
-        raise
-
-
-def _fail(error: SandboxError) -> None:
-    err.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
+    return guarded(load_settings)
 
 
 def _emit(value: Any) -> None:
@@ -74,7 +67,7 @@ def _call(token: str | None, action: Any) -> Any:
         with BrokerClient(settings.broker_url, token) as client:
             result = action(client)
     except SandboxError as error:
-        _fail(error)
+        fail(error)
     return result
 
 
@@ -112,8 +105,15 @@ def login(
     from sandbox.stack.state import Secrets
 
     settings = _settings()
-    password = os.environ.get(password_env) if password_env else None
-    otp_secret = os.environ.get(otp_secret_env) if otp_secret_env else None
+    password = _from_environment(password_env, "--password-env", "the admin's password")
+    otp_secret = _from_environment(otp_secret_env, "--otp-secret-env", "the admin's base32 TOTP secret")
+    if password is None and tenant not in settings.tenants:
+        fail(
+            SandboxError(
+                f"no tenant {tenant} (sandbox tenants: {', '.join(settings.tenants) or 'none'})",
+                "name one of them, or pass --password-env VAR for an admin of a tenant made with `tenants create`",
+            )
+        )
     if password is None:
         password_name, otp_name = admin_secret_names(tenant, username)
         secrets = Secrets(settings)
@@ -121,14 +121,24 @@ def login(
         raw = secrets.get(otp_name)
         otp_secret = otp_secret or (otp_base32(raw) if raw else None)
     if password is None:
-        _fail(SandboxError(f"no password for {username} of {tenant}", "pass --password-env VAR"))
+        fail(SandboxError(f"no password for {username} of {tenant}", "pass --password-env VAR"))
         return
     try:
         tokens = asyncio.run(admin_login(settings.issuer(tenant), username, password, otp_secret, otp_code=otp))
     except SandboxError as error:
-        _fail(error)
+        fail(error)
         return
     sys.stdout.write(tokens.access_token + "\n")
+
+
+def _from_environment(variable: str | None, option: str, what: str) -> str | None:
+    """The value of the variable an option names; an option naming an unset variable is an error, not ignored."""
+    if variable is None:
+        return None
+    value = os.environ.get(variable)
+    if not value:
+        fail(SandboxError(f"{option} {variable}: the variable is not set", f"export {variable} with {what}"))
+    return value
 
 
 # tenants
@@ -153,7 +163,11 @@ def list_tenants(token: Token = None) -> None:
 
 # agents
 @agents_app.command("list")
-def list_agents(tenant: TenantOption, status: str | None = None, token: Token = None) -> None:
+def list_agents(
+    tenant: TenantOption,
+    status: Annotated[AgentStatus | None, typer.Option(help="Only agents with this status.")] = None,
+    token: Token = None,
+) -> None:
     """The tenant's agents (optionally only those with a status, e.g. dormant)."""
     _emit(_call(token, lambda c: c.get(f"/tenants/{tenant}/agents", status=status)))
 
@@ -176,28 +190,24 @@ def provision(
     owner: Annotated[str, typer.Option("--owner")],
     role: Annotated[str, typer.Option("--role")],
     environment: Annotated[str, typer.Option("--environment", "-e")] = "staging",
-    mode: Annotated[str, typer.Option("--mode")] = "autonomous",
-    credential_type: Annotated[str, typer.Option("--credential-type")] = "client_secret",
+    mode: Annotated[AgentMode, typer.Option("--mode")] = "autonomous",
+    credential_type: Annotated[CredentialType, typer.Option("--credential-type")] = "client_secret",
     jwk_file: Annotated[Path | None, typer.Option("--jwk-file", help="The agent's public JWK.")] = None,
     metadata: Annotated[str, typer.Option("--metadata", help="JSON object.")] = "{}",
     token: Token = None,
 ) -> None:
     """Provision an agent; its credential is printed once."""
-    try:
-        body: dict[str, Any] = {
-            "name": name,
-            "owner": owner,
-            "role": role,
-            "environment": environment,
-            "mode": mode,
-            "credential_type": credential_type,
-            "metadata": json.loads(metadata),
-        }
-        if jwk_file is not None:
-            body["jwk"] = json.loads(jwk_file.read_text())
-    except (OSError, ValueError) as exc:
-        _fail(SandboxError(f"cannot read the agent's input: {exc}", "check --metadata JSON and --jwk-file"))
-        return
+    body: dict[str, Any] = {
+        "name": name,
+        "owner": owner,
+        "role": role,
+        "environment": environment,
+        "mode": mode,
+        "credential_type": credential_type,
+        "metadata": _json_object(metadata, "--metadata"),
+    }
+    if jwk_file is not None:
+        body["jwk"] = _jwk(jwk_file)
     _emit(_call(token, lambda c: c.post(f"/tenants/{tenant}/agents", body)))
 
 
@@ -225,21 +235,24 @@ def dependencies(tenant: TenantOption, agent_id: str, token: Token = None) -> No
 def rotate(
     tenant: TenantOption,
     agent_id: str,
-    grace: Annotated[int, typer.Option("--grace", help="Seconds the old credential keeps working.")] = 300,
+    grace: Annotated[int, typer.Option("--grace", min=0, help="Seconds the old credential keeps working.")] = 300,
     jwk_file: Annotated[Path | None, typer.Option("--jwk-file", help="The new public JWK.")] = None,
     reason: Reason = "",
     token: Token = None,
 ) -> None:
     """Rotate an agent's credential; prints its dependencies first, then the new credential (once)."""
 
+    body: dict[str, Any] = {"grace_seconds": grace, "reason": reason}
+    if jwk_file is not None:
+        body["jwk"] = _jwk(jwk_file)
+
     def act(client: BrokerClient) -> Any:
         found = client.get(f"/tenants/{tenant}/agents/{agent_id}/dependencies")
         servers = ", ".join(s["server"] for s in found["servers_used"]) or "none yet"
-        configs = ", ".join(str(c["path"]) for c in found["configs"]) or "none"
+        written = [str(c["path"]) for c in found["configs"] if c.get("path")]
+        printed = len(found["configs"]) - len(written)
+        configs = ", ".join([*written, *([f"{printed} printed, not saved"] if printed else [])]) or "none"
         err.print(f"dependencies: MCP servers used: {servers}; generated configs: {configs}", highlight=False)
-        body: dict[str, Any] = {"grace_seconds": grace, "reason": reason}
-        if jwk_file is not None:
-            body["jwk"] = json.loads(jwk_file.read_text())
         return client.post(f"/tenants/{tenant}/agents/{agent_id}/rotate", body)
 
     _emit(_call(token, act))
@@ -295,7 +308,7 @@ def review_queue(tenant: TenantOption, token: Token = None) -> None:
 def review(
     tenant: TenantOption,
     agent_id: str,
-    decision: Annotated[str, typer.Option("--decision", help="keep or revoke")],
+    decision: Annotated[ReviewDecision, typer.Option("--decision", help="keep (re-enable) or revoke.")],
     reason: Reason = "",
     token: Token = None,
 ) -> None:
@@ -333,6 +346,34 @@ def config(
         return
     out.write_text(json.dumps(generated, indent=2) + "\n")
     err.print(f"wrote {out}", highlight=False)
+
+
+def _json_object(text: str, option: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        fail(
+            SandboxError(f"{option} {text!r} is not a JSON object", f"""give one, e.g. {option} '{{"team": "ops"}}'""")
+        )
+    return value
+
+
+def _jwk(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        fail(SandboxError(f"cannot read --jwk-file {path}: {exc.strerror}", "check the path"))
+    except UnicodeDecodeError:
+        text = ""  # not text: reported below as not a JWK
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict) or "kty" not in value:
+        fail(SandboxError(f"--jwk-file {path} is not a JSON Web Key", 'give a public JWK file: {"kty": …}'))
+    return value
 
 
 # apply
@@ -373,12 +414,14 @@ def verify(
 ) -> None:
     """Recompute every tenant's hash chain; exit 1 and name the entries if any was tampered with."""
     settings = _settings()
-    db = Database(database_url or settings.broker_database_url or default_database_url(settings))
+    db = guarded(
+        lambda: Database.existing(database_url or settings.broker_database_url or default_database_url(settings))
+    )
     try:
         with db.session() as session:
             report = audit.verify(session)
     except SandboxError as error:
-        _fail(error)
+        fail(error)
         return
     finally:
         db.dispose()
@@ -387,7 +430,7 @@ def verify(
         return
     for problem in report.problems:
         err.print(f"[red]tampered:[/] {problem}", highlight=False)
-    _fail(
+    fail(
         SandboxError(
             f"the audit log was tampered with ({len(report.problems)} broken entries of {report.entries})",
             "restore the database from a backup and investigate who changed it",

@@ -21,6 +21,7 @@ from sandbox.certify.report.html import write_html
 from sandbox.certify.report.junit import write_junit
 from sandbox.certify.runner import run_checks
 from sandbox.certify.world import World
+from sandbox.cli_errors import writable_file
 from sandbox.config import load_settings
 from sandbox.errors import SandboxError
 
@@ -45,6 +46,9 @@ def certify(
 ) -> None:
     """Certify an MCP server's auth behaviour against the sandbox's Keycloak: one check per requirement."""
     try:
+        for target, option in ((json_path, "--json"), (junit_path, "--junit-xml"), (html_path, "--html")):
+            if target is not None:
+                writable_file(target, option)
         settings = load_settings()
         declared = load_manifest(manifest, settings) if manifest else default_manifest(settings)
         allowed = load_expected_failures(expected_failures, CHECK_IDS) if expected_failures else set()
@@ -54,9 +58,7 @@ def certify(
         chosen = [c for c in CHECKS if not only or c.spec.id in only]
         with World(settings, declared, url) as world:
             results = run_checks(world, chosen, progress=_print_result)
-    except ValueError as exc:
-        _cannot_run(SandboxError(f"invalid settings: {exc}".replace("\n", " "), "fix the SANDBOX_* variable named"))
-    except SandboxError as error:
+    except SandboxError as error:  # settings (InvalidSettings) included
         _cannot_run(error)
     verdict = evaluate(results, allowed)
     if json_path:

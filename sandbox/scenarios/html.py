@@ -91,5 +91,4 @@ def write_html(results: list[ScenarioResult], path: Path) -> None:
                 f"<p>{html.escape(series.label)}: {len(series.samples)} calls, {series.failures} failed</p>"
                 f"<img alt='load plot' src='data:image/png;base64,{load_plot(series)}'>"
             )
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts))

@@ -31,5 +31,4 @@ def write_junit(results: list[ScenarioResult], path: Path) -> None:
             tag = "failure" if problem.outcome == "failed" else "error"
             ET.SubElement(case, tag, message=problem.describe()).text = problem.describe()
         ET.SubElement(case, "system-out").text = "\n".join(step.describe() for step in result.steps)
-    path.parent.mkdir(parents=True, exist_ok=True)
     ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)

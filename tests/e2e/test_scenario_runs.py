@@ -29,7 +29,7 @@ def test_a_broken_expectation_fails_naming_the_step_the_expected_and_the_actual(
 ) -> None:
     scenario = tmp_path / "broken.yaml"
     scenario.write_text(BROKEN)
-    junit, html = tmp_path / "out" / "junit.xml", tmp_path / "out" / "report.html"
+    junit, html = tmp_path / "junit.xml", tmp_path / "report.html"
     result = subprocess.run(
         [MCP_SANDBOX, "run", str(scenario), "--junit-xml", str(junit), "--report", str(html)],
         capture_output=True,
