@@ -291,6 +291,15 @@ class UsageIn(BaseModel):
     resource: str | None = Field(None, description="Canonical URL of the reporting MCP server.")
 
 
+class FieldProblem(BaseModel):
+    field: str = Field(description="The field as the request carries it, e.g. `mode` or `status (query parameter)`.")
+    problem: str
+    expected: str = Field(description="What is allowed there.")
+
+
 class Error(BaseModel):
     error: str
-    detail: str
+    detail: str = Field(description="The cause and the fix in one line.")
+    cause: str | None = None
+    fix: str | None = None
+    fields: list[FieldProblem] | None = Field(None, description="invalid_request only: each field that failed.")
