@@ -205,6 +205,7 @@ def run(
     report: Annotated[Path | None, typer.Option("--report", help="Write an HTML report here.")] = None,
 ) -> None:
     """Run scenarios against the running stack; every file is checked before anything runs."""
+    from sandbox.scenarios.catalog import Catalog
     from sandbox.scenarios.html import write_html
     from sandbox.scenarios.junit import write_junit
     from sandbox.scenarios.loader import load_scenario, scenario_files
@@ -217,7 +218,8 @@ def run(
     files = scenario_files(paths)
     if not files:
         fail(SandboxError(f"no scenario files in {', '.join(map(str, paths))}", "name .yaml files or their directory"))
-    scenarios = guarded(lambda: [load_scenario(path) for path in files])
+    catalog = guarded(lambda: Catalog.from_settings(settings))  # the stack's policy and tool map
+    scenarios = guarded(lambda: [load_scenario(path, catalog) for path in files])
     results = []
     for scenario in scenarios:
         err.print(f"[bold]{scenario.name}[/]: {scenario.header.description.strip()}", highlight=False)
