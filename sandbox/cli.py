@@ -8,7 +8,7 @@ import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich import box
@@ -22,7 +22,7 @@ from sandbox.config import Settings, load_settings
 from sandbox.errors import SandboxError
 from sandbox.idp.keycloak import DEMO_CLIENT_ID
 from sandbox.stack.keycloak import ADMIN_USERNAME
-from sandbox.stack.launcher import Stack
+from sandbox.stack.launcher import ComponentStatus, Stack
 from sandbox.stack.state import Secrets, load_state
 
 app = typer.Typer(
@@ -37,7 +37,7 @@ err = Console(stderr=True, soft_wrap=True)
 
 def _settings(runtime: str | None = None) -> Settings:
     """The settings; their runtime is the one asked for, else that of the stack the state file describes."""
-    settings = guarded(lambda: load_settings(**({"runtime": runtime} if runtime else {})))
+    settings = guarded(lambda: load_settings(**({"runtime": runtime} if runtime is not None else {})))
     state = load_state(settings)
     if state is None or not state.components or state.runtime == settings.runtime:
         return settings
@@ -54,7 +54,7 @@ def _settings(runtime: str | None = None) -> Settings:
 @app.command()
 def up(
     runtime: Annotated[
-        str | None,
+        Literal["local", "docker"] | None,
         typer.Option("--runtime", help="local (processes; the default) or docker (containers); or SANDBOX_RUNTIME."),
     ] = None,
 ) -> None:
@@ -74,12 +74,25 @@ def down() -> None:
 
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
-    """Show each component: state, URL, pid, memory (and where the logs are; --json names each log)."""
+    """Show each component: state, URL, pid, memory (and where the logs are; --json names each log).
+
+    Exits 0 when every component is running and healthy, 1 when any is not (stopped, dead or unhealthy).
+    """
     settings = _settings()
     report = guarded(lambda: Stack(settings).status())
     if as_json:
         print(json.dumps({"components": [asdict(entry) for entry in report]}, indent=2))
-        return
+    else:
+        _print_status(settings, report)
+    down = [entry for entry in report if entry.state != "running"]
+    if len(down) == len(report):
+        fail(SandboxError("the stack is not running", "start it with `mcp-sandbox up`"))
+    if down:
+        named = ", ".join(f"{entry.name} ({entry.state})" for entry in down)
+        fail(SandboxError(f"not running: {named}", "see `mcp-sandbox logs COMPONENT`, then `mcp-sandbox up`"))
+
+
+def _print_status(settings: Settings, report: list[ComponentStatus]) -> None:
     # Each log is <component>.log in one directory, named once below, so 80 columns show each URL whole.
     table = Table(
         Column("component", no_wrap=True),
@@ -268,6 +281,9 @@ def bench(
     from sandbox.bench.runner import failed, run_benchmarks, write_markdown, write_plot
 
     settings = _settings()
+    state = load_state(settings)
+    if state is None or not state.components:
+        fail(SandboxError("the stack is not running", "start it with `mcp-sandbox up`, then measure it"))
     for target, option in ((json_path, "--json"), (plot, "--plot"), (markdown, "--markdown")):
         if target is not None:
             guarded(lambda target=target, option=option: writable_file(target, option))

@@ -21,7 +21,7 @@ from sandbox.certify.report.html import write_html
 from sandbox.certify.report.junit import write_junit
 from sandbox.certify.runner import run_checks
 from sandbox.certify.world import World
-from sandbox.cli_errors import writable_file
+from sandbox.cli_errors import fail, writable_file
 from sandbox.config import load_settings
 from sandbox.errors import SandboxError
 
@@ -92,8 +92,7 @@ def _print_verdict(results: list[CheckResult], verdict: Verdict) -> None:
 
 
 def _cannot_run(error: SandboxError) -> None:
-    err.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
-    raise typer.Exit(CANNOT_RUN)
+    fail(error, CANNOT_RUN)
 
 
 def register(app: typer.Typer) -> None:

@@ -161,14 +161,17 @@ def test_a_stack_reports_a_dead_component_and_down_leaves_no_process(tmp_path: P
         for process in [keycloak, *keycloak.children(recursive=True)]:
             process.send_signal(signal.SIGKILL)
         psutil.wait_procs([keycloak], timeout=30)
-        status = {c["name"]: c for c in json.loads(mcp_sandbox("status", "--json", env=env).stdout)["components"]}
+        dead = mcp_sandbox("status", "--json", env=env)
+        status = {c["name"]: c for c in json.loads(dead.stdout)["components"]}
         assert status["keycloak"]["state"] == "dead"
+        assert dead.returncode == 1 and "not running: keycloak (dead)" in dead.stderr, dead.stderr
     finally:
         down = mcp_sandbox("down", env=env)
     assert down.returncode == 0, down.stderr
     assert processes_using(tmp_path / "state") == []
-    status = json.loads(mcp_sandbox("status", "--json", env=env).stdout)
-    assert {c["state"] for c in status["components"]} == {"stopped"}
+    stopped = mcp_sandbox("status", "--json", env=env)
+    assert {c["state"] for c in json.loads(stopped.stdout)["components"]} == {"stopped"}
+    assert stopped.returncode == 1 and stopped.stderr.startswith("error: the stack is not running"), stopped.stderr
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
