@@ -15,10 +15,11 @@ from rich import box
 from rich.console import Console
 from rich.table import Column, Table
 
+from sandbox import __version__
 from sandbox.broker.cli import register as register_broker_commands
 from sandbox.certify.cli import register as register_certify_command
 from sandbox.cli_errors import fail, guarded, run_command_line, writable_file
-from sandbox.config import Settings, load_settings
+from sandbox.config import DEFAULT_KEYCLOAK_VERSION, Settings, load_settings
 from sandbox.errors import SandboxError
 from sandbox.idp.keycloak import DEMO_CLIENT_ID
 from sandbox.stack.keycloak import ADMIN_USERNAME
@@ -33,6 +34,27 @@ app = typer.Typer(
 )
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        sys.stdout.write(
+            f"mcp-sandbox {__version__} (Keycloak {DEFAULT_KEYCLOAK_VERSION}, mcp SDK {version('mcp')}, "
+            f"Python {sys.version.split()[0]})\n"
+        )
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="Print the versions and exit."),
+    ] = False,
+) -> None:
+    """A local sandbox for the identity lifecycle of AI agents on MCP servers."""
 
 
 def _settings(runtime: str | None = None) -> Settings:
@@ -304,7 +326,7 @@ def bench(
         fail(SandboxError(f"benchmarks failed: {', '.join(failed(report))}", "see their `error` in the JSON"))
 
 
-register_broker_commands(app)  # broker, admin, tenants, agents, apply, audit
+register_broker_commands(app)  # broker, admin, tenants, agents, servers, apply, audit
 register_certify_command(app)  # certify
 
 

@@ -16,12 +16,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from sandbox.broker import audit
+from sandbox.broker import audit, tables
 from sandbox.broker.apply import apply_agents_file
 from sandbox.broker.client import BrokerClient
 from sandbox.broker.schemas import AgentMode, AgentStatus, CredentialType, ReviewDecision
 from sandbox.broker.store import Database, default_database_url
 from sandbox.cli_errors import fail, guarded
+from sandbox.cli_output import OutputOption, chosen, emit
 from sandbox.config import Settings, load_settings
 from sandbox.errors import SandboxError
 from sandbox.issued import stored_on_purpose
@@ -40,6 +41,10 @@ admin_app = typer.Typer(help="Tenant admins: log in through Keycloak.", no_args_
 tenants_app = typer.Typer(help="Tenants (one Keycloak realm each).", no_args_is_help=True)
 agents_app = typer.Typer(help="Agent identities: provision, change, rotate, revoke, review.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
+servers_app = typer.Typer(
+    help="MCP servers (resource servers) agents may get as audience; they receive revocation events.",
+    no_args_is_help=True,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -49,6 +54,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(tenants_app, name="tenants")
     app.add_typer(agents_app, name="agents")
     app.add_typer(audit_app, name="audit")
+    app.add_typer(servers_app, name="servers")
     app.command(name="apply")(apply_command)
 
 
@@ -90,7 +96,7 @@ def show_policy(token: Token = None) -> None:
 @admin_app.command("login")
 def login(
     tenant: TenantOption,
-    username: Annotated[str, typer.Option("--username", "-u")] = "admin",
+    username: Annotated[str, typer.Option("--username", "-u", help="The admin's username in the realm.")] = "admin",
     password_env: Annotated[str | None, typer.Option(help="Read the password from this variable.")] = None,
     otp_secret_env: Annotated[str | None, typer.Option(help="Read the base32 TOTP secret from this variable.")] = None,
     otp: Annotated[str | None, typer.Option(help="The current one-time code, typed by hand.")] = None,
@@ -157,8 +163,37 @@ def create_tenant(
 
 
 @tenants_app.command("list")
-def list_tenants(token: Token = None) -> None:
-    _emit(_call(token, lambda c: c.get("/tenants")))
+def list_tenants(token: Token = None, output: OutputOption = None) -> None:
+    """The tenants this login may see (the operator sees all)."""
+    emit(_call(token, lambda c: c.get("/tenants")), output, tables.TENANTS)
+
+
+# servers
+@servers_app.command("list")
+def list_servers(token: Token = None, output: OutputOption = None) -> None:
+    """The registered MCP servers: a new agent's audience is all of them unless provisioned for fewer."""
+    emit(_call(token, lambda c: c.get("/resource-servers")), output, tables.SERVERS)
+
+
+@servers_app.command("register")
+def register_server(
+    url: Annotated[str, typer.Argument(help="The server's canonical URL, e.g. http://127.0.0.1:9000/mcp.")],
+    events_url: Annotated[
+        str | None, typer.Option(help="Where it takes revocation events (RFC 8935 push); none if it takes none.")
+    ] = None,
+    token: Token = None,
+) -> None:
+    """Register an MCP server (operator token): agents provisioned from now on get it as audience."""
+    _emit(_call(token, lambda c: c.post("/resource-servers", {"url": url, "events_url": events_url})))
+
+
+@servers_app.command("unregister")
+def unregister_server(
+    url: Annotated[str, typer.Argument(help="The canonical URL it was registered with.")], token: Token = None
+) -> None:
+    """Forget an MCP server (operator token): new agents no longer get it as audience, nor it revocation events."""
+    _call(token, lambda c: c.request("DELETE", "/resource-servers", params={"url": url}))
+    err.print(f"unregistered {url}", highlight=False)
 
 
 # agents
@@ -167,31 +202,39 @@ def list_agents(
     tenant: TenantOption,
     status: Annotated[AgentStatus | None, typer.Option(help="Only agents with this status.")] = None,
     token: Token = None,
+    output: OutputOption = None,
 ) -> None:
     """The tenant's agents (optionally only those with a status, e.g. dormant)."""
-    _emit(_call(token, lambda c: c.get(f"/tenants/{tenant}/agents", status=status)))
+    emit(_call(token, lambda c: c.get(f"/tenants/{tenant}/agents", status=status)), output, tables.AGENTS)
 
 
 @agents_app.command("show")
 def show_agent(tenant: TenantOption, agent_id: str, token: Token = None) -> None:
+    """One agent: its role, scopes, audiences, status and history marks (JSON)."""
     _emit(_call(token, lambda c: c.get(f"/tenants/{tenant}/agents/{agent_id}")))
 
 
 @agents_app.command("roles")
-def roles(token: Token = None) -> None:
+def roles(token: Token = None, output: OutputOption = None) -> None:
     """The roles of the policy, with their scopes per environment."""
-    _emit(_call(token, lambda c: c.get("/policy"))["roles"])
+    found = _call(token, lambda c: c.get("/policy"))["roles"]
+    if chosen(output) == "json":
+        emit(found, "json")
+    else:
+        emit(tables.role_rows(found), "table", tables.ROLES)
 
 
 @agents_app.command("provision")
 def provision(
     tenant: TenantOption,
-    name: Annotated[str, typer.Option("--name")],
-    owner: Annotated[str, typer.Option("--owner")],
-    role: Annotated[str, typer.Option("--role")],
-    environment: Annotated[str, typer.Option("--environment", "-e")] = "staging",
-    mode: Annotated[AgentMode, typer.Option("--mode")] = "autonomous",
-    credential_type: Annotated[CredentialType, typer.Option("--credential-type")] = "client_secret",
+    name: Annotated[str, typer.Option("--name", help="Lowercase letters, digits and dashes.")],
+    owner: Annotated[str, typer.Option("--owner", help="Who answers for the agent, e.g. a team's address.")],
+    role: Annotated[str, typer.Option("--role", help="A role of the policy (mcp-sandbox agents roles).")],
+    environment: Annotated[str, typer.Option("--environment", "-e", help="An environment of the role.")] = "staging",
+    mode: Annotated[AgentMode, typer.Option("--mode", help="Acts for itself, or for users who log in.")] = "autonomous",
+    credential_type: Annotated[
+        CredentialType, typer.Option("--credential-type", help="A secret, or a key pair (--jwk-file).")
+    ] = "client_secret",
     jwk_file: Annotated[Path | None, typer.Option("--jwk-file", help="The agent's public JWK.")] = None,
     metadata: Annotated[str, typer.Option("--metadata", help="JSON object.")] = "{}",
     token: Token = None,
@@ -215,8 +258,10 @@ def provision(
 def change_role(
     tenant: TenantOption,
     agent_id: str,
-    role: Annotated[str, typer.Option("--role")],
-    environment: Annotated[str | None, typer.Option("--environment", "-e")] = None,
+    role: Annotated[str, typer.Option("--role", help="The new role (mcp-sandbox agents roles).")],
+    environment: Annotated[
+        str | None, typer.Option("--environment", "-e", help="Move it to this environment too.")
+    ] = None,
     reason: Reason = "",
     token: Token = None,
 ) -> None:
@@ -267,7 +312,9 @@ def end_grace(tenant: TenantOption, agent_id: str, reason: Reason = "", token: T
 @agents_app.command("revoke")
 def revoke(
     agent_id: str,
-    tenant: Annotated[str | None, typer.Option("--tenant", "-t")] = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", "-t", help="The tenant; default: the one of your login.")
+    ] = None,
     reason: Reason = "",
     verify_token_env: Annotated[
         str | None, typer.Option(help="Variable holding an old access token of the agent, to verify 401s.")
@@ -290,6 +337,7 @@ def approve(tenant: TenantOption, agent_id: str, reason: Reason = "", token: Tok
 
 @agents_app.command("deny")
 def deny(tenant: TenantOption, agent_id: str, reason: Reason = "", token: Token = None) -> None:
+    """Deny a pending agent: it is rejected and never gets a credential."""
     _emit(_call(token, lambda c: c.post(f"/tenants/{tenant}/agents/{agent_id}/deny", {"reason": reason})))
 
 
@@ -300,8 +348,9 @@ def scan_dormancy(tenant: TenantOption, token: Token = None) -> None:
 
 
 @agents_app.command("review-queue")
-def review_queue(tenant: TenantOption, token: Token = None) -> None:
-    _emit(_call(token, lambda c: c.get(f"/tenants/{tenant}/review-queue")))
+def review_queue(tenant: TenantOption, token: Token = None, output: OutputOption = None) -> None:
+    """Dormant agents waiting for a decision (agents review … --decision keep|revoke)."""
+    emit(_call(token, lambda c: c.get(f"/tenants/{tenant}/review-queue")), output, tables.AGENTS)
 
 
 @agents_app.command("review")
@@ -312,6 +361,7 @@ def review(
     reason: Reason = "",
     token: Token = None,
 ) -> None:
+    """Decide on a dormant agent: keep it (enabled again) or revoke it."""
     body = {"decision": decision, "reason": reason}
     _emit(_call(token, lambda c: c.post(f"/tenants/{tenant}/agents/{agent_id}/review", body)))
 
@@ -439,6 +489,11 @@ def verify(
 
 
 @audit_app.command("show")
-def show_audit(tenant: TenantOption, agent_id: str | None = None, token: Token = None) -> None:
+def show_audit(
+    tenant: TenantOption,
+    agent_id: Annotated[str | None, typer.Option(help="Only this agent's entries.")] = None,
+    token: Token = None,
+    output: OutputOption = None,
+) -> None:
     """The tenant's audit entries, oldest first."""
-    _emit(_call(token, lambda c: c.get(f"/tenants/{tenant}/audit", agent_id=agent_id)))
+    emit(_call(token, lambda c: c.get(f"/tenants/{tenant}/audit", agent_id=agent_id)), output, tables.AUDIT)
