@@ -15,16 +15,16 @@ from rich import box
 from rich.console import Console
 from rich.table import Column, Table
 
-from sandbox import __version__
 from sandbox.broker.cli import register as register_broker_commands
 from sandbox.certify.cli import register as register_certify_command
 from sandbox.cli_errors import fail, guarded, run_command_line, writable_file
-from sandbox.config import DEFAULT_KEYCLOAK_VERSION, Settings, load_settings
+from sandbox.config import Settings, load_settings
 from sandbox.errors import SandboxError
 from sandbox.idp.keycloak import DEMO_CLIENT_ID
 from sandbox.stack.keycloak import ADMIN_USERNAME
 from sandbox.stack.launcher import ComponentStatus, Stack
 from sandbox.stack.state import Secrets, load_state
+from sandbox.versions import versions
 
 app = typer.Typer(
     name="mcp-sandbox",
@@ -38,12 +38,9 @@ err = Console(stderr=True, soft_wrap=True)
 
 def _print_version(asked: bool) -> None:
     if asked:
-        from importlib.metadata import version
-
-        sys.stdout.write(
-            f"mcp-sandbox {__version__} (Keycloak {DEFAULT_KEYCLOAK_VERSION}, mcp SDK {version('mcp')}, "
-            f"Python {sys.version.split()[0]})\n"
-        )
+        found = versions()
+        rest = ", ".join(f"{name} {value}" for name, value in found.items() if name != "mcp-sandbox")
+        sys.stdout.write(f"mcp-sandbox {found['mcp-sandbox']} ({rest})\n")
         raise typer.Exit()
 
 
@@ -268,7 +265,7 @@ def run(
     if junit_xml:
         write_junit(results, junit_xml)
     if report:
-        write_html(results, report)
+        write_html(results, report, versions(settings))
     passed = sum(result.passed for result in results)
     out.print(f"{passed} of {len(results)} scenarios passed")
     for result in results:
