@@ -47,6 +47,8 @@ def test_query_and_nested_fields_are_named_where_they_are(broker: Broker, tenant
     agent = broker.provision(tenant, token, role="log-reader")["agent"]["id"]
     rotated = broker.call("POST", f"/tenants/{tenant.name}/agents/{agent}/rotate", token, {"grace_seconds": -5})
     assert rotated.status_code == 422 and rotated.json()["fields"][0]["field"] == "grace_seconds", rotated.text
+    rotated = broker.call("POST", f"/tenants/{tenant.name}/agents/{agent}/rotate", token, {"grace_seconds": 5})
+    assert rotated.status_code == 200 and rotated.json()["credential"]["issuer"] == tenant.issuer, rotated.text
     reviewed = broker.call("POST", f"/tenants/{tenant.name}/agents/{agent}/review", token, {"decision": "maybe"})
     assert reviewed.json()["fields"][0]["expected"] == "expected 'keep' or 'revoke'", reviewed.text
 
@@ -57,6 +59,9 @@ def test_revoke_needs_no_body(broker: Broker, tenant: Tenant) -> None:
     revoked = broker.http.post(f"/revoke/{agent}", headers={"Authorization": f"Bearer {token}"})
     assert revoked.status_code == 200, revoked.text
     assert revoked.json()["agent"]["status"] == "revoked"
+    events = {event["server"]: event for event in revoked.json()["events"]}
+    quiet = events[broker.settings.mcp_server("jwt").url]  # registered without an event endpoint, by design
+    assert quiet["error"] is None and "takes no revocation events" in quiet["note"], quiet
     again = broker.http.post(
         f"/tenants/{tenant.name}/agents/{agent}/revoke", headers={"Authorization": f"Bearer {token}"}
     )
