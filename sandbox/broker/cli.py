@@ -19,7 +19,7 @@ from rich.console import Console
 from sandbox.broker import audit, tables
 from sandbox.broker.apply import apply_agents_file
 from sandbox.broker.client import BrokerClient
-from sandbox.broker.schemas import AgentMode, AgentStatus, CredentialType, ReviewDecision
+from sandbox.broker.schemas import MAX_MOVE_DAYS, AgentMode, AgentStatus, CredentialType, ReviewDecision
 from sandbox.broker.store import Database, default_database_url
 from sandbox.cli_errors import fail, guarded
 from sandbox.cli_output import OutputOption, chosen, emit
@@ -41,6 +41,7 @@ admin_app = typer.Typer(help="Tenant admins: log in through Keycloak.", no_args_
 tenants_app = typer.Typer(help="Tenants (one Keycloak realm each).", no_args_is_help=True)
 agents_app = typer.Typer(help="Agent identities: provision, change, rotate, revoke, review.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
+clock_app = typer.Typer(help="A tenant's clock: show it, move it forward (sandbox only).", no_args_is_help=True)
 servers_app = typer.Typer(
     help="MCP servers (resource servers) agents may get as audience; they receive revocation events.",
     no_args_is_help=True,
@@ -55,6 +56,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(agents_app, name="agents")
     app.add_typer(audit_app, name="audit")
     app.add_typer(servers_app, name="servers")
+    app.add_typer(clock_app, name="clock")
     app.command(name="apply")(apply_command)
 
 
@@ -166,6 +168,36 @@ def create_tenant(
 def list_tenants(token: Token = None, output: OutputOption = None) -> None:
     """The tenants this login may see (the operator sees all)."""
     emit(_call(token, lambda c: c.get("/tenants")), output, tables.TENANTS)
+
+
+@tenants_app.command("delete")
+def delete_tenant(
+    name: Annotated[str, typer.Argument(help="The tenant (realm) to delete.")], token: Token = None
+) -> None:
+    """Delete a tenant (operator token): its live agents are revoked, its realm removed; its audit log stays."""
+    _call(token, lambda c: c.request("DELETE", f"/tenants/{name}"))
+    err.print(f"deleted tenant {name}", highlight=False)
+
+
+# clock
+@clock_app.command("show")
+def show_clock(tenant: TenantOption, token: Token = None) -> None:
+    """The tenant's time (what dormancy, graces and its audit use) and how far it was moved."""
+    _emit(_call(token, lambda c: c.get(f"/tenants/{tenant}/clock")))
+
+
+@clock_app.command("advance")
+def advance_clock(
+    tenant: TenantOption,
+    days: Annotated[float, typer.Option(min=0, max=MAX_MOVE_DAYS, help="Days to move forward.")] = 0,
+    hours: Annotated[float, typer.Option(min=0, max=MAX_MOVE_DAYS * 24, help="Hours to move forward.")] = 0,
+    minutes: Annotated[float, typer.Option(min=0, max=MAX_MOVE_DAYS * 1440, help="Minutes to move forward.")] = 0,
+    reason: Reason = "",
+    token: Token = None,
+) -> None:
+    """Move the tenant's clock forward (sandbox brokers only), e.g. to see an agent go dormant."""
+    body = {"advance": {"days": days, "hours": hours, "minutes": minutes}, "reason": reason}
+    _emit(_call(token, lambda c: c.post(f"/tenants/{tenant}/clock", body)))
 
 
 # servers
@@ -303,6 +335,12 @@ def rotate(
     _emit(_call(token, act))
 
 
+@agents_app.command("delegations")
+def delegations(tenant: TenantOption, agent_id: str, token: Token = None) -> None:
+    """Which users let this delegated agent act for them, and with which scopes."""
+    _emit(_call(token, lambda c: c.get(f"/tenants/{tenant}/agents/{agent_id}/delegations")))
+
+
 @agents_app.command("end-grace")
 def end_grace(tenant: TenantOption, agent_id: str, reason: Reason = "", token: Token = None) -> None:
     """End a rotation's grace now: the old credential is rejected from here on."""
@@ -433,13 +471,19 @@ def apply_command(
     credentials_dir: Annotated[
         Path | None, typer.Option(help="Write new agents' credentials here (mode 0600) instead of printing them.")
     ] = None,
+    detailed_exitcode: Annotated[
+        bool, typer.Option("--detailed-exitcode", help="Exit 2 when there were changes (0: none, 1: an error).")
+    ] = False,
     token: Token = None,
 ) -> None:
     """Bring a tenant's agents to the state the file declares (policy-checked first; idempotent)."""
+    changed = False
 
     def act(client: BrokerClient) -> Any:
+        nonlocal changed
         plan, result = apply_agents_file(client, file, plan_only=plan_only)
         sys.stderr.write(plan.describe() + "\n")
+        changed = not plan.empty
         return result
 
     result = _call(token, act)
@@ -453,6 +497,8 @@ def apply_command(
             stored_on_purpose(target)  # for a test run's secret scan: this file is the agent's, not a leak
         result["credentials_written_to"] = str(credentials_dir)
     _emit(result)
+    if detailed_exitcode and changed:
+        raise typer.Exit(2)
 
 
 # audit

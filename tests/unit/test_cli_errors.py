@@ -181,7 +181,7 @@ def _garbage(parameter: Any, workspace: Workspace) -> list[str]:
     if kind is bool:
         return []
     if kind in (int, float):
-        return ["abc", "1e999x"]
+        return ["abc", "1e999x", "inf", "nan"]
     if kind is Path:
         return [str(workspace.missing), str(workspace.directory), str(workspace.binary)]
     if get_origin(kind) is not None:

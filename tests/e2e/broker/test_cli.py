@@ -339,3 +339,11 @@ def test_agents_list_as_a_table(broker: Broker, tenant: Tenant) -> None:
     header, _rule, *rows = result.stdout.splitlines()
     assert header.split()[:5] == ["id", "name", "role", "environment", "status"]
     assert any("table-agent" in row and "log-reader" in row and "active" in row for row in rows)
+
+
+def test_clock_show_and_a_refused_field_in_words(broker: Broker, tenant: Tenant) -> None:
+    alice = tenant.admins["alice"].token()
+    clock = ok(run("clock", "show", "-t", tenant.name, token=alice))
+    assert clock["tenant"] == tenant.name and "now" in clock
+    missing = run("agents", "delegations", "-t", tenant.name, "no-such-agent", token=alice)
+    one_line_error(missing, "broker refused (404 not_found)", "no agent 'no-such-agent'")
