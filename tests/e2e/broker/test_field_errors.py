@@ -22,7 +22,7 @@ def _agent(**changes: Any) -> dict[str, Any]:
         (_agent(credential_type="pgp"), "credential_type", "expected 'client_secret' or 'private_key_jwt'"),
         (_agent(metadata=[1]), "metadata", "valid dictionary"),
         (_agent(token_lifetime=-1), "token_lifetime", "greater than 0"),
-        ({"owner": "o"}, "name", "name is missing"),
+        ({k: v for k, v in _agent().items() if k != "name"}, "name", "name is missing"),
     ],
 )
 def test_a_bad_field_is_named_with_what_is_allowed(
