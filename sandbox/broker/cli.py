@@ -507,6 +507,10 @@ def verify(
     database_url: Annotated[
         str | None, typer.Option(help="The broker database (default: SANDBOX_BROKER_DATABASE_URL or the stack's).")
     ] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", "-t", help="Only this tenant's chain.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the result as JSON (still exit 1 if tampered).")
+    ] = False,
 ) -> None:
     """Recompute every tenant's hash chain; exit 1 and name the entries if any was tampered with."""
     settings = _settings()
@@ -515,14 +519,20 @@ def verify(
     )
     try:
         with db.session() as session:
-            report = audit.verify(session)
+            report = audit.verify(session, tenant)
     except SandboxError as error:
         fail(error)
         return
     finally:
         db.dispose()
+    if as_json:
+        summary = {"ok": report.ok, "entries": report.entries, "chains": report.tenants, "problems": report.problems}
+        _emit(summary)
+    if tenant is not None and report.entries == 0 and report.ok:
+        fail(SandboxError(f"no audit entries of tenant {tenant}", "check the tenant's name (mcp-sandbox tenants list)"))
     if report.ok:
-        sys.stdout.write(f"audit log intact: {report.entries} entries in {report.tenants} chains\n")
+        if not as_json:
+            sys.stdout.write(f"audit log intact: {report.entries} entries in {report.tenants} chains\n")
         return
     for problem in report.problems:
         err.print(f"[red]tampered:[/] {problem}", highlight=False)
