@@ -41,6 +41,7 @@ admin_app = typer.Typer(help="Tenant admins: log in through Keycloak.", no_args_
 tenants_app = typer.Typer(help="Tenants (one Keycloak realm each).", no_args_is_help=True)
 agents_app = typer.Typer(help="Agent identities: provision, change, rotate, revoke, review.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
+users_app = typer.Typer(help="People of a tenant who let delegated agents act for them.", no_args_is_help=True)
 clock_app = typer.Typer(help="A tenant's clock: show it, move it forward (sandbox only).", no_args_is_help=True)
 servers_app = typer.Typer(
     help="MCP servers (resource servers) agents may get as audience; they receive revocation events.",
@@ -57,6 +58,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(audit_app, name="audit")
     app.add_typer(servers_app, name="servers")
     app.add_typer(clock_app, name="clock")
+    app.add_typer(users_app, name="users")
     app.command(name="apply")(apply_command)
 
 
@@ -177,6 +179,22 @@ def delete_tenant(
     """Delete a tenant (operator token): its live agents are revoked, its realm removed; its audit log stays."""
     _call(token, lambda c: c.request("DELETE", f"/tenants/{name}"))
     err.print(f"deleted tenant {name}", highlight=False)
+
+
+# users
+@users_app.command("add")
+def add_user(
+    tenant: TenantOption,
+    username: Annotated[str, typer.Argument(help="The person's username in the realm.")],
+    scope: Annotated[
+        list[str], typer.Option("--scope", help="A tool scope the user holds (repeatable); agents get no more.")
+    ] = [],  # noqa: B006
+    otp: Annotated[bool, typer.Option("--otp", help="Give the user a TOTP second factor too.")] = False,
+    token: Token = None,
+) -> None:
+    """Add a user to the tenant; their initial password (and TOTP secret) is printed once."""
+    body = {"username": username, "scopes": scope, "otp": otp}
+    _emit(_call(token, lambda c: c.post(f"/tenants/{tenant}/users", body)))
 
 
 # clock
