@@ -1,4 +1,5 @@
-"""How listing commands print: ``-o table`` for people, ``-o json`` for scripts.
+"""How listing commands print: ``-o table`` for people, ``-o json`` for scripts, ``-o jsonl`` (one JSON object
+a line) for log tools.
 
 Without ``-o``, a terminal gets the table and a pipe or a file gets JSON, so ``mcp-sandbox agents list -t acme``
 reads well and ``… | jq`` keeps working.
@@ -18,13 +19,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-Format = Literal["table", "json"]
+Format = Literal["table", "json", "jsonl"]
 
 OutputOption = Annotated[
     Format | None,
-    typer.Option(
-        "--output", "-o", help="table or json; default: a table on a terminal, JSON when piped or redirected."
-    ),
+    typer.Option("--output", "-o", help="table, json or jsonl; default: a table on a terminal, JSON when piped."),
 ]
 
 
@@ -50,7 +49,10 @@ def chosen(output: Format | None) -> Format:
 
 def emit(value: Any, output: Format | None, columns: Sequence[Column] = ()) -> None:
     """Print ``value`` (a list of rows, for a table) in the chosen format."""
-    if chosen(output) == "json" or not columns:
+    if chosen(output) == "jsonl" and isinstance(value, list):
+        sys.stdout.writelines(json.dumps(row) + "\n" for row in value)
+        return
+    if chosen(output) != "table" or not columns:
         sys.stdout.write(json.dumps(value, indent=2) + "\n")
         return
     rows = value if isinstance(value, list) else [value]

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -566,8 +567,31 @@ def verify(
 def show_audit(
     tenant: TenantOption,
     agent_id: Annotated[str | None, typer.Option(help="Only this agent's entries.")] = None,
+    action: Annotated[
+        str | None, typer.Option(help="Only this action, or a family of them: agent.revoked, or agent.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only entries at or after this time (ISO 8601, e.g. 2026-01-31T09:00Z).")
+    ] = None,
     token: Token = None,
     output: OutputOption = None,
 ) -> None:
-    """The tenant's audit entries, oldest first."""
-    emit(_call(token, lambda c: c.get(f"/tenants/{tenant}/audit", agent_id=agent_id)), output, tables.AUDIT)
+    """The tenant's audit entries, oldest first (-o jsonl: one JSON object a line, for log tools)."""
+    after = _instant(since, "--since") if since else None
+    found = _call(token, lambda c: c.get(f"/tenants/{tenant}/audit", agent_id=agent_id))
+    if action:
+        found = [e for e in found if e["action"] == action or e["action"].startswith(action.rstrip(".") + ".")]
+    if after is not None:
+        found = [e for e in found if _instant(e["at"], "at") >= after]
+    emit(found, output, tables.AUDIT)
+
+
+def _instant(text: str, option: str) -> datetime:
+    """An ISO 8601 time, in UTC when it names no zone."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        fail(
+            SandboxError(f"{option} {text!r} is not an ISO 8601 time", "give one like 2026-01-31 or 2026-01-31T09:00Z")
+        )
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

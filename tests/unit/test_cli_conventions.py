@@ -97,3 +97,14 @@ def test_roles_table_has_a_row_per_role(capsys: pytest.CaptureFixture[str]) -> N
     emit(tables.role_rows(roles), "table", tables.ROLES)
     out = capsys.readouterr().out
     assert "log-reader" in out and "staging: mcp:tool:logs.read" in out
+
+
+def test_jsonl_is_one_object_a_line(capsys: pytest.CaptureFixture[str]) -> None:
+    emit([AGENT, {**AGENT, "id": "5e2d"}], "jsonl", tables.AGENTS)
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["id"] for line in lines] == ["4f1c", "5e2d"]
+
+
+def test_audit_show_refuses_a_since_that_is_not_a_time(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_command_line(app, ["audit", "show", "-t", "acme", "--since", "yesterday"]) == 1
+    assert capsys.readouterr().err.startswith("error: --since 'yesterday' is not an ISO 8601 time")

@@ -347,3 +347,16 @@ def test_clock_show_and_a_refused_field_in_words(broker: Broker, tenant: Tenant)
     assert clock["tenant"] == tenant.name and "now" in clock
     missing = run("agents", "delegations", "-t", tenant.name, "no-such-agent", token=alice)
     one_line_error(missing, "broker refused (404 not_found)", "no agent 'no-such-agent'")
+
+
+def test_audit_show_filters_by_action_and_time_and_exports_json_lines(broker: Broker, tenant: Tenant) -> None:
+    alice = tenant.admins["alice"].token()
+    agent = broker.provision(tenant, alice, role="log-reader")["agent"]["id"]
+    everything = ok(run("audit", "show", "-t", tenant.name, "--agent-id", agent, "-o", "json", token=alice))
+    assert [entry["action"] for entry in everything][:1] == ["agent.provisioned"]
+    lines = run("audit", "show", "-t", tenant.name, "--action", "agent.provisioned", "-o", "jsonl", token=alice)
+    assert lines.exit_code == 0, lines.stderr
+    entries = [json.loads(line) for line in lines.stdout.splitlines()]
+    assert entries and {entry["action"] for entry in entries} == {"agent.provisioned"}
+    later = run("audit", "show", "-t", tenant.name, "--since", "2999-01-01", "-o", "json", token=alice)
+    assert ok(later) == []
