@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # Parallel test workers (pytest-xdist); the e2e tests share one stack per run.
 WORKERS ?= 2
 
-.PHONY: install sandbox images test unit e2e lint down clean
+.PHONY: install sandbox images test test-under-load unit e2e lint down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ images: install
 ## the README's reliability table is rendered from this run
 test: install images
 	$(BIN)/pytest -n $(WORKERS) --dist loadgroup --reliability-table README.md tests scenarios
+
+## test-under-load: `make test` while four CPU burners (each bounded to 90 minutes) load the machine for the whole run
+test-under-load: install images
+	$(BIN)/python -m sandbox.harness.burners --processes 4 --seconds 5400 -- $(MAKE) test
 
 unit: install
 	$(BIN)/pytest -n $(WORKERS) tests/unit

@@ -23,7 +23,7 @@ from sandbox.errors import SandboxError
 from sandbox.idp.keycloak import DEMO_CLIENT_ID
 from sandbox.stack.keycloak import ADMIN_USERNAME
 from sandbox.stack.launcher import ComponentStatus, Stack
-from sandbox.stack.state import Secrets, load_state
+from sandbox.stack.state import Secrets, StateDamaged, load_state
 from sandbox.versions import versions
 
 app = typer.Typer(
@@ -57,7 +57,10 @@ def _options(
 def _settings(runtime: str | None = None) -> Settings:
     """The settings; their runtime is the one asked for, else that of the stack the state file describes."""
     settings = guarded(lambda: load_settings(**({"runtime": runtime} if runtime is not None else {})))
-    state = load_state(settings)
+    try:
+        state = load_state(settings)
+    except StateDamaged:
+        return settings  # `down` sweeps without it; the other commands say so in words
     if state is None or not state.components or state.runtime == settings.runtime:
         return settings
     if runtime is not None:
@@ -140,7 +143,7 @@ def logs(
 ) -> None:
     """Print a component's log."""
     settings = _settings()
-    state = load_state(settings)
+    state = guarded(lambda: load_state(settings))
     known = sorted(state.components) if state else []
     if component is not None and component not in known:
         fail(
@@ -200,7 +203,7 @@ def mcp_server(
 
 
 def print_info(settings: Settings) -> None:
-    state = load_state(settings)
+    state = guarded(lambda: load_state(settings))
     if state is None:
         fail(SandboxError("the stack is not running", "start it with `mcp-sandbox up`"))
         return
@@ -300,7 +303,7 @@ def bench(
     from sandbox.bench.runner import failed, run_benchmarks, write_markdown, write_plot
 
     settings = _settings()
-    state = load_state(settings)
+    state = guarded(lambda: load_state(settings))
     if state is None or not state.components:
         fail(SandboxError("the stack is not running", "start it with `mcp-sandbox up`, then measure it"))
     for target, option in ((json_path, "--json"), (plot, "--plot"), (markdown, "--markdown")):

@@ -127,7 +127,7 @@ class Settings(BaseSettings):
     project_image: str | None = None  # default: mcp-agent-sandbox:<version>, built from compose/Dockerfile
     local_image_prefix: str = "mcp-sandbox-local"  # images `python -m sandbox.stack.images` builds are named so
     debian_suite: str = "bookworm"  # the base image those images start from, made with debootstrap
-    debian_mirror: str = "http://deb.debian.org/debian"
+    debian_mirror: str | None = None  # default: the Debian mirror of this machine's apt sources (apt_sources.py)
 
     # The reference MCP server (sandbox/mcp_server): how it validates tokens and how long it trusts what it learnt.
     mcp_auth_mode: Literal["jwt", "introspect", "jwt+events"] = "jwt+events"
