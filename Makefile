@@ -19,6 +19,7 @@ install: $(STAMP)
 ## sandbox: install, start the stack, run the quickstart scenario, print where everything is
 sandbox: install
 	$(BIN)/mcp-sandbox up $(if $(RUNTIME),--runtime $(RUNTIME)) > /dev/null
+	mkdir -p reports
 	$(BIN)/mcp-sandbox run scenarios/00-quickstart.yaml --report reports/quickstart.html
 	$(BIN)/mcp-sandbox info
 	@echo "Quickstart report: reports/quickstart.html"

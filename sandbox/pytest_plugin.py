@@ -227,9 +227,11 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 class ScenarioFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
+        from sandbox.scenarios.catalog import Catalog
         from sandbox.scenarios.loader import load_scenario
 
-        scenario = load_scenario(self.path)  # a broken file fails collection with file:line, before anything runs
+        # A broken file, or a name the stack's policy or tool map does not know, fails collection with file:line.
+        scenario = load_scenario(self.path, Catalog.from_settings(load_settings()))
         yield ScenarioItem.from_parent(self, name=scenario.name, scenario=scenario)
 
 

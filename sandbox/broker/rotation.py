@@ -167,6 +167,7 @@ class RotationOperations(ServiceBase):
                 "client_secret": secret,  # shown once
                 "key_id": new_jwk["kid"] if new_jwk else None,
                 "token_endpoint": f"{self.settings.issuer(tenant)}/protocol/openid-connect/token",
+                "issuer": self.settings.issuer(tenant),
             },
         }
 

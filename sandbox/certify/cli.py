@@ -28,6 +28,7 @@ from sandbox.certify.revision import REVISIONS, Revision
 from sandbox.certify.runner import run_checks
 from sandbox.certify.summary import last_line, root_causes, shorten
 from sandbox.certify.world import World
+from sandbox.cli_errors import fail, writable_file
 from sandbox.config import load_settings
 from sandbox.errors import SandboxError
 
@@ -62,6 +63,9 @@ def certify(
     Exit codes: 0 certified, 1 not certified, 2 certify could not run.
     """
     try:
+        for target, option in ((json_path, "--json"), (junit_path, "--junit-xml"), (html_path, "--html")):
+            if target is not None:
+                writable_file(target, option)
         settings = load_settings()
         declared = load_manifest(manifest, settings) if manifest else default_manifest(settings)
         allowed = load_expected_failures(expected_failures, CHECK_IDS) if expected_failures else set()
@@ -120,8 +124,7 @@ def _print_verdict(results: list[CheckResult], verdict: Verdict) -> None:
 
 
 def _cannot_run(error: SandboxError) -> None:
-    err.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
-    raise typer.Exit(CANNOT_RUN)
+    fail(error, CANNOT_RUN)
 
 
 def register(app: typer.Typer) -> None:

@@ -106,6 +106,8 @@ def test_up_and_down_hold_on_a_starved_machine(tmp_path: Path, reliability) -> N
             member.send_signal(signal.SIGKILL)
         psutil.wait_procs(family, timeout=30)
         assert components(env)["keycloak"]["state"] == "dead"
+        dead = mcp_sandbox("status", env=env)
+        assert dead.returncode == 1 and "not running: keycloak (dead)" in dead.stderr, dead.stderr
         up = mcp_sandbox("up", env=env, timeout=900)
         assert up.returncode == 0, up.stderr + logs(env)
         restarted = components(env)

@@ -46,5 +46,4 @@ def checks_json(results: list[CheckResult], server: str) -> str:
 
 
 def write_checks_json(results: list[CheckResult], server: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(checks_json(results, server) + "\n")

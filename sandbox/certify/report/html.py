@@ -72,5 +72,4 @@ def html_report(results: list[CheckResult], server: str, verdict: Verdict) -> st
 
 
 def write_html(results: list[CheckResult], server: str, verdict: Verdict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html_report(results, server, verdict))

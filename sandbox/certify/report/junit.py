@@ -42,5 +42,4 @@ def junit_xml(results: list[CheckResult], server: str) -> ET.ElementTree:
 
 
 def write_junit(results: list[CheckResult], server: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     junit_xml(results, server).write(path, encoding="utf-8", xml_declaration=True)
