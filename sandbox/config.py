@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     broker_housekeeping_interval: float = 2.0  # seconds between checks for ended graces and interrupted revocations
     broker_movable_clock: bool = False  # sandbox only: tenants' clocks may be moved forward (the stack turns it on)
     broker_interrupted_after: float = 120.0  # seconds a provision may stay `provisioning` before housekeeping undoes it
+    # Every broker process transmits SSF events under one public URL (the SETs' `iss`) with one signing key.
+    broker_public_url: str | None = None  # default: broker_url (this process's own address)
+    broker_signing_key_file: Path | None = None  # default: <state_dir>/broker/set-signing-key.json (mode 0600)
 
     # Container runtime (SANDBOX_RUNTIME=docker, and compose/): the images, and how this machine builds its own.
     keycloak_image: str | None = None  # default: the official image of keycloak_version
@@ -151,7 +154,15 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("state_dir", "cache_dir", "fixtures_dir", "keycloak_dist", "java_home", "broker_policy_file")
+    @field_validator(
+        "state_dir",
+        "cache_dir",
+        "fixtures_dir",
+        "keycloak_dist",
+        "java_home",
+        "broker_policy_file",
+        "broker_signing_key_file",
+    )
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
@@ -172,6 +183,15 @@ class Settings(BaseSettings):
     @property
     def broker_url(self) -> str:
         return f"http://{self.host}:{self.broker_port}"
+
+    @property
+    def transmitter_url(self) -> str:
+        """The SSF transmitter every broker process speaks as: the `iss` of its events, the root of its metadata."""
+        return (self.broker_public_url or self.broker_url).rstrip("/")
+
+    @property
+    def signing_key_file(self) -> Path:
+        return self.broker_signing_key_file or self.state_dir / "broker" / "set-signing-key.json"
 
     @property
     def mcp_url(self) -> str:

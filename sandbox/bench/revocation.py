@@ -30,6 +30,7 @@ from sandbox.bench.registry import BenchContext, benchmark, target
 from sandbox.bench.stats import summarize
 from sandbox.certify.mcp_http import served
 from sandbox.config import Settings
+from sandbox.revocation_modes import revocation_budget
 
 #: Token lifetime (s) of the agents revoked in ``jwt`` mode: short, as that mode needs.
 JWT_TOKEN_LIFETIME = 5
@@ -50,11 +51,7 @@ class Revoked:
 
 def _budget(settings: Settings, mode: str) -> float:
     """Seconds after the revoke within which the mode's server must answer 401, plus slack."""
-    if mode == "introspect":
-        return settings.mcp_introspection_cache_ttl + SLACK
-    if mode == "jwt":
-        return JWT_TOKEN_LIFETIME + settings.mcp_leeway + 1 + SLACK  # exp has whole seconds
-    return SLACK
+    return revocation_budget(settings, mode, remaining_lifetime=JWT_TOKEN_LIFETIME) + SLACK
 
 
 async def _revoke_once(settings: Settings, mode: str, broker: OperatorBroker, mcp: McpCaller) -> Revoked:
