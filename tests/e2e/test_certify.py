@@ -13,6 +13,7 @@ and `positive`, whose defects break other requirements at the same time (no meta
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
@@ -28,7 +29,6 @@ from sandbox.certify.model import CheckResult
 from sandbox.certify.report.checks_json import checks_json
 from sandbox.certify.runner import run_checks
 from sandbox.certify.world import World
-from sandbox.mcp_server import app as app_module
 from sandbox.mcp_server.app import build_app
 from sandbox.mcp_server.options import ServerOptions
 from sandbox.pytest_plugin import SandboxStack
@@ -83,13 +83,6 @@ def reference_server(
     """The reference server's app on the world's URL, with the defect's piece substituted."""
     settings = stack.settings
     assert world.manifest.upstream is not None
-    # It reaches the broker through certify's upstream watch, but the broker's events name the broker itself.
-    receiver = app_module.EventReceiver
-    monkeypatch.setattr(
-        app_module,
-        "EventReceiver",
-        lambda *args, **kwargs: receiver(*args, **{**kwargs, "issuer": settings.broker_url}),
-    )
     options = ServerOptions.standalone(
         settings,
         issuers=[settings.issuer(tenant) for tenant in stack.tenants],
@@ -97,6 +90,8 @@ def reference_server(
         mode="jwt+events",
         broker_url=f"http://127.0.0.1:{world.manifest.upstream.port}",
     )
+    # It reaches the broker through certify's upstream watch, but takes the broker's SSF stream from the broker.
+    options = dataclasses.replace(options, transmitter_url=settings.transmitter_url)
     assert options.canonical_url == world.url
     app = build_app(options)
     if defect is not None and defect.wrap is not None:
