@@ -133,7 +133,7 @@ class Settings(BaseSettings):
     mcp_trust_refetch_interval: float = 1.0  # at most one `GET /trust/issuers` this often (unknown issuer, metadata)
     mcp_usage_flush_interval: float = 1.0  # seconds between usage report batches to the broker
     mcp_base_scopes: tuple[str, ...] = ("basic",)  # what every request needs: the IdP scope that carries `sub`
-    mcp_events_signer_jwks_url: str | None = None  # who may sign revocation events; default: the broker's JWKS
+    mcp_events_signer_jwks_url: str | None = None  # who may sign SSF events; default: the transmitter's jwks_uri
     mcp_introspection_secret: str | None = None  # default: the stack secret "mcp-resource-server"
     mcp_denied_call_limit: int = 20  # refused tool calls per principal in a window before its calls get 429
     mcp_denied_call_window: float = 60.0  # seconds of that window (the 429's Retry-After is what is left of it)

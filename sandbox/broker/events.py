@@ -59,15 +59,16 @@ class SigningKey:
         return jwt.encode({"alg": "ES256", "typ": SET_TYPE, "kid": self.kid}, claims, self._key)
 
 
-def session_revoked(
-    key: SigningKey, *, transmitter: str, audience: str, subject: AgentSubject, at: int, reason: str
-) -> tuple[str, str]:
-    """A signed CAEP session-revoked SET for one receiver: (jti, token). Tokens issued up to ``at`` are dead."""
+def session_revoked(*, transmitter: str, audience: str, subject: AgentSubject, at: int, reason: str) -> dict[str, Any]:
+    """The claims of a CAEP session-revoked SET for one receiver (sign them with :meth:`SigningKey.sign`).
+
+    Tokens of the subject issued up to ``at`` are dead.
+    """
     jti = uuid.uuid4().hex
     event: dict[str, Any] = {"event_timestamp": at, "initiating_entity": "admin"}
     if reason:
         event["reason_admin"] = {"en": reason[:200]}
-    claims = {
+    return {
         "iss": transmitter,
         "aud": audience,
         "iat": at,
@@ -75,7 +76,6 @@ def session_revoked(
         "sub_id": subject.as_sub_id(),
         "events": {SESSION_REVOKED: event},
     }
-    return jti, key.sign(claims)
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import String, Text
+from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sandbox.broker.store import Base
@@ -25,11 +26,14 @@ class SsfStream(Base):
 
 
 class SsfPendingEvent(Base):
-    """A SET its stream's receiver has not acknowledged (push failed, or a poll stream): served by RFC 8936 poll."""
+    """A SET its stream's receiver has not acknowledged (push failed, or a poll stream): served by RFC 8936 poll.
+
+    Its claims are kept, not the signed token: it is signed when it is handed out.
+    """
 
     __tablename__ = "ssf_pending_events"
 
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     stream_id: Mapped[str] = mapped_column(String(64), index=True)
-    token: Mapped[str] = mapped_column(Text)
+    claims: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]

@@ -134,11 +134,12 @@ class Transmitter:
                 if stream is None:
                     outgoing.append((audience, None, None, None))
                     continue
-                jti, token = session_revoked(
-                    self.key, transmitter=self.issuer, audience=audience, subject=subject, at=at, reason=reason
+                claims = session_revoked(
+                    transmitter=self.issuer, audience=audience, subject=subject, at=at, reason=reason
                 )
-                session.add(SsfPendingEvent(jti=jti, stream_id=stream.stream_id, token=token, created_at=self.now()))
-                outgoing.append((audience, stream, jti, token))
+                jti = claims["jti"]
+                session.add(SsfPendingEvent(jti=jti, stream_id=stream.stream_id, claims=claims, created_at=self.now()))
+                outgoing.append((audience, stream, jti, self.key.sign(claims)))
 
         async def deliver(audience: str, stream: SsfStream | None, token: str | None) -> Delivery:
             if stream is None or token is None:
@@ -174,4 +175,4 @@ class Transmitter:
                     .limit(limit + 1)
                 )
             )
-        return Polled({row.jti: row.token for row in rows[:limit]}, len(rows) > limit)
+        return Polled({row.jti: self.key.sign(row.claims) for row in rows[:limit]}, len(rows) > limit)

@@ -403,7 +403,7 @@ def build_app(options: ServerOptions) -> Starlette:
             await trust.refresh()
             usage.start()
             if stream is not None:
-                stream.start()
+                await stream.start()
             log.info("MCP server ready", extra={"resource": options.canonical_url, "mode": options.mode})
             try:
                 yield

@@ -89,8 +89,10 @@ class StreamReceiver:
             self._metadata = TransmitterMetadata.parse(response.json(), self.transmitter)
         return self._metadata
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._catch_up_until_done())
+    async def start(self) -> None:
+        """Try to catch up now (a server whose transmitter is up is ready when it starts), else keep trying."""
+        if not await self._try():
+            self._task = asyncio.create_task(self._catch_up_until_done())
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -100,16 +102,20 @@ class StreamReceiver:
 
     async def _catch_up_until_done(self) -> None:
         while True:
-            try:
-                applied = await self.catch_up()
-            except (httpx.HTTPError, CatchUpFailed, ValueError) as exc:
-                reason = str(exc) if isinstance(exc, CatchUpFailed) else type(exc).__name__
-                log.warning("SSF stream not caught up yet; retrying", extra={"reason": reason})
-                await asyncio.sleep(self.retry_interval)
-                continue
-            self.caught_up.set()
-            log.info("SSF stream caught up", extra={"transmitter": self.transmitter, "applied": applied})
-            return
+            await asyncio.sleep(self.retry_interval)
+            if await self._try():
+                return
+
+    async def _try(self) -> bool:
+        try:
+            applied = await self.catch_up()
+        except (httpx.HTTPError, CatchUpFailed, ValueError) as exc:
+            reason = str(exc) if isinstance(exc, CatchUpFailed) else type(exc).__name__
+            log.warning("SSF stream not caught up yet; retrying", extra={"reason": reason})
+            return False
+        self.caught_up.set()
+        log.info("SSF stream caught up", extra={"transmitter": self.transmitter, "applied": applied})
+        return True
 
     async def catch_up(self) -> int:
         """Join the stream and apply its backlog; the number of SETs applied."""
