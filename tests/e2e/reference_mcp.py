@@ -402,9 +402,9 @@ class FakeBroker:
         """The SET the real broker would push for this agent (built by the broker's own code)."""
         subject = AgentSubject(agent.issuer, agent.client_id, agent.client.service_account_id)
         at = revoked_at if revoked_at is not None else int(time.time())
-        return session_revoked(self.key, transmitter=self.base, audience=server_url, subject=subject, at=at, reason="")[
-            1
-        ]
+        return self.key.sign(
+            session_revoked(transmitter=self.base, audience=server_url, subject=subject, at=at, reason="")
+        )
 
     def usage_events(self) -> list[dict[str, Any]]:
         return [event for r in self.requests if r.path == "/usage" for event in json.loads(r.body)["events"]]
