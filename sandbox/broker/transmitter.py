@@ -22,7 +22,7 @@ from sqlalchemy import delete, select
 
 from sandbox.broker.events import Delivery, SigningKey, push, session_revoked
 from sandbox.broker.ssf_store import SsfPendingEvent, SsfStream
-from sandbox.broker.store import Database
+from sandbox.broker.store import Database, StorageConflict
 from sandbox.ssf import ACCESS_ENDING, PUSH, AgentSubject
 
 log = logging.getLogger(__name__)
@@ -68,20 +68,27 @@ class Transmitter:
 
     # Streams (SSF 1.0 §8.1.1).
     def create(self, request: StreamRequest) -> SsfStream:
-        with self.db.session() as session:
-            existing = session.scalars(select(SsfStream).where(SsfStream.audience == request.audience)).first()
-            if existing is not None:
-                raise StreamExists(existing)
-            stream = SsfStream(
-                stream_id=uuid.uuid4().hex,
-                audience=request.audience,
-                delivery_method=request.delivery_method,
-                endpoint_url=request.endpoint_url,
-                events_requested=list(request.events_requested),
-                description=request.description,
-                created_at=self.now(),
-            )
-            session.add(stream)
+        """A new stream for ``request.audience``; :class:`StreamExists` if it has one (also when another broker
+        process made it a moment ago)."""
+        try:
+            with self.db.session() as session:
+                existing = session.scalars(select(SsfStream).where(SsfStream.audience == request.audience)).first()
+                if existing is not None:
+                    raise StreamExists(existing)
+                stream = SsfStream(
+                    stream_id=uuid.uuid4().hex,
+                    audience=request.audience,
+                    delivery_method=request.delivery_method,
+                    endpoint_url=request.endpoint_url,
+                    events_requested=list(request.events_requested),
+                    description=request.description,
+                    created_at=self.now(),
+                )
+                session.add(stream)
+        except StorageConflict:
+            with self.db.session() as session:
+                made = session.scalars(select(SsfStream).where(SsfStream.audience == request.audience)).one()
+            raise StreamExists(made) from None
         log.info("SSF stream created", extra={"stream": stream.stream_id, "aud": stream.audience})
         return stream
 
