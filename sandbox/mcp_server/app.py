@@ -46,7 +46,7 @@ from sandbox.mcp_server.principal import SCOPE_KEY, Principal, principal_in
 from sandbox.mcp_server.revocation_journal import RevocationJournal
 from sandbox.mcp_server.revocations import RevocationList
 from sandbox.mcp_server.scoping import MalformedRequest, ToolCall, ToolPolicy, read_tool_call
-from sandbox.mcp_server.ssf_receiver import StreamReceiver
+from sandbox.mcp_server.ssf_receiver import StreamReceiver, TransmitterConfiguration
 from sandbox.mcp_server.tenants import TenantDirectory
 from sandbox.mcp_server.throttle import DeniedCallLimiter
 from sandbox.mcp_server.tools import build_mcp
@@ -342,8 +342,11 @@ def build_app(options: ServerOptions) -> Starlette:
             journal=RevocationJournal(options.revocation_journal),
         )
         verifier = RevocationCheckingVerifier(verifier, revocations.covers)
+        transmitter = TransmitterConfiguration(
+            client, options.transmitter_url, jwks_override=options.events_signer_jwks_url
+        )
         receiver = EventReceiver(
-            KeyCache(client, lambda: events_jwks_uri(), refetch_interval=options.jwks_refetch_interval),
+            KeyCache(client, transmitter.jwks_uri, refetch_interval=options.jwks_refetch_interval),
             revocations,
             issuer=options.transmitter_url,
             audience=options.canonical_url,
@@ -352,17 +355,11 @@ def build_app(options: ServerOptions) -> Starlette:
         stream = StreamReceiver(
             client,
             receiver,
-            transmitter=options.transmitter_url,
+            transmitter,
             audience=options.canonical_url,
             events_url=urlsplit(options.canonical_url)._replace(path="/events", query="", fragment="").geturl(),
             secret=options.usage_secret or "",
         )
-        signer_override = options.events_signer_jwks_url
-
-        async def events_jwks_uri() -> str:
-            assert stream is not None
-            return signer_override or await stream.jwks_uri()
-
         routes.append(Route("/events", event_endpoint(receiver), methods=["POST"]))
 
     mcp = build_mcp(policy, TenantDirectory(policy.toolmap.environments))

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from sandbox.mcp_server.errors import VerificationUnavailable
 from sandbox.mcp_server.events import EventReceiver, RejectedEvent
 from sandbox.mcp_server.net import require_loopback
 from sandbox.ssf import ACCESS_ENDING, PUSH, WELL_KNOWN
@@ -52,34 +53,14 @@ class TransmitterMetadata:
         return cls(*values)
 
 
-class StreamReceiver:
-    """This server's side of its stream at one transmitter."""
+class TransmitterConfiguration:
+    """A transmitter's ``/.well-known/ssf-configuration``, read once (its ``jwks_uri`` signs the SETs)."""
 
-    def __init__(
-        self,
-        http: httpx.AsyncClient,
-        receiver: EventReceiver,
-        *,
-        transmitter: str,
-        audience: str,
-        events_url: str,
-        secret: str,
-        retry_interval: float = 0.5,
-    ) -> None:
+    def __init__(self, http: httpx.AsyncClient, transmitter: str, *, jwks_override: str | None = None) -> None:
         self.http = http
-        self.receiver = receiver
         self.transmitter = transmitter
-        self.audience = audience
-        self.events_url = events_url
-        self.retry_interval = retry_interval
-        self._headers = {"Authorization": f"Bearer {secret}"}
+        self.jwks_override = jwks_override
         self._metadata: TransmitterMetadata | None = None
-        self.caught_up = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def jwks_uri(self) -> str:
-        """The transmitter's key set, from its metadata (read once)."""
-        return (await self.metadata()).jwks_uri
 
     async def metadata(self) -> TransmitterMetadata:
         if self._metadata is None:
@@ -88,6 +69,41 @@ class StreamReceiver:
                 raise CatchUpFailed(f"{WELL_KNOWN} answered HTTP {response.status_code}")
             self._metadata = TransmitterMetadata.parse(response.json(), self.transmitter)
         return self._metadata
+
+    async def jwks_uri(self) -> str:
+        """Where the SETs' keys are: the metadata's ``jwks_uri``, unless configured otherwise."""
+        if self.jwks_override is not None:
+            return self.jwks_override
+        try:
+            return (await self.metadata()).jwks_uri
+        except (httpx.HTTPError, CatchUpFailed, ValueError) as exc:
+            raise VerificationUnavailable("the SSF transmitter's configuration cannot be read") from exc
+
+
+class StreamReceiver:
+    """This server's side of its stream at one transmitter."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        receiver: EventReceiver,
+        configuration: TransmitterConfiguration,
+        *,
+        audience: str,
+        events_url: str,
+        secret: str,
+        retry_interval: float = 0.5,
+    ) -> None:
+        self.http = http
+        self.receiver = receiver
+        self.configuration = configuration
+        self.transmitter = configuration.transmitter
+        self.audience = audience
+        self.events_url = events_url
+        self.retry_interval = retry_interval
+        self._headers = {"Authorization": f"Bearer {secret}"}
+        self.caught_up = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Try to catch up now (a server whose transmitter is up is ready when it starts), else keep trying."""
@@ -149,7 +165,7 @@ class StreamReceiver:
 
     async def join(self) -> dict[str, Any]:
         """This server's stream: found by ``aud``, created if missing, pointed at this server's endpoint."""
-        endpoint = (await self.metadata()).configuration_endpoint
+        endpoint = (await self.configuration.metadata()).configuration_endpoint
         wanted = {
             "aud": self.audience,
             "delivery": {"method": PUSH, "endpoint_url": self.events_url},

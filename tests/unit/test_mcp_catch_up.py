@@ -20,7 +20,7 @@ from sandbox.mcp_server.jwks import KeyCache
 from sandbox.mcp_server.options import ServerOptions
 from sandbox.mcp_server.principal import Principal
 from sandbox.mcp_server.revocations import RevocationList
-from sandbox.mcp_server.ssf_receiver import StreamReceiver
+from sandbox.mcp_server.ssf_receiver import StreamReceiver, TransmitterConfiguration
 from sandbox.ssf import WELL_KNOWN, AgentSubject
 
 TRANSMITTER = "http://127.0.0.1:7"
@@ -75,21 +75,11 @@ def test_a_backlog_is_applied_and_acknowledged_and_the_stream_made_once(tmp_path
     async def run() -> RevocationList:
         http = httpx.AsyncClient(transport=httpx.MockTransport(transmitter.handle))
         revocations = RevocationList(max_token_lifetime=86400, leeway=5, clock=lambda: 1000)
-        stream: StreamReceiver
-
-        async def jwks_uri() -> str:
-            return await stream.jwks_uri()
-
-        receiver = EventReceiver(
-            KeyCache(http, jwks_uri, refetch_interval=1), revocations, issuer=TRANSMITTER, audience=AUDIENCE, leeway=5
-        )
+        configuration = TransmitterConfiguration(http, TRANSMITTER)
+        keys = KeyCache(http, configuration.jwks_uri, refetch_interval=1)
+        receiver = EventReceiver(keys, revocations, issuer=TRANSMITTER, audience=AUDIENCE, leeway=5)
         stream = StreamReceiver(
-            http,
-            receiver,
-            transmitter=TRANSMITTER,
-            audience=AUDIENCE,
-            events_url="http://127.0.0.1:2/events",
-            secret="s",
+            http, receiver, configuration, audience=AUDIENCE, events_url="http://127.0.0.1:2/events", secret="s"
         )
         assert await stream.catch_up() == 2
         assert await stream.catch_up() == 0  # joins the same stream again, nothing left
