@@ -10,6 +10,7 @@ from pydantic import Field
 
 from sandbox.agent.tokens import Token, TokenClient, TokenRefused
 from sandbox.harness.admin_login import user_login
+from sandbox.revocation_modes import revocation_budget
 from sandbox.scenarios.calls import CallOutcome
 from sandbox.scenarios.context import AgentHandle, RunContext
 from sandbox.scenarios.library import StepFailed, step
@@ -172,6 +173,9 @@ async def list_tools(context: RunContext, args: ListTools) -> Evidence:
 
 # revocation budget --------------------------------------------------------------------------------------------
 
+#: Seconds a scenario allows beyond a mode's budget: the calls' own time on a loaded machine.
+SLACK = 2.0
+
 
 class Expect401Within(StepArgs):
     agent: str
@@ -185,16 +189,11 @@ class Expect401Within(StepArgs):
 
 
 def budget(context: RunContext, mode: str, agent: AgentHandle, override: float | None) -> float:
-    """What DESIGN.md promises per mode: a round trip, the introspection cache, or the token's remaining life."""
+    """Each mode's own budget (``sandbox.revocation_modes``) plus slack for a loaded machine."""
     if override is not None:
         return override
-    settings = context.settings
-    if mode == "jwt+events":
-        return 2.0
-    if mode == "introspect":
-        return settings.mcp_introspection_cache_ttl + 2.0
     remaining = (agent.token.expires_at - time.time()) if agent.token else 0.0
-    return max(0.0, remaining) + settings.mcp_leeway + 3.0
+    return revocation_budget(context.settings, mode, remaining_lifetime=remaining) + SLACK
 
 
 @step("expect_401_within", Expect401Within)
