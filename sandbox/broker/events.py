@@ -94,7 +94,9 @@ class Delivery:
 async def push(http: httpx.AsyncClient, server: str, events_url: str | None, event: str) -> Delivery:
     """Deliver one SET; a server without an event endpoint, or one that fails, is reported, never raised."""
     if events_url is None:
-        return Delivery(server, None, False, None, note="takes no revocation events by push (registered without an endpoint)")
+        return Delivery(
+            server, None, False, None, note="takes no revocation events by push (registered without an endpoint)"
+        )
     try:
         response = await http.post(events_url, content=event, headers={"Content-Type": SET_MEDIA_TYPE})
     except httpx.HTTPError as exc:
