@@ -27,9 +27,10 @@ sandbox: install
 images: install
 	$(BIN)/python -m sandbox.stack.images
 
-## test: install, then run the unit and end-to-end suites (the e2e suite starts and stops its own stack);
-## the README's reliability table is rendered from this run
+## test: install, check the layering, then run the unit and end-to-end suites (the e2e suite starts and stops
+## its own stack); the README's reliability table is rendered from this run
 test: install images
+	$(BIN)/lint-imports
 	$(BIN)/pytest -n $(WORKERS) --dist loadgroup --reliability-table README.md tests scenarios
 
 unit: install
@@ -41,6 +42,7 @@ e2e: install images
 lint: install
 	$(BIN)/ruff check sandbox tests
 	$(BIN)/ruff format --check sandbox tests
+	$(BIN)/lint-imports
 
 down: install
 	$(BIN)/mcp-sandbox down

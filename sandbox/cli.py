@@ -19,10 +19,11 @@ from sandbox.broker.cli import register as register_broker_commands
 from sandbox.certify.cli import register as register_certify_command
 from sandbox.config import Settings, load_settings
 from sandbox.errors import SandboxError
-from sandbox.idp.keycloak import DEMO_CLIENT_ID
+from sandbox.idp.realm import DEMO_CLIENT_ID
 from sandbox.stack.keycloak import ADMIN_USERNAME
 from sandbox.stack.launcher import Stack
-from sandbox.stack.state import Secrets, load_state
+from sandbox.stack.state import load_state
+from sandbox.stack_secrets import Secrets
 
 app = typer.Typer(
     name="mcp-sandbox",

@@ -6,7 +6,6 @@ Values come from defaults, overridden by environment variables prefixed ``SANDBO
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import sys
@@ -18,6 +17,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sandbox import __version__
+from sandbox.loopback import is_loopback_host
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -145,7 +145,7 @@ class Settings(BaseSettings):
     @field_validator("host")
     @classmethod
     def _loopback_only(cls, value: str) -> str:
-        if value != "localhost" and not ipaddress.ip_address(value).is_loopback:
+        if not is_loopback_host(value):
             raise ValueError(
                 f"SANDBOX_HOST={value} is not a loopback address; the sandbox only binds 127.0.0.0/8 or ::1"
             )

@@ -20,12 +20,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from sandbox.agent.mcp_http import served
 from sandbox.agent.tokens import ClientSecretCredential, fetch_token
 from sandbox.bench.agents import McpCaller
 from sandbox.bench.registry import BenchContext, benchmark, target
 from sandbox.bench.stack_start import MCP_SANDBOX
 from sandbox.bench.stats import ratio, summarize
-from sandbox.certify.mcp_http import served
 from sandbox.config import Settings
 from sandbox.idp.keycloak import AgentClientSpec, KeycloakAdapter
 from sandbox.stack.ports import free_port

@@ -23,12 +23,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from sandbox.agent.mcp_http import served
 from sandbox.agent.tokens import fetch_token
 from sandbox.bench.agents import McpCaller, OperatorBroker
 from sandbox.bench.pacing import bounded
 from sandbox.bench.registry import BenchContext, benchmark, target
 from sandbox.bench.stats import summarize
-from sandbox.certify.mcp_http import served
 from sandbox.config import Settings
 
 #: Token lifetime (s) of the agents revoked in ``jwt`` mode: short, as that mode needs.

@@ -28,14 +28,13 @@ from sandbox.broker.store import Database, broker_dir, default_database_url
 from sandbox.config import Settings, load_settings
 from sandbox.errors import SandboxError
 from sandbox.http_limits import BodySizeLimit, HeaderSizeLimit
-from sandbox.idp.keycloak import ADMIN_CLIENT_ID, IdpUnavailable, KeycloakAdapter
-from sandbox.stack.state import Secrets
+from sandbox.idp.keycloak import IdpUnavailable, KeycloakAdapter
+from sandbox.idp.realm import ADMIN_CLIENT_ID
+from sandbox.stack_secrets import USAGE_INGEST_SECRET, Secrets
 from sandbox.toolmap import ToolMap
 
 log = logging.getLogger(__name__)
 
-#: Stack secret the MCP servers present when they report tool calls (POST /usage).
-USAGE_INGEST_SECRET = "usage-ingest"
 SIGNING_KEY_FILE = "set-signing-key.json"
 
 

@@ -23,7 +23,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from sandbox.idp.keycloak import ADMIN_LOGIN_CLIENT_ID, TENANT_ADMIN_ROLE
+from sandbox.idp.realm import ADMIN_LOGIN_CLIENT_ID, TENANT_ADMIN_ROLE
 
 ALGORITHMS = ["RS256", "PS256", "ES256"]
 LEEWAY = 5

@@ -16,9 +16,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from sandbox.admin.apply import apply_agents_file
+from sandbox.admin.client import BrokerClient
 from sandbox.broker import audit
-from sandbox.broker.apply import apply_agents_file
-from sandbox.broker.client import BrokerClient
 from sandbox.broker.store import Database, default_database_url
 from sandbox.config import Settings, load_settings
 from sandbox.errors import SandboxError
@@ -107,9 +107,8 @@ def login(
     Without --password-env, the sandbox admin of a sandbox tenant uses the stack's secrets file.
     Use it as: export SANDBOX_BROKER_TOKEN=$(mcp-sandbox admin login -t acme)
     """
-    from sandbox.harness.admin_login import admin_login
-    from sandbox.stack.broker import admin_secret_names, otp_base32
-    from sandbox.stack.state import Secrets
+    from sandbox.admin.login import admin_login
+    from sandbox.stack_secrets import Secrets, admin_secret_names, otp_base32
 
     settings = _settings()
     password = os.environ.get(password_env) if password_env else None

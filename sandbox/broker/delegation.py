@@ -25,7 +25,7 @@ from sandbox.broker.auth import Principal
 from sandbox.broker.base import KEYCLOAK_FAILURES, ServiceBase, why
 from sandbox.broker.errors import BadRequest, Conflict, IdpFailed
 from sandbox.broker.store import Agent, Delegation
-from sandbox.idp.keycloak import USER_LOGIN_CLIENT_ID, delegation_scope
+from sandbox.idp.realm import USER_LOGIN_CLIENT_ID, delegation_scope
 
 log = logging.getLogger(__name__)
 

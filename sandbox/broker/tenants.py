@@ -26,8 +26,7 @@ from sandbox.broker.store import (
     ResourceServer,
     Tenant,
 )
-from sandbox.idp.keycloak import TENANT_ADMIN_ROLE
-from sandbox.stack.keycloak import create_tenant
+from sandbox.idp.realm import TENANT_ADMIN_ROLE, create_tenant
 
 log = logging.getLogger(__name__)
 

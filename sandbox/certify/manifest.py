@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
-from sandbox.mcp_server.net import is_loopback_url
+from sandbox.loopback import is_loopback_url
 from sandbox.toolmap import ToolMap
 from sandbox.yamlfile import load_yaml
 

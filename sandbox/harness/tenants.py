@@ -17,14 +17,13 @@ from typing import Any, TypeVar
 
 import httpx
 
-from sandbox.broker.client import BrokerClient
+from sandbox.admin.client import BrokerClient
+from sandbox.admin.login import admin_login
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
-from sandbox.harness.admin_login import admin_login
-from sandbox.idp.keycloak import ADMIN_CLIENT_ID
+from sandbox.idp.realm import ADMIN_CLIENT_ID
 from sandbox.issued import remember_answer
-from sandbox.stack.broker import SANDBOX_ADMIN, admin_secret_names, otp_base32
-from sandbox.stack.state import Secrets
+from sandbox.stack_secrets import SANDBOX_ADMIN, Secrets, admin_secret_names, otp_base32
 
 T = TypeVar("T")
 

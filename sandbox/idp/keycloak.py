@@ -12,7 +12,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import wraps
-from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
 
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
@@ -27,34 +26,23 @@ from keycloak.exceptions import (
 
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
-from sandbox.stack.state import Secrets
+from sandbox.idp.realm import (
+    ADMIN_CLIENT_ID,
+    AGENT_ATTRIBUTE,
+    BASE_SCOPES,
+    DEMO_CLIENT_ID,
+    LOGIN_METHOD_MAX_AGE,
+    LOGIN_METHOD_REFERENCES,
+    SCOPE_ROLE_ATTRIBUTE,
+    TENANT_ADMIN_ROLE,
+    TOKEN_EXCHANGE_ATTRIBUTE,
+    USER_LOGIN_CLIENT_ID,
+    delegation_scope,
+)
+from sandbox.stack_secrets import Secrets
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-ADMIN_CLIENT_ID = "sandbox-admin"
-ADMIN_USERNAME = "admin"
-DEMO_CLIENT_ID = "quickstart-agent"
-#: Stack secret of the reference MCP server's introspection client (see :meth:`KeycloakAdapter.create_tenant_realm`).
-RESOURCE_SERVER_SECRET = "mcp-resource-server"
-#: Built-in scope that carries ``sub``; every agent gets it besides its tool scopes.
-BASE_SCOPES = ("basic",)
-#: Client attribute that marks an agent's client; the tenant template's secret-rotation client policy matches it.
-AGENT_ATTRIBUTE = "mcp-sandbox.agent"
-#: Public client of every tenant realm that tenant admins log in with (authorization code + PKCE), see tenant.json.
-ADMIN_LOGIN_CLIENT_ID = "sandbox-broker-admin"
-#: Realm role that makes a user of a tenant realm an admin of that tenant.
-TENANT_ADMIN_ROLE = "tenant-admin"
-#: Public client of every tenant realm that its users log in with to let an agent act for them (consent required).
-USER_LOGIN_CLIENT_ID = "sandbox-user-login"
-#: Attribute of the realm roles that gate the client scope of the same name (see ``ensure_client_scopes``).
-SCOPE_ROLE_ATTRIBUTE = "mcp-sandbox.scope"
-#: Client attribute of Keycloak's standard token exchange (v2): the client may exchange a token naming it in ``aud``.
-TOKEN_EXCHANGE_ATTRIBUTE = "standard.token.exchange.enabled"
-#: ``amr`` values the browser flow records (RFC 8176): a token whose ``amr`` has "otp" proves MFA.
-LOGIN_METHOD_REFERENCES = {"auth-username-password-form": "pwd", "auth-otp-form": "otp"}
-#: How long after a login its ``amr`` values stay in newly issued tokens (Keycloak drops them after this).
-LOGIN_METHOD_MAX_AGE = 12 * 3600
 
 
 @dataclass(frozen=True)
@@ -115,11 +103,6 @@ def audience_mapper(audience: str) -> dict[str, Any]:
     }
 
 
-def delegation_scope(agent_client_id: str) -> str:
-    """The optional client scope of the user login client that lets one agent act for the user (adds it to aud)."""
-    return f"delegate:{agent_client_id}"
-
-
 @dataclass(frozen=True)
 class PublishedKey:
     """A key provider component of a realm, and the ``kid`` its key has in the realm's JWKS."""
@@ -153,12 +136,6 @@ def _translated(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             ) from exc
 
     return wrapper
-
-
-def load_realm_template(fixtures_dir: Path, name: str = "tenant") -> dict[str, Any]:
-    template = json.loads((fixtures_dir / "realms" / f"{name}.json").read_text())
-    template.pop("_comment", None)
-    return template
 
 
 class KeycloakAdapter:

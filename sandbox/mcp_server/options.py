@@ -11,14 +11,11 @@ from pydantic import AnyHttpUrl
 
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
-from sandbox.idp.keycloak import RESOURCE_SERVER_SECRET
-from sandbox.mcp_server.net import require_loopback
-from sandbox.stack.state import Secrets
+from sandbox.loopback import require_loopback
+from sandbox.stack_secrets import RESOURCE_SERVER_SECRET, USAGE_INGEST_SECRET, Secrets
 
 Mode = Literal["jwt", "introspect", "jwt+events"]
 MODES: tuple[Mode, ...] = ("jwt", "introspect", "jwt+events")
-#: Stack secret the broker checks on ``POST /usage``.
-USAGE_SECRET = "usage-ingest"
 
 
 @dataclass(frozen=True)
@@ -118,7 +115,7 @@ class ServerOptions:
             broker_url=broker_url,
             events_signer_jwks_url=signer_jwks,
             introspection_secret=introspection_secret,
-            usage_secret=secrets.get_or_create(USAGE_SECRET) if broker_url else None,
+            usage_secret=secrets.get_or_create(USAGE_INGEST_SECRET) if broker_url else None,
             tools_file=settings.tools_file,
             algorithms=settings.mcp_token_algorithms,
             base_scopes=settings.mcp_base_scopes,

@@ -7,7 +7,6 @@ so a fresh stack can be driven at once: ``mcp-sandbox admin login --tenant acme`
 from __future__ import annotations
 
 import asyncio
-import base64
 import shutil
 import sys
 
@@ -17,19 +16,8 @@ from sandbox.broker.store import broker_dir
 from sandbox.config import Settings
 from sandbox.idp.keycloak import KeycloakAdapter
 from sandbox.stack.component import Port, ProcessComponent, Report
-from sandbox.stack.state import ComponentState, Secrets
-
-SANDBOX_ADMIN = "admin"
-
-
-def admin_secret_names(tenant: str, username: str = SANDBOX_ADMIN) -> tuple[str, str]:
-    """Names in the stack's secrets file of a sandbox tenant admin's password and raw OTP secret."""
-    return f"{tenant}/{username}/password", f"{tenant}/{username}/otp"
-
-
-def otp_base32(raw: str) -> str:
-    """What an authenticator app (or pyotp) takes for Keycloak's raw OTP secret."""
-    return base64.b32encode(raw.encode()).decode().rstrip("=")
+from sandbox.stack.state import ComponentState
+from sandbox.stack_secrets import SANDBOX_ADMIN, Secrets, admin_secret_names
 
 
 class Broker(ProcessComponent):

@@ -17,7 +17,8 @@ from sandbox.config import Settings
 from sandbox.errors import SandboxError
 from sandbox.stack.component import Component, Report
 from sandbox.stack.ports import ensure_free
-from sandbox.stack.state import ComponentState, Secrets, StackState, clear_state, load_state, save_state
+from sandbox.stack.state import ComponentState, StackState, clear_state, load_state, save_state
+from sandbox.stack_secrets import Secrets
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 
 from sandbox.config import Settings
-from sandbox.idp.keycloak import RESOURCE_SERVER_SECRET
 from sandbox.stack.component import Port, ProcessComponent
-from sandbox.stack.state import Secrets
+from sandbox.stack_secrets import RESOURCE_SERVER_SECRET, Secrets
 
 PORT_SETTING = {
     "jwt+events": "SANDBOX_MCP_PORT",

@@ -35,7 +35,8 @@ from reference_mcp import (
 )
 
 from sandbox.certify import forge
-from sandbox.idp.keycloak import KeycloakAdapter, load_realm_template
+from sandbox.idp.keycloak import KeycloakAdapter
+from sandbox.idp.realm import load_realm_template
 from sandbox.pytest_plugin import SandboxStack
 from sandbox.toolmap import ToolMap
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sandbox.broker.apply import load_agents_file
+from sandbox.admin.apply import load_agents_file
 from sandbox.broker.policy import Policy
 from sandbox.errors import SandboxError
 from sandbox.scenarios.loader import load_scenario

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from sandbox.agent.mcp_http import LIST_TOOLS, served, tool_call
 from sandbox.certify.challenge import bearer_challenge
 from sandbox.certify.checks.common import accepted_token
 from sandbox.certify.checks.metadata import document, metadata_urls
 from sandbox.certify.context import Context, check
-from sandbox.certify.mcp_http import LIST_TOOLS, served, tool_call
 from sandbox.certify.model import mcp, rfc
-from sandbox.mcp_server.net import is_loopback_url
+from sandbox.loopback import is_loopback_url
 
 
 @check(

@@ -10,10 +10,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from sandbox.agent.mcp_http import served, tool_error
 from sandbox.agent.tokens import ClientSecretCredential, fetch_token
 from sandbox.certify.context import Context, check
 from sandbox.certify.manifest import MARKER
-from sandbox.certify.mcp_http import served, tool_error
 from sandbox.certify.model import Reference, mcp, rfc
 
 

@@ -9,8 +9,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from sandbox.broker.apply import apply_agents_file
-from sandbox.broker.client import BrokerClient, BrokerRefused
+from sandbox.admin.apply import apply_agents_file
+from sandbox.admin.client import BrokerClient, BrokerRefused
 from sandbox.errors import SandboxError
 from sandbox.harness.agents import credential_for, new_key
 from sandbox.scenarios.context import AgentHandle, RunContext

@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from sandbox.admin.login import user_login
 from sandbox.agent.tokens import Token, TokenClient, TokenRefused
-from sandbox.harness.admin_login import user_login
 from sandbox.scenarios.calls import CallOutcome
 from sandbox.scenarios.context import AgentHandle, RunContext
 from sandbox.scenarios.library import StepFailed, step

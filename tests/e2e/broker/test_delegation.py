@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from sandbox.admin.login import LoginFailed, user_login
+from sandbox.agent.mcp_http import call_tool, open_session, served
 from sandbox.agent.tokens import TokenRefused, exchange_token
-from sandbox.certify.mcp_http import call_tool, open_session, served
-from sandbox.harness.admin_login import LoginFailed, user_login
 
 from .conftest import Broker, Tenant
 from .test_lifecycle import secret_credential, token_for

@@ -14,8 +14,7 @@ from joserfc.jwk import ECKey, RSAKey
 from openapi_spec_validator import validate
 
 from sandbox.agent.tokens import ClientSecretCredential, PrivateKeyCredential, Token, TokenRefused, fetch_token
-from sandbox.idp.keycloak import RESOURCE_SERVER_SECRET
-from sandbox.stack.state import Secrets
+from sandbox.stack_secrets import RESOURCE_SERVER_SECRET, Secrets
 
 from .conftest import Broker, Tenant
 from .servers import ProbeResourceServer, serving

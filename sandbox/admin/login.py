@@ -13,7 +13,6 @@ context and send such cookies over plain http; this helper does the same, for lo
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -26,8 +25,9 @@ import pyotp
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from sandbox.errors import SandboxError
-from sandbox.idp.keycloak import ADMIN_LOGIN_CLIENT_ID, USER_LOGIN_CLIENT_ID, delegation_scope
+from sandbox.idp.realm import ADMIN_LOGIN_CLIENT_ID, USER_LOGIN_CLIENT_ID, delegation_scope
 from sandbox.issued import remember_answer
+from sandbox.loopback import is_loopback_host
 
 REDIRECT_URI = "http://127.0.0.1/broker-admin/callback"  # never served: the code is read from the redirect
 MAX_STEPS = 8
@@ -104,7 +104,7 @@ class _LoopbackBrowser:
 
     async def send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         host = httpx.URL(url).host
-        if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
+        if not is_loopback_host(host):
             raise LoginFailed(f"refusing to log in to non-loopback host {host}", "use the sandbox's own Keycloak")
         headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else {}
         response = await self.http.request(method, url, headers=headers, **kwargs)
