@@ -27,7 +27,8 @@ from sandbox.bench.registry import BenchContext, benchmark, target
 from sandbox.bench.stack_start import MCP_SANDBOX
 from sandbox.bench.stats import ratio, summarize
 from sandbox.config import Settings
-from sandbox.idp.keycloak import AgentClientSpec, KeycloakAdapter
+from sandbox.idp.keycloak import KeycloakAdapter
+from sandbox.idp.provider import AgentClientSpec
 from sandbox.stack.ports import free_port
 from sandbox.stack.process import is_alive, spawn, stop
 from sandbox.stack.readiness import wait_for_http

@@ -13,7 +13,8 @@ import psutil
 from sandbox.agent.tokens import ClientSecretCredential, TokenClient
 from sandbox.bench.registry import BenchContext, benchmark
 from sandbox.bench.stats import split, summarize
-from sandbox.idp.keycloak import AgentClientSpec, KeycloakAdapter
+from sandbox.idp.keycloak import KeycloakAdapter
+from sandbox.idp.provider import AgentClientSpec
 from sandbox.stack.state import load_state
 
 CONCURRENCY = 8

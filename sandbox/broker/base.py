@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
 
 import httpx
-from keycloak.exceptions import KeycloakError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -33,7 +32,7 @@ from sandbox.broker.store import (
     TenantClockMove,
 )
 from sandbox.config import Settings
-from sandbox.idp.keycloak import IdpUnavailable, KeycloakAdapter
+from sandbox.idp.provider import IdentityProvider, IdpError
 from sandbox.toolmap import ToolMap
 
 SYSTEM = "broker"
@@ -41,11 +40,11 @@ FINAL = ("revoked", "rejected", "failed")
 MAX_GRACE = 7 * 86400
 NAME = re.compile(r"^[a-z][a-z0-9-]{1,47}$")
 TENANT_NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
-KEYCLOAK_FAILURES = (IdpUnavailable, KeycloakError, httpx.HTTPError)
+IDP_FAILURES = (IdpError,)
 
 
 def why(exc: BaseException) -> str:
-    if isinstance(exc, IdpUnavailable):
+    if isinstance(exc, IdpError):
         return exc.cause
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else 'no detail'}"
 
@@ -56,7 +55,7 @@ class ServiceBase:
         *,
         settings: Settings,
         db: Database,
-        adapter: KeycloakAdapter,
+        adapter: IdentityProvider,
         policy: Policy,
         tools: ToolMap,
         clock: Clock,

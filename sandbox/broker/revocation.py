@@ -7,12 +7,11 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-from keycloak.exceptions import KeycloakError
 from sqlalchemy import select
 
 from sandbox.broker import audit
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import KEYCLOAK_FAILURES, SYSTEM, ServiceBase, why
+from sandbox.broker.base import IDP_FAILURES, SYSTEM, ServiceBase, why
 from sandbox.broker.errors import (
     IdpFailed,
     NotFound,
@@ -22,6 +21,7 @@ from sandbox.broker.store import (
     Agent,
     Credential,
 )
+from sandbox.idp.provider import IdpNotFound
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +73,15 @@ class RevocationOperations(ServiceBase):
         try:
             if keycloak_id:
                 await self.adapter.set_client_enabled(tenant, keycloak_id, False)
-        except KEYCLOAK_FAILURES as exc:
-            if isinstance(exc, KeycloakError) and getattr(exc, "response_code", None) == 404:
-                pass  # already gone in Keycloak: nothing can get a token
-            else:
-                raise IdpFailed(
-                    f"Keycloak failed while revoking agent {agent_id} ({why(exc)}); the revocation is recorded as "
-                    "in progress and its credentials may still work until it completes",
-                    "revoke again when Keycloak is up (the broker also retries by itself)",
-                    status="revoking",
-                ) from exc
+        except IdpNotFound:
+            pass  # already gone in Keycloak: nothing can get a token
+        except IDP_FAILURES as exc:
+            raise IdpFailed(
+                f"Keycloak failed while revoking agent {agent_id} ({why(exc)}); the revocation is recorded as "
+                "in progress and its credentials may still work until it completes",
+                "revoke again when Keycloak is up (the broker also retries by itself)",
+                status="revoking",
+            ) from exc
         # Resource servers compare the event with their tokens' real `iat`: it carries the broker's own time.
         deliveries = await self._push_revocation(snapshot, tenant, self.clock.now(), targets)
         try:
@@ -90,7 +89,7 @@ class RevocationOperations(ServiceBase):
                 await self.adapter.delete_client(tenant, keycloak_id)
             if snapshot["mode"] == "delegated":
                 await self.adapter.remove_delegation_scope(tenant, snapshot["client_id"])
-        except KEYCLOAK_FAILURES as exc:
+        except IDP_FAILURES as exc:
             raise IdpFailed(
                 f"Keycloak failed while removing agent {agent_id}'s client ({why(exc)}); the client is disabled, "
                 "so its credentials are dead, but removal is pending",

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from sandbox.broker import audit
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import KEYCLOAK_FAILURES, MAX_GRACE, SYSTEM, ServiceBase, why
+from sandbox.broker.base import IDP_FAILURES, MAX_GRACE, SYSTEM, ServiceBase, why
 from sandbox.broker.credentials import key_fingerprint, public_jwk, secret_fingerprint
 from sandbox.broker.errors import (
     BadRequest,
@@ -112,7 +112,7 @@ class RotationOperations(ServiceBase):
                     raise BadRequest("the new key has the same kid as the current one", "give the new key its own kid")
                 keys = [old_jwk, new_jwk] if (old_jwk and grace_seconds > 0) else [new_jwk]
                 await self.adapter.set_client_jwks(tenant, keycloak_id, {"keys": keys})
-        except KEYCLOAK_FAILURES as exc:
+        except IDP_FAILURES as exc:
             raise IdpFailed(
                 f"Keycloak failed while rotating agent {agent_id} ({why(exc)}); the old credential stays as it was",
                 "retry when Keycloak is up",
@@ -205,7 +205,7 @@ class RotationOperations(ServiceBase):
                 await self.adapter.end_secret_grace(tenant, keycloak_id)
             elif current_jwk:
                 await self.adapter.set_client_jwks(tenant, keycloak_id, {"keys": [current_jwk]})
-        except KEYCLOAK_FAILURES as exc:
+        except IDP_FAILURES as exc:
             raise IdpFailed(
                 f"Keycloak failed while ending the grace of agent {agent_id} ({why(exc)}); the old credential "
                 "still works",

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from sandbox.broker import audit
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import KEYCLOAK_FAILURES, NAME, SYSTEM, TENANT_NAME, ServiceBase, why
+from sandbox.broker.base import IDP_FAILURES, NAME, SYSTEM, TENANT_NAME, ServiceBase, why
 from sandbox.broker.errors import (
     BadRequest,
     BrokerError,
@@ -68,7 +68,7 @@ class TenantOperations(ServiceBase):
             if await self.adapter.realm_exists(name):
                 raise Conflict(f"a Keycloak realm {name!r} exists already", "pick another tenant name")
             await create_tenant(self.adapter, self.settings, name)
-        except KEYCLOAK_FAILURES as exc:
+        except IDP_FAILURES as exc:
             await self._remove_realm_quietly(name)
             raise IdpFailed(
                 f"Keycloak failed while creating tenant {name!r} ({why(exc)}); nothing was kept",
@@ -91,7 +91,7 @@ class TenantOperations(ServiceBase):
                     at=now,
                     after={"tenant": name, "admins": [a["username"] for a in issued]},
                 )
-        except (*KEYCLOAK_FAILURES, BrokerError) as exc:
+        except (*IDP_FAILURES, BrokerError) as exc:
             await self._remove_realm_quietly(name)
             if isinstance(exc, BrokerError):
                 raise
@@ -117,7 +117,7 @@ class TenantOperations(ServiceBase):
         try:
             if await self.adapter.realm_exists(name):
                 await self.adapter.delete_realm(name)
-        except KEYCLOAK_FAILURES as exc:
+        except IDP_FAILURES as exc:
             raise IdpFailed(
                 f"Keycloak failed while removing tenant {name!r}'s realm ({why(exc)}); its agents are revoked",
                 "retry the delete when Keycloak is up",
@@ -135,7 +135,7 @@ class TenantOperations(ServiceBase):
         try:
             if await self.adapter.realm_exists(name):
                 await self.adapter.delete_realm(name)
-        except KEYCLOAK_FAILURES:
+        except IDP_FAILURES:
             log.warning("could not remove a half-made tenant realm", extra={"tenant": name})
 
     async def create_admin(self, principal: Principal, tenant: str, admin: AdminSpec) -> dict[str, Any]:
@@ -146,7 +146,7 @@ class TenantOperations(ServiceBase):
             self._require_mfa(principal, "adding a tenant admin")
         try:
             issued = await self._create_admin(tenant, admin)
-        except KEYCLOAK_FAILURES as exc:
+        except IDP_FAILURES as exc:
             raise IdpFailed(f"Keycloak failed while adding admin {admin.username!r} ({why(exc)})", "retry") from exc
         with self._session() as session:
             audit.record(

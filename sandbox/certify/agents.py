@@ -15,7 +15,8 @@ from sandbox.agent.tokens import ClientSecretCredential, TokenRefused, fetch_tok
 from sandbox.certify.evidence import KnownTokens
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
-from sandbox.idp.keycloak import AgentClient, AgentClientSpec, KeycloakAdapter
+from sandbox.idp.keycloak import KeycloakAdapter
+from sandbox.idp.provider import AgentClient, AgentClientSpec
 
 #: Client attribute marking certify's agents, so leftovers of an interrupted run can be told apart.
 CERTIFY_ATTRIBUTE = "mcp-sandbox.certify"

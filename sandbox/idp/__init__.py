@@ -1,1 +1,39 @@
-"""Identity-provider adapters: the only code that speaks an IdP's admin API."""
+"""The identity provider behind one interface: the only code that speaks an IdP's admin API.
+
+:mod:`.provider` is the seam (:class:`IdentityProvider`, its types and errors, in the broker's terms),
+:mod:`.realm` the design of a tenant, :mod:`.keycloak` the one implementation; :func:`identity_provider`
+picks it for the settings.
+"""
+
+from __future__ import annotations
+
+from sandbox.config import Settings
+from sandbox.idp.provider import (
+    AgentClient,
+    AgentClientSpec,
+    IdentityProvider,
+    IdpConflict,
+    IdpError,
+    IdpNotFound,
+    IdpUnavailable,
+    PublishedKey,
+)
+
+__all__ = [
+    "AgentClient",
+    "AgentClientSpec",
+    "IdentityProvider",
+    "IdpConflict",
+    "IdpError",
+    "IdpNotFound",
+    "IdpUnavailable",
+    "PublishedKey",
+    "identity_provider",
+]
+
+
+def identity_provider(settings: Settings) -> IdentityProvider:
+    """The IdP the settings name (the sandbox's own Keycloak, or an external one's admin service account)."""
+    from sandbox.idp.keycloak import KeycloakAdapter  # python-keycloak loads only for whoever talks to the IdP
+
+    return KeycloakAdapter.from_settings(settings)

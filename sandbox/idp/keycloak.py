@@ -10,15 +10,16 @@ import copy
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from functools import wraps
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
+import httpx
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 from keycloak.exceptions import (
     KeycloakAuthenticationError,
     KeycloakConnectionError,
     KeycloakDeleteError,
+    KeycloakError,
     KeycloakGetError,
     KeycloakPostError,
     raise_error_from_response,
@@ -26,6 +27,15 @@ from keycloak.exceptions import (
 
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
+from sandbox.idp.provider import (
+    AgentClient,
+    AgentClientSpec,
+    IdpConflict,
+    IdpError,
+    IdpNotFound,
+    IdpUnavailable,
+    PublishedKey,
+)
 from sandbox.idp.realm import (
     ADMIN_CLIENT_ID,
     AGENT_ATTRIBUTE,
@@ -43,30 +53,6 @@ from sandbox.stack_secrets import Secrets
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-@dataclass(frozen=True)
-class AgentClientSpec:
-    """What Keycloak needs to know about one agent identity."""
-
-    client_id: str
-    name: str
-    scopes: list[str]  # tool scopes, made the client's default scopes
-    audiences: list[str]  # canonical URLs of the MCP servers it may call
-    token_lifetime: int  # seconds
-    credential: Literal["client_secret", "private_key_jwt"] = "client_secret"
-    jwks: dict[str, Any] | None = None  # the agent's public keys, for private_key_jwt
-    attributes: dict[str, str] = field(default_factory=dict)
-    enabled: bool = True  # a disabled client gets no token (agents waiting for approval)
-    token_exchange: bool = False  # delegated agents exchange a user's token for one that acts for the user
-
-
-@dataclass(frozen=True)
-class AgentClient:
-    id: str  # Keycloak's internal id of the client
-    client_id: str
-    service_account_id: str
-    secret: str | None  # only for client_secret, only at creation
 
 
 def resource_server_client(url: str, secret: str) -> dict[str, Any]:
@@ -103,20 +89,13 @@ def audience_mapper(audience: str) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
-class PublishedKey:
-    """A key provider component of a realm, and the ``kid`` its key has in the realm's JWKS."""
-
-    component_id: str
-    kid: str
-
-
-class IdpUnavailable(SandboxError):
-    """Keycloak could not be reached or refused the admin credentials."""
-
-
 def _translated(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Turn python-keycloak's transport and auth failures into errors with a cause and a fix."""
+    """Turn python-keycloak's failures into the IdP errors of :mod:`sandbox.idp.provider`, with a cause and a fix.
+
+    Nothing of python-keycloak (nor of its HTTP client) leaves the adapter: a missing thing is
+    :class:`IdpNotFound`, a duplicate :class:`IdpConflict`, no answer or a refused service account
+    :class:`IdpUnavailable`, and any other refusal :class:`IdpError` with Keycloak's status.
+    """
 
     @wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -134,8 +113,20 @@ def _translated(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
                 f"Keycloak at {adapter.base_url} refused the admin service account {adapter.client_id!r}",
                 "check SANDBOX_KEYCLOAK_ADMIN_CLIENT_ID/SECRET (it needs the realm-admin role in master)",
             ) from exc
+        except KeycloakError as exc:
+            status = exc.response_code
+            kind = {404: IdpNotFound, 409: IdpConflict, 503: IdpUnavailable}.get(status or 0, IdpError)
+            raise kind(_first_line(exc), f"see Keycloak's log ({adapter.base_url})", status=status) from exc
+        except httpx.HTTPError as exc:
+            raise IdpUnavailable(_first_line(exc), f"check that Keycloak at {adapter.base_url} answers") from exc
 
     return wrapper
+
+
+def _first_line(exc: Exception) -> str:
+    """The failure's type and the first line of its message: what the broker shows and audits."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text.splitlines()[0][:160] if text else 'no detail'}"
 
 
 class KeycloakAdapter:
@@ -421,6 +412,7 @@ class KeycloakAdapter:
         """The realm's recorded login events of one client, newest first (``time`` in milliseconds)."""
         return await self.admin(realm).a_get_events({"client": client_id, "type": list(types), "max": maximum})
 
+    @_translated
     async def create_tenant_admin(self, realm: str, username: str, password: str, otp_secret: str | None) -> str:
         """Create a human admin of the tenant: a user with a password, the tenant-admin role and, if given, TOTP.
 

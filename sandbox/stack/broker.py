@@ -10,11 +10,10 @@ import asyncio
 import shutil
 import sys
 
-from keycloak.exceptions import KeycloakPostError
-
 from sandbox.broker.store import broker_dir
 from sandbox.config import Settings
 from sandbox.idp.keycloak import KeycloakAdapter
+from sandbox.idp.provider import IdpConflict
 from sandbox.stack.component import Port, ProcessComponent, Report
 from sandbox.stack.state import ComponentState
 from sandbox.stack_secrets import SANDBOX_ADMIN, Secrets, admin_secret_names
@@ -66,9 +65,8 @@ class Broker(ProcessComponent):
                         tenant, SANDBOX_ADMIN, secrets.get_or_create(password_name), secrets.get_or_create(otp_name)
                     )
                     report(f"created admin {SANDBOX_ADMIN!r} of tenant {tenant}")
-                except KeycloakPostError as exc:
-                    if exc.response_code != 409:  # 409: the admin exists (an external Keycloak kept it)
-                        raise
+                except IdpConflict:
+                    pass  # the admin exists (an external Keycloak kept it)
 
         if not self.settings.external_keycloak:
             asyncio.run(create_admins())

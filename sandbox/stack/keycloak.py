@@ -11,10 +11,9 @@ import shutil
 import time
 from pathlib import Path
 
-from keycloak.exceptions import KeycloakPostError
-
 from sandbox.config import Settings
 from sandbox.idp.keycloak import KeycloakAdapter
+from sandbox.idp.provider import IdpError
 from sandbox.idp.realm import ADMIN_CLIENT_ID, ADMIN_USERNAME, DEMO_CLIENT_ID, create_tenant
 from sandbox.stack.component import Component, Port, ProcessComponent, Report
 from sandbox.stack.distribution import KeycloakDistribution, build_options, run_files_options
@@ -45,9 +44,9 @@ def create_sandbox_tenants(settings: Settings, report: Report) -> dict[str, str]
         try:
             asyncio.run(create_all())
             break
-        except KeycloakPostError as exc:
+        except IdpError as exc:
             # Ready is not yet bootstrapped: Keycloak answers 503 until its bootstrap admin exists.
-            if exc.response_code != 503 or time.monotonic() > deadline:
+            if exc.status != 503 or time.monotonic() > deadline:
                 raise
             time.sleep(1)
     return {tenant: settings.issuer(tenant) for tenant in settings.tenants}

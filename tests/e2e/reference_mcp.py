@@ -45,7 +45,8 @@ from sandbox.agent.mcp_http import (  # noqa: F401 - re-exported for the tests
 from sandbox.broker.events import SigningKey, revocation_event
 from sandbox.certify.challenge import bearer_challenge
 from sandbox.config import Settings
-from sandbox.idp.keycloak import AgentClient, AgentClientSpec, KeycloakAdapter
+from sandbox.idp.keycloak import KeycloakAdapter
+from sandbox.idp.provider import AgentClient, AgentClientSpec
 from sandbox.pytest_plugin import SandboxStack
 from sandbox.stack.ports import free_port
 from sandbox.stack.readiness import last_lines

@@ -9,7 +9,8 @@ import pytest
 from joserfc.jwk import RSAKey
 
 from sandbox.agent.tokens import ClientSecretCredential, PrivateKeyCredential, TokenRefused, fetch_token
-from sandbox.idp.keycloak import AgentClient, AgentClientSpec, KeycloakAdapter
+from sandbox.idp.keycloak import KeycloakAdapter
+from sandbox.idp.provider import AgentClient, AgentClientSpec
 from sandbox.pytest_plugin import SandboxStack
 
 SCOPES = ["mcp:tool:analytics.read", "mcp:tool:logs.read"]

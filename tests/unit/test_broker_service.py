@@ -21,7 +21,7 @@ from sandbox.broker.policy import Policy
 from sandbox.broker.service import BrokerService, ProvisionRequest
 from sandbox.broker.store import Database
 from sandbox.config import load_settings
-from sandbox.idp.keycloak import AgentClient, AgentClientSpec, IdpUnavailable
+from sandbox.idp.provider import AgentClient, AgentClientSpec, IdpUnavailable
 
 ALICE = Principal("tenant_admin", "acme", "sub-alice", "alice", mfa=True)
 DOWN = IdpUnavailable("Keycloak at http://127.0.0.1:1 is unreachable", "start it")
