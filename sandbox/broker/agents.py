@@ -189,6 +189,7 @@ class AgentOperations(ServiceBase):
             token_exchange=request.mode == "delegated",
         )
         try:
+            token_endpoint = await self.adapter.token_endpoint(tenant)
             client = await self.adapter.create_agent_client(tenant, spec)
             if request.mode == "delegated":
                 await self.adapter.add_delegation_scope(tenant, agent.client_id, request.name)
@@ -253,7 +254,7 @@ class AgentOperations(ServiceBase):
                 "client_id": agent.client_id,
                 "client_secret": client.secret,  # shown once; the broker keeps only its fingerprint
                 "key_id": jwk["kid"] if jwk else None,
-                "token_endpoint": f"{self.settings.issuer(tenant)}/protocol/openid-connect/token",
+                "token_endpoint": token_endpoint,
                 "issuer": self.settings.issuer(tenant),
             },
         }

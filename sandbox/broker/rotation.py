@@ -100,6 +100,7 @@ class RotationOperations(ServiceBase):
         new_jwk = None
         secret = None
         try:
+            token_endpoint = await self.adapter.token_endpoint(tenant)
             if kind == "client_secret":
                 if jwk is not None:
                     raise BadRequest("a client_secret agent rotates to a new secret, not a key", "omit the jwk")
@@ -166,7 +167,7 @@ class RotationOperations(ServiceBase):
                 "client_id": public["client_id"],
                 "client_secret": secret,  # shown once
                 "key_id": new_jwk["kid"] if new_jwk else None,
-                "token_endpoint": f"{self.settings.issuer(tenant)}/protocol/openid-connect/token",
+                "token_endpoint": token_endpoint,
             },
         }
 

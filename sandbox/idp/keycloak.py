@@ -49,6 +49,7 @@ from sandbox.idp.realm import (
     USER_LOGIN_CLIENT_ID,
     delegation_scope,
 )
+from sandbox.oidc import discover_async
 from sandbox.stack_secrets import Secrets
 
 P = ParamSpec("P")
@@ -196,6 +197,13 @@ class KeycloakAdapter:
                 return False
             raise
         return True
+
+    async def token_endpoint(self, realm: str) -> str:
+        """The realm's token endpoint, from its OpenID configuration."""
+        try:
+            return (await discover_async(f"{self.base_url}/realms/{realm}")).token_endpoint
+        except SandboxError as exc:
+            raise IdpUnavailable(exc.cause, exc.fix) from exc
 
     @_translated
     async def create_tenant_realm(

@@ -85,6 +85,10 @@ class IdentityProvider(Protocol):
 
     async def delete_realm(self, tenant: str, /) -> None: ...
 
+    async def token_endpoint(self, tenant: str, /) -> str:
+        """Where the tenant's agents get their tokens (from the issuer's own metadata)."""
+        ...
+
     # Agents: a client each, with a credential, default scopes and an audience.
     async def create_agent_client(self, tenant: str, spec: AgentClientSpec, /) -> AgentClient: ...
 

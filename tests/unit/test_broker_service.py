@@ -45,6 +45,10 @@ class FakeKeycloak:
     async def realm_exists(self, realm: str) -> bool:
         return True
 
+    async def token_endpoint(self, realm: str) -> str:
+        await self._call("token_endpoint")
+        return f"http://127.0.0.1:1/realms/{realm}/token"
+
     async def create_agent_client(self, realm: str, spec: AgentClientSpec) -> AgentClient:
         await self._call("create_agent_client")
         self.clients[spec.client_id] = {"enabled": spec.enabled, "scopes": spec.scopes}
