@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sandbox import __version__
 from sandbox.loopback import is_loopback_host
+from sandbox.modes import MODES, ModeName, revocation_mode
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -49,7 +50,7 @@ def _default_jvm_dirs() -> list[Path]:
 class McpServerAddress:
     """One of the stack's reference MCP servers: its revocation mode, port and URLs."""
 
-    mode: str
+    mode: ModeName
     port: int
     origin: str
 
@@ -60,7 +61,7 @@ class McpServerAddress:
     @property
     def events_url(self) -> str | None:
         """Where it takes revocation events; only the jwt+events server listens for them."""
-        return f"{self.origin}/events" if self.mode == "jwt+events" else None
+        return f"{self.origin}/events" if MODES[self.mode].receives_events else None
 
 
 class Settings(BaseSettings):
@@ -121,7 +122,7 @@ class Settings(BaseSettings):
     debian_mirror: str = "http://deb.debian.org/debian"
 
     # The reference MCP server (sandbox/mcp_server): how it validates tokens and how long it trusts what it learnt.
-    mcp_auth_mode: Literal["jwt", "introspect", "jwt+events"] = "jwt+events"
+    mcp_auth_mode: ModeName = "jwt+events"
     mcp_token_algorithms: tuple[str, ...] = ("RS256", "PS256", "ES256", "EdDSA")  # never "none" or HMAC
     mcp_leeway: int = 5  # seconds of clock skew allowed on exp, nbf and iat
     mcp_max_token_lifetime: int = 86400  # longer-lived tokens are refused, so a revocation can be forgotten after it
@@ -180,13 +181,14 @@ class Settings(BaseSettings):
 
     def mcp_server(self, mode: str) -> McpServerAddress:
         """Where the stack's reference MCP server for revocation mode ``mode`` listens."""
-        port = {"jwt+events": self.mcp_port, "introspect": self.mcp_introspect_port, "jwt": self.mcp_jwt_port}[mode]
-        return McpServerAddress(mode, port, f"http://{self.host}:{port}")
+        revocation = revocation_mode(mode)
+        port = getattr(self, revocation.port_setting)
+        return McpServerAddress(revocation.name, port, f"http://{self.host}:{port}")
 
     @property
     def mcp_servers(self) -> list[McpServerAddress]:
         """The stack runs the reference MCP server once per revocation mode, each its own resource."""
-        return [self.mcp_server(mode) for mode in ("jwt+events", "introspect", "jwt")]
+        return [self.mcp_server(mode) for mode in MODES]
 
     @property
     def keycloak_container_image(self) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from mcp.server.auth.routes import build_resource_metadata_url
 from pydantic import AnyHttpUrl
@@ -12,10 +11,8 @@ from pydantic import AnyHttpUrl
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
 from sandbox.loopback import require_loopback
+from sandbox.modes import MODES, ModeName
 from sandbox.stack_secrets import RESOURCE_SERVER_SECRET, USAGE_INGEST_SECRET, Secrets
-
-Mode = Literal["jwt", "introspect", "jwt+events"]
-MODES: tuple[Mode, ...] = ("jwt", "introspect", "jwt+events")
 
 
 @dataclass(frozen=True)
@@ -23,7 +20,7 @@ class ServerOptions:
     canonical_url: str
     host: str
     port: int
-    mode: Mode
+    mode: ModeName
     issuers: tuple[str, ...]
     broker_url: str | None
     events_signer_jwks_url: str | None
@@ -69,7 +66,7 @@ class ServerOptions:
         *,
         issuers: list[str],
         port: int,
-        mode: Mode,
+        mode: ModeName,
         broker_url: str | None,
         canonical_url: str | None = None,
         no_auth: bool = False,
@@ -91,7 +88,7 @@ class ServerOptions:
         )
         if no_auth and not issuers:
             raise SandboxError("a server without auth needs the tenant its caller acts in", "name it with --issuer")
-        if mode == "jwt+events" and (broker_url is None or signer_jwks is None):
+        if MODES[mode].receives_events and (broker_url is None or signer_jwks is None):
             raise SandboxError(
                 "jwt+events mode needs the broker that signs revocation events",
                 "pass --broker-url (its /.well-known/jwks.json signs the events)",

@@ -5,14 +5,9 @@ from __future__ import annotations
 import sys
 
 from sandbox.config import Settings
+from sandbox.modes import revocation_mode
 from sandbox.stack.component import Port, ProcessComponent
 from sandbox.stack_secrets import RESOURCE_SERVER_SECRET, Secrets
-
-PORT_SETTING = {
-    "jwt+events": "SANDBOX_MCP_PORT",
-    "introspect": "SANDBOX_MCP_INTROSPECT_PORT",
-    "jwt": "SANDBOX_MCP_JWT_PORT",
-}
 
 
 class McpServer(ProcessComponent):
@@ -23,7 +18,8 @@ class McpServer(ProcessComponent):
     def __init__(self, settings: Settings, mode: str = "jwt+events") -> None:
         super().__init__(settings)
         self.address = settings.mcp_server(mode)
-        self.name = "mcp-server" if mode == "jwt+events" else f"mcp-server-{mode}"
+        self.mode = revocation_mode(mode)
+        self.name = self.mode.component
 
     @property
     def url(self) -> str:
@@ -34,7 +30,7 @@ class McpServer(ProcessComponent):
         return f"{self.address.origin}/health"
 
     def ports(self) -> list[Port]:
-        return [Port(self.address.port, f"mcp server ({self.address.mode})", PORT_SETTING[self.address.mode])]
+        return [Port(self.address.port, f"mcp server ({self.mode.name})", self.mode.port_variable)]
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "sandbox.mcp_server"]

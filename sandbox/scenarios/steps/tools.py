@@ -10,6 +10,7 @@ from pydantic import Field
 
 from sandbox.admin.login import user_login
 from sandbox.agent.tokens import Token, TokenClient, TokenRefused
+from sandbox.modes import MODES, revocation_mode
 from sandbox.scenarios.calls import CallOutcome
 from sandbox.scenarios.context import AgentHandle, RunContext
 from sandbox.scenarios.library import StepFailed, step
@@ -189,12 +190,10 @@ def budget(context: RunContext, mode: str, agent: AgentHandle, override: float |
     if override is not None:
         return override
     settings = context.settings
-    if mode == "jwt+events":
-        return 2.0
-    if mode == "introspect":
-        return settings.mcp_introspection_cache_ttl + 2.0
     remaining = (agent.token.expires_at - time.time()) if agent.token else 0.0
-    return max(0.0, remaining) + settings.mcp_leeway + 3.0
+    return revocation_mode(mode).budget(
+        token_remaining=remaining, cache_ttl=settings.mcp_introspection_cache_ttl, leeway=settings.mcp_leeway
+    )
 
 
 @step("expect_401_within", Expect401Within)
@@ -206,7 +205,7 @@ async def expect_401_within(context: RunContext, args: Expect401Within) -> Evide
     arguments = await arguments_for(context, agent, args.tool, None)
 
     async def until_refused(name: str, url: str) -> Evidence:
-        mode = name if name in ("jwt+events", "introspect", "jwt") else context.header.servers[name].mode
+        mode = name if name in MODES else context.header.servers[name].mode
         allowed = budget(context, mode, agent, args.seconds)
         deadline = agent.revoked_at + allowed  # type: ignore[operator]
         while True:
