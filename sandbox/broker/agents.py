@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from sandbox.broker import audit
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import IDP_FAILURES, NAME, SYSTEM, ServiceBase, why
+from sandbox.broker.base import IDP_FAILURES, NAME, SYSTEM, ServiceBase, idp_failure, why
 from sandbox.broker.credentials import key_fingerprint, public_jwk, secret_fingerprint
 from sandbox.broker.errors import (
     BadRequest,
@@ -369,13 +369,10 @@ class AgentOperations(ServiceBase):
             before = {"role": agent.role, "environment": agent.environment, "scopes": list(agent.scopes)}
             scopes = role.scopes(environment)
             keycloak_id = agent.keycloak_id
-        try:
+        with idp_failure(
+            f"changing the role of agent {agent_id}", "; the role was not changed", "retry when Keycloak is up"
+        ):
             await self.adapter.set_default_scopes(tenant, keycloak_id or "", scopes)
-        except IDP_FAILURES as exc:
-            raise IdpFailed(
-                f"Keycloak failed while changing the role of agent {agent_id} ({why(exc)}); the role was not changed",
-                "retry when Keycloak is up",
-            ) from exc
         with self._session() as session:
             stored = self._agent(session, principal, agent_id, tenant)
             stored.role, stored.environment, stored.scopes = role_name, environment, scopes
@@ -412,10 +409,8 @@ class AgentOperations(ServiceBase):
                     "another admin of the tenant must approve it",
                 )
             keycloak_id = agent.keycloak_id or ""
-        try:
+        with idp_failure("approving", "; still pending", "retry"):
             await self.adapter.set_client_enabled(tenant, keycloak_id, True)
-        except IDP_FAILURES as exc:
-            raise IdpFailed(f"Keycloak failed while approving ({why(exc)}); still pending", "retry") from exc
         now = self.now(tenant)
         with self._session() as session:
             stored = self._agent(session, principal, agent_id, tenant)
@@ -444,12 +439,10 @@ class AgentOperations(ServiceBase):
             if agent.status != "pending_approval":
                 raise Conflict(f"agent {agent.name!r} is {agent.status}, not pending_approval", "nothing to deny")
             keycloak_id, client_id, delegated = agent.keycloak_id or "", agent.client_id, agent.mode == "delegated"
-        try:
+        with idp_failure("denying", "; still pending", "retry"):
             await self.adapter.delete_client(tenant, keycloak_id)
             if delegated:
                 await self.adapter.remove_delegation_scope(tenant, client_id)
-        except IDP_FAILURES as exc:
-            raise IdpFailed(f"Keycloak failed while denying ({why(exc)}); still pending", "retry") from exc
         with self._session() as session:
             stored = self._agent(session, principal, agent_id, tenant)
             for credential in session.scalars(select(Credential).where(Credential.agent_id == agent_id)):

@@ -9,6 +9,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 from sqlalchemy import select
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 from sandbox.broker.auth import Principal
 from sandbox.broker.clock import Clock, ClockMove, TenantClocks
 from sandbox.broker.errors import (
+    IdpFailed,
     MfaRequired,
     NotFound,
     StorageFailed,
@@ -47,6 +49,15 @@ def why(exc: BaseException) -> str:
     if isinstance(exc, IdpError):
         return exc.cause
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else 'no detail'}"
+
+
+@contextmanager
+def idp_failure(doing: str, outcome: str, fix: str, **details: Any) -> Iterator[None]:
+    """Around IdP calls: an IdP error becomes the broker's 503, ``Keycloak failed while <doing> (<why>)<outcome>``."""
+    try:
+        yield
+    except IDP_FAILURES as exc:
+        raise IdpFailed(f"Keycloak failed while {doing} ({why(exc)}){outcome}", fix, **details) from exc
 
 
 class ServiceBase:

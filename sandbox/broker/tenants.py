@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from sandbox.broker import audit
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import IDP_FAILURES, NAME, SYSTEM, TENANT_NAME, ServiceBase, why
+from sandbox.broker.base import IDP_FAILURES, NAME, SYSTEM, TENANT_NAME, ServiceBase, idp_failure, why
 from sandbox.broker.errors import (
     BadRequest,
     BrokerError,
@@ -114,14 +114,11 @@ class TenantOperations(ServiceBase):
             )
         for agent_id in live:
             await self.revoke(principal, agent_id, tenant=name, reason="tenant deleted")  # type: ignore[attr-defined]
-        try:
+        with idp_failure(
+            f"removing tenant {name!r}'s realm", "; its agents are revoked", "retry the delete when Keycloak is up"
+        ):
             if await self.adapter.realm_exists(name):
                 await self.adapter.delete_realm(name)
-        except IDP_FAILURES as exc:
-            raise IdpFailed(
-                f"Keycloak failed while removing tenant {name!r}'s realm ({why(exc)}); its agents are revoked",
-                "retry the delete when Keycloak is up",
-            ) from exc
         now = self.clock.now()
         with self._session() as session:
             tenant = session.get(Tenant, name)
@@ -144,10 +141,8 @@ class TenantOperations(ServiceBase):
             self._tenant(session, principal, tenant)
         if not principal.is_operator:
             self._require_mfa(principal, "adding a tenant admin")
-        try:
+        with idp_failure(f"adding admin {admin.username!r}", "", "retry"):
             issued = await self._create_admin(tenant, admin)
-        except IDP_FAILURES as exc:
-            raise IdpFailed(f"Keycloak failed while adding admin {admin.username!r} ({why(exc)})", "retry") from exc
         with self._session() as session:
             audit.record(
                 session,
