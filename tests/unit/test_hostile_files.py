@@ -44,7 +44,7 @@ def mutate(lines: list[str], kind: str, index: int, text: str) -> list[str]:
         cut = len(line) // 2
         return [*lines[:index], line[:cut] + text + line[cut:], *lines[index + 1 :]]
     if kind == "value":
-        return [*lines[:index], re.sub(r":\s.*$", f": {text}", line), *lines[index + 1 :]]
+        return [*lines[:index], re.sub(r":\s.*$", lambda _: f": {text}", line), *lines[index + 1 :]]  # text as is
     return lines[: index + 1]  # truncate after this line
 
 
