@@ -8,22 +8,25 @@ import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich import box
 from rich.console import Console
 from rich.table import Column, Table
 
+from sandbox.agent.cli import register as register_agent_commands
 from sandbox.broker.cli import register as register_broker_commands
 from sandbox.certify.cli import register as register_certify_command
+from sandbox.cli_errors import fail, guarded, run_command_line, writable_file
 from sandbox.config import Settings, load_settings
 from sandbox.errors import SandboxError
 from sandbox.idp.realm import DEMO_CLIENT_ID
 from sandbox.stack.keycloak import ADMIN_USERNAME
-from sandbox.stack.launcher import Stack
-from sandbox.stack.state import load_state
+from sandbox.stack.launcher import ComponentStatus, Stack
+from sandbox.stack.state import StateDamaged, load_state
 from sandbox.stack_secrets import Secrets
+from sandbox.versions import versions
 
 app = typer.Typer(
     name="mcp-sandbox",
@@ -35,20 +38,35 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        found = versions()
+        rest = ", ".join(f"{name} {value}" for name, value in found.items() if name != "mcp-sandbox")
+        sys.stdout.write(f"mcp-sandbox {found['mcp-sandbox']} ({rest})\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="Print the versions and exit."),
+    ] = False,
+) -> None:
+    """A local sandbox for the identity lifecycle of AI agents on MCP servers."""
+
+
 def _settings(runtime: str | None = None) -> Settings:
     """The settings; their runtime is the one asked for, else that of the stack the state file describes."""
+    settings = guarded(lambda: load_settings(**({"runtime": runtime} if runtime is not None else {})))
     try:
-        settings = load_settings(**({"runtime": runtime} if runtime else {}))
-    except ValueError as exc:
-        _fail(
-            SandboxError(f"invalid settings: {exc}".replace("\n", " "), "fix the SANDBOX_* environment variable named")
-        )
-        raise  # unreachable
-    state = load_state(settings)
+        state = load_state(settings)
+    except StateDamaged:
+        return settings  # `down` sweeps without it; the other commands say so in words
     if state is None or not state.components or state.runtime == settings.runtime:
         return settings
     if runtime is not None:
-        _fail(
+        fail(
             SandboxError(
                 f"a stack of the {state.runtime} runtime is running in {settings.state_dir}",
                 "stop it first (mcp-sandbox down), or give this one its own SANDBOX_STATE_DIR",
@@ -57,28 +75,16 @@ def _settings(runtime: str | None = None) -> Settings:
     return settings.model_copy(update={"runtime": state.runtime})
 
 
-def _fail(error: SandboxError) -> None:
-    err.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
-
-
-def run_guarded(action):  # type: ignore[no-untyped-def]
-    try:
-        return action()
-    except SandboxError as error:
-        _fail(error)
-
-
 @app.command()
 def up(
     runtime: Annotated[
-        str | None,
+        Literal["local", "docker"] | None,
         typer.Option("--runtime", help="local (processes; the default) or docker (containers); or SANDBOX_RUNTIME."),
     ] = None,
 ) -> None:
     """Start the stack (Keycloak with the sandbox tenants, and the sandbox services) and wait until ready."""
     settings = _settings(runtime)
-    run_guarded(lambda: Stack(settings).up())
+    guarded(lambda: Stack(settings).up())
     print_info(settings)
 
 
@@ -86,18 +92,31 @@ def up(
 def down() -> None:
     """Stop every component of the stack; no process is left behind."""
     settings = _settings()
-    stopped = run_guarded(lambda: Stack(settings).down())
+    stopped = guarded(lambda: Stack(settings).down())
     out.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
-    """Show each component: state, URL, pid, memory (and where the logs are; --json names each log)."""
+    """Show each component: state, URL, pid, memory (and where the logs are; --json names each log).
+
+    Exits 0 when every component is running and healthy, 1 when any is not (stopped, dead or unhealthy).
+    """
     settings = _settings()
-    report = run_guarded(lambda: Stack(settings).status())
+    report = guarded(lambda: Stack(settings).status())
     if as_json:
         print(json.dumps({"components": [asdict(entry) for entry in report]}, indent=2))
-        return
+    else:
+        _print_status(settings, report)
+    down = [entry for entry in report if entry.state != "running"]
+    if len(down) == len(report):
+        fail(SandboxError("the stack is not running", "start it with `mcp-sandbox up`"))
+    if down:
+        named = ", ".join(f"{entry.name} ({entry.state})" for entry in down)
+        fail(SandboxError(f"not running: {named}", "see `mcp-sandbox logs COMPONENT`, then `mcp-sandbox up`"))
+
+
+def _print_status(settings: Settings, report: list[ComponentStatus]) -> None:
     # Each log is <component>.log in one directory, named once below, so 80 columns show each URL whole.
     table = Table(
         Column("component", no_wrap=True),
@@ -126,10 +145,10 @@ def logs(
 ) -> None:
     """Print a component's log."""
     settings = _settings()
-    state = load_state(settings)
+    state = guarded(lambda: load_state(settings))
     known = sorted(state.components) if state else []
     if component is not None and component not in known:
-        _fail(
+        fail(
             SandboxError(
                 f"no component {component!r} in the running stack (known: {', '.join(known) or 'none'})",
                 "check `mcp-sandbox status` and start it with `mcp-sandbox up`",
@@ -138,7 +157,7 @@ def logs(
     paths = [Path(state.components[name].log) for name in ([component] if component else known)] if state else []
     paths = [path for path in paths if path.is_file()]
     if not paths:
-        _fail(SandboxError("no logs to show: the stack has not been started", "start it with `mcp-sandbox up`"))
+        fail(SandboxError("no logs to show: the stack has not been started", "start it with `mcp-sandbox up`"))
     command = ["tail", f"-n{lines}", *(["-F"] if follow else []), *map(str, paths)]
     raise typer.Exit(subprocess.call(command))
 
@@ -178,17 +197,17 @@ def mcp_server(
     standalone = partial(
         ServerOptions.standalone, settings, port=chosen, mode=mode, broker_url=broker_url, no_auth=no_auth
     )
-    options = run_guarded(lambda: standalone(issuers=issuer or []))
-    run_guarded(lambda: ensure_free(settings.host, chosen, "mcp server", "--port"))
+    options = guarded(lambda: standalone(issuers=issuer or []))
+    guarded(lambda: ensure_free(settings.host, chosen, "mcp server", "--port"))
     auth = "NO AUTH, for benchmarks only" if options.no_auth else options.mode
     err.print(f"MCP server {options.canonical_url} ({auth}), trusting: {', '.join(options.issuers) or '-'}")
     serve(options)
 
 
 def print_info(settings: Settings) -> None:
-    state = load_state(settings)
+    state = guarded(lambda: load_state(settings))
     if state is None:
-        _fail(SandboxError("the stack is not running", "start it with `mcp-sandbox up`"))
+        fail(SandboxError("the stack is not running", "start it with `mcp-sandbox up`"))
         return
     secrets = Secrets(settings)
     out.print()
@@ -208,6 +227,33 @@ def print_info(settings: Settings) -> None:
         tenant = next(iter(tenants))
         out.print("\nGet a client-credentials token from a tenant realm (demo client, regenerated on every up):")
         out.print(curl_for_token(settings, tenant, secrets), soft_wrap=True, highlight=False)
+        out.print(
+            "\nCall the reference MCP server as an agent: provision one through the broker "
+            f"(mcp-sandbox agents provision -t {tenant} …), export MCP_AGENT_CLIENT_SECRET=<its secret>, then:"
+        )
+        for line in agent_commands(settings, tenant):
+            out.print(f"  {line}", soft_wrap=True, highlight=False, markup=False)
+
+
+def agent_commands(settings: Settings, tenant: str, agent_id: str = "<agent-id>") -> list[str]:
+    """Shell lines that get a sandbox agent's token for the reference server and list the agent's tools with curl
+    (its secret in MCP_AGENT_CLIENT_SECRET; the server keeps a session, so curl initializes one first)."""
+    url = settings.mcp_url
+    headers = "-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream'"
+    version = "2025-11-25"
+    client = {"name": "curl", "version": "1"}
+    params = {"protocolVersion": version, "capabilities": {}, "clientInfo": client}
+    initialize = json.dumps(
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params}, separators=(",", ":")
+    )
+    list_tools = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, separators=(",", ":"))
+    return [
+        f"TOKEN=$(mcp-sandbox agents token -t {tenant} {agent_id})",
+        f'SESSION=$(curl -s -o /dev/null -D - -H "Authorization: Bearer $TOKEN" {headers} '
+        f"-d '{initialize}' {url} | tr -d '\\r' | sed -n 's/^[Mm]cp-[Ss]ession-[Ii]d: *//p')",
+        f'curl -s -H "Authorization: Bearer $TOKEN" -H "Mcp-Session-Id: $SESSION" -H "MCP-Protocol-Version: {version}" '
+        f"{headers} -d '{list_tools}' {url}",
+    ]
 
 
 def curl_for_token(settings: Settings, tenant: str, secrets: Secrets) -> str:
@@ -223,16 +269,21 @@ def run(
     report: Annotated[Path | None, typer.Option("--report", help="Write an HTML report here.")] = None,
 ) -> None:
     """Run scenarios against the running stack; every file is checked before anything runs."""
+    from sandbox.scenarios.catalog import Catalog
     from sandbox.scenarios.html import write_html
     from sandbox.scenarios.junit import write_junit
     from sandbox.scenarios.loader import load_scenario, scenario_files
     from sandbox.scenarios.runner import run_scenarios
 
     settings = _settings()
+    for target, option in ((junit_xml, "--junit-xml"), (report, "--report")):
+        if target is not None:
+            guarded(lambda target=target, option=option: writable_file(target, option))
     files = scenario_files(paths)
     if not files:
-        _fail(SandboxError(f"no scenario files in {', '.join(map(str, paths))}", "name .yaml files or their directory"))
-    scenarios = run_guarded(lambda: [load_scenario(path) for path in files])
+        fail(SandboxError(f"no scenario files in {', '.join(map(str, paths))}", "name .yaml files or their directory"))
+    catalog = guarded(lambda: Catalog.from_settings(settings))  # the stack's policy and tool map
+    scenarios = guarded(lambda: [load_scenario(path, catalog) for path in files])
     results = []
     for scenario in scenarios:
         err.print(f"[bold]{scenario.name}[/]: {scenario.header.description.strip()}", highlight=False)
@@ -246,7 +297,7 @@ def run(
     if junit_xml:
         write_junit(results, junit_xml)
     if report:
-        write_html(results, report)
+        write_html(results, report, versions(settings))
     passed = sum(result.passed for result in results)
     out.print(f"{passed} of {len(results)} scenarios passed")
     for result in results:
@@ -281,31 +332,37 @@ def bench(
     from sandbox.bench.runner import failed, run_benchmarks, write_markdown, write_plot
 
     settings = _settings()
+    state = guarded(lambda: load_state(settings))
+    if state is None or not state.components:
+        fail(SandboxError("the stack is not running", "start it with `mcp-sandbox up`, then measure it"))
+    for target, option in ((json_path, "--json"), (plot, "--plot"), (markdown, "--markdown")):
+        if target is not None:
+            guarded(lambda target=target, option=option: writable_file(target, option))
     command = " ".join(["mcp-sandbox", *sys.argv[1:]])
     progress = partial(err.print, highlight=False)  # one line per benchmark as it starts and ends
-    report, context = run_guarded(
+    report, context = guarded(
         lambda: asyncio.run(run_benchmarks(settings, names or [], quick=quick, command=command, progress=progress))
     )
     text = json.dumps(report, indent=2)
     print(text)
     if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(text + "\n")
     if plot:
         write_plot(context, plot)
     if markdown:
         write_markdown(report, markdown, plot)
     if failed(report):
-        _fail(SandboxError(f"benchmarks failed: {', '.join(failed(report))}", "see their `error` in the JSON"))
+        fail(SandboxError(f"benchmarks failed: {', '.join(failed(report))}", "see their `error` in the JSON"))
 
 
-register_broker_commands(app)  # broker, admin, tenants, agents, apply, audit
+register_broker_commands(app)  # broker, admin, tenants, agents, servers, apply, audit
 register_certify_command(app)  # certify
+register_agent_commands(app)  # call, tools
 
 
 def main() -> None:  # pragma: no cover - console entry point
-    app()
+    sys.exit(run_command_line(app))
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
+    main()

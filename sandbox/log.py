@@ -16,7 +16,11 @@ SECRET_KEYS = re.compile(
 )
 #: Values that look like a JWT (three base64url parts) or a bearer header are cut to their first characters.
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
-_BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"',]+")
+#: A bearer credential, not an auth-param: `Bearer error="insufficient_scope", scope="..."` keeps its parameters.
+_BEARER = re.compile(
+    r"(?i)(bearer\s+)(?![a-z_]+\s*=\s*\"|(?:realm|scope|error|error_description|error_uri|resource_metadata)\s*=)"
+    r"[^\s\"',]+"
+)
 
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 

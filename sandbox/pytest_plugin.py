@@ -1,17 +1,24 @@
 """pytest plugin (entry point ``pytest11``): the sandbox stack and its parts as fixtures.
 
 By default a test session gets a private stack: its own state directory and free ports, so it
-never disturbs a sandbox you started with ``make sandbox``. It starts on first use (one start even
-under pytest-xdist) and stops when the session ends. ``--sandbox-stack=running`` uses the stack
-``mcp-sandbox up`` started instead. Either way, a missing stack fails the tests; it never skips them.
+never disturbs a sandbox you started with ``make sandbox``. It starts on first use and stops when the
+session ends. ``--sandbox-stack=running`` uses the stack ``mcp-sandbox up`` started instead. Either
+way, a missing stack fails the tests; it never skips them.
+
+Under pytest-xdist the workers share the session's stack through :class:`SharedStart`: the first worker
+that needs it starts it and writes the outcome beside it; the others wait on the same lock and read that
+outcome, so they never probe or restart a stack that is busy, and a failed start fails every worker with
+the same message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -19,14 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from filelock import FileLock
 from mcp import Client
 
-from sandbox.agent.sdk import client_credentials_provider, connect
+from sandbox.agent.session import agent_session
 from sandbox.config import Settings, load_settings
+from sandbox.errors import SandboxError
 from sandbox.harness.agents import ProvisionedAgent, provision_agent
 from sandbox.harness.tenants import Tenant, create_tenant, delete_tenant
 from sandbox.stack.launcher import Stack
 from sandbox.stack.ports import private_stack_environment
+from sandbox.stack.process import RUN_MARKER
 from sandbox.stack.state import StackState, load_state
 
 _PRIVATE_MARKER = "SANDBOX_PYTEST_PRIVATE_STACK"
@@ -48,23 +58,37 @@ def _is_worker(config: pytest.Config) -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if _is_worker(config) or config.getoption("--sandbox-stack") != "private" or _PRIVATE_MARKER in os.environ:
+    if _is_worker(config):
+        return
+    # Every process a stack of this run starts carries the run's id, so the run can prove it left none behind.
+    os.environ.setdefault(RUN_MARKER, uuid.uuid4().hex)
+    if config.getoption("--sandbox-stack") != "private" or _PRIVATE_MARKER in os.environ:
         return
     # Decide the private stack's place and ports once, in the controlling process; workers inherit them.
     state_dir = tempfile.mkdtemp(prefix="mcp-sandbox-test-")
     os.environ[_PRIVATE_MARKER] = state_dir
     for key, value in private_stack_environment(Path(state_dir)).items():
-        os.environ.setdefault(key, value)
+        os.environ[key] = value  # never a stack the user runs: `down` at the end would stop it
+
+
+@pytest.hookimpl(tryfirst=True)  # before the checks of what the run left behind (the secret scan, leftovers)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    _stop_private_stack(session.config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    _stop_private_stack(config)  # when the session did not finish (interrupted); harmless when it did
+
+
+def _stop_private_stack(config: pytest.Config) -> None:
     if _is_worker(config):
         return
     private = os.environ.get(_PRIVATE_MARKER)
     if private and config.getoption("--sandbox-stack") == "private":
         settings = load_settings()
-        if settings.state_file.exists():
+        if settings.log_dir.is_dir():  # a stack was started (its state file may be damaged or gone)
             Stack(settings).down()
+            SharedStart(settings).forget()
         with contextlib.suppress(OSError):
             os.rmdir(private)  # only when empty: logs of a started stack stay for reading
 
@@ -84,6 +108,49 @@ class SandboxStack:
         return list(self.state.components["keycloak"].details.get("tenants", {}))
 
 
+class SharedStart:
+    """One start of a session's private stack, shared by every worker of the session.
+
+    The lock serialises the workers; the outcome file says whether the start (by whichever worker came
+    first) succeeded, or why not. Nobody else calls ``up`` on the stack, so a worker never mistakes a
+    busy stack for a stopped one.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.outcome = settings.state_dir / "pytest-stack-outcome.json"
+        self._lock = FileLock(str(settings.state_dir / ".pytest-stack.lock"), timeout=3600)
+
+    def state(self) -> StackState:
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            if not self.outcome.exists():
+                self._start()
+            outcome = json.loads(self.outcome.read_text())
+        if outcome["error"]:
+            pytest.fail(f"the test session's stack did not start: {outcome['error']}", pytrace=False)
+        state = load_state(self.settings)
+        if state is None:
+            pytest.fail(
+                f"the test session's stack started, but its state file {self.settings.state_file} is gone",
+                pytrace=False,
+            )
+        return state
+
+    def _start(self) -> None:
+        error = None
+        try:
+            Stack(self.settings).up()
+        except SandboxError as exc:
+            error = str(exc)
+        except Exception as exc:  # a defect of ours: every worker reports it the same way, with its type
+            error = f"{type(exc).__name__}: {exc}"
+        self.outcome.write_text(json.dumps({"error": error}))
+
+    def forget(self) -> None:
+        self.outcome.unlink(missing_ok=True)
+
+
 _STACK: SandboxStack | None = None
 
 
@@ -94,16 +161,12 @@ def running_stack(config: pytest.Config) -> SandboxStack:
         settings = load_settings()
         stack = Stack(settings)
         if config.getoption("--sandbox-stack") == "private":
-            state = stack.up()
+            state = SharedStart(settings).state()
         else:
-            state = load_state(settings)
-            not_running = [s.name for s in stack.status() if s.state != "running"]
-            if state is None or not_running:
-                pytest.fail(
-                    f"--sandbox-stack=running, but these components are not running: {', '.join(not_running)}; "
-                    "start the stack with `mcp-sandbox up`",
-                    pytrace=False,
-                )
+            try:
+                state = stack.ready()
+            except SandboxError as error:
+                pytest.fail(f"--sandbox-stack=running, but {error}", pytrace=False)
         _STACK = SandboxStack(settings, state)
     return _STACK
 
@@ -140,14 +203,15 @@ def sandbox_agent(sandbox_stack: SandboxStack, sandbox_tenant: Tenant) -> Callab
 @pytest.fixture
 def sandbox_mcp_client(sandbox_stack: SandboxStack) -> Callable[..., AbstractAsyncContextManager[Client]]:
     """``async with sandbox_mcp_client(agent) as mcp:`` the official MCP SDK client, authenticated as the agent
-    (client credentials, discovered from the server's 401), on the reference server (``mode=`` picks another)."""
+    (secret or private key; the authorization server found from the server's metadata), on the reference server
+    (``mode=`` picks another of the stack's) or on your own (``url=``). A 401 or 403 of the server is raised as
+    :class:`sandbox.agent.session.McpRefused` (status and challenge)."""
 
-    def connect_as(agent: ProvisionedAgent, mode: str = "jwt+events") -> AbstractAsyncContextManager[Client]:
-        secret = getattr(agent.credential, "secret", None)
-        if secret is None:
-            raise ValueError("sandbox_mcp_client needs a client_secret agent (the SDK provider takes a secret)")
-        url = sandbox_stack.settings.mcp_server(mode).url
-        return connect(url, client_credentials_provider(url, agent.client_id, secret, agent.tenant.issuer))
+    def connect_as(
+        agent: ProvisionedAgent, mode: str = "jwt+events", *, url: str | None = None
+    ) -> AbstractAsyncContextManager[Client]:
+        target = url or sandbox_stack.settings.mcp_server(mode).url
+        return agent_session(target, agent.credential, issuer=agent.tenant.issuer)
 
     return connect_as
 
@@ -163,9 +227,11 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 class ScenarioFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
+        from sandbox.scenarios.catalog import Catalog
         from sandbox.scenarios.loader import load_scenario
 
-        scenario = load_scenario(self.path)  # a broken file fails collection with file:line, before anything runs
+        # A broken file, or a name the stack's policy or tool map does not know, fails collection with file:line.
+        scenario = load_scenario(self.path, Catalog.from_settings(load_settings()))
         yield ScenarioItem.from_parent(self, name=scenario.name, scenario=scenario)
 
 

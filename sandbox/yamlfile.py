@@ -53,7 +53,7 @@ class YamlDocument:
     def validation_error(self, exc: ValidationError, at: Location = ()) -> FileError:
         first = exc.errors()[0]
         location = (*at, *first["loc"])
-        what, expected = _describe(dotted(location), first)
+        what, expected = describe(dotted(location), first)
         return self.error(location, what, expected)
 
 
@@ -65,7 +65,8 @@ def dotted(location: Location) -> str:
     return text or "(top level)"
 
 
-def _describe(field: str, error: Any) -> tuple[str, str]:
+def describe(field: str, error: Any) -> tuple[str, str]:
+    """A pydantic error about ``field`` in words: what is wrong, and what is expected instead."""
     kind = error["type"]
     context = error.get("ctx") or {}
     if kind == "missing":
@@ -73,8 +74,13 @@ def _describe(field: str, error: Any) -> tuple[str, str]:
     if kind == "extra_forbidden":
         return f"{field} is not a known field", "remove it or check its spelling"
     if "expected" in context:
-        return f"{field} is {error.get('input')!r}", f"expected {context['expected']}"
-    return f"{field}: {error['msg']}", f"got {error.get('input')!r}"
+        return f"{field} is {_shown(error.get('input'))}", f"expected {context['expected']}"
+    return f"{field}: {error['msg']}", f"got {_shown(error.get('input'))}"
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def load_yaml(path: Path) -> YamlDocument:
@@ -83,6 +89,9 @@ def load_yaml(path: Path) -> YamlDocument:
         text = path.read_text()
     except OSError as exc:
         raise SandboxError(f"cannot read {path}: {exc.strerror}", "check the path") from exc
+    except UnicodeDecodeError as exc:  # a binary file, or text in another encoding
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise FileError(path, line, f"not UTF-8 text (byte {exc.start})", "save the file as UTF-8") from None
     lines: dict[Location, int] = {}
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)

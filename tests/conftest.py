@@ -18,11 +18,14 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 
 from sandbox.config import load_settings
 from sandbox.harness.secret_scan import by_design, known_credentials, scan
 from sandbox.issued import ENVIRONMENT as REGISTRY_VARIABLE
+from sandbox.stack.launcher import docker_socket_exists
+from sandbox.stack.process import RUN_MARKER, marked, stop_all
 
 ROOT = Path(__file__).parent.parent
 RESULTS = ROOT / "reports" / "reliability.json"
@@ -68,7 +71,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 class Cases:
-    """How many cases a reliability test tried (``reliability.add(n)``); one unless it says more."""
+    """How many cases a reliability test checked (``reliability.add(n)``, after the checks it counts)."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -94,7 +97,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     if marker is None or not (report.when == "call" or (report.when == "setup" and not report.passed)):
         return
     area, attack, expected = marker.args
-    cases = item.stash.get(CASES, Cases()).count or 1
+    cases = item.stash.get(CASES, Cases()).count
+    if report.passed and report.when == "call" and cases == 0:
+        report.outcome = "failed"
+        report.longrepr = "a reliability test counts the cases it checked (reliability.add) after checking them; none"
     if report.passed:
         result = expected
     else:
@@ -110,15 +116,16 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
             _ROWS.append(Row(**json.loads(value)))
 
 
+@pytest.hookimpl(trylast=True)  # after the sandbox plugin stopped the session's stack
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     if _is_worker(config):
         return
-    stack_ran = Path(os.environ.get("SANDBOX_STATE_DIR", "/nonexistent"), "state.json").exists()
-    if stack_ran:
-        scanned = _secret_scan(config)
-        if not scanned:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    stack_ran = load_settings().log_dir.is_dir()
+    if stack_ran and not _secret_scan(config):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if not _nothing_left_behind(config):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if _ROWS:
         RESULTS.parent.mkdir(exist_ok=True)
         RESULTS.write_text(json.dumps([asdict(r) for r in _ROWS], indent=2) + "\n")
@@ -146,6 +153,36 @@ def _secret_scan(config: pytest.Config) -> bool:
         reporter.write_sep("=", "secret scan", red=not clean, green=clean)
         reporter.write_line(f"{report.credentials} credentials looked for in {report.files} files: {outcome}")
     registry.unlink(missing_ok=True)
+    return clean
+
+
+def _nothing_left_behind(config: pytest.Config) -> bool:
+    """Every stack the run started is stopped: no process carries the run's marker, no container its label.
+
+    Whatever is found is reported, then stopped, so a failed run still leaves the machine clean.
+    """
+    run = os.environ[RUN_MARKER]
+    examined = sum(1 for _ in psutil.process_iter())
+    processes = marked(RUN_MARKER, run)
+    names = [f"pid {p.pid} ({' '.join(p.cmdline()[:3])})" for p in processes]
+    stop_all(processes)
+    containers: list[str] = []
+    if docker_socket_exists():
+        from sandbox.stack.container import RUN_LABEL, labelled, remove_all
+
+        found = labelled(RUN_LABEL, run)
+        containers = [f"container {c.name}" for c in found]
+        remove_all(found)
+    left = names + containers
+    clean = not left
+    outcome = "nothing left" if clean else f"**FAILED** left running: {'; '.join(left)}"
+    _ROWS.append(
+        Row("Faults", "Processes and containers of the run's stacks alive after the whole suite", examined, outcome, "")
+    )
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_sep("=", "left behind", red=not clean, green=clean)
+        reporter.write_line(f"{examined} processes examined for this run's stacks: {outcome}")
     return clean
 
 

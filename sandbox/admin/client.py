@@ -38,6 +38,10 @@ class BrokerClient:
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
+        except httpx.InvalidURL as exc:  # a tenant or an agent id that cannot be part of a URL
+            raise SandboxError(
+                f"{path!r} cannot be sent to the broker ({exc})", "check the tenant name and agent id given"
+            ) from None
         except httpx.HTTPError as exc:
             raise SandboxError(
                 f"the broker at {self.base_url} is unreachable ({type(exc).__name__})",

@@ -1,55 +1,74 @@
 """Agent-side tokens: an agent's credential, the client-credentials grant that turns it into a token, and the
-token exchange (RFC 8693, Keycloak's standard token exchange) by which a delegated agent acts for a user."""
+token exchange (RFC 8693, Keycloak's standard token exchange) by which a delegated agent acts for a user.
+
+The client authenticates the way the authorization server says it can (:mod:`sandbox.agent.client_auth`).
+An answer of the endpoint that says no is :class:`TokenRefused` (its status and OAuth error); an endpoint
+that cannot be reached, or answers something other than OAuth, is :class:`TokenEndpointUnavailable`:
+an outage never reads as a refusal.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
-from authlib.oauth2.rfc7523 import PrivateKeyJWT
 
+from sandbox.agent.client_auth import (
+    ClientSecretCredential,
+    Credential,
+    PrivateKeyCredential,
+    authenticate,
+    choose_method,
+)
 from sandbox.issued import remember_answer
+
+__all__ = [
+    "ClientSecretCredential",
+    "Credential",
+    "PrivateKeyCredential",
+    "Token",
+    "TokenClient",
+    "TokenEndpointUnavailable",
+    "TokenError",
+    "TokenRefused",
+    "exchange_token",
+    "fetch_token",
+]
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+#: Keycloak's token endpoint below a realm's issuer; a client told only this URL knows its issuer from it.
+KEYCLOAK_TOKEN_PATH = "/protocol/openid-connect/token"
+DEFAULT_LIFETIME = 60  # seconds a token without expires_in is taken to live
 
 
-@dataclass(frozen=True)
-class ClientSecretCredential:
-    client_id: str
-    secret: str = field(repr=False)
+class TokenError(Exception):
+    """No token: either refused or unavailable."""
 
 
-@dataclass(frozen=True)
-class PrivateKeyCredential:
-    client_id: str
-    private_jwk: dict[str, Any] = field(repr=False)
+class TokenRefused(TokenError):
+    """The token endpoint said no: its HTTP status and OAuth error code (RFC 6749 §5.2)."""
 
-    @property
-    def kid(self) -> str:
-        return str(self.private_jwk["kid"])
-
-    @property
-    def alg(self) -> str:
-        return str(self.private_jwk.get("alg", "RS256"))
-
-
-Credential = ClientSecretCredential | PrivateKeyCredential
-
-
-class TokenRefused(Exception):
-    """The token endpoint said no: its status and OAuth error code."""
-
-    def __init__(self, status: int | None, error: str, description: str = "") -> None:
+    def __init__(self, status: int, error: str, description: str = "") -> None:
         self.status = status
         self.error = error
         self.description = description
-        super().__init__(f"token request refused ({status}): {error} {description}".strip())
+        super().__init__(f"token request refused ({status} {error}){': ' + description if description else ''}")
+
+
+class TokenEndpointUnavailable(TokenError):
+    """The token endpoint could not be reached, or answered something that is not OAuth (an outage, a proxy)."""
+
+    def __init__(self, url: str, reason: str, status: int | None = None) -> None:
+        self.url = url
+        self.reason = reason
+        self.status = status
+        super().__init__(f"the token endpoint {url} is unavailable: {reason}")
 
 
 @dataclass(frozen=True)
@@ -72,32 +91,33 @@ class Token:
 
 
 class TokenClient:
-    """Client-credentials grants for one credential, over one kept-alive connection pool."""
+    """Client-credentials grants for one credential, over one kept-alive connection pool.
 
-    def __init__(self, token_url: str, credential: Credential, *, timeout: float = 10.0) -> None:
+    ``issuer`` is the authorization server's issuer (the ``aud`` of a key's assertions); unknown, it is the
+    Keycloak realm the token URL belongs to, else the token URL. ``auth_methods`` is the server's
+    ``token_endpoint_auth_methods_supported`` (None when it says nothing: ``client_secret_basic``). ``http``:
+    an HTTP client of the caller's (closed with this one).
+    """
+
+    def __init__(
+        self,
+        token_url: str,
+        credential: Credential,
+        *,
+        issuer: str | None = None,
+        auth_methods: Sequence[str] | None = None,
+        timeout: float = 10.0,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
         self.token_url = token_url
         self.credential = credential
-        if isinstance(credential, PrivateKeyCredential):
-            self._client = AsyncOAuth2Client(
-                credential.client_id,
-                credential.private_jwk,
-                token_endpoint_auth_method="private_key_jwt",
-                timeout=timeout,
-            )
-            self._client.register_client_auth_method(
-                PrivateKeyJWT(token_url, headers={"kid": credential.kid}, alg=credential.alg)
-            )
-        else:
-            self._client = AsyncOAuth2Client(
-                credential.client_id,
-                credential.secret,
-                token_endpoint_auth_method="client_secret_post",
-                timeout=timeout,
-            )
+        self.issuer = issuer or _issuer_of(token_url)
+        self.method = choose_method(credential, auth_methods)
+        self._http = http or httpx.AsyncClient(timeout=timeout, trust_env=False)
 
-    async def fetch(self, scope: str | None = None) -> Token:
-        """A new token, or TokenRefused with the endpoint's reason."""
-        return await self._grant(grant_type="client_credentials", scope=scope)
+    async def fetch(self, scope: str | None = None, *, resource: str | None = None) -> Token:
+        """A new token (for the server ``resource`` names, RFC 8707), or TokenRefused / TokenEndpointUnavailable."""
+        return await self._grant(grant_type="client_credentials", scope=scope, resource=resource)
 
     async def exchange(self, subject_token: str, scope: str | None = None) -> Token:
         """A token that acts for the user of ``subject_token`` (an access token whose ``aud`` names this agent).
@@ -114,18 +134,27 @@ class TokenClient:
         )
 
     async def _grant(self, **parameters: str | None) -> Token:
+        auth = authenticate(self.credential, self.method, self.issuer)
+        form = {key: value for key, value in parameters.items() if value is not None} | auth.form
+        headers = {"Accept": "application/json"} | auth.headers
         try:
-            issued = await self._client.fetch_token(self.token_url, **parameters)
-        except OAuthError as exc:
-            raise TokenRefused(_status(exc), exc.error or "error", exc.description or "") from None
+            response = await self._http.post(self.token_url, data=form, headers=headers)
         except httpx.HTTPError as exc:
-            raise TokenRefused(None, "unreachable", str(exc)) from None
-        remember_answer(issued)  # only when a test run keeps a registry of what it was issued
-        expires_at = float(issued.get("expires_at") or time.time() + issued["expires_in"])
-        return Token(issued["access_token"], expires_at, issued.get("scope", ""))
+            raise TokenEndpointUnavailable(self.token_url, f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+        answer = _json(response)
+        if response.status_code == 200 and isinstance(answer.get("access_token"), str):
+            remember_answer(answer)  # only when a test run keeps a registry of what it was issued
+            lifetime = answer.get("expires_in")
+            expires_at = time.time() + (float(lifetime) if isinstance(lifetime, int | float) else DEFAULT_LIFETIME)
+            return Token(answer["access_token"], expires_at, str(answer.get("scope") or ""))
+        if 400 <= response.status_code < 500 and isinstance(answer.get("error"), str):
+            raise TokenRefused(response.status_code, answer["error"], str(answer.get("error_description") or ""))
+        raise TokenEndpointUnavailable(
+            self.token_url, f"HTTP {response.status_code} without an OAuth answer", response.status_code
+        )
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._http.aclose()
 
     async def __aenter__(self) -> TokenClient:
         return self
@@ -148,6 +177,13 @@ async def exchange_token(
         return await client.exchange(subject_token, scope)
 
 
-def _status(error: OAuthError) -> int | None:
-    response = getattr(error, "response", None)
-    return getattr(response, "status_code", None)
+def _issuer_of(token_url: str) -> str:
+    return token_url.removesuffix(KEYCLOAK_TOKEN_PATH) if token_url.endswith(KEYCLOAK_TOKEN_PATH) else token_url
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        answer = response.json()
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}

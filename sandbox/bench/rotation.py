@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.agent.mcp_http import served
-from sandbox.agent.tokens import ClientSecretCredential, TokenClient, TokenRefused
+from sandbox.agent.tokens import ClientSecretCredential, TokenClient, TokenError, TokenRefused
 from sandbox.bench.agents import BenchAgent, McpCaller, OperatorBroker
 from sandbox.bench.registry import BenchContext, benchmark, target
 from sandbox.bench.stats import ratio, summarize
@@ -84,7 +84,7 @@ async def _worker(
                 phase.token_requests += 1
                 try:
                     token = (await tokens.fetch()).access_token
-                except TokenRefused as exc:
+                except TokenError as exc:
                     phase.failures.append(f"token request: {exc}")
                     await asyncio.sleep(0.1)
                     continue

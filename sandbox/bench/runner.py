@@ -138,7 +138,6 @@ def write_plot(context: BenchContext, path: Path) -> None:
     axes.set_xlabel("milliseconds (log scale)")
     axes.set_title("mcp-sandbox bench: latency distributions")
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     plt.close(figure)
 
@@ -207,5 +206,4 @@ def write_markdown(report: dict, path: Path, plot: Path | None) -> None:
         lines.append("")
     if plot is not None:
         lines += [f"![latency distributions]({os.path.relpath(plot, path.parent)})", ""]
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))

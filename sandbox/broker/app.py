@@ -15,9 +15,10 @@ from typing import Annotated, Any
 
 import httpx
 from fastapi import Depends, FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from sandbox.broker import schemas
+from sandbox.broker import schemas, validation
 from sandbox.broker.auth import Authenticator, AuthError, Principal
 from sandbox.broker.clock import Clock, SystemClock
 from sandbox.broker.errors import BrokerError, MfaRequired
@@ -25,6 +26,7 @@ from sandbox.broker.events import SigningKey
 from sandbox.broker.policy import Policy
 from sandbox.broker.service import BrokerService
 from sandbox.broker.store import Database, broker_dir, default_database_url
+from sandbox.broker.validation import invalid_request_body
 from sandbox.config import Settings, load_settings
 from sandbox.errors import SandboxError
 from sandbox.http_limits import BodySizeLimit, HeaderSizeLimit
@@ -130,6 +132,10 @@ def _install_error_handlers(app: FastAPI) -> None:
             headers["WWW-Authenticate"] = f'Bearer error="{exc.code}", error_description="{exc.cause}"'
         body = {"error": exc.code, "detail": str(exc), "cause": exc.cause, "fix": exc.fix, **exc.details}
         return JSONResponse(body, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(invalid_request_body(exc.errors()), status_code=validation.STATUS)
 
     @app.exception_handler(AuthError)
     async def auth_error(_: Request, exc: AuthError) -> JSONResponse:
@@ -248,7 +254,7 @@ def _add_routes(app: FastAPI) -> None:
 
     @app.get("/tenants/{tenant}/agents", tags=["agents"], responses=ERRORS)
     async def list_agents(
-        tenant: str, caller: Caller, service: Service, status: str | None = None
+        tenant: str, caller: Caller, service: Service, status: schemas.AgentStatus | None = None
     ) -> list[schemas.AgentOut]:
         return [schemas.AgentOut.model_validate(a) for a in service.list_agents(caller, tenant, status)]
 
@@ -314,17 +320,21 @@ def _add_routes(app: FastAPI) -> None:
 
     @app.post("/tenants/{tenant}/agents/{agent_id}/revoke", tags=["revocation"], responses=ERRORS)
     async def revoke_in_tenant(
-        tenant: str, agent_id: str, body: schemas.RevokeIn, caller: Caller, service: Service
+        tenant: str, agent_id: str, caller: Caller, service: Service, body: schemas.RevokeIn | None = None
     ) -> schemas.Revoked:
-        """Revoke the agent (idempotent: revoking a revoked agent answers 200 and changes nothing)."""
+        """Revoke the agent (idempotent: revoking a revoked agent answers 200 and changes nothing; body optional)."""
+        body = body or schemas.RevokeIn()
         result = await service.revoke(
             caller, agent_id, tenant=tenant, reason=body.reason, verify_token=body.verify_token
         )
         return schemas.Revoked.model_validate(result)
 
     @app.post("/revoke/{agent_id}", tags=["revocation"], responses=ERRORS)
-    async def revoke(agent_id: str, body: schemas.RevokeIn, caller: Caller, service: Service) -> schemas.Revoked:
-        """Revoke by agent id alone (the tenant comes from the caller's token)."""
+    async def revoke(
+        agent_id: str, caller: Caller, service: Service, body: schemas.RevokeIn | None = None
+    ) -> schemas.Revoked:
+        """Revoke by agent id alone (the tenant comes from the caller's token); the body is optional."""
+        body = body or schemas.RevokeIn()
         result = await service.revoke(caller, agent_id, reason=body.reason, verify_token=body.verify_token)
         return schemas.Revoked.model_validate(result)
 

@@ -125,12 +125,17 @@ class Verification:
         return not self.problems
 
 
-def verify(session: Session) -> Verification:
-    """Recompute every tenant's chain; report each entry whose hash or link does not hold."""
+def verify(session: Session, tenant: str | None = None) -> Verification:
+    """Recompute every tenant's chain (or one tenant's); report each entry whose hash or link does not hold."""
     report = Verification()
     last_hash: dict[str, str] = {}
     last_seq: dict[str, int] = {}
-    for entry in session.scalars(select(AuditEntry).order_by(AuditEntry.seq)):
+    entries_query = select(AuditEntry).order_by(AuditEntry.seq)
+    heads_query = select(AuditHead)
+    if tenant is not None:
+        entries_query = entries_query.where(AuditEntry.tenant == tenant)
+        heads_query = heads_query.where(AuditHead.tenant == tenant)
+    for entry in session.scalars(entries_query):
         report.entries += 1
         expected_previous = last_hash.get(entry.tenant, GENESIS)
         if entry.prev_hash != expected_previous:
@@ -142,14 +147,14 @@ def verify(session: Session) -> Verification:
             report.problems.append(f"entry {entry.seq} (tenant {entry.tenant}): its content does not match its hash")
         last_hash[entry.tenant] = entry.hash
         last_seq[entry.tenant] = entry.seq
-    heads = {head.tenant: head for head in session.scalars(select(AuditHead))}
-    for tenant in sorted(set(heads) | set(last_hash)):
-        head = heads.get(tenant)
+    heads = {head.tenant: head for head in session.scalars(heads_query)}
+    for name in sorted(set(heads) | set(last_hash)):
+        head = heads.get(name)
         if head is None:
-            report.problems.append(f"tenant {tenant}: its chain has no head (the head record was removed)")
-        elif head.hash != last_hash.get(tenant, GENESIS):
+            report.problems.append(f"tenant {name}: its chain has no head (the head record was removed)")
+        elif head.hash != last_hash.get(name, GENESIS):
             report.problems.append(
-                f"tenant {tenant}: the chain ends at entry {last_seq.get(tenant, 0)}, but its head is entry "
+                f"tenant {name}: the chain ends at entry {last_seq.get(name, 0)}, but its head is entry "
                 f"{head.seq} (entries were removed from the end, or the head was changed)"
             )
     report.tenants = len(last_hash)

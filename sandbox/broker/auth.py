@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 from joserfc import jwt
-from joserfc.errors import JoseError
+from joserfc.errors import BadSignatureError, ClaimError, ExpiredTokenError, JoseError
 from joserfc.jwk import KeySet
 
 from sandbox.errors import SandboxError
@@ -119,7 +119,7 @@ class Authenticator:
                 sub={"essential": True},
             ).validate(decoded.claims)
         except (JoseError, ValueError) as exc:
-            raise AuthError(401, "invalid_token", f"the token is not valid: {type(exc).__name__}") from None
+            raise AuthError(401, "invalid_token", _why_invalid(exc)) from None
         return dict(decoded.claims)
 
     async def _key_set(self, issuer: str, *, refresh: bool = False) -> KeySet:
@@ -149,3 +149,14 @@ def _unverified_issuer(token: str) -> str:
         return str(claims.get("iss", ""))
     except (IndexError, ValueError, UnicodeDecodeError, AttributeError):
         raise AuthError(401, "invalid_token", "the bearer token is not a JWT") from None
+
+
+def _why_invalid(exc: Exception) -> str:
+    """Why a token was refused, in words (the exception's name is no explanation to a user)."""
+    if isinstance(exc, ExpiredTokenError):
+        return "the token has expired (admin logins last a few minutes)"
+    if isinstance(exc, BadSignatureError):
+        return "the token's signature does not verify with the realm's keys"
+    if isinstance(exc, ClaimError):
+        return f"the token's claims are not acceptable: {exc.description or type(exc).__name__}"
+    return f"the token is not valid ({type(exc).__name__})"

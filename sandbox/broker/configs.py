@@ -70,3 +70,56 @@ def mcp_client_config(
 def _server_key(url: str, index: int) -> str:
     host = url.split("://", 1)[-1].split("/", 1)[0].replace(":", "-")
     return f"{host}-{index}" if index else host
+
+
+# Host formats: the file each MCP host reads, for one server, with the credential by reference.
+
+HOST_FORMATS = ("json", "claude-code", "vscode", "cursor")
+#: Where each host reads the generated file (project scope), for the docs and the CLI's hint.
+HOST_FILES = {"claude-code": ".mcp.json", "vscode": ".vscode/mcp.json", "cursor": ".cursor/mcp.json"}
+DEFAULT_TOKEN_ENV = "MCP_AGENT_TOKEN"
+
+
+def token_command(auth: dict[str, Any], server_url: str, *, header_json: bool = False) -> str:
+    """The ``mcp-sandbox agents token`` command that prints a fresh token for one server (secret by reference)."""
+    source = auth["credential"]
+    credential = f"--key-file {source['file']}" if "file" in source else f"--secret-env {source['env']}"
+    command = f"mcp-sandbox agents token --client-id {auth['clientId']} --issuer {auth['issuer']} "
+    command += f"--server {server_url} {credential}"
+    return command + (" --header-json" if header_json else "")
+
+
+def host_config(
+    host: str, config: dict[str, Any], server_url: str | None = None, *, token_env: str | None = None
+) -> dict[str, Any]:
+    """One server of a generated config, in the shape ``host`` reads.
+
+    ``json`` keeps the sandbox's own shape (with its ``auth`` block, for the sandbox's SDK loader). The hosts
+    get a bearer token by reference: Claude Code runs a ``headersHelper`` command (``agents token
+    --header-json``) unless ``token_env`` names a variable holding the token; VS Code (``${env:…}``) and Cursor
+    (``${env:…}``) read it from ``token_env`` (default MCP_AGENT_TOKEN), which ``agents token`` fills.
+    """
+    servers: dict[str, Any] = config["mcpServers"]
+    chosen = [(key, entry) for key, entry in servers.items() if server_url in (None, entry["url"])]
+    if not chosen:
+        known = ", ".join(entry["url"] for entry in servers.values()) or "none"
+        raise ValueError(f"the agent may not call {server_url} (its servers: {known})")
+    key, entry = chosen[0]
+    name = f"{config['agent']['name']}-{key}"
+    if host == "json":
+        return {"mcpServers": {key: entry}, "agent": config["agent"]}
+    url = entry["url"]
+    variable = token_env or DEFAULT_TOKEN_ENV
+    if host == "claude-code":
+        access = (
+            {"headers": {"Authorization": f"Bearer ${{{variable}}}"}}
+            if token_env
+            else {"headersHelper": token_command(entry["auth"], url, header_json=True)}
+        )
+        return {"mcpServers": {name: {"type": "http", "url": url, **access}}}
+    headers = {"Authorization": f"Bearer ${{env:{variable}}}"}
+    if host == "vscode":
+        return {"servers": {name: {"type": "http", "url": url, "headers": headers}}}
+    if host == "cursor":
+        return {"mcpServers": {name: {"url": url, "headers": headers}}}
+    raise ValueError(f"unknown host format {host!r} (one of {', '.join(HOST_FORMATS)})")

@@ -84,6 +84,7 @@ class Delivery:
     delivered: bool
     status: int | None
     error: str | None = None
+    note: str | None = None  # why nothing was sent, when nothing was meant to be
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,7 +93,7 @@ class Delivery:
 async def push(http: httpx.AsyncClient, server: str, events_url: str | None, event: str) -> Delivery:
     """Deliver one SET; a server without an event endpoint, or one that fails, is reported, never raised."""
     if events_url is None:
-        return Delivery(server, None, False, None, "no event endpoint registered")
+        return Delivery(server, None, False, None, note="takes no revocation events (registered without an endpoint)")
     try:
         response = await http.post(events_url, content=event, headers={"Content-Type": SET_MEDIA_TYPE})
     except httpx.HTTPError as exc:

@@ -10,6 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from sandbox.broker.service import AdminSpec, ProvisionRequest
 from sandbox.broker.tenant_clock import MAX_ADVANCE
 
+#: The values a user chooses from; the CLI offers the same choices.
+AgentMode = Literal["autonomous", "delegated"]
+CredentialType = Literal["client_secret", "private_key_jwt"]
+AgentStatus = Literal[
+    "provisioning", "pending_approval", "active", "rotating", "dormant", "revoking", "revoked", "rejected", "failed"
+]
+ReviewDecision = Literal["keep", "revoke"]
+
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -77,8 +85,8 @@ class ProvisionIn(_Body):
     owner: str = Field(examples=["finance-team@acme.example"])
     role: str = Field(examples=["invoice-writer"])
     environment: str = Field(examples=["staging"])
-    mode: Literal["autonomous", "delegated"] = "autonomous"
-    credential_type: Literal["client_secret", "private_key_jwt"] = "client_secret"
+    mode: AgentMode = "autonomous"
+    credential_type: CredentialType = "client_secret"
     jwk: dict[str, Any] | None = Field(None, description="The agent's public JWK (private_key_jwt only).")
     metadata: dict[str, Any] = Field(default_factory=dict)
     servers: list[str] | None = Field(None, description="MCP servers it may call; default: every registered one.")
@@ -110,9 +118,7 @@ class AgentOut(BaseModel):
     mode: str
     credential_type: str
     client_id: str
-    status: Literal[
-        "provisioning", "pending_approval", "active", "rotating", "dormant", "revoking", "revoked", "rejected", "failed"
-    ]
+    status: AgentStatus
     scopes: list[str]
     audiences: list[str]
     token_lifetime: int
@@ -202,7 +208,7 @@ class Revoked(BaseModel):
 
 
 class ReviewIn(_Body):
-    decision: Literal["keep", "revoke"]
+    decision: ReviewDecision
     reason: str = ""
 
 
@@ -285,6 +291,15 @@ class UsageIn(BaseModel):
     resource: str | None = Field(None, description="Canonical URL of the reporting MCP server.")
 
 
+class FieldProblem(BaseModel):
+    field: str = Field(description="The field as the request carries it, e.g. `mode` or `status (query parameter)`.")
+    problem: str
+    expected: str = Field(description="What is allowed there.")
+
+
 class Error(BaseModel):
     error: str
-    detail: str
+    detail: str = Field(description="The cause and the fix in one line.")
+    cause: str | None = None
+    fix: str | None = None
+    fields: list[FieldProblem] | None = Field(None, description="invalid_request only: each field that failed.")

@@ -31,8 +31,8 @@ from sqlalchemy import (
     event,
     text,
 )
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from sandbox.config import Settings
@@ -310,14 +310,33 @@ class Busy(StorageError):
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, read_only: bool = False) -> None:
         self.url = url
-        if url.startswith("sqlite:///"):
+        if url.startswith("sqlite:///") and not read_only:
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(url, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", _sqlite_read_only if read_only else _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def existing(cls, url: str) -> Database:
+        """The database at ``url``, to read only: one that is not there is an error, never created."""
+        try:
+            parsed = make_url(url)
+            if parsed.get_backend_name() != "sqlite":
+                return cls(url, read_only=True)
+        except (ArgumentError, ImportError) as exc:  # not a URL, or a database without a driver here
+            raise StorageError(
+                f"{url!r} is not a database URL this broker can open ({exc})",
+                "give one like sqlite:////path/to/broker.db or postgresql+psycopg://user@host/database",
+            ) from None
+        path = Path(parsed.database or "")
+        if not parsed.database or parsed.database == ":memory:" or not path.is_file():
+            raise StorageError(
+                f"no database file at {path}", "check the path: the stack's is <state dir>/broker/broker.db"
+            )
+        return cls(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true", read_only=True)
 
     def create_schema(self) -> None:
         try:
@@ -392,6 +411,12 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _sqlite_read_only(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

@@ -11,7 +11,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from sandbox.agent.tokens import ClientSecretCredential, TokenRefused, fetch_token
+from sandbox.agent.tokens import ClientSecretCredential, TokenEndpointUnavailable, TokenRefused, fetch_token
 from sandbox.certify.evidence import KnownTokens
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
@@ -57,6 +57,10 @@ class TestAgent:
             except TokenRefused as exc:
                 raise SandboxError(
                     f"Keycloak refused certify's agent {self.client_id} a token ({exc})", "check `mcp-sandbox status`"
+                ) from exc
+            except TokenEndpointUnavailable as exc:
+                raise SandboxError(
+                    f"no token for certify's agent {self.client_id}: {exc}", "check `mcp-sandbox status`"
                 ) from exc
             self._token, self._expires = self._known.add(issued.access_token), issued.expires_at
         return self._token

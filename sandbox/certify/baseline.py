@@ -3,7 +3,8 @@
 The file is ``server:`` followed by a list of entries, each a check id or ``mcp-auth:<check id>`` (certify runs
 one scenario, ``mcp-auth``, so both name the same check). A listed check that fails (FAILURE or WARNING) is
 expected; one that passes is a *stale* entry, which fails the run until it is removed. The run's exit code
-is 0 only when no MUST check fails unexpectedly and no entry is stale.
+is 0 only when no check fails (FAILURE: a MUST or product check, or any check's control) unexpectedly, no
+entry is stale and, with ``strict``, no check warns (a SHOULD that fails) unexpectedly either.
 """
 
 from __future__ import annotations
@@ -42,16 +43,24 @@ def load_expected_failures(path: Path, known_ids: list[str]) -> set[str]:
     return listed
 
 
+#: Exit codes of ``certify``: documented in the README and the command's help.
+CERTIFIED = 0
+NOT_CERTIFIED = 1
+CANNOT_RUN = 2
+
+
 @dataclass(frozen=True)
 class Verdict:
     exit_code: int
-    unexpected: list[str]  # MUST checks that failed and are not listed
+    unexpected: list[str]  # checks that failed (with strict: or warned) and are not listed
     stale: list[str]  # listed checks that passed
     expected: list[str]  # listed checks that failed
+    strict: bool = False
 
 
-def evaluate(results: list[CheckResult], expected_failures: set[str]) -> Verdict:
+def evaluate(results: list[CheckResult], expected_failures: set[str], *, strict: bool = False) -> Verdict:
     """Mark the expected failures on ``results`` and decide the exit code."""
+    failing = ("FAILURE", "WARNING") if strict else ("FAILURE",)
     unexpected, stale, expected = [], [], []
     for result in results:
         listed = result.id in expected_failures
@@ -60,6 +69,6 @@ def evaluate(results: list[CheckResult], expected_failures: set[str]) -> Verdict
             stale.append(result.id)
         elif listed and result.failed:
             expected.append(result.id)
-        elif result.spec.level == "MUST" and result.status == "FAILURE":
+        elif result.status in failing:
             unexpected.append(result.id)
-    return Verdict(1 if unexpected or stale else 0, unexpected, stale, expected)
+    return Verdict(NOT_CERTIFIED if unexpected or stale else CERTIFIED, unexpected, stale, expected, strict)

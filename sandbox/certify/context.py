@@ -12,6 +12,7 @@ import httpx
 from sandbox.agent import mcp_http
 from sandbox.certify.evidence import Exchange, exchange_of
 from sandbox.certify.model import CheckSpec, Finding, Level, Reference
+from sandbox.certify.revision import REVISIONS, Request, Revision
 
 if TYPE_CHECKING:
     from sandbox.certify.world import World
@@ -37,10 +38,15 @@ class Check:
 
 
 def check(
-    id: str, level: Level, name: str, description: str, *references: Reference
+    id: str,
+    level: Level,
+    name: str,
+    description: str,
+    *references: Reference,
+    revisions: tuple[Revision, ...] = REVISIONS,
 ) -> Callable[[Callable[[Context], None]], Check]:
     def register(function: Callable[[Context], None]) -> Check:
-        return Check(CheckSpec(id, level, name, description, references), function)
+        return Check(CheckSpec(id, level, name, description, references, revisions), function)
 
     return register
 
@@ -65,7 +71,9 @@ class Context:
         self.spec = spec
         self.url = world.url
         self.manifest = world.manifest
+        self.wire = world.wire
         self.findings: list[Finding] = []
+        self.remarks: list[str] = []  # what a passing check's reader must know (what it measured)
         self.evidence: list[Exchange] = []
         self._by_response: dict[int, Exchange] = {}
         self.http = httpx.Client(
@@ -107,18 +115,33 @@ class Context:
         """Name an exchange in the evidence without judging it."""
         self._label(response, label)
 
+    def remark(self, text: str) -> None:
+        """Say what the result means, shown even when the check passes."""
+        self.remarks.append(text)
+
     def skip(self, reason: str) -> NoReturn:
         raise Skipped(reason)
 
-    # MCP requests to the server under test, each recorded as evidence.
+    # MCP requests to the server under test, each recorded as evidence, shaped by the run's revision.
     def post(self, body: Any, **options: Any) -> httpx.Response:
+        """A body sent as it is (a dict, or raw bytes), with the headers given."""
         return mcp_http.post(self.url, body, client=self.http, **options)
 
-    def initialize(self, token: str | None = None, **options: Any) -> httpx.Response:
-        return self.post(mcp_http.INITIALIZE, token=token, **options)
+    def send(self, request: Request, token: str | None = None, session: str | None = None, **options: Any) -> Any:
+        headers = {**request.headers, **options.pop("headers", {})}
+        return self.post(request.body, token=token, session=session, headers=headers, **options)
+
+    def opening(self, token: str | None = None, **options: Any) -> httpx.Response:
+        """The revision's first request, which needs nothing but a valid token (initialize; server/discover)."""
+        return self.send(self.wire.opening(), token, **options)
 
     def session(self, token: str, whose: str) -> str | None:
-        """A session opened with ``token`` (the control that ``whose`` token is accepted)."""
+        """A session opened with ``token`` (the control that ``whose`` token is accepted); None when the
+        revision or the server has no sessions."""
+        if self.wire.stateless:
+            opened = self.opening(token)
+            self.control(f"{whose} is served {self.wire.opening_method}", mcp_http.served(opened), opened)
+            return None
         try:
             session = mcp_http.open_session(self.url, token, client=self.http)
         except mcp_http.ProbeError as exc:
@@ -127,11 +150,11 @@ class Context:
         self.findings.append(Finding(f"control: {whose} opens a session", True, "HTTP 200"))
         return session
 
-    def call(self, token: str, session: str | None, tool: str, arguments: dict[str, Any] | None = None) -> Any:
-        return mcp_http.call_tool(self.url, token, session, tool, arguments, client=self.http)
+    def call(self, token: str | None, session: str | None, tool: str, arguments: dict[str, Any] | None = None) -> Any:
+        return self.send(self.wire.tool_call(tool, arguments), token, session)
 
-    def list_tools(self, token: str, session: str | None) -> httpx.Response:
-        return self.post(mcp_http.LIST_TOOLS, token=token, session=session)
+    def list_tools(self, token: str | None, session: str | None) -> httpx.Response:
+        return self.send(self.wire.list_tools(), token, session)
 
     def get(self, url: str) -> httpx.Response:
         return self.http.get(url, headers={"Accept": "application/json"})

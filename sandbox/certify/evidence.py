@@ -17,7 +17,7 @@ import httpx
 from sandbox.certify.forge import unverified
 from sandbox.log import redact
 
-REQUEST_HEADERS = ("content-type", "mcp-session-id", "mcp-protocol-version", "origin", "host")
+REQUEST_HEADERS = ("content-type", "mcp-session-id", "mcp-protocol-version", "mcp-method", "mcp-name", "origin", "host")
 RESPONSE_HEADERS = ("www-authenticate", "content-type", "mcp-session-id", "retry-after", "location", "allow")
 BODY_EXCERPT = 600
 

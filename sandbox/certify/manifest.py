@@ -72,6 +72,16 @@ class Revocation(_Strict):
         )
 
 
+class RequestStateProbe(_Strict):
+    """A call answered with an InputRequiredResult carrying a ``requestState``, and the ``inputResponses`` that
+    complete it on the retry."""
+
+    tool: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    responses: dict[str, Any] = Field(default_factory=dict, description="The inputResponses of the retry.")
+    lifetime: float | None = Field(None, gt=0, description="Seconds a requestState stays valid.")
+
+
 class Upstream(_Strict):
     """A loopback port certify listens on while it runs; the server sends its upstream traffic there."""
 
@@ -87,6 +97,12 @@ class Manifest(_Strict):
     upstream: Upstream | None = None
     new_key_budget: float = Field(
         30.0, gt=0, description="Seconds the server may take to accept a key its issuer newly publishes."
+    )
+    key_cache: float | None = Field(
+        None, gt=0, description="Seconds the server may go on accepting a key its issuer withdrew (its JWKS cache)."
+    )
+    request_state: RequestStateProbe | None = Field(
+        None, description="2026-07-28: a tool that asks for more input (multi-round-trip) with a requestState."
     )
 
     def scopes(self) -> list[str]:
@@ -111,6 +127,11 @@ def load_manifest(path: Path, settings: Settings) -> Manifest:
     """The manifest at ``path``, or a FileError naming the line of the first problem."""
     document = load_yaml(path)
     manifest = document.validate(Manifest).with_tenants(settings.tenants)
+    if manifest.request_state is not None and manifest.request_state.tool not in manifest.tools:
+        raise document.error(
+            ("request_state", "tool"), f"request_state.tool {manifest.request_state.tool!r} is not a tool above",
+            "name one of the tools listed under `tools:`",
+        )  # fmt: skip
     if manifest.tenant_data is not None:
         for side in ("write", "read"):
             call: Call = getattr(manifest.tenant_data, side)

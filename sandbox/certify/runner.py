@@ -19,20 +19,23 @@ from sandbox.agent.mcp_http import ProbeError
 from sandbox.certify.checks import CHECKS, run_order
 from sandbox.certify.context import Check, Context, ControlFailed, Skipped
 from sandbox.certify.model import CheckResult, Finding, Status
+from sandbox.certify.revision import Revision, Wire
 from sandbox.certify.world import World
 
 log = logging.getLogger("sandbox.certify")
-MESSAGE_LENGTH = 600
 
 
 def run_checks(
     world: World,
     checks: list[Check] | None = None,
     *,
+    revision: Revision | None = None,
     progress: Callable[[CheckResult], None] | None = None,
 ) -> list[CheckResult]:
-    """Every check (or those given) against ``world.url``; results in the table's order."""
-    chosen = checks if checks is not None else CHECKS
+    """Every check of the revision (or those of them given) against ``world.url``; results in the table's order.
+    Without ``revision``, the newest one the server accepts."""
+    world.wire = Wire(revision or world.newest_revision())
+    chosen = [c for c in (checks if checks is not None else CHECKS) if world.wire.revision in c.spec.revisions]
     world.run_started = time.time()
     world.trusted_signer_accepted = None  # a server may be another one than last run's at the same URL
     results = {}
@@ -66,10 +69,12 @@ def run_check(world: World, item: Check) -> CheckResult:
         item.spec,
         status,
         timestamp,
-        world.known.scrub(message)[:MESSAGE_LENGTH],
+        world.known.scrub(message),
         context.findings,
         context.evidence,
         round(time.monotonic() - began, 3),
+        revision=world.wire.revision,
+        remarks=[world.known.scrub(remark) for remark in context.remarks],
     )
 
 

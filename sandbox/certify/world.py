@@ -19,10 +19,12 @@ from typing import Any
 
 import httpx
 
+from sandbox.agent.mcp_http import post, rpc_message
 from sandbox.certify.agents import AgentNeed, AgentPool, TestAgent
 from sandbox.certify.evidence import KnownTokens
 from sandbox.certify.forge import Claims, Signer
 from sandbox.certify.manifest import Manifest
+from sandbox.certify.revision import LEGACY, REVISIONS, STATELESS, Revision, Wire, supported_versions
 from sandbox.certify.revocable import BrokerAgents
 from sandbox.certify.upstream import UpstreamWatch, watching
 from sandbox.config import Settings
@@ -53,8 +55,10 @@ class World:
         self.outsider = Signer()
         self.trusted_signer_accepted: bool | None = None  # learnt by the first check that needs it
         self.run_started = time.time()  # the runner sets it again for each run
+        self.wire = Wire(LEGACY)  # the runner sets the run's revision
         self._trusted: Signer | None = None
         self._trusted_component: str | None = None
+        self._rolled: dict[str, str] = {}  # kid -> component of keys published for jwks-rollover, until withdrawn
         self._foreign_realm: str | None = None
         self._broker: BrokerAgents | None = None
         self._exits = contextlib.ExitStack()
@@ -93,6 +97,19 @@ class World:
         """An agent with every scope the manifest names: it may call every tool."""
         return self.agent(self.manifest.scopes(), tenant=tenant)
 
+    # The revision.
+    def newest_revision(self) -> Revision:
+        """The newest revision the server accepts, asked with a valid token: ``server/discover`` as 2026-07-28
+        sends it; a server that does not serve it speaks 2025-11-25."""
+        request = Wire(STATELESS).request("server/discover")
+        with httpx.Client(timeout=30, trust_env=False) as client:
+            token = self.full_agent().token()
+            answer = post(self.url, request.body, token=token, headers=request.headers, client=client)
+        found = rpc_message(answer) if answer.status_code == 200 else None
+        result = found.get("result") if found else None
+        offered = supported_versions(result) if isinstance(result, dict) else []
+        return next((revision for revision in reversed(REVISIONS) if revision in offered), LEGACY)
+
     # Keys and issuers.
     def issuer(self, tenant: str | None = None) -> str:
         return self.settings.issuer(tenant or self.home)
@@ -106,6 +123,21 @@ class World:
             signer.kid = published.kid
             self._trusted, self._trusted_component = signer, published.component_id
         return self._trusted
+
+    def publish_key(self) -> Signer:
+        """A new key certify holds, published (passively) in the home issuer's JWKS now: a key rollover as a
+        server sees it, without touching the key the realm signs its own tokens with."""
+        signer = Signer()
+        name = f"mcp-sandbox certify rollover {uuid.uuid4().hex[:8]}"
+        published = self.runner.run(self.adapter.add_signing_key(self.home, signer.private_pem(), name=name))
+        signer.kid = published.kid
+        self._rolled[published.kid] = published.component_id
+        return signer
+
+    def withdraw_key(self, signer: Signer) -> None:
+        """Take a key :meth:`publish_key` published out of the issuer's JWKS."""
+        component = self._rolled.pop(signer.kid)
+        self.runner.run(self.adapter.remove_component(self.home, component))
 
     def forge(self, claims: Claims) -> str:
         """``claims`` signed by the trusted signer: a token the home issuer's published key verifies."""
@@ -148,6 +180,9 @@ class World:
         problems = self.agents.delete_all()
         if self._broker is not None:
             problems += self._broker.close()
+        for kid, component in list(self._rolled.items()):
+            problems += self._attempt(f"the rollover key {kid}", self.adapter.remove_component(self.home, component))
+        self._rolled.clear()
         if self._trusted_component is not None:
             removal = self.adapter.remove_component(self.home, self._trusted_component)
             problems += self._attempt("the published key", removal)

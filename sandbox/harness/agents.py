@@ -37,9 +37,40 @@ class ProvisionedAgent:
     status: str
     scopes: list[str]
     credential: Credential = field(repr=False)
+    settings: Settings | None = field(default=None, repr=False, compare=False)
+    admin: TenantAdmin | None = field(default=None, repr=False, compare=False)
 
     async def token(self) -> Token:
         return await fetch_token(self.tenant.token_url, self.credential)
+
+    def change_role(self, role: str, environment: str | None = None, reason: str = "") -> None:
+        """A new role through the broker; the agent's next token carries its scopes."""
+        body = {"role": role, "environment": environment, "reason": reason}
+        self.scopes = self._broker("role", body)["scopes"]  # the agent as it is now
+
+    def rotate(self, grace_seconds: int = 0, reason: str = "") -> None:
+        """A new credential through the broker (the old one works ``grace_seconds`` more); the agent holds it."""
+        key = (
+            new_key(f"{self.client_id}-{uuid.uuid4().hex[:6]}")
+            if isinstance(self.credential, PrivateKeyCredential)
+            else None
+        )
+        body: dict[str, Any] = {"grace_seconds": grace_seconds, "reason": reason}
+        if key is not None:
+            body["jwk"] = key.as_dict(private=False)
+        answer = self._broker("rotate", body)
+        self.credential = credential_for({"client_id": self.client_id, **answer["credential"]}, key)
+
+    def revoke(self, reason: str = "") -> None:
+        """Revoke the agent through the broker: its credential and tokens stop working everywhere."""
+        self.status = self._broker("revoke", {"reason": reason})["agent"]["status"]
+
+    def _broker(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        if self.settings is None or self.admin is None:
+            raise RuntimeError("this agent was not provisioned through the harness (no broker admin to act with)")
+        with BrokerClient(self.settings.broker_url, self.admin.token()) as broker:
+            answer: dict[str, Any] = broker.post(f"/tenants/{self.tenant.name}/agents/{self.id}/{action}", body)
+        return answer
 
 
 def provision_agent(
@@ -76,4 +107,6 @@ def provision_agent(
         agent["status"],
         agent["scopes"],
         credential_for(answer["credential"], key),
+        settings,
+        admin,
     )

@@ -105,8 +105,14 @@ def _translated(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         try:
             return await method(*args, **kwargs)
         except KeycloakConnectionError as exc:
+            if isinstance(exc.__cause__, httpx.TimeoutException):
+                raise IdpUnavailable(
+                    f"Keycloak at {adapter.base_url} did not answer within {adapter.timeout}s "
+                    f"({type(exc.__cause__).__name__})",
+                    "it may be overloaded: check `mcp-sandbox status` and its log (mcp-sandbox logs keycloak)",
+                ) from exc
             raise IdpUnavailable(
-                f"Keycloak at {adapter.base_url} is unreachable ({exc.error_message})",
+                f"Keycloak at {adapter.base_url} is unreachable ({exc.error_message}: {exc.__cause__!r})",
                 "start the stack with `mcp-sandbox up`, or check SANDBOX_KEYCLOAK_URL",
             ) from exc
         except KeycloakAuthenticationError as exc:
@@ -135,11 +141,11 @@ class KeycloakAdapter:
         self.base_url = base_url.rstrip("/")
         self.client_id = client_id
         self._secret = client_secret
-        self._timeout = timeout
+        self.timeout = timeout
         self._admins: dict[str, KeycloakAdmin] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> KeycloakAdapter:
+    def from_settings(cls, settings: Settings, *, timeout: int = 30) -> KeycloakAdapter:
         """The adapter for the configured Keycloak: an external one's service account, or our own."""
         if settings.external_keycloak:
             if not (settings.keycloak_admin_client_id and settings.keycloak_admin_client_secret):
@@ -151,6 +157,7 @@ class KeycloakAdapter:
                 settings.keycloak_base_url,
                 settings.keycloak_admin_client_id,
                 settings.keycloak_admin_client_secret,
+                timeout=timeout,
             )
         secret = Secrets(settings).get(ADMIN_CLIENT_ID)
         if secret is None:
@@ -158,7 +165,7 @@ class KeycloakAdapter:
                 f"no sandbox Keycloak credentials in {settings.secrets_file}",
                 "start the stack with `mcp-sandbox up`",
             )
-        return cls(settings.keycloak_base_url, ADMIN_CLIENT_ID, secret)
+        return cls(settings.keycloak_base_url, ADMIN_CLIENT_ID, secret, timeout=timeout)
 
     def admin(self, realm: str) -> KeycloakAdmin:
         """The python-keycloak admin client bound to ``realm`` (authenticated in master)."""
@@ -170,7 +177,7 @@ class KeycloakAdapter:
                 client_id=self.client_id,
                 client_secret_key=self._secret,
                 grant_type="client_credentials",
-                timeout=self._timeout,
+                timeout=self.timeout,
             )
             self._admins[realm] = KeycloakAdmin(connection=connection)
         return self._admins[realm]

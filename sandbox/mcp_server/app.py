@@ -2,7 +2,8 @@
 
 Every request to ``/mcp`` goes through, in order: Host/Origin checks (DNS rebinding), the bearer
 token from the ``Authorization`` header (never the query string), verification in the configured
-mode, and for ``tools/call`` the tool's scope, decided on the JSON-RPC body before the SDK sees it.
+mode, on 2026-07-28 the routing headers held to the body, and for ``tools/call`` the tool's scope,
+decided on the JSON-RPC body before the SDK sees it.
 Only then does the SDK's session manager get the request, with the caller attached: it binds each
 session to the principal that created it.
 """
@@ -44,6 +45,7 @@ from sandbox.mcp_server.net import http_client
 from sandbox.mcp_server.options import ServerOptions
 from sandbox.mcp_server.principal import SCOPE_KEY, Principal, principal_in
 from sandbox.mcp_server.revocations import RevocationList
+from sandbox.mcp_server.routing import Mismatch, routing_mismatch
 from sandbox.mcp_server.scoping import MalformedRequest, ToolCall, ToolPolicy, read_tool_call
 from sandbox.mcp_server.tenants import TenantDirectory
 from sandbox.mcp_server.throttle import DeniedCallLimiter
@@ -116,7 +118,7 @@ class ProtectedMcpEndpoint:
         refusal = await self.hosts.validate_request(request)
         if refusal is not None:
             return await refusal(scope, receive, send)
-        body, call, malformed = b"", None, None
+        body, call, malformed, mismatch = b"", None, None, None
         if request.method == "POST":
             try:
                 body = await read_body(receive, request.headers, MAX_BODY_BYTES)
@@ -126,10 +128,12 @@ class ProtectedMcpEndpoint:
                 call = read_tool_call(body)
             except MalformedRequest as exc:
                 malformed = exc
+            else:
+                mismatch = routing_mismatch(request.headers, body)
         answer, principal = await self._authenticate(request, call)
         if answer is None and principal is not None:
             scope[SCOPE_KEY] = principal  # for the tools, and for the access log
-            answer = self._authorize(principal, call, malformed)
+            answer = self._authorize(principal, call, malformed, mismatch)
         if answer is not None:
             return await answer(scope, receive, send)
         assert principal is not None
@@ -157,10 +161,16 @@ class ProtectedMcpEndpoint:
         return None, principal
 
     def _authorize(
-        self, principal: Principal, call: ToolCall | None, malformed: MalformedRequest | None
+        self,
+        principal: Principal,
+        call: ToolCall | None,
+        malformed: MalformedRequest | None,
+        mismatch: Mismatch | None = None,
     ) -> Response | None:
         if malformed is not None:
             return challenges.bad_request(malformed.message, code=malformed.code, request_id=malformed.request_id)
+        if mismatch is not None:
+            return challenges.bad_request(mismatch.message, code=mismatch.code, request_id=mismatch.request_id)
         if call is None or not self.policy.knows(call.tool):
             return None  # not a tool call, or a tool the SDK will report as unknown
         key = (principal.issuer, principal.client_id)
@@ -308,7 +318,9 @@ def build_app(options: ServerOptions) -> Starlette:
             async def jwks_uri() -> str:
                 return await servers.endpoint(issuer, "jwks_uri")
 
-            key_caches[issuer] = KeyCache(client, jwks_uri, refetch_interval=options.jwks_refetch_interval)
+            key_caches[issuer] = KeyCache(
+                client, jwks_uri, refetch_interval=options.jwks_refetch_interval, max_age=options.jwks_max_age
+            )
         return key_caches[issuer]
 
     verifier: TokenVerifier

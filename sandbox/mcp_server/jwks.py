@@ -13,7 +13,7 @@ from joserfc.jwk import Key, import_key
 
 from sandbox.mcp_server.errors import InvalidToken, VerificationUnavailable
 
-MAX_AGE = 300.0  # seconds before keys are fetched again even when every kid is known
+MAX_AGE = 300.0  # default seconds before keys are fetched again even when every kid is known
 
 #: The key type (and curve) each accepted algorithm needs.
 KEY_TYPES: dict[str, tuple[str, str | None]] = {
@@ -64,11 +64,13 @@ class KeyCache:
         jwks_url: Callable[[], Awaitable[str]],
         *,
         refetch_interval: float,
+        max_age: float = MAX_AGE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._jwks_url = jwks_url
         self._refetch_interval = refetch_interval
+        self._max_age = max_age
         self._clock = clock
         self._keys: list[Key] | None = None
         self._fetched_at = float("-inf")
@@ -77,7 +79,7 @@ class KeyCache:
 
     async def key(self, kid: str | None, alg: str) -> Key:
         """The key that must have signed a token with this header, or InvalidToken / VerificationUnavailable."""
-        if self._keys is None or self._clock() - self._fetched_at >= MAX_AGE:
+        if self._keys is None or self._clock() - self._fetched_at >= self._max_age:
             await self._refresh(self._fetched_at)
         found = self._find(kid, alg)
         if found is None and self._clock() - self._fetched_at >= self._refetch_interval:

@@ -8,6 +8,7 @@ refuses to start otherwise, so no tool can be called without a scope decision.
 import datetime
 from typing import Annotated, Any, Literal
 
+from mcp.server.caching import CacheHint
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
@@ -18,6 +19,8 @@ from sandbox.mcp_server.principal import Principal, principal_in
 from sandbox.mcp_server.scoping import ToolPolicy, ToolScopeMiddleware
 from sandbox.mcp_server.tenants import SAVED_QUERIES, TenantData, TenantDirectory
 
+#: tools/list shows each caller only the tools it may call: a cache must never hand it to another token.
+CACHE_HINTS: dict[Any, CacheHint] = {"tools/list": CacheHint(ttl_ms=0, scope="private")}
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
 WRITES = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
 
@@ -37,6 +40,7 @@ def build_mcp(policy: ToolPolicy, directory: TenantDirectory) -> MCPServer:
         instructions="Tools over your tenant's data. Each tool needs its own scope; tools/list shows yours.",
         version="0.1.0",
         middleware=[ToolScopeMiddleware(policy)],
+        cache_hints=CACHE_HINTS,
     )
     environments = policy.toolmap.environments
     Environment = Literal[environments]  # type: ignore[valid-type]

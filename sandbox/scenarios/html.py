@@ -55,20 +55,30 @@ def load_plot(series: LoadSeries) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def write_html(results: list[ScenarioResult], path: Path) -> None:
+def milliseconds(seconds: float) -> str:
+    """A duration in whole milliseconds: a fast step is ``3 ms``, not ``0.00s``."""
+    return f"{seconds * 1000:,.0f} ms"
+
+
+def write_html(results: list[ScenarioResult], path: Path, versions: dict[str, str] | None = None) -> None:
     passed = sum(r.passed for r in results)
+    stack = " · ".join(f"{name} {value}" for name, value in (versions or {}).items())
     parts = [
         f"<!doctype html><meta charset=utf-8><title>mcp-sandbox scenarios</title><style>{STYLE}</style>",
         f"<h1>Scenario report</h1><p>{passed} of {len(results)} scenarios passed · "
-        f"{html.escape(time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime()))}</p>",
+        f"{html.escape(time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime()))}"
+        + (f"<br><small>{html.escape(stack)}</small>" if stack else "")
+        + "</p>",
+        _summary(results),
     ]
-    for result in results:
+    for number, result in enumerate(results):
         state = "passed" if result.passed else "failed"
+        modes = ", ".join(result.scenario.header.revocation_modes)
         parts.append(
-            f"<h2 class={state}>{html.escape(result.scenario.name)} — {state}</h2>"
+            f"<h2 id=scenario-{number} class={state}>{html.escape(result.scenario.name)} — {state}</h2>"
             f"<p>{html.escape(result.scenario.header.description)}<br>"
             f"<small>{html.escape(str(result.scenario.path))} · tenant {html.escape(result.tenant)} · "
-            f"{result.duration:.1f}s</small></p>"
+            f"revocation modes {html.escape(modes)} · {milliseconds(result.duration)}</small></p>"
         )
         if result.setup_error:
             parts.append(f"<p class=error>Setup failed: {html.escape(result.setup_error)}</p>")
@@ -80,9 +90,10 @@ def write_html(results: list[ScenarioResult], path: Path) -> None:
                 detail = f"<b>{html.escape(step.describe())}</b>"
             evidence = json.dumps(redact(step.evidence), indent=1, default=str)
             parts.append(
-                f"<tr><td>{step.step.index + 1}</td><td>{html.escape(step.step.label())}<br>"
-                f"<small>line {step.step.line}</small></td><td class={css}>{step.outcome}{detail and '<br>' + detail}"
-                f"</td><td>{step.duration:.2f}s</td><td><details><summary>evidence</summary>"
+                f"<tr id=scenario-{number}-step-{step.step.index + 1}><td>{step.step.index + 1}</td>"
+                f"<td>{html.escape(step.step.label())}<br><small>line {step.step.line}</small></td>"
+                f"<td class={css}>{step.outcome}{detail and '<br>' + detail}</td>"
+                f"<td>{milliseconds(step.duration)}</td><td><details><summary>evidence</summary>"
                 f"<pre>{html.escape(evidence)}</pre></details></td></tr>"
             )
         parts.append("</table>")
@@ -91,5 +102,30 @@ def write_html(results: list[ScenarioResult], path: Path) -> None:
                 f"<p>{html.escape(series.label)}: {len(series.samples)} calls, {series.failures} failed</p>"
                 f"<img alt='load plot' src='data:image/png;base64,{load_plot(series)}'>"
             )
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts))
+
+
+def _summary(results: list[ScenarioResult]) -> str:
+    """One row per scenario, failures first, each linking to its section (and to its failing step)."""
+    headings = "".join(f"<th>{name}</th>" for name in ("scenario", "outcome", "steps", "time", "first problem"))
+    rows = [f"<table class=summary><tr>{headings}</tr>"]
+    order = sorted(range(len(results)), key=lambda number: results[number].passed)  # stable: file order within
+    for number in order:
+        result = results[number]
+        state = "passed" if result.passed else "failed"
+        done = sum(step.outcome == "passed" for step in result.steps)
+        problem = result.first_problem
+        if result.setup_error:
+            first = html.escape(f"could not set up: {result.setup_error}")
+        elif problem is not None:
+            anchor = f"#scenario-{number}-step-{problem.step.index + 1}"
+            first = f"<a href='{anchor}'>{html.escape(problem.describe())}</a>"
+        else:
+            first = ""
+        rows.append(
+            f"<tr><td><a href='#scenario-{number}'>{html.escape(result.scenario.name)}</a></td>"
+            f"<td class={state}>{state}</td><td>{done} of {len(result.steps)} passed</td>"
+            f"<td>{milliseconds(result.duration)}</td><td>{first}</td></tr>"
+        )
+    rows.append("</table>")
+    return "".join(rows)

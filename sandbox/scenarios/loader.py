@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sandbox.modes import MODES
 from sandbox.scenarios import steps as _steps  # noqa: F401 - registers the step library
@@ -11,8 +11,12 @@ from sandbox.scenarios.library import LIBRARY
 from sandbox.scenarios.model import Header, Scenario, Step
 from sandbox.yamlfile import YamlDocument, load_yaml
 
+if TYPE_CHECKING:
+    from sandbox.scenarios.catalog import Catalog
 
-def load_scenario(path: Path) -> Scenario:
+
+def load_scenario(path: Path, catalog: Catalog | None = None) -> Scenario:
+    """The scenario in ``path``, every step checked; with a catalog, every name checked against the stack's too."""
     document = load_yaml(path)
     if not isinstance(document.data, dict):
         raise document.error((), "a scenario is a mapping", "start with `name:`, `description:` and `steps:`")
@@ -21,6 +25,8 @@ def load_scenario(path: Path) -> Scenario:
         raise document.error(("steps",), "`steps` is missing or empty", "a list of steps from the step library")
     header = document.validate(Header, {k: v for k, v in document.data.items() if k != "steps"})
     steps = [_step(document, index, raw, header) for index, raw in enumerate(raw_steps)]
+    if catalog is not None:
+        catalog.check(document, header, steps)
     return Scenario(path, header, steps)
 
 

@@ -15,6 +15,7 @@ from sandbox.config import Settings
 from sandbox.idp.keycloak import KeycloakAdapter
 from sandbox.idp.provider import IdpConflict
 from sandbox.stack.component import Port, ProcessComponent, Report
+from sandbox.stack.keycloak import startup_call_timeout
 from sandbox.stack.state import ComponentState
 from sandbox.stack_secrets import SANDBOX_ADMIN, Secrets, admin_secret_names
 
@@ -45,19 +46,16 @@ class Broker(ProcessComponent):
         return {**super().environment(), "SANDBOX_BROKER_MOVABLE_CLOCK": "true"}
 
     def clear_data(self) -> None:
-        # A fresh `up` starts the broker from an empty database, like Keycloak (the SET signing key too).
+        # A stack started from nothing starts the broker from an empty database, like Keycloak (the SET signing
+        # key too); a broker restarted beside a live stack keeps its database.
         if not self.settings.broker_database_url:
             shutil.rmtree(broker_dir(self.settings), ignore_errors=True)
-
-    def start(self) -> ComponentState:
-        self.clear_data()
-        return super().start()
 
     def configure(self, state: ComponentState, report: Report) -> None:
         secrets = Secrets(self.settings)
 
         async def create_admins() -> None:
-            adapter = KeycloakAdapter.from_settings(self.settings)
+            adapter = KeycloakAdapter.from_settings(self.settings, timeout=startup_call_timeout(self.settings))
             for tenant in self.settings.tenants:
                 password_name, otp_name = admin_secret_names(tenant)
                 try:

@@ -92,6 +92,7 @@ class ProcessComponent(Component):
     def environment(self) -> dict[str, str]:
         env = {key: os.environ[key] for key in self.inherited if key in os.environ}
         env.update(self.settings.as_environment())
+        env.update(process.markers(self.settings.state_dir))  # so `down` finds it even without the state file
         return env
 
     def start(self) -> ComponentState:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import time
 from abc import abstractmethod
 from typing import Any
@@ -23,10 +24,12 @@ from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget
 from sandbox.errors import SandboxError, StartupFailed
 from sandbox.stack.component import Component, Report
 from sandbox.stack.docker_engine import client
+from sandbox.stack.process import RUN_MARKER
 from sandbox.stack.state import ComponentState
 
 STACK_LABEL = "mcp-sandbox.stack"
 COMPONENT_LABEL = "mcp-sandbox.component"
+RUN_LABEL = "mcp-sandbox.run"  # the test run that started it, when one did (see process.RUN_MARKER)
 SECOND = 1_000_000_000  # Docker health check durations are in nanoseconds
 
 
@@ -104,7 +107,10 @@ class ContainerComponent(Component):
 
     @property
     def labels(self) -> dict[str, str]:
-        return {STACK_LABEL: str(self.settings.state_dir), COMPONENT_LABEL: self.name}
+        labels = {STACK_LABEL: str(self.settings.state_dir), COMPONENT_LABEL: self.name}
+        if RUN_MARKER in os.environ:
+            labels[RUN_LABEL] = os.environ[RUN_MARKER]
+        return labels
 
     @property
     def container_name(self) -> str:
@@ -210,3 +216,17 @@ class ContainerComponent(Component):
         with contextlib.suppress(DockerException, KeyError):
             return int(container.stats(stream=False, one_shot=True)["memory_stats"]["usage"])
         return None
+
+
+def labelled(label: str, value: str) -> list[Container]:
+    """Every container (running or not) with ``label=value``; none when no Docker engine answers."""
+    try:
+        return client().containers.list(all=True, filters={"label": f"{label}={value}"})
+    except (DockerException, SandboxError):
+        return []
+
+
+def remove_all(containers: list[Container]) -> None:
+    for container in containers:
+        with contextlib.suppress(DockerException):
+            container.remove(force=True, v=True)

@@ -2,7 +2,8 @@
 
 Three images, each tagged with a hash of its inputs and built only when that tag is missing:
 
-- a Debian base root made with ``debootstrap`` from the Debian mirror, brought in with ``docker import``;
+- a Debian base root made with ``debootstrap`` from the Debian mirror this machine's apt uses
+  (:mod:`sandbox.stack.apt_sources`; ``SANDBOX_DEBIAN_MIRROR`` overrides it), brought in with ``docker import``;
 - Keycloak (``compose/keycloak.Dockerfile``) from the same verified distribution zip as the local runtime;
 - the project (``compose/Dockerfile``) from wheels built on the host, installed with no index.
 
@@ -32,6 +33,7 @@ from filelock import FileLock
 from sandbox import __version__
 from sandbox.config import PACKAGE_DIR, Settings, load_settings
 from sandbox.errors import SandboxError
+from sandbox.stack.apt_sources import debian_mirror
 from sandbox.stack.distribution import KeycloakDistribution, build_options
 from sandbox.stack.docker_engine import ensure_engine
 
@@ -105,17 +107,17 @@ class ImageBuilder:
 
     # The Debian base root.
     def base(self) -> str:
-        s = self.settings
-        tag = f"{self.prefix}/debian:{s.debian_suite}-{_digest(s.debian_suite, s.debian_mirror, *DEBOOTSTRAP_OPTIONS)}"
+        suite, mirror = self.settings.debian_suite, debian_mirror(self.settings)
+        tag = f"{self.prefix}/debian:{suite}-{_digest(suite, mirror.url, *DEBOOTSTRAP_OPTIONS)}"
         if _present(self.engine, tag):
             return tag
-        self.report(f"making a Debian {s.debian_suite} root with debootstrap from {s.debian_mirror}")
+        self.report(f"making a Debian {suite} root with debootstrap from {mirror.url} (from {mirror.source})")
         with tempfile.TemporaryDirectory(dir=self.work, prefix="rootfs-") as scratch:
             root, archive = Path(scratch) / "root", Path(scratch) / "root.tar"
             self._run(
-                ["debootstrap", *DEBOOTSTRAP_OPTIONS, s.debian_suite, str(root), s.debian_mirror],
+                ["debootstrap", *DEBOOTSTRAP_OPTIONS, suite, str(root), mirror.url],
                 "debootstrap failed",
-                f"check that {s.debian_mirror} answers (SANDBOX_DEBIAN_MIRROR moves it)",
+                f"check that {mirror.url} (from {mirror.source}) answers, or set SANDBOX_DEBIAN_MIRROR to another",
             )
             for leftovers in ("var/cache/apt/archives", "var/lib/apt/lists"):
                 for path in (root / leftovers).glob("*"):

@@ -15,6 +15,7 @@ from sandbox.config import Settings
 from sandbox.idp.keycloak import KeycloakAdapter
 from sandbox.idp.provider import IdpError
 from sandbox.idp.realm import ADMIN_CLIENT_ID, ADMIN_USERNAME, DEMO_CLIENT_ID, create_tenant
+from sandbox.stack import process
 from sandbox.stack.component import Component, Port, ProcessComponent, Report
 from sandbox.stack.distribution import KeycloakDistribution, build_options, run_files_options
 from sandbox.stack.java import Jdk, find_jdk
@@ -36,7 +37,7 @@ def create_sandbox_tenants(settings: Settings, report: Report) -> dict[str, str]
             report(f"created tenant realm {tenant}")
 
     async def create_all() -> None:
-        adapter = KeycloakAdapter.from_settings(settings)
+        adapter = KeycloakAdapter.from_settings(settings, timeout=startup_call_timeout(settings))
         await asyncio.gather(*(create_one(adapter, tenant) for tenant in settings.tenants))
 
     deadline = time.monotonic() + settings.startup_timeout
@@ -50,6 +51,12 @@ def create_sandbox_tenants(settings: Settings, report: Report) -> dict[str, str]
                 raise
             time.sleep(1)
     return {tenant: settings.issuer(tenant) for tenant in settings.tenants}
+
+
+def startup_call_timeout(settings: Settings) -> int:
+    """How long one Admin API call may take while the stack configures itself: a Keycloak that has only just
+    started, on a busy machine, answers its first calls slowly; within the start-up bound, that is no failure."""
+    return max(30, int(settings.startup_timeout))
 
 
 def server_options(settings: Settings) -> list[str]:
@@ -155,21 +162,42 @@ class LocalKeycloak(SandboxKeycloak, ProcessComponent):
         )
         return env  # no bootstrap admin: the seeded database has one, taken over in configure()
 
-    def start(self) -> ComponentState:
-        # Every `up` of a stopped stack starts from a clean IdP: reproducible tenants, no stale agents; the
-        # database is a copy of the seed (schema, master realm, admin), not an empty one.
+    def clear_data(self) -> None:
+        # A stack started from nothing starts from a clean IdP: reproducible tenants, no stale agents.
         shutil.rmtree(self.data_dir, ignore_errors=True)
-        (self.data_dir / "tmp").mkdir(parents=True)
-        self.seed.copy_to(self.database_dir)
+
+    def start(self) -> ComponentState:
+        # The database is a copy of the seed (schema, master realm, admin), not an empty one; a Keycloak
+        # restarted beside a live stack keeps the database it had, and its realms and agents with it.
+        seeded = not any(self.database_dir.glob("*"))
+        (self.data_dir / "tmp").mkdir(parents=True, exist_ok=True)
+        if seeded:
+            self.seed.copy_to(self.database_dir)
         state = super().start()
-        state.details["seeded"] = True
+        state.details["seeded"] = seeded
         return state
+
+    def wait_ready(self, state: ComponentState) -> None:
+        super().wait_ready(state)  # the management port says ready
+        # ... and the HTTP port that configure() and every client use answers too: on a starved machine it can
+        # lag behind the management port's readiness.
+        assert state.process is not None
+        record = state.process
+        wait_for_http(
+            self.name,
+            f"{self.url}/realms/master/.well-known/openid-configuration",
+            timeout=self.settings.startup_timeout,
+            alive=lambda: process.is_alive(record),
+            log=self.log_path,
+        )
 
     def configure(self, state: ComponentState, report: Report) -> None:
         # Keycloak in a container (compose) starts from an empty database, with the stack's bootstrap admin.
         if state.details.get("seeded"):
             ours = stack_admin(self.settings)
-            seeded = KeycloakAdapter(self.url, ADMIN_CLIENT_ID, self.seed.admin().client_secret)
+            seeded = KeycloakAdapter(
+                self.url, ADMIN_CLIENT_ID, self.seed.admin().client_secret, timeout=startup_call_timeout(self.settings)
+            )
             asyncio.run(seeded.take_over_master_admin(ours.username, ours.password, ours.client_secret))
         super().configure(state, report)
 

@@ -6,18 +6,23 @@ The launcher does not know what a component is: Keycloak, the broker and the MCP
 
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
+import psutil
 from filelock import FileLock
 from rich.console import Console
 
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
+from sandbox.stack import process
 from sandbox.stack.component import Component, Report
 from sandbox.stack.ports import ensure_free
-from sandbox.stack.state import ComponentState, StackState, clear_state, load_state, save_state
+from sandbox.stack.readiness import last_lines
+from sandbox.stack.state import ComponentState, StackState, StateDamaged, clear_state, load_state, save_state
 from sandbox.stack_secrets import Secrets
 
 
@@ -83,22 +88,28 @@ class Stack:
 
     # up
     def up(self) -> StackState:
-        """Start every component that is not running; harmless when all already are."""
+        """Start every component that is not running; harmless when all already are.
+
+        A component whose process lives (the same pid and start time as recorded, or the same container) is
+        never started again: if it does not answer, `up` waits for it a bounded time and then says which one
+        and why. Only dead or never-started components start. A stack with no live process at all starts from
+        nothing: its data and secrets are cleared, after the port preflight has passed.
+        """
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         with self._lock:
             state = self._state()
-            pending = [c for c in self.components if not self._running(c, state)]
-            if len(pending) == len(self.components):
-                Secrets(self.settings).clear()  # a stack started from nothing gets fresh credentials
-            for component in self.components:
-                if component not in pending:
-                    self.console.print(
-                        f"[green]✔[/] {component.name:<22} already running  {state.components[component.name].url}"
-                    )
-            for component in pending:  # preflight before anything slow
-                state.components.pop(component.name, None)
+            alive = [c for c in self.components if self._alive(c, state)]
+            self._await_answers(alive, state)
+            pending = [c for c in self.components if c not in alive]
+            for component in pending:  # preflight before anything slow, and before anything is cleared
                 for port in component.ports():
                     ensure_free(self.settings.host, port.number, port.purpose, port.setting)
+            if not alive:  # a stack started from nothing gets clean data and fresh credentials
+                Secrets(self.settings).clear()
+                for component in pending:
+                    component.clear_data()
+            for component in pending:
+                state.components.pop(component.name, None)
             started: list[Component] = []
             try:
                 for wave in waves(pending):
@@ -109,6 +120,64 @@ class Stack:
                 save_state(self.settings, state)
                 raise
             return state
+
+    def ready(self) -> StackState:
+        """The running stack's state once every component answers (waiting, bounded, for live ones that don't
+        yet); starts nothing. Raises naming what is stopped or dead."""
+        with self._lock:
+            state = self._state()
+            missing = [c.name for c in self.components if not self._alive(c, state)]
+            if missing:
+                raise SandboxError(
+                    f"these components are not running: {', '.join(missing)}", "start the stack with `mcp-sandbox up`"
+                )
+            self._await_answers(self.components, state)
+            return state
+
+    def _alive(self, component: Component, state: StackState) -> bool:
+        entry = state.components.get(component.name)
+        return entry is not None and component.is_running(entry)
+
+    def _await_answers(self, alive: list[Component], state: StackState) -> None:
+        """Say which live components answer; wait, side by side and bounded, for those that do not yet."""
+        timeout = self.settings.startup_timeout
+
+        def settle(component: Component) -> float | None:
+            """Seconds it took to answer, or None if it never did within the timeout."""
+            entry = state.components[component.name]
+            began = time.monotonic()
+            while not component.is_healthy(entry):
+                if time.monotonic() - began > timeout:
+                    return None
+                if not component.is_running(entry):
+                    raise SandboxError(
+                        f"{component.name} exited while `up` waited for it to answer: {last_lines(Path(entry.log))}",
+                        f"read its log (mcp-sandbox logs {component.name}), then run `mcp-sandbox up` again",
+                    )
+                time.sleep(0.5)
+            return time.monotonic() - began
+
+        if not alive:
+            return
+        with ThreadPoolExecutor(max_workers=len(alive)) as pool:
+            waited = dict(zip(alive, pool.map(settle, alive), strict=True))
+        for component, seconds in waited.items():
+            entry = state.components[component.name]
+            if seconds is None:
+                raise SandboxError(
+                    f"{component.name} is alive ({self._identity(entry)}) but has not answered {entry.health_url} "
+                    f"for {timeout:.0f}s: {last_lines(Path(entry.log))}",
+                    f"read its log (mcp-sandbox logs {component.name}); `mcp-sandbox down` and `up` restart it, "
+                    "or allow longer with SANDBOX_STARTUP_TIMEOUT",
+                )
+            late = f" (answered after {seconds:.1f}s)" if seconds >= 1 else ""
+            self.console.print(f"[green]✔[/] {component.name:<22} already running{late}  {entry.url}")
+
+    @staticmethod
+    def _identity(entry: ComponentState) -> str:
+        if entry.process is not None:
+            return f"pid {entry.process.pid}"
+        return f"container {(entry.container or '?')[:12]}"
 
     def _bring_up(self, wave: list[Component], state: StackState, started: list[Component]) -> None:
         """Prepare and start the wave's components, wait for all of them side by side, then configure each."""
@@ -143,20 +212,21 @@ class Stack:
                     f"[green]✔[/] {component.name:<22} ready in {seconds:.1f}s  {entries[component.name].url}"
                 )
 
-    def _running(self, component: Component, state: StackState) -> bool:
-        entry = state.components.get(component.name)
-        return entry is not None and component.is_running(entry) and component.is_healthy(entry)
-
     # down
     def down(self) -> list[str]:
-        """Stop every component the state file knows, in reverse order; return the names stopped."""
+        """Stop every component the state file knows, in reverse order, then anything else this stack started
+        (found by the marker in its environment, or its container label) even when the state file or the whole
+        state directory is damaged or gone; return what was stopped."""
+        if not self.settings.state_dir.is_dir():
+            return self._sweep()
         with self._lock:
-            state = load_state(self.settings)
-            if state is None:
-                return []
-            by_name = {c.name: c for c in self.components}
+            try:
+                state = load_state(self.settings)
+            except StateDamaged:
+                state = None  # what it named is found by the sweep below
             stopped = []
-            for name in reversed(list(state.components)):
+            by_name = {c.name: c for c in self.components}
+            for name in reversed(list(state.components) if state else []):
                 component = by_name.get(name)
                 if component is None:
                     raise SandboxError(
@@ -165,8 +235,22 @@ class Stack:
                     )
                 component.stop(state.components[name])
                 stopped.append(name)
+            stopped += self._sweep()
             clear_state(self.settings)
             return stopped
+
+    def _sweep(self) -> list[str]:
+        """Stop the processes and remove the containers marked as this stack's; name each one."""
+        leftovers = process.marked(process.STACK_MARKER, str(self.settings.state_dir))
+        names = [f"pid {member.pid} ({_name_of(member)})" for member in leftovers]
+        process.stop_all(leftovers)
+        if self.settings.runtime == "docker" or docker_socket_exists():
+            from sandbox.stack.container import STACK_LABEL, labelled, remove_all
+
+            containers = labelled(STACK_LABEL, str(self.settings.state_dir))
+            names += [f"container {container.name}" for container in containers]
+            remove_all(containers)
+        return names
 
     # status
     def status(self) -> list[ComponentStatus]:
@@ -192,3 +276,15 @@ class Stack:
                 )
             )
         return report
+
+
+def _name_of(member: psutil.Process) -> str:
+    try:
+        return member.name()
+    except psutil.Error:
+        return "gone"
+
+
+def docker_socket_exists() -> bool:
+    """Whether a Docker engine may hold this stack's containers (without importing the docker extra)."""
+    return "DOCKER_HOST" in os.environ or Path("/var/run/docker.sock").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 from pathlib import Path
@@ -50,6 +51,19 @@ PORT_SETTINGS = (
 )
 
 
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` different ports the OS considers free right now (each held until all are chosen)."""
+    with contextlib.ExitStack() as held:
+        probes = [held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for probe in probes:
+            probe.bind((host, 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
+
+
 def private_stack_environment(state_dir: Path) -> dict[str, str]:
-    """SANDBOX_* variables for a stack of its own: its own state directory and free ports."""
-    return {"SANDBOX_STATE_DIR": str(state_dir), **{f"SANDBOX_{name}": str(free_port()) for name in PORT_SETTINGS}}
+    """SANDBOX_* variables for a stack of its own: its own state directory and free ports, all different."""
+    ports = free_ports(len(PORT_SETTINGS))
+    return {
+        "SANDBOX_STATE_DIR": str(state_dir),
+        **{f"SANDBOX_{name}": str(port) for name, port in zip(PORT_SETTINGS, ports, strict=True)},
+    }

@@ -1,4 +1,10 @@
-"""Local processes: start one in its own session with a log file, tell whether it lives, stop it and its children."""
+"""Local processes: start one in its own session with a log file, tell whether it lives, stop it and its children.
+
+Every process a stack starts carries two markers in its environment: :data:`STACK_MARKER` (the stack's state
+directory) and, when the caller has one, :data:`RUN_MARKER` (a test run's id). ``down`` finds a stack's
+processes by the first even when its state file is damaged or gone; a test run checks by the second that it
+left nothing behind.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psutil
+
+#: Names the stack (its state directory) in the environment of each process it starts.
+STACK_MARKER = "MCP_SANDBOX_STACK"
+#: Names a test run in the environment of each process a stack of that run starts (inherited when set).
+RUN_MARKER = "MCP_SANDBOX_RUN"
 
 
 @dataclass(frozen=True)
@@ -68,20 +79,7 @@ def rss_bytes(record: ProcessRecord) -> int:
 
 def stop(record: ProcessRecord, timeout: float = 30.0) -> None:
     """SIGTERM the process group, wait, then SIGKILL whatever is left."""
-    members = family(record)
-    if not members:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(record.pid, signal.SIGTERM)
-    for member in members:
-        with contextlib.suppress(psutil.Error):
-            member.terminate()
-    _, alive = psutil.wait_procs(members, timeout=timeout)
-    for member in alive:
-        with contextlib.suppress(psutil.Error):
-            member.kill()
-    psutil.wait_procs(alive, timeout=5)
-    _reap(record.pid)
+    stop_all(family(record), timeout)
 
 
 def _reap(pid: int) -> None:
@@ -109,3 +107,46 @@ def peak_rss_bytes(record: ProcessRecord) -> int:
             if line.startswith("VmHWM:"):
                 total += int(line.split()[1]) * 1024
     return total
+
+
+def markers(state_dir: Path) -> dict[str, str]:
+    """The environment entries that mark a process as one of this stack's (and of the current test run's)."""
+    marks = {STACK_MARKER: str(state_dir)}
+    if RUN_MARKER in os.environ:
+        marks[RUN_MARKER] = os.environ[RUN_MARKER]
+    return marks
+
+
+def marked(name: str, value: str) -> list[psutil.Process]:
+    """The processes whose environment has ``name=value``, except this process and its ancestors."""
+    own = {os.getpid(), *(parent.pid for parent in psutil.Process().parents())}
+    found = []
+    for candidate in psutil.process_iter():
+        if candidate.pid in own:
+            continue
+        try:
+            if candidate.environ().get(name) == value and candidate.status() != psutil.STATUS_ZOMBIE:
+                found.append(candidate)
+        except psutil.Error:  # gone, or not ours to read
+            continue
+    return found
+
+
+def stop_all(members: list[psutil.Process], timeout: float = 30.0) -> None:
+    """SIGTERM each process (and its group, when it leads one), wait, then SIGKILL whatever is left."""
+    if not members:
+        return
+    for member in members:
+        with contextlib.suppress(psutil.Error, ProcessLookupError, PermissionError):
+            if os.getpgid(member.pid) == member.pid:
+                os.killpg(member.pid, signal.SIGTERM)
+                os.killpg(member.pid, signal.SIGCONT)  # a stopped process acts on SIGTERM only once continued
+            member.terminate()
+            member.resume()
+    _, alive = psutil.wait_procs(members, timeout=timeout)
+    for member in alive:
+        with contextlib.suppress(psutil.Error):
+            member.kill()
+    psutil.wait_procs(alive, timeout=5)
+    for member in members:
+        _reap(member.pid)

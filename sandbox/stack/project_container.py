@@ -67,9 +67,8 @@ class ProjectContainer(ContainerComponent):
             shared.append((s.broker_policy_file.parent, "ro"))
         return [(str(path), str(path), mode) for path, mode in shared]
 
-    def start(self) -> ComponentState:
+    def clear_data(self) -> None:
         self.process.clear_data()
-        return super().start()
 
     def configure(self, state: ComponentState, report: Report) -> None:
         self.process.configure(state, report)

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sandbox.config import Settings
+from sandbox.errors import SandboxError
 from sandbox.stack.process import ProcessRecord
 from sandbox.stack_secrets import write_atomically
 
@@ -49,11 +50,20 @@ class StackState:
         return cls(runtime=data["runtime"], components={c.name: c for c in components})
 
 
+class StateDamaged(SandboxError):
+    """The state file exists but cannot be read: half-written, or edited by hand."""
+
+
 def load_state(settings: Settings) -> StackState | None:
     try:
         return StackState.from_json(settings.state_file.read_text())
     except FileNotFoundError:
         return None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StateDamaged(
+            f"the state file {settings.state_file} cannot be read ({type(exc).__name__}: {exc})",
+            "stop whatever the stack left running with `mcp-sandbox down`, which finds it without the file",
+        ) from exc
 
 
 def save_state(settings: Settings, state: StackState) -> None:

@@ -1,11 +1,13 @@
 """Deliberately broken MCP servers for certify's tests: the reference server's ASGI app with one piece substituted
 (a pytest monkeypatch for the test's duration, or a wrapper around the app), each flag one defect a real server
-has been seen to have. Nothing here is product code: the reference server has no defect flags."""
+has been seen to have, each on the MCP revision whose check catches it. Nothing here is product code: the
+reference server has no defect flags."""
 
 from __future__ import annotations
 
 import json
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,21 +16,27 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 from mcp.server.auth.provider import AccessToken
+from mcp.server.caching import CacheHint
 from starlette.datastructures import Headers
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox.certify.forge import claims_of, unverified
-from sandbox.mcp_server import verification
-from sandbox.mcp_server.app import ProtectedMcpEndpoint, bearer_token
+from sandbox.certify.revision import LEGACY, STATELESS, Revision
+from sandbox.http_limits import MAX_BODY_BYTES, read_body
+from sandbox.mcp_server import tools, verification
+from sandbox.mcp_server.app import ProtectedMcpEndpoint, bearer_token, replaying
 from sandbox.mcp_server.challenges import bad_request
+from sandbox.mcp_server.errors import InvalidToken
+from sandbox.mcp_server.jwks import Key, KeyCache
 from sandbox.mcp_server.options import ServerOptions
 from sandbox.mcp_server.principal import Principal, principal_from_claims
 from sandbox.mcp_server.revocations import RevocationList
 from sandbox.mcp_server.scoping import ToolScopeMiddleware
 from sandbox.mcp_server.tenants import TenantDirectory
 from sandbox.mcp_server.trust import TrustedIssuers
-from sandbox.mcp_server.verification import JwtVerifier
+from sandbox.mcp_server.verification import JwtVerifier, RevocationCheckingVerifier
 
 #: Wraps the server's app; gets the server's options (its canonical URL, its broker/upstream URL).
 Wrapper = Callable[[ASGIApp, ServerOptions], ASGIApp]
@@ -96,7 +104,9 @@ def alg_none_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def tools_not_scoped(monkeypatch: pytest.MonkeyPatch) -> None:
-    def authorize_nothing(self: ProtectedMcpEndpoint, principal: Any, call: Any, malformed: Any) -> Any:
+    def authorize_nothing(
+        self: ProtectedMcpEndpoint, principal: Any, call: Any, malformed: Any, mismatch: Any = None
+    ) -> Any:
         return bad_request(malformed.message, code=malformed.code) if malformed is not None else None
 
     monkeypatch.setattr(ProtectedMcpEndpoint, "_authorize", authorize_nothing)
@@ -112,6 +122,136 @@ def session_not_bound(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def revocation_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(RevocationList, "covers", lambda self, principal: False)
+
+
+def revocation_ignored_on_open_sessions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refuses a revoked agent's new sessions, but goes on serving the sessions it opened before."""
+    authenticate = ProtectedMcpEndpoint._authenticate
+
+    async def lenient(self: ProtectedMcpEndpoint, request: Request, call: Any) -> Any:
+        verifier = self.verifier
+        if request.headers.get("mcp-session-id") and isinstance(verifier, RevocationCheckingVerifier):
+            self.verifier = verifier._inner  # certify's requests come one at a time
+            try:
+                return await authenticate(self, request, call)
+            finally:
+                self.verifier = verifier
+        return await authenticate(self, request, call)
+
+    monkeypatch.setattr(ProtectedMcpEndpoint, "_authenticate", lenient)
+
+
+def keys_never_refetched(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fetches its issuers' keys once, at the first token, and never again: a newly published key is unknown."""
+
+    async def frozen(self: KeyCache, kid: str | None, alg: str) -> Key:
+        if self._keys is None:
+            await self._refresh(self._fetched_at)
+        found = self._find(kid, alg)
+        if found is None:
+            raise InvalidToken("the token was signed with a key the issuer does not publish")
+        return found
+
+    monkeypatch.setattr(KeyCache, "key", frozen)
+
+
+def tools_list_public(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Marks its per-caller tools/list cacheScope "public"."""
+    monkeypatch.setattr(tools, "CACHE_HINTS", {"tools/list": CacheHint(ttl_ms=0, scope="public")})
+
+
+def state_handle_accepted(app: ASGIApp, options: ServerOptions) -> ASGIApp:
+    """Hands out a handle (as Mcp-Session-Id) on every served request and takes it for the token it came with."""
+    handles: dict[str, bytes] = {}
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/mcp":
+            return await app(scope, receive, send)
+        headers = dict(scope["headers"])
+        presented = headers.get(b"mcp-session-id", b"").decode()
+        if b"authorization" not in headers and presented in handles:
+            scope = {**scope, "headers": [*scope["headers"], (b"authorization", handles[presented])]}
+        authorization = dict(scope["headers"]).get(b"authorization")
+
+        async def handing_out(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 200 and authorization:
+                handle = secrets.token_hex(8)
+                handles[handle] = authorization
+                message = {**message, "headers": [*message.get("headers", []), (b"mcp-session-id", handle.encode())]}
+            await send(message)
+
+        await app(scope, receive, handing_out)
+
+    return wrapped
+
+
+def routing_headers_ignored(app: ASGIApp, options: ServerOptions) -> ASGIApp:
+    """Never compares Mcp-Method / Mcp-Name with the body: it takes the body's values for them."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/mcp" or scope["method"] != "POST":
+            return await app(scope, receive, send)
+        body = await read_body(receive, Headers(scope=scope), MAX_BODY_BYTES)
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            parsed = None
+        headers = [(k, v) for k, v in scope["headers"] if k.lower() not in (b"mcp-method", b"mcp-name")]
+        if isinstance(parsed, dict) and isinstance(parsed.get("method"), str):
+            headers.append((b"mcp-method", parsed["method"].encode()))
+            name = (parsed.get("params") or {}).get("name")
+            if isinstance(name, str):
+                headers.append((b"mcp-name", name.encode()))
+        await app({**scope, "headers": headers}, replaying(body, receive), send)
+
+    return wrapped
+
+
+def _caller_scopes(scope: Scope) -> set[str]:
+    token = bearer_token(Headers(scope=scope))
+    claims = claims_of(token) if token is not None and unverified(token) is not None else {}
+    return set(str(claims.get("scope", "")).split())
+
+
+def scopes_challenged_one_at_a_time(app: ASGIApp, options: ServerOptions) -> ASGIApp:
+    """deploy.trigger's 403 first asks for deploy.read (which the call does not even need), and only once that
+    is held for the write scope: two challenges for one operation."""
+    first = b"mcp:tool:deploy.read"
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/mcp":
+            return await app(scope, receive, send)
+        lacking = first.decode() not in _caller_scopes(scope)
+        seen = bytearray()
+
+        async def peeking() -> Message:
+            message = await receive()
+            seen.extend(message.get("body", b""))
+            return message
+
+        def challenge(value: bytes) -> bytes:
+            return re.sub(rb'scope="[^"]*"', b'scope="' + first + b'"', value)
+
+        async def relabelled(message: Message) -> None:
+            start = message["type"] == "http.response.start" and message["status"] == 403
+            if start and lacking and b'"deploy.trigger"' in bytes(seen):
+                headers = message.get("headers", [])
+                message = {
+                    **message,
+                    "headers": [(k, challenge(v) if k.lower() == b"www-authenticate" else v) for k, v in headers],
+                }
+            await send(message)
+
+        await app(scope, peeking, relabelled)
+
+    return wrapped
+
+
+def offline_access_advertised(app: ASGIApp, options: ServerOptions) -> ASGIApp:
+    """Lists offline_access in its metadata's scopes_supported."""
+    return _metadata_rewritten(app, lambda document: {**document, "scopes_supported": [
+        *document.get("scopes_supported", []), "offline_access"
+    ]})  # fmt: skip
 
 
 def _unparseable_token(scope: Scope) -> bool:
@@ -213,8 +353,8 @@ def token_forwarded_upstream(app: ASGIApp, options: ServerOptions) -> ASGIApp:
     return wrapped
 
 
-def metadata_naming_another_resource(app: ASGIApp, options: ServerOptions) -> ASGIApp:
-    """Serves protected resource metadata whose ``resource`` is not the server's canonical URL."""
+def _metadata_rewritten(app: ASGIApp, rewrite: Callable[[dict[str, Any]], dict[str, Any]]) -> ASGIApp:
+    """The app with each protected resource metadata document it serves passed through ``rewrite``."""
 
     async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/.well-known/oauth-protected-resource"):
@@ -231,9 +371,7 @@ def metadata_naming_another_resource(app: ASGIApp, options: ServerOptions) -> AS
             if message.get("more_body"):
                 return
             document = json.loads(body) if started.get("status") == 200 else None
-            content = bytes(body)
-            if isinstance(document, dict):
-                content = json.dumps({**document, "resource": f"{options.canonical_url}/other"}).encode()
+            content = json.dumps(rewrite(document)).encode() if isinstance(document, dict) else bytes(body)
             headers = [(k, v) for k, v in started.get("headers", []) if k.lower() != b"content-length"]
             await send({**started, "headers": [*headers, (b"content-length", str(len(content)).encode())]})
             await send({"type": "http.response.body", "body": content})
@@ -243,32 +381,50 @@ def metadata_naming_another_resource(app: ASGIApp, options: ServerOptions) -> AS
     return wrapped
 
 
+def metadata_naming_another_resource(app: ASGIApp, options: ServerOptions) -> ASGIApp:
+    """Serves protected resource metadata whose ``resource`` is not the server's canonical URL."""
+    return _metadata_rewritten(app, lambda document: {**document, "resource": f"{options.canonical_url}/other"})
+
+
 def tenant_data_shared(monkeypatch: pytest.MonkeyPatch) -> None:
     lookup = TenantDirectory.__getitem__
     monkeypatch.setattr(TenantDirectory, "__getitem__", lambda self, tenant: lookup(self, "shared"))
 
 
-#: Each broken server by name: its defect, and the one check that must catch it.
-DEFECTS: dict[str, tuple[Defect, str]] = {
-    "no audience check": (Defect(no_audience_check), "401-audience"),
-    "expired accepted": (Defect(expired_accepted), "401-expired"),
-    "any issuer accepted": (Defect(any_issuer), "401-issuer"),
-    "no signature check": (Defect(no_signature_check), "401-signature"),
-    "alg none accepted": (Defect(alg_none_accepted), "401-signature"),
+#: Each broken server by name: its defect, the one check that must catch it, and the revision it is run on.
+DEFECTS: dict[str, tuple[Defect, str, Revision]] = {
+    "no audience check": (Defect(no_audience_check), "401-audience", LEGACY),
+    "expired accepted": (Defect(expired_accepted), "401-expired", LEGACY),
+    "any issuer accepted": (Defect(any_issuer), "401-issuer", LEGACY),
+    "no signature check": (Defect(no_signature_check), "401-signature", LEGACY),
+    "alg none accepted": (Defect(alg_none_accepted), "401-signature", LEGACY),
     "400 instead of 401": (
         Defect(wrap=answering_garbage_with(JSONResponse({"error": "invalid_request"}, 400))),
         "401-invalid",
+        LEGACY,
     ),
-    "no WWW-Authenticate": (Defect(wrap=without_www_authenticate), "401-www-authenticate"),
-    "tools not scoped": (Defect(tools_not_scoped), "tool-scope"),
-    "session not bound": (Defect(session_not_bound), "session-binding"),
-    "revocation ignored": (Defect(revocation_ignored), "revocation"),
-    "500 on garbage": (Defect(wrap=answering_garbage_with(Response("Internal Server Error", 500))), "401-invalid"),
+    "no WWW-Authenticate": (Defect(wrap=without_www_authenticate), "401-www-authenticate", LEGACY),
+    "tools not scoped": (Defect(tools_not_scoped), "tool-scope", LEGACY),
+    "session not bound": (Defect(session_not_bound), "session-binding", LEGACY),
+    "revocation ignored": (Defect(revocation_ignored), "revocation", LEGACY),
+    "500 on garbage": (
+        Defect(wrap=answering_garbage_with(Response("Internal Server Error", 500))),
+        "401-invalid",
+        LEGACY,
+    ),
     # Beyond the issue's list: a defect for each check the list leaves out, so each of them is seen failing too.
-    "metadata names another resource": (Defect(wrap=metadata_naming_another_resource), "prm-content"),
-    "no scope hint": (Defect(wrap=no_scope_hint), "401-scope-hint"),
-    "scope refusals answered 401": (Defect(wrap=scope_refusals_as_401), "403-scope"),
-    "query token accepted": (Defect(wrap=query_token_accepted), "no-query-token"),
-    "token forwarded upstream": (Defect(wrap=token_forwarded_upstream), "no-passthrough"),
-    "tenant data shared": (Defect(tenant_data_shared), "tenant"),
+    "metadata names another resource": (Defect(wrap=metadata_naming_another_resource), "prm-content", LEGACY),
+    "no scope hint": (Defect(wrap=no_scope_hint), "401-scope-hint", LEGACY),
+    "scope refusals answered 401": (Defect(wrap=scope_refusals_as_401), "403-scope", LEGACY),
+    "query token accepted": (Defect(wrap=query_token_accepted), "no-query-token", LEGACY),
+    "token forwarded upstream": (Defect(wrap=token_forwarded_upstream), "no-passthrough", LEGACY),
+    "tenant data shared": (Defect(tenant_data_shared), "tenant", LEGACY),
+    # The fixes of both revisions' checks, and the checks 2026-07-28 adds.
+    "revocation ignored on open sessions": (Defect(revocation_ignored_on_open_sessions), "revocation", LEGACY),
+    "keys never refetched": (Defect(keys_never_refetched), "jwks-rollover", STATELESS),
+    "state handle accepted": (Defect(wrap=state_handle_accepted), "stateless-auth", STATELESS),
+    "routing headers ignored": (Defect(wrap=routing_headers_ignored), "header-body-match", STATELESS),
+    "tools/list cached public": (Defect(tools_list_public), "private-cache", STATELESS),
+    "scopes challenged one at a time": (Defect(wrap=scopes_challenged_one_at_a_time), "single-challenge", STATELESS),
+    "offline_access advertised": (Defect(wrap=offline_access_advertised), "no-offline-access", STATELESS),
 }

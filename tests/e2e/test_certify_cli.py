@@ -1,7 +1,7 @@
 """`mcp-sandbox certify` as a vendor runs it: against the stack's own reference servers (one per revocation mode),
-with the example manifest (its revocation block set to the server's mode), writing every report; a stale expected
-failure; errors a user can cause. Afterwards nothing certify made is left in Keycloak (the agents its evidence
-names, its published key, its foreign realm)."""
+with the example manifest (its revocation block set to the server's mode), with --strict, on each revision,
+writing every report; a stale expected failure; errors a user can cause. Afterwards nothing certify made is left
+in Keycloak (the agents its evidence names, its published keys, its foreign realm)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sandbox.certify.checks import CHECK_IDS
+from sandbox.certify.checks import checks_for
 from sandbox.idp.keycloak import KeycloakAdapter
 from sandbox.pytest_plugin import SandboxStack
 
@@ -33,6 +33,9 @@ REVOCATION = {
 #: Every check against the jwt+events and introspect servers; the jwt server (the same code but for how it
 #: verifies) for the checks its mode changes.
 ONLY = {"jwt": ["positive", "401-expired", "401-audience", "revocation"]}
+#: The runs: the jwt+events server on both revisions, the others on one each (their code is the same).
+RUNS = [("jwt+events", "2026-07-28"), ("jwt+events", "2025-11-25"), ("introspect", "2026-07-28"), ("jwt", "2025-11-25")]
+LAST_LINE = re.compile(r"^certified for (\S+) \(strict\): MUST (\d+)/(\d+), SHOULD (\d+)/(\d+), product (\d+)/(\d+)")
 
 
 def certify(stack: SandboxStack, *arguments: str) -> subprocess.CompletedProcess[str]:
@@ -45,9 +48,9 @@ def certify(stack: SandboxStack, *arguments: str) -> subprocess.CompletedProcess
     )
 
 
-@pytest.mark.parametrize("mode", list(REVOCATION))
-def test_certify_the_stacks_reference_servers_with_the_example_manifest(
-    sandbox_stack: SandboxStack, tmp_path: Path, mode: str
+@pytest.mark.parametrize(("mode", "revision"), RUNS)
+def test_certify_the_stacks_reference_servers_strictly_with_the_example_manifest(
+    sandbox_stack: SandboxStack, tmp_path: Path, mode: str, revision: str
 ) -> None:
     settings = sandbox_stack.settings
     manifest = settings.fixtures_dir / "certify" / "reference-server.yaml"
@@ -56,22 +59,38 @@ def test_certify_the_stacks_reference_servers_with_the_example_manifest(
         assert f"mode: {mode}\n" in text
         manifest = tmp_path / f"{mode}.yaml"
         manifest.write_text(text)
-    reports = {"--json": tmp_path / "checks.json", "--junit-xml": tmp_path / "junit.xml", "--html": tmp_path / "r.html"}
+    reports = {
+        "--json": tmp_path / "checks.json",
+        "--junit-xml": tmp_path / "junit.xml",
+        "--html": tmp_path / "r.html",
+        "--sarif": tmp_path / "certify.sarif",
+    }
     url = settings.mcp_server(mode).url
     only = [a for check_id in ONLY.get(mode, []) for a in ("--check", check_id)]
-    run = certify(
-        sandbox_stack, "--url", url, "--manifest", str(manifest), *only, *[a for p in reports.items() for a in p]
-    )
+    options = ("--spec", revision, "--strict", "--manifest", str(manifest), *only)
+    run = certify(sandbox_stack, "--url", url, *options, *[a for p in reports.items() for a in p])
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "certified" in run.stdout
+    last = run.stdout.strip().splitlines()[-1]
+    counted = LAST_LINE.match(last)
+    assert counted and counted[1] == revision, last
+    assert all(counted[i] == counted[i + 1] for i in (2, 4, 6)), last  # every examined check passed
     checks = json.loads(reports["--json"].read_text())
     statuses = {c["id"]: c["status"] for c in checks}
-    assert list(statuses) == [i for i in CHECK_IDS if mode not in ONLY or i in ONLY[mode]]  # the table's order
-    skipped = 0
-    if "no-passthrough" in statuses:  # the stack's server sends its upstream traffic to the broker, unwatched
-        assert statuses.pop("no-passthrough") == "SKIPPED"
-        skipped = 1
+    ids = [c.spec.id for c in checks_for(revision)]  # type: ignore[arg-type]
+    assert list(statuses) == [i for i in ids if mode not in ONLY or i in ONLY[mode]]  # the table's order
+    assert {c["metadata"]["revision"] for c in checks} == {revision}
+    # The stack's server sends its upstream traffic to the broker, unwatched; it has no multi-round-trip tool.
+    unexamined = {i for i in ("no-passthrough", "request-state") if statuses.pop(i, None) == "SKIPPED"}
+    assert unexamined == {i for i in ("no-passthrough", "request-state") if i in ids and mode not in ONLY}
+    assert ("not examined: " in last) == bool(unexamined) and all(f"{i} (" in last for i in unexamined)
     assert set(statuses.values()) == {"SUCCESS"}, {c["id"]: c.get("errorMessage") for c in checks}
+    skipped = len(unexamined)
+    if mode == "jwt":
+        revocation = next(c for c in checks if c["id"] == "revocation")
+        assert "measured the token's expiry" in " ".join(revocation["details"]["remarks"])
+    sarif = json.loads(reports["--sarif"].read_text())
+    assert sarif["version"] == "2.1.0" and sarif["runs"][0]["results"] == []
+    assert [rule["id"] for rule in sarif["runs"][0]["tool"]["driver"]["rules"]] == [c["id"] for c in checks]
     suite = ET.parse(reports["--junit-xml"]).getroot()
     assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == (str(len(checks)), "0", str(skipped))
     page = reports["--html"].read_text()
@@ -128,6 +147,7 @@ def test_errors_a_user_can_cause_are_one_line_and_exit_2(sandbox_stack: SandboxS
         ("--url", url, "--manifest", str(manifest)): f"{manifest}:4: tools.invoices.list.argumnts is not a known",
         ("--url", "http://example.com/mcp"): "is not an http(s) URL on loopback",
         ("--url", url, "--check", "401-everything"): "no check named 401-everything",
+        ("--url", url, "--spec", "2026-07-28", "--check", "session-binding"): "not a check of MCP 2026-07-28",
     }
     for arguments, words in cases.items():
         run = certify(sandbox_stack, *arguments)

@@ -96,9 +96,9 @@ def test_fuzzed_authorization_headers_never_give_a_5xx_or_an_accepted_call(
     scheme = data.draw(st.sampled_from(["Bearer ", "bearer ", "BEARER ", "Bearer  ", "", "Basic ", "Token "]))
     value = (scheme + data.draw(credentials)).strip()
     assume(value.partition(" ")[2].strip() != fuzz_token)
-    reliability.add()
     response = post(sandbox_stack.settings.mcp_url, INITIALIZE, headers={"Authorization": value})
     assert response.status_code in (400, 401), (value[:80], response.status_code, response.text[:200])
+    reliability.add()
 
 
 def test_the_fuzzed_property_holds_for_the_real_token_too_as_a_control(
@@ -115,18 +115,21 @@ def test_the_fuzzed_property_holds_for_the_real_token_too_as_a_control(
 def test_oversized_tokens_headers_and_bodies_are_refused(
     sandbox_stack: SandboxStack, agents: Agents, reliability: Any
 ) -> None:
-    reliability.add(4)
     url = sandbox_stack.settings.mcp_url
     token = agents.create(["mcp:tool:invoices.read"]).token()
     assert post(url, INITIALIZE, token="A" * 9000).status_code == 401
+    reliability.add()
     assert post(url, INITIALIZE, token=token, headers={"X-Padding": "p" * 20_000}).status_code == 431
+    reliability.add()
     huge = post(url, b'{"jsonrpc":"2.0","id":1,"method":"ping","pad":"' + b"x" * (2 * 1024 * 1024) + b'"}', token=token)
     assert huge.status_code == 413
+    reliability.add()
     try:
         enormous = post(url, INITIALIZE, token=token, headers={"X-Padding": "p" * 1_000_000})
         assert 400 <= enormous.status_code < 500
     except httpx.HTTPError:
         pass  # the HTTP parser may drop such a connection outright; either way it is not served
+    reliability.add()
     assert post(url, INITIALIZE, token=token).status_code == 200  # control
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -110,3 +111,29 @@ def test_removing_the_newest_entry_is_named_against_the_chain_head(db: Database)
 def test_removing_a_chain_head_is_detected(db: Database) -> None:
     raw(db, "DELETE FROM audit_heads WHERE tenant = 'globex'")
     assert problems(db) == ["tenant globex: its chain has no head (the head record was removed)"]
+
+
+def test_one_tenants_chain_verifies_alone(db: Database) -> None:
+    raw(db, "UPDATE audit SET actor = 'mallory' WHERE seq = 3")
+    with db.session() as session:
+        globex, acme = audit.verify(session, "globex"), audit.verify(session, "acme")
+    assert globex.ok and (globex.entries, globex.tenants) == (1, 1)
+    assert acme.problems == ["entry 3 (tenant acme): its content does not match its hash"] and acme.entries == 3
+
+
+def test_audit_verify_command_by_tenant_and_as_json(
+    db: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sandbox.cli import app
+    from sandbox.cli_errors import run_command_line
+
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    assert run_command_line(app, ["audit", "verify", "--database-url", url, "-t", "globex", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"ok": True, "entries": 1, "chains": 1, "problems": []}
+    assert run_command_line(app, ["audit", "verify", "--database-url", url, "-t", "nosuch"]) == 1
+    assert capsys.readouterr().err.startswith("error: no audit entries of tenant nosuch")
+    raw(db, "UPDATE audit SET actor = 'mallory' WHERE seq = 3")
+    assert run_command_line(app, ["audit", "verify", "--database-url", url, "--json"]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["problems"] == ["entry 3 (tenant acme): its content does not match its hash"]
+    assert captured.err.splitlines()[-1].startswith("error: the audit log was tampered with")

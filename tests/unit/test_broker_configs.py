@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from sandbox.broker.configs import allowed_tools, credential_reference, mcp_client_config
+import pytest
+
+from sandbox.broker.configs import allowed_tools, credential_reference, host_config, mcp_client_config
 from sandbox.config import PACKAGE_DIR
 from sandbox.toolmap import ToolMap
 
@@ -45,3 +48,57 @@ def test_private_keys_are_named_by_file() -> None:
         "type": "client_secret",
         "file": "/run/secrets/bot",
     }
+
+
+def generic_config(servers: list[str], credential: dict[str, str] | None = None) -> dict[str, Any]:
+    return mcp_client_config(
+        name="bot",
+        client_id="agent-bot-1",
+        issuer="http://127.0.0.1:18080/realms/acme",
+        servers=servers,
+        tools=["logs.read"],
+        scopes=["mcp:tool:logs.read"],
+        credential=credential or credential_reference("client_secret", "bot"),
+    )
+
+
+SERVERS = ["http://127.0.0.1:18083/mcp", "http://127.0.0.1:18084/mcp", "http://127.0.0.1:18085/mcp"]
+
+
+@pytest.mark.parametrize(
+    ("host", "top"), [("claude-code", "mcpServers"), ("vscode", "servers"), ("cursor", "mcpServers")]
+)
+def test_each_host_gets_one_server_in_its_own_shape(host: str, top: str) -> None:
+    shaped = host_config(host, generic_config(SERVERS), SERVERS[1])
+    assert set(shaped) == {top} and len(shaped[top]) == 1
+    (server,) = shaped[top].values()
+    assert server["url"] == SERVERS[1] and "auth" not in server
+    assert SECRET not in json.dumps(shaped)
+
+
+def test_claude_code_gets_a_header_helper_naming_the_secret_by_variable() -> None:
+    (server,) = host_config("claude-code", generic_config(SERVERS), SERVERS[0])["mcpServers"].values()
+    assert server["type"] == "http" and "headers" not in server
+    assert server["headersHelper"] == (
+        "mcp-sandbox agents token --client-id agent-bot-1 --issuer http://127.0.0.1:18080/realms/acme "
+        "--server http://127.0.0.1:18083/mcp --secret-env MCP_AGENT_CLIENT_SECRET --header-json"
+    )
+    key = credential_reference("private_key_jwt", "bot")
+    (keyed,) = host_config("claude-code", generic_config(SERVERS, key), SERVERS[0])["mcpServers"].values()
+    assert "--key-file ~/.config/mcp-agents/bot.private.jwk" in keyed["headersHelper"]
+    (by_env,) = host_config("claude-code", generic_config(SERVERS), SERVERS[0], token_env="TOK")["mcpServers"].values()
+    assert by_env["headers"] == {"Authorization": "Bearer ${TOK}"} and "headersHelper" not in by_env
+
+
+def test_vscode_and_cursor_read_the_token_from_the_environment() -> None:
+    (vscode,) = host_config("vscode", generic_config(SERVERS), SERVERS[0])["servers"].values()
+    assert vscode == {"type": "http", "url": SERVERS[0], "headers": {"Authorization": "Bearer ${env:MCP_AGENT_TOKEN}"}}
+    (cursor,) = host_config("cursor", generic_config(SERVERS), SERVERS[0], token_env="T")["mcpServers"].values()
+    assert cursor == {"url": SERVERS[0], "headers": {"Authorization": "Bearer ${env:T}"}}
+
+
+def test_json_keeps_the_sandbox_shape_for_one_server_and_a_server_the_agent_lacks_is_refused() -> None:
+    shaped = host_config("json", generic_config(SERVERS), None)
+    assert list(shaped["mcpServers"]) == ["127.0.0.1-18083"] and shaped["agent"]["clientId"] == "agent-bot-1"
+    with pytest.raises(ValueError, match=r"may not call http://127.0.0.1:9/mcp \(its servers: "):
+        host_config("vscode", generic_config(SERVERS), "http://127.0.0.1:9/mcp")

@@ -69,7 +69,7 @@ def rotating(world: Any) -> Any:  # noqa: F811
     "Broker stopped mid-provision (unit): the agent left `provisioning`",
     "undone after `broker_interrupted_after`: client removed, agent `failed`, name free again",
 )
-async def test_a_provision_the_broker_never_finished_is_undone(world: Any) -> None:  # noqa: F811
+async def test_a_provision_the_broker_never_finished_is_undone(world: Any, reliability: Any) -> None:  # noqa: F811
     service, keycloak, clock = world
     real = service._create_client
 
@@ -95,6 +95,7 @@ async def test_a_provision_the_broker_never_finished_is_undone(world: Any) -> No
     assert [e["action"] for e in entries] == ["agent.provision_failed"] and "interrupted" in entries[0]["reason"]
     again = await service.provision(ALICE, "acme", request("stuck"))
     assert again["agent"]["status"] == "active"
+    reliability.add()
 
 
 async def test_a_provision_that_outlived_its_recovery_removes_its_client_and_says_so(world: Any) -> None:  # noqa: F811
@@ -117,7 +118,7 @@ async def test_a_provision_that_outlived_its_recovery_removes_its_client_and_say
     "Broker stopped mid-rotation (unit): Keycloak made the new secret, the broker never recorded it",
     "the retry hands out that secret with the grace asked for; the old one is not cut short",
 )
-async def test_an_interrupted_secret_rotation_is_completed_not_repeated(rotating: Any) -> None:
+async def test_an_interrupted_secret_rotation_is_completed_not_repeated(rotating: Any, reliability: Any) -> None:
     service, keycloak, _ = rotating
     agent = (await service.provision(ALICE, "acme", request("rotor")))["agent"]
     original = keycloak.secrets[agent["client_id"]]
@@ -131,6 +132,7 @@ async def test_an_interrupted_secret_rotation_is_completed_not_repeated(rotating
     normal = await service.rotate(ALICE, "acme", agent["id"], 60)  # consistent again: a normal rotation
     assert normal["credential"]["client_secret"] != made and keycloak.generated == 2
     assert secret_fingerprint(made) in str(service.audit_entries(ALICE, "acme", agent["id"]))
+    reliability.add()
 
 
 @pytest.mark.reliability(
@@ -138,7 +140,7 @@ async def test_an_interrupted_secret_rotation_is_completed_not_repeated(rotating
     "Second live agent of one name written straight to the database (what a second broker process would do)",
     "refused by the database (unique index on live names)",
 )
-async def test_the_database_refuses_a_second_live_agent_of_one_name(world: Any) -> None:  # noqa: F811
+async def test_the_database_refuses_a_second_live_agent_of_one_name(world: Any, reliability: Any) -> None:  # noqa: F811
     service, _, _ = world
     first = (await service.provision(ALICE, "acme", request("unique")))["agent"]
     with pytest.raises(StorageConflict), service.db.session() as session:
@@ -152,6 +154,7 @@ async def test_the_database_refuses_a_second_live_agent_of_one_name(world: Any) 
         assert stored is not None
         columns = {c.name: getattr(stored, c.name) for c in Agent.__table__.columns if c.name != "id"}
         session.add(Agent(**{**columns, "status": "active"}))
+    reliability.add()
 
 
 @pytest.mark.reliability(

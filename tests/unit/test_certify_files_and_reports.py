@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from sandbox.certify.baseline import evaluate, load_expected_failures
-from sandbox.certify.checks import CHECK_IDS, CHECKS, run_order
+from sandbox.certify.checks import CHECK_IDS, CHECKS, checks_for, run_order
 from sandbox.certify.context import Context, ControlFailed, check
 from sandbox.certify.evidence import KnownTokens
 from sandbox.certify.manifest import default_manifest, load_manifest
@@ -19,17 +19,23 @@ from sandbox.certify.model import CheckResult, CheckSpec, Finding, rfc
 from sandbox.certify.report.checks_json import checks_json
 from sandbox.certify.report.html import html_report
 from sandbox.certify.report.junit import junit_xml
+from sandbox.certify.report.sarif import sarif
+from sandbox.certify.revision import REVISIONS, Revision, Wire
 from sandbox.certify.runner import judge, run_check
+from sandbox.certify.summary import last_line, root_causes, shorten
 from sandbox.config import load_settings
 from sandbox.errors import SandboxError
 from sandbox.yamlfile import FileError
 
-REQUIREMENT_ROWS = [
-    "prm-served", "prm-content", "401-no-token", "401-www-authenticate", "401-scope-hint", "401-invalid",
-    "401-expired", "401-audience", "401-issuer", "401-signature", "no-query-token", "403-scope", "tool-scope",
-    "session-binding", "no-passthrough", "revocation", "tenant", "positive",
-]  # fmt: skip
+REQUIREMENTS = Path(__file__).parents[2] / "docs" / "mcp-auth-requirements.md"
 SERVER = "http://127.0.0.1:1/mcp"
+
+
+def requirement_rows(revision: str) -> list[tuple[str, str]]:
+    """(id, level) of each row of the revision's table in docs/mcp-auth-requirements.md."""
+    section = REQUIREMENTS.read_text().split(f"\n## {revision}\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1:3] for line in section.splitlines() if line.startswith("| ") and "---" not in line]
+    return [(cells[0].strip(), cells[1].strip()) for cells in rows[1:]]
 
 
 def write(tmp_path: Path, text: str, name: str = "m.yaml") -> Path:
@@ -41,13 +47,31 @@ def write(tmp_path: Path, text: str, name: str = "m.yaml") -> Path:
 # The checks --------------------------------------------------------------------------------------------------
 
 
-def test_one_check_per_requirements_row_in_its_order_each_with_a_level_and_a_source() -> None:
-    assert CHECK_IDS == REQUIREMENT_ROWS
-    for item in CHECKS:
-        assert item.spec.level in ("MUST", "SHOULD", "product")
-        assert item.spec.references and all(r.url.startswith("https://") for r in item.spec.references)
-    order = [c.spec.id for c in run_order(CHECKS)]
-    assert order[0] == "positive" and order[-1] == "no-passthrough" and sorted(order) == sorted(REQUIREMENT_ROWS)
+@pytest.mark.parametrize("revision", REVISIONS)
+def test_one_check_per_requirements_row_of_the_revision_in_its_order_with_its_level_and_a_source(
+    revision: Revision,
+) -> None:
+    checks = checks_for(revision)
+    assert [(c.spec.id, c.spec.level) for c in checks] == requirement_rows(revision)
+    for item in checks:
+        references = [r.at(revision) for r in item.spec.references]
+        assert references and all(r.url.startswith("https://") and "{" not in r.url for r in references)
+        assert all(revision in r.url for r in references if "modelcontextprotocol.io" in r.url)
+    order = [c.spec.id for c in run_order(checks)]
+    assert (
+        order[0] == "positive" and order[-1] == "no-passthrough" and sorted(order) == sorted(c.spec.id for c in checks)
+    )
+
+
+def test_every_check_belongs_to_a_revision_and_the_new_ones_to_2026_07_28_only() -> None:
+    assert set(CHECK_IDS) == {c.spec.id for revision in REVISIONS for c in checks_for(revision)}
+    legacy = {c.spec.id for c in checks_for("2025-11-25")}
+    stateless = {c.spec.id for c in checks_for("2026-07-28")}
+    assert legacy - stateless == {"session-binding"}
+    assert stateless - legacy == {
+        "stateless-auth", "header-body-match", "private-cache", "request-state", "single-challenge",
+        "no-offline-access",
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -66,7 +90,7 @@ def test_a_checks_findings_decide_its_status(level: str, findings: list[Finding]
 
 
 def run_fake(body) -> CheckResult:  # type: ignore[no-untyped-def]
-    world = SimpleNamespace(url=SERVER, manifest=None, known=KnownTokens())
+    world = SimpleNamespace(url=SERVER, manifest=None, known=KnownTokens(), wire=Wire("2026-07-28"))
     item = check("x", "SHOULD", "X", "x", rfc(6750, "3", "t"))(body)
     return run_check(world, item)  # type: ignore[arg-type]
 
@@ -169,7 +193,7 @@ def test_expected_failures_in_the_official_format(tmp_path: Path) -> None:
     assert refused.value.line == 3 and "not a certify check" in str(refused.value)
 
 
-def test_the_exit_code_counts_unexpected_must_failures_and_stale_entries() -> None:
+def test_the_exit_code_counts_unexpected_failures_and_stale_entries_and_strict_counts_warnings() -> None:
     results = [
         result("positive", "SUCCESS"),
         result("401-audience", "FAILURE"),
@@ -177,10 +201,11 @@ def test_the_exit_code_counts_unexpected_must_failures_and_stale_entries() -> No
         result("revocation", "FAILURE"),
         result("no-passthrough", "SKIPPED"),
     ]
-    assert evaluate(results, set()).unexpected == ["401-audience"]  # SHOULD and product never fail the run
+    assert evaluate(results, set()).unexpected == ["401-audience", "revocation"]  # a SHOULD only warns
     assert evaluate(results, set()).exit_code == 1
-    allowed = evaluate(results, {"401-audience", "403-scope"})
-    assert allowed.exit_code == 0 and allowed.expected == ["401-audience", "403-scope"]
+    assert evaluate(results, set(), strict=True).unexpected == ["401-audience", "403-scope", "revocation"]
+    allowed = evaluate(results, {"401-audience", "403-scope", "revocation"}, strict=True)
+    assert allowed.exit_code == 0 and allowed.expected == ["401-audience", "403-scope", "revocation"]
     assert results[1].expected_failure
     stale = evaluate(results, {"401-audience", "positive", "no-passthrough"})
     assert stale.exit_code == 1 and stale.stale == ["positive"]  # a skipped entry is not stale
@@ -225,7 +250,7 @@ def test_the_html_report_escapes_and_names_every_check() -> None:
     page = html_report(results, SERVER, evaluate(results, set()))
     assert "<script>alert" not in page and "&lt;script&gt;" in page
     assert all(f'id="{r.id}"' in page for r in results)
-    assert "not certified" not in page and "failed" in page
+    assert "mcp-sandbox certify: failed" in page and "not certified for 2026-07-28: MUST 1/2" in page
 
 
 def test_a_spec_is_hashable_and_frozen() -> None:
@@ -233,3 +258,77 @@ def test_a_spec_is_hashable_and_frozen() -> None:
     with pytest.raises(AttributeError):
         spec.id = "y"  # type: ignore[misc]
     assert SandboxError("a", "b").fix == "b"
+
+
+def test_the_last_line_counts_each_level_and_names_what_was_not_examined_and_why() -> None:
+    results = [
+        result("positive", "SUCCESS"),
+        result("401-audience", "SUCCESS"),
+        result("403-scope", "WARNING"),
+        result("tenant", "SUCCESS"),
+        result("no-passthrough", "SKIPPED"),
+    ]
+    results[-1].message = "the manifest declares no upstream"
+    line = last_line(results, evaluate(results, set()))
+    assert line == (
+        "certified for 2026-07-28: MUST 2/2, SHOULD 0/1, product 1/1; "
+        "not examined: no-passthrough (the manifest declares no upstream)"
+    )
+    strict = last_line(results, evaluate(results, set(), strict=True))
+    assert (
+        strict.startswith("not certified for 2026-07-28 (strict): MUST 2/2, SHOULD 0/1")
+        and "failed: 403-scope" in strict
+    )
+    every = last_line(results[:4], evaluate(results[:4], set()))
+    assert every.startswith("certified for 2026-07-28:") and "not examined" not in every
+
+
+def test_a_long_reason_is_shortened_on_a_word_boundary_for_the_console_only() -> None:
+    reason = "word " * 60
+    assert shorten(reason).endswith("word…") and len(shorten(reason)) <= 90
+    failed = result("401-audience", "FAILURE")
+    failed.message = "x" * 700 + " end"
+    entry = json.loads(checks_json([failed], SERVER))[0]
+    assert entry["errorMessage"] == failed.message  # whole in checks.json
+
+
+def test_a_cascade_names_its_likely_root_cause_once() -> None:
+    cascade = [result(check_id, "FAILURE") for check_id in ("401-invalid", "401-expired", "401-audience")]
+    for failed in cascade:
+        failed.findings = [Finding("control: served", True, "HTTP 200"), Finding("a bad token: 401", False, "HTTP 400")]
+    causes = root_causes([result("positive", "SUCCESS"), *cascade])
+    assert len(causes) == 1 and causes[0].startswith("every negative answer was 400 (3 checks")
+    assert root_causes(cascade[:1]) == []  # one failure is no cascade
+    refused = [result(check_id, "FAILURE") for check_id in ("401-invalid", "401-expired")]
+    for failed in refused:
+        failed.findings = [Finding("control: served", False, "HTTP 401")]
+    assert [c.split(" (")[0] for c in root_causes(refused)] == ["the positive control failed in 2 checks"]
+
+
+def test_sarif_has_a_rule_per_check_and_a_result_per_failure_or_warning() -> None:
+    document = sarif(reported(), SERVER, Path("certify.yaml"))
+    assert document["version"] == "2.1.0"
+    run = document["runs"][0]
+    assert [rule["id"] for rule in run["tool"]["driver"]["rules"]] == [
+        "positive",
+        "401-audience",
+        "403-scope",
+        "tenant",
+    ]
+    assert [(r["ruleId"], r["level"]) for r in run["results"]] == [("401-audience", "error"), ("403-scope", "warning")]
+    location = run["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+    assert location == "certify.yaml"
+    assert all(r["properties"]["revision"] == "2026-07-28" for r in run["results"])
+
+
+def test_every_report_states_the_revision() -> None:
+    results = reported()
+    for item in results:
+        item.revision = "2025-11-25"
+    entries = json.loads(checks_json(results, SERVER))
+    assert {e["metadata"]["revision"] for e in entries} == {"2025-11-25"}
+    assert all(
+        "/2025-11-25/" in ref["url"] for e in entries for ref in e["specReferences"] if "modelcontext" in ref["url"]
+    )
+    assert "2025-11-25" in junit_xml(results, SERVER).getroot().get("name", "")
+    assert "MCP 2025-11-25" in html_report(results, SERVER, evaluate(results, set()))

@@ -1,15 +1,42 @@
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
-from sandbox.config import DEFAULT_KEYCLOAK_VERSION, KNOWN_KEYCLOAK_SHA256, Settings, load_settings
+from sandbox.config import DEFAULT_KEYCLOAK_VERSION, KNOWN_KEYCLOAK_SHA256, InvalidSettings, Settings, load_settings
 
 
 def test_settings_refuse_a_host_that_is_not_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SANDBOX_HOST", "192.0.2.10")
-    with pytest.raises(ValidationError, match="not a loopback address"):
+    with pytest.raises(InvalidSettings, match=r"SANDBOX_HOST='192\.0\.2\.10' is not a loopback address"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("SANDBOX_KEYCLOAK_PORT", "abc", "SANDBOX_KEYCLOAK_PORT='abc' is not a port number from 1 to 65535"),
+        ("SANDBOX_BROKER_PORT", "99999", "SANDBOX_BROKER_PORT='99999' is not a port number from 1 to 65535"),
+        ("SANDBOX_MCP_PORT", "-1", "SANDBOX_MCP_PORT='-1' is not a port number from 1 to 65535"),
+        ("SANDBOX_MCP_JWT_PORT", "0", "SANDBOX_MCP_JWT_PORT='0' is not a port number from 1 to 65535"),
+        ("SANDBOX_TENANTS", "acme", """SANDBOX_TENANTS='acme' is not a JSON list, such as ["acme", "globex"]"""),
+        ("SANDBOX_RUNTIME", "podman", "SANDBOX_RUNTIME='podman' is not one of: local, docker"),
+        ("SANDBOX_STARTUP_TIMEOUT", "soon", "SANDBOX_STARTUP_TIMEOUT='soon' is not a number"),
+        ("SANDBOX_BROKER_MOVABLE_CLOCK", "maybe", "SANDBOX_BROKER_MOVABLE_CLOCK='maybe' is not true or false"),
+    ],
+)
+def test_a_bad_setting_names_its_variable_its_value_and_the_form_expected(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(InvalidSettings) as raised:
+        load_settings()
+    message = str(raised.value)
+    assert expected in message and "\n" not in message
+    assert message.endswith("; give it that form, or unset it")
+
+
+def test_ports_at_the_ends_of_the_range_are_accepted() -> None:
+    assert load_settings(keycloak_port=1, broker_port=65535).broker_url.endswith(":65535")
 
 
 def test_settings_accept_other_loopback_addresses() -> None:

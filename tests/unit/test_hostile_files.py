@@ -67,7 +67,6 @@ def test_a_broken_file_is_refused_with_its_file_and_line(
     lines = source.read_text().splitlines()
     broken = tmp_path / source.name
     broken.write_text("\n".join(mutate(lines, kind, int(position * len(lines)), text)) + "\n")
-    reliability.add()
     try:
         load(broken)
     except FileError as error:
@@ -76,6 +75,7 @@ def test_a_broken_file_is_refused_with_its_file_and_line(
         assert error.fix and "\n" not in str(error), str(error)
     except SandboxError as error:  # not tied to a line, e.g. a file that reads but references nothing valid
         pytest.fail(f"{which} {kind}: refused without a line: {error}")
+    reliability.add()
 
 
 def test_every_shipped_file_loads_as_a_control() -> None:

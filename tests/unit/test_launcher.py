@@ -24,6 +24,8 @@ class FakeComponent(Component):
         self.fail = fail
         self.port = port
         self.alive = False
+        self.answers = True  # alive but not answering, when False: what a starved machine looks like
+        self.cleared = 0
 
     def ports(self) -> list[Port]:
         return [Port(self.port, f"{self.name} http", "SANDBOX_FAKE_PORT")] if self.port else []
@@ -48,7 +50,10 @@ class FakeComponent(Component):
         return self.alive
 
     def is_healthy(self, state: ComponentState) -> bool:
-        return self.alive
+        return self.alive and self.answers
+
+    def clear_data(self) -> None:
+        self.cleared += 1
 
     def stop(self, state: ComponentState) -> None:
         self.journal.append(f"stop {self.name}")
@@ -132,12 +137,13 @@ def test_down_stops_in_reverse_order_and_forgets_the_stack(settings: Settings) -
     assert stack.down() == []
 
 
-def test_a_fresh_stack_gets_fresh_secrets(settings: Settings) -> None:
+def test_a_fresh_stack_gets_fresh_secrets_and_data(settings: Settings) -> None:
     secrets = Secrets(settings)
     settings.state_dir.mkdir(parents=True)
     old = secrets.get_or_create("admin")
-    Stack(settings, [FakeComponent(settings, "only", [], port=free_port())], quiet()).up()
-    assert secrets.get("admin") is None
+    component = FakeComponent(settings, "only", [], port=free_port())
+    Stack(settings, [component], quiet()).up()
+    assert secrets.get("admin") is None and component.cleared == 1
     assert secrets.get_or_create("admin") != old
 
 
@@ -163,3 +169,132 @@ def test_components_that_wait_for_each_other_are_refused(settings: Settings) -> 
     first.needs, second.needs = ("b",), ("a",)
     with pytest.raises(SandboxError, match="wait for each other"):
         waves([first, second])
+
+
+def test_a_live_component_that_does_not_answer_is_waited_for_never_restarted(settings: Settings) -> None:
+    import threading
+
+    journal: list[str] = []
+    first, second = FakeComponent(settings, "first", journal), FakeComponent(settings, "second", journal)
+    stack = Stack(settings, [first, second], quiet())
+    stack.up()
+    secrets = Secrets(settings)
+    kept = secrets.get_or_create("admin")
+    first.answers = second.answers = False  # both stalled: every health probe fails
+    assert [s.state for s in stack.status()] == ["unhealthy", "unhealthy"]
+    threading.Timer(1.0, lambda: setattr(first, "answers", True)).start()
+    threading.Timer(1.5, lambda: setattr(second, "answers", True)).start()
+    stack.up()
+    assert journal.count("start first") == 1 and journal.count("start second") == 1
+    assert secrets.get("admin") == kept
+    assert first.cleared == second.cleared == 1  # only by the first up, which started from nothing
+
+
+def test_a_live_component_that_never_answers_is_named_after_a_bounded_wait(settings: Settings) -> None:
+    from sandbox.errors import SandboxError
+
+    bounded = settings.model_copy(update={"startup_timeout": 0.5})
+    journal: list[str] = []
+    stuck = FakeComponent(bounded, "stuck", journal)
+    stack = Stack(bounded, [stuck], quiet())
+    stack.up()
+    kept = Secrets(bounded).get_or_create("admin")
+    stuck.answers = False
+    with pytest.raises(SandboxError, match=r"stuck is alive .* but has not answered http://stuck/health for 0s"):
+        stack.up()
+    assert journal.count("start stuck") == 1
+    assert Secrets(bounded).get("admin") == kept
+    saved = load_state(bounded)
+    assert saved is not None and "stuck" in saved.components  # still known, so `down` stops it
+
+
+def test_a_dead_component_restarts_beside_live_ones_keeping_data_and_secrets(settings: Settings) -> None:
+    journal: list[str] = []
+    first, second = FakeComponent(settings, "first", journal), FakeComponent(settings, "second", journal)
+    stack = Stack(settings, [first, second], quiet())
+    stack.up()
+    kept = Secrets(settings).get_or_create("admin")
+    second.alive = False
+    stack.up()
+    assert journal.count("start second") == 2
+    assert second.cleared == 1 and Secrets(settings).get("admin") == kept
+
+
+def test_secrets_are_kept_when_the_preflight_fails(settings: Settings) -> None:
+    import socket
+
+    settings.state_dir.mkdir(parents=True)
+    kept = Secrets(settings).get_or_create("admin")
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        component = FakeComponent(settings, "only", [], port=holder.getsockname()[1])
+        with pytest.raises(PortInUse):
+            Stack(settings, [component], quiet()).up()
+    assert Secrets(settings).get("admin") == kept and component.cleared == 0
+
+
+def test_up_refuses_a_damaged_state_file_in_words(settings: Settings) -> None:
+    from sandbox.errors import SandboxError
+
+    settings.state_dir.mkdir(parents=True)
+    settings.state_file.write_text('{"components": [')
+    with pytest.raises(SandboxError, match=r"cannot be read .*mcp-sandbox down"):
+        Stack(settings, [FakeComponent(settings, "only", [])], quiet()).up()
+
+
+def marked_sleeper(settings: Settings) -> int:
+    """A real process started the way the stack starts its components (its own group, the stack's marker)."""
+    import os
+    import sys
+
+    from sandbox.stack import process
+
+    env = {**os.environ, **process.markers(settings.state_dir)}
+    command = [sys.executable, "-c", "import time; time.sleep(120)"]
+    return process.spawn(command, env=env, log_path=settings.state_dir / "logs" / "sleeper.log").pid
+
+
+@pytest.mark.parametrize("damage", ["state file garbled", "state directory removed"])
+def test_down_stops_the_stacks_processes_without_a_readable_state(settings: Settings, damage: str) -> None:
+    import shutil
+
+    import psutil
+
+    stack = Stack(settings, [], quiet())
+    settings.state_dir.mkdir(parents=True)
+    pid = marked_sleeper(settings)
+    other = Settings(state_dir=settings.state_dir.parent / "other")
+    other.state_dir.mkdir()
+    bystander = marked_sleeper(other)  # another stack's process: not ours to stop
+    try:
+        if damage == "state file garbled":
+            settings.state_file.write_text("not json")
+        else:
+            shutil.rmtree(settings.state_dir)
+        stopped = stack.down()
+        assert len(stopped) == 1 and stopped[0].startswith(f"pid {pid} (")
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        assert psutil.Process(bystander).is_running()
+    finally:
+        Stack(other, [], quiet()).down()
+    assert not psutil.pid_exists(bystander) or psutil.Process(bystander).status() == psutil.STATUS_ZOMBIE
+
+
+def test_the_cli_says_a_damaged_state_file_in_words_and_down_still_works(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    (state_dir / "state.json").write_text('{"runtime": "local", "components": [')
+    command = str(Path(sys.executable).parent / "mcp-sandbox")
+    env = {**os.environ, "SANDBOX_STATE_DIR": str(state_dir)}
+    for name in ("status", "logs", "info"):
+        result = subprocess.run([command, name], capture_output=True, text=True, env=env, timeout=120)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.startswith("error: the state file ") and "mcp-sandbox down" in result.stderr
+    down = subprocess.run([command, "down"], capture_output=True, text=True, env=env, timeout=120)
+    assert down.returncode == 0, down.stderr
+    assert not (state_dir / "state.json").exists()

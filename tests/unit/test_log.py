@@ -35,3 +35,13 @@ def test_log_lines_are_json_and_carry_extra_fields_without_secrets(monkeypatch) 
     entry = json.loads(stream.getvalue())
     assert entry["event"] == "provisioned" and entry["agent"] == "a1" and entry["level"] == "info"
     assert "s3cr3t" not in stream.getvalue()
+
+
+def test_a_challenge_keeps_its_parameters_and_loses_only_credentials() -> None:
+    challenge = (
+        'Bearer error="insufficient_scope", scope="mcp:tool:invoices.write", resource_metadata="http://127.0.0.1/m"'
+    )
+    assert redact({"www-authenticate": challenge}) == {"www-authenticate": challenge}
+    assert redact("Bearer error=invalid_token") == "Bearer error=invalid_token"
+    for credential in ("dGVzdA==", "opaque-token.value", "abc=def"):
+        assert redact(f"Authorization: Bearer {credential}") == "Authorization: Bearer [redacted]"

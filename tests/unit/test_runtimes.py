@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -73,7 +74,12 @@ def test_a_project_service_runs_its_own_module_with_the_same_settings_and_files(
     assert broker.environment()["SANDBOX_STATE_DIR"] == str(s.state_dir)
     assert (str(s.state_dir), str(s.state_dir), "rw") in broker.mounts()
     assert (str(s.fixtures_dir), str(s.fixtures_dir), "ro") in broker.mounts()
-    assert broker.labels == {"mcp-sandbox.stack": str(s.state_dir), "mcp-sandbox.component": "broker"}
+    run = os.environ["MCP_SANDBOX_RUN"]  # this test run's id: its stacks' containers carry it as a label
+    assert broker.labels == {
+        "mcp-sandbox.stack": str(s.state_dir),
+        "mcp-sandbox.component": "broker",
+        "mcp-sandbox.run": run,
+    }
     assert not {"PATH", "VIRTUAL_ENV"} & set(broker.environment())  # the host's, meaningless in the image
 
 

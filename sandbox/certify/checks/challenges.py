@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sandbox.agent.mcp_http import LIST_TOOLS, served, tool_call
+from sandbox.agent.mcp_http import served
 from sandbox.certify.challenge import bearer_challenge
 from sandbox.certify.checks.common import accepted_token
 from sandbox.certify.checks.metadata import document, metadata_urls
@@ -15,21 +15,22 @@ from sandbox.loopback import is_loopback_url
     "401-no-token",
     "MUST",
     "Answers 401 to a request without a token",
-    "initialize, tools/list on a live session and a tool call, each without an Authorization header, are "
-    "answered 401: a session id is no credential.",
+    "The opening request (initialize; server/discover), tools/list (on 2025-11-25: on a live session) and a tool "
+    "call, each without an Authorization header, are answered 401: a session id is no credential.",
     mcp("Token Handling", "token-handling"),
     rfc(6750, "3.1", "Error Codes"),
 )
 def no_token(ctx: Context) -> None:
     token, _ = accepted_token(ctx)
     session = ctx.session(token, "the agent")
-    refused = ctx.initialize()
-    ctx.expect("initialize without a token is answered 401", refused.status_code == 401, refused)
-    if session is not None:
-        listed = ctx.post(LIST_TOOLS, session=session)
-        ctx.expect("tools/list on a live session, without a token, is answered 401", listed.status_code == 401, listed)
+    refused = ctx.opening()
+    opening = ctx.wire.opening_method
+    ctx.expect(f"{opening} without a token is answered 401", refused.status_code == 401, refused)
+    listed = ctx.list_tools(None, session)
+    where = " on a live session" if session is not None else ""
+    ctx.expect(f"tools/list{where}, without a token, is answered 401", listed.status_code == 401, listed)
     tool, probe = next(iter(ctx.manifest.tools.items()))
-    called = ctx.post(tool_call(tool, probe.arguments), session=session)
+    called = ctx.call(None, session, tool, probe.arguments)
     ctx.expect(f"a {tool} call without a token is answered 401", called.status_code == 401, called)
 
 
@@ -46,7 +47,7 @@ def no_token(ctx: Context) -> None:
 )
 def www_authenticate(ctx: Context) -> None:
     _, claims = accepted_token(ctx)
-    refused = ctx.initialize()
+    refused = ctx.opening()
     if refused.status_code != 401:
         ctx.skip("the server does not answer 401 without a token (see 401-no-token)")
     challenge = bearer_challenge(refused)
@@ -78,7 +79,7 @@ def www_authenticate(ctx: Context) -> None:
                 fetched,
                 "" if fetched is not None else "not on loopback: not fetched",
             )
-    unacceptable = ctx.initialize(ctx.world.unusable_token(claims))
+    unacceptable = ctx.opening(ctx.world.unusable_token(claims))
     if unacceptable.status_code == 401:
         rejected = bearer_challenge(unacceptable)
         ctx.expect("a 401 for an unacceptable token carries the Bearer challenge", rejected is not None, unacceptable)
@@ -101,13 +102,13 @@ def www_authenticate(ctx: Context) -> None:
 )
 def scope_hint(ctx: Context) -> None:
     accepted_token(ctx)
-    refused = ctx.initialize()
+    refused = ctx.opening()
     challenge = bearer_challenge(refused) if refused.status_code == 401 else None
     if challenge is None:
         ctx.skip("no Bearer challenge on a 401 to carry a scope (see 401-no-token and 401-www-authenticate)")
-    ctx.expect("the challenge to initialize names a scope", bool(challenge.scopes), refused)
+    ctx.expect(f"the challenge to {ctx.wire.opening_method} names a scope", bool(challenge.scopes), refused)
     tool, probe = next(iter(ctx.manifest.tools.items()))
-    refused_call = ctx.post(tool_call(tool, probe.arguments))
+    refused_call = ctx.call(None, None, tool, probe.arguments)
     call_challenge = bearer_challenge(refused_call)
     hinted = call_challenge.scopes if call_challenge is not None else []
     ctx.expect(f"the challenge to a {tool} call names its scope {probe.scope}", probe.scope in hinted, refused_call)

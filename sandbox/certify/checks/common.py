@@ -12,10 +12,12 @@ POLL_INTERVAL = 1.0
 
 
 def accepted_token(ctx: Context) -> tuple[str, Claims]:
-    """A valid token of the agent with every scope, and the control that ``initialize`` with it is served."""
+    """A valid token of the agent with every scope, and the control that the revision's opening request
+    (initialize; server/discover) with it is served."""
     token = ctx.world.full_agent().token()
-    response = ctx.initialize(token)
-    ctx.control("initialize with a valid token for this server is served", served(response), response)
+    response = ctx.opening(token)
+    what = f"{ctx.wire.opening_method} with a valid token for this server is served"
+    ctx.control(what, served(response), response)
     parts = unverified(token)
     assert parts is not None, "Keycloak issues JWS access tokens"
     return token, parts[1]
@@ -34,7 +36,7 @@ def trusted_signer_accepted(ctx: Context, claims: Claims, *, required: bool) -> 
     what = f"a current token signed with a key the issuer publishes (kid {kid}, published by certify) is served"
     deadline = time.monotonic() + (0 if world.trusted_signer_accepted is not None else ctx.manifest.new_key_budget)
     while True:
-        response = ctx.initialize(token)
+        response = ctx.opening(token)
         if served(response) or time.monotonic() >= deadline:
             break
         time.sleep(POLL_INTERVAL)

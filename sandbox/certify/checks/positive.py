@@ -11,15 +11,17 @@ from sandbox.certify.model import mcp, rfc
     "positive",
     "MUST",
     "Serves a valid token with the right scope",
-    "A token of the sandbox issuer, for this server, with every declared scope, opens a session, lists the tools "
-    "and calls each declared tool's probe. Every negative check repeats such a request as its control.",
+    "A token of the sandbox issuer, for this server, with every declared scope, is served the opening request "
+    "(initialize; server/discover), lists the tools and calls each declared tool's probe. Every negative check "
+    "repeats such a request as its control.",
     mcp("Token Handling", "token-handling"),
     rfc(6750, "2.1", "Authorization Request Header Field"),
 )
 def positive(ctx: Context) -> None:
     token = ctx.world.full_agent().token()
-    response = ctx.initialize(token)
-    ctx.expect("initialize with a valid token is answered 200 with a JSON-RPC result", served(response), response)
+    response = ctx.opening(token)
+    opening = ctx.wire.opening_method
+    ctx.expect(f"{opening} with a valid token is answered 200 with a JSON-RPC result", served(response), response)
     if not served(response):
         return
     session = ctx.session(token, "the agent")

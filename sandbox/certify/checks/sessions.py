@@ -5,15 +5,18 @@ from __future__ import annotations
 from sandbox.agent.mcp_http import served
 from sandbox.certify.context import Context, check
 from sandbox.certify.model import mcp_security
+from sandbox.certify.revision import LEGACY
 
 
 @check(
     "session-binding",
     "MUST",
     "Binds a session to the principal that created it",
-    "Another agent of the same tenant, with the same scopes, and an agent of another tenant use the owner's "
-    "Mcp-Session-Id with their own valid tokens: tools/list and a tool call are not served.",
+    "Another agent of the same tenant, with the same scopes, and an agent of another tenant, each first served "
+    "on a session of its own (so a refusal is the binding, not the token), use the owner's Mcp-Session-Id with "
+    "their own valid tokens: tools/list and a tool call are not served.",
     mcp_security("Session Hijacking", "session-hijacking"),
+    revisions=(LEGACY,),
 )
 def session_binding(ctx: Context) -> None:
     world = ctx.world
@@ -29,6 +32,9 @@ def session_binding(ctx: Context) -> None:
         intruders[f"an agent of {world.other}"] = world.full_agent(world.other)
     for who, intruder in intruders.items():
         stolen = intruder.token()
+        own = ctx.session(stolen, who)
+        served_own = ctx.call(stolen, own, tool, probe.arguments)
+        ctx.control(f"{who} is served {tool} on its own session", served(served_own), served_own)
         listed = ctx.list_tools(stolen, session)
         ctx.expect(f"{who} is not served tools/list on the owner's session", not served(listed), listed)
         called = ctx.call(stolen, session, tool, probe.arguments)

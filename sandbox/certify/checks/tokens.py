@@ -19,7 +19,7 @@ from sandbox.certify.world import OTHER_AUDIENCE
 def refuse_each(ctx: Context, cases: dict[str, str]) -> None:
     """Each token of ``cases`` (by label) is answered 401."""
     for label, token in cases.items():
-        response = ctx.initialize(ctx.world.known.add(token))
+        response = ctx.opening(ctx.world.known.add(token))
         ctx.expect(f"{label}: 401", response.status_code == 401, response)
 
 
@@ -48,7 +48,11 @@ def invalid(ctx: Context) -> None:
 )
 def expired(ctx: Context) -> None:
     _, claims = accepted_token(ctx)
-    trusted_signer_accepted(ctx, claims, required=True)
+    if not trusted_signer_accepted(ctx, claims, required=False):
+        ctx.skip(
+            "the server refuses a current token signed by a key its issuer newly published, so a refused expired "
+            "one would prove nothing (see jwks-rollover)"
+        )
     now = int(time.time())
     current = forge.fresh_times(claims)
     refuse_each(
@@ -152,9 +156,9 @@ def signature(ctx: Context) -> None:
 )
 def no_query_token(ctx: Context) -> None:
     token, claims = accepted_token(ctx)
-    alone = ctx.initialize(params={"access_token": token})
+    alone = ctx.opening(params={"access_token": token})
     ctx.expect("a valid token in the query string alone: 401", alone.status_code == 401, alone)
-    beside = ctx.initialize(ctx.world.unusable_token(claims), params={"access_token": token})
+    beside = ctx.opening(ctx.world.unusable_token(claims), params={"access_token": token})
     ctx.expect(
         "an unacceptable Authorization header, a valid token in the query string: 401",
         beside.status_code == 401,

@@ -2,7 +2,8 @@
 
 ``id``, ``name``, ``description``, ``status`` (SUCCESS, FAILURE, WARNING, SKIPPED), ``timestamp``,
 ``specReferences`` (``{id, url}``), ``errorMessage`` when it did not succeed, and in ``details`` what certify
-adds: the check's ``level``, its ``findings`` (each expectation, met or not, and what was observed), its
+adds: the check's ``level``, its ``remarks`` (what a result means, e.g. what a passing check measured), its
+``findings`` (each expectation, met or not, and what was observed), its
 ``evidence`` (each exchange, tokens shown as header and claims only) and ``expected_failure``.
 """
 
@@ -24,15 +25,16 @@ def check_entry(result: CheckResult, server: str) -> dict[str, Any]:
         "description": spec.description,
         "status": result.status,
         "timestamp": result.timestamp,
-        "specReferences": [reference.as_dict() for reference in spec.references],
+        "specReferences": [reference.as_dict() for reference in result.references],
         "details": {
             "level": spec.level,
             "expected_failure": result.expected_failure,
             "duration_seconds": result.duration,
+            "remarks": result.remarks,
             "findings": [finding.as_dict() for finding in result.findings],
             "evidence": [exchange.as_dict() for exchange in result.evidence],
         },
-        "metadata": {"scenario": SCENARIO, "server": server},
+        "metadata": {"scenario": SCENARIO, "server": server, "revision": result.revision},
     }
     if result.message:
         entry["errorMessage"] = result.message
@@ -44,5 +46,4 @@ def checks_json(results: list[CheckResult], server: str) -> str:
 
 
 def write_checks_json(results: list[CheckResult], server: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(checks_json(results, server) + "\n")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sandbox.certify.baseline import Verdict
 from sandbox.certify.model import CheckResult
+from sandbox.certify.summary import last_line, root_causes
 
 COLOURS = {"SUCCESS": "#1a7f37", "FAILURE": "#cf222e", "WARNING": "#9a6700", "SKIPPED": "#57606a"}
 STYLE = """
@@ -32,8 +33,8 @@ def html_report(results: list[CheckResult], server: str, verdict: Verdict) -> st
     counts = {status: sum(1 for r in results if r.status == status) for status in COLOURS}
     summary = ", ".join(f"{n} {status.lower()}" for status, n in counts.items() if n)
     outcome = "passed" if verdict.exit_code == 0 else "failed"
-    problems = [f"unexpected MUST failures: {', '.join(verdict.unexpected)}"] if verdict.unexpected else []
-    problems += [f"stale expected failures: {', '.join(verdict.stale)}"] if verdict.stale else []
+    revision = results[0].revision if results else "-"
+    problems = [last_line(results, verdict), *(f"likely root cause: {cause}" for cause in root_causes(results))]
     rows, sections = [], []
     for result in results:
         spec = result.spec
@@ -41,7 +42,7 @@ def html_report(results: list[CheckResult], server: str, verdict: Verdict) -> st
             f'<tr><td>{_status(result)}</td><td><a href="#{escape(spec.id)}"><code>{escape(spec.id)}</code></a></td>'
             f"<td>{escape(spec.level)}</td><td>{escape(spec.name)}</td><td>{escape(result.message)}</td></tr>"
         )
-        references = "".join(f'<li><a href="{escape(r.url)}">{escape(r.id)}</a></li>' for r in spec.references)
+        references = "".join(f'<li><a href="{escape(r.url)}">{escape(r.id)}</a></li>' for r in result.references)
         findings = "".join(
             f'<li class="{_finding_class(f.met, f.warning)}">{"✔" if f.met else "✘"} {escape(f.expectation)}'
             + (f" <small>({escape(f.observed)})</small>" if f.observed else "")
@@ -51,13 +52,16 @@ def html_report(results: list[CheckResult], server: str, verdict: Verdict) -> st
         evidence = escape(json.dumps([e.as_dict() for e in result.evidence], indent=2, default=str))
         sections.append(
             f'<h3 id="{escape(spec.id)}"><code>{escape(spec.id)}</code> {_status(result)}</h3>'
-            f"<p>{escape(spec.description)}</p><ul>{references}</ul><ul>{findings}</ul>"
+            f"<p>{escape(spec.description)}</p>"
+            + "".join(f"<p><em>{escape(remark)}</em></p>" for remark in result.remarks)
+            + f"<ul>{references}</ul><ul>{findings}</ul>"
             f"<details><summary>evidence ({len(result.evidence)} exchanges)</summary><pre>{evidence}</pre></details>"
         )
     return (
         "<!doctype html><html><head><meta charset=utf-8>"
         f"<title>certify {escape(server)}</title><style>{STYLE}</style></head><body>"
-        f"<h1>mcp-sandbox certify: {escape(outcome)}</h1><p>Server <code>{escape(server)}</code>: {escape(summary)}."
+        f"<h1>mcp-sandbox certify: {escape(outcome)}</h1><p>Server <code>{escape(server)}</code>, MCP "
+        f"{escape(revision)}: {escape(summary)}."
         + "".join(f"<br>{escape(p)}" for p in problems)
         + "</p><table><tr><th>status</th><th>check</th><th>level</th><th>requirement</th><th>why</th></tr>"
         + "".join(rows)
@@ -68,5 +72,4 @@ def html_report(results: list[CheckResult], server: str, verdict: Verdict) -> st
 
 
 def write_html(results: list[CheckResult], server: str, verdict: Verdict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html_report(results, server, verdict))

@@ -15,7 +15,7 @@ def junit_xml(results: list[CheckResult], server: str) -> ET.ElementTree:
     skipped = [r for r in results if r.status == "SKIPPED" or (r.status == "FAILURE" and r.expected_failure)]
     suite = ET.Element(
         "testsuite",
-        name=f"mcp-sandbox certify {server}",
+        name=f"mcp-sandbox certify {server} (MCP {results[0].revision if results else '-'})",
         tests=str(len(results)),
         failures=str(len(failures)),
         errors="0",
@@ -35,11 +35,11 @@ def junit_xml(results: list[CheckResult], server: str) -> ET.ElementTree:
         lines = [f"{result.status}: {result.spec.name}"]
         if result.status == "WARNING":
             lines.append(f"warning: {result.message}")
+        lines += [f"note: {remark}" for remark in result.remarks]
         lines += [json.dumps(finding.as_dict()) for finding in result.findings]
         ET.SubElement(case, "system-out").text = "\n".join(lines)
     return ET.ElementTree(suite)
 
 
 def write_junit(results: list[CheckResult], server: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     junit_xml(results, server).write(path, encoding="utf-8", xml_declaration=True)

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from sandbox.admin.apply import apply_agents_file
 from sandbox.admin.client import BrokerClient, BrokerRefused
+from sandbox.broker.schemas import AgentStatus
 from sandbox.errors import SandboxError
 from sandbox.harness.agents import credential_for, new_key
 from sandbox.scenarios.context import AgentHandle, RunContext
@@ -25,7 +26,9 @@ def agent_path(agent: AgentHandle) -> str:
 
 
 def refusal(error: BrokerRefused) -> str:
-    return f"refused ({error.status} {error.error})"
+    """The broker's refusal with its cause, so the console and JUnit say why without opening the report."""
+    cause = error.body.get("cause") or error.body.get("detail")
+    return f"refused ({error.status} {error.error})" + (f": {cause}" if cause else "")
 
 
 def record(agent: AgentHandle, answer: dict[str, Any]) -> Evidence:
@@ -220,7 +223,7 @@ async def revoke(context: RunContext, args: Revoke) -> Evidence:
 
 class ExpectStatus(StepArgs):
     agent: str
-    status: str
+    status: AgentStatus
     by: str | None = None
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -14,8 +14,26 @@ class StepArgs(BaseModel):
     references: ClassVar[dict[str, str]] = {"agent": "agents", "by": "admins", "server": "servers", "user": "users"}
 
     def summary(self) -> str:
-        parts = [str(getattr(self, name)) for name in ("agent", "tool", "role") if getattr(self, name, None)]
+        """Who and what, every argument given a value other than its default (so two steps read apart), the
+        expectation."""
+        named = ("agent", "tool", "role")
+        parts = [str(getattr(self, name)) for name in named if getattr(self, name, None)]
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if name in (*named, "expect") or value is None or value == field.default:
+                continue
+            parts.append(f"{name}={_compact(value)}")
         expect = getattr(self, "expect", None)
         if expect is not None:
             parts.append(f"expect {expect}")
         return " ".join(parts)
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, dict):
+        text = ",".join(f"{key}={_compact(item)}" for key, item in value.items())
+    elif isinstance(value, list | tuple):
+        text = ",".join(map(_compact, value))
+    else:
+        text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import Field
 
-from sandbox.agent.tokens import Credential, TokenClient, TokenRefused
+from sandbox.agent.tokens import Credential, TokenClient, TokenEndpointUnavailable, TokenRefused
 from sandbox.scenarios.calls import TransportFailed
 from sandbox.scenarios.context import AgentHandle, RunContext
 from sandbox.scenarios.library import StepFailed, step
@@ -95,6 +95,8 @@ async def rotate_under_load(context: RunContext, args: RotateUnderLoad) -> Evide
                 ok, status = outcome.outcome == "allowed", outcome.outcome
             except TokenRefused as refused:
                 ok, status = False, f"token refused: {refused.error}"
+            except TokenEndpointUnavailable as unavailable:
+                ok, status = False, f"no token: {unavailable.reason}"
             except TransportFailed as failed:
                 ok, status = False, f"no answer: {failed}"
             done += 1

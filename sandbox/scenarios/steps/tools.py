@@ -24,7 +24,7 @@ Evidence = dict[str, Any]
 
 def refusal(refused: TokenRefused, expect: str, wanted: str) -> Evidence:
     """The token endpoint said no: evidence when that was expected, a failed step when not."""
-    evidence = {"refused": refused.error, "description": refused.description}
+    evidence = {"refused": refused.error, "status": refused.status, "description": refused.description}
     if expect == "refused":
         return evidence
     raise StepFailed(wanted, f"refused ({refused.error})", evidence)

@@ -310,3 +310,53 @@ def test_the_audit_table_refuses_changes(broker: Broker, tenant: Tenant, tmp_pat
             db.execute("DELETE FROM audit")
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             db.execute("UPDATE audit SET actor = 'someone else'")
+
+
+def test_servers_list_register_and_unregister(broker: Broker) -> None:
+    operator = broker.operator_token()
+    listed = ok(run("servers", "list", "-o", "json", token=operator))
+    stack_servers = {server.url for server in broker.settings.mcp_servers}
+    assert stack_servers <= {server["url"] for server in listed}
+    table = run("servers", "list", "-o", "table", token=operator)
+    assert table.exit_code == 0, table.stderr
+    assert table.stdout.splitlines()[0].split()[:2] == ["url", "(audience)"]
+    assert broker.settings.mcp_url in table.stdout
+
+    extra = "http://127.0.0.1:9/mcp-cli-test"
+    registered = ok(run("servers", "register", extra, token=operator))
+    assert registered == {"url": extra, "events_url": None}
+    assert extra in {server["url"] for server in ok(run("servers", "list", "-o", "json", token=operator))}
+    gone = run("servers", "unregister", extra, token=operator)
+    assert gone.exit_code == 0, gone.stderr
+    assert extra not in {server["url"] for server in ok(run("servers", "list", "-o", "json", token=operator))}
+
+
+def test_agents_list_as_a_table(broker: Broker, tenant: Tenant) -> None:
+    alice = tenant.admins["alice"].token()
+    broker.provision(tenant, alice, name="table-agent", role="log-reader")
+    result = run("agents", "list", "-t", tenant.name, "-o", "table", token=alice)
+    assert result.exit_code == 0, result.stderr
+    header, _rule, *rows = result.stdout.splitlines()
+    assert header.split()[:5] == ["id", "name", "role", "environment", "status"]
+    assert any("table-agent" in row and "log-reader" in row and "active" in row for row in rows)
+
+
+def test_clock_show_and_a_refused_field_in_words(broker: Broker, tenant: Tenant) -> None:
+    alice = tenant.admins["alice"].token()
+    clock = ok(run("clock", "show", "-t", tenant.name, token=alice))
+    assert clock["tenant"] == tenant.name and "now" in clock
+    missing = run("agents", "delegations", "-t", tenant.name, "no-such-agent", token=alice)
+    one_line_error(missing, "broker refused (404 not_found)", "no agent 'no-such-agent'")
+
+
+def test_audit_show_filters_by_action_and_time_and_exports_json_lines(broker: Broker, tenant: Tenant) -> None:
+    alice = tenant.admins["alice"].token()
+    agent = broker.provision(tenant, alice, role="log-reader")["agent"]["id"]
+    everything = ok(run("audit", "show", "-t", tenant.name, "--agent-id", agent, "-o", "json", token=alice))
+    assert [entry["action"] for entry in everything][:1] == ["agent.provisioned"]
+    lines = run("audit", "show", "-t", tenant.name, "--action", "agent.provisioned", "-o", "jsonl", token=alice)
+    assert lines.exit_code == 0, lines.stderr
+    entries = [json.loads(line) for line in lines.stdout.splitlines()]
+    assert entries and {entry["action"] for entry in entries} == {"agent.provisioned"}
+    later = run("audit", "show", "-t", tenant.name, "--since", "2999-01-01", "-o", "json", token=alice)
+    assert ok(later) == []

@@ -101,7 +101,7 @@ def test_dormancy_moves_idle_agents_to_review(broker: Broker, tmp_path: Path) ->
     "503 with a one-line cause and fix; the agent recorded failed; nothing in Keycloak",
 )
 def test_keycloak_down_leaves_no_agent_and_says_so(
-    broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reliability: Any
 ) -> None:
     closed = f"http://127.0.0.1:{free_port()}"
     down = KeycloakAdapter(closed, ADMIN_CLIENT_ID, Secrets(broker.settings).get(ADMIN_CLIENT_ID) or "")
@@ -121,6 +121,7 @@ def test_keycloak_down_leaves_no_agent_and_says_so(
         agents = other.call("GET", f"/tenants/{tenant.name}/agents", admin).json()
         assert [(a["name"], a["status"]) for a in agents] == [("doomed", "failed")]
         assert keycloak_client(broker, tenant.name, agents[0]["client_id"]) is None
+        reliability.add()  # through the API
 
         monkeypatch.setenv("SANDBOX_BROKER_PORT", str(other.settings.broker_port))
         monkeypatch.setenv("SANDBOX_BROKER_TOKEN", admin)
@@ -130,6 +131,7 @@ def test_keycloak_down_leaves_no_agent_and_says_so(
         )
         assert result.exit_code == 1
         assert "Keycloak" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        reliability.add()  # through the CLI
 
 
 @pytest.mark.reliability(
@@ -137,7 +139,7 @@ def test_keycloak_down_leaves_no_agent_and_says_so(
     "Keycloak failing one chosen call halfway through a provision and a revocation",
     "provision compensated (nothing left in Keycloak); revocation resumable, credentials dead meanwhile",
 )
-def test_keycloak_failing_halfway_is_compensated_or_resumed(broker: Broker, tmp_path: Path) -> None:
+def test_keycloak_failing_halfway_is_compensated_or_resumed(broker: Broker, tmp_path: Path, reliability: Any) -> None:
     proxy = FlakyKeycloak(broker.settings.keycloak_base_url)
     with serving(proxy.app()) as proxy_url:
         flaky = KeycloakAdapter(proxy_url, ADMIN_CLIENT_ID, Secrets(broker.settings).get(ADMIN_CLIENT_ID) or "")
@@ -152,6 +154,7 @@ def test_keycloak_failing_halfway_is_compensated_or_resumed(broker: Broker, tmp_
             agent = other.call("GET", f"/tenants/{tenant.name}/agents", admin).json()[0]
             assert agent["status"] == "failed"
             assert keycloak_client(broker, tenant.name, agent["client_id"]) is None
+            reliability.add()  # the provision, compensated
             proxy.heal()
 
             provisioned = other.provision(tenant, admin, **body)
@@ -167,3 +170,4 @@ def test_keycloak_failing_halfway_is_compensated_or_resumed(broker: Broker, tmp_
             assert keycloak_client(broker, tenant.name, client_id) is None
             actions = [e["action"] for e in other.call("GET", f"/tenants/{tenant.name}/audit", admin).json()]
             assert actions.count("agent.provision_failed") == 1 and actions.count("agent.revoked") == 1
+            reliability.add()  # the revocation, resumed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from joserfc.jwk import RSAKey
@@ -21,7 +22,7 @@ from .test_lifecycle import public, refused, rsa_key, secret_credential, token_f
     "revocation with verify_token), then logs and the broker database searched",
     "none found",
 )
-def test_logs_and_database_hold_no_issued_secret(broker: Broker, tmp_path: Path) -> None:
+def test_logs_and_database_hold_no_issued_secret(broker: Broker, tmp_path: Path, reliability: Any) -> None:
     tenant = broker.new_tenant("hyg")
     issued: list[str] = []
     for admin in tenant.admins.values():
@@ -75,3 +76,4 @@ def test_logs_and_database_hold_no_issued_secret(broker: Broker, tmp_path: Path)
         content = place.read_bytes()
         found += [f"{place.name}: {secret[:6]}…" for secret in issued if secret and secret.encode() in content]
     assert found == []
+    reliability.add()

@@ -98,9 +98,10 @@ def test_repeated_denied_calls_are_rate_limited_and_visible(broker: Broker, tena
         reliability.add()
     limited = call_tool(url, pushy_token, session, "invoices.list")
     assert limited.status_code == 429 and 1 <= int(limited.headers["retry-after"]) <= settings.mcp_denied_call_window
+    reliability.add()
     allowed_but_limited = call_tool(url, pushy_token, session, "analytics.query", {"query": "daily-active-agents"})
     assert allowed_but_limited.status_code == 429
-    reliability.add(2)
+    reliability.add()
     calm_token = token_for(tenant, secret_credential(calm)).access_token
     calm_session = open_session(url, calm_token)
     served = call_tool(url, calm_token, calm_session, "analytics.query", {"query": "daily-active-agents"})

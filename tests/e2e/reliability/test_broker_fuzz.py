@@ -90,9 +90,9 @@ def test_the_broker_api_never_answers_5xx_to_generated_requests(
                 case.path_parameters["tenant"] = fuzzed.tenant.name
             if "agent_id" in case.path_parameters:
                 case.path_parameters["agent_id"] = fuzzed.agents[next(fuzzed.turn) % len(fuzzed.agents)]
-        reliability.add()
         response = case.call(headers={"Authorization": f"Bearer {fuzzed.token}"}, timeout=60)
         assert response.status_code < 500, f"{case.formatted_path} -> {response.status_code}: {response.text[:200]}"
+        reliability.add()
 
     fuzzed.server_errors = fuzz_each_operation(broker_api, EXAMPLES_PER_OPERATION, check)
     assert fuzzed.server_errors == []
@@ -111,6 +111,7 @@ def test_the_state_after_fuzzing_is_consistent(
     assert fuzzed.server_errors == []
     verified = audit_verify(broker.settings, copy_of_the_stack_database(broker, tmp_path / "after-fuzz.db"))
     assert verified.returncode == 0, verified.stderr
+    reliability.add()  # the audit chains
     live = live_agents(broker, fuzzed.tenant, fuzzed.token)
     clients = keycloak_agents(broker.settings, fuzzed.tenant.name)
     assert set(live) == set(clients), (sorted(live), sorted(clients))
@@ -158,7 +159,6 @@ def test_another_tenants_ids_are_404_everywhere(
         for name, value in (("tenant", neighbours.tenant), ("agent_id", neighbours.agent_id)):
             if name in case.path_parameters:
                 case.path_parameters[name] = value
-        reliability.add()
         response = case.call(headers={"Authorization": f"Bearer {neighbours.token}"}, timeout=60)
         body = json.dumps(case.body, default=str)[:200]
         assert response.status_code == 404, (
@@ -166,6 +166,7 @@ def test_another_tenants_ids_are_404_everywhere(
         )
         leaked = [value for value in neighbours.private if value in response.text]
         assert leaked == [], f"{case.formatted_path} {body} showed {leaked}"
+        reliability.add()
 
     scoped = broker_api.include(path_regex=r"\{(tenant|agent_id)\}")
     assert fuzz_each_operation(scoped, ISOLATION_EXAMPLES_PER_OPERATION, check) == []

@@ -106,7 +106,6 @@ def test_a_broker_killed_mid_operation_leaves_nothing_half_done(
             for thread, outcome in calls:
                 thread.join(30)
                 assert isinstance(outcome[0], httpx.TransportError), outcome  # the caller saw the broker go away
-                reliability.add()
 
         process.start()  # the same database; straight to Keycloak
         again = process.client(sandbox_stack)
@@ -121,6 +120,7 @@ def test_a_broker_killed_mid_operation_leaves_nothing_half_done(
         assert not [c for c in clients if c.startswith("agent-halfway-")], clients
         retried = again.provision(tenant, alice, **body)
         token_for(tenant, secret_credential(retried))
+        reliability.add()
 
         # The revocation: resumed by the restarted broker; the credential and the old token are dead.
         wait_for(lambda: status_of("leaver") == "revoked", budget=60, what="the interrupted revocation resumed")
@@ -131,6 +131,7 @@ def test_a_broker_killed_mid_operation_leaves_nothing_half_done(
             budget=settings.mcp_introspection_cache_ttl + 10,
             what="the revoked agent's old token refused by the MCP server",
         )
+        reliability.add()
 
         # The rotation: the old secret still works; the retry hands out the secret Keycloak made, with the grace.
         token_for(tenant, secret_credential(rotor))
@@ -139,6 +140,7 @@ def test_a_broker_killed_mid_operation_leaves_nothing_half_done(
         new_secret = rotated.json()["credential"]["client_secret"]
         token_for(tenant, secret_credential(rotor))  # the old one for the grace
         token_for(tenant, secret_credential(rotor, new_secret))
+        reliability.add()
 
         # The audit: every act once, nothing lost, the chain intact.
         actions = [

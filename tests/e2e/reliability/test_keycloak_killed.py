@@ -82,6 +82,11 @@ def token(settings: Settings, client_id: str, secret: str) -> Token:
     return asyncio.run(fetch_token(url, ClientSecretCredential(client_id, secret)))
 
 
+def operator_auth(settings: Settings) -> dict[str, str]:
+    operator = asyncio.run(KeycloakAdapter.from_settings(settings).operator_token())
+    return {"Authorization": f"Bearer {operator}"}
+
+
 def one_line_503(response: httpx.Response, *words: str) -> str:
     assert response.status_code == 503, response.text
     detail = str(response.json()["detail"])
@@ -110,8 +115,7 @@ def test_keycloak_killed_mid_operation(keycloak: DedicatedKeycloak, tmp_path: Pa
         adapter = KeycloakAdapter(proxy_url, ADMIN_CLIENT_ID, secret)
         with serving(create_app(settings, adapter=adapter), port=settings.broker_port) as url:
             http = httpx.Client(base_url=url, timeout=120)
-            operator = asyncio.run(KeycloakAdapter.from_settings(settings).operator_token())
-            auth = {"Authorization": f"Bearer {operator}"}
+            auth = operator_auth(settings)
             agents = "/tenants/acme/agents"
 
             def provision(name: str) -> httpx.Response:
@@ -153,12 +157,12 @@ def test_keycloak_killed_mid_operation(keycloak: DedicatedKeycloak, tmp_path: Pa
             one_line_503(answers["rotate"], "Keycloak", "old credential")
             one_line_503(answers["revoke"], "Keycloak", "pending")
             one_line_503(provision("while-down"), "Keycloak")  # nothing new while it is down, and it says so
-            reliability.add(4)
             listed = {a["name"]: a for a in http.get(agents, headers=auth).json()}
             assert listed["halfway"]["status"] == listed["while-down"]["status"] == "failed"
             assert listed["leaver"]["status"] == "revoking" and listed["rotor"]["status"] == "active"
 
             keycloak.start(keep_data=True)
+            auth.update(operator_auth(settings))  # the first (master realm: 60 s) may have expired meanwhile
             wait_for(
                 lambda: http.get(f"{agents}/{leaver['agent']['id']}", headers=auth).json()["status"] == "revoked",
                 budget=120,
@@ -166,19 +170,23 @@ def test_keycloak_killed_mid_operation(keycloak: DedicatedKeycloak, tmp_path: Pa
             )
             with pytest.raises(TokenRefused):
                 token(settings, leaver["agent"]["client_id"], leaver_secret)
+            reliability.add()  # the interrupted revocation
 
             def leftovers() -> set[str]:
                 found = asyncio.run(KeycloakAdapter.from_settings(settings).admin("acme").a_get_clients())
                 return {c["clientId"] for c in found if c["clientId"].startswith(("agent-halfway-", "agent-while-"))}
 
             wait_for(lambda: not leftovers(), budget=60, what="the half-made client removed by housekeeping")
+            reliability.add()  # the provision asked for while Keycloak was down: failed, nothing left of it
             token(settings, rotor["agent"]["client_id"], rotor_secret)  # the old secret still works
             rotated = http.post(f"{agents}/{rotor['agent']['id']}/rotate", json={"grace_seconds": 900}, headers=auth)
             assert rotated.status_code == 200, rotated.text
             token(settings, rotor["agent"]["client_id"], rotated.json()["credential"]["client_secret"])
             token(settings, rotor["agent"]["client_id"], rotor_secret)  # and keeps working for the grace
+            reliability.add()  # the interrupted rotation
             retried = provision("halfway")
             assert retried.status_code == 201, retried.text
+            reliability.add()  # the interrupted provision: its client removed, the name free again
 
             audit = http.get("/tenants/acme/audit", headers=auth).json()
             revoked = [e for e in audit if e["agent_id"] == leaver["agent"]["id"] and e["action"] == "agent.revoked"]

@@ -1,0 +1,1 @@
+"""The official MCP conformance suite, installed from npm at a pinned version and run on loopback only."""
