@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from sandbox.agent.challenge import bearer_challenge
 from sandbox.agent.mcp_http import (  # noqa: F401 - re-exported for the tests
     INITIALIZE,
     LIST_TOOLS,
@@ -43,7 +44,6 @@ from sandbox.agent.mcp_http import (  # noqa: F401 - re-exported for the tests
     tool_names,
 )
 from sandbox.broker.events import SigningKey, revocation_event
-from sandbox.certify.challenge import bearer_challenge
 from sandbox.config import Settings
 from sandbox.idp.keycloak import KeycloakAdapter
 from sandbox.idp.provider import AgentClient, AgentClientSpec

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from sandbox.agent.challenge import bearer_challenge
 from sandbox.agent.mcp_http import served
-from sandbox.certify.challenge import bearer_challenge
 from sandbox.certify.checks.common import accepted_token
 from sandbox.certify.checks.metadata import served_documents
 from sandbox.certify.context import Context, check
