@@ -15,7 +15,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Column, Table
 
-from sandbox.agent.cli import register as register_agent_commands
+from sandbox.broker.agent_cli import register as register_agent_commands
 from sandbox.broker.cli import register as register_broker_commands
 from sandbox.certify.cli import register as register_certify_command
 from sandbox.cli_errors import fail, guarded, run_command_line, writable_file

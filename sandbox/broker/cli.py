@@ -19,8 +19,8 @@ from rich.console import Console
 
 from sandbox.admin.apply import apply_agents_file
 from sandbox.admin.client import BrokerClient
-from sandbox.agent.cli import token as agent_token
 from sandbox.broker import audit, tables
+from sandbox.broker.agent_cli import token as agent_token
 from sandbox.broker.configs import HOST_FILES, HOST_FORMATS, host_config
 from sandbox.broker.schemas import MAX_MOVE_DAYS, AgentMode, AgentStatus, CredentialType, ReviewDecision
 from sandbox.broker.store import Database, default_database_url
