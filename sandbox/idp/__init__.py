@@ -7,7 +7,7 @@ picks it for the settings.
 
 from __future__ import annotations
 
-from sandbox.config import Settings
+from sandbox.config import DEFAULT_KEYCLOAK_VERSION, Settings
 from sandbox.idp.provider import (
     AgentClient,
     AgentClientSpec,
@@ -29,6 +29,7 @@ __all__ = [
     "IdpUnavailable",
     "PublishedKey",
     "identity_provider",
+    "idp_version",
 ]
 
 
@@ -37,3 +38,8 @@ def identity_provider(settings: Settings) -> IdentityProvider:
     from sandbox.idp.keycloak import KeycloakAdapter  # python-keycloak loads only for whoever talks to the IdP
 
     return KeycloakAdapter.from_settings(settings)
+
+
+def idp_version(settings: Settings | None = None) -> tuple[str, str]:
+    """The IdP's name and version: the one the settings run, or without settings the one this release is tested with."""
+    return "Keycloak", settings.keycloak_version if settings else DEFAULT_KEYCLOAK_VERSION
