@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     broker_housekeeping_interval: float = 2.0  # seconds between checks for ended graces and interrupted revocations
     broker_movable_clock: bool = False  # sandbox only: tenants' clocks may be moved forward (the stack turns it on)
     broker_interrupted_after: float = 120.0  # seconds a provision may stay `provisioning` before housekeeping undoes it
+    # Every broker process transmits SSF events under one public URL (the SETs' `iss`) with one signing key.
+    broker_public_url: str | None = None  # default: broker_url (this process's own address)
+    broker_signing_key_file: Path | None = None  # default: <state_dir>/broker/set-signing-key.json (mode 0600)
 
     # Container runtime (SANDBOX_RUNTIME=docker, and compose/): the images, and how this machine builds its own.
     keycloak_image: str | None = None  # default: the official image of keycloak_version
@@ -146,7 +149,7 @@ class Settings(BaseSettings):
     mcp_trust_refetch_interval: float = 1.0  # at most one `GET /trust/issuers` this often (unknown issuer, metadata)
     mcp_usage_flush_interval: float = 1.0  # seconds between usage report batches to the broker
     mcp_base_scopes: tuple[str, ...] = ("basic",)  # what every request needs: the IdP scope that carries `sub`
-    mcp_events_signer_jwks_url: str | None = None  # who may sign revocation events; default: the broker's JWKS
+    mcp_events_signer_jwks_url: str | None = None  # who may sign SSF events; default: the transmitter's jwks_uri
     mcp_introspection_secret: str | None = None  # default: the stack secret "mcp-resource-server"
     mcp_denied_call_limit: int = 20  # refused tool calls per principal in a window before its calls get 429
     mcp_denied_call_window: float = 60.0  # seconds of that window (the 429's Retry-After is what is left of it)
@@ -165,7 +168,15 @@ class Settings(BaseSettings):
             raise ValueError("is not a loopback address: the sandbox binds only 127.0.0.0/8, ::1 or localhost")
         return value
 
-    @field_validator("state_dir", "cache_dir", "fixtures_dir", "keycloak_dist", "java_home", "broker_policy_file")
+    @field_validator(
+        "state_dir",
+        "cache_dir",
+        "fixtures_dir",
+        "keycloak_dist",
+        "java_home",
+        "broker_policy_file",
+        "broker_signing_key_file",
+    )
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
@@ -186,6 +197,15 @@ class Settings(BaseSettings):
     @property
     def broker_url(self) -> str:
         return f"http://{self.host}:{self.broker_port}"
+
+    @property
+    def transmitter_url(self) -> str:
+        """The SSF transmitter every broker process speaks as: the `iss` of its events, the root of its metadata."""
+        return (self.broker_public_url or self.broker_url).rstrip("/")
+
+    @property
+    def signing_key_file(self) -> Path:
+        return self.broker_signing_key_file or self.state_dir / "broker" / "set-signing-key.json"
 
     @property
     def mcp_url(self) -> str:

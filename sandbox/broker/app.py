@@ -25,7 +25,8 @@ from sandbox.broker.errors import BrokerError, MfaRequired
 from sandbox.broker.events import SigningKey
 from sandbox.broker.policy import Policy
 from sandbox.broker.service import BrokerService
-from sandbox.broker.store import Database, broker_dir, default_database_url
+from sandbox.broker.ssf_api import router as ssf_router
+from sandbox.broker.store import Database, default_database_url
 from sandbox.broker.validation import invalid_request_body
 from sandbox.config import Settings, load_settings
 from sandbox.errors import SandboxError
@@ -37,8 +38,6 @@ from sandbox.stack_secrets import USAGE_INGEST_SECRET, Secrets
 from sandbox.toolmap import ToolMap
 
 log = logging.getLogger(__name__)
-
-SIGNING_KEY_FILE = "set-signing-key.json"
 
 
 def build_service(
@@ -54,7 +53,7 @@ def build_service(
         policy=Policy.load(settings.policy_file, tools),
         tools=tools,
         clock=clock or SystemClock(),
-        signing_key=SigningKey.load_or_create(broker_dir(settings) / SIGNING_KEY_FILE),
+        signing_key=SigningKey.load_or_create(settings.signing_key_file),
         http=http,
     )
 
@@ -93,6 +92,7 @@ def create_app(
                 service.register_resource_server(None, server.url, server.events_url)
             await _adopt_sandbox_tenants(service)
             app.state.service = service
+            app.state.transmitter = service.transmitter
             app.state.usage_secret = Secrets(settings).get_or_create(USAGE_INGEST_SECRET)
             app.state.authenticator = Authenticator(
                 master_issuer=settings.issuer("master"),
@@ -119,6 +119,7 @@ def create_app(
     )
     _install_error_handlers(app)
     _add_routes(app)
+    app.include_router(ssf_router)
     app.add_middleware(BodySizeLimit)  # 413 over 1 MiB
     app.add_middleware(HeaderSizeLimit)  # 431 over 16 KiB of headers, before anything reads them
     return app
@@ -176,7 +177,7 @@ def _add_routes(app: FastAPI) -> None:
 
     @app.get("/.well-known/jwks.json", tags=["public"])
     async def jwks(service: Service) -> dict[str, Any]:
-        """The public key that signs revocation events."""
+        """The public key that signs security events (the SSF transmitter's `jwks_uri`)."""
         return service.signing_key.jwks()
 
     @app.post("/usage", status_code=202, tags=["resource servers"], responses=ERRORS)

@@ -1,11 +1,13 @@
-"""Signed revocation events: Security Event Tokens (RFC 8417) pushed to resource servers (RFC 8935).
+"""Security Event Tokens (RFC 8417) the broker transmits, and their push delivery (RFC 8935).
 
-The broker signs with its own EC P-256 key (ES256), kept in the state directory with mode 0600 and
-published at ``GET /.well-known/jwks.json``. The event format is in docs/architecture.md.
+Every broker process signs with one EC P-256 key (ES256), read from ``Settings.signing_key_file`` (mode 0600;
+the first process to start creates it), published at ``GET /.well-known/jwks.json``; every event carries
+``iss`` = ``Settings.transmitter_url``. The event types and subjects are in :mod:`sandbox.ssf`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -18,14 +20,13 @@ import httpx
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
-log = logging.getLogger(__name__)
+from sandbox.ssf import SESSION_REVOKED, SET_MEDIA_TYPE, SET_TYPE, AgentSubject
 
-AGENT_REVOKED = "urn:mcp-sandbox:event:agent-revoked"
-SET_MEDIA_TYPE = "application/secevent+jwt"
+log = logging.getLogger(__name__)
 
 
 class SigningKey:
-    """The broker's event-signing key: created once per state directory, never logged or shown."""
+    """The transmitter's event-signing key: one file every broker process reads, never logged or shown."""
 
     def __init__(self, key: ECKey) -> None:
         self._key = key
@@ -33,48 +34,48 @@ class SigningKey:
 
     @classmethod
     def load_or_create(cls, path: Path) -> SigningKey:
-        if path.exists():
-            return cls(ECKey.import_key(json.loads(path.read_text())))
-        key = ECKey.generate_key("P-256", {"use": "sig", "alg": "ES256"}, private=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as out:
-            out.write(json.dumps(key.as_dict(private=True)))
-        return cls(key)
+        """The key in ``path``; made there first if there is none (atomically: two processes end with one key)."""
+        if not path.exists():
+            key = ECKey.generate_key("P-256", {"use": "sig", "alg": "ES256"}, private=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            draft = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+            descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as out:
+                out.write(json.dumps(key.as_dict(private=True)))
+                out.flush()
+                os.fsync(out.fileno())
+            try:
+                with contextlib.suppress(FileExistsError):  # another process made it first: theirs is the key
+                    os.link(draft, path)
+            finally:
+                draft.unlink()
+        return cls(ECKey.import_key(json.loads(path.read_text())))
 
     def jwks(self) -> dict[str, Any]:
         public = self._key.as_dict(private=False)
         return {"keys": [{**public, "kid": self.kid, "use": "sig", "alg": "ES256"}]}
 
     def sign(self, claims: dict[str, Any]) -> str:
-        return jwt.encode({"alg": "ES256", "typ": "secevent+jwt", "kid": self.kid}, claims, self._key)
+        return jwt.encode({"alg": "ES256", "typ": SET_TYPE, "kid": self.kid}, claims, self._key)
 
 
-def revocation_event(
-    key: SigningKey,
-    *,
-    broker_url: str,
-    audience: str,
-    issuer: str,
-    subject: str,
-    client_id: str,
-    revoked_at: int,
-) -> str:
-    return key.sign(
-        {
-            "iss": broker_url,
-            "aud": audience,
-            "iat": revoked_at,
-            "jti": str(uuid.uuid4()),
-            "events": {
-                AGENT_REVOKED: {
-                    "subject": {"format": "iss_sub", "iss": issuer, "sub": subject},
-                    "client_id": client_id,
-                    "revoked_at": revoked_at,
-                }
-            },
-        }
-    )
+def session_revoked(*, transmitter: str, audience: str, subject: AgentSubject, at: int, reason: str) -> dict[str, Any]:
+    """The claims of a CAEP session-revoked SET for one receiver (sign them with :meth:`SigningKey.sign`).
+
+    Tokens of the subject issued up to ``at`` are dead.
+    """
+    jti = uuid.uuid4().hex
+    event: dict[str, Any] = {"event_timestamp": at, "initiating_entity": "admin"}
+    if reason:
+        event["reason_admin"] = {"en": reason[:200]}
+    return {
+        "iss": transmitter,
+        "aud": audience,
+        "iat": at,
+        "jti": jti,
+        "sub_id": subject.as_sub_id(),
+        "events": {SESSION_REVOKED: event},
+    }
 
 
 @dataclass(frozen=True)
@@ -93,13 +94,15 @@ class Delivery:
 async def push(http: httpx.AsyncClient, server: str, events_url: str | None, event: str) -> Delivery:
     """Deliver one SET; a server without an event endpoint, or one that fails, is reported, never raised."""
     if events_url is None:
-        return Delivery(server, None, False, None, note="takes no revocation events (registered without an endpoint)")
+        return Delivery(
+            server, None, False, None, note="takes no revocation events by push (registered without an endpoint)"
+        )
     try:
         response = await http.post(events_url, content=event, headers={"Content-Type": SET_MEDIA_TYPE})
     except httpx.HTTPError as exc:
-        log.warning("revocation event not delivered", extra={"server": server, "reason": type(exc).__name__})
+        log.warning("security event not delivered", extra={"server": server, "reason": type(exc).__name__})
         return Delivery(server, events_url, False, None, f"{type(exc).__name__}: unreachable")
     delivered = response.status_code == 202
     if not delivered:
-        log.warning("revocation event refused", extra={"server": server, "status": response.status_code})
+        log.warning("security event refused", extra={"server": server, "status": response.status_code})
     return Delivery(server, events_url, delivered, response.status_code, None if delivered else response.text[:200])

@@ -1,9 +1,11 @@
-"""Revocation: credentials dead at the token endpoint, events to every resource server, the client removed."""
+"""Revocation: credentials dead at the token endpoint, then SSF events to every resource server while the
+client is removed."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import httpx
@@ -16,12 +18,13 @@ from sandbox.broker.errors import (
     IdpFailed,
     NotFound,
 )
-from sandbox.broker.events import Delivery, push, revocation_event
 from sandbox.broker.store import (
     Agent,
     Credential,
 )
+from sandbox.broker.transmitter import Transmitter
 from sandbox.idp.provider import IdpNotFound
+from sandbox.ssf import AgentSubject
 
 log = logging.getLogger(__name__)
 
@@ -82,21 +85,32 @@ class RevocationOperations(ServiceBase):
                 "revoke again when Keycloak is up (the broker also retries by itself)",
                 status="revoking",
             ) from exc
-        # Resource servers compare the event with their tokens' real `iat`: it carries the broker's own time.
-        deliveries = await self._push_revocation(snapshot, tenant, self.clock.now(), targets)
-        try:
-            if keycloak_id:
-                await self.adapter.delete_client(tenant, keycloak_id)
-            if snapshot["mode"] == "delegated":
-                await self.adapter.remove_delegation_scope(tenant, snapshot["client_id"])
-        except IDP_FAILURES as exc:
+        # The IdP refuses the credential from here on, so every token the event must cover is already issued:
+        # the event's timestamp (the broker's own time, which the servers compare with the tokens' `iat`) is now.
+        # Its delivery and the client's removal then run side by side.
+        revoked_now = int(self.clock.now().timestamp())
+        for url, events_url in targets:
+            if events_url is not None:
+                self.transmitter.ensure_push_stream(url, events_url)
+        delivering = self.transmitter.revoke(
+            self._subject(agent_id, snapshot, tenant), [url for url, _ in targets], at=revoked_now, reason=reason
+        )
+        removed = await asyncio.gather(
+            delivering, self._remove_client(tenant, keycloak_id, snapshot), return_exceptions=True
+        )
+        deliveries, removal = removed
+        if isinstance(deliveries, BaseException):
+            raise deliveries
+        if isinstance(removal, BaseException):
+            if not isinstance(removal, IDP_FAILURES):
+                raise removal
             raise IdpFailed(
-                f"Keycloak failed while removing agent {agent_id}'s client ({why(exc)}); the client is disabled, "
+                f"Keycloak failed while removing agent {agent_id}'s client ({why(removal)}); the client is disabled, "
                 "so its credentials are dead, but removal is pending",
                 "revoke again when Keycloak is up (the broker also retries by itself)",
                 status="revoking",
                 events=[d.as_dict() for d in deliveries],
-            ) from exc
+            ) from removal
         with self._session() as session:
             stored = session.get(Agent, agent_id)
             assert stored is not None
@@ -128,25 +142,22 @@ class RevocationOperations(ServiceBase):
             "verification": verification,
         }
 
-    async def _push_revocation(
-        self, agent: dict[str, Any], tenant: str, revoked_at: datetime, targets: list[tuple[str, str | None]]
-    ) -> list[Delivery]:
+    @cached_property
+    def transmitter(self) -> Transmitter:
+        """The SSF transmitter every broker process shares: one issuer, one key, streams in the database."""
+        return Transmitter(self.settings.transmitter_url, self.db, self.signing_key, self.http, self.clock.now)
+
+    def _subject(self, agent_id: str, agent: dict[str, Any], tenant: str) -> AgentSubject:
         with self._session() as session:
-            stored = session.get(Agent, agent["id"])
-            subject = stored.service_account_id if stored else None
-        deliveries = []
-        for url, events_url in targets:
-            event = revocation_event(
-                self.signing_key,
-                broker_url=self.settings.broker_url,
-                audience=url,
-                issuer=self.settings.issuer(tenant),
-                subject=subject or "",
-                client_id=agent["client_id"],
-                revoked_at=int(revoked_at.timestamp()),
-            )
-            deliveries.append(await push(self.http, url, events_url, event))
-        return deliveries
+            stored = session.get(Agent, agent_id)
+            service_account = stored.service_account_id if stored else None
+        return AgentSubject(self.settings.issuer(tenant), agent["client_id"], service_account or None)
+
+    async def _remove_client(self, tenant: str, keycloak_id: str | None, agent: dict[str, Any]) -> None:
+        if keycloak_id:
+            await self.adapter.delete_client(tenant, keycloak_id)
+        if agent["mode"] == "delegated":
+            await self.adapter.remove_delegation_scope(tenant, agent["client_id"])
 
     async def _verify_rejected(self, token: str, servers: list[str]) -> list[dict[str, Any]]:
         """Call each MCP server with the old token: after a revocation each must answer 401."""

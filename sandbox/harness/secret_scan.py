@@ -47,7 +47,7 @@ def by_design(settings: Settings, registry: Path | None) -> set[Path]:
     """Files and directories that hold credentials on purpose."""
     places = {
         settings.secrets_file,
-        settings.state_dir / "broker" / "set-signing-key.json",
+        settings.signing_key_file,
         settings.state_dir / "keycloak",
     }
     if registry is not None:
@@ -59,7 +59,7 @@ def known_credentials(settings: Settings, registry: Path | None) -> set[str]:
     values = remembered(registry) if registry else set()
     if settings.secrets_file.exists():
         values |= {v for v in json.loads(settings.secrets_file.read_text()).values() if isinstance(v, str)}
-    signing_key = settings.state_dir / "broker" / "set-signing-key.json"
+    signing_key = settings.signing_key_file
     if signing_key.exists():
         values.add(json.loads(signing_key.read_text()).get("d", ""))
     seed = SeededDatabase(settings, KeycloakDistribution(settings))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -44,9 +44,11 @@ from sandbox.mcp_server.jwks import KeyCache
 from sandbox.mcp_server.net import http_client
 from sandbox.mcp_server.options import ServerOptions
 from sandbox.mcp_server.principal import SCOPE_KEY, Principal, principal_in
+from sandbox.mcp_server.revocation_journal import RevocationJournal
 from sandbox.mcp_server.revocations import RevocationList
 from sandbox.mcp_server.routing import Mismatch, routing_mismatch
 from sandbox.mcp_server.scoping import MalformedRequest, ToolCall, ToolPolicy, read_tool_call
+from sandbox.mcp_server.ssf_receiver import StreamReceiver, TransmitterConfiguration
 from sandbox.mcp_server.tenants import TenantDirectory
 from sandbox.mcp_server.throttle import DeniedCallLimiter
 from sandbox.mcp_server.tools import build_mcp
@@ -103,8 +105,10 @@ class ProtectedMcpEndpoint:
         usage: UsageReporter,
         anonymous: Principal | None = None,
         limiter: DeniedCallLimiter | None = None,
+        ready: Callable[[], bool] | None = None,
     ) -> None:
         self.options = options
+        self.ready = ready  # jwt+events: false until the revocation stream is caught up
         self.limiter = limiter or DeniedCallLimiter(options.denied_call_limit, options.denied_call_window)
         self.anonymous = anonymous  # set only without auth (benchmarks): who every request is taken to be
         self.verifier = verifier
@@ -118,6 +122,9 @@ class ProtectedMcpEndpoint:
         refusal = await self.hosts.validate_request(request)
         if refusal is not None:
             return await refusal(scope, receive, send)
+        if self.ready is not None and not self.ready():
+            waiting = challenges.unavailable("catching up on revocations after a start; retry shortly")
+            return await waiting(scope, receive, send)
         body, call, malformed, mismatch = b"", None, None, None
         if request.method == "POST":
             try:
@@ -338,21 +345,32 @@ def build_app(options: ServerOptions) -> Starlette:
         )
     else:
         verifier = JwtVerifier(rules, trust, keys_of)
+    stream: StreamReceiver | None = None
     if options.mode == "jwt+events":
-        assert options.broker_url is not None and options.events_signer_jwks_url is not None
-        revocations = RevocationList(max_token_lifetime=options.max_token_lifetime, leeway=options.leeway)
+        assert options.transmitter_url is not None and options.revocation_journal is not None
+        revocations = RevocationList(
+            max_token_lifetime=options.max_token_lifetime,
+            leeway=options.leeway,
+            journal=RevocationJournal(options.revocation_journal),
+        )
         verifier = RevocationCheckingVerifier(verifier, revocations.covers)
-        signer_jwks = options.events_signer_jwks_url
-
-        async def signer_jwks_uri() -> str:
-            return signer_jwks
-
+        transmitter = TransmitterConfiguration(
+            client, options.transmitter_url, jwks_override=options.events_signer_jwks_url
+        )
         receiver = EventReceiver(
-            KeyCache(client, signer_jwks_uri, refetch_interval=options.jwks_refetch_interval),
+            KeyCache(client, transmitter.jwks_uri, refetch_interval=options.jwks_refetch_interval),
             revocations,
-            issuer=options.broker_url,
+            issuer=options.transmitter_url,
             audience=options.canonical_url,
             leeway=options.leeway,
+        )
+        stream = StreamReceiver(
+            client,
+            receiver,
+            transmitter,
+            audience=options.canonical_url,
+            events_url=urlsplit(options.canonical_url)._replace(path="/events", query="", fragment="").geturl(),
+            secret=options.usage_secret or "",
         )
         routes.append(Route("/events", event_endpoint(receiver), methods=["POST"]))
 
@@ -366,13 +384,20 @@ def build_app(options: ServerOptions) -> Starlette:
         resource=options.canonical_url,
         flush_interval=options.usage_flush_interval,
     )
-    endpoint = ProtectedMcpEndpoint(options, verifier, policy, sessions, usage, _anonymous(options, policy))
+    ready = stream.caught_up.is_set if stream is not None else None
+    endpoint = ProtectedMcpEndpoint(
+        options, verifier, policy, sessions, usage, _anonymous(options, policy), ready=ready
+    )
     metadata_path = urlsplit(options.resource_metadata_url).path
     metadata = cors_middleware(metadata_handler(options, trust, policy), ["GET", "OPTIONS"])
 
     async def health(request: Request) -> Response:
         auth = {"auth": "none"} if options.no_auth else {}
-        return JSONResponse({"status": "ok", "mode": options.mode, "resource": options.canonical_url, **auth})
+        body = {"status": "ok", "mode": options.mode, "resource": options.canonical_url, **auth}
+        if ready is not None and not ready():
+            body["status"] = "catching up on revocations"  # not ready: the stack waits, callers get 503
+            return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+        return JSONResponse(body)
 
     routes += [
         Route(urlsplit(options.canonical_url).path or "/", endpoint, methods=["GET", "POST", "DELETE"]),
@@ -386,10 +411,14 @@ def build_app(options: ServerOptions) -> Starlette:
         async with sessions.run():
             await trust.refresh()
             usage.start()
+            if stream is not None:
+                await stream.start()
             log.info("MCP server ready", extra={"resource": options.canonical_url, "mode": options.mode})
             try:
                 yield
             finally:
+                if stream is not None:
+                    await stream.stop()
                 await usage.stop()
                 await client.aclose()
 

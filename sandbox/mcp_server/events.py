@@ -1,9 +1,12 @@
-"""The revocation event receiver of ``jwt+events`` mode: signed SETs (RFC 8417) pushed over HTTP (RFC 8935).
+"""The SSF receiver's SET handling in ``jwt+events`` mode: verify a Security Event Token, act on it.
 
-``POST /events`` with ``Content-Type: application/secevent+jwt``; the body is a SET signed by the
-broker's key (its JWKS URL is configured), addressed to this server's canonical URL, carrying an
-``urn:mcp-sandbox:event:agent-revoked`` event. 202 when taken; 400 with ``{"err", "description"}``
-(RFC 8935 §2.3) otherwise, and the revocation list is left unchanged.
+A SET (RFC 8417) comes pushed (``POST /events``, RFC 8935, ``Content-Type: application/secevent+jwt``) or
+polled (RFC 8936, see :mod:`sandbox.mcp_server.ssf_receiver`). It must be signed by a key at the
+transmitter's ``jwks_uri`` (ES256 or RS256), come from the transmitter's issuer, be addressed to this
+server's canonical URL, and carry a ``jti`` not seen before. The events that end an agent's access (CAEP
+``session-revoked``, ``credential-change`` with ``change_type`` revoke or delete, RISC ``account-disabled``)
+add to the revocation list; every other event is acknowledged and ignored, as SSF 1.0 asks. Push answers
+202 when taken; 400 with ``{"err", "description"}`` (RFC 8935 §2.3) otherwise, and the list is unchanged.
 """
 
 from __future__ import annotations
@@ -25,11 +28,18 @@ from sandbox.mcp_server.jwks import KeyCache
 from sandbox.mcp_server.principal import same_resource
 from sandbox.mcp_server.revocations import Revocation, RevocationList
 from sandbox.mcp_server.verification import peek
+from sandbox.ssf import (
+    ACCOUNT_DISABLED,
+    CREDENTIAL_CHANGE,
+    ENDING_CHANGES,
+    SESSION_REVOKED,
+    SET_MEDIA_TYPE,
+    SET_TYPE,
+    AgentSubject,
+)
 
 log = logging.getLogger(__name__)
 
-AGENT_REVOKED = "urn:mcp-sandbox:event:agent-revoked"
-CONTENT_TYPE = "application/secevent+jwt"
 SET_ALGORITHMS = ("ES256", "RS256")
 MAX_SET_BYTES = 64 * 1024
 REMEMBERED_IDS = 10_000
@@ -61,17 +71,18 @@ class EventReceiver:
         self._clock = clock
         self._seen: OrderedDict[str, None] = OrderedDict()
 
-    async def receive(self, value: str) -> Revocation | None:
-        """Verify one SET and apply it; None if it was already applied (same ``jti``)."""
+    async def receive(self, value: str) -> list[Revocation]:
+        """Verify one SET and apply what it says; nothing for a replay (same ``jti``) or an event of no concern."""
         claims = await self._verified_claims(value)
-        revocation = revocation_in(claims)
+        revocations = revocations_in(claims)
         if claims["jti"] in self._seen:
-            return None
+            return []
+        for revocation in revocations:
+            self._revocations.add(revocation)
         self._seen[claims["jti"]] = None
         while len(self._seen) > REMEMBERED_IDS:
             self._seen.popitem(last=False)
-        self._revocations.add(revocation)
-        return revocation
+        return revocations
 
     async def _verified_claims(self, value: str) -> dict[str, Any]:
         try:
@@ -81,7 +92,7 @@ class EventReceiver:
         alg = header.get("alg")
         if alg not in SET_ALGORITHMS:
             raise RejectedEvent("invalid_request", f"signature algorithm {alg!r} is not accepted for events")
-        if str(header.get("typ", "")).lower() not in ("secevent+jwt", CONTENT_TYPE):
+        if str(header.get("typ", "")).lower() not in (SET_TYPE, SET_MEDIA_TYPE):
             raise RejectedEvent("invalid_request", "the JWT is not typed secevent+jwt")
         if "crit" in header or "b64" in header:
             raise RejectedEvent("invalid_request", "the JWS header asks for processing this receiver does not do")
@@ -119,49 +130,62 @@ class EventReceiver:
         return claims
 
 
-def revocation_in(claims: dict[str, Any]) -> Revocation:
+def revocations_in(claims: dict[str, Any]) -> list[Revocation]:
+    """What the SET's events revoke: one entry per event that ends access, none for the others."""
     events = claims.get("events")
-    event = events.get(AGENT_REVOKED) if isinstance(events, dict) else None
-    if not isinstance(event, dict):
-        raise RejectedEvent("invalid_request", f"the SET carries no {AGENT_REVOKED} event")
-    subject = event.get("subject")
-    client_id = event.get("client_id")
-    revoked_at = event.get("revoked_at")
-    if (
-        not isinstance(subject, dict)
-        or subject.get("format") != "iss_sub"
-        or not isinstance(subject.get("iss"), str)
-        or not isinstance(subject.get("sub"), str)
-        or not isinstance(client_id, str)
-        or not client_id
-        or isinstance(revoked_at, bool)
-        or not isinstance(revoked_at, int | float)
-    ):
-        raise RejectedEvent("invalid_request", "the agent-revoked event needs subject (iss_sub), client_id, revoked_at")
-    return Revocation(subject["iss"], client_id, subject["sub"], int(revoked_at))
+    if not isinstance(events, dict) or not events:
+        raise RejectedEvent("invalid_request", "the SET carries no events")
+    found = []
+    for event_type, event in events.items():
+        if not isinstance(event, dict):
+            raise RejectedEvent("invalid_request", f"the {event_type} event is not an object")
+        if not ends_access(event_type, event):
+            continue
+        # SSF 1.0 names the subject in `sub_id`; SETs of earlier drafts in the event's `subject`.
+        subject = AgentSubject.from_sub_id(claims.get("sub_id", event.get("subject")))
+        if subject is None:
+            log.info("security event about a subject no token names", extra={"event": event_type})
+            continue
+        at = event.get("event_timestamp", claims["iat"])
+        if isinstance(at, bool) or not isinstance(at, int | float):
+            raise RejectedEvent("invalid_request", "event_timestamp must be a number (seconds)")
+        # Nothing issued after the SET itself can be meant (and a timestamp in milliseconds would be).
+        found.append(Revocation(subject.issuer, subject.client_id, subject.subject, int(min(at, claims["iat"]))))
+    return found
+
+
+def ends_access(event_type: str, event: dict[str, Any]) -> bool:
+    if event_type in (SESSION_REVOKED, ACCOUNT_DISABLED):
+        return True
+    return event_type == CREDENTIAL_CHANGE and event.get("change_type") in ENDING_CHANGES
 
 
 def event_endpoint(receiver: EventReceiver) -> Callable[[Request], Any]:
     async def receive(request: Request) -> Response:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type != CONTENT_TYPE:
-            return rejection(RejectedEvent("invalid_request", f"Content-Type must be {CONTENT_TYPE}"))
+        if content_type != SET_MEDIA_TYPE:
+            return rejection(RejectedEvent("invalid_request", f"Content-Type must be {SET_MEDIA_TYPE}"))
         body = b""
         async for chunk in request.stream():
             body += chunk
             if len(body) > MAX_SET_BYTES:
                 return rejection(RejectedEvent("invalid_request", "the SET is too large"), status=413)
         try:
-            revocation = await receiver.receive(body.decode("ascii").strip())
+            revocations = await receiver.receive(body.decode("ascii").strip())
         except UnicodeDecodeError:
             return rejection(RejectedEvent("invalid_request", "the body is not a compact JWS"))
         except RejectedEvent as rejected:
             log.warning("revocation event refused", extra={"err": rejected.err, "description": rejected.description})
             return rejection(rejected)
-        if revocation is not None:
+        for revocation in revocations:
             log.info(
-                "agent revoked",
-                extra={"issuer": revocation.issuer, "client_id": revocation.client_id, "at": revocation.revoked_at},
+                "revoked",
+                extra={
+                    "issuer": revocation.issuer,
+                    "client_id": revocation.client_id,
+                    "subject": revocation.subject,
+                    "at": revocation.revoked_at,
+                },
             )
         return Response(status_code=202)
 

@@ -23,7 +23,9 @@ class ServerOptions:
     mode: ModeName
     issuers: tuple[str, ...]
     broker_url: str | None
-    events_signer_jwks_url: str | None
+    events_signer_jwks_url: str | None  # an override of the transmitter's own jwks_uri
+    transmitter_url: str | None  # jwt+events: the SSF transmitter (its issuer) this server receives from
+    revocation_journal: Path | None  # jwt+events: where the revocation list is kept across restarts
     introspection_secret: str | None
     usage_secret: str | None
     tools_file: Path
@@ -84,18 +86,18 @@ class ServerOptions:
                 "the MCP server trusts no issuer", "name one with --issuer, or a broker with --broker-url"
             )
         secrets = Secrets(settings)
-        signer_jwks = settings.mcp_events_signer_jwks_url or (
-            f"{broker_url}/.well-known/jwks.json" if broker_url else None
-        )
+        signer_jwks = settings.mcp_events_signer_jwks_url
+        transmitter = (settings.broker_public_url or broker_url or "").rstrip("/") or None
         if no_auth and not issuers:
             raise SandboxError("a server without auth needs the tenant its caller acts in", "name it with --issuer")
-        if MODES[mode].receives_events and (broker_url is None or signer_jwks is None):
+        if MODES[mode].receives_events and transmitter is None:
             raise SandboxError(
-                "jwt+events mode needs the broker that signs revocation events",
-                "pass --broker-url (its /.well-known/jwks.json signs the events)",
+                "jwt+events mode needs the broker that transmits revocation events",
+                "pass --broker-url (its /.well-known/ssf-configuration describes the stream)",
             )
-        if signer_jwks is not None:
-            require_loopback(signer_jwks, "events signer JWKS URL")
+        for url, what in ((signer_jwks, "events signer JWKS URL"), (transmitter, "SSF transmitter URL")):
+            if url is not None:
+                require_loopback(url, what)
         introspection_secret = settings.mcp_introspection_secret or secrets.get(RESOURCE_SERVER_SECRET)
         if mode == "introspect" and not introspection_secret:
             raise SandboxError(
@@ -112,6 +114,10 @@ class ServerOptions:
             issuers=tuple(issuers),
             broker_url=broker_url,
             events_signer_jwks_url=signer_jwks,
+            transmitter_url=transmitter if MODES[mode].receives_events else None,
+            revocation_journal=settings.state_dir / "mcp-server" / f"revocations-{port}.jsonl"
+            if MODES[mode].receives_events
+            else None,
             introspection_secret=introspection_secret,
             usage_secret=secrets.get_or_create(USAGE_INGEST_SECRET) if broker_url else None,
             tools_file=settings.tools_file,

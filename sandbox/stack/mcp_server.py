@@ -13,10 +13,12 @@ from sandbox.stack_secrets import RESOURCE_SERVER_SECRET, Secrets
 class McpServer(ProcessComponent):
     """``python -m sandbox.mcp_server`` in one mode: trusts the stack's tenants and the broker's trust list."""
 
-    needs = ("keycloak",)
+    needs: tuple[str, ...] = ("keycloak",)
 
     def __init__(self, settings: Settings, mode: str = "jwt+events") -> None:
         super().__init__(settings)
+        if mode == "jwt+events":  # it joins the broker's SSF stream and catches up before it is ready
+            self.needs = ("keycloak", "broker")
         self.address = settings.mcp_server(mode)
         self.mode = revocation_mode(mode)
         self.name = self.mode.component

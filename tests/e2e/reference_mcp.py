@@ -43,11 +43,12 @@ from sandbox.agent.mcp_http import (  # noqa: F401 - re-exported for the tests
     rpc_message,
     tool_names,
 )
-from sandbox.broker.events import SigningKey, revocation_event
+from sandbox.broker.events import SigningKey, session_revoked
 from sandbox.config import Settings
 from sandbox.idp.keycloak import KeycloakAdapter
 from sandbox.idp.provider import AgentClient, AgentClientSpec
 from sandbox.pytest_plugin import SandboxStack
+from sandbox.ssf import WELL_KNOWN, AgentSubject
 from sandbox.stack.ports import free_port
 from sandbox.stack.readiness import last_lines
 
@@ -203,9 +204,10 @@ def mcp_server(
     issuers: list[str],
     broker_url: str | None = None,
     env: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> Iterator[RunningServer]:
-    """Run `mcp-sandbox mcp-server` on a free port until the block ends."""
-    port = free_port()
+    """Run `mcp-sandbox mcp-server` on ``port`` (default: a free one) until the block ends."""
+    port = port or free_port()
     command = [MCP_SANDBOX, "mcp-server", "--mode", mode, "--port", str(port)]
     for issuer in issuers:
         command += ["--issuer", issuer]
@@ -332,13 +334,16 @@ class Recorded:
 
 @dataclass
 class FakeBroker:
-    """The broker's side of the contracts: a signing key at /.well-known/jwks.json, a trust list, and a
-    usage endpoint that records every request it gets (to check what the MCP server sends upstream)."""
+    """The broker's side of the contracts: a signing key at /.well-known/jwks.json, a trust list, a usage
+    endpoint that records every request it gets (to check what the MCP server sends upstream), and an SSF
+    transmitter of one stream per receiver whose backlog (``backlog``: SETs a receiver polls) the test fills."""
 
     key: SigningKey = field(default_factory=lambda: SigningKey(_broker_key()))
     issuers: list[str] = field(default_factory=list)
     base: str = ""
     requests: list[Recorded] = field(default_factory=list)
+    streams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    backlog: dict[str, str] = field(default_factory=dict)
 
     def app(self) -> Starlette:
         async def record(request: Request) -> None:
@@ -358,24 +363,48 @@ class FakeBroker:
             await record(request)
             return Response(status_code=202)
 
+        async def configuration(request: Request) -> Response:
+            await record(request)
+            return JSONResponse(
+                {
+                    "issuer": self.base,
+                    "jwks_uri": f"{self.base}/.well-known/jwks.json",
+                    "configuration_endpoint": f"{self.base}/ssf/streams",
+                }
+            )
+
+        async def streams(request: Request) -> Response:
+            await record(request)
+            if request.method == "GET":
+                return JSONResponse(list(self.streams.values()))
+            stream = {**json.loads(await request.body()), "stream_id": uuid.uuid4().hex}
+            stream["poll_endpoint_url"] = f"{self.base}/ssf/poll/{stream['stream_id']}"
+            self.streams[stream["aud"]] = stream
+            return JSONResponse(stream, status_code=201)
+
+        async def poll(request: Request) -> Response:
+            await record(request)
+            for jti in json.loads(await request.body()).get("ack", []):
+                self.backlog.pop(jti, None)
+            return JSONResponse({"sets": dict(self.backlog), "moreAvailable": False})
+
         return Starlette(
             routes=[
                 Route("/.well-known/jwks.json", jwks),
                 Route("/trust/issuers", trust),
                 Route("/usage", usage, methods=["POST"]),
+                Route(WELL_KNOWN, configuration),
+                Route("/ssf/streams", streams, methods=["GET", "POST"]),
+                Route("/ssf/poll/{stream_id}", poll, methods=["POST"]),
             ]
         )
 
     def revocation(self, server_url: str, agent: Agent, revoked_at: int | None = None) -> str:
         """The SET the real broker would push for this agent (built by the broker's own code)."""
-        return revocation_event(
-            self.key,
-            broker_url=self.base,
-            audience=server_url,
-            issuer=agent.issuer,
-            subject=agent.client.service_account_id,
-            client_id=agent.client_id,
-            revoked_at=revoked_at if revoked_at is not None else int(time.time()),
+        subject = AgentSubject(agent.issuer, agent.client_id, agent.client.service_account_id)
+        at = revoked_at if revoked_at is not None else int(time.time())
+        return self.key.sign(
+            session_revoked(transmitter=self.base, audience=server_url, subject=subject, at=at, reason="")
         )
 
     def usage_events(self) -> list[dict[str, Any]]:

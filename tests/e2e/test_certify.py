@@ -32,7 +32,6 @@ from sandbox.certify.report.checks_json import checks_json
 from sandbox.certify.revision import REVISIONS, STATELESS, Revision
 from sandbox.certify.runner import run_checks
 from sandbox.certify.world import World
-from sandbox.mcp_server import app as app_module
 from sandbox.mcp_server.app import build_app
 from sandbox.mcp_server.options import ServerOptions
 from sandbox.pytest_plugin import SandboxStack
@@ -92,13 +91,6 @@ def reference_server(
     """The reference server's app on the world's URL, with the defect's piece substituted."""
     settings = stack.settings
     assert world.manifest.upstream is not None
-    # It reaches the broker through certify's upstream watch, but the broker's events name the broker itself.
-    receiver = app_module.EventReceiver
-    monkeypatch.setattr(
-        app_module,
-        "EventReceiver",
-        lambda *args, **kwargs: receiver(*args, **{**kwargs, "issuer": settings.broker_url}),
-    )
     options = ServerOptions.standalone(
         settings,
         issuers=[settings.issuer(tenant) for tenant in stack.tenants],
@@ -106,7 +98,9 @@ def reference_server(
         mode="jwt+events",
         broker_url=f"http://127.0.0.1:{world.manifest.upstream.port}",
     )
-    options = dataclasses.replace(options, jwks_max_age=JWKS_MAX_AGE)  # a withdrawn key is examined in seconds
+    # It reaches the broker through certify's upstream watch, but takes the broker's SSF stream from the broker;
+    # a withdrawn key is examined in seconds.
+    options = dataclasses.replace(options, transmitter_url=settings.transmitter_url, jwks_max_age=JWKS_MAX_AGE)
     assert options.canonical_url == world.url
     app = build_app(options)
     if defect is not None and defect.wrap is not None:

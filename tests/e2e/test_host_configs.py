@@ -70,6 +70,7 @@ def test_a_vscode_config_makes_a_real_tool_call(
 ) -> None:
     agent = sandbox_agent(role="invoice-writer")
     env = environment(agent)
+    (tmp_path / ".vscode").mkdir()  # the workspace's folder, as VS Code makes it; `agents config` creates no folder
     config = generate(agent, "vscode", tmp_path / ".vscode" / "mcp.json", env)
     assert set(config) == {"servers"} and len(config["servers"]) == 1  # one server, as VS Code reads it
     (server,) = config["servers"].values()

@@ -186,7 +186,7 @@ class Expect401Within(StepArgs):
 
 
 def budget(context: RunContext, mode: str, agent: AgentHandle, override: float | None) -> float:
-    """What DESIGN.md promises per mode: a round trip, the introspection cache, or the token's remaining life."""
+    """Each mode's own budget (``sandbox.modes``): a round trip, the introspection cache, or the token's life."""
     if override is not None:
         return override
     settings = context.settings

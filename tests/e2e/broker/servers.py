@@ -70,8 +70,9 @@ class ProbeResourceServer:
         if token.header.get("typ") != "secevent+jwt" or token.claims.get("aud") != self.url:
             return JSONResponse({"err": "invalid_audience"}, status_code=400)
         self.events.append(token.claims)
+        subject = token.claims["sub_id"]  # an agent: RFC 9493 complex subject, tenant (issuer) + application (client)
         for event in token.claims["events"].values():
-            self.revoked[(event["subject"]["iss"], event["client_id"])] = event["revoked_at"]
+            self.revoked[(subject["tenant"]["uri"], subject["application"]["id"])] = event["event_timestamp"]
         return Response(status_code=202)
 
     async def call(self, request: Request) -> Response:

@@ -14,6 +14,7 @@ from joserfc.jwk import ECKey, RSAKey
 from openapi_spec_validator import validate
 
 from sandbox.agent.tokens import ClientSecretCredential, PrivateKeyCredential, Token, TokenRefused, fetch_token
+from sandbox.ssf import SESSION_REVOKED, AgentSubject
 from sandbox.stack_secrets import RESOURCE_SERVER_SECRET, Secrets
 
 from .conftest import Broker, Tenant
@@ -310,9 +311,11 @@ def test_revocation_kills_credentials_and_tokens_everywhere(broker: Broker, tena
         assert introspect(broker, tenant, old_token)["active"] is False
         delivered = {d["server"]: d for d in result["events"]}
         assert delivered[probe.url]["delivered"] is True and delivered[probe.url]["status"] == 202
-        event = probe.events[-1]["events"]["urn:mcp-sandbox:event:agent-revoked"]
-        assert event["client_id"] == provisioned["credential"]["client_id"]
-        assert event["subject"]["iss"] == tenant.issuer
+        event = probe.events[-1]
+        assert list(event["events"]) == [SESSION_REVOKED] and event["iss"] == broker.settings.transmitter_url
+        subject = AgentSubject.from_sub_id(event["sub_id"])
+        assert subject is not None and subject.subject  # the agent's service account
+        assert (subject.issuer, subject.client_id) == (tenant.issuer, provisioned["credential"]["client_id"])
         verification = {v["server"]: v for v in result["verification"]}
         assert verification[probe.url] == {"server": probe.url, "status": 401, "rejected": True}
         if "mcp-server" in broker.stack.state.components:  # the reference MCP server, when the stack runs one

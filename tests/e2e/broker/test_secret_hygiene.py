@@ -64,8 +64,8 @@ def test_logs_and_database_hold_no_issued_secret(broker: Broker, tmp_path: Path,
         revoked = broker.call("POST", f"/revoke/{agent['agent']['id']}", bob, {"reason": "done", "verify_token": token})
         assert revoked.status_code == 200
 
-    signing_key = json.loads((broker_dir(broker.settings) / "set-signing-key.json").read_text())
-    assert (broker_dir(broker.settings) / "set-signing-key.json").stat().st_mode & 0o777 == 0o600
+    signing_key = json.loads(broker.settings.signing_key_file.read_text())
+    assert broker.settings.signing_key_file.stat().st_mode & 0o777 == 0o600
     issued.append(signing_key["d"])
 
     places = [p for p in broker.settings.log_dir.glob("*") if p.is_file()]

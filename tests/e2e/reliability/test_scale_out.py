@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 from broker.conftest import Broker, Tenant
-from broker.test_lifecycle import refused, secret_credential
+from broker.test_lifecycle import refused, secret_credential, token_for
+from reference_mcp import INITIALIZE, post
 
 from sandbox.pytest_plugin import SandboxStack
 
@@ -33,7 +34,8 @@ def cluster() -> Iterator[Cluster]:
 
 @pytest.fixture
 def brokers(broker: Broker, sandbox_stack: SandboxStack, tenant: Tenant, cluster: Cluster) -> Iterator[list[Broker]]:
-    extra = {"SANDBOX_TENANTS": json.dumps([tenant.name])}
+    # Both transmit SSF events under the stack broker's public URL, with the key file all of them read.
+    extra = {"SANDBOX_TENANTS": json.dumps([tenant.name]), "SANDBOX_BROKER_PUBLIC_URL": broker.settings.broker_url}
     processes = [
         BrokerProcess(broker.settings, cluster.url(), name=f"broker-scale-out-{index}", extra=extra) for index in (1, 2)
     ]
@@ -103,3 +105,21 @@ def test_two_brokers_on_one_database_lose_and_double_nothing(
     assert sum(1 for (_, action) in per_act if action == "agent.revoked") == RACES
     verified = audit_verify(first.settings, cluster.url())
     assert verified.returncode == 0, verified.stderr
+
+
+@pytest.mark.xdist_group("scale-out")
+def test_the_stack_server_takes_the_revocation_events_of_either_broker(
+    brokers: list[Broker], tenant: Tenant, sandbox_stack: SandboxStack
+) -> None:
+    """Each broker process pushes its own SSF event, signed with the shared key under the one public URL; the
+    stack's MCP server, which never heard of either process, accepts both and refuses both agents' tokens."""
+    server = sandbox_stack.settings.mcp_url
+    token = tenant.admins["alice"].token()
+    for via in brokers:
+        provisioned = via.provision(tenant, tenant.admins["carol"].token(), role="log-reader", servers=[server])
+        access = token_for(tenant, secret_credential(provisioned)).access_token
+        assert post(server, INITIALIZE, token=access).status_code == 200  # control
+        revoked = via.call("POST", f"/revoke/{provisioned['agent']['id']}", token, {"reason": "scale-out"})
+        assert revoked.status_code == 200, revoked.text
+        assert [(e["server"], e["delivered"]) for e in revoked.json()["events"]] == [(server, True)]
+        assert post(server, INITIALIZE, token=access).status_code == 401
