@@ -17,6 +17,7 @@ def write_junit(results: list[ScenarioResult], path: Path) -> None:
         errors=str(
             sum(1 for r in results if r.setup_error or (r.first_problem and r.first_problem.outcome == "error"))
         ),
+        skipped=str(sum(1 for r in results if r.not_supported)),
         time=f"{sum(r.duration for r in results):.3f}",
     )
     for result in results:
@@ -27,6 +28,8 @@ def write_junit(results: list[ScenarioResult], path: Path) -> None:
         problem = result.first_problem
         if result.setup_error:
             ET.SubElement(case, "error", message=result.setup_error)
+        elif result.not_supported is not None:  # neither a pass nor a failure: the IdP lacks what it needs
+            ET.SubElement(case, "skipped", message=str(result.not_supported.message))
         elif problem is not None:
             tag = "failure" if problem.outcome == "failed" else "error"
             ET.SubElement(case, tag, message=problem.describe()).text = problem.describe()
