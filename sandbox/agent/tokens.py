@@ -95,9 +95,14 @@ class TokenClient:
                 timeout=timeout,
             )
 
-    async def fetch(self, scope: str | None = None) -> Token:
-        """A new token, or TokenRefused with the endpoint's reason."""
-        return await self._grant(grant_type="client_credentials", scope=scope)
+    async def fetch(self, scope: str | None = None, audience: list[str] | None = None) -> Token:
+        """A new token, or TokenRefused with the endpoint's reason.
+
+        ``audience`` names the resource servers the token is for, where the IdP grants ``aud`` only on request
+        (Ory Hydra: of the client's allowed audience, those requested); Keycloak needs none.
+        """
+        extra = {"audience": " ".join(audience)} if audience else {}
+        return await self._grant(grant_type="client_credentials", scope=scope, **extra)
 
     async def exchange(self, subject_token: str, scope: str | None = None) -> Token:
         """A token that acts for the user of ``subject_token`` (an access token whose ``aud`` names this agent).
@@ -134,10 +139,12 @@ class TokenClient:
         await self.aclose()
 
 
-async def fetch_token(token_url: str, credential: Credential, *, scope: str | None = None) -> Token:
+async def fetch_token(
+    token_url: str, credential: Credential, *, scope: str | None = None, audience: list[str] | None = None
+) -> Token:
     """One token for ``credential`` (a client of its own; keep a TokenClient for many)."""
     async with TokenClient(token_url, credential) as client:
-        return await client.fetch(scope)
+        return await client.fetch(scope, audience)
 
 
 async def exchange_token(
