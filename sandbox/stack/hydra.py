@@ -66,7 +66,8 @@ class Hydra(ProcessComponent):
 
     def command(self) -> list[str]:
         # --dev: the issuer is plain HTTP on loopback (Hydra otherwise insists on TLS for its public URLs).
-        return [str(self.build.binary), "serve", "all", "--dev"]
+        # --sqa-opt-out: no usage telemetry; nothing leaves loopback.
+        return [str(self.build.binary), "serve", "all", "--dev", "--sqa-opt-out"]
 
     def environment(self) -> dict[str, str]:
         env = super().environment()
@@ -83,7 +84,7 @@ class Hydra(ProcessComponent):
             TTL_ACCESS_TOKEN=f"{self.settings.hydra_access_token_lifetime}s",
             LOG_LEVEL="warn",
             LOG_LEAK_SENSITIVE_VALUES="false",
-            SQA_OPT_OUT="true",  # no usage reports leave the machine
+            SQA_OPT_OUT="true",  # as --sqa-opt-out, for every command
         )
         return env
 

@@ -45,7 +45,7 @@ def test_a_hydra_listens_on_loopback_only_with_jwt_access_tokens_and_a_stack_sec
     assert env["DSN"].startswith(f"sqlite://{tmp_path / 'state' / 'hydra-globex'}/")
     assert env["SECRETS_SYSTEM"] == Secrets(hydra.settings).get(hydra_secret_name("globex"))
     assert len(env["SECRETS_SYSTEM"]) >= 32  # Hydra refuses a shorter system secret
-    assert hydra.command()[1:3] == ["serve", "all"]
+    assert hydra.command()[1:3] == ["serve", "all"] and "--sqa-opt-out" in hydra.command()  # no telemetry
 
 
 def test_the_stacks_mcp_servers_trust_every_tenants_hydra(tmp_path: Path) -> None:
