@@ -31,7 +31,7 @@ images: install
 ## its own stack); the README's reliability table is rendered from this run
 test: install images
 	$(BIN)/lint-imports
-	$(BIN)/pytest -n $(WORKERS) --dist loadgroup --reliability-table README.md tests scenarios
+	$(BIN)/pytest -n $(WORKERS) --dist loadgroup --reliability-table README.md --capability-table README.md tests scenarios
 
 unit: install
 	$(BIN)/pytest -n $(WORKERS) tests/unit

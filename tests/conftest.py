@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
+from capability_table import Proof, render_capability_table
 
 from sandbox.config import load_settings
 from sandbox.harness.secret_scan import by_design, known_credentials, scan
@@ -40,6 +41,7 @@ class Row:
 
 
 _ROWS: list[Row] = []
+_PROOFS: list[Proof] = []
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -48,6 +50,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="FILE",
         default=None,
         help="render the reliability table of this run into FILE, between its reliability-table markers",
+    )
+    parser.addoption(
+        "--capability-table",
+        metavar="FILE",
+        default=None,
+        help="render what each IdP kept in this run into FILE, between its capability-table markers",
     )
 
 
@@ -59,6 +67,9 @@ def _is_worker(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "reliability(area, attack, expected): a fault or attack tried; a row of the reliability table"
+    )
+    config.addinivalue_line(
+        "markers", "capability(idp, name): proves the IdP keeps (or plainly refuses) a capability; a table cell"
     )
     if _is_worker(config) or REGISTRY_VARIABLE in os.environ:
         return
@@ -90,6 +101,12 @@ def reliability(request: pytest.FixtureRequest) -> Cases:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
     outcome = yield
     report = outcome.get_result()
+    if not report.skipped and (report.when == "call" or report.failed):
+        for proof in item.iter_markers("capability"):
+            idp, name = proof.args
+            report.user_properties.append(
+                ("capability", json.dumps(asdict(Proof(idp, name, report.passed, item.nodeid))))
+            )
     marker = item.get_closest_marker("reliability")
     if marker is None or not (report.when == "call" or (report.when == "setup" and not report.passed)):
         return
@@ -108,6 +125,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     for name, value in report.user_properties:
         if name == "reliability":
             _ROWS.append(Row(**json.loads(value)))
+        elif name == "capability":
+            _PROOFS.append(Proof(**json.loads(value)))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -119,6 +138,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         scanned = _secret_scan(config)
         if not scanned:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    capability_table = config.getoption("--capability-table")
+    if _PROOFS and capability_table:
+        render_capability_table(Path(capability_table), _PROOFS)
     if _ROWS:
         RESULTS.parent.mkdir(exist_ok=True)
         RESULTS.write_text(json.dumps([asdict(r) for r in _ROWS], indent=2) + "\n")

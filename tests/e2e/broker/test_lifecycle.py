@@ -177,6 +177,7 @@ def test_high_privilege_agent_waits_for_a_second_admin(broker: Broker, tenant: T
     assert token.scopes == {"mcp:tool:deploy.read", "mcp:tool:deploy.production.write"}
 
 
+@pytest.mark.capability("keycloak", "dual_secret_rotation")
 def test_rotation_keeps_both_secrets_during_grace_and_reports_dependencies(broker: Broker, tenant: Tenant) -> None:
     carol = tenant.admins["carol"].token()
     provisioned = broker.provision(tenant, carol, role="log-reader")
@@ -222,6 +223,7 @@ def test_rotation_grace_runs_out_by_itself(broker: Broker, tenant: Tenant) -> No
     token_for(tenant, new)
 
 
+@pytest.mark.capability("keycloak", "key_rotation")
 def test_private_key_rotation_accepts_both_keys_during_grace(broker: Broker, tenant: Tenant) -> None:
     alice = tenant.admins["alice"].token()
     first, second = rsa_key("k1"), rsa_key("k2")
