@@ -35,14 +35,19 @@ def cell(idp: str, capability: str, proofs: list[Proof]) -> str:
     return declared
 
 
-def render_capability_table(path: Path, proofs: list[Proof]) -> None:
+def put_between_markers(path: Path, begin: str, end: str, lines: list[str], what: str) -> None:
+    """Replace what ``path`` holds between its ``begin`` and ``end`` markers with ``lines`` (a README's table)."""
     text = path.read_text()
-    if BEGIN not in text or END not in text:
-        raise pytest.UsageError(f"{path} has no {BEGIN} … {END} markers to put the capability table between")
+    if begin not in text or end not in text:
+        raise pytest.UsageError(f"{path} has no {begin} … {end} markers to put the {what} between")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{begin}\n{chr(10).join(lines)}\n{end}{tail}")
+
+
+def render_capability_table(path: Path, proofs: list[Proof]) -> None:
     idps = list(BY_IDP)
     lines = [f"| capability | {' | '.join(idps)} |", f"| --- |{' --- |' * len(idps)}"]
     for name, description in DESCRIPTIONS.items():
         lines.append(f"| {description} | {' | '.join(cell(idp, name, proofs) for idp in idps)} |")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{BEGIN}\n{chr(10).join(lines)}\n{END}{tail}")
+    put_between_markers(path, BEGIN, END, lines, "capability table")

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
-from capability_table import Proof, render_capability_table
+from capability_table import Proof, put_between_markers, render_capability_table
 
 from sandbox.config import load_settings
 from sandbox.harness.secret_scan import by_design, known_credentials, scan
@@ -173,9 +173,6 @@ def _secret_scan(config: pytest.Config) -> bool:
 
 def render_table(path: Path, rows: list[Row]) -> None:
     """Put the table between the markers of ``path`` (the README's reliability section)."""
-    text = path.read_text()
-    if BEGIN not in text or END not in text:
-        raise pytest.UsageError(f"{path} has no {BEGIN} … {END} markers to put the reliability table between")
     merged: dict[tuple[str, str], Row] = {}
     for row in rows:  # a parametrized test is one row: its cases added up, failed if any part failed
         seen = merged.setdefault((row.area, row.attack), Row(row.area, row.attack, 0, row.outcome, row.test))
@@ -186,6 +183,4 @@ def render_table(path: Path, rows: list[Row]) -> None:
     lines = ["| Area | Fault or attack tried | Cases | Outcome |", "| --- | --- | ---: | --- |"]
     for row in sorted(merged.values(), key=lambda r: (order.get(r.area, len(AREAS)), r.attack)):
         lines.append(f"| {row.area} | {row.attack} | {row.cases} | {row.outcome} |")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{BEGIN}\n{chr(10).join(lines)}\n{END}{tail}")
+    put_between_markers(path, BEGIN, END, lines, "reliability table")
