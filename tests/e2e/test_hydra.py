@@ -32,6 +32,7 @@ from sandbox.config import Settings, load_settings
 from sandbox.harness.agents import new_key
 from sandbox.idp.hydra import HydraProvider, NotSupported, PeopleElsewhere
 from sandbox.idp.provider import AgentClient, AgentClientSpec, IdpConflict, IdpNotFound
+from sandbox.issued import remember_answer
 from sandbox.oidc import discover
 from sandbox.stack.hydra import Hydra
 from sandbox.stack.launcher import Stack
@@ -76,6 +77,7 @@ def make_client(settings: Settings, scopes: list[str], audience: list[str]) -> C
             },
         )
     assert made.status_code == 201, made.text
+    remember_answer(made.json())  # the secret scan after the suite looks for it
     return ClientSecretCredential(made.json()["client_id"], made.json()["client_secret"])
 
 
@@ -134,6 +136,26 @@ def test_a_hydra_token_carries_scp_and_aud_and_the_mcp_server_honours_them(
         unnamed = asyncio.run(fetch_token(token_url, credential))
         assert unnamed.claims().get("aud") in (None, [])
         assert call_tool(server.url, unnamed.access_token, None, "invoices.list", {}).status_code == 401
+
+
+@pytest.mark.capability("hydra", "resource_indicators")
+def test_hydra_takes_no_resource_indicator_so_the_token_names_no_server(hydra_stack: tuple[Settings, Stack]) -> None:
+    settings, _ = hydra_stack
+    credential = make_client(settings, ["basic"], [AUDIENCE])
+    answer = httpx.post(
+        discover(settings.hydra("acme").issuer).token_endpoint,
+        data={
+            "grant_type": "client_credentials",
+            "client_id": credential.client_id,
+            "client_secret": credential.secret,
+            "resource": AUDIENCE,  # RFC 8707: Hydra ignores it; only audience= narrows aud
+        },
+        timeout=30,
+        trust_env=False,
+    )
+    assert answer.status_code == 200
+    remember_answer(answer.json())
+    assert Token(answer.json()["access_token"], 0, "").claims()["aud"] == []
 
 
 def test_hydra_grants_no_scope_or_audience_the_client_is_not_allowed(hydra_stack: tuple[Settings, Stack]) -> None:

@@ -157,6 +157,7 @@ def test_role_change_shows_in_the_next_token(broker: Broker, tenant: Tenant) -> 
     assert change["reason"] == "new job" and "carol" in change["actor"]
 
 
+@pytest.mark.capability("keycloak", "disable_without_delete")
 def test_high_privilege_agent_waits_for_a_second_admin(broker: Broker, tenant: Tenant) -> None:
     alice, bob = tenant.admins["alice"].token(), tenant.admins["bob"].token()
     provisioned = broker.provision(
@@ -335,6 +336,7 @@ def test_revocation_kills_credentials_and_tokens_everywhere(broker: Broker, tena
         assert len(entries_after) == len(entries)
 
 
+@pytest.mark.capability("keycloak", "event_emission")
 def test_monitoring_shows_failures_denials_and_unused_scopes(broker: Broker, tenant: Tenant) -> None:
     carol = tenant.admins["carol"].token()
     provisioned = broker.provision(tenant, carol, role="invoice-writer")
