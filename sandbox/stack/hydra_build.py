@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -26,6 +27,8 @@ from sandbox.errors import DistributionError, GoNotFound
 
 Report = Callable[[str], None]
 
+#: The oldest Go that builds Hydra 2.3.0 (its go.mod says go 1.22; older ones cannot switch toolchains).
+MINIMUM_GO = (1, 22)
 #: Seconds between "still building" lines while ``go build`` runs (minutes on a busy machine).
 PROGRESS_EVERY = 30.0
 
@@ -67,14 +70,21 @@ class HydraBuild:
         return self.binary
 
     def _go(self) -> str:
+        fix = (
+            f"install Go {'.'.join(map(str, MINIMUM_GO))}+ (https://go.dev/dl/) and a C compiler (cgo, for SQLite), "
+            "set SANDBOX_GO_COMMAND to your go, or set SANDBOX_HYDRA_BINARY to a hydra binary built with -tags sqlite"
+        )
         found = shutil.which(self.settings.go_command)
         if found is None:
             raise GoNotFound(
                 f"no Go toolchain found to build Ory Hydra {self.version} (looked for "
                 f"`{self.settings.go_command}` on PATH)",
-                "install Go 1.23+ (https://go.dev/dl/) and a C compiler (cgo, for SQLite), set SANDBOX_GO_COMMAND "
-                "to your go, or set SANDBOX_HYDRA_BINARY to a hydra binary built with -tags sqlite",
+                fix,
             )
+        version = subprocess.run([found, "env", "GOVERSION"], capture_output=True, text=True).stdout.strip()
+        numbers = re.match(r"go(\d+)\.(\d+)", version)
+        if numbers is not None and (int(numbers[1]), int(numbers[2])) < MINIMUM_GO:
+            raise GoNotFound(f"{found} is {version}, too old to build Ory Hydra {self.version}", fix)
         return found
 
     def _build(self, go: str, report: Report) -> None:
