@@ -37,7 +37,7 @@ conformance: install
 ## its own stack); the README's reliability table is rendered from this run
 test: install images conformance
 	$(BIN)/lint-imports
-	$(BIN)/pytest -n $(WORKERS) --dist loadgroup --reliability-table README.md tests scenarios
+	$(BIN)/pytest -n $(WORKERS) --dist loadgroup --reliability-table README.md --capability-table README.md tests scenarios
 
 ## test-under-load: `make test` while four CPU burners (each bounded to 90 minutes) load the machine for the whole run
 test-under-load: install images conformance

@@ -35,6 +35,13 @@ KNOWN_KEYCLOAK_SHA256 = {
 }
 DEFAULT_KEYCLOAK_VERSION = "26.7.3"
 
+#: Ory Hydra, built from its Go module (the module proxy serves the source; nothing else is downloaded).
+HYDRA_MODULE = "github.com/ory/hydra/v2"
+#: The module's go.mod points this nested client at a directory its module zip does not hold; the build drops that
+#: replace, so the published client of the same release line is used.
+HYDRA_NESTED_CLIENT_MODULE = "github.com/ory/hydra-client-go/v2"
+DEFAULT_HYDRA_VERSION = "2.3.0"
+
 
 #: A TCP port: what every *_port setting must be.
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -73,6 +80,24 @@ class McpServerAddress:
         return f"{self.origin}/events" if MODES[self.mode].receives_events else None
 
 
+@dataclass(frozen=True)
+class HydraAddress:
+    """One tenant's Ory Hydra: its own issuer (the public port) and admin API, both on loopback."""
+
+    tenant: str
+    host: str
+    public_port: int
+    admin_port: int
+
+    @property
+    def issuer(self) -> str:
+        return f"http://{self.host}:{self.public_port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{self.host}:{self.admin_port}"
+
+
 class Settings(BaseSettings):
     """Everything configurable, in one place. Read it with :func:`load_settings`."""
 
@@ -104,6 +129,15 @@ class Settings(BaseSettings):
     maven_central_url: str = "https://repo.maven.apache.org/maven2"
     java_home: Path | None = Field(default=None, validation_alias=AliasChoices("JAVA_HOME", "SANDBOX_JAVA_HOME"))
     jvm_dirs: list[Path] = Field(default_factory=_default_jvm_dirs)
+
+    # The agents' IdP. People (admins, delegating users) stay on Keycloak either way. Ory Hydra is built once from
+    # its Go module with a local Go toolchain, and runs one per tenant.
+    idp: Literal["keycloak", "hydra"] = "keycloak"
+    hydra_version: str = DEFAULT_HYDRA_VERSION
+    hydra_binary: Path | None = None  # your own hydra binary (built with -tags sqlite) instead of building one
+    go_command: str = "go"  # the Go toolchain that builds Hydra (a name on PATH, or a path)
+    hydra_port: int = 18090  # the first tenant's Hydra: public port; admin port is the next; each tenant takes two
+    hydra_access_token_lifetime: int = 300  # seconds an agent's access token from Hydra lives
 
     # An existing Keycloak instead of starting one (URL plus an admin service account in its master realm).
     keycloak_url: str | None = None
@@ -176,6 +210,7 @@ class Settings(BaseSettings):
         "java_home",
         "broker_policy_file",
         "broker_signing_key_file",
+        "hydra_binary",
     )
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
@@ -262,6 +297,16 @@ class Settings(BaseSettings):
                 continue
             env[f"SANDBOX_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
         return env
+
+    def hydra(self, tenant: str) -> HydraAddress:
+        """Where the Hydra of ``tenant`` (one of the sandbox tenants) listens: two ports per tenant, in order."""
+        index = self.tenants.index(tenant)
+        return HydraAddress(tenant, self.host, self.hydra_port + 2 * index, self.hydra_port + 2 * index + 1)
+
+    @property
+    def hydras(self) -> list[HydraAddress]:
+        """One Hydra per sandbox tenant when the agents' IdP is Hydra; none otherwise."""
+        return [self.hydra(tenant) for tenant in self.tenants] if self.idp == "hydra" else []
 
     @property
     def expected_keycloak_sha256(self) -> str | None:

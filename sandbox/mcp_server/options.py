@@ -55,7 +55,10 @@ class ServerOptions:
         address = settings.mcp_server(settings.mcp_auth_mode)
         return cls.standalone(
             settings,
-            issuers=[settings.issuer(tenant) for tenant in settings.tenants],
+            issuers=[
+                *(settings.issuer(tenant) for tenant in settings.tenants),
+                *(hydra.issuer for hydra in settings.hydras),
+            ],
             port=address.port,
             mode=settings.mcp_auth_mode,
             broker_url=settings.broker_url,

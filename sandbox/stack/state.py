@@ -37,17 +37,19 @@ class ComponentState:
 class StackState:
     runtime: str
     components: dict[str, ComponentState] = field(default_factory=dict)
+    idp: str = "keycloak"  # the agents' IdP the stack was started with (SANDBOX_IDP)
 
     def to_json(self) -> str:
         return json.dumps(
-            {"runtime": self.runtime, "components": [asdict(c) for c in self.components.values()]}, indent=2
+            {"runtime": self.runtime, "idp": self.idp, "components": [asdict(c) for c in self.components.values()]},
+            indent=2,
         )
 
     @classmethod
     def from_json(cls, text: str) -> StackState:
         data = json.loads(text)
         components = [ComponentState.from_dict(entry) for entry in data.get("components", [])]
-        return cls(runtime=data["runtime"], components={c.name: c for c in components})
+        return cls(runtime=data["runtime"], components={c.name: c for c in components}, idp=data.get("idp", "keycloak"))
 
 
 class StateDamaged(SandboxError):

@@ -13,7 +13,7 @@ from sandbox.agent.tokens import Token, TokenClient, TokenRefused
 from sandbox.modes import MODES, revocation_mode
 from sandbox.scenarios.calls import CallOutcome
 from sandbox.scenarios.context import AgentHandle, RunContext
-from sandbox.scenarios.library import StepFailed, step
+from sandbox.scenarios.library import StepFailed, require, step
 from sandbox.scenarios.steps.base import StepArgs
 
 Evidence = dict[str, Any]
@@ -253,6 +253,7 @@ class ExchangeToken(StepArgs):
 @step("exchange_token", ExchangeToken)
 async def exchange_token(context: RunContext, args: ExchangeToken) -> Evidence:
     """The user logs in and consents to the agent; the agent exchanges that token for one that acts for the user."""
+    require(context, "token_exchange")
     agent = context.agents[args.agent]
     issued = context.users[args.user]
     tenant = context.tenants[context.header.tenant_of_user(args.user)]
