@@ -59,7 +59,7 @@ def _options(
 def _settings(runtime: str | None = None, idp: str | None = None) -> Settings:
     """The settings; their runtime (and agents' IdP) the one asked for, else that of the stack the state file
     describes."""
-    asked = {name: value for name, value in (("runtime", runtime), ("idp", idp)) if value}
+    asked = {name: value for name, value in (("runtime", runtime), ("idp", idp)) if value is not None}
     settings = guarded(lambda: load_settings(**asked))
     try:
         state = load_state(settings)
@@ -95,7 +95,7 @@ def up(
         typer.Option("--runtime", help="local (processes; the default) or docker (containers); or SANDBOX_RUNTIME."),
     ] = None,
     idp: Annotated[
-        str | None,
+        Literal["keycloak", "hydra"] | None,
         typer.Option(
             "--idp",
             help="the agents' IdP: keycloak (the default) or hydra (one Ory Hydra per tenant, built once with Go; "

@@ -43,6 +43,6 @@ def _case(suite: ET.Element, scenario: str, file: str, step: StepResult) -> None
         tag = "failure" if step.outcome == "failed" else "error"
         ET.SubElement(case, tag, message=step.describe()).text = step.describe()
     elif step.outcome == "not supported":  # neither a pass nor a failure: the IdP lacks what the step needs
-        ET.SubElement(case, "skipped", message=step.describe())
+        ET.SubElement(case, "skipped", message=step.message or step.describe())
     elif step.outcome == "not run":
         ET.SubElement(case, "skipped", message="not run: an earlier step of the scenario did not pass")

@@ -66,10 +66,11 @@ def test_on_hydra_the_step_is_not_supported_with_its_reason_and_nothing_after_it
 
     junit = tmp_path / "junit.xml"
     write_junit([result], junit)
-    suite = ET.parse(junit).getroot()
-    assert (suite.get("skipped"), suite.get("failures"), suite.get("errors")) == ("1", "0", "0")
-    (case,) = suite.iter("testcase")
-    skipped = case.find("skipped")
+    suite = ET.parse(junit).getroot()  # a test case per step: the unsupported one, and the one not run after it
+    assert (suite.get("skipped"), suite.get("failures"), suite.get("errors")) == ("2", "0", "0")
+    cases = list(suite.iter("testcase"))
+    assert len(cases) == 3
+    skipped = cases[1].find("skipped")
     assert skipped is not None and skipped.get("message") == reason
 
     report = tmp_path / "report.html"
