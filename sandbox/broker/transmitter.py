@@ -150,7 +150,7 @@ class Transmitter:
 
         async def deliver(audience: str, stream: SsfStream | None, token: str | None) -> Delivery:
             if stream is None or token is None:
-                return Delivery(audience, None, False, None, "the server has no SSF stream")
+                return Delivery(audience, None, False, None, note="takes no revocation events (it has no SSF stream)")
             if stream.delivery_method != PUSH:
                 return Delivery(audience, None, False, None, "poll stream: the receiver fetches it")
             return await push(self.http, audience, stream.endpoint_url, token)
