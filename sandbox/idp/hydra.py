@@ -2,7 +2,7 @@
 
 One tenant is one Hydra (its own issuer and keys), so a tenant here is a name mapped to that Hydra's admin URL.
 An agent is a Hydra OAuth 2.0 client: the ``client_credentials`` grant, its scopes (plus the base scopes every
-MCP request needs) and its audience as the client's allowed lists, ``client_secret_post`` or ``private_key_jwt``
+MCP request needs) and its audience as the client's allowed lists, ``client_secret_basic`` or ``private_key_jwt``
 with the agent's public keys in the client's JWKS. Hydra names the client in a token's ``sub`` and ``client_id``,
 so the client id is also the "service account". What Hydra lacks is refused with :class:`NotSupported` naming
 the reason (the same as its declaration in :data:`sandbox.idp.capabilities.HYDRA`), never emulated in silence:
@@ -178,7 +178,7 @@ class HydraProvider:
             )
         else:
             secret = secrets.token_urlsafe(32)
-            body.update(token_endpoint_auth_method="client_secret_post", client_secret=secret)
+            body.update(token_endpoint_auth_method="client_secret_basic", client_secret=secret)
         await self._call(tenant, "POST", "/admin/clients", expect=(201,), json=body)
         await self._call(
             tenant,

@@ -71,7 +71,7 @@ def make_client(settings: Settings, scopes: list[str], audience: list[str]) -> C
                 "client_id": f"agent-{uuid.uuid4().hex[:8]}",
                 "grant_types": ["client_credentials"],
                 "response_types": ["token"],
-                "token_endpoint_auth_method": "client_secret_post",
+                "token_endpoint_auth_method": "client_secret_basic",
                 "scope": " ".join(scopes),
                 "audience": audience,
             },
