@@ -146,10 +146,9 @@ def test_hydra_takes_no_resource_indicator_so_the_token_names_no_server(hydra_st
         discover(settings.hydra("acme").issuer).token_endpoint,
         data={
             "grant_type": "client_credentials",
-            "client_id": credential.client_id,
-            "client_secret": credential.secret,
             "resource": AUDIENCE,  # RFC 8707: Hydra ignores it; only audience= narrows aud
         },
+        auth=(credential.client_id, credential.secret),  # client_secret_basic, as the client is registered
         timeout=30,
         trust_env=False,
     )
