@@ -33,10 +33,11 @@ images: install
 conformance: install
 	$(BIN)/python -m sandbox.conformance.suite
 
-## test: install, then run the unit and end-to-end suites (the e2e suite starts and stops its own stack);
-## the README's reliability table is rendered from this run
+## test: install, check the layering, then run the unit and end-to-end suites (the e2e suite starts and stops
+## its own stack); the README's reliability table is rendered from this run
 test: install images conformance
-	$(BIN)/pytest -n $(WORKERS) --dist loadgroup --reliability-table README.md tests scenarios
+	$(BIN)/lint-imports
+	$(BIN)/pytest -n $(WORKERS) --dist loadgroup --reliability-table README.md --capability-table README.md tests scenarios
 
 ## test-under-load: `make test` while four CPU burners (each bounded to 90 minutes) load the machine for the whole run
 test-under-load: install images conformance
@@ -51,6 +52,7 @@ e2e: install images conformance
 lint: install
 	$(BIN)/ruff check sandbox tests
 	$(BIN)/ruff format --check sandbox tests
+	$(BIN)/lint-imports
 
 down: install
 	$(BIN)/mcp-sandbox down

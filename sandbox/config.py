@@ -6,7 +6,6 @@ Values come from defaults, overridden by environment variables prefixed ``SANDBO
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
@@ -23,6 +22,8 @@ from pydantic_settings import SettingsError as _UnparsableSetting
 
 from sandbox import __version__
 from sandbox.errors import SandboxError
+from sandbox.loopback import is_loopback_host
+from sandbox.modes import MODES, ModeName, revocation_mode
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -33,6 +34,13 @@ KNOWN_KEYCLOAK_SHA256 = {
     "26.7.3": "27a6535553c3cdcd083872ba40629efafb3475e3b758e0c6f691395561dd0f1f",
 }
 DEFAULT_KEYCLOAK_VERSION = "26.7.3"
+
+#: Ory Hydra, built from its Go module (the module proxy serves the source; nothing else is downloaded).
+HYDRA_MODULE = "github.com/ory/hydra/v2"
+#: The module's go.mod points this nested client at a directory its module zip does not hold; the build drops that
+#: replace, so the published client of the same release line is used.
+HYDRA_NESTED_CLIENT_MODULE = "github.com/ory/hydra-client-go/v2"
+DEFAULT_HYDRA_VERSION = "2.3.0"
 
 
 #: A TCP port: what every *_port setting must be.
@@ -58,7 +66,7 @@ def _default_jvm_dirs() -> list[Path]:
 class McpServerAddress:
     """One of the stack's reference MCP servers: its revocation mode, port and URLs."""
 
-    mode: str
+    mode: ModeName
     port: int
     origin: str
 
@@ -69,7 +77,25 @@ class McpServerAddress:
     @property
     def events_url(self) -> str | None:
         """Where it takes revocation events; only the jwt+events server listens for them."""
-        return f"{self.origin}/events" if self.mode == "jwt+events" else None
+        return f"{self.origin}/events" if MODES[self.mode].receives_events else None
+
+
+@dataclass(frozen=True)
+class HydraAddress:
+    """One tenant's Ory Hydra: its own issuer (the public port) and admin API, both on loopback."""
+
+    tenant: str
+    host: str
+    public_port: int
+    admin_port: int
+
+    @property
+    def issuer(self) -> str:
+        return f"http://{self.host}:{self.public_port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{self.host}:{self.admin_port}"
 
 
 class Settings(BaseSettings):
@@ -103,6 +129,15 @@ class Settings(BaseSettings):
     maven_central_url: str = "https://repo.maven.apache.org/maven2"
     java_home: Path | None = Field(default=None, validation_alias=AliasChoices("JAVA_HOME", "SANDBOX_JAVA_HOME"))
     jvm_dirs: list[Path] = Field(default_factory=_default_jvm_dirs)
+
+    # The agents' IdP. People (admins, delegating users) stay on Keycloak either way. Ory Hydra is built once from
+    # its Go module with a local Go toolchain, and runs one per tenant.
+    idp: Literal["keycloak", "hydra"] = "keycloak"
+    hydra_version: str = DEFAULT_HYDRA_VERSION
+    hydra_binary: Path | None = None  # your own hydra binary (built with -tags sqlite) instead of building one
+    go_command: str = "go"  # the Go toolchain that builds Hydra (a name on PATH, or a path)
+    hydra_port: int = 18090  # the first tenant's Hydra: public port; admin port is the next; each tenant takes two
+    hydra_access_token_lifetime: int = 300  # seconds an agent's access token from Hydra lives
 
     # An existing Keycloak instead of starting one (URL plus an admin service account in its master realm).
     keycloak_url: str | None = None
@@ -138,7 +173,7 @@ class Settings(BaseSettings):
     conformance_node_minimum: int = 22
 
     # The reference MCP server (sandbox/mcp_server): how it validates tokens and how long it trusts what it learnt.
-    mcp_auth_mode: Literal["jwt", "introspect", "jwt+events"] = "jwt+events"
+    mcp_auth_mode: ModeName = "jwt+events"
     mcp_token_algorithms: tuple[str, ...] = ("RS256", "PS256", "ES256", "EdDSA")  # never "none" or HMAC
     mcp_leeway: int = 5  # seconds of clock skew allowed on exp, nbf and iat
     mcp_max_token_lifetime: int = 86400  # longer-lived tokens are refused, so a revocation can be forgotten after it
@@ -163,11 +198,7 @@ class Settings(BaseSettings):
     @field_validator("host")
     @classmethod
     def _loopback_only(cls, value: str) -> str:
-        try:
-            loopback = value == "localhost" or ipaddress.ip_address(value).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
+        if not is_loopback_host(value):
             raise ValueError("is not a loopback address: the sandbox binds only 127.0.0.0/8, ::1 or localhost")
         return value
 
@@ -179,6 +210,7 @@ class Settings(BaseSettings):
         "java_home",
         "broker_policy_file",
         "broker_signing_key_file",
+        "hydra_binary",
     )
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
@@ -217,13 +249,14 @@ class Settings(BaseSettings):
 
     def mcp_server(self, mode: str) -> McpServerAddress:
         """Where the stack's reference MCP server for revocation mode ``mode`` listens."""
-        port = {"jwt+events": self.mcp_port, "introspect": self.mcp_introspect_port, "jwt": self.mcp_jwt_port}[mode]
-        return McpServerAddress(mode, port, f"http://{self.host}:{port}")
+        revocation = revocation_mode(mode)
+        port = getattr(self, revocation.port_setting)
+        return McpServerAddress(revocation.name, port, f"http://{self.host}:{port}")
 
     @property
     def mcp_servers(self) -> list[McpServerAddress]:
         """The stack runs the reference MCP server once per revocation mode, each its own resource."""
-        return [self.mcp_server(mode) for mode in ("jwt+events", "introspect", "jwt")]
+        return [self.mcp_server(mode) for mode in MODES]
 
     @property
     def keycloak_container_image(self) -> str:
@@ -264,6 +297,16 @@ class Settings(BaseSettings):
                 continue
             env[f"SANDBOX_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
         return env
+
+    def hydra(self, tenant: str) -> HydraAddress:
+        """Where the Hydra of ``tenant`` (one of the sandbox tenants) listens: two ports per tenant, in order."""
+        index = self.tenants.index(tenant)
+        return HydraAddress(tenant, self.host, self.hydra_port + 2 * index, self.hydra_port + 2 * index + 1)
+
+    @property
+    def hydras(self) -> list[HydraAddress]:
+        """One Hydra per sandbox tenant when the agents' IdP is Hydra; none otherwise."""
+        return [self.hydra(tenant) for tenant in self.tenants] if self.idp == "hydra" else []
 
     @property
     def expected_keycloak_sha256(self) -> str | None:

@@ -20,6 +20,10 @@ class JavaNotFound(SandboxError):
     pass
 
 
+class GoNotFound(SandboxError):
+    pass
+
+
 class DistributionError(SandboxError):
     pass
 

@@ -6,15 +6,17 @@ import sys
 from importlib.metadata import version
 
 from sandbox import __version__
-from sandbox.config import DEFAULT_KEYCLOAK_VERSION, Settings
+from sandbox.config import Settings
+from sandbox.idp import idp_version
 
 
 def versions(settings: Settings | None = None) -> dict[str, str]:
-    """The project, Keycloak (the stack's, or the default), the MCP SDK, Python; with settings, the MCP servers'
+    """The project, the IdP (the stack's, or the default), the MCP SDK, Python; with settings, the MCP servers'
     revocation modes too."""
+    idp, idp_release = idp_version(settings)
     found = {
         "mcp-sandbox": __version__,
-        "Keycloak": settings.keycloak_version if settings else DEFAULT_KEYCLOAK_VERSION,
+        idp: idp_release,
         "mcp SDK": version("mcp"),
         "Python": sys.version.split()[0],
     }

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from capability_table import Proof, put_between_markers, render_capability_table
 
 from sandbox.config import load_settings
 from sandbox.harness.secret_scan import by_design, known_credentials, scan
@@ -43,6 +44,7 @@ class Row:
 
 
 _ROWS: list[Row] = []
+_PROOFS: list[Proof] = []
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -51,6 +53,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="FILE",
         default=None,
         help="render the reliability table of this run into FILE, between its reliability-table markers",
+    )
+    parser.addoption(
+        "--capability-table",
+        metavar="FILE",
+        default=None,
+        help="render what each IdP kept in this run into FILE, between its capability-table markers",
     )
 
 
@@ -62,6 +70,9 @@ def _is_worker(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "reliability(area, attack, expected): a fault or attack tried; a row of the reliability table"
+    )
+    config.addinivalue_line(
+        "markers", "capability(idp, name): proves the IdP keeps (or plainly refuses) a capability; a table cell"
     )
     if _is_worker(config) or REGISTRY_VARIABLE in os.environ:
         return
@@ -93,6 +104,12 @@ def reliability(request: pytest.FixtureRequest) -> Cases:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
     outcome = yield
     report = outcome.get_result()
+    if not report.skipped and (report.when == "call" or report.failed):
+        for proof in item.iter_markers("capability"):
+            idp, name = proof.args
+            report.user_properties.append(
+                ("capability", json.dumps(asdict(Proof(idp, name, report.passed, item.nodeid))))
+            )
     marker = item.get_closest_marker("reliability")
     if marker is None or not (report.when == "call" or (report.when == "setup" and not report.passed)):
         return
@@ -114,6 +131,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     for name, value in report.user_properties:
         if name == "reliability":
             _ROWS.append(Row(**json.loads(value)))
+        elif name == "capability":
+            _PROOFS.append(Proof(**json.loads(value)))
 
 
 @pytest.hookimpl(trylast=True)  # after the sandbox plugin stopped the session's stack
@@ -126,6 +145,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if not _nothing_left_behind(config):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    capability_table = config.getoption("--capability-table")
+    if _PROOFS and capability_table:
+        render_capability_table(Path(capability_table), _PROOFS)
     if _ROWS:
         RESULTS.parent.mkdir(exist_ok=True)
         RESULTS.write_text(json.dumps([asdict(r) for r in _ROWS], indent=2) + "\n")
@@ -188,9 +210,6 @@ def _nothing_left_behind(config: pytest.Config) -> bool:
 
 def render_table(path: Path, rows: list[Row]) -> None:
     """Put the table between the markers of ``path`` (the README's reliability section)."""
-    text = path.read_text()
-    if BEGIN not in text or END not in text:
-        raise pytest.UsageError(f"{path} has no {BEGIN} … {END} markers to put the reliability table between")
     merged: dict[tuple[str, str], Row] = {}
     for row in rows:  # a parametrized test is one row: its cases added up, failed if any part failed
         seen = merged.setdefault((row.area, row.attack), Row(row.area, row.attack, 0, row.outcome, row.test))
@@ -201,6 +220,4 @@ def render_table(path: Path, rows: list[Row]) -> None:
     lines = ["| Area | Fault or attack tried | Cases | Outcome |", "| --- | --- | ---: | --- |"]
     for row in sorted(merged.values(), key=lambda r: (order.get(r.area, len(AREAS)), r.attack)):
         lines.append(f"| {row.area} | {row.attack} | {row.cases} | {row.outcome} |")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{BEGIN}\n{chr(10).join(lines)}\n{END}{tail}")
+    put_between_markers(path, BEGIN, END, lines, "reliability table")

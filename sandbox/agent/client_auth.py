@@ -162,6 +162,6 @@ def assertion(credential: PrivateKeyCredential, audience: str, *, now: float | N
     if credential.kid:
         header["kid"] = credential.kid
     key = JWKRegistry.import_key(credential.private_jwk)
-    with warnings.catch_warnings():  # RFC 9864 prefers "Ed25519" to "EdDSA"; Keycloak takes "EdDSA"
+    with warnings.catch_warnings():  # RFC 9864 prefers "Ed25519" to "EdDSA"; the IdP takes "EdDSA"
         warnings.simplefilter("ignore", SecurityWarning)
         return jwt.encode(header, claims, key, algorithms=[credential.alg])

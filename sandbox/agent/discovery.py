@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from sandbox.certify.challenge import parse_challenges
+from sandbox.agent.challenge import parse_challenges
 from sandbox.errors import SandboxError
 
 PROTECTED_RESOURCE = "/.well-known/oauth-protected-resource"

@@ -115,9 +115,21 @@ class TokenClient:
         self.method = choose_method(credential, auth_methods)
         self._http = http or httpx.AsyncClient(timeout=timeout, trust_env=False)
 
-    async def fetch(self, scope: str | None = None, *, resource: str | None = None) -> Token:
-        """A new token (for the server ``resource`` names, RFC 8707), or TokenRefused / TokenEndpointUnavailable."""
-        return await self._grant(grant_type="client_credentials", scope=scope, resource=resource)
+    async def fetch(
+        self, scope: str | None = None, audience: list[str] | None = None, *, resource: str | None = None
+    ) -> Token:
+        """A new token, or TokenRefused / TokenEndpointUnavailable.
+
+        ``resource`` names the server the token is for (RFC 8707; Keycloak). ``audience`` names the resource
+        servers where the IdP grants ``aud`` only on request (Ory Hydra: of the client's allowed audience, those
+        requested); Keycloak needs none.
+        """
+        return await self._grant(
+            grant_type="client_credentials",
+            scope=scope,
+            resource=resource,
+            audience=" ".join(audience) if audience else None,
+        )
 
     async def exchange(self, subject_token: str, scope: str | None = None) -> Token:
         """A token that acts for the user of ``subject_token`` (an access token whose ``aud`` names this agent).
@@ -163,10 +175,12 @@ class TokenClient:
         await self.aclose()
 
 
-async def fetch_token(token_url: str, credential: Credential, *, scope: str | None = None) -> Token:
+async def fetch_token(
+    token_url: str, credential: Credential, *, scope: str | None = None, audience: list[str] | None = None
+) -> Token:
     """One token for ``credential`` (a client of its own; keep a TokenClient for many)."""
     async with TokenClient(token_url, credential) as client:
-        return await client.fetch(scope)
+        return await client.fetch(scope, audience)
 
 
 async def exchange_token(

@@ -12,10 +12,10 @@ from typing import Any
 
 import httpx
 
+from sandbox.admin.client import BrokerClient
+from sandbox.agent import mcp_http
 from sandbox.agent.tokens import ClientSecretCredential
 from sandbox.bench.pacing import Threads
-from sandbox.broker.client import BrokerClient
-from sandbox.certify import mcp_http
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
 from sandbox.idp.keycloak import KeycloakAdapter

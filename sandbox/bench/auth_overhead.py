@@ -20,14 +20,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from sandbox.agent.mcp_http import served
 from sandbox.agent.tokens import ClientSecretCredential, fetch_token
 from sandbox.bench.agents import McpCaller
 from sandbox.bench.registry import BenchContext, benchmark, target
 from sandbox.bench.stack_start import MCP_SANDBOX
 from sandbox.bench.stats import ratio, summarize
-from sandbox.certify.mcp_http import served
 from sandbox.config import Settings
-from sandbox.idp.keycloak import AgentClientSpec, KeycloakAdapter
+from sandbox.idp.keycloak import KeycloakAdapter
+from sandbox.idp.provider import AgentClientSpec
+from sandbox.oidc import discover_async
 from sandbox.stack.ports import free_port
 from sandbox.stack.process import is_alive, spawn, stop
 from sandbox.stack.readiness import wait_for_http
@@ -116,7 +118,7 @@ async def auth_overhead(context: BenchContext) -> dict[str, Any]:
             spec = AgentClientSpec(client_id, client_id, [ANALYTICS], [jwt_url, introspect_url], token_lifetime=300)
             agent = await adapter.create_agent_client(tenant, spec)
             made.append(agent.id)
-            token_url = f"{settings.issuer(tenant)}/protocol/openid-connect/token"
+            token_url = (await discover_async(settings.issuer(tenant))).token_endpoint
             token = (await fetch_token(token_url, ClientSecretCredential(client_id, agent.secret or ""))).access_token
             targets = {}
             for name, url in (("no auth", no_auth_url), ("jwt", jwt_url), ("introspect", introspect_url)):

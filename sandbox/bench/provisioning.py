@@ -18,7 +18,8 @@ from sandbox.bench.agents import BenchAgent, OperatorBroker
 from sandbox.bench.pacing import bounded
 from sandbox.bench.registry import BenchContext, benchmark, target
 from sandbox.bench.stats import ratio, summarize
-from sandbox.idp.keycloak import AgentClient, AgentClientSpec, KeycloakAdapter
+from sandbox.idp.keycloak import KeycloakAdapter
+from sandbox.idp.provider import AgentClient, AgentClientSpec
 
 CONCURRENCY = 8
 ROUND = 50

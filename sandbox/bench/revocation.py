@@ -24,14 +24,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from sandbox.agent.mcp_http import served
 from sandbox.agent.tokens import fetch_token
 from sandbox.bench.agents import McpCaller, OperatorBroker
 from sandbox.bench.pacing import bounded
 from sandbox.bench.registry import BenchContext, benchmark, target
 from sandbox.bench.stats import summarize
-from sandbox.certify.mcp_http import served
 from sandbox.config import Settings
-from sandbox.revocation_modes import revocation_budget
+from sandbox.modes import revocation_mode
 
 #: Token lifetime (s) of the agents revoked in ``jwt`` mode: short, as that mode needs.
 JWT_TOKEN_LIFETIME = 5
@@ -39,7 +39,7 @@ JWT_TOKEN_LIFETIME = 5
 #: Polling is the measurement's resolution and also load on the server, so it is finer where the answer is fast.
 PACE = {"jwt+events": (8, 0.005), "introspect": (16, 0.05), "jwt": (40, 0.25)}
 #: Longest wait for a 401 beyond what the mode promises, before a revocation counts as not propagated.
-SLACK = 5.0
+SLACK = 3.0
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,10 @@ class Revoked:
 
 def _budget(settings: Settings, mode: str) -> float:
     """Seconds after the revoke within which the mode's server must answer 401, plus slack."""
-    return revocation_budget(settings, mode, remaining_lifetime=JWT_TOKEN_LIFETIME) + SLACK
+    promised = revocation_mode(mode).budget(
+        token_remaining=JWT_TOKEN_LIFETIME, cache_ttl=settings.mcp_introspection_cache_ttl, leeway=settings.mcp_leeway
+    )
+    return promised + SLACK
 
 
 async def _revoke_once(settings: Settings, mode: str, broker: OperatorBroker, mcp: McpCaller) -> Revoked:

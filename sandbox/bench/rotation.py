@@ -18,11 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.agent.mcp_http import served
 from sandbox.agent.tokens import ClientSecretCredential, TokenClient, TokenError, TokenRefused
 from sandbox.bench.agents import BenchAgent, McpCaller, OperatorBroker
 from sandbox.bench.registry import BenchContext, benchmark, target
 from sandbox.bench.stats import ratio, summarize
-from sandbox.certify.mcp_http import served
 
 WORKERS = 4
 RENEW_AFTER = 1.0

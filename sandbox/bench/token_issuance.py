@@ -13,7 +13,9 @@ import psutil
 from sandbox.agent.tokens import ClientSecretCredential, TokenClient
 from sandbox.bench.registry import BenchContext, benchmark
 from sandbox.bench.stats import split, summarize
-from sandbox.idp.keycloak import AgentClientSpec, KeycloakAdapter
+from sandbox.idp.keycloak import KeycloakAdapter
+from sandbox.idp.provider import AgentClientSpec
+from sandbox.oidc import discover_async
 from sandbox.stack.state import load_state
 
 CONCURRENCY = 8
@@ -45,7 +47,7 @@ async def token_issuance(context: BenchContext) -> dict[str, Any]:
     total = context.size(2000, 100)
     latencies: list[float] = []
     try:
-        token_url = f"{settings.issuer(tenant)}/protocol/openid-connect/token"
+        token_url = (await discover_async(settings.issuer(tenant))).token_endpoint
         async with TokenClient(token_url, ClientSecretCredential(agent.client_id, agent.secret)) as client:
             for _ in range(10):  # warm-up: connections, JIT
                 await client.fetch()

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from sandbox.broker import audit
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import KEYCLOAK_FAILURES, NAME, SYSTEM, ServiceBase, why
+from sandbox.broker.base import IDP_FAILURES, NAME, SYSTEM, ServiceBase, idp_failure, why
 from sandbox.broker.credentials import key_fingerprint, public_jwk, secret_fingerprint
 from sandbox.broker.errors import (
     BadRequest,
@@ -28,7 +28,7 @@ from sandbox.broker.store import (
     Credential,
     StorageConflict,
 )
-from sandbox.idp.keycloak import AgentClientSpec
+from sandbox.idp.provider import AgentClientSpec
 
 log = logging.getLogger(__name__)
 
@@ -189,10 +189,11 @@ class AgentOperations(ServiceBase):
             token_exchange=request.mode == "delegated",
         )
         try:
+            token_endpoint = await self.adapter.token_endpoint(tenant)
             client = await self.adapter.create_agent_client(tenant, spec)
             if request.mode == "delegated":
                 await self.adapter.add_delegation_scope(tenant, agent.client_id, request.name)
-        except KEYCLOAK_FAILURES as exc:
+        except IDP_FAILURES as exc:
             raise await self._undo_provision(agent, principal, exc) from exc
         status = "pending_approval" if needs_approval else "active"
         fingerprint = key_fingerprint(jwk) if jwk else secret_fingerprint(client.secret or "")
@@ -241,7 +242,7 @@ class AgentOperations(ServiceBase):
                 if request.mode == "delegated":
                     await self.adapter.remove_delegation_scope(tenant, agent.client_id)
                 undone = "the Keycloak client was removed again; nothing was kept"
-            except KEYCLOAK_FAILURES:
+            except IDP_FAILURES:
                 undone = "the Keycloak client could not be removed; remove it by hand"
             raise StorageFailed(f"{exc.cause} while recording agent {request.name!r}; {undone}", exc.fix) from exc
         log.info("agent provisioned", extra={"tenant": tenant, "agent": agent.id, "status": status})
@@ -253,7 +254,7 @@ class AgentOperations(ServiceBase):
                 "client_id": agent.client_id,
                 "client_secret": client.secret,  # shown once; the broker keeps only its fingerprint
                 "key_id": jwk["kid"] if jwk else None,
-                "token_endpoint": f"{self.settings.issuer(tenant)}/protocol/openid-connect/token",
+                "token_endpoint": token_endpoint,
                 "issuer": self.settings.issuer(tenant),
             },
         }
@@ -263,7 +264,7 @@ class AgentOperations(ServiceBase):
             await self.adapter.delete_client(tenant, keycloak_id)
             if mode == "delegated":
                 await self.adapter.remove_delegation_scope(tenant, client_id)
-        except KEYCLOAK_FAILURES as exc:
+        except IDP_FAILURES as exc:
             log.warning(
                 "leftover client not removed", extra={"tenant": tenant, "client": client_id, "reason": why(exc)}
             )
@@ -300,7 +301,7 @@ class AgentOperations(ServiceBase):
                 await self.adapter.remove_delegation_scope(agent.tenant, agent.client_id)
             cleanup_pending = False
             outcome = "nothing was left in Keycloak"
-        except KEYCLOAK_FAILURES:
+        except IDP_FAILURES:
             cleanup_pending = True
             outcome = "any half-made Keycloak client will be removed once Keycloak answers"
         with self._session() as session:
@@ -368,13 +369,10 @@ class AgentOperations(ServiceBase):
             before = {"role": agent.role, "environment": agent.environment, "scopes": list(agent.scopes)}
             scopes = role.scopes(environment)
             keycloak_id = agent.keycloak_id
-        try:
+        with idp_failure(
+            f"changing the role of agent {agent_id}", "; the role was not changed", "retry when Keycloak is up"
+        ):
             await self.adapter.set_default_scopes(tenant, keycloak_id or "", scopes)
-        except KEYCLOAK_FAILURES as exc:
-            raise IdpFailed(
-                f"Keycloak failed while changing the role of agent {agent_id} ({why(exc)}); the role was not changed",
-                "retry when Keycloak is up",
-            ) from exc
         with self._session() as session:
             stored = self._agent(session, principal, agent_id, tenant)
             stored.role, stored.environment, stored.scopes = role_name, environment, scopes
@@ -411,10 +409,8 @@ class AgentOperations(ServiceBase):
                     "another admin of the tenant must approve it",
                 )
             keycloak_id = agent.keycloak_id or ""
-        try:
+        with idp_failure("approving", "; still pending", "retry"):
             await self.adapter.set_client_enabled(tenant, keycloak_id, True)
-        except KEYCLOAK_FAILURES as exc:
-            raise IdpFailed(f"Keycloak failed while approving ({why(exc)}); still pending", "retry") from exc
         now = self.now(tenant)
         with self._session() as session:
             stored = self._agent(session, principal, agent_id, tenant)
@@ -443,12 +439,10 @@ class AgentOperations(ServiceBase):
             if agent.status != "pending_approval":
                 raise Conflict(f"agent {agent.name!r} is {agent.status}, not pending_approval", "nothing to deny")
             keycloak_id, client_id, delegated = agent.keycloak_id or "", agent.client_id, agent.mode == "delegated"
-        try:
+        with idp_failure("denying", "; still pending", "retry"):
             await self.adapter.delete_client(tenant, keycloak_id)
             if delegated:
                 await self.adapter.remove_delegation_scope(tenant, client_id)
-        except KEYCLOAK_FAILURES as exc:
-            raise IdpFailed(f"Keycloak failed while denying ({why(exc)}); still pending", "retry") from exc
         with self._session() as session:
             stored = self._agent(session, principal, agent_id, tenant)
             for credential in session.scalars(select(Credential).where(Credential.agent_id == agent_id)):

@@ -31,18 +31,17 @@ from sandbox.broker.validation import invalid_request_body
 from sandbox.config import Settings, load_settings
 from sandbox.errors import SandboxError
 from sandbox.http_limits import BodySizeLimit, HeaderSizeLimit
-from sandbox.idp.keycloak import ADMIN_CLIENT_ID, IdpUnavailable, KeycloakAdapter
-from sandbox.stack.state import Secrets
+from sandbox.idp import identity_provider
+from sandbox.idp.provider import IdentityProvider, IdpUnavailable
+from sandbox.idp.realm import ADMIN_CLIENT_ID
+from sandbox.stack_secrets import USAGE_INGEST_SECRET, Secrets
 from sandbox.toolmap import ToolMap
 
 log = logging.getLogger(__name__)
 
-#: Stack secret the MCP servers present when they report tool calls (POST /usage).
-USAGE_INGEST_SECRET = "usage-ingest"
-
 
 def build_service(
-    settings: Settings, http: httpx.AsyncClient, *, adapter: KeycloakAdapter | None = None, clock: Clock | None = None
+    settings: Settings, http: httpx.AsyncClient, *, adapter: IdentityProvider | None = None, clock: Clock | None = None
 ) -> BrokerService:
     tools = ToolMap.load(settings.tools_file)
     db = Database(settings.broker_database_url or default_database_url(settings))
@@ -50,7 +49,7 @@ def build_service(
     return BrokerService(
         settings=settings,
         db=db,
-        adapter=adapter or KeycloakAdapter.from_settings(settings),
+        adapter=adapter or identity_provider(settings),
         policy=Policy.load(settings.policy_file, tools),
         tools=tools,
         clock=clock or SystemClock(),
@@ -81,7 +80,7 @@ async def _housekeeping(service: BrokerService, interval: float) -> None:
 
 
 def create_app(
-    settings: Settings | None = None, *, adapter: KeycloakAdapter | None = None, clock: Clock | None = None
+    settings: Settings | None = None, *, adapter: IdentityProvider | None = None, clock: Clock | None = None
 ) -> FastAPI:
     settings = settings or load_settings()
 

@@ -23,7 +23,9 @@ from joserfc import jwt
 from joserfc.errors import BadSignatureError, ClaimError, ExpiredTokenError, JoseError
 from joserfc.jwk import KeySet
 
-from sandbox.idp.keycloak import ADMIN_LOGIN_CLIENT_ID, TENANT_ADMIN_ROLE
+from sandbox.errors import SandboxError
+from sandbox.idp.realm import ADMIN_LOGIN_CLIENT_ID, TENANT_ADMIN_ROLE
+from sandbox.oidc import discover_async
 
 ALGORITHMS = ["RS256", "PS256", "ES256"]
 LEEWAY = 5
@@ -125,9 +127,9 @@ class Authenticator:
         if issuer in self._keys and (not refresh or recent):
             return self._keys[issuer]
         try:
-            response = await self._http.get(f"{issuer}/protocol/openid-connect/certs")
+            response = await self._http.get((await discover_async(issuer, self._http)).jwks_uri)
             response.raise_for_status()
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, SandboxError) as exc:
             if issuer in self._keys:
                 return self._keys[issuer]
             raise AuthError(

@@ -9,15 +9,16 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
-from keycloak.exceptions import KeycloakError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from sandbox.broker.auth import Principal
 from sandbox.broker.clock import Clock, ClockMove, TenantClocks
 from sandbox.broker.errors import (
+    IdpFailed,
     MfaRequired,
     NotFound,
     StorageFailed,
@@ -33,7 +34,7 @@ from sandbox.broker.store import (
     TenantClockMove,
 )
 from sandbox.config import Settings
-from sandbox.idp.keycloak import IdpUnavailable, KeycloakAdapter
+from sandbox.idp.provider import IdentityProvider, IdpError
 from sandbox.toolmap import ToolMap
 
 SYSTEM = "broker"
@@ -41,13 +42,22 @@ FINAL = ("revoked", "rejected", "failed")
 MAX_GRACE = 7 * 86400
 NAME = re.compile(r"^[a-z][a-z0-9-]{1,47}$")
 TENANT_NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
-KEYCLOAK_FAILURES = (IdpUnavailable, KeycloakError, httpx.HTTPError)
+IDP_FAILURES = (IdpError,)
 
 
 def why(exc: BaseException) -> str:
-    if isinstance(exc, IdpUnavailable):
+    if isinstance(exc, IdpError):
         return exc.cause
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else 'no detail'}"
+
+
+@contextmanager
+def idp_failure(doing: str, outcome: str, fix: str, **details: Any) -> Iterator[None]:
+    """Around IdP calls: an IdP error becomes the broker's 503, ``Keycloak failed while <doing> (<why>)<outcome>``."""
+    try:
+        yield
+    except IDP_FAILURES as exc:
+        raise IdpFailed(f"Keycloak failed while {doing} ({why(exc)}){outcome}", fix, **details) from exc
 
 
 class ServiceBase:
@@ -56,7 +66,7 @@ class ServiceBase:
         *,
         settings: Settings,
         db: Database,
-        adapter: KeycloakAdapter,
+        adapter: IdentityProvider,
         policy: Policy,
         tools: ToolMap,
         clock: Clock,

@@ -17,10 +17,10 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from sandbox.agent.cli import token as agent_token
+from sandbox.admin.apply import apply_agents_file
+from sandbox.admin.client import BrokerClient
 from sandbox.broker import audit, tables
-from sandbox.broker.apply import apply_agents_file
-from sandbox.broker.client import BrokerClient
+from sandbox.broker.agent_cli import token as agent_token
 from sandbox.broker.configs import HOST_FILES, HOST_FORMATS, host_config
 from sandbox.broker.schemas import MAX_MOVE_DAYS, AgentMode, AgentStatus, CredentialType, ReviewDecision
 from sandbox.broker.store import Database, default_database_url
@@ -113,9 +113,8 @@ def login(
     Without --password-env, the sandbox admin of a sandbox tenant uses the stack's secrets file.
     Use it as: export SANDBOX_BROKER_TOKEN=$(mcp-sandbox admin login -t acme)
     """
-    from sandbox.harness.admin_login import admin_login
-    from sandbox.stack.broker import admin_secret_names, otp_base32
-    from sandbox.stack.state import Secrets
+    from sandbox.admin.login import admin_login
+    from sandbox.stack_secrets import Secrets, admin_secret_names, otp_base32
 
     settings = _settings()
     password = _from_environment(password_env, "--password-env", "the admin's password")

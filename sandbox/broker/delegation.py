@@ -17,15 +17,15 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from keycloak.exceptions import KeycloakPostError
 from sqlalchemy import select
 
 from sandbox.broker import audit
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import KEYCLOAK_FAILURES, ServiceBase, why
+from sandbox.broker.base import IDP_FAILURES, ServiceBase, why
 from sandbox.broker.errors import BadRequest, Conflict, IdpFailed
 from sandbox.broker.store import Agent, Delegation
-from sandbox.idp.keycloak import USER_LOGIN_CLIENT_ID, delegation_scope
+from sandbox.idp.provider import IdpConflict
+from sandbox.idp.realm import USER_LOGIN_CLIENT_ID, delegation_scope
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +49,9 @@ class DelegationOperations(ServiceBase):
             raise BadRequest(f"unknown scope(s) {unknown}", f"choose among {sorted(self.tools.all_scopes())}")
         try:
             issued = await self._create_person(tenant, username, otp, sorted(set(scopes)), "user")  # type: ignore[attr-defined]
-        except KeycloakPostError as exc:
-            if exc.response_code == 409:
-                raise Conflict(f"tenant {tenant!r} already has a user {username!r}", "pick another username") from exc
-            raise IdpFailed(f"Keycloak failed while adding user {username!r} ({why(exc)})", "retry") from exc
-        except KEYCLOAK_FAILURES as exc:
+        except IdpConflict as exc:
+            raise Conflict(f"tenant {tenant!r} already has a user {username!r}", "pick another username") from exc
+        except IDP_FAILURES as exc:
             raise IdpFailed(f"Keycloak failed while adding user {username!r} ({why(exc)})", "retry") from exc
         with self._session() as session:
             audit.record(
@@ -103,7 +101,7 @@ class DelegationOperations(ServiceBase):
             try:
                 async with _sync_locks[agent_id]:
                     await self._sync_agent(tenant, agent_id)
-            except KEYCLOAK_FAILURES as exc:
+            except IDP_FAILURES as exc:
                 failure = why(exc)
                 log.warning("delegations not synced", extra={"tenant": tenant, "agent": agent_id, "reason": failure})
         return failure

@@ -9,11 +9,10 @@ from sqlalchemy import select
 
 from sandbox.broker import audit
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import KEYCLOAK_FAILURES, SYSTEM, ServiceBase, why
+from sandbox.broker.base import IDP_FAILURES, SYSTEM, ServiceBase, idp_failure, why
 from sandbox.broker.errors import (
     BadRequest,
     Conflict,
-    IdpFailed,
 )
 from sandbox.broker.monitoring import TOKENS_ISSUED
 from sandbox.broker.store import (
@@ -49,7 +48,7 @@ class DormancyOperations(ServiceBase):
         """Make one agent dormant if it was idle for its role's period: (its public view, or an error)."""
         try:
             events = await self.adapter.client_events(agent_tenant, client_id, TOKENS_ISSUED, maximum=1)
-        except KEYCLOAK_FAILURES as exc:
+        except IDP_FAILURES as exc:
             return None, f"{agent_id}: {why(exc)}"
         role = self.policy.roles.get(role_name)
         days = role.dormancy_days if role else self.policy.default_dormancy_days
@@ -71,7 +70,7 @@ class DormancyOperations(ServiceBase):
             keycloak_id = agent.keycloak_id or ""
         try:
             await self.adapter.set_client_enabled(agent_tenant, keycloak_id, False)
-        except KEYCLOAK_FAILURES as exc:
+        except IDP_FAILURES as exc:
             return None, f"{agent_id}: {why(exc)}"
         with self._session() as session:
             agent = session.get(Agent, agent_id)
@@ -119,10 +118,8 @@ class DormancyOperations(ServiceBase):
             if agent.status != "dormant":  # revoked or kept by another caller meanwhile
                 raise Conflict(f"agent {agent.name!r} is {agent.status}, not dormant", "nothing to review")
             keycloak_id = agent.keycloak_id or ""
-        try:
+        with idp_failure("re-enabling", "; still dormant", "retry"):
             await self.adapter.set_client_enabled(tenant, keycloak_id, True)
-        except KEYCLOAK_FAILURES as exc:
-            raise IdpFailed(f"Keycloak failed while re-enabling ({why(exc)}); still dormant", "retry") from exc
         now = self.now(tenant)
         with self._session() as session:
             stored = self._agent(session, principal, agent_id, tenant)

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from sandbox.broker import audit
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import FINAL, KEYCLOAK_FAILURES, ServiceBase, why
+from sandbox.broker.base import FINAL, IDP_FAILURES, ServiceBase, why
 from sandbox.broker.configs import allowed_tools, credential_reference, mcp_client_config
 from sandbox.broker.errors import (
     BadRequest,
@@ -66,7 +66,7 @@ class ReportingOperations(ServiceBase):
         if public["status"] not in FINAL:
             try:
                 events = await self.adapter.client_events(tenant, public["client_id"], TOKEN_EVENTS)
-            except KEYCLOAK_FAILURES as exc:
+            except IDP_FAILURES as exc:
                 idp_error = why(exc)
         role = self.policy.roles.get(public["role"])
         period = timedelta(days=role.dormancy_days if role else self.policy.default_dormancy_days)

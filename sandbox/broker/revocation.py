@@ -9,12 +9,11 @@ from functools import cached_property
 from typing import Any
 
 import httpx
-from keycloak.exceptions import KeycloakError
 from sqlalchemy import select
 
 from sandbox.broker import audit
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import KEYCLOAK_FAILURES, SYSTEM, ServiceBase, why
+from sandbox.broker.base import IDP_FAILURES, SYSTEM, ServiceBase, why
 from sandbox.broker.errors import (
     IdpFailed,
     NotFound,
@@ -24,6 +23,7 @@ from sandbox.broker.store import (
     Credential,
 )
 from sandbox.broker.transmitter import Transmitter
+from sandbox.idp.provider import IdpNotFound
 from sandbox.ssf import AgentSubject
 
 log = logging.getLogger(__name__)
@@ -76,16 +76,15 @@ class RevocationOperations(ServiceBase):
         try:
             if keycloak_id:
                 await self.adapter.set_client_enabled(tenant, keycloak_id, False)
-        except KEYCLOAK_FAILURES as exc:
-            if isinstance(exc, KeycloakError) and getattr(exc, "response_code", None) == 404:
-                pass  # already gone in Keycloak: nothing can get a token
-            else:
-                raise IdpFailed(
-                    f"Keycloak failed while revoking agent {agent_id} ({why(exc)}); the revocation is recorded as "
-                    "in progress and its credentials may still work until it completes",
-                    "revoke again when Keycloak is up (the broker also retries by itself)",
-                    status="revoking",
-                ) from exc
+        except IdpNotFound:
+            pass  # already gone in Keycloak: nothing can get a token
+        except IDP_FAILURES as exc:
+            raise IdpFailed(
+                f"Keycloak failed while revoking agent {agent_id} ({why(exc)}); the revocation is recorded as "
+                "in progress and its credentials may still work until it completes",
+                "revoke again when Keycloak is up (the broker also retries by itself)",
+                status="revoking",
+            ) from exc
         # The IdP refuses the credential from here on, so every token the event must cover is already issued:
         # the event's timestamp (the broker's own time, which the servers compare with the tokens' `iat`) is now.
         # Its delivery and the client's removal then run side by side.
@@ -103,7 +102,7 @@ class RevocationOperations(ServiceBase):
         if isinstance(deliveries, BaseException):
             raise deliveries
         if isinstance(removal, BaseException):
-            if not isinstance(removal, KEYCLOAK_FAILURES):
+            if not isinstance(removal, IDP_FAILURES):
                 raise removal
             raise IdpFailed(
                 f"Keycloak failed while removing agent {agent_id}'s client ({why(removal)}); the client is disabled, "

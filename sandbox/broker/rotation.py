@@ -10,12 +10,11 @@ from sqlalchemy.orm import Session
 
 from sandbox.broker import audit
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import KEYCLOAK_FAILURES, MAX_GRACE, SYSTEM, ServiceBase, why
+from sandbox.broker.base import MAX_GRACE, SYSTEM, ServiceBase, idp_failure
 from sandbox.broker.credentials import key_fingerprint, public_jwk, secret_fingerprint
 from sandbox.broker.errors import (
     BadRequest,
     Conflict,
-    IdpFailed,
 )
 from sandbox.broker.store import (
     Agent,
@@ -99,7 +98,10 @@ class RotationOperations(ServiceBase):
             kind = agent.credential_type
         new_jwk = None
         secret = None
-        try:
+        with idp_failure(
+            f"rotating agent {agent_id}", "; the old credential stays as it was", "retry when Keycloak is up"
+        ):
+            token_endpoint = await self.adapter.token_endpoint(tenant)
             if kind == "client_secret":
                 if jwk is not None:
                     raise BadRequest("a client_secret agent rotates to a new secret, not a key", "omit the jwk")
@@ -112,11 +114,6 @@ class RotationOperations(ServiceBase):
                     raise BadRequest("the new key has the same kid as the current one", "give the new key its own kid")
                 keys = [old_jwk, new_jwk] if (old_jwk and grace_seconds > 0) else [new_jwk]
                 await self.adapter.set_client_jwks(tenant, keycloak_id, {"keys": keys})
-        except KEYCLOAK_FAILURES as exc:
-            raise IdpFailed(
-                f"Keycloak failed while rotating agent {agent_id} ({why(exc)}); the old credential stays as it was",
-                "retry when Keycloak is up",
-            ) from exc
         now = self.now(tenant)
         grace_ends = now + timedelta(seconds=grace_seconds) if grace_seconds > 0 else None
         fingerprint = key_fingerprint(new_jwk) if new_jwk else secret_fingerprint(secret or "")
@@ -166,7 +163,7 @@ class RotationOperations(ServiceBase):
                 "client_id": public["client_id"],
                 "client_secret": secret,  # shown once
                 "key_id": new_jwk["kid"] if new_jwk else None,
-                "token_endpoint": f"{self.settings.issuer(tenant)}/protocol/openid-connect/token",
+                "token_endpoint": token_endpoint,
                 "issuer": self.settings.issuer(tenant),
             },
         }
@@ -201,17 +198,13 @@ class RotationOperations(ServiceBase):
             ).first()
             keycloak_id, kind = agent.keycloak_id or "", agent.credential_type
             current_jwk = current.public_jwk if current else None
-        try:
+        with idp_failure(
+            f"ending the grace of agent {agent_id}", "; the old credential still works", "retry when Keycloak is up"
+        ):
             if kind == "client_secret":
                 await self.adapter.end_secret_grace(tenant, keycloak_id)
             elif current_jwk:
                 await self.adapter.set_client_jwks(tenant, keycloak_id, {"keys": [current_jwk]})
-        except KEYCLOAK_FAILURES as exc:
-            raise IdpFailed(
-                f"Keycloak failed while ending the grace of agent {agent_id} ({why(exc)}); the old credential "
-                "still works",
-                "retry when Keycloak is up",
-            ) from exc
         with self._session() as session:
             stored = session.get(Agent, agent_id)
             assert stored is not None

@@ -24,7 +24,7 @@ import logging
 from sqlalchemy import select
 
 from sandbox.broker.agents import AgentOperations, ProvisionRequest
-from sandbox.broker.base import KEYCLOAK_FAILURES, SYSTEM, ServiceBase
+from sandbox.broker.base import IDP_FAILURES, SYSTEM, ServiceBase
 from sandbox.broker.delegation import DelegationOperations
 from sandbox.broker.dormancy import DormancyOperations
 from sandbox.broker.errors import BrokerError
@@ -87,7 +87,7 @@ class BrokerService(
                     await self.adapter.delete_client(tenant, leftover)
                 if mode == "delegated":
                     await self.adapter.remove_delegation_scope(tenant, client_id)
-            except KEYCLOAK_FAILURES:
+            except IDP_FAILURES:
                 continue
             with self._session() as session:
                 stored = session.get(Agent, agent_id)

@@ -18,7 +18,7 @@ from sandbox.broker.auth import AuthError
 from sandbox.broker.ssf_store import SsfStream
 from sandbox.broker.transmitter import MAX_POLL_EVENTS, StreamExists, StreamNotFound, StreamRequest, Transmitter
 from sandbox.errors import SandboxError
-from sandbox.mcp_server.net import require_loopback
+from sandbox.loopback import require_loopback
 from sandbox.ssf import ACCESS_ENDING, POLL, PUSH, WELL_KNOWN
 
 STREAMS = "/ssf/streams"

@@ -37,7 +37,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
-from sandbox.idp.keycloak import delegation_scope
+from sandbox.idp.realm import delegation_scope
 
 
 class UtcDateTime(TypeDecorator[datetime]):

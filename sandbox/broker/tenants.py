@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from sandbox.broker import audit
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import KEYCLOAK_FAILURES, NAME, SYSTEM, TENANT_NAME, ServiceBase, why
+from sandbox.broker.base import IDP_FAILURES, NAME, SYSTEM, TENANT_NAME, ServiceBase, idp_failure, why
 from sandbox.broker.errors import (
     BadRequest,
     BrokerError,
@@ -26,8 +26,7 @@ from sandbox.broker.store import (
     ResourceServer,
     Tenant,
 )
-from sandbox.idp.keycloak import TENANT_ADMIN_ROLE
-from sandbox.stack.keycloak import create_tenant
+from sandbox.idp.realm import TENANT_ADMIN_ROLE, create_tenant
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +68,7 @@ class TenantOperations(ServiceBase):
             if await self.adapter.realm_exists(name):
                 raise Conflict(f"a Keycloak realm {name!r} exists already", "pick another tenant name")
             await create_tenant(self.adapter, self.settings, name)
-        except KEYCLOAK_FAILURES as exc:
+        except IDP_FAILURES as exc:
             await self._remove_realm_quietly(name)
             raise IdpFailed(
                 f"Keycloak failed while creating tenant {name!r} ({why(exc)}); nothing was kept",
@@ -92,7 +91,7 @@ class TenantOperations(ServiceBase):
                     at=now,
                     after={"tenant": name, "admins": [a["username"] for a in issued]},
                 )
-        except (*KEYCLOAK_FAILURES, BrokerError) as exc:
+        except (*IDP_FAILURES, BrokerError) as exc:
             await self._remove_realm_quietly(name)
             if isinstance(exc, BrokerError):
                 raise
@@ -115,14 +114,11 @@ class TenantOperations(ServiceBase):
             )
         for agent_id in live:
             await self.revoke(principal, agent_id, tenant=name, reason="tenant deleted")  # type: ignore[attr-defined]
-        try:
+        with idp_failure(
+            f"removing tenant {name!r}'s realm", "; its agents are revoked", "retry the delete when Keycloak is up"
+        ):
             if await self.adapter.realm_exists(name):
                 await self.adapter.delete_realm(name)
-        except KEYCLOAK_FAILURES as exc:
-            raise IdpFailed(
-                f"Keycloak failed while removing tenant {name!r}'s realm ({why(exc)}); its agents are revoked",
-                "retry the delete when Keycloak is up",
-            ) from exc
         now = self.clock.now()
         with self._session() as session:
             tenant = session.get(Tenant, name)
@@ -136,7 +132,7 @@ class TenantOperations(ServiceBase):
         try:
             if await self.adapter.realm_exists(name):
                 await self.adapter.delete_realm(name)
-        except KEYCLOAK_FAILURES:
+        except IDP_FAILURES:
             log.warning("could not remove a half-made tenant realm", extra={"tenant": name})
 
     async def create_admin(self, principal: Principal, tenant: str, admin: AdminSpec) -> dict[str, Any]:
@@ -145,10 +141,8 @@ class TenantOperations(ServiceBase):
             self._tenant(session, principal, tenant)
         if not principal.is_operator:
             self._require_mfa(principal, "adding a tenant admin")
-        try:
+        with idp_failure(f"adding admin {admin.username!r}", "", "retry"):
             issued = await self._create_admin(tenant, admin)
-        except KEYCLOAK_FAILURES as exc:
-            raise IdpFailed(f"Keycloak failed while adding admin {admin.username!r} ({why(exc)})", "retry") from exc
         with self._session() as session:
             audit.record(
                 session,

@@ -15,7 +15,9 @@ from sandbox.agent.tokens import ClientSecretCredential, TokenEndpointUnavailabl
 from sandbox.certify.evidence import KnownTokens
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
-from sandbox.idp.keycloak import AgentClient, AgentClientSpec, KeycloakAdapter
+from sandbox.idp.keycloak import KeycloakAdapter
+from sandbox.idp.provider import AgentClient, AgentClientSpec
+from sandbox.oidc import discover
 
 #: Client attribute marking certify's agents, so leftovers of an interrupted run can be told apart.
 CERTIFY_ATTRIBUTE = "mcp-sandbox.certify"
@@ -97,7 +99,7 @@ class AgentPool:
             attributes={CERTIFY_ATTRIBUTE: "true"},
         )
         client = self.runner.run(self.adapter.create_agent_client(need.tenant, spec))
-        token_url = f"{self.settings.issuer(need.tenant)}/protocol/openid-connect/token"
+        token_url = discover(self.settings.issuer(need.tenant)).token_endpoint
         return TestAgent(need, client, token_url, self.runner, self.known)
 
     def forget_realm(self, realm: str) -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import httpx
 
-from sandbox.certify import mcp_http
+from sandbox.agent import mcp_http
 from sandbox.certify.evidence import Exchange, exchange_of
 from sandbox.certify.model import CheckSpec, Finding, Level, Reference
 from sandbox.certify.revision import REVISIONS, Request, Revision

@@ -9,21 +9,23 @@ and scopes of the reference server from the tool map (``fixtures/tools.yaml``), 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
-from sandbox.mcp_server.net import is_loopback_url
+from sandbox.loopback import is_loopback_url
+from sandbox.modes import MODES, ModeName
 from sandbox.toolmap import ToolMap
 from sandbox.yamlfile import load_yaml
 
 MARKER = "{marker}"
-#: Seconds from the revoke to the first 401, by mode, unless the manifest says otherwise.
-DEFAULT_BUDGETS = {"jwt+events": 2.0, "introspect": 10.0}
-#: The lifetime of the revoked agent's token in ``jwt`` mode; the budget is that plus 10 s of leeway.
+#: The lifetime of the revoked agent's token in ``jwt`` mode.
 DEFAULT_JWT_LIFETIME = 20
+#: What certify grants a server that does not say: an introspection cache of up to 8 s, a clock leeway of 7 s.
+ASSUMED_CACHE_TTL = 8.0
+ASSUMED_LEEWAY = 7.0
 
 
 class _Strict(BaseModel):
@@ -48,7 +50,7 @@ class TenantProbe(_Strict):
 
 
 class Revocation(_Strict):
-    mode: Literal["jwt", "introspect", "jwt+events"]
+    mode: ModeName
     budget: float | None = Field(None, gt=0, description="Seconds from the revoke to the first 401.")
     events_url: str | None = Field(None, description="jwt+events: where the broker pushes revocation events.")
     token_lifetime: int | None = Field(None, gt=0, le=300, description="jwt: the revoked agent's token lifetime.")
@@ -63,9 +65,11 @@ class Revocation(_Strict):
     def seconds(self) -> float:
         if self.budget is not None:
             return self.budget
-        if self.mode == "jwt":
-            return float(self.lifetime or DEFAULT_JWT_LIFETIME) + 10.0
-        return DEFAULT_BUDGETS[self.mode]
+        return MODES[self.mode].budget(
+            token_remaining=float(self.lifetime or DEFAULT_JWT_LIFETIME),
+            cache_ttl=ASSUMED_CACHE_TTL,
+            leeway=ASSUMED_LEEWAY,
+        )
 
 
 class RequestStateProbe(_Strict):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sandbox.certify import mcp_http
+from sandbox.agent import mcp_http
 
 Revision = Literal["2025-11-25", "2026-07-28"]
 #: Oldest first; the default is the newest one the server accepts.

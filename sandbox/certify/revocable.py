@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.broker.client import BrokerClient
+from sandbox.admin.client import BrokerClient
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
 

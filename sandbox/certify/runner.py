@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 import httpx
 
+from sandbox.agent.mcp_http import ProbeError
 from sandbox.certify.checks import CHECKS, run_order
 from sandbox.certify.context import Check, Context, ControlFailed, Skipped
-from sandbox.certify.mcp_http import ProbeError
 from sandbox.certify.model import CheckResult, Finding, Status
 from sandbox.certify.revision import Revision, Wire
 from sandbox.certify.world import World

@@ -19,18 +19,19 @@ from typing import Any
 
 import httpx
 
+from sandbox.agent.mcp_http import post, rpc_message
 from sandbox.certify.agents import AgentNeed, AgentPool, TestAgent
 from sandbox.certify.evidence import KnownTokens
 from sandbox.certify.forge import Claims, Signer
 from sandbox.certify.manifest import Manifest
-from sandbox.certify.mcp_http import post, rpc_message
 from sandbox.certify.revision import LEGACY, REVISIONS, STATELESS, Revision, Wire, supported_versions
 from sandbox.certify.revocable import BrokerAgents
 from sandbox.certify.upstream import UpstreamWatch, watching
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
-from sandbox.idp.keycloak import KeycloakAdapter, load_realm_template
-from sandbox.mcp_server.net import is_loopback_url
+from sandbox.idp.keycloak import KeycloakAdapter
+from sandbox.idp.realm import load_realm_template
+from sandbox.loopback import is_loopback_url
 
 #: Why a server off loopback is refused: the sandbox never sends traffic anywhere else.
 OFF_LOOPBACK = "the sandbox only talks to 127.0.0.0/8 or ::1: run the server under test on loopback"

@@ -8,8 +8,8 @@ from typing import Any
 
 from joserfc.jwk import RSAKey
 
+from sandbox.admin.client import BrokerClient
 from sandbox.agent.tokens import ClientSecretCredential, Credential, PrivateKeyCredential, Token, fetch_token
-from sandbox.broker.client import BrokerClient
 from sandbox.config import Settings
 from sandbox.harness.tenants import Tenant, TenantAdmin
 from sandbox.issued import remember_answer

@@ -17,14 +17,14 @@ from typing import Any, TypeVar
 
 import httpx
 
-from sandbox.broker.client import BrokerClient
+from sandbox.admin.client import BrokerClient
+from sandbox.admin.login import admin_login
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
-from sandbox.harness.admin_login import admin_login
-from sandbox.idp.keycloak import ADMIN_CLIENT_ID
+from sandbox.idp.realm import ADMIN_CLIENT_ID
 from sandbox.issued import remember_answer
-from sandbox.stack.broker import SANDBOX_ADMIN, admin_secret_names, otp_base32
-from sandbox.stack.state import Secrets
+from sandbox.oidc import discover
+from sandbox.stack_secrets import SANDBOX_ADMIN, Secrets, admin_secret_names, otp_base32
 
 T = TypeVar("T")
 
@@ -34,7 +34,7 @@ def operator_token(settings: Settings) -> str:
     client_id = settings.keycloak_admin_client_id or ADMIN_CLIENT_ID
     secret = settings.keycloak_admin_client_secret or Secrets(settings).get(ADMIN_CLIENT_ID)
     response = httpx.post(
-        f"{settings.issuer('master')}/protocol/openid-connect/token",
+        discover(settings.issuer("master")).token_endpoint,
         data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
         timeout=30,
     )
@@ -89,7 +89,7 @@ class Tenant:
 
     @property
     def token_url(self) -> str:
-        return f"{self.issuer}/protocol/openid-connect/token"
+        return discover(self.issuer).token_endpoint
 
 
 def create_tenant(settings: Settings, admins: dict[str, bool], prefix: str = "t") -> Tenant:

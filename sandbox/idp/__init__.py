@@ -1,1 +1,45 @@
-"""Identity-provider adapters: the only code that speaks an IdP's admin API."""
+"""The identity provider behind one interface: the only code that speaks an IdP's admin API.
+
+:mod:`.provider` is the seam (:class:`IdentityProvider`, its types and errors, in the broker's terms),
+:mod:`.realm` the design of a tenant, :mod:`.keycloak` the one implementation; :func:`identity_provider`
+picks it for the settings.
+"""
+
+from __future__ import annotations
+
+from sandbox.config import DEFAULT_KEYCLOAK_VERSION, Settings
+from sandbox.idp.provider import (
+    AgentClient,
+    AgentClientSpec,
+    IdentityProvider,
+    IdpConflict,
+    IdpError,
+    IdpNotFound,
+    IdpUnavailable,
+    PublishedKey,
+)
+
+__all__ = [
+    "AgentClient",
+    "AgentClientSpec",
+    "IdentityProvider",
+    "IdpConflict",
+    "IdpError",
+    "IdpNotFound",
+    "IdpUnavailable",
+    "PublishedKey",
+    "identity_provider",
+    "idp_version",
+]
+
+
+def identity_provider(settings: Settings) -> IdentityProvider:
+    """The IdP the settings name (the sandbox's own Keycloak, or an external one's admin service account)."""
+    from sandbox.idp.keycloak import KeycloakAdapter  # python-keycloak loads only for whoever talks to the IdP
+
+    return KeycloakAdapter.from_settings(settings)
+
+
+def idp_version(settings: Settings | None = None) -> tuple[str, str]:
+    """The IdP's name and version: the one the settings run, or without settings the one this release is tested with."""
+    return "Keycloak", settings.keycloak_version if settings else DEFAULT_KEYCLOAK_VERSION

@@ -10,10 +10,8 @@ import copy
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from functools import wraps
-from pathlib import Path
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import httpx
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
@@ -21,6 +19,7 @@ from keycloak.exceptions import (
     KeycloakAuthenticationError,
     KeycloakConnectionError,
     KeycloakDeleteError,
+    KeycloakError,
     KeycloakGetError,
     KeycloakPostError,
     raise_error_from_response,
@@ -28,58 +27,33 @@ from keycloak.exceptions import (
 
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
-from sandbox.stack.state import Secrets
+from sandbox.idp.provider import (
+    AgentClient,
+    AgentClientSpec,
+    IdpConflict,
+    IdpError,
+    IdpNotFound,
+    IdpUnavailable,
+    PublishedKey,
+)
+from sandbox.idp.realm import (
+    ADMIN_CLIENT_ID,
+    AGENT_ATTRIBUTE,
+    BASE_SCOPES,
+    DEMO_CLIENT_ID,
+    LOGIN_METHOD_MAX_AGE,
+    LOGIN_METHOD_REFERENCES,
+    SCOPE_ROLE_ATTRIBUTE,
+    TENANT_ADMIN_ROLE,
+    TOKEN_EXCHANGE_ATTRIBUTE,
+    USER_LOGIN_CLIENT_ID,
+    delegation_scope,
+)
+from sandbox.oidc import discover_async
+from sandbox.stack_secrets import Secrets
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-ADMIN_CLIENT_ID = "sandbox-admin"
-ADMIN_USERNAME = "admin"
-DEMO_CLIENT_ID = "quickstart-agent"
-#: Stack secret of the reference MCP server's introspection client (see :meth:`KeycloakAdapter.create_tenant_realm`).
-RESOURCE_SERVER_SECRET = "mcp-resource-server"
-#: Built-in scope that carries ``sub``; every agent gets it besides its tool scopes.
-BASE_SCOPES = ("basic",)
-#: Client attribute that marks an agent's client; the tenant template's secret-rotation client policy matches it.
-AGENT_ATTRIBUTE = "mcp-sandbox.agent"
-#: Public client of every tenant realm that tenant admins log in with (authorization code + PKCE), see tenant.json.
-ADMIN_LOGIN_CLIENT_ID = "sandbox-broker-admin"
-#: Realm role that makes a user of a tenant realm an admin of that tenant.
-TENANT_ADMIN_ROLE = "tenant-admin"
-#: Public client of every tenant realm that its users log in with to let an agent act for them (consent required).
-USER_LOGIN_CLIENT_ID = "sandbox-user-login"
-#: Attribute of the realm roles that gate the client scope of the same name (see ``ensure_client_scopes``).
-SCOPE_ROLE_ATTRIBUTE = "mcp-sandbox.scope"
-#: Client attribute of Keycloak's standard token exchange (v2): the client may exchange a token naming it in ``aud``.
-TOKEN_EXCHANGE_ATTRIBUTE = "standard.token.exchange.enabled"
-#: ``amr`` values the browser flow records (RFC 8176): a token whose ``amr`` has "otp" proves MFA.
-LOGIN_METHOD_REFERENCES = {"auth-username-password-form": "pwd", "auth-otp-form": "otp"}
-#: How long after a login its ``amr`` values stay in newly issued tokens (Keycloak drops them after this).
-LOGIN_METHOD_MAX_AGE = 12 * 3600
-
-
-@dataclass(frozen=True)
-class AgentClientSpec:
-    """What Keycloak needs to know about one agent identity."""
-
-    client_id: str
-    name: str
-    scopes: list[str]  # tool scopes, made the client's default scopes
-    audiences: list[str]  # canonical URLs of the MCP servers it may call
-    token_lifetime: int  # seconds
-    credential: Literal["client_secret", "private_key_jwt"] = "client_secret"
-    jwks: dict[str, Any] | None = None  # the agent's public keys, for private_key_jwt
-    attributes: dict[str, str] = field(default_factory=dict)
-    enabled: bool = True  # a disabled client gets no token (agents waiting for approval)
-    token_exchange: bool = False  # delegated agents exchange a user's token for one that acts for the user
-
-
-@dataclass(frozen=True)
-class AgentClient:
-    id: str  # Keycloak's internal id of the client
-    client_id: str
-    service_account_id: str
-    secret: str | None  # only for client_secret, only at creation
 
 
 def resource_server_client(url: str, secret: str) -> dict[str, Any]:
@@ -116,25 +90,13 @@ def audience_mapper(audience: str) -> dict[str, Any]:
     }
 
 
-def delegation_scope(agent_client_id: str) -> str:
-    """The optional client scope of the user login client that lets one agent act for the user (adds it to aud)."""
-    return f"delegate:{agent_client_id}"
-
-
-@dataclass(frozen=True)
-class PublishedKey:
-    """A key provider component of a realm, and the ``kid`` its key has in the realm's JWKS."""
-
-    component_id: str
-    kid: str
-
-
-class IdpUnavailable(SandboxError):
-    """Keycloak could not be reached or refused the admin credentials."""
-
-
 def _translated(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Turn python-keycloak's transport and auth failures into errors with a cause and a fix."""
+    """Turn python-keycloak's failures into the IdP errors of :mod:`sandbox.idp.provider`, with a cause and a fix.
+
+    Nothing of python-keycloak (nor of its HTTP client) leaves the adapter: a missing thing is
+    :class:`IdpNotFound`, a duplicate :class:`IdpConflict`, no answer or a refused service account
+    :class:`IdpUnavailable`, and any other refusal :class:`IdpError` with Keycloak's status.
+    """
 
     @wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -158,14 +120,20 @@ def _translated(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
                 f"Keycloak at {adapter.base_url} refused the admin service account {adapter.client_id!r}",
                 "check SANDBOX_KEYCLOAK_ADMIN_CLIENT_ID/SECRET (it needs the realm-admin role in master)",
             ) from exc
+        except KeycloakError as exc:
+            status = exc.response_code
+            kind = {404: IdpNotFound, 409: IdpConflict, 503: IdpUnavailable}.get(status or 0, IdpError)
+            raise kind(_first_line(exc), f"see Keycloak's log ({adapter.base_url})", status=status) from exc
+        except httpx.HTTPError as exc:
+            raise IdpUnavailable(_first_line(exc), f"check that Keycloak at {adapter.base_url} answers") from exc
 
     return wrapper
 
 
-def load_realm_template(fixtures_dir: Path, name: str = "tenant") -> dict[str, Any]:
-    template = json.loads((fixtures_dir / "realms" / f"{name}.json").read_text())
-    template.pop("_comment", None)
-    return template
+def _first_line(exc: Exception) -> str:
+    """The failure's type and the first line of its message: what the broker shows and audits."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text.splitlines()[0][:160] if text else 'no detail'}"
 
 
 class KeycloakAdapter:
@@ -236,6 +204,13 @@ class KeycloakAdapter:
                 return False
             raise
         return True
+
+    async def token_endpoint(self, realm: str) -> str:
+        """The realm's token endpoint, from its OpenID configuration."""
+        try:
+            return (await discover_async(f"{self.base_url}/realms/{realm}")).token_endpoint
+        except SandboxError as exc:
+            raise IdpUnavailable(exc.cause, exc.fix) from exc
 
     @_translated
     async def create_tenant_realm(
@@ -452,6 +427,7 @@ class KeycloakAdapter:
         """The realm's recorded login events of one client, newest first (``time`` in milliseconds)."""
         return await self.admin(realm).a_get_events({"client": client_id, "type": list(types), "max": maximum})
 
+    @_translated
     async def create_tenant_admin(self, realm: str, username: str, password: str, otp_secret: str | None) -> str:
         """Create a human admin of the tenant: a user with a password, the tenant-admin role and, if given, TOTP.
 

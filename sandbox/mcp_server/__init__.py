@@ -5,3 +5,15 @@ is checked before the SDK sees it (:mod:`.verification`, :mod:`.introspection`),
 needs its tool's scope (:mod:`.scoping`), and each tenant, read from the token's issuer, sees only
 its own data (:mod:`.tenants`). Run it with :func:`sandbox.mcp_server.server.serve`.
 """
+
+from __future__ import annotations
+
+from sandbox.mcp_server.app import build_app
+from sandbox.mcp_server.options import ServerOptions
+from sandbox.mcp_server.server import serve
+
+__all__ = [
+    "ServerOptions",
+    "build_app",
+    "serve",
+]

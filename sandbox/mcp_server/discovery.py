@@ -10,8 +10,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from sandbox.loopback import is_loopback_url
 from sandbox.mcp_server.errors import VerificationUnavailable
-from sandbox.mcp_server.net import is_loopback_url
 
 MAX_AGE = 300.0  # seconds before metadata is fetched again
 

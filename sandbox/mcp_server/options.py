@@ -4,21 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from mcp.server.auth.routes import build_resource_metadata_url
 from pydantic import AnyHttpUrl
 
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
-from sandbox.idp.keycloak import RESOURCE_SERVER_SECRET
-from sandbox.mcp_server.net import require_loopback
-from sandbox.stack.state import Secrets
-
-Mode = Literal["jwt", "introspect", "jwt+events"]
-MODES: tuple[Mode, ...] = ("jwt", "introspect", "jwt+events")
-#: Stack secret the broker checks on ``POST /usage``.
-USAGE_SECRET = "usage-ingest"
+from sandbox.loopback import require_loopback
+from sandbox.modes import MODES, ModeName
+from sandbox.stack_secrets import RESOURCE_SERVER_SECRET, USAGE_INGEST_SECRET, Secrets
 
 
 @dataclass(frozen=True)
@@ -26,7 +20,7 @@ class ServerOptions:
     canonical_url: str
     host: str
     port: int
-    mode: Mode
+    mode: ModeName
     issuers: tuple[str, ...]
     broker_url: str | None
     events_signer_jwks_url: str | None  # an override of the transmitter's own jwks_uri
@@ -61,7 +55,10 @@ class ServerOptions:
         address = settings.mcp_server(settings.mcp_auth_mode)
         return cls.standalone(
             settings,
-            issuers=[settings.issuer(tenant) for tenant in settings.tenants],
+            issuers=[
+                *(settings.issuer(tenant) for tenant in settings.tenants),
+                *(hydra.issuer for hydra in settings.hydras),
+            ],
             port=address.port,
             mode=settings.mcp_auth_mode,
             broker_url=settings.broker_url,
@@ -75,7 +72,7 @@ class ServerOptions:
         *,
         issuers: list[str],
         port: int,
-        mode: Mode,
+        mode: ModeName,
         broker_url: str | None,
         canonical_url: str | None = None,
         no_auth: bool = False,
@@ -96,7 +93,7 @@ class ServerOptions:
         transmitter = (settings.broker_public_url or broker_url or "").rstrip("/") or None
         if no_auth and not issuers:
             raise SandboxError("a server without auth needs the tenant its caller acts in", "name it with --issuer")
-        if mode == "jwt+events" and transmitter is None:
+        if MODES[mode].receives_events and transmitter is None:
             raise SandboxError(
                 "jwt+events mode needs the broker that transmits revocation events",
                 "pass --broker-url (its /.well-known/ssf-configuration describes the stream)",
@@ -120,12 +117,12 @@ class ServerOptions:
             issuers=tuple(issuers),
             broker_url=broker_url,
             events_signer_jwks_url=signer_jwks,
-            transmitter_url=transmitter if mode == "jwt+events" else None,
+            transmitter_url=transmitter if MODES[mode].receives_events else None,
             revocation_journal=settings.state_dir / "mcp-server" / f"revocations-{port}.jsonl"
-            if mode == "jwt+events"
+            if MODES[mode].receives_events
             else None,
             introspection_secret=introspection_secret,
-            usage_secret=secrets.get_or_create(USAGE_SECRET) if broker_url else None,
+            usage_secret=secrets.get_or_create(USAGE_INGEST_SECRET) if broker_url else None,
             tools_file=settings.tools_file,
             algorithms=settings.mcp_token_algorithms,
             base_scopes=settings.mcp_base_scopes,

@@ -73,6 +73,24 @@ class Principal:
         return {"issuer": self.issuer, "client_id": self.client_id, "tenant": self.tenant}
 
 
+def granted_scopes(claims: dict[str, Any]) -> frozenset[str]:
+    """The token's scopes: RFC 9068's ``scope`` string, or a ``scp`` array of strings (Ory Hydra's JWTs).
+
+    A token that carries both must say the same in each, so no reader can be told more than another.
+    """
+    scope = claims.get("scope")
+    if scope is not None and not isinstance(scope, str):
+        raise InvalidToken("the token's scope is not a space-separated string")
+    scp = claims.get("scp")
+    if scp is not None and not (isinstance(scp, list) and all(isinstance(item, str) for item in scp)):
+        raise InvalidToken("the token's scp is not an array of strings")
+    from_scope = frozenset(scope.split()) if scope is not None else None
+    from_scp = frozenset(scp) if scp is not None else None
+    if from_scope is not None and from_scp is not None and from_scope != from_scp:
+        raise InvalidToken("the token's scope and scp disagree")
+    return from_scope if from_scope is not None else from_scp or frozenset()
+
+
 def principal_from_claims(claims: dict[str, Any], token: str) -> Principal:
     """Build the principal from claims already verified for signature (or activity), issuer, audience and time."""
     client_id = claims.get("client_id")
@@ -85,14 +103,11 @@ def principal_from_claims(claims: dict[str, Any], token: str) -> Principal:
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
         raise InvalidToken("the token has no subject (sub)")
-    scope = claims.get("scope", "")
-    if not isinstance(scope, str):
-        raise InvalidToken("the token's scope is not a space-separated string")
     return Principal(
         issuer=claims["iss"],
         client_id=client_id,
         subject=subject,
-        scopes=frozenset(scope.split()),
+        scopes=granted_scopes(claims),
         issued_at=int(claims["iat"]),
         expires_at=int(claims["exp"]),
         token_fingerprint=fingerprint(token),

@@ -18,9 +18,9 @@ from typing import Any
 
 import httpx
 
+from sandbox.loopback import require_loopback
 from sandbox.mcp_server.errors import VerificationUnavailable
 from sandbox.mcp_server.events import EventReceiver, RejectedEvent
-from sandbox.mcp_server.net import require_loopback
 from sandbox.ssf import ACCESS_ENDING, PUSH, WELL_KNOWN
 
 log = logging.getLogger(__name__)

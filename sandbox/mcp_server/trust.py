@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import httpx
 
-from sandbox.mcp_server.net import is_loopback_url
+from sandbox.loopback import is_loopback_url
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from sandbox.certify import mcp_http
+from sandbox.agent import mcp_http
 
 
 @dataclass(frozen=True)

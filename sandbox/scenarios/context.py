@@ -15,8 +15,8 @@ from typing import Any
 
 from faker import Faker
 
+from sandbox.admin.client import BrokerClient
 from sandbox.agent.tokens import ClientSecretCredential, Credential, Token, TokenClient
-from sandbox.broker.client import BrokerClient
 from sandbox.config import Settings
 from sandbox.harness.tenants import Tenant, TenantAdmin, create_tenant, delete_tenant, operator_token
 from sandbox.scenarios.calls import McpCaller

@@ -17,7 +17,7 @@ body{font:14px/1.45 system-ui,sans-serif;margin:2em;color:#1d1d1f}
 h1{font-size:1.5em} h2{font-size:1.15em;margin-top:2em}
 table{border-collapse:collapse;width:100%}
 td,th{border-top:1px solid #ddd;padding:.35em .5em;vertical-align:top;text-align:left}
-.passed{color:#137333} .failed,.error{color:#c5221f} .notrun{color:#888}
+.passed{color:#137333} .failed,.error{color:#c5221f} .notrun{color:#888} .notsupported{color:#b06000}
 pre{margin:0;white-space:pre-wrap;font-size:12px;background:#f6f8fa;padding:.4em}
 details summary{cursor:pointer;color:#555}
 """
@@ -63,19 +63,22 @@ def milliseconds(seconds: float) -> str:
 def write_html(results: list[ScenarioResult], path: Path, versions: dict[str, str] | None = None) -> None:
     passed = sum(r.passed for r in results)
     stack = " · ".join(f"{name} {value}" for name, value in (versions or {}).items())
+    unsupported = sum(r.not_supported is not None for r in results)
     parts = [
         f"<!doctype html><meta charset=utf-8><title>mcp-sandbox scenarios</title><style>{STYLE}</style>",
-        f"<h1>Scenario report</h1><p>{passed} of {len(results)} scenarios passed · "
+        f"<h1>Scenario report</h1><p>{passed} of {len(results)} scenarios passed"
+        f"{f', {unsupported} not supported by the IdP' if unsupported else ''} · "
         f"{html.escape(time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime()))}"
         + (f"<br><small>{html.escape(stack)}</small>" if stack else "")
         + "</p>",
         _summary(results),
     ]
     for number, result in enumerate(results):
-        state = "passed" if result.passed else "failed"
+        state = "passed" if result.passed else "not supported" if result.not_supported else "failed"
         modes = ", ".join(result.scenario.header.revocation_modes)
         parts.append(
-            f"<h2 id=scenario-{number} class={state}>{html.escape(result.scenario.name)} — {state}</h2>"
+            f"<h2 id=scenario-{number} class={state.replace(' ', '')}>"
+            f"{html.escape(result.scenario.name)} — {state}</h2>"
             f"<p>{html.escape(result.scenario.header.description)}<br>"
             f"<small>{html.escape(str(result.scenario.path))} · tenant {html.escape(result.tenant)} · "
             f"revocation modes {html.escape(modes)} · {milliseconds(result.duration)}</small></p>"
@@ -86,7 +89,7 @@ def write_html(results: list[ScenarioResult], path: Path, versions: dict[str, st
         for step in result.steps:
             css = step.outcome.replace(" ", "")
             detail = ""
-            if step.outcome in ("failed", "error"):
+            if step.outcome in ("failed", "error", "not supported"):
                 detail = f"<b>{html.escape(step.describe())}</b>"
             evidence = json.dumps(redact(step.evidence), indent=1, default=str)
             parts.append(

@@ -25,7 +25,7 @@ def _suite(root: ET.Element, result: ScenarioResult) -> None:
         tests=str(len(steps) + (1 if result.setup_error else 0)),
         failures=str(sum(step.outcome == "failed" for step in steps)),
         errors=str(sum(step.outcome == "error" for step in steps) + (1 if result.setup_error else 0)),
-        skipped=str(sum(step.outcome == "not run" for step in steps)),
+        skipped=str(sum(step.outcome in ("not run", "not supported") for step in steps)),
     )  # fmt: skip
     if result.setup_error:
         case = ET.SubElement(suite, "testcase", classname=scenario.name, name="set-up", file=str(scenario.path))
@@ -42,5 +42,7 @@ def _case(suite: ET.Element, scenario: str, file: str, step: StepResult) -> None
     if step.outcome in ("failed", "error"):
         tag = "failure" if step.outcome == "failed" else "error"
         ET.SubElement(case, tag, message=step.describe()).text = step.describe()
+    elif step.outcome == "not supported":  # neither a pass nor a failure: the IdP lacks what the step needs
+        ET.SubElement(case, "skipped", message=step.message or step.describe())
     elif step.outcome == "not run":
         ET.SubElement(case, "skipped", message="not run: an earlier step of the scenario did not pass")

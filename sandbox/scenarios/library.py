@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
+from sandbox.idp.capabilities import BY_IDP, CapabilityName
+
 if TYPE_CHECKING:
     from sandbox.scenarios.context import RunContext
 
@@ -50,3 +52,18 @@ class StepFailed(AssertionError):
         self.actual = actual
         self.evidence = evidence or {}
         super().__init__(f"expected {expected}, got {actual}")
+
+
+class StepNotSupported(Exception):
+    """The step needs what the run's IdP lacks: ``not supported by <idp>: <reason>``. Never a pass."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+def require(context: RunContext, capability: CapabilityName) -> None:
+    """Stop the step, as not supported, when the agents' IdP of this run lacks ``capability``."""
+    reason = BY_IDP[context.settings.idp].unsupported_reason(capability)
+    if reason is not None:
+        raise StepNotSupported(reason)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sandbox.modes import MODES
 from sandbox.scenarios import steps as _steps  # noqa: F401 - registers the step library
 from sandbox.scenarios.library import LIBRARY
 from sandbox.scenarios.model import Header, Scenario, Step
@@ -46,7 +47,7 @@ def _step(document: YamlDocument, index: int, raw: Any, header: Header) -> Step:
         "agents": list(header.agents),
         "admins": header.admin_names,
         "users": header.user_names,
-        "servers": [*header.servers, "jwt+events", "introspect", "jwt"],
+        "servers": [*header.servers, *MODES],
         "tenants": list(header.tenants),
     }
     references = {**getattr(validated, "references", {}), "tenant": "tenants", "data_tenant": "tenants"}

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-RevocationMode = Literal["jwt+events", "introspect", "jwt"]
+from sandbox.modes import ModeName
 
 
 class Strict(BaseModel):
@@ -58,7 +58,7 @@ class Header(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", description="Identifier: lowercase, digits, dashes.")
     description: str = Field(description="The lifecycle promise this scenario proves, in a sentence or two.")
     seed: int = Field(default=0, description="Seed for generated data (Faker): same seed, same run.")
-    revocation_modes: list[RevocationMode] = Field(
+    revocation_modes: list[ModeName] = Field(
         default=["jwt+events"],
         min_length=1,
         description="The stack's MCP servers (one per revocation mode) that calls go to unless a step names one.",

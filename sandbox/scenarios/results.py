@@ -7,7 +7,9 @@ from typing import Any, Literal
 
 from sandbox.scenarios.model import Scenario, Step
 
-Outcome = Literal["passed", "failed", "error", "not run"]
+#: "not supported": the step needs a capability the run's IdP lacks; the scenario is then neither passed nor
+#: failed, and the steps after it are not run.
+Outcome = Literal["passed", "failed", "error", "not supported", "not run"]
 
 
 @dataclass
@@ -45,7 +47,7 @@ class StepResult:
         text = f"{self.step.label()} at line {self.step.line}: {self.outcome}"
         if self.outcome == "failed":
             text += f": expected {self.expected}, got {self.actual}"
-        elif self.outcome == "error":
+        elif self.outcome in ("error", "not supported"):
             text += f": {self.message}"
         return text
 
@@ -67,9 +69,19 @@ class ScenarioResult:
     def first_problem(self) -> StepResult | None:
         return next((result for result in self.steps if result.outcome in ("failed", "error")), None)
 
+    @property
+    def not_supported(self) -> StepResult | None:
+        """The step the IdP could not do, when that (and no failure before it) ended the scenario."""
+        if self.setup_error or self.first_problem is not None:
+            return None
+        return next((result for result in self.steps if result.outcome == "not supported"), None)
+
     def summary(self) -> str:
         if self.setup_error:
             return f"{self.scenario.name}: could not set up: {self.setup_error}"
+        missing = self.not_supported
+        if missing is not None:
+            return f"{self.scenario.name}: {missing.message} ({missing.step.label()} at line {missing.step.line})"
         problem = self.first_problem
         if problem is None:
             return f"{self.scenario.name}: passed ({len(self.steps)} steps, {self.duration:.1f}s)"

@@ -10,7 +10,7 @@ import time
 
 from sandbox.config import Settings
 from sandbox.scenarios.context import RunContext
-from sandbox.scenarios.library import LIBRARY, StepFailed
+from sandbox.scenarios.library import LIBRARY, StepFailed, StepNotSupported
 from sandbox.scenarios.model import Scenario
 from sandbox.scenarios.results import ScenarioResult, StepResult
 
@@ -59,6 +59,8 @@ async def _run_steps(context: RunContext, scenario: Scenario, result: ScenarioRe
             outcome = StepResult(
                 step, "failed", expected=failed.expected, actual=failed.actual, evidence=failed.evidence
             )
+        except StepNotSupported as missing:
+            outcome = StepResult(step, "not supported", message=missing.reason)
         except Exception as error:
             outcome = StepResult(step, "error", message=one_line(error))
         else:

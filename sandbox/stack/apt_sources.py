@@ -5,7 +5,7 @@ order, ``*.list`` in the one-line format (``deb [options] URI suite components``
 format (paragraphs of ``Types:``, ``URIs:``, ``Suites:``, ...). The mirror is the URI of the first ``deb`` entry
 for a Debian release, over a transport debootstrap can use; ``mirror+file:`` lists are followed to their first
 URI. ``SANDBOX_DEBIAN_MIRROR`` (``Settings.debian_mirror``) overrides all of it, as Maven's own mirror settings
-decide where the Keycloak zip comes from.
+decide where the IdP's distribution comes from.
 """
 
 from __future__ import annotations

@@ -7,30 +7,17 @@ so a fresh stack can be driven at once: ``mcp-sandbox admin login --tenant acme`
 from __future__ import annotations
 
 import asyncio
-import base64
 import shutil
 import sys
-
-from keycloak.exceptions import KeycloakPostError
 
 from sandbox.broker.store import broker_dir
 from sandbox.config import Settings
 from sandbox.idp.keycloak import KeycloakAdapter
+from sandbox.idp.provider import IdpConflict
 from sandbox.stack.component import Port, ProcessComponent, Report
 from sandbox.stack.keycloak import startup_call_timeout
-from sandbox.stack.state import ComponentState, Secrets
-
-SANDBOX_ADMIN = "admin"
-
-
-def admin_secret_names(tenant: str, username: str = SANDBOX_ADMIN) -> tuple[str, str]:
-    """Names in the stack's secrets file of a sandbox tenant admin's password and raw OTP secret."""
-    return f"{tenant}/{username}/password", f"{tenant}/{username}/otp"
-
-
-def otp_base32(raw: str) -> str:
-    """What an authenticator app (or pyotp) takes for Keycloak's raw OTP secret."""
-    return base64.b32encode(raw.encode()).decode().rstrip("=")
+from sandbox.stack.state import ComponentState
+from sandbox.stack_secrets import SANDBOX_ADMIN, Secrets, admin_secret_names
 
 
 class Broker(ProcessComponent):
@@ -76,9 +63,8 @@ class Broker(ProcessComponent):
                         tenant, SANDBOX_ADMIN, secrets.get_or_create(password_name), secrets.get_or_create(otp_name)
                     )
                     report(f"created admin {SANDBOX_ADMIN!r} of tenant {tenant}")
-                except KeycloakPostError as exc:
-                    if exc.response_code != 409:  # 409: the admin exists (an external Keycloak kept it)
-                        raise
+                except IdpConflict:
+                    pass  # the admin exists (an external Keycloak kept it)
 
         if not self.settings.external_keycloak:
             asyncio.run(create_admins())

@@ -17,7 +17,8 @@ from sandbox.config import Settings, load_settings
 from sandbox.errors import SandboxError
 from sandbox.stack.keycloak import bootstrap_admin_environment
 from sandbox.stack.launcher import default_components
-from sandbox.stack.state import ComponentState, Secrets
+from sandbox.stack.state import ComponentState
+from sandbox.stack_secrets import Secrets
 
 #: The user of the Keycloak images (the official one and compose/keycloak.Dockerfile's).
 KEYCLOAK_UID, KEYCLOAK_GID = 1000, 0

@@ -11,38 +11,18 @@ import shutil
 import time
 from pathlib import Path
 
-from keycloak.exceptions import KeycloakPostError
-
 from sandbox.config import Settings
-from sandbox.idp.keycloak import (
-    ADMIN_CLIENT_ID,
-    ADMIN_USERNAME,
-    DEMO_CLIENT_ID,
-    RESOURCE_SERVER_SECRET,
-    KeycloakAdapter,
-    load_realm_template,
-)
+from sandbox.idp.keycloak import KeycloakAdapter
+from sandbox.idp.provider import IdpError
+from sandbox.idp.realm import ADMIN_CLIENT_ID, ADMIN_USERNAME, DEMO_CLIENT_ID, create_tenant
 from sandbox.stack import process
 from sandbox.stack.component import Component, Port, ProcessComponent, Report
 from sandbox.stack.distribution import KeycloakDistribution, build_options, run_files_options
 from sandbox.stack.java import Jdk, find_jdk
 from sandbox.stack.keycloak_seed import BootstrapAdmin, SeededDatabase, h2_url
 from sandbox.stack.readiness import answers, wait_for_http
-from sandbox.stack.state import ComponentState, Secrets
-from sandbox.toolmap import ToolMap
-
-
-def create_tenant(adapter: KeycloakAdapter, settings: Settings, tenant: str, *, demo_secret: str | None = None):
-    """Create one tenant realm from the fixtures: template, a client scope per tool scope, introspection client."""
-    return adapter.create_tenant_realm(
-        tenant,
-        load_realm_template(settings.fixtures_dir),
-        scopes=ToolMap.load(settings.tools_file).all_scopes(),
-        resource_servers={
-            server.url: Secrets(settings).get_or_create(RESOURCE_SERVER_SECRET) for server in settings.mcp_servers
-        },
-        demo_secret=demo_secret,
-    )
+from sandbox.stack.state import ComponentState
+from sandbox.stack_secrets import Secrets
 
 
 def create_sandbox_tenants(settings: Settings, report: Report) -> dict[str, str]:
@@ -65,9 +45,9 @@ def create_sandbox_tenants(settings: Settings, report: Report) -> dict[str, str]
         try:
             asyncio.run(create_all())
             break
-        except KeycloakPostError as exc:
+        except IdpError as exc:
             # Ready is not yet bootstrapped: Keycloak answers 503 until its bootstrap admin exists.
-            if exc.response_code != 503 or time.monotonic() > deadline:
+            if exc.status != 503 or time.monotonic() > deadline:
                 raise
             time.sleep(1)
     return {tenant: settings.issuer(tenant) for tenant in settings.tenants}

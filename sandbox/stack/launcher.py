@@ -22,15 +22,8 @@ from sandbox.stack import process
 from sandbox.stack.component import Component, Report
 from sandbox.stack.ports import ensure_free
 from sandbox.stack.readiness import last_lines
-from sandbox.stack.state import (
-    ComponentState,
-    Secrets,
-    StackState,
-    StateDamaged,
-    clear_state,
-    load_state,
-    save_state,
-)
+from sandbox.stack.state import ComponentState, StackState, StateDamaged, clear_state, load_state, save_state
+from sandbox.stack_secrets import Secrets
 
 
 @dataclass(frozen=True)
@@ -51,6 +44,7 @@ def default_components(settings: Settings) -> list[Component]:
 
     components: list[Component] = [
         ExternalKeycloak(settings) if settings.external_keycloak else LocalKeycloak(settings),
+        *hydra_components(settings),
         *(McpServer(settings, server.mode) for server in settings.mcp_servers),
         Broker(settings),
     ]
@@ -59,6 +53,20 @@ def default_components(settings: Settings) -> list[Component]:
 
         return in_containers(components)
     return components
+
+
+def hydra_components(settings: Settings) -> list[Component]:
+    """Agents on Hydra (``SANDBOX_IDP=hydra``): one Hydra per sandbox tenant, beside Keycloak (the people's IdP)."""
+    if not settings.hydras:
+        return []
+    if settings.runtime != "local":
+        raise SandboxError(
+            f"Ory Hydra runs only as local processes so far, not in the {settings.runtime} runtime",
+            "use the local runtime (unset SANDBOX_RUNTIME) with SANDBOX_IDP=hydra",
+        )
+    from sandbox.stack.hydra import Hydra
+
+    return [Hydra(settings, address.tenant) for address in settings.hydras]
 
 
 def waves(components: list[Component]) -> list[list[Component]]:
@@ -91,7 +99,7 @@ class Stack:
         self._lock = FileLock(str(settings.state_dir / ".stack.lock"), timeout=900)
 
     def _state(self) -> StackState:
-        return load_state(self.settings) or StackState(runtime=self.settings.runtime)
+        return load_state(self.settings) or StackState(runtime=self.settings.runtime, idp=self.settings.idp)
 
     # up
     def up(self) -> StackState:

@@ -5,15 +5,9 @@ from __future__ import annotations
 import sys
 
 from sandbox.config import Settings
-from sandbox.idp.keycloak import RESOURCE_SERVER_SECRET
+from sandbox.modes import revocation_mode
 from sandbox.stack.component import Port, ProcessComponent
-from sandbox.stack.state import Secrets
-
-PORT_SETTING = {
-    "jwt+events": "SANDBOX_MCP_PORT",
-    "introspect": "SANDBOX_MCP_INTROSPECT_PORT",
-    "jwt": "SANDBOX_MCP_JWT_PORT",
-}
+from sandbox.stack_secrets import RESOURCE_SERVER_SECRET, Secrets
 
 
 class McpServer(ProcessComponent):
@@ -26,7 +20,8 @@ class McpServer(ProcessComponent):
         if mode == "jwt+events":  # it joins the broker's SSF stream and catches up before it is ready
             self.needs = ("keycloak", "broker")
         self.address = settings.mcp_server(mode)
-        self.name = "mcp-server" if mode == "jwt+events" else f"mcp-server-{mode}"
+        self.mode = revocation_mode(mode)
+        self.name = self.mode.component
 
     @property
     def url(self) -> str:
@@ -37,7 +32,7 @@ class McpServer(ProcessComponent):
         return f"{self.address.origin}/health"
 
     def ports(self) -> list[Port]:
-        return [Port(self.address.port, f"mcp server ({self.address.mode})", PORT_SETTING[self.address.mode])]
+        return [Port(self.address.port, f"mcp server ({self.mode.name})", self.mode.port_variable)]
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "sandbox.mcp_server"]

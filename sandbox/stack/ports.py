@@ -60,10 +60,27 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
         return [int(probe.getsockname()[1]) for probe in probes]
 
 
+#: Ports a stack's Hydras may take, from ``SANDBOX_HYDRA_PORT`` on (two per tenant).
+HYDRA_PORT_BLOCK = 8
+
+
+def free_port_block(count: int, host: str = "127.0.0.1", attempts: int = 50) -> int:
+    """The first of ``count`` consecutive ports that are all free right now."""
+    for _ in range(attempts):
+        first = free_port(host)
+        if first + count <= 65535 and all(is_free(host, first + offset) for offset in range(count)):
+            return first
+    raise PortInUse(f"found no {count} consecutive free ports on {host}", "free some ports, or set them explicitly")
+
+
 def private_stack_environment(state_dir: Path) -> dict[str, str]:
     """SANDBOX_* variables for a stack of its own: its own state directory and free ports, all different."""
+    hydra = free_port_block(HYDRA_PORT_BLOCK)
     ports = free_ports(len(PORT_SETTINGS))
+    while any(hydra <= port < hydra + HYDRA_PORT_BLOCK for port in ports):
+        ports = free_ports(len(PORT_SETTINGS))
     return {
         "SANDBOX_STATE_DIR": str(state_dir),
         **{f"SANDBOX_{name}": str(port) for name, port in zip(PORT_SETTINGS, ports, strict=True)},
+        "SANDBOX_HYDRA_PORT": str(hydra),
     }

@@ -1,5 +1,5 @@
 """What the reference MCP server's end-to-end tests share: real agents in Keycloak, raw MCP requests over HTTP
-(certify's prober, ``sandbox.certify.mcp_http``), extra server instances (other modes, other ports) run as
+(certify's prober, ``sandbox.agent.mcp_http``), extra server instances (other modes, other ports) run as
 `mcp-sandbox mcp-server`, and two loopback stand-ins: an issuer whose keys the test holds, and a broker that
 signs revocation events and records what it is sent.
 
@@ -32,9 +32,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox.broker.events import SigningKey, session_revoked
-from sandbox.certify.challenge import bearer_challenge
-from sandbox.certify.mcp_http import (  # noqa: F401 - re-exported for the tests
+from sandbox.agent.challenge import bearer_challenge
+from sandbox.agent.mcp_http import (  # noqa: F401 - re-exported for the tests
     INITIALIZE,
     LIST_TOOLS,
     call_tool,
@@ -44,8 +43,10 @@ from sandbox.certify.mcp_http import (  # noqa: F401 - re-exported for the tests
     rpc_message,
     tool_names,
 )
+from sandbox.broker.events import SigningKey, session_revoked
 from sandbox.config import Settings
-from sandbox.idp.keycloak import AgentClient, AgentClientSpec, KeycloakAdapter
+from sandbox.idp.keycloak import KeycloakAdapter
+from sandbox.idp.provider import AgentClient, AgentClientSpec
 from sandbox.pytest_plugin import SandboxStack
 from sandbox.ssf import WELL_KNOWN, AgentSubject
 from sandbox.stack.ports import free_port
@@ -146,7 +147,7 @@ def agents_for(stack: SandboxStack) -> Iterator[Agents]:
     factory.delete_all()
 
 
-# Raw MCP over HTTP: the product's prober (sandbox.certify.mcp_http), plus asserting shorthands for tests ----------
+# Raw MCP over HTTP: the product's prober (sandbox.agent.mcp_http), plus asserting shorthands for tests ----------
 
 
 def tool_result(response: httpx.Response) -> dict[str, Any]:

@@ -17,7 +17,8 @@ from sandbox.agent.tokens import (
     TokenRefused,
     fetch_token,
 )
-from sandbox.idp.keycloak import AgentClient, AgentClientSpec, KeycloakAdapter
+from sandbox.idp.keycloak import KeycloakAdapter
+from sandbox.idp.provider import AgentClient, AgentClientSpec
 from sandbox.pytest_plugin import SandboxStack
 
 SCOPES = ["mcp:tool:analytics.read", "mcp:tool:logs.read"]

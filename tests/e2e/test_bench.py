@@ -14,10 +14,10 @@ from typing import Any
 
 import httpx
 
+from sandbox.agent import mcp_http
 from sandbox.bench.agents import ARGUMENTS, TOOL
 from sandbox.bench.auth_overhead import reference_server
 from sandbox.bench.stack_start import MCP_SANDBOX
-from sandbox.certify import mcp_http
 from sandbox.pytest_plugin import SandboxStack
 
 SUMMARY = {"median", "p95", "p99", "min", "max", "n"}

@@ -16,7 +16,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from sandbox.config import Settings
-from sandbox.idp.keycloak import DEMO_CLIENT_ID
+from sandbox.idp.realm import DEMO_CLIENT_ID
 from sandbox.stack.component import ProcessComponent
 from sandbox.stack.docker_engine import compose_command
 from sandbox.stack.keycloak import container_command

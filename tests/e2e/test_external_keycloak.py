@@ -14,10 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sandbox.idp.keycloak import ADMIN_CLIENT_ID, KeycloakAdapter
+from sandbox.idp.keycloak import KeycloakAdapter
+from sandbox.idp.realm import ADMIN_CLIENT_ID
 from sandbox.pytest_plugin import SandboxStack
 from sandbox.stack.ports import private_stack_environment
-from sandbox.stack.state import Secrets
+from sandbox.stack_secrets import Secrets
 
 MCP_SANDBOX = str(Path(sys.executable).parent / "mcp-sandbox")
 SCENARIOS = Path(__file__).parents[2] / "scenarios"

@@ -35,7 +35,8 @@ from reference_mcp import (
 )
 
 from sandbox.certify import forge
-from sandbox.idp.keycloak import KeycloakAdapter, load_realm_template
+from sandbox.idp.keycloak import KeycloakAdapter
+from sandbox.idp.realm import load_realm_template
 from sandbox.pytest_plugin import SandboxStack
 from sandbox.toolmap import ToolMap
 
@@ -178,6 +179,7 @@ def test_401_audience_other_server_or_none(sandbox_stack: SandboxStack, agents: 
     assert post(url, INITIALIZE, token=agents.create(["mcp:tool:invoices.read"]).token()).status_code == 200
 
 
+@pytest.mark.capability("keycloak", "resource_indicators")
 def test_401_audience_narrowed_by_resource_indicator(sandbox_stack: SandboxStack, agents: Agents) -> None:
     """RFC 8707: a token requested with resource=<this server> carries exactly this audience, and is accepted."""
     url = sandbox_stack.settings.mcp_url
@@ -412,6 +414,8 @@ def test_revocation_jwt_events_mode_the_next_call_is_refused(
             assert tool_result(call_tool(server.url, other, other_session, "invoices.list"))  # control: others
 
 
+@pytest.mark.capability("keycloak", "introspection")
+@pytest.mark.capability("keycloak", "token_revocation")
 def test_revocation_introspect_mode_refused_within_the_cache_ttl(
     sandbox_stack: SandboxStack, agents: Agents, tmp_path: Path
 ) -> None:

@@ -11,11 +11,10 @@ from typing import Any
 import httpx
 from reference_mcp import call_tool, challenge, eventually, open_session, tool_result
 
-from sandbox.broker.client import BrokerClient
-from sandbox.harness.admin_login import admin_login
+from sandbox.admin.client import BrokerClient
+from sandbox.admin.login import admin_login
 from sandbox.pytest_plugin import SandboxStack
-from sandbox.stack.broker import SANDBOX_ADMIN, admin_secret_names, otp_base32
-from sandbox.stack.state import Secrets
+from sandbox.stack_secrets import SANDBOX_ADMIN, Secrets, admin_secret_names, otp_base32
 
 
 def tenant_admin_token(stack: SandboxStack, tenant: str) -> str:

@@ -17,12 +17,12 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from sandbox.config import Settings
-from sandbox.idp.keycloak import ADMIN_CLIENT_ID, ADMIN_USERNAME
+from sandbox.idp.realm import ADMIN_CLIENT_ID, ADMIN_USERNAME
 from sandbox.pytest_plugin import SandboxStack
 from sandbox.stack.distribution import KeycloakDistribution
 from sandbox.stack.keycloak_seed import SeededDatabase
 from sandbox.stack.ports import private_stack_environment
-from sandbox.stack.state import Secrets
+from sandbox.stack_secrets import Secrets
 
 MCP_SANDBOX = str(Path(sys.executable).parent / "mcp-sandbox")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.broker.apply import AgentsFile, DesiredAgent, load_agents_file, make_plan
+from sandbox.admin.apply import AgentsFile, DesiredAgent, load_agents_file, make_plan
 from sandbox.yamlfile import FileError
 
 

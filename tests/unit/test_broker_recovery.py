@@ -15,7 +15,7 @@ from test_broker_service import ALICE, FakeKeycloak, request, world  # noqa: F40
 from sandbox.broker.credentials import secret_fingerprint
 from sandbox.broker.errors import Conflict
 from sandbox.broker.store import Agent, Credential, StorageConflict
-from sandbox.idp.keycloak import AgentClient, AgentClientSpec
+from sandbox.idp.provider import AgentClient, AgentClientSpec
 
 
 class RotatingKeycloak(FakeKeycloak):

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fake_idp import FakeIdentityProvider
 
 from sandbox.broker.auth import Principal
 from sandbox.broker.clock import MovableClock
@@ -21,64 +22,12 @@ from sandbox.broker.policy import Policy
 from sandbox.broker.service import BrokerService, ProvisionRequest
 from sandbox.broker.store import Database
 from sandbox.config import load_settings
-from sandbox.idp.keycloak import AgentClient, AgentClientSpec, IdpUnavailable
 
 ALICE = Principal("tenant_admin", "acme", "sub-alice", "alice", mfa=True)
-DOWN = IdpUnavailable("Keycloak at http://127.0.0.1:1 is unreachable", "start it")
 
 
-class FakeKeycloak:
-    """Keeps clients in a dict; ``fail`` names methods that raise as if Keycloak went away."""
-
-    def __init__(self) -> None:
-        self.clients: dict[str, dict[str, Any]] = {}
-        self.logins: dict[str, int] = {}  # client_id -> last CLIENT_LOGIN, in ms
-        self.exchanges: dict[str, list[dict[str, Any]]] = {}  # client_id -> TOKEN_EXCHANGE events, newest first
-        self.delegation_scopes: set[str] = set()
-        self.fail: set[str] = set()
-
-    async def _call(self, name: str) -> None:
-        await asyncio.sleep(0)  # a real round trip lets other tasks run meanwhile
-        if name in self.fail:
-            raise DOWN
-
-    async def realm_exists(self, realm: str) -> bool:
-        return True
-
-    async def create_agent_client(self, realm: str, spec: AgentClientSpec) -> AgentClient:
-        await self._call("create_agent_client")
-        self.clients[spec.client_id] = {"enabled": spec.enabled, "scopes": spec.scopes}
-        await self._call("after_create")
-        return AgentClient(spec.client_id, spec.client_id, f"sa-{spec.client_id}", "generated-secret")
-
-    async def find_client(self, realm: str, client_id: str) -> str | None:
-        await self._call("find_client")
-        return client_id if client_id in self.clients else None
-
-    async def delete_client(self, realm: str, internal_id: str) -> None:
-        await self._call("delete_client")
-        self.clients.pop(internal_id, None)
-
-    async def set_client_enabled(self, realm: str, internal_id: str, enabled: bool) -> None:
-        await self._call("set_client_enabled")
-        self.clients[internal_id]["enabled"] = enabled
-
-    async def client_events(self, realm: str, client_id: str, types: tuple[str, ...] = (), maximum: int = 500) -> list:
-        last = self.logins.get(client_id)
-        events = [*self.exchanges.get(client_id, []), *([{"type": "CLIENT_LOGIN", "time": last}] if last else [])]
-        events.sort(key=lambda e: -e["time"])
-        return [e for e in events if e["type"] in types][:maximum]
-
-    async def add_delegation_scope(self, realm: str, client_id: str, name: str) -> None:
-        await self._call("add_delegation_scope")
-        self.delegation_scopes.add(client_id)
-
-    async def remove_delegation_scope(self, realm: str, client_id: str) -> None:
-        await self._call("remove_delegation_scope")
-        self.delegation_scopes.discard(client_id)
-
-    async def user_consents(self, realm: str, user_id: str) -> list:
-        return [{"clientId": "sandbox-user-login", "grantedClientScopes": [f"delegate:{c}" for c in self.exchanges]}]
+class FakeKeycloak(FakeIdentityProvider):
+    """The fake IdP, with a way to record a token exchange the way Keycloak's event log does."""
 
     def exchange(self, client_id: str, at: datetime, user: str, scope: str) -> None:
         event = {"type": "TOKEN_EXCHANGE", "time": int(at.timestamp() * 1000), "userId": f"id-{user}"}
@@ -98,7 +47,7 @@ async def world(tmp_path: Path) -> AsyncIterator[tuple[BrokerService, FakeKeyclo
         service = BrokerService(
             settings=settings,
             db=db,
-            adapter=keycloak,  # type: ignore[arg-type]
+            adapter=keycloak,
             policy=Policy.load(settings.policy_file, tools),
             tools=tools,
             clock=clock,

@@ -15,10 +15,10 @@ from joserfc import jwt
 from joserfc.errors import BadSignatureError
 from joserfc.jwk import RSAKey
 
+from sandbox.agent.challenge import bearer_challenge, parse_challenges
+from sandbox.agent.mcp_http import INITIALIZE, rpc_message, served, tool_error, tool_names
 from sandbox.certify import forge
-from sandbox.certify.challenge import bearer_challenge, parse_challenges
 from sandbox.certify.evidence import KnownTokens, describe_token, exchange_of
-from sandbox.certify.mcp_http import INITIALIZE, rpc_message, served, tool_error, tool_names
 from sandbox.mcp_server.verification import peek
 
 URL = "http://127.0.0.1:1/mcp"

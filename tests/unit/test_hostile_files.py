@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sandbox.broker.apply import load_agents_file
+from sandbox.admin.apply import load_agents_file
 from sandbox.broker.policy import Policy
 from sandbox.errors import SandboxError
 from sandbox.scenarios.loader import load_scenario
@@ -44,7 +44,7 @@ def mutate(lines: list[str], kind: str, index: int, text: str) -> list[str]:
         cut = len(line) // 2
         return [*lines[:index], line[:cut] + text + line[cut:], *lines[index + 1 :]]
     if kind == "value":
-        return [*lines[:index], re.sub(r":\s.*$", f": {text}", line), *lines[index + 1 :]]
+        return [*lines[:index], re.sub(r":\s.*$", lambda _: f": {text}", line), *lines[index + 1 :]]  # text as is
     return lines[: index + 1]  # truncate after this line
 
 

@@ -12,7 +12,8 @@ from sandbox.errors import PortInUse, StartupFailed
 from sandbox.stack.component import Component, Port, Report
 from sandbox.stack.launcher import Stack
 from sandbox.stack.ports import free_port
-from sandbox.stack.state import ComponentState, Secrets, load_state
+from sandbox.stack.state import ComponentState, load_state
+from sandbox.stack_secrets import Secrets
 
 
 class FakeComponent(Component):

@@ -85,12 +85,23 @@ def at(offset: int) -> Callable[[], int]:
         ({"exp": at(7200)}, "lives longer"),
         ({"typ": "Refresh"}, "not an access token"),
         ({"scope": ["mcp:tool:invoices.read"]}, "scope"),
+        ({"scope": None, "scp": "mcp:tool:invoices.read"}, "scp"),
+        ({"scope": None, "scp": ["mcp:tool:invoices.read", 7]}, "scp"),
+        ({"scp": ["mcp:tool:invoices.write"]}, "disagree"),
     ],
 )
 def test_claims_that_are_not_acceptable_are_refused(changes: dict[str, Any], reason: str) -> None:
     issuer = FakeIssuer()
     claims = {name: value() if callable(value) else value for name, value in changes.items()}
     assert reason in refused(issuer, issuer.token(**claims))
+
+
+def test_scopes_may_come_as_an_scp_array_as_hydra_issues_them() -> None:
+    issuer = FakeIssuer()
+    principal = verify(issuer, issuer.token(scope=None, scp=["mcp:tool:invoices.read", "basic"]))
+    assert principal.scopes == frozenset({"mcp:tool:invoices.read", "basic"})
+    both = verify(issuer, issuer.token(scope="basic mcp:tool:invoices.read", scp=["mcp:tool:invoices.read", "basic"]))
+    assert both.scopes == principal.scopes
 
 
 def test_a_small_clock_skew_is_tolerated() -> None:

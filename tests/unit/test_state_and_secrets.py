@@ -3,7 +3,8 @@ from pathlib import Path
 
 from sandbox.config import Settings
 from sandbox.stack.process import ProcessRecord
-from sandbox.stack.state import ComponentState, Secrets, StackState, load_state, save_state
+from sandbox.stack.state import ComponentState, StackState, load_state, save_state
+from sandbox.stack_secrets import Secrets
 
 
 def test_state_survives_a_round_trip(tmp_path: Path) -> None:

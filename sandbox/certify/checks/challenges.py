@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from sandbox.certify.challenge import bearer_challenge
+from sandbox.agent.challenge import bearer_challenge
+from sandbox.agent.mcp_http import served
 from sandbox.certify.checks.common import accepted_token
 from sandbox.certify.checks.metadata import document, metadata_urls
 from sandbox.certify.context import Context, check
-from sandbox.certify.mcp_http import served
 from sandbox.certify.model import mcp, rfc
-from sandbox.mcp_server.net import is_loopback_url
+from sandbox.loopback import is_loopback_url
 
 
 @check(

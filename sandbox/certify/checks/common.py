@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
+from sandbox.agent.mcp_http import served
 from sandbox.certify.context import Context
 from sandbox.certify.forge import Claims, fresh_times, unverified
-from sandbox.certify.mcp_http import served
 
 POLL_INTERVAL = 1.0
 

@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import httpx
 
+from sandbox.agent.mcp_http import served
 from sandbox.certify.checks.common import POLL_INTERVAL, accepted_token
 from sandbox.certify.context import Context, check
 from sandbox.certify.forge import fresh_times
-from sandbox.certify.mcp_http import served
 from sandbox.certify.model import mcp, rfc
 
 #: The longest certify waits for a withdrawn key to be refused; a longer declared key_cache is not examined.

@@ -11,11 +11,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from sandbox.agent.mcp_http import served, tool_error
 from sandbox.agent.tokens import ClientSecretCredential, fetch_token
 from sandbox.certify.context import Context, check
 from sandbox.certify.manifest import MARKER
-from sandbox.certify.mcp_http import served, tool_error
 from sandbox.certify.model import Reference, mcp, rfc
+from sandbox.modes import MODES
 
 
 def origin(url: str) -> str:
@@ -43,7 +44,7 @@ def revocation(ctx: Context) -> None:
         ctx.skip("the manifest declares no revocation mode (revocation: {mode, budget})")
     world = ctx.world
     broker = world.broker()
-    events_url = (declared.events_url or f"{origin(ctx.url)}/events") if declared.mode == "jwt+events" else None
+    events_url = (declared.events_url or f"{origin(ctx.url)}/events") if MODES[declared.mode].receives_events else None
     broker.ensure_registered(ctx.url, events_url)
     role, environment = broker.role(declared.role, declared.environment)
     agent = broker.provision(world.home, ctx.url, role, environment, declared.lifetime)
@@ -53,7 +54,7 @@ def revocation(ctx: Context) -> None:
     listed = ctx.list_tools(token, session)
     ctx.control("its tools/list is served", served(listed), listed)
     answer = broker.revoke(agent, "mcp-sandbox certify: revocation check")
-    if declared.mode == "jwt+events":
+    if MODES[declared.mode].receives_events:
         delivery = next((event for event in answer.get("events", []) if event.get("server") == ctx.url), {})
         ctx.expect(
             f"the server takes the broker's revocation event at {events_url}",

@@ -12,7 +12,7 @@ from mcp.client.auth.utils import (
 
 from sandbox.certify.context import Context, check
 from sandbox.certify.model import mcp, rfc
-from sandbox.mcp_server.net import is_loopback_url
+from sandbox.loopback import is_loopback_url
 
 
 def metadata_urls(url: str) -> list[str]:

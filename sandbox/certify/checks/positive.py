@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from sandbox.agent.mcp_http import served, tool_error, tool_names
 from sandbox.certify.context import Context, check
-from sandbox.certify.mcp_http import served, tool_error, tool_names
 from sandbox.certify.model import mcp, rfc
 
 

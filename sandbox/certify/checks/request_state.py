@@ -7,9 +7,9 @@ from typing import Any
 
 import httpx
 
+from sandbox.agent.mcp_http import rpc_message
 from sandbox.certify.context import Context, check
 from sandbox.certify.manifest import RequestStateProbe
-from sandbox.certify.mcp_http import rpc_message
 from sandbox.certify.model import mcp_at
 from sandbox.certify.revision import STATELESS
 

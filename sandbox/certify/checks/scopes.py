@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from sandbox.agent.mcp_http import served
 from sandbox.certify.context import Context, check
-from sandbox.certify.mcp_http import served
 from sandbox.certify.model import mcp_security
 
 

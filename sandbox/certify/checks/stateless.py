@@ -7,10 +7,10 @@ from typing import Any
 
 import httpx
 
+from sandbox.agent.mcp_http import rpc_message, served, tool_names
 from sandbox.certify.checks.lifecycle import with_marker
 from sandbox.certify.context import Context, check
 from sandbox.certify.forge import claims_of
-from sandbox.certify.mcp_http import rpc_message, served, tool_names
 from sandbox.certify.model import mcp_at, mcp_security
 from sandbox.certify.revision import STATELESS
 

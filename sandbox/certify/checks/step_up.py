@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from sandbox.certify.challenge import bearer_challenge
+from sandbox.agent.challenge import bearer_challenge
+from sandbox.agent.mcp_http import served
 from sandbox.certify.checks.common import accepted_token
 from sandbox.certify.checks.metadata import served_documents
 from sandbox.certify.context import Context, check
-from sandbox.certify.mcp_http import served
 from sandbox.certify.model import mcp_at
 from sandbox.certify.revision import STATELESS
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import time
 import uuid
 
+from sandbox.agent.mcp_http import served
 from sandbox.certify import forge
 from sandbox.certify.checks.common import accepted_token, trusted_signer_accepted
 from sandbox.certify.context import Context, check
-from sandbox.certify.mcp_http import served
 from sandbox.certify.model import mcp, rfc
 from sandbox.certify.world import OTHER_AUDIENCE
 

@@ -9,13 +9,13 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from sandbox.broker.apply import apply_agents_file
-from sandbox.broker.client import BrokerClient, BrokerRefused
+from sandbox.admin.apply import apply_agents_file
+from sandbox.admin.client import BrokerClient, BrokerRefused
 from sandbox.broker.schemas import AgentStatus
 from sandbox.errors import SandboxError
 from sandbox.harness.agents import credential_for, new_key
 from sandbox.scenarios.context import AgentHandle, RunContext
-from sandbox.scenarios.library import StepFailed, step
+from sandbox.scenarios.library import StepFailed, require, step
 from sandbox.scenarios.steps.base import StepArgs
 
 Evidence = dict[str, Any]
@@ -154,6 +154,7 @@ class Rotate(StepArgs):
 
 async def rotate_credential(context: RunContext, agent: AgentHandle, grace: int, by: str | None) -> Evidence:
     """Rotate through the broker; the agent keeps the old credential as `previous` and takes the new one."""
+    require(context, "key_rotation" if agent.spec.credential == "private_key_jwt" else "dual_secret_rotation")
     key = None
     body: dict[str, Any] = {"grace_seconds": grace, "reason": "scenario"}
     if agent.spec.credential == "private_key_jwt":

@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from sandbox.admin.client import BrokerRefused
 from sandbox.agent.sdk import connect, provider_from_config
-from sandbox.broker.client import BrokerRefused
 from sandbox.scenarios.context import RunContext
 from sandbox.scenarios.library import StepFailed, step
 from sandbox.scenarios.steps.agents import agent_path

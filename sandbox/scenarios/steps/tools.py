@@ -8,12 +8,12 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from sandbox.admin.login import user_login
 from sandbox.agent.tokens import Token, TokenClient, TokenRefused
-from sandbox.harness.admin_login import user_login
-from sandbox.revocation_modes import revocation_budget
+from sandbox.modes import MODES, revocation_mode
 from sandbox.scenarios.calls import CallOutcome
 from sandbox.scenarios.context import AgentHandle, RunContext
-from sandbox.scenarios.library import StepFailed, step
+from sandbox.scenarios.library import StepFailed, require, step
 from sandbox.scenarios.steps.base import StepArgs
 
 Evidence = dict[str, Any]
@@ -173,9 +173,6 @@ async def list_tools(context: RunContext, args: ListTools) -> Evidence:
 
 # revocation budget --------------------------------------------------------------------------------------------
 
-#: Seconds a scenario allows beyond a mode's budget: the calls' own time on a loaded machine.
-SLACK = 2.0
-
 
 class Expect401Within(StepArgs):
     agent: str
@@ -189,11 +186,14 @@ class Expect401Within(StepArgs):
 
 
 def budget(context: RunContext, mode: str, agent: AgentHandle, override: float | None) -> float:
-    """Each mode's own budget (``sandbox.revocation_modes``) plus slack for a loaded machine."""
+    """Each mode's own budget (``sandbox.modes``): a round trip, the introspection cache, or the token's life."""
     if override is not None:
         return override
+    settings = context.settings
     remaining = (agent.token.expires_at - time.time()) if agent.token else 0.0
-    return revocation_budget(context.settings, mode, remaining_lifetime=remaining) + SLACK
+    return revocation_mode(mode).budget(
+        token_remaining=remaining, cache_ttl=settings.mcp_introspection_cache_ttl, leeway=settings.mcp_leeway
+    )
 
 
 @step("expect_401_within", Expect401Within)
@@ -205,7 +205,7 @@ async def expect_401_within(context: RunContext, args: Expect401Within) -> Evide
     arguments = await arguments_for(context, agent, args.tool, None)
 
     async def until_refused(name: str, url: str) -> Evidence:
-        mode = name if name in ("jwt+events", "introspect", "jwt") else context.header.servers[name].mode
+        mode = name if name in MODES else context.header.servers[name].mode
         allowed = budget(context, mode, agent, args.seconds)
         deadline = agent.revoked_at + allowed  # type: ignore[operator]
         while True:
@@ -253,6 +253,7 @@ class ExchangeToken(StepArgs):
 @step("exchange_token", ExchangeToken)
 async def exchange_token(context: RunContext, args: ExchangeToken) -> Evidence:
     """The user logs in and consents to the agent; the agent exchanges that token for one that acts for the user."""
+    require(context, "token_exchange")
     agent = context.agents[args.agent]
     issued = context.users[args.user]
     tenant = context.tenants[context.header.tenant_of_user(args.user)]

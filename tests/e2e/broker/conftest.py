@@ -12,11 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from sandbox.harness.admin_login import admin_login
-from sandbox.idp.keycloak import ADMIN_CLIENT_ID
+from sandbox.admin.login import admin_login
+from sandbox.idp.realm import ADMIN_CLIENT_ID
 from sandbox.pytest_plugin import SandboxStack
-from sandbox.stack.broker import SANDBOX_ADMIN, admin_secret_names, otp_base32
-from sandbox.stack.state import Secrets
+from sandbox.stack_secrets import SANDBOX_ADMIN, Secrets, admin_secret_names, otp_base32
 
 _SANDBOX_ADMINS: dict[str, Admin] = {}
 ADMINS = [{"username": "alice", "otp": True}, {"username": "bob", "otp": True}, {"username": "carol", "otp": False}]

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from sandbox.admin.login import LoginFailed, user_login
+from sandbox.agent.mcp_http import call_tool, open_session, served
 from sandbox.agent.tokens import TokenRefused, exchange_token
-from sandbox.certify.mcp_http import call_tool, open_session, served
-from sandbox.harness.admin_login import LoginFailed, user_login
 
 from .conftest import Broker, Tenant
 from .test_lifecycle import secret_credential, token_for
@@ -36,6 +36,7 @@ def exchanged(tenant: Tenant, provisioned: dict[str, Any], user_token: str, scop
     return asyncio.run(exchange_token(tenant.token_url(), secret_credential(provisioned), user_token, scope=scope))
 
 
+@pytest.mark.capability("keycloak", "token_exchange")
 def test_an_agent_acting_for_a_user_gets_at_most_the_users_permissions(broker: Broker, tenant: Tenant) -> None:
     admin = tenant.admins["alice"].token()
     helper = broker.provision(tenant, admin, role="invoice-writer", mode="delegated")

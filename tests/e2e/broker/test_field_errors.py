@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.broker.client import BrokerClient, BrokerRefused
+from sandbox.admin.client import BrokerClient, BrokerRefused
 
 from .conftest import Broker, Tenant
 

@@ -14,9 +14,8 @@ from joserfc.jwk import ECKey, RSAKey
 from openapi_spec_validator import validate
 
 from sandbox.agent.tokens import ClientSecretCredential, PrivateKeyCredential, Token, TokenRefused, fetch_token
-from sandbox.idp.keycloak import RESOURCE_SERVER_SECRET
 from sandbox.ssf import SESSION_REVOKED, AgentSubject
-from sandbox.stack.state import Secrets
+from sandbox.stack_secrets import RESOURCE_SERVER_SECRET, Secrets
 
 from .conftest import Broker, Tenant
 from .servers import ProbeResourceServer, serving
@@ -159,6 +158,7 @@ def test_role_change_shows_in_the_next_token(broker: Broker, tenant: Tenant) -> 
     assert change["reason"] == "new job" and "carol" in change["actor"]
 
 
+@pytest.mark.capability("keycloak", "disable_without_delete")
 def test_high_privilege_agent_waits_for_a_second_admin(broker: Broker, tenant: Tenant) -> None:
     alice, bob = tenant.admins["alice"].token(), tenant.admins["bob"].token()
     provisioned = broker.provision(
@@ -179,6 +179,7 @@ def test_high_privilege_agent_waits_for_a_second_admin(broker: Broker, tenant: T
     assert token.scopes == {"mcp:tool:deploy.read", "mcp:tool:deploy.production.write"}
 
 
+@pytest.mark.capability("keycloak", "dual_secret_rotation")
 def test_rotation_keeps_both_secrets_during_grace_and_reports_dependencies(broker: Broker, tenant: Tenant) -> None:
     carol = tenant.admins["carol"].token()
     provisioned = broker.provision(tenant, carol, role="log-reader")
@@ -224,6 +225,7 @@ def test_rotation_grace_runs_out_by_itself(broker: Broker, tenant: Tenant) -> No
     token_for(tenant, new)
 
 
+@pytest.mark.capability("keycloak", "key_rotation")
 def test_private_key_rotation_accepts_both_keys_during_grace(broker: Broker, tenant: Tenant) -> None:
     alice = tenant.admins["alice"].token()
     first, second = rsa_key("k1"), rsa_key("k2")
@@ -337,6 +339,7 @@ def test_revocation_kills_credentials_and_tokens_everywhere(broker: Broker, tena
         assert len(entries_after) == len(entries)
 
 
+@pytest.mark.capability("keycloak", "event_emission")
 def test_monitoring_shows_failures_denials_and_unused_scopes(broker: Broker, tenant: Tenant) -> None:
     carol = tenant.admins["carol"].token()
     provisioned = broker.provision(tenant, carol, role="invoice-writer")

@@ -19,9 +19,10 @@ from typer.testing import CliRunner
 from sandbox.broker.app import create_app
 from sandbox.broker.clock import MovableClock
 from sandbox.cli import app as cli
-from sandbox.idp.keycloak import ADMIN_CLIENT_ID, KeycloakAdapter
+from sandbox.idp.keycloak import KeycloakAdapter
+from sandbox.idp.realm import ADMIN_CLIENT_ID
 from sandbox.stack.ports import free_port
-from sandbox.stack.state import Secrets
+from sandbox.stack_secrets import Secrets
 
 from .conftest import Broker, Tenant
 from .servers import FlakyKeycloak, serving

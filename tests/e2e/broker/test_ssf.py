@@ -13,7 +13,7 @@ from reference_mcp import INITIALIZE, mcp_server, post
 
 from sandbox.ssf import ACCESS_ENDING, POLL, PUSH, WELL_KNOWN
 from sandbox.stack.ports import free_port
-from sandbox.stack.state import Secrets
+from sandbox.stack_secrets import Secrets
 
 from .conftest import Broker, Tenant
 from .test_lifecycle import secret_credential, token_for

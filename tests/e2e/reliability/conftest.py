@@ -18,7 +18,8 @@ import pytest
 from broker.conftest import Broker, Tenant
 
 from sandbox.config import Settings
-from sandbox.idp.keycloak import AGENT_ATTRIBUTE, KeycloakAdapter
+from sandbox.idp.keycloak import KeycloakAdapter
+from sandbox.idp.realm import AGENT_ATTRIBUTE
 from sandbox.pytest_plugin import SandboxStack
 from sandbox.stack.ports import free_port
 from sandbox.stack.readiness import last_lines

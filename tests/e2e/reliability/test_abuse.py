@@ -12,7 +12,7 @@ from broker.conftest import Broker, Tenant
 from broker.test_lifecycle import secret_credential, token_for
 from reference_mcp import call_tool, open_session
 
-from sandbox.harness.admin_login import LoginFailed, admin_login
+from sandbox.admin.login import LoginFailed, admin_login
 from sandbox.idp.keycloak import KeycloakAdapter
 
 from .conftest import wait_for

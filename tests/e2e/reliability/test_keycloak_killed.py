@@ -26,10 +26,12 @@ from broker.servers import FlakyKeycloak, serving
 from sandbox.agent.tokens import ClientSecretCredential, Token, TokenRefused, fetch_token
 from sandbox.broker.app import create_app
 from sandbox.config import Settings, load_settings
-from sandbox.idp.keycloak import ADMIN_CLIENT_ID, KeycloakAdapter
+from sandbox.idp.keycloak import KeycloakAdapter
+from sandbox.idp.realm import ADMIN_CLIENT_ID
 from sandbox.stack.keycloak import LocalKeycloak
 from sandbox.stack.ports import free_port, private_stack_environment
-from sandbox.stack.state import ComponentState, Secrets
+from sandbox.stack.state import ComponentState
+from sandbox.stack_secrets import Secrets
 
 from .conftest import audit_verify, wait_for
 

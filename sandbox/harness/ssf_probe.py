@@ -1,6 +1,6 @@
 """Measure which of the broker's IdP changes Keycloak's own SSF transmitter turns into events.
 
-``python -m sandbox.idp.ssf_probe [--dist ZIP]`` unpacks the Keycloak distribution into a temporary
+``python -m sandbox.harness.ssf_probe [--dist ZIP]`` unpacks the Keycloak distribution into a temporary
 directory, starts it in development mode with the ``ssf`` feature on free loopback ports, makes a realm whose
 transmitter is on, a receiver client with a poll stream, an agent (a confidential client with a service
 account, as the broker makes them) and, as the control, a human user. It then does to the agent what the

@@ -13,7 +13,6 @@ context and send such cookies over plain http; this helper does the same, for lo
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -26,8 +25,10 @@ import pyotp
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from sandbox.errors import SandboxError
-from sandbox.idp.keycloak import ADMIN_LOGIN_CLIENT_ID, USER_LOGIN_CLIENT_ID, delegation_scope
+from sandbox.idp.realm import ADMIN_LOGIN_CLIENT_ID, USER_LOGIN_CLIENT_ID, delegation_scope
 from sandbox.issued import remember_answer
+from sandbox.loopback import is_loopback_host
+from sandbox.oidc import discover_async
 
 REDIRECT_URI = "http://127.0.0.1/broker-admin/callback"  # never served: the code is read from the redirect
 MAX_STEPS = 8
@@ -104,7 +105,7 @@ class _LoopbackBrowser:
 
     async def send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         host = httpx.URL(url).host
-        if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
+        if not is_loopback_host(host):
             raise LoginFailed(f"refusing to log in to non-loopback host {host}", "use the sandbox's own Keycloak")
         headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else {}
         response = await self.http.request(method, url, headers=headers, **kwargs)
@@ -176,9 +177,10 @@ async def login(
     state = secrets.token_urlsafe(16)
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
         browser = _LoopbackBrowser(http)
+        endpoints = await discover_async(issuer, http)
         response = await browser.send(
             "GET",
-            f"{issuer}/protocol/openid-connect/auth",
+            endpoints.authorization_endpoint,
             params={
                 "client_id": client_id,
                 "response_type": "code",
@@ -195,7 +197,7 @@ async def login(
             if response.is_redirect:
                 location = httpx.URL(response.headers["location"])
                 if str(location).startswith(REDIRECT_URI):
-                    return await _exchange(http, issuer, client_id, location, state, verifier)
+                    return await _exchange(http, endpoints.token_endpoint, client_id, location, state, verifier)
                 response = await browser.send("GET", str(location))
                 continue
             page = _parse(response.text)
@@ -242,7 +244,7 @@ async def login(
 
 
 async def _exchange(
-    http: httpx.AsyncClient, issuer: str, client_id: str, location: httpx.URL, state: str, verifier: str
+    http: httpx.AsyncClient, token_endpoint: str, client_id: str, location: httpx.URL, state: str, verifier: str
 ) -> LoginTokens:
     params = location.params
     if params.get("state") != state:
@@ -250,7 +252,7 @@ async def _exchange(
     if "code" not in params:
         raise LoginFailed(f"the login ended with {params.get('error')}: {params.get('error_description')}", "retry")
     response = await http.post(
-        f"{issuer}/protocol/openid-connect/token",
+        token_endpoint,
         data={
             "grant_type": "authorization_code",
             "code": params["code"],

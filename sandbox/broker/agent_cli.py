@@ -175,7 +175,7 @@ def _key(client_id: str, text: str) -> PrivateKeyCredential:
 
 def _sandbox_agent(broker_url: str, tenant: str, agent_id: str, token: str | None) -> str:
     """A sandbox agent's client id, from the broker."""
-    from sandbox.broker.client import BrokerClient
+    from sandbox.admin.client import BrokerClient
 
     try:
         with BrokerClient(broker_url, token) as client:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sandbox.broker.client import BrokerClient
+from sandbox.admin.client import BrokerClient
 from sandbox.errors import SandboxError
 from sandbox.yamlfile import YamlDocument, load_yaml
 

@@ -1,0 +1,136 @@
+"""What the broker needs from an identity provider, in the broker's own terms: the seam a second IdP plugs into.
+
+A tenant is one issuer of the IdP; an agent is a confidential client of it with a credential (a secret or a
+public key), default scopes and an audience; a person is a user of the tenant. The broker only ever sees the
+types and the three errors below; :class:`sandbox.idp.keycloak.KeycloakAdapter` is the one implementation, and
+the broker's unit tests use a fake.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from sandbox.errors import SandboxError
+
+
+class IdpError(SandboxError):
+    """The IdP refused or failed a call; ``status`` is its HTTP status when it answered at all."""
+
+    def __init__(self, cause: str, fix: str, *, status: int | None = None) -> None:
+        super().__init__(cause, fix)
+        self.status = status
+
+
+class IdpNotFound(IdpError):
+    """What the call names (a tenant, a client, a user) does not exist in the IdP."""
+
+
+class IdpConflict(IdpError):
+    """What the call would create exists already."""
+
+
+class IdpUnavailable(IdpError):
+    """The IdP could not be reached, is not ready, or refused the credentials the adapter signs in with."""
+
+
+@dataclass(frozen=True)
+class AgentClientSpec:
+    """What the IdP needs to know about one agent identity."""
+
+    client_id: str
+    name: str
+    scopes: list[str]  # tool scopes, made the client's default scopes
+    audiences: list[str]  # canonical URLs of the MCP servers it may call
+    token_lifetime: int  # seconds
+    credential: Literal["client_secret", "private_key_jwt"] = "client_secret"
+    jwks: dict[str, Any] | None = None  # the agent's public keys, for private_key_jwt
+    attributes: dict[str, str] = field(default_factory=dict)
+    enabled: bool = True  # a disabled client gets no token (agents waiting for approval)
+    token_exchange: bool = False  # delegated agents exchange a user's token for one that acts for the user
+
+
+@dataclass(frozen=True)
+class AgentClient:
+    id: str  # the IdP's internal id of the client
+    client_id: str
+    service_account_id: str
+    secret: str | None  # only for client_secret, only at creation
+
+
+@dataclass(frozen=True)
+class PublishedKey:
+    """A signing key published in a tenant's JWKS, and the ``kid`` it has there."""
+
+    component_id: str
+    kid: str
+
+
+class IdentityProvider(Protocol):
+    """The calls the broker makes; each raises :class:`IdpError` (or a subclass), never the IdP library's own."""
+
+    # Tenants.
+    async def realm_exists(self, tenant: str, /) -> bool: ...
+
+    async def create_tenant_realm(
+        self,
+        tenant: str,
+        template: dict[str, Any],
+        /,
+        *,
+        scopes: list[str],
+        resource_servers: dict[str, str],
+        demo_secret: str | None = None,
+    ) -> None: ...
+
+    async def delete_realm(self, tenant: str, /) -> None: ...
+
+    async def token_endpoint(self, tenant: str, /) -> str:
+        """Where the tenant's agents get their tokens (from the issuer's own metadata)."""
+        ...
+
+    # Agents: a client each, with a credential, default scopes and an audience.
+    async def create_agent_client(self, tenant: str, spec: AgentClientSpec, /) -> AgentClient: ...
+
+    async def find_client(self, tenant: str, client_id: str, /) -> str | None: ...
+
+    async def delete_client(self, tenant: str, internal_id: str, /) -> None: ...
+
+    async def set_client_enabled(self, tenant: str, internal_id: str, enabled: bool, /) -> None: ...
+
+    async def set_default_scopes(self, tenant: str, internal_id: str, scopes: list[str], /) -> None: ...
+
+    async def client_secret(self, tenant: str, internal_id: str, /) -> str: ...
+
+    async def rotate_client_secret(self, tenant: str, internal_id: str, grace_seconds: int, /) -> str: ...
+
+    async def keep_rotated_secret(self, tenant: str, internal_id: str, grace_seconds: int, /) -> None: ...
+
+    async def end_secret_grace(self, tenant: str, internal_id: str, /) -> None: ...
+
+    async def set_client_jwks(self, tenant: str, internal_id: str, jwks: dict[str, Any], /) -> None: ...
+
+    async def client_events(
+        self, tenant: str, client_id: str, /, types: tuple[str, ...] = ..., maximum: int = ...
+    ) -> list[dict[str, Any]]:
+        """The tenant's recorded events of one client, newest first (``type``, ``time`` in ms, ``details``)."""
+        ...
+
+    # People of a tenant, and what they let delegated agents do.
+    async def create_tenant_user(
+        self,
+        tenant: str,
+        username: str,
+        password: str,
+        otp_secret: str | None,
+        /,
+        *,
+        roles: list[str],
+        last_name: str = "",
+    ) -> str: ...
+
+    async def user_consents(self, tenant: str, user_id: str, /) -> list[dict[str, Any]]: ...
+
+    async def add_delegation_scope(self, tenant: str, agent_client_id: str, agent_name: str, /) -> None: ...
+
+    async def remove_delegation_scope(self, tenant: str, agent_client_id: str, /) -> None: ...

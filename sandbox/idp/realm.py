@@ -1,0 +1,68 @@
+"""The design of a sandbox tenant realm: the names it gives clients, roles and attributes, and its template.
+
+Every tenant is one realm made from ``fixtures/realms/tenant.json``; the broker, the admin login and the tests
+refer to its parts by the names below. Nothing here talks to the IdP: :func:`create_tenant` hands the design
+to the adapter.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sandbox.config import Settings
+from sandbox.stack_secrets import RESOURCE_SERVER_SECRET, Secrets
+from sandbox.toolmap import ToolMap
+
+if TYPE_CHECKING:
+    from sandbox.idp.keycloak import KeycloakAdapter
+
+ADMIN_CLIENT_ID = "sandbox-admin"
+ADMIN_USERNAME = "admin"
+DEMO_CLIENT_ID = "quickstart-agent"
+#: Built-in scope that carries ``sub``; every agent gets it besides its tool scopes.
+BASE_SCOPES = ("basic",)
+#: Client attribute that marks an agent's client; the tenant template's secret-rotation client policy matches it.
+AGENT_ATTRIBUTE = "mcp-sandbox.agent"
+#: Public client of every tenant realm that tenant admins log in with (authorization code + PKCE), see tenant.json.
+ADMIN_LOGIN_CLIENT_ID = "sandbox-broker-admin"
+#: Realm role that makes a user of a tenant realm an admin of that tenant.
+TENANT_ADMIN_ROLE = "tenant-admin"
+#: Public client of every tenant realm that its users log in with to let an agent act for them (consent required).
+USER_LOGIN_CLIENT_ID = "sandbox-user-login"
+#: Attribute of the realm roles that gate the client scope of the same name (see ``ensure_client_scopes``).
+SCOPE_ROLE_ATTRIBUTE = "mcp-sandbox.scope"
+#: Client attribute of Keycloak's standard token exchange (v2): the client may exchange a token naming it in ``aud``.
+TOKEN_EXCHANGE_ATTRIBUTE = "standard.token.exchange.enabled"
+#: ``amr`` values the browser flow records (RFC 8176): a token whose ``amr`` has "otp" proves MFA.
+LOGIN_METHOD_REFERENCES = {"auth-username-password-form": "pwd", "auth-otp-form": "otp"}
+#: How long after a login its ``amr`` values stay in newly issued tokens (Keycloak drops them after this).
+LOGIN_METHOD_MAX_AGE = 12 * 3600
+
+
+def delegation_scope(agent_client_id: str) -> str:
+    """The optional client scope of the user login client that lets one agent act for the user (adds it to aud)."""
+    return f"delegate:{agent_client_id}"
+
+
+def load_realm_template(fixtures_dir: Path, name: str = "tenant") -> dict[str, Any]:
+    template = json.loads((fixtures_dir / "realms" / f"{name}.json").read_text())
+    template.pop("_comment", None)
+    return template
+
+
+def create_tenant(
+    adapter: KeycloakAdapter, settings: Settings, tenant: str, *, demo_secret: str | None = None
+) -> Awaitable[None]:
+    """Create one tenant realm from the fixtures: template, a client scope per tool scope, introspection client."""
+    return adapter.create_tenant_realm(
+        tenant,
+        load_realm_template(settings.fixtures_dir),
+        scopes=ToolMap.load(settings.tools_file).all_scopes(),
+        resource_servers={
+            server.url: Secrets(settings).get_or_create(RESOURCE_SERVER_SECRET) for server in settings.mcp_servers
+        },
+        demo_secret=demo_secret,
+    )

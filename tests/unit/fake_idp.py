@@ -1,0 +1,140 @@
+"""An in-memory IdentityProvider for the broker's unit tests: tenants, agent clients, people and their consents.
+
+``fail`` names calls that fail as if the IdP went away; a call on a client it does not have raises IdpNotFound
+and a second user of one name IdpConflict, as the Keycloak adapter does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sandbox.idp import AgentClient, AgentClientSpec, IdpConflict, IdpNotFound, IdpUnavailable
+
+DOWN = IdpUnavailable("Keycloak at http://127.0.0.1:1 is unreachable", "start it")
+
+
+class FakeIdentityProvider:
+    def __init__(self) -> None:
+        self.realms: set[str] = {"acme"}
+        self.clients: dict[str, dict[str, Any]] = {}
+        self.users: dict[tuple[str, str], dict[str, Any]] = {}  # (tenant, username) -> roles, otp
+        self.logins: dict[str, int] = {}  # client_id -> last CLIENT_LOGIN, in ms
+        self.exchanges: dict[str, list[dict[str, Any]]] = {}  # client_id -> TOKEN_EXCHANGE events, newest first
+        self.delegation_scopes: set[str] = set()
+        self.fail: set[str] = set()
+
+    async def _call(self, name: str) -> None:
+        await asyncio.sleep(0)  # a real round trip lets other tasks run meanwhile
+        if name in self.fail:
+            raise DOWN
+
+    def _client(self, internal_id: str) -> dict[str, Any]:
+        if internal_id not in self.clients:
+            raise IdpNotFound(f"no client {internal_id}", "check the id", status=404)
+        return self.clients[internal_id]
+
+    # Tenants.
+    async def realm_exists(self, realm: str) -> bool:
+        await self._call("realm_exists")
+        return realm in self.realms
+
+    async def create_tenant_realm(
+        self,
+        realm: str,
+        template: dict[str, Any],
+        *,
+        scopes: list[str],
+        resource_servers: dict[str, str],
+        demo_secret: str | None = None,
+    ) -> None:
+        await self._call("create_tenant_realm")
+        if realm in self.realms:
+            raise IdpConflict(f"realm {realm} exists", "pick another name", status=409)
+        self.realms.add(realm)
+
+    async def delete_realm(self, realm: str) -> None:
+        await self._call("delete_realm")
+        self.realms.discard(realm)
+
+    async def token_endpoint(self, realm: str) -> str:
+        await self._call("token_endpoint")
+        return f"http://127.0.0.1:1/realms/{realm}/token"
+
+    # Agents.
+    async def create_agent_client(self, realm: str, spec: AgentClientSpec) -> AgentClient:
+        await self._call("create_agent_client")
+        self.clients[spec.client_id] = {"enabled": spec.enabled, "scopes": spec.scopes}
+        await self._call("after_create")
+        return AgentClient(spec.client_id, spec.client_id, f"sa-{spec.client_id}", "generated-secret")
+
+    async def find_client(self, realm: str, client_id: str) -> str | None:
+        await self._call("find_client")
+        return client_id if client_id in self.clients else None
+
+    async def delete_client(self, realm: str, internal_id: str) -> None:
+        await self._call("delete_client")
+        self.clients.pop(internal_id, None)  # one already gone counts as removed
+
+    async def set_client_enabled(self, realm: str, internal_id: str, enabled: bool) -> None:
+        await self._call("set_client_enabled")
+        self._client(internal_id)["enabled"] = enabled
+
+    async def set_default_scopes(self, realm: str, internal_id: str, scopes: list[str]) -> None:
+        await self._call("set_default_scopes")
+        self._client(internal_id)["scopes"] = scopes
+
+    async def client_secret(self, realm: str, internal_id: str) -> str:
+        await self._call("client_secret")
+        return str(self._client(internal_id).get("secret", "generated-secret"))
+
+    async def rotate_client_secret(self, realm: str, internal_id: str, grace_seconds: int) -> str:
+        await self._call("rotate_client_secret")
+        client = self._client(internal_id)
+        client["previous"], client["secret"] = client.get("secret", "generated-secret"), "rotated-secret"
+        return "rotated-secret"
+
+    async def keep_rotated_secret(self, realm: str, internal_id: str, grace_seconds: int) -> None:
+        await self._call("keep_rotated_secret")
+
+    async def end_secret_grace(self, realm: str, internal_id: str) -> None:
+        await self._call("end_secret_grace")
+        self._client(internal_id).pop("previous", None)
+
+    async def set_client_jwks(self, realm: str, internal_id: str, jwks: dict[str, Any]) -> None:
+        await self._call("set_client_jwks")
+        self._client(internal_id)["jwks"] = jwks
+
+    async def client_events(self, realm: str, client_id: str, types: tuple[str, ...] = (), maximum: int = 500) -> list:
+        last = self.logins.get(client_id)
+        events = [*self.exchanges.get(client_id, []), *([{"type": "CLIENT_LOGIN", "time": last}] if last else [])]
+        events.sort(key=lambda e: -e["time"])
+        return [e for e in events if e["type"] in types][:maximum]
+
+    # People.
+    async def create_tenant_user(
+        self,
+        realm: str,
+        username: str,
+        password: str,
+        otp_secret: str | None,
+        *,
+        roles: list[str],
+        last_name: str = "",
+    ) -> str:
+        await self._call("create_tenant_user")
+        if (realm, username) in self.users:
+            raise IdpConflict(f"user {username} exists", "pick another username", status=409)
+        self.users[(realm, username)] = {"roles": roles, "otp": otp_secret is not None}
+        return f"id-{username}"
+
+    async def user_consents(self, realm: str, user_id: str) -> list:
+        return [{"clientId": "sandbox-user-login", "grantedClientScopes": [f"delegate:{c}" for c in self.exchanges]}]
+
+    async def add_delegation_scope(self, realm: str, client_id: str, name: str) -> None:
+        await self._call("add_delegation_scope")
+        self.delegation_scopes.add(client_id)
+
+    async def remove_delegation_scope(self, realm: str, client_id: str) -> None:
+        await self._call("remove_delegation_scope")
+        self.delegation_scopes.discard(client_id)
