@@ -83,16 +83,9 @@ def stop(record: ProcessRecord, timeout: float = 30.0) -> None:
 
 
 def _reap(pid: int) -> None:
-    """Collect the exit status if we are the parent, so no zombie outlives `down` in this process."""
-    deadline = time.monotonic() + 1
-    while time.monotonic() < deadline:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if done:
-            return
-        time.sleep(0.05)
+    """Collect the exit status of an ended child of ours, so no zombie outlives `down` in this process."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
 
 
 def peak_rss_bytes(record: ProcessRecord) -> int:
@@ -143,10 +136,37 @@ def stop_all(members: list[psutil.Process], timeout: float = 30.0) -> None:
                 os.killpg(member.pid, signal.SIGCONT)  # a stopped process acts on SIGTERM only once continued
             member.terminate()
             member.resume()
-    _, alive = psutil.wait_procs(members, timeout=timeout)
+    alive = _wait_ended(members, timeout)
     for member in alive:
         with contextlib.suppress(psutil.Error):
             member.kill()
-    psutil.wait_procs(alive, timeout=5)
-    for member in members:
-        _reap(member.pid)
+    _wait_ended(alive, 5)
+
+
+def _ended(member: psutil.Process) -> bool:
+    """Gone, or a zombie: a zombie has ended, and only its parent can collect it (we do, when that is us)."""
+    try:
+        if member.status() != psutil.STATUS_ZOMBIE:
+            return False
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
+    _reap(member.pid)
+    return True
+
+
+def _wait_ended(members: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait up to ``timeout`` for every member to end; those still running.
+
+    ``psutil.wait_procs`` would wait the whole timeout for a zombie whose parent is another process (a stack
+    started by one pytest worker and stopped by the controller), because the pid still exists.
+    """
+    deadline = time.monotonic() + timeout
+    alive = list(members)
+    while alive:
+        alive = [member for member in alive if not _ended(member)]
+        if not alive or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    return alive
