@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import logging
 import secrets
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from sandbox.broker.store import (
     Tenant,
 )
 from sandbox.idp.realm import TENANT_ADMIN_ROLE, create_tenant
+from sandbox.stack_secrets import otp_base32
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ class TenantOperations(ServiceBase):
         )
         result: dict[str, Any] = {"username": username, "password": password, "otp_secret": None}
         if raw_otp is not None:
-            base32 = base64.b32encode(raw_otp.encode()).decode().rstrip("=")
+            base32 = otp_base32(raw_otp)
             result["otp_secret"] = base32
             result["otpauth_uri"] = f"otpauth://totp/{tenant}:{username}?secret={base32}&issuer={tenant}"
         return result

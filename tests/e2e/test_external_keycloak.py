@@ -2,7 +2,10 @@
 one, each scenario makes and removes its own realm there, and nothing else in it changes.
 
 The session's Keycloak plays the team's Keycloak: a second stack (its own broker and MCP servers, no
-Keycloak of its own) is pointed at it as if it were external.
+Keycloak of its own) is pointed at it as if it were external. Other tests use that Keycloak at the same
+time (their tenants come and go, their agents are added to the seeded realms), so what is compared is what
+the second stack could have touched: the realms of the tenants it made (read from its own audit log), the
+realms that were there before, and the master realm's own clients.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -28,13 +32,17 @@ def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([MCP_SANDBOX, *args], capture_output=True, text=True, timeout=900, env={**os.environ, **env})
 
 
-async def snapshot(adapter: KeycloakAdapter) -> dict[str, list[str]]:
-    """Every realm of the Keycloak, with its clients' ids: what 'touching nothing else' is checked against."""
-    realms = await adapter.admin("master").a_get_realms()
-    return {
-        realm["realm"]: sorted(client["clientId"] for client in await adapter.admin(realm["realm"]).a_get_clients())
-        for realm in realms
-    }
+async def realms_and_master_clients(adapter: KeycloakAdapter) -> tuple[set[str], set[str]]:
+    """The Keycloak's realms, and the master realm's clients except the one Keycloak adds for each realm."""
+    realms = {realm["realm"] for realm in await adapter.admin("master").a_get_realms()}
+    clients = {client["clientId"] for client in await adapter.admin("master").a_get_clients()}
+    return realms, {client for client in clients if not client.endswith("-realm")}
+
+
+def tenants_made(state_dir: Path) -> set[str]:
+    """The tenants a stack's broker created, from its audit log (entries outlive the tenant)."""
+    with sqlite3.connect(f"file:{state_dir / 'broker' / 'broker.db'}?mode=ro", uri=True) as db:
+        return {row[0] for row in db.execute("SELECT tenant FROM audit WHERE action = 'tenant.created'")}
 
 
 def test_scenarios_run_against_an_existing_keycloak_and_leave_it_as_it_was(
@@ -47,8 +55,7 @@ def test_scenarios_run_against_an_existing_keycloak_and_leave_it_as_it_was(
         "SANDBOX_KEYCLOAK_ADMIN_CLIENT_ID": ADMIN_CLIENT_ID,
         "SANDBOX_KEYCLOAK_ADMIN_CLIENT_SECRET": Secrets(team).get(ADMIN_CLIENT_ID) or "",
     }
-    adapter = KeycloakAdapter.from_settings(team)
-    before = asyncio.run(snapshot(adapter))
+    realms_before, master_before = asyncio.run(realms_and_master_clients(KeycloakAdapter.from_settings(team)))
     up = run("up", env=env)
     assert up.returncode == 0, up.stderr
     try:
@@ -61,5 +68,10 @@ def test_scenarios_run_against_an_existing_keycloak_and_leave_it_as_it_was(
     finally:
         down = run("down", env=env)
     assert down.returncode == 0, down.stderr
-    after = asyncio.run(snapshot(KeycloakAdapter.from_settings(team)))
-    assert after == before
+    realms_after, master_after = asyncio.run(realms_and_master_clients(KeycloakAdapter.from_settings(team)))
+    made = tenants_made(tmp_path / "state")
+    assert len(made) >= 2, made  # one fresh tenant per scenario at least
+    assert made & realms_after == set(), "the scenarios' realms were left behind"
+    lasting = {"master", *team.tenants}  # other tests' tenants come and go; these stay for the session
+    assert lasting <= realms_before and lasting <= realms_after, "realms that were there before are gone"
+    assert master_after == master_before
