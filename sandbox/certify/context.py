@@ -74,6 +74,7 @@ class Context:
         self.wire = world.wire
         self.findings: list[Finding] = []
         self.remarks: list[str] = []  # what a passing check's reader must know (what it measured)
+        self.unexamined: list[str] = []  # the parts of the requirement this run could not examine, and why
         self.evidence: list[Exchange] = []
         self._by_response: dict[int, Exchange] = {}
         self.http = httpx.Client(
@@ -118,6 +119,12 @@ class Context:
     def remark(self, text: str) -> None:
         """Say what the result means, shown even when the check passes."""
         self.remarks.append(text)
+
+    def not_examined(self, part: str, why: str) -> None:
+        """Say that one part of the requirement was not examined, and why: the result (and the run's last line)
+        says the check was examined in part only."""
+        self.unexamined.append(f"{part}: {why}")
+        self.remarks.append(f"{part} was not examined: {why}")
 
     def skip(self, reason: str) -> NoReturn:
         raise Skipped(reason)

@@ -75,6 +75,7 @@ def run_check(world: World, item: Check) -> CheckResult:
         round(time.monotonic() - began, 3),
         revision=world.wire.revision,
         remarks=[world.known.scrub(remark) for remark in context.remarks],
+        unexamined=[world.known.scrub(part) for part in context.unexamined],
     )
 
 
