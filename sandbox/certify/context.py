@@ -35,6 +35,8 @@ class Skipped(Exception):
 class Check:
     spec: CheckSpec
     run: Callable[[Context], None]
+    #: Called once before a run's first check: makes in advance (or starts making) what the check will need.
+    prepare: Callable[[World], None] | None = None
 
 
 def check(
@@ -44,9 +46,10 @@ def check(
     description: str,
     *references: Reference,
     revisions: tuple[Revision, ...] = REVISIONS,
+    prepare: Callable[[World], None] | None = None,
 ) -> Callable[[Callable[[Context], None]], Check]:
     def register(function: Callable[[Context], None]) -> Check:
-        return Check(CheckSpec(id, level, name, description, references, revisions), function)
+        return Check(CheckSpec(id, level, name, description, references, revisions), function, prepare)
 
     return register
 
