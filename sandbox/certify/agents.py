@@ -119,8 +119,8 @@ class AgentPool:
                 if isinstance(agent, TestAgent):
                     self._agents[need] = agent  # deleted at the end even when another one failed
             _raise_first(made)
-        waiting = [agent for agent in (self._agents[need] for need in needs) if not agent.has_token()]
-        _raise_first(self.runner.run(_gathered([agent.fetch() for agent in dict.fromkeys(waiting)])))
+        waiting = {id(agent): agent for agent in (self._agents[need] for need in needs) if not agent.has_token()}
+        _raise_first(self.runner.run(_gathered([agent.fetch() for agent in waiting.values()])))
 
     def scopes_exist(self, realm: str, scopes: list[str]) -> None:
         """Note that ``realm`` has client scopes for ``scopes`` already (it was made with them)."""
