@@ -179,7 +179,9 @@ class Settings(BaseSettings):
     mcp_max_token_lifetime: int = 86400  # longer-lived tokens are refused, so a revocation can be forgotten after it
     mcp_introspection_cache_ttl: float = 5.0  # seconds an introspection answer is reused
     mcp_jwks_refetch_interval: float = 10.0  # at most one JWKS refetch per issuer this often for an unknown `kid`
-    mcp_jwks_max_age: float = 300.0  # seconds fetched keys are kept before a refetch: how long a withdrawn key works
+    mcp_jwks_max_age: float = 10.0  # seconds fetched keys are kept before a refetch: how long a withdrawn key works
+    mcp_request_state_ttl: float = 5.0  # seconds a requestState (multi round-trip requests) it minted is valid: short,
+    # so certify sees one lapse within a run; raise it when a person answers the questions by hand
     mcp_trust_refetch_interval: float = 1.0  # at most one `GET /trust/issuers` this often (unknown issuer, metadata)
     mcp_usage_flush_interval: float = 1.0  # seconds between usage report batches to the broker
     mcp_base_scopes: tuple[str, ...] = ("basic",)  # what every request needs: the IdP scope that carries `sub`

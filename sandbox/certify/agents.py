@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from sandbox.agent.tokens import ClientSecretCredential, TokenEndpointUnavailable, TokenRefused, fetch_token
 from sandbox.certify.evidence import KnownTokens
@@ -17,7 +19,20 @@ from sandbox.config import Settings
 from sandbox.errors import SandboxError
 from sandbox.idp.keycloak import KeycloakAdapter
 from sandbox.idp.provider import AgentClient, AgentClientSpec
-from sandbox.oidc import discover
+from sandbox.oidc import discover_async
+
+T = TypeVar("T")
+
+
+async def _gathered(steps: list[Coroutine[Any, Any, T]]) -> list[T | BaseException]:
+    return await asyncio.gather(*steps, return_exceptions=True)
+
+
+def _raise_first(outcomes: list[Any]) -> None:
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+
 
 #: Client attribute marking certify's agents, so leftovers of an interrupted run can be told apart.
 CERTIFY_ATTRIBUTE = "mcp-sandbox.certify"
@@ -50,20 +65,28 @@ class TestAgent:
 
     def token(self, *, fresh: bool = False) -> str:
         """An access token from Keycloak (a kept one while it has a minute left, unless ``fresh``)."""
-        if fresh or self._token is None or time.time() > self._expires - 60:
-            credential = ClientSecretCredential(self.client_id, self.client.secret or "")
-            try:
-                issued = self._runner.run(fetch_token(self.token_url, credential))
-            except TokenRefused as exc:
-                raise SandboxError(
-                    f"Keycloak refused certify's agent {self.client_id} a token ({exc})", "check `mcp-sandbox status`"
-                ) from exc
-            except TokenEndpointUnavailable as exc:
-                raise SandboxError(
-                    f"no token for certify's agent {self.client_id}: {exc}", "check `mcp-sandbox status`"
-                ) from exc
-            self._token, self._expires = self._known.add(issued.access_token), issued.expires_at
+        if fresh or not self.has_token():
+            self._runner.run(self.fetch())
+        assert self._token is not None
         return self._token
+
+    def has_token(self) -> bool:
+        return self._token is not None and time.time() <= self._expires - 60
+
+    async def fetch(self) -> None:
+        """Get a new token from Keycloak's token endpoint with the agent's own credential."""
+        credential = ClientSecretCredential(self.client_id, self.client.secret or "")
+        try:
+            issued = await fetch_token(self.token_url, credential)
+        except TokenRefused as exc:
+            raise SandboxError(
+                f"Keycloak refused certify's agent {self.client_id} a token ({exc})", "check `mcp-sandbox status`"
+            ) from exc
+        except TokenEndpointUnavailable as exc:
+            raise SandboxError(
+                f"no token for certify's agent {self.client_id}: {exc}", "check `mcp-sandbox status`"
+            ) from exc
+        self._token, self._expires = self._known.add(issued.access_token), issued.expires_at
 
 
 class AgentPool:
@@ -81,14 +104,35 @@ class AgentPool:
 
     def get(self, need: AgentNeed) -> TestAgent:
         if need not in self._agents:
-            self._agents[need] = self._create(need)
+            self._ensure_scopes([need])
+            self._agents[need] = self.runner.run(self._create(need))
         return self._agents[need]
 
-    def _create(self, need: AgentNeed) -> TestAgent:
-        missing = sorted(scope for scope in need.scopes if (need.tenant, scope) not in self._scopes_made)
+    def prepare(self, needs: list[AgentNeed]) -> None:
+        """Make the agents for ``needs`` not made yet, and their first tokens, all at once: Keycloak answers the
+        requests side by side, so a check needing many agents waits about as long as for the slowest one."""
+        missing = [need for need in dict.fromkeys(needs) if need not in self._agents]
         if missing:
-            self.runner.run(self.adapter.ensure_client_scopes(need.tenant, missing))
-            self._scopes_made.update((need.tenant, scope) for scope in missing)
+            self._ensure_scopes(missing)
+            made = self.runner.run(_gathered([self._create(need) for need in missing]))
+            for need, agent in zip(missing, made, strict=True):
+                if isinstance(agent, TestAgent):
+                    self._agents[need] = agent  # deleted at the end even when another one failed
+            _raise_first(made)
+        waiting = {id(agent): agent for agent in (self._agents[need] for need in needs) if not agent.has_token()}
+        _raise_first(self.runner.run(_gathered([agent.fetch() for agent in waiting.values()])))
+
+    def scopes_exist(self, realm: str, scopes: list[str]) -> None:
+        """Note that ``realm`` has client scopes for ``scopes`` already (it was made with them)."""
+        self._scopes_made.update((realm, scope) for scope in scopes)
+
+    def _ensure_scopes(self, needs: list[AgentNeed]) -> None:
+        missing = sorted({(n.tenant, scope) for n in needs for scope in n.scopes} - self._scopes_made)
+        for tenant in sorted({tenant for tenant, _ in missing}):
+            self.runner.run(self.adapter.ensure_client_scopes(tenant, [s for t, s in missing if t == tenant]))
+        self._scopes_made.update(missing)
+
+    async def _create(self, need: AgentNeed) -> TestAgent:
         client_id = f"certify-{uuid.uuid4().hex[:10]}"
         spec = AgentClientSpec(
             client_id=client_id,
@@ -98,8 +142,8 @@ class AgentPool:
             token_lifetime=need.lifetime,
             attributes={CERTIFY_ATTRIBUTE: "true"},
         )
-        client = self.runner.run(self.adapter.create_agent_client(need.tenant, spec))
-        token_url = discover(self.settings.issuer(need.tenant)).token_endpoint
+        client = await self.adapter.create_agent_client(need.tenant, spec)
+        token_url = (await discover_async(self.settings.issuer(need.tenant))).token_endpoint
         return TestAgent(need, client, token_url, self.runner, self.known)
 
     def forget_realm(self, realm: str) -> None:

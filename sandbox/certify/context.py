@@ -35,6 +35,8 @@ class Skipped(Exception):
 class Check:
     spec: CheckSpec
     run: Callable[[Context], None]
+    #: Called once before a run's first check: makes in advance (or starts making) what the check will need.
+    prepare: Callable[[World], None] | None = None
 
 
 def check(
@@ -44,9 +46,10 @@ def check(
     description: str,
     *references: Reference,
     revisions: tuple[Revision, ...] = REVISIONS,
+    prepare: Callable[[World], None] | None = None,
 ) -> Callable[[Callable[[Context], None]], Check]:
     def register(function: Callable[[Context], None]) -> Check:
-        return Check(CheckSpec(id, level, name, description, references, revisions), function)
+        return Check(CheckSpec(id, level, name, description, references, revisions), function, prepare)
 
     return register
 
@@ -74,6 +77,7 @@ class Context:
         self.wire = world.wire
         self.findings: list[Finding] = []
         self.remarks: list[str] = []  # what a passing check's reader must know (what it measured)
+        self.unexamined: list[str] = []  # the parts of the requirement this run could not examine, and why
         self.evidence: list[Exchange] = []
         self._by_response: dict[int, Exchange] = {}
         self.http = httpx.Client(
@@ -118,6 +122,12 @@ class Context:
     def remark(self, text: str) -> None:
         """Say what the result means, shown even when the check passes."""
         self.remarks.append(text)
+
+    def not_examined(self, part: str, why: str) -> None:
+        """Say that one part of the requirement was not examined, and why: the result (and the run's last line)
+        says the check was examined in part only."""
+        self.unexamined.append(f"{part}: {why}")
+        self.remarks.append(f"{part} was not examined: {why}")
 
     def skip(self, reason: str) -> NoReturn:
         raise Skipped(reason)

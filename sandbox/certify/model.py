@@ -104,6 +104,11 @@ class CheckResult:
     expected_failure: bool = False  # listed in the expected-failures file
     revision: Revision = REVISIONS[-1]  # the MCP revision the run checked
     remarks: list[str] = field(default_factory=list)  # what the result means (what a passing check measured)
+    unexamined: list[str] = field(default_factory=list)  # parts of the requirement not examined, and why
+
+    @property
+    def partly_examined(self) -> bool:
+        return self.status != "SKIPPED" and bool(self.unexamined)
 
     @property
     def id(self) -> str:

@@ -39,6 +39,9 @@ def run_checks(
     world.run_started = time.time()
     world.trusted_signer_accepted = None  # a server may be another one than last run's at the same URL
     results = {}
+    for item in chosen:
+        if item.prepare is not None:
+            item.prepare(world)
     for item in run_order(chosen):
         result = run_check(world, item)
         results[item.spec.id] = result
@@ -75,6 +78,7 @@ def run_check(world: World, item: Check) -> CheckResult:
         round(time.monotonic() - began, 3),
         revision=world.wire.revision,
         remarks=[world.known.scrub(remark) for remark in context.remarks],
+        unexamined=[world.known.scrub(part) for part in context.unexamined],
     )
 
 

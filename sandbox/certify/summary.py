@@ -4,6 +4,9 @@ The last line names the revision and, per level, the checks passed out of those 
 that was not examined and why, so "certified" never stands alone while a check was left out::
 
     certified for 2026-07-28: MUST 14/14, SHOULD 5/6, product 2/2; not examined: no-passthrough (why)
+
+A check that passed but could not examine a part of its requirement (a declared cache or lifetime longer than
+certify waits) is counted as passed and named again after "partly examined:", with the part and why.
 """
 
 from __future__ import annotations
@@ -51,6 +54,9 @@ def last_line(results: list[CheckResult], verdict: Verdict) -> str:
     skipped = [r for r in results if r.status == "SKIPPED"]
     if skipped:
         line += "; not examined: " + ", ".join(f"{r.id} ({shorten(r.message)})" for r in skipped)
+    partly = [r for r in results if r.partly_examined]
+    if partly:
+        line += "; partly examined: " + ", ".join(f"{r.id} ({shorten('; '.join(r.unexamined))})" for r in partly)
     return line
 
 

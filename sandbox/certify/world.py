@@ -15,6 +15,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Coroutine
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import httpx
@@ -60,6 +61,8 @@ class World:
         self._trusted_component: str | None = None
         self._rolled: dict[str, str] = {}  # kid -> component of keys published for jwks-rollover, until withdrawn
         self._foreign_realm: str | None = None
+        self._foreign_made: Future[None] | None = None  # the foreign realm, made in the background
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="certify-foreign-realm")
         self._broker: BrokerAgents | None = None
         self._exits = contextlib.ExitStack()
         self.upstream: UpstreamWatch | None = None
@@ -92,6 +95,10 @@ class World:
         audiences = (self.url,) if audiences is None else audiences
         need = AgentNeed(tenant or self.home, frozenset(scopes), audiences, label=label)
         return self.agents.get(need)
+
+    def prepare_agents(self, scope_sets: list[frozenset[str]], *, tenant: str | None = None) -> None:
+        """Make the agents holding each of ``scope_sets`` (for this server), and their tokens, side by side."""
+        self.agents.prepare([AgentNeed(tenant or self.home, frozenset(scopes), (self.url,)) for scopes in scope_sets])
 
     def full_agent(self, tenant: str | None = None) -> TestAgent:
         """An agent with every scope the manifest names: it may call every tool."""
@@ -158,15 +165,26 @@ class World:
             keys: list[dict[str, Any]] = client.get(configuration["jwks_uri"]).json()["keys"]
         return keys
 
+    def begin_foreign_realm(self) -> None:
+        """Start making the foreign realm: Keycloak takes seconds to make a realm, so it is made in the background
+        (its own thread and admin client) while the checks before the one that needs it run."""
+        if self._foreign_made is None:
+            realm = f"certify-foreign-{uuid.uuid4().hex[:8]}"
+            self._foreign_realm = realm  # removed at the end, whatever became of its making
+            self._foreign_made = self._background.submit(self._make_foreign_realm, realm)
+
+    def _make_foreign_realm(self, realm: str) -> None:
+        adapter = KeycloakAdapter.from_settings(self.settings)
+        template = load_realm_template(self.settings.fixtures_dir)
+        scopes = self.manifest.scopes()
+        asyncio.run(adapter.create_tenant_realm(realm, template, scopes=scopes, resource_servers={}))
+
     def foreign_agent(self) -> TestAgent:
         """An agent of a realm the server must not trust, otherwise perfect (audience, scopes)."""
-        if self._foreign_realm is None:
-            realm = f"certify-foreign-{uuid.uuid4().hex[:8]}"
-            template = load_realm_template(self.settings.fixtures_dir)
-            self.runner.run(
-                self.adapter.create_tenant_realm(realm, template, scopes=self.manifest.scopes(), resource_servers={})
-            )
-            self._foreign_realm = realm
+        self.begin_foreign_realm()
+        assert self._foreign_made is not None and self._foreign_realm is not None
+        self._foreign_made.result()  # its error, if the making failed
+        self.agents.scopes_exist(self._foreign_realm, self.manifest.scopes())
         return self.agent(self.manifest.scopes(), tenant=self._foreign_realm)
 
     # The broker.
@@ -187,12 +205,19 @@ class World:
             removal = self.adapter.remove_component(self.home, self._trusted_component)
             problems += self._attempt("the published key", removal)
             self._trusted_component = None
+        if self._foreign_made is not None:
+            wait([self._foreign_made])  # a realm still being made is removed once it is there
+        self._background.shutdown()
         if self._foreign_realm is not None:
-            problems += self._attempt("the foreign realm", self.adapter.delete_realm(self._foreign_realm))
+            problems += self._attempt("the foreign realm", self._delete_realm(self._foreign_realm))
             self._foreign_realm = None
         self._exits.close()
         self.runner.close()
         return problems
+
+    async def _delete_realm(self, realm: str) -> None:
+        if await self.adapter.realm_exists(realm):
+            await self.adapter.delete_realm(realm)
 
     def _attempt(self, what: str, step: Coroutine[Any, Any, None]) -> list[str]:
         try:

@@ -374,7 +374,7 @@ def build_app(options: ServerOptions) -> Starlette:
         )
         routes.append(Route("/events", event_endpoint(receiver), methods=["POST"]))
 
-    mcp = build_mcp(policy, TenantDirectory(policy.toolmap.environments))
+    mcp = build_mcp(policy, TenantDirectory(policy.toolmap.environments), options.request_state_ttl)
     mcp.streamable_http_app(json_response=True, transport_security=LOOPBACK, max_request_body_size=MAX_BODY_BYTES)
     sessions = mcp.session_manager
     usage = UsageReporter(

@@ -39,7 +39,8 @@ class ServerOptions:
     usage_flush_interval: float
     denied_call_limit: int = 20  # refused tool calls per principal in a window before its tool calls get 429
     denied_call_window: float = 60.0
-    jwks_max_age: float = 300.0  # seconds fetched keys are kept: how long a key the issuer withdrew still verifies
+    jwks_max_age: float = 10.0  # seconds fetched keys are kept: how long a key the issuer withdrew still verifies
+    request_state_ttl: float = 5.0  # seconds a requestState it minted stays valid
     #: For benchmarks only (`mcp-sandbox mcp-server --no-auth`): no token is read or checked; every request is
     #: served as one anonymous caller with every scope, in the tenant of the first trusted issuer.
     no_auth: bool = False
@@ -131,6 +132,7 @@ class ServerOptions:
             introspection_cache_ttl=settings.mcp_introspection_cache_ttl,
             jwks_refetch_interval=settings.mcp_jwks_refetch_interval,
             jwks_max_age=settings.mcp_jwks_max_age,
+            request_state_ttl=settings.mcp_request_state_ttl,
             trust_refetch_interval=settings.mcp_trust_refetch_interval,
             usage_flush_interval=settings.mcp_usage_flush_interval,
             denied_call_limit=settings.mcp_denied_call_limit,

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from mcp.server.auth.provider import AccessToken
 from mcp.server.caching import CacheHint
+from mcp.server.request_state import RequestStateSecurity
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -118,6 +119,30 @@ def session_not_bound(monkeypatch: pytest.MonkeyPatch) -> None:
         return AccessToken(token="shared", client_id="anyone", scopes=[], subject="anyone", claims={"iss": "anyone"})
 
     monkeypatch.setattr(Principal, "access_token", everyone)
+
+
+def sessions_bound_to_the_tenant(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Binds a session to the issuer (the tenant) that opened it, not to the client: any agent of that tenant may
+    take it over, while another tenant's agents are refused."""
+
+    def tenant_wide(self: Principal) -> AccessToken:
+        return AccessToken(
+            token=self.issuer, client_id=self.issuer, scopes=sorted(self.scopes), claims={"iss": self.issuer}
+        )
+
+    monkeypatch.setattr(Principal, "access_token", tenant_wide)
+
+
+def request_state_not_bound_to_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seals its requestState (integrity, lifetime, the request it answers) but not for the principal it asked:
+    another agent presenting it is served."""
+
+    class Unbound(RequestStateSecurity):
+        @classmethod
+        def ephemeral(cls, *, ttl: float = 600.0, audience: str | None = None) -> RequestStateSecurity:
+            return cls(keys=[secrets.token_bytes(32)], ttl=ttl, audience=audience, bind_principal=None)
+
+    monkeypatch.setattr(tools, "RequestStateSecurity", Unbound)
 
 
 def revocation_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -406,6 +431,7 @@ DEFECTS: dict[str, tuple[Defect, str, Revision]] = {
     "no WWW-Authenticate": (Defect(wrap=without_www_authenticate), "401-www-authenticate", LEGACY),
     "tools not scoped": (Defect(tools_not_scoped), "tool-scope", LEGACY),
     "session not bound": (Defect(session_not_bound), "session-binding", LEGACY),
+    "sessions bound to the tenant only": (Defect(sessions_bound_to_the_tenant), "session-binding", LEGACY),
     "revocation ignored": (Defect(revocation_ignored), "revocation", LEGACY),
     "500 on garbage": (
         Defect(wrap=answering_garbage_with(Response("Internal Server Error", 500))),
@@ -427,4 +453,9 @@ DEFECTS: dict[str, tuple[Defect, str, Revision]] = {
     "tools/list cached public": (Defect(tools_list_public), "private-cache", STATELESS),
     "scopes challenged one at a time": (Defect(wrap=scopes_challenged_one_at_a_time), "single-challenge", STATELESS),
     "offline_access advertised": (Defect(wrap=offline_access_advertised), "no-offline-access", STATELESS),
+    "requestState not bound to the caller": (
+        Defect(request_state_not_bound_to_the_caller),
+        "request-state",
+        STATELESS,
+    ),
 }

@@ -5,12 +5,12 @@ loopback port one after the other, trusting the stack's tenants, its upstream (t
 revocation events, usage reports) going through certify's upstream watch to the stack's broker. One World
 (agents, the published key, the foreign realm) serves all the runs of a module.
 
-The intact server passes every check of both revisions (on 2026-07-28 `request-state` is not examined: the
-reference server has no tool that asks for more input); each broken one (a flag each: one defect) is caught,
-on its revision, by the check that names its defect and by no other one. Between them they make every check
-fail but `prm-served`, `401-no-token`, `positive` and `request-state`: the first three's defects break other
-requirements at the same time (no metadata leaves the challenge's `resource_metadata` pointing nowhere;
-serving requests without a token serves query tokens too).
+The intact server passes every check of both revisions, each one examined (both halves of jwks-rollover; on
+2026-07-28 request-state with the reference server's analytics.export, which asks which format to export in);
+each broken one (a flag each: one defect) is caught, on its revision, by the check that names its defect and by
+no other one. Between them they make every check fail but `prm-served`, `401-no-token` and `positive`: their
+defects break other requirements at the same time (no metadata leaves the challenge's `resource_metadata`
+pointing nowhere; serving requests without a token serves query tokens too).
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ pytestmark = pytest.mark.xdist_group("certify-world")  # one worker, one World f
 
 #: A broken server may leave a check nothing to examine; that check then says so (SKIPPED), and no other does.
 SKIPPED_WITH = {"no WWW-Authenticate": {"401-scope-hint"}, "tools not scoped": {"403-scope"}}
-#: What the intact server leaves unexamined on each revision, and why.
-NOT_EXAMINED = {STATELESS: {"request-state": "the manifest names no tool that asks for more input"}}
+#: What the intact server leaves unexamined on each revision, and why: nothing.
+NOT_EXAMINED: dict[Revision, dict[str, str]] = {}
 #: Seconds the test's server keeps its issuers' keys, and what the manifest declares for it.
 JWKS_MAX_AGE, KEY_CACHE = 3.0, 12.0
 MALFORMED = {f"{label}: 401" for label in forge.malformed("h.p.s")}
@@ -60,6 +60,13 @@ UNMET = {
         "alg none, the original signature kept: 401",
     },
     "400 instead of 401": MALFORMED,
+    "sessions bound to the tenant only": {
+        "another agent of acme is not served tools/list on the owner's session",
+        "another agent of acme is not served analytics.query on the owner's session",
+    },
+    "requestState not bound to the caller": {
+        "the requestState presented by another agent with the same scopes: the retry is not carried out",
+    },
     "500 on garbage": MALFORMED,
 }
 
@@ -139,6 +146,14 @@ def test_the_reference_server_passes_every_check_of_the_revision(
     assert "0 with a caller's token" in upstream.findings[-1].observed
     rollover = next(r for r in results if r.id == "jwks-rollover")
     assert [f.met for f in rollover.findings if "withdraws" in f.expectation] == [True]  # both halves examined
+    assert [r.id for r in results if "not examined" in " ".join(r.remarks)] == []
+    if revision == STATELESS:
+        state = next(r for r in results if r.id == "request-state")
+        assert [f.expectation.split(":")[0] for f in state.findings if not f.expectation.startswith("control:")] == [
+            "one character of the requestState changed",
+            "the requestState presented by another agent with the same scopes",
+            "the requestState presented after its lifetime (5 s)",
+        ]
     assert not world.known.found_in(checks_json(results, world.url))  # evidence shows no token in full
 
 

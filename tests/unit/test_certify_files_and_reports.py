@@ -132,7 +132,8 @@ def test_without_a_manifest_the_tool_map_gives_tools_and_scopes() -> None:
     settings = load_settings()
     manifest = default_manifest(settings)
     assert set(manifest.tools) == {
-        "analytics.query", "invoices.list", "invoices.create", "logs.read", "deploy.status", "deploy.trigger",
+        "analytics.query", "analytics.export", "invoices.list", "invoices.create", "logs.read", "deploy.status",
+        "deploy.trigger",
     }  # fmt: skip
     assert manifest.tools["deploy.trigger"].arguments == {"environment": "staging"}
     assert manifest.tools["deploy.trigger"].scope == "mcp:tool:deploy.staging.write"
@@ -281,6 +282,21 @@ def test_the_last_line_counts_each_level_and_names_what_was_not_examined_and_why
     )
     every = last_line(results[:4], evaluate(results[:4], set()))
     assert every.startswith("certified for 2026-07-28:") and "not examined" not in every
+
+
+def test_a_check_that_passed_in_part_only_is_named_on_the_last_line_and_in_checks_json() -> None:
+    results = [result("positive", "SUCCESS"), result("jwks-rollover", "SUCCESS")]
+    results[1].unexamined = ["a withdrawn key: the manifest declares a key_cache of 300 s, certify waits at most 60 s"]
+    line = last_line(results, evaluate(results, set(), strict=True))
+    assert line.startswith("certified for 2026-07-28 (strict): MUST 2/2") and line.endswith(
+        "; partly examined: jwks-rollover (a withdrawn key: the manifest declares a key_cache of 300 s, certify "
+        "waits at most 60 s)"
+    )
+    entry = json.loads(checks_json(results, SERVER))[1]
+    assert entry["details"]["not_examined"] == results[1].unexamined
+    skipped = result("request-state", "SKIPPED")
+    skipped.unexamined = ["everything"]
+    assert "partly examined" not in last_line([skipped], evaluate([skipped], set()))
 
 
 def test_a_long_reason_is_shortened_on_a_word_boundary_for_the_console_only() -> None:

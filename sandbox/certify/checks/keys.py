@@ -62,9 +62,7 @@ def jwks_rollover(ctx: Context) -> None:
     cache = ctx.manifest.key_cache
     if cache is None or cache > WITHDRAWAL_WAIT_LIMIT:
         why = "declares no key_cache" if cache is None else f"declares a key_cache of {cache:g} s"
-        ctx.remark(
-            f"a withdrawn key was not examined: the manifest {why} (certify waits at most {WITHDRAWAL_WAIT_LIMIT:g} s)"
-        )
+        ctx.not_examined("a withdrawn key", f"the manifest {why}, certify waits at most {WITHDRAWAL_WAIT_LIMIT:g} s")
         return
     refused, waited = poll(ctx, token, lambda response: response.status_code == 401, cache)
     ctx.expect(

@@ -11,11 +11,15 @@ from sandbox.agent.mcp_http import rpc_message
 from sandbox.certify.context import Context, check
 from sandbox.certify.manifest import RequestStateProbe
 from sandbox.certify.model import mcp_at
-from sandbox.certify.revision import STATELESS
+from sandbox.certify.revision import CLIENT_CAPABILITIES_KEY, STATELESS
 
 MRTR = "basic/patterns/mrtr"
 #: The longest certify waits for a requestState to lapse; a longer declared lifetime is not examined.
 LIFETIME_WAIT_LIMIT = 30.0
+#: Seconds past the declared lifetime before the lapsed state is presented (clock granularity, the server's work).
+LAPSE_MARGIN = 1.0
+#: The client capabilities certify declares on the probe's calls: it answers form elicitation.
+ANSWERS = {"elicitation": {"form": {}}}
 
 
 def _result(response: httpx.Response) -> dict[str, Any]:
@@ -39,10 +43,10 @@ def tampered(state: str) -> str:
     "request-state",
     "MUST",
     "Refuses a tampered, foreign or lapsed requestState",
-    "The manifest's request_state tool answers with an InputRequiredResult carrying a requestState. Its retry "
-    "with the declared inputResponses is carried out for the principal it was minted for; it is not carried out "
-    "(an error, or another request for input) with one character of the state changed, for another agent "
-    "holding the same scopes, or after the declared lifetime.",
+    "The manifest's request_state tool, called by a client declaring form elicitation, answers with an "
+    "InputRequiredResult carrying a requestState. Its retry with the declared inputResponses is carried out for "
+    "the principal it was minted for; it is not carried out (an error, or another request for input) with one "
+    "character of the state changed, for another agent holding the same scopes, or after the declared lifetime.",
     mcp_at(STATELESS, MRTR, "Server Requirements (Basic Workflow)", "server-requirements-basic-workflow"),
     mcp_at(STATELESS, MRTR, "Security Considerations", "security-considerations"),
     revisions=(STATELESS,),
@@ -55,8 +59,9 @@ def request_state(ctx: Context) -> None:
     owner = ctx.world.agent({scope}).token()
     other = ctx.world.agent({scope}, label="another principal").token()
 
-    def minted() -> str:
-        asked = ctx.call(owner, None, probe.tool, probe.arguments)
+    def minted() -> tuple[str, float]:
+        asked = ctx.send(ctx.wire.request("tools/call", _first_params(probe)), owner)
+        when = time.monotonic()
         result = _result(asked)
         state = result.get("requestState")
         ctx.control(
@@ -64,27 +69,37 @@ def request_state(ctx: Context) -> None:
             result.get("resultType") == "input_required" and isinstance(state, str) and bool(state),
             asked,
         )
-        return str(state)
+        return str(state), when
 
     def retry(token: str, state: str) -> httpx.Response:
         return ctx.send(ctx.wire.request("tools/call", _retry_params(probe, state)), token)
 
+    # The state that must lapse is minted first: the other cases run while its lifetime passes.
+    lapsing = minted() if probe.lifetime is not None and probe.lifetime <= LIFETIME_WAIT_LIMIT else None
+    honest = retry(owner, minted()[0])
+    ctx.control(f"the owner's retry with the untouched requestState completes {probe.tool}", completed(honest), honest)
     cases = {
-        "one character of the requestState changed": retry(owner, tampered(minted())),
-        "the requestState presented by another agent with the same scopes": retry(other, minted()),
+        "one character of the requestState changed": retry(owner, tampered(minted()[0])),
+        "the requestState presented by another agent with the same scopes": retry(other, minted()[0]),
     }
-    if probe.lifetime is not None and probe.lifetime <= LIFETIME_WAIT_LIMIT:
-        state = minted()
-        time.sleep(probe.lifetime + 1)
+    if lapsing is not None and probe.lifetime is not None:
+        state, when = lapsing
+        time.sleep(max(0.0, when + probe.lifetime + LAPSE_MARGIN - time.monotonic()))
         cases[f"the requestState presented after its lifetime ({probe.lifetime:g} s)"] = retry(owner, state)
     else:
         why = "declares no lifetime" if probe.lifetime is None else f"declares a lifetime of {probe.lifetime:g} s"
-        ctx.remark(f"a lapsed requestState was not examined: the manifest {why} (certify waits at most 30 s)")
+        ctx.not_examined(
+            "a lapsed requestState", f"the manifest {why}, certify waits at most {LIFETIME_WAIT_LIMIT:g} s"
+        )
     for label, response in cases.items():
         ctx.expect(f"{label}: the retry is not carried out", not completed(response), response)
-    honest = retry(owner, minted())
-    ctx.control(f"the owner's retry with the untouched requestState completes {probe.tool}", completed(honest), honest)
+
+
+def _first_params(probe: RequestStateProbe) -> dict[str, Any]:
+    """The first call, from a client that can answer the questions a multi-round-trip tool asks (form
+    elicitation): a server must not ask a client for input it did not declare it can give."""
+    return {"name": probe.tool, "arguments": probe.arguments, "_meta": {CLIENT_CAPABILITIES_KEY: ANSWERS}}
 
 
 def _retry_params(probe: RequestStateProbe, state: str) -> dict[str, Any]:
-    return {"name": probe.tool, "arguments": probe.arguments, "inputResponses": probe.responses, "requestState": state}
+    return {**_first_params(probe), "inputResponses": probe.responses, "requestState": state}

@@ -15,6 +15,7 @@ from sandbox.certify.model import mcp_security
     "tool's scope (the declared scope is enough) and refused to every other one (HTTP 401/403 or a JSON-RPC "
     "error; a tool result, even with isError, counts as served).",
     mcp_security("Scope Minimization", "scope-minimization"),
+    prepare=lambda world: world.prepare_agents([frozenset({scope}) for scope in world.manifest.scopes()]),
 )
 def tool_scope(ctx: Context) -> None:
     tools = ctx.manifest.tools

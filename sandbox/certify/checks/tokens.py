@@ -97,6 +97,7 @@ def audience(ctx: Context) -> None:
     "with that realm as `iss`, signed by a key the trusted issuer publishes.",
     mcp("Token Handling", "token-handling"),
     rfc(9068, "4", "Validating JWT Access Tokens"),
+    prepare=lambda world: world.begin_foreign_realm(),
 )
 def issuer(ctx: Context) -> None:
     _, claims = accepted_token(ctx)

@@ -31,6 +31,7 @@ def check_entry(result: CheckResult, server: str) -> dict[str, Any]:
             "expected_failure": result.expected_failure,
             "duration_seconds": result.duration,
             "remarks": result.remarks,
+            "not_examined": result.unexamined,
             "findings": [finding.as_dict() for finding in result.findings],
             "evidence": [exchange.as_dict() for exchange in result.evidence],
         },
