@@ -203,7 +203,8 @@ def sandbox_agent(sandbox_stack: SandboxStack, sandbox_tenant: Tenant) -> Callab
 @pytest.fixture
 def sandbox_mcp_client(sandbox_stack: SandboxStack) -> Callable[..., AbstractAsyncContextManager[Client]]:
     """``async with sandbox_mcp_client(agent) as mcp:`` the official MCP SDK client, authenticated as the agent
-    (secret or private key; the authorization server found from the server's metadata), on the reference server
+    (secret or private key; with its DPoP key when it has one; the authorization server found from the server's
+    metadata), on the reference server
     (``mode=`` picks another of the stack's) or on your own (``url=``). A 401 or 403 of the server is raised as
     :class:`sandbox.agent.session.McpRefused` (status and challenge)."""
 
@@ -211,7 +212,7 @@ def sandbox_mcp_client(sandbox_stack: SandboxStack) -> Callable[..., AbstractAsy
         agent: ProvisionedAgent, mode: str = "jwt+events", *, url: str | None = None
     ) -> AbstractAsyncContextManager[Client]:
         target = url or sandbox_stack.settings.mcp_server(mode).url
-        return agent_session(target, agent.credential, issuer=agent.tenant.issuer)
+        return agent_session(target, agent.credential, issuer=agent.tenant.issuer, dpop=agent.dpop)
 
     return connect_as
 

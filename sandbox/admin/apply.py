@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sandbox.admin.client import BrokerClient
 from sandbox.errors import SandboxError
+from sandbox.idp.provider import Binding
 from sandbox.yamlfile import YamlDocument, load_yaml
 
 APPLY_SOURCE = "apply"
@@ -32,6 +33,7 @@ class DesiredAgent(BaseModel):
     environment: str
     mode: Literal["autonomous", "delegated"] = "autonomous"
     credential_type: Literal["client_secret", "private_key_jwt"] = "client_secret"
+    binding: Binding = Field("bearer", description="dpop: its tokens are bound to a key it keeps (at creation).")
     jwk_file: str | None = Field(None, description="Path (relative to the file) of the agent's public JWK.")
     metadata: dict[str, Any] = Field(default_factory=dict)
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 
+from sandbox.agent.dpop import DPoPKey
+
 PROTOCOL_VERSION = "2025-11-25"
 ACCEPT = "application/json, text/event-stream"
 
@@ -58,11 +60,15 @@ def post(
     headers: dict[str, str] | None = None,
     params: dict[str, str] | None = None,
     client: httpx.Client | None = None,
+    dpop: DPoPKey | None = None,
 ) -> httpx.Response:
-    """POST one message (a dict, or raw bytes as given) with the headers an MCP client sends."""
+    """POST one message (a dict, or raw bytes as given) with the headers an MCP client sends.
+
+    ``dpop``: the token is bound to this key, so it goes as ``Authorization: DPoP`` with a fresh proof.
+    """
     sent = {"Content-Type": "application/json", "Accept": ACCEPT}
     if token is not None:
-        sent["Authorization"] = f"Bearer {token}"
+        sent.update(dpop.headers("POST", url, token) if dpop is not None else {"Authorization": f"Bearer {token}"})
     if session is not None:
         sent["Mcp-Session-Id"] = session
         sent["MCP-Protocol-Version"] = PROTOCOL_VERSION
@@ -73,13 +79,15 @@ def post(
     return client.post(url, content=content, headers=sent, params=params)
 
 
-def open_session(url: str, token: str, *, client: httpx.Client | None = None) -> str | None:
+def open_session(
+    url: str, token: str, *, client: httpx.Client | None = None, dpop: DPoPKey | None = None
+) -> str | None:
     """``initialize`` then ``notifications/initialized``; the session id the server assigned (None: stateless)."""
-    response = post(url, INITIALIZE, token=token, client=client)
+    response = post(url, INITIALIZE, token=token, client=client, dpop=dpop)
     if response.status_code != 200:
         raise ProbeError("initialize was refused", response)
     session = response.headers.get("mcp-session-id")
-    acknowledged = post(url, INITIALIZED, token=token, session=session, client=client)
+    acknowledged = post(url, INITIALIZED, token=token, session=session, client=client, dpop=dpop)
     if not 200 <= acknowledged.status_code < 300:
         raise ProbeError("notifications/initialized was refused", acknowledged)
     return session

@@ -26,6 +26,7 @@ from sandbox.agent.discovery import (
     authorization_server,
     protected_resource,
 )
+from sandbox.agent.dpop import DPoPKey
 from sandbox.agent.tokens import Token, TokenClient, TokenEndpointUnavailable, TokenRefused
 from sandbox.errors import SandboxError
 
@@ -53,7 +54,12 @@ class AgentToken:
 
 
 async def obtain_token(
-    server_url: str, credential: Credential, *, issuer: str | None = None, scope: str | None = None
+    server_url: str,
+    credential: Credential,
+    *,
+    issuer: str | None = None,
+    scope: str | None = None,
+    dpop: DPoPKey | None = None,
 ) -> AgentToken:
     """A token the server at ``server_url`` should accept, found from its metadata (see the module)."""
     async with httpx.AsyncClient(timeout=10.0, trust_env=False) as http:
@@ -68,7 +74,7 @@ async def obtain_token(
         for candidate in issuers:
             try:
                 metadata = await authorization_server(http, candidate)
-                token = await _fetch(metadata, credential, scope, resource.resource)
+                token = await _fetch(metadata, credential, scope, resource.resource, dpop)
             except (DiscoveryFailed, NoCommonMethod, TokenRefused) as failure:
                 reasons.append(f"{candidate}: {failure}")
                 if isinstance(failure, TokenRefused) and failure.error not in _NOT_MINE:
@@ -81,12 +87,15 @@ async def obtain_token(
     )
 
 
-async def _fetch(metadata: AuthorizationServer, credential: Credential, scope: str | None, resource: str) -> Token:
+async def _fetch(
+    metadata: AuthorizationServer, credential: Credential, scope: str | None, resource: str, dpop: DPoPKey | None
+) -> Token:
     async with TokenClient(
         metadata.token_endpoint,
         credential,
         issuer=metadata.issuer,
         auth_methods=metadata.token_endpoint_auth_methods_supported,
+        dpop=dpop,
     ) as client:
         try:
             return await client.fetch(scope, resource=resource)
@@ -95,23 +104,31 @@ async def _fetch(metadata: AuthorizationServer, credential: Credential, scope: s
 
 
 class BearerAuth(httpx2.Auth):
-    """Sends the agent's token on every request and remembers the server's last 401 or 403."""
+    """Sends the agent's token on every request and remembers the server's last 401 or 403.
 
-    def __init__(self, access_token: str) -> None:
-        self._header = f"Bearer {access_token}"
+    With ``dpop`` (the key the token is bound to) the token goes as ``Authorization: DPoP`` and each request gets
+    a proof of its own (RFC 9449 §7).
+    """
+
+    def __init__(self, access_token: str, dpop: DPoPKey | None = None) -> None:
+        self._token = access_token
+        self._dpop = dpop
         self.refusal: McpRefused | None = None
 
     def auth_flow(self, request: httpx2.Request) -> Generator[httpx2.Request, httpx2.Response, None]:
-        request.headers["Authorization"] = self._header
+        if self._dpop is None:
+            request.headers["Authorization"] = f"Bearer {self._token}"
+        else:
+            request.headers.update(self._dpop.headers(request.method, str(request.url), self._token))
         response = yield request
         if response.status_code in (401, 403):
             self.refusal = McpRefused(response.status_code, response.headers.get("www-authenticate", ""))
 
 
 @asynccontextmanager
-async def mcp_session(server_url: str, access_token: str) -> AsyncIterator[Client]:
+async def mcp_session(server_url: str, access_token: str, dpop: DPoPKey | None = None) -> AsyncIterator[Client]:
     """An initialized SDK client for the server; a 401/403 on the way in or out is raised as McpRefused."""
-    auth = BearerAuth(access_token)
+    auth = BearerAuth(access_token, dpop)
     try:
         async with (
             httpx2.AsyncClient(auth=auth, trust_env=False, timeout=30.0) as http,
@@ -133,9 +150,17 @@ def _flattened(failure: BaseException) -> BaseException:
 
 @asynccontextmanager
 async def agent_session(
-    server_url: str, credential: Credential, *, issuer: str | None = None, scope: str | None = None
+    server_url: str,
+    credential: Credential,
+    *,
+    issuer: str | None = None,
+    scope: str | None = None,
+    dpop: DPoPKey | None = None,
 ) -> AsyncIterator[Client]:
-    """An SDK client for the server, authenticated as the agent (token from discovery, see :func:`obtain_token`)."""
-    obtained = await obtain_token(server_url, credential, issuer=issuer, scope=scope)
-    async with mcp_session(server_url, obtained.token.access_token) as client:
+    """An SDK client for the server, authenticated as the agent (token from discovery, see :func:`obtain_token`).
+
+    ``dpop``: the agent's DPoP key; its token is then bound to it and every request carries a proof.
+    """
+    obtained = await obtain_token(server_url, credential, issuer=issuer, scope=scope, dpop=dpop)
+    async with mcp_session(server_url, obtained.token.access_token, dpop) as client:
         yield client

@@ -25,6 +25,7 @@ from sandbox.agent.client_auth import (
     authenticate,
     choose_method,
 )
+from sandbox.agent.dpop import DPoPKey
 from sandbox.issued import remember_answer
 
 __all__ = [
@@ -76,6 +77,7 @@ class Token:
     access_token: str = field(repr=False)
     expires_at: float
     scope: str
+    token_type: str = "Bearer"  # "DPoP" when the token is bound to the agent's DPoP key (RFC 9449 §5)
 
     @property
     def scopes(self) -> set[str]:
@@ -96,7 +98,8 @@ class TokenClient:
     ``issuer`` is the authorization server's issuer (the ``aud`` of a key's assertions); unknown, it is the
     Keycloak realm the token URL belongs to, else the token URL. ``auth_methods`` is the server's
     ``token_endpoint_auth_methods_supported`` (None when it says nothing: ``client_secret_basic``). ``http``:
-    an HTTP client of the caller's (closed with this one).
+    an HTTP client of the caller's (closed with this one). ``dpop``: the agent's DPoP key; each request then
+    carries a proof made with it, and the token is bound to it (RFC 9449).
     """
 
     def __init__(
@@ -108,9 +111,11 @@ class TokenClient:
         auth_methods: Sequence[str] | None = None,
         timeout: float = 10.0,
         http: httpx.AsyncClient | None = None,
+        dpop: DPoPKey | None = None,
     ) -> None:
         self.token_url = token_url
         self.credential = credential
+        self.dpop = dpop
         self.issuer = issuer or _issuer_of(token_url)
         self.method = choose_method(credential, auth_methods)
         self._http = http or httpx.AsyncClient(timeout=timeout, trust_env=False)
@@ -146,24 +151,34 @@ class TokenClient:
         )
 
     async def _grant(self, **parameters: str | None) -> Token:
-        auth = authenticate(self.credential, self.method, self.issuer)
-        form = {key: value for key, value in parameters.items() if value is not None} | auth.form
-        headers = {"Accept": "application/json"} | auth.headers
-        try:
-            response = await self._http.post(self.token_url, data=form, headers=headers)
-        except httpx.HTTPError as exc:
-            raise TokenEndpointUnavailable(self.token_url, f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+        response = await self._post(parameters)
         answer = _json(response)
+        nonce = response.headers.get("dpop-nonce")
+        if self.dpop is not None and answer.get("error") == "use_dpop_nonce" and nonce:
+            response = await self._post(parameters, nonce)  # RFC 9449 §8: once, with the nonce the server gave
+            answer = _json(response)
         if response.status_code == 200 and isinstance(answer.get("access_token"), str):
             remember_answer(answer)  # only when a test run keeps a registry of what it was issued
             lifetime = answer.get("expires_in")
             expires_at = time.time() + (float(lifetime) if isinstance(lifetime, int | float) else DEFAULT_LIFETIME)
-            return Token(answer["access_token"], expires_at, str(answer.get("scope") or ""))
+            token_type = str(answer.get("token_type") or "Bearer")  # an AS without DPoP answers Bearer
+            return Token(answer["access_token"], expires_at, str(answer.get("scope") or ""), token_type)
         if 400 <= response.status_code < 500 and isinstance(answer.get("error"), str):
             raise TokenRefused(response.status_code, answer["error"], str(answer.get("error_description") or ""))
         raise TokenEndpointUnavailable(
             self.token_url, f"HTTP {response.status_code} without an OAuth answer", response.status_code
         )
+
+    async def _post(self, parameters: dict[str, str | None], nonce: str | None = None) -> httpx.Response:
+        auth = authenticate(self.credential, self.method, self.issuer)
+        form = {key: value for key, value in parameters.items() if value is not None} | auth.form
+        headers = {"Accept": "application/json"} | auth.headers
+        if self.dpop is not None:
+            headers["DPoP"] = self.dpop.proof("POST", self.token_url, nonce=nonce)
+        try:
+            return await self._http.post(self.token_url, data=form, headers=headers)
+        except httpx.HTTPError as exc:
+            raise TokenEndpointUnavailable(self.token_url, f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -176,10 +191,15 @@ class TokenClient:
 
 
 async def fetch_token(
-    token_url: str, credential: Credential, *, scope: str | None = None, audience: list[str] | None = None
+    token_url: str,
+    credential: Credential,
+    *,
+    scope: str | None = None,
+    audience: list[str] | None = None,
+    dpop: DPoPKey | None = None,
 ) -> Token:
     """One token for ``credential`` (a client of its own; keep a TokenClient for many)."""
-    async with TokenClient(token_url, credential) as client:
+    async with TokenClient(token_url, credential, dpop=dpop) as client:
         return await client.fetch(scope, audience)
 
 

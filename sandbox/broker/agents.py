@@ -28,7 +28,7 @@ from sandbox.broker.store import (
     Credential,
     StorageConflict,
 )
-from sandbox.idp.provider import AgentClientSpec
+from sandbox.idp.provider import BINDINGS, AgentClientSpec
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class ProvisionRequest:
     servers: list[str] | None = None
     token_lifetime: int | None = None
     source: str = "api"
+    binding: str = "bearer"  # bearer, or dpop: tokens bound to a key the agent keeps
 
 
 class Interrupted(Exception):
@@ -87,6 +88,8 @@ class AgentOperations(ServiceBase):
             problems.append(f"mode: {request.mode!r} is not autonomous or delegated")
         if request.credential_type == "private_key_jwt" and request.jwk is None:
             problems.append("jwk: private_key_jwt needs the agent's public JWK")
+        if request.binding not in BINDINGS:
+            problems.append(f"binding: {request.binding!r} is not one of {', '.join(BINDINGS)}")
         return problems
 
     def check_many(self, principal: Principal, tenant: str, requests: list[ProvisionRequest]) -> list[dict[str, Any]]:
@@ -150,6 +153,7 @@ class AgentOperations(ServiceBase):
                 environment=request.environment,
                 mode=request.mode,
                 credential_type=request.credential_type,
+                binding=request.binding,
                 client_id="",
                 status="provisioning",
                 scopes=role.scopes(request.environment),
@@ -187,6 +191,7 @@ class AgentOperations(ServiceBase):
             attributes={"mcp-sandbox.agent-id": agent.id, "mcp-sandbox.tenant": tenant},
             enabled=not needs_approval,
             token_exchange=request.mode == "delegated",
+            binding=request.binding,  # type: ignore[arg-type]
         )
         try:
             token_endpoint = await self.adapter.token_endpoint(tenant)

@@ -28,6 +28,7 @@ from sandbox.cli_errors import fail, guarded, writable_file
 from sandbox.cli_output import OutputOption, chosen, emit
 from sandbox.config import Settings, load_settings
 from sandbox.errors import SandboxError
+from sandbox.idp.provider import Binding
 from sandbox.issued import stored_on_purpose
 
 err = Console(stderr=True, soft_wrap=True)
@@ -288,6 +289,10 @@ def provision(
         CredentialType, typer.Option("--credential-type", help="A secret, or a key pair (--jwk-file).")
     ] = "client_secret",
     jwk_file: Annotated[Path | None, typer.Option("--jwk-file", help="The agent's public JWK.")] = None,
+    binding: Annotated[
+        Binding,
+        typer.Option("--binding", help="bearer, or dpop: its tokens are bound to a key it keeps (RFC 9449)."),
+    ] = "bearer",
     metadata: Annotated[str, typer.Option("--metadata", help="JSON object.")] = "{}",
     token: Token = None,
 ) -> None:
@@ -299,6 +304,7 @@ def provision(
         "environment": environment,
         "mode": mode,
         "credential_type": credential_type,
+        "binding": binding,
         "metadata": _json_object(metadata, "--metadata"),
     }
     if jwk_file is not None:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sandbox.broker.service import AdminSpec, ProvisionRequest
 from sandbox.broker.tenant_clock import MAX_ADVANCE
+from sandbox.idp.provider import Binding
 
 #: The values a user chooses from; the CLI offers the same choices.
 AgentMode = Literal["autonomous", "delegated"]
@@ -87,6 +88,9 @@ class ProvisionIn(_Body):
     environment: str = Field(examples=["staging"])
     mode: AgentMode = "autonomous"
     credential_type: CredentialType = "client_secret"
+    binding: Binding = Field(
+        "bearer", description="dpop: the agent's tokens are bound to a key it keeps (RFC 9449, cnf.jkt)."
+    )
     jwk: dict[str, Any] | None = Field(None, description="The agent's public JWK (private_key_jwt only).")
     metadata: dict[str, Any] = Field(default_factory=dict)
     servers: list[str] | None = Field(None, description="MCP servers it may call; default: every registered one.")
@@ -100,6 +104,7 @@ class ProvisionIn(_Body):
             environment=self.environment,
             mode=self.mode,
             credential_type=self.credential_type,
+            binding=self.binding,
             jwk=self.jwk,
             metadata=self.metadata,
             servers=self.servers,
@@ -117,6 +122,7 @@ class AgentOut(BaseModel):
     environment: str
     mode: str
     credential_type: str
+    binding: str = "bearer"
     client_id: str
     status: AgentStatus
     scopes: list[str]

@@ -98,6 +98,7 @@ class Agent(Base):
     environment: Mapped[str] = mapped_column(String(64))
     mode: Mapped[str] = mapped_column(String(32))
     credential_type: Mapped[str] = mapped_column(String(32))
+    binding: Mapped[str] = mapped_column(String(16), default="bearer", server_default="bearer")
     client_id: Mapped[str] = mapped_column(String(256), index=True)
     keycloak_id: Mapped[str | None] = mapped_column(String(64))
     service_account_id: Mapped[str | None] = mapped_column(String(64))
@@ -142,6 +143,7 @@ class Agent(Base):
             "environment": self.environment,
             "mode": self.mode,
             "credential_type": self.credential_type,
+            "binding": self.binding,
             "client_id": self.client_id,
             "status": self.status,
             "scopes": list(self.scopes),

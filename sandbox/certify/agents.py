@@ -13,12 +13,13 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from sandbox.agent.dpop import DPoPKey
 from sandbox.agent.tokens import ClientSecretCredential, TokenEndpointUnavailable, TokenRefused, fetch_token
 from sandbox.certify.evidence import KnownTokens
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
 from sandbox.idp.keycloak import KeycloakAdapter
-from sandbox.idp.provider import AgentClient, AgentClientSpec
+from sandbox.idp.provider import AgentClient, AgentClientSpec, Binding
 from sandbox.oidc import discover_async
 
 T = TypeVar("T")
@@ -45,6 +46,7 @@ class AgentNeed:
     audiences: tuple[str, ...]
     lifetime: int = 300
     label: str = ""  # tells apart two agents with the same needs (an owner and an intruder)
+    binding: Binding = "bearer"  # dpop: its tokens are bound to a DPoP key it holds
 
 
 @dataclass
@@ -56,6 +58,7 @@ class TestAgent:
     _known: KnownTokens = field(repr=False)
     _token: str | None = field(default=None, repr=False)
     _expires: float = 0.0
+    dpop: DPoPKey | None = field(default=None, repr=False)  # the key its tokens are bound to (binding dpop)
 
     __test__ = False  # not a pytest test class, whatever its name
 
@@ -77,7 +80,7 @@ class TestAgent:
         """Get a new token from Keycloak's token endpoint with the agent's own credential."""
         credential = ClientSecretCredential(self.client_id, self.client.secret or "")
         try:
-            issued = await fetch_token(self.token_url, credential)
+            issued = await fetch_token(self.token_url, credential, dpop=self.dpop)
         except TokenRefused as exc:
             raise SandboxError(
                 f"Keycloak refused certify's agent {self.client_id} a token ({exc})", "check `mcp-sandbox status`"
@@ -141,10 +144,12 @@ class AgentPool:
             audiences=list(need.audiences),
             token_lifetime=need.lifetime,
             attributes={CERTIFY_ATTRIBUTE: "true"},
+            binding=need.binding,
         )
         client = await self.adapter.create_agent_client(need.tenant, spec)
         token_url = (await discover_async(self.settings.issuer(need.tenant))).token_endpoint
-        return TestAgent(need, client, token_url, self.runner, self.known)
+        dpop = DPoPKey.generate() if need.binding == "dpop" else None
+        return TestAgent(need, client, token_url, self.runner, self.known, dpop=dpop)
 
     def forget_realm(self, realm: str) -> None:
         """Drop the agents of a realm that is gone (deleted with it)."""

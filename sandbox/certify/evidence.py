@@ -73,6 +73,9 @@ def exchange_of(response: httpx.Response, known: KnownTokens) -> Exchange:
     authorizations = request.headers.get_list("authorization")
     if authorizations:
         shown["authorization"] = [_authorization(value) for value in authorizations]
+    proofs = request.headers.get_list("dpop")
+    if proofs:  # DPoP proofs (RFC 9449), shown like tokens: header and claims, never whole
+        shown["dpop"] = [describe_token(value.strip()) for value in proofs]
     query_tokens = [v for k, v in parse_qsl(urlsplit(str(request.url)).query) if k == "access_token"]
     if query_tokens:
         shown["query_access_token"] = [describe_token(value) for value in query_tokens]

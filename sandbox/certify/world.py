@@ -31,6 +31,7 @@ from sandbox.certify.upstream import UpstreamWatch, watching
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
 from sandbox.idp.keycloak import KeycloakAdapter
+from sandbox.idp.provider import Binding
 from sandbox.idp.realm import load_realm_template
 from sandbox.loopback import is_loopback_url
 
@@ -90,10 +91,12 @@ class World:
         tenant: str | None = None,
         audiences: tuple[str, ...] | None = None,
         label: str = "",
+        binding: Binding = "bearer",
     ) -> TestAgent:
-        """An agent holding exactly ``scopes`` (plus the IdP's base scope), for this server unless told otherwise."""
+        """An agent holding exactly ``scopes`` (plus the IdP's base scope), for this server unless told otherwise;
+        ``binding`` dpop: its tokens are bound to a DPoP key it holds."""
         audiences = (self.url,) if audiences is None else audiences
-        need = AgentNeed(tenant or self.home, frozenset(scopes), audiences, label=label)
+        need = AgentNeed(tenant or self.home, frozenset(scopes), audiences, label=label, binding=binding)
         return self.agents.get(need)
 
     def prepare_agents(self, scope_sets: list[frozenset[str]], *, tenant: str | None = None) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from joserfc.jwk import RSAKey
 
 from sandbox.admin.client import BrokerClient
+from sandbox.agent.dpop import DPoPKey
 from sandbox.agent.tokens import ClientSecretCredential, Credential, PrivateKeyCredential, Token, fetch_token
 from sandbox.config import Settings
 from sandbox.harness.tenants import Tenant, TenantAdmin
@@ -39,9 +40,10 @@ class ProvisionedAgent:
     credential: Credential = field(repr=False)
     settings: Settings | None = field(default=None, repr=False, compare=False)
     admin: TenantAdmin | None = field(default=None, repr=False, compare=False)
+    dpop: DPoPKey | None = field(default=None, repr=False, compare=False)  # binding dpop: the key it keeps
 
     async def token(self) -> Token:
-        return await fetch_token(self.tenant.token_url, self.credential)
+        return await fetch_token(self.tenant.token_url, self.credential, dpop=self.dpop)
 
     def change_role(self, role: str, environment: str | None = None, reason: str = "") -> None:
         """A new role through the broker; the agent's next token carries its scopes."""
@@ -82,9 +84,13 @@ def provision_agent(
     environment: str = "staging",
     credential: str = "client_secret",
     name: str | None = None,
+    binding: str = "bearer",
     **extra: Any,
 ) -> ProvisionedAgent:
-    """Provision an agent through the broker as ``admin``; the credential is kept in memory only."""
+    """Provision an agent through the broker as ``admin``; the credential is kept in memory only.
+
+    ``binding="dpop"``: the agent makes a DPoP key of its own, and its tokens are bound to it.
+    """
     name = name or f"agent-{uuid.uuid4().hex[:6]}"
     key = new_key(f"{name}-1") if credential == "private_key_jwt" else None
     body: dict[str, Any] = {
@@ -93,6 +99,7 @@ def provision_agent(
         "role": role,
         "environment": environment,
         "credential_type": credential,
+        "binding": binding,
         **extra,
     }
     if key is not None:
@@ -109,4 +116,5 @@ def provision_agent(
         credential_for(answer["credential"], key),
         settings,
         admin,
+        DPoPKey.generate() if binding == "dpop" else None,
     )

@@ -157,6 +157,11 @@ class HydraProvider:
     async def create_agent_client(self, tenant: str, spec: AgentClientSpec, /) -> AgentClient:
         if spec.token_exchange:
             raise NotSupported(self.capabilities, "token_exchange")
+        if spec.binding != "bearer":
+            raise IdpError(
+                f"Ory Hydra cannot bind an agent's tokens to its key ({spec.binding})",
+                "provision the agent with binding bearer, or run the agents on Keycloak (--idp keycloak)",
+            )
         body: dict[str, Any] = {
             "client_id": spec.client_id,
             "client_name": spec.name,

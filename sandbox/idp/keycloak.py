@@ -41,6 +41,7 @@ from sandbox.idp.realm import (
     AGENT_ATTRIBUTE,
     BASE_SCOPES,
     DEMO_CLIENT_ID,
+    DPOP_ATTRIBUTE,
     LOGIN_METHOD_MAX_AGE,
     LOGIN_METHOD_REFERENCES,
     SCOPE_ROLE_ATTRIBUTE,
@@ -283,6 +284,10 @@ class KeycloakAdapter:
         }
         if spec.token_exchange:
             attributes[TOKEN_EXCHANGE_ATTRIBUTE] = "true"
+        if spec.binding == "dpop":
+            # The dpop feature is on by default in Keycloak 26.4+; this makes a proof required on every token
+            # request of the client, and binds each token it issues to the proof's key (cnf.jkt).
+            attributes[DPOP_ATTRIBUTE] = "true"
         if spec.credential == "private_key_jwt":
             if not spec.jwks:
                 raise ValueError("private_key_jwt needs the agent's public JWKS")

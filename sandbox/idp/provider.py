@@ -13,6 +13,11 @@ from typing import Any, Literal, Protocol
 
 from sandbox.errors import SandboxError
 
+#: How an agent's tokens are held: ``bearer`` (whoever has the token may use it), or ``dpop``, bound to a key
+#: the agent keeps (RFC 9449: the token carries ``cnf.jkt``, every use needs a proof signed with that key).
+Binding = Literal["bearer", "dpop"]
+BINDINGS: tuple[str, ...] = ("bearer", "dpop")
+
 
 class IdpError(SandboxError):
     """The IdP refused or failed a call; ``status`` is its HTTP status when it answered at all."""
@@ -48,6 +53,7 @@ class AgentClientSpec:
     attributes: dict[str, str] = field(default_factory=dict)
     enabled: bool = True  # a disabled client gets no token (agents waiting for approval)
     token_exchange: bool = False  # delegated agents exchange a user's token for one that acts for the user
+    binding: Binding = "bearer"  # dpop: the IdP issues this client only tokens bound to its DPoP key
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,8 @@ USER_LOGIN_CLIENT_ID = "sandbox-user-login"
 SCOPE_ROLE_ATTRIBUTE = "mcp-sandbox.scope"
 #: Client attribute of Keycloak's standard token exchange (v2): the client may exchange a token naming it in ``aud``.
 TOKEN_EXCHANGE_ATTRIBUTE = "standard.token.exchange.enabled"
+#: Keycloak's client attribute "OAuth 2.0 DPoP Bound Access Tokens Enabled".
+DPOP_ATTRIBUTE = "dpop.bound.access.tokens"
 #: ``amr`` values the browser flow records (RFC 8176): a token whose ``amr`` has "otp" proves MFA.
 LOGIN_METHOD_REFERENCES = {"auth-username-password-form": "pwd", "auth-otp-form": "otp"}
 #: How long after a login its ``amr`` values stay in newly issued tokens (Keycloak drops them after this).

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -34,8 +35,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sandbox.agent.dpop import SCHEME
 from sandbox.http_limits import MAX_BODY_BYTES, HeaderSizeLimit, TooLarge, read_body
 from sandbox.mcp_server import challenges
+from sandbox.mcp_server.binding import (
+    PROOF_ALGORITHMS,
+    BindingChecker,
+    BindingRefused,
+    Presented,
+    certificate_thumbprint,
+)
 from sandbox.mcp_server.discovery import AuthorizationServers
 from sandbox.mcp_server.errors import InvalidToken, VerificationUnavailable
 from sandbox.mcp_server.events import EventReceiver, event_endpoint
@@ -72,13 +81,40 @@ class AmbiguousAuthorization(Exception):
 
 def bearer_token(headers: Headers) -> str | None:
     """The credentials of the one ``Authorization: Bearer`` header; None without one (other schemes count as none)."""
+    found = presented_token(headers)
+    return found[1] if found is not None and found[0] == "Bearer" else None
+
+
+def presented_token(headers: Headers) -> tuple[str, str] | None:
+    """The scheme (``Bearer`` or ``DPoP``) and credentials of the one ``Authorization`` header; None without one."""
     values = headers.getlist("authorization")
     if len(values) > 1:
         raise AmbiguousAuthorization
     if not values:
         return None
     scheme, _, credentials = values[0].strip().partition(" ")
-    return credentials.strip() if scheme.lower() == "bearer" else None
+    for known in ("Bearer", SCHEME):
+        if scheme.lower() == known.lower() and credentials.strip():
+            return known, credentials.strip()
+    return None
+
+
+def client_certificate(scope: Scope) -> str | None:
+    """``x5t#S256`` of the TLS client certificate of this connection (the ASGI TLS extension), if any."""
+    tls = (scope.get("extensions") or {}).get("tls") or {}
+    chain = tls.get("client_cert_chain") or ()
+    if not chain:
+        return None
+    try:
+        der = ssl.PEM_cert_to_DER_cert(chain[0]) if isinstance(chain[0], str) else bytes(chain[0])
+    except ValueError:
+        return None
+    return certificate_thumbprint(der)
+
+
+def request_url(request: Request) -> str:
+    """The URL the client sent the request to (what a DPoP proof's ``htu`` names), without the query."""
+    return f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}{request.url.path}"
 
 
 def replaying(body: bytes, receive: Receive) -> Receive:
@@ -116,6 +152,7 @@ class ProtectedMcpEndpoint:
         self.sessions = sessions
         self.usage = usage
         self.hosts = TransportSecurityMiddleware(LOOPBACK)
+        self.binding = BindingChecker()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -152,13 +189,34 @@ class ProtectedMcpEndpoint:
         hint = self.policy.challenge_scope(call)
         metadata = self.options.resource_metadata_url
         try:
-            token = bearer_token(request.headers)
+            found = presented_token(request.headers)
         except AmbiguousAuthorization:
             return challenges.invalid_request(resource_metadata=metadata, scope=hint), None
-        if token is None:
+        if found is None:
             return challenges.unauthorized(resource_metadata=metadata, scope=hint), None
+        scheme, token = found
         try:
             principal = await self.verifier.verify(token)
+            presented = Presented(
+                scheme=scheme,
+                proofs=tuple(request.headers.getlist(SCHEME)),
+                certificate_thumbprint=client_certificate(request.scope),
+                method=request.method,
+                url=request_url(request),
+            )
+            self.binding.check(principal, token, presented)
+        except BindingRefused as exc:
+            log.info("bound token refused", extra={"reason": exc.description, **principal.describe()})
+            return (
+                challenges.unbound(
+                    scheme=exc.scheme,
+                    error=exc.error,
+                    description=exc.description,
+                    resource_metadata=metadata,
+                    algorithms=PROOF_ALGORITHMS,
+                ),
+                None,
+            )
         except InvalidToken as exc:
             log.info("token refused", extra={"reason": exc.description, "path": request.url.path})
             return challenges.unauthorized(resource_metadata=metadata, scope=hint, description=exc.description), None
@@ -283,6 +341,9 @@ def metadata_handler(options: ServerOptions, trust: TrustedIssuers, policy: Tool
             scopes_supported=list(dict.fromkeys([*options.base_scopes, *policy.all_scopes()])),
             bearer_methods_supported=["header"],
             resource_signing_alg_values_supported=None,
+            # DPoP-bound tokens are honoured (their proof checked); bearer tokens stay accepted, so not required.
+            dpop_signing_alg_values_supported=list(PROOF_ALGORITHMS),
+            dpop_bound_access_tokens_required=False,
             resource_name="mcp-agent-sandbox reference MCP server",
         )
         return await ProtectedResourceMetadataHandler(document).handle(request)

@@ -48,6 +48,20 @@ def unauthorized(*, resource_metadata: str, scope: str | None, description: str 
     return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": header})
 
 
+def unbound(
+    *, scheme: str, error: str, description: str, resource_metadata: str, algorithms: tuple[str, ...]
+) -> JSONResponse:
+    """401 for a sender-constrained token the request does not prove it holds (RFC 9449 §7.1, RFC 8705 §3).
+
+    The ``DPoP`` challenge names the proof algorithms this server takes (``algs``).
+    """
+    header = www_authenticate(resource_metadata=resource_metadata, error=error, description=description)
+    if scheme == "DPoP":
+        header = "DPoP " + header.removeprefix("Bearer ") + f", algs={_quoted(' '.join(algorithms))}"
+    body = {"error": error, "error_description": description}
+    return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": header})
+
+
 def forbidden(*, resource_metadata: str, scope: str, description: str) -> JSONResponse:
     header = www_authenticate(
         resource_metadata=resource_metadata, scope=scope, error="insufficient_scope", description=description

@@ -42,6 +42,35 @@ def fingerprint(token: str) -> str:
 
 
 @dataclass(frozen=True)
+class Confirmation:
+    """What a sender-constrained token is bound to (its ``cnf`` claim, RFC 7800).
+
+    ``jkt``: the SHA-256 thumbprint of a DPoP key (RFC 9449 §6); ``x5t``: the SHA-256 thumbprint of a
+    client certificate (``x5t#S256``, RFC 8705 §3). A token may name one or the other.
+    """
+
+    jkt: str | None = None
+    x5t: str | None = None
+
+
+def confirmation_of(claims: dict[str, Any]) -> Confirmation | None:
+    """The token's binding, or None for a bearer token; a ``cnf`` this server cannot read is refused."""
+    cnf = claims.get("cnf")
+    if cnf is None:
+        return None
+    if not isinstance(cnf, dict):
+        raise InvalidToken("the token's cnf is not an object")
+    jkt, x5t = cnf.get("jkt"), cnf.get("x5t#S256")
+    if jkt is not None and not (isinstance(jkt, str) and jkt):
+        raise InvalidToken("the token's cnf.jkt is not a thumbprint")
+    if x5t is not None and not (isinstance(x5t, str) and x5t):
+        raise InvalidToken("the token's cnf.x5t#S256 is not a thumbprint")
+    if jkt is None and x5t is None:
+        raise InvalidToken("the token is bound (cnf) by a method this server does not know")
+    return Confirmation(jkt=jkt, x5t=x5t)
+
+
+@dataclass(frozen=True)
 class Principal:
     issuer: str
     client_id: str
@@ -50,6 +79,7 @@ class Principal:
     issued_at: int
     expires_at: int
     token_fingerprint: str
+    binding: Confirmation | None = None  # the token's ``cnf``: the key or certificate it is bound to
 
     @property
     def tenant(self) -> str:
@@ -111,6 +141,7 @@ def principal_from_claims(claims: dict[str, Any], token: str) -> Principal:
         issued_at=int(claims["iat"]),
         expires_at=int(claims["exp"]),
         token_fingerprint=fingerprint(token),
+        binding=confirmation_of(claims),
     )
 
 

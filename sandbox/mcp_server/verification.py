@@ -114,7 +114,9 @@ def check_claims(claims: dict[str, Any], issuer: str, policy: Policy) -> None:
         raise InvalidToken("the token was not issued for this server (audience)")
     if claims["exp"] - claims["iat"] > policy.max_lifetime:
         raise InvalidToken(f"the token lives longer than this server accepts ({policy.max_lifetime} s)")
-    if claims.get("typ", "Bearer") != "Bearer":
+    token_type = claims.get("typ", "Bearer")
+    bound = isinstance(claims.get("cnf"), dict) and "jkt" in claims["cnf"]
+    if token_type != "Bearer" and not (token_type == "DPoP" and bound):  # Keycloak types a DPoP-bound token DPoP
         raise InvalidToken("the token is not an access token")
 
 

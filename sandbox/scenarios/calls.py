@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from sandbox.agent import mcp_http
+from sandbox.agent.dpop import DPoPKey
 
 
 @dataclass(frozen=True)
@@ -77,35 +78,40 @@ class McpCaller:
         with self._guard:
             return self._locks.setdefault(key, threading.Lock())
 
-    def _session(self, url: str, principal: str, token: str, *, fresh: bool = False) -> str | httpx.Response | None:
+    def _session(
+        self, url: str, principal: str, token: str, dpop: DPoPKey | None, *, fresh: bool = False
+    ) -> str | httpx.Response | None:
         """The session id (None: a stateless server), or the refusal of ``initialize``."""
         key = (url, principal)
         with self._lock(key):
             if fresh or key not in self._sessions:
-                response = mcp_http.post(url, mcp_http.INITIALIZE, token=token, client=self._client())
+                response = mcp_http.post(url, mcp_http.INITIALIZE, token=token, client=self._client(), dpop=dpop)
                 if response.status_code != 200:
                     return response
                 session = response.headers.get("mcp-session-id")
-                mcp_http.post(url, mcp_http.INITIALIZED, token=token, session=session, client=self._client())
+                mcp_http.post(url, mcp_http.INITIALIZED, token=token, session=session, client=self._client(), dpop=dpop)
                 self._sessions[key] = session
             return self._sessions[key]
 
-    def send(self, url: str, principal: str, token: str, body: dict[str, Any]) -> httpx.Response:
+    def send(
+        self, url: str, principal: str, token: str, body: dict[str, Any], dpop: DPoPKey | None = None
+    ) -> httpx.Response:
+        """One request as ``principal``; ``dpop``: the key the token is bound to (a proof goes with each request)."""
         try:
-            return self._send(url, principal, token, body)
+            return self._send(url, principal, token, body, dpop)
         except httpx.TransportError as error:  # a call that got no answer is a failed call, said plainly
             raise TransportFailed(f"{type(error).__name__} on {body.get('method')} to {url}: {error}") from error
 
-    def _send(self, url: str, principal: str, token: str, body: dict[str, Any]) -> httpx.Response:
-        session = self._session(url, principal, token)
+    def _send(self, url: str, principal: str, token: str, body: dict[str, Any], dpop: DPoPKey | None) -> httpx.Response:
+        session = self._session(url, principal, token, dpop)
         if isinstance(session, httpx.Response):
             return session
-        response = mcp_http.post(url, body, token=token, session=session, client=self._client())
+        response = mcp_http.post(url, body, token=token, session=session, client=self._client(), dpop=dpop)
         if response.status_code == 404 and session is not None:  # the server forgot the session: start again
-            session = self._session(url, principal, token, fresh=True)
+            session = self._session(url, principal, token, dpop, fresh=True)
             if isinstance(session, httpx.Response):
                 return session
-            response = mcp_http.post(url, body, token=token, session=session, client=self._client())
+            response = mcp_http.post(url, body, token=token, session=session, client=self._client(), dpop=dpop)
         return response
 
     def _message(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -114,12 +120,22 @@ class McpCaller:
             request_id = next(self._ids)
         return mcp_http.message(method, params, request_id)
 
-    def call_tool(self, url: str, principal: str, token: str, tool: str, arguments: dict[str, Any]) -> CallOutcome:
+    def call_tool(
+        self,
+        url: str,
+        principal: str,
+        token: str,
+        tool: str,
+        arguments: dict[str, Any],
+        dpop: DPoPKey | None = None,
+    ) -> CallOutcome:
         body = self._message("tools/call", {"name": tool, "arguments": arguments})
-        return classify(self.send(url, principal, token, body))
+        return classify(self.send(url, principal, token, body, dpop))
 
-    def list_tools(self, url: str, principal: str, token: str) -> tuple[CallOutcome, set[str]]:
-        response = self.send(url, principal, token, self._message("tools/list", {}))
+    def list_tools(
+        self, url: str, principal: str, token: str, dpop: DPoPKey | None = None
+    ) -> tuple[CallOutcome, set[str]]:
+        response = self.send(url, principal, token, self._message("tools/list", {}), dpop)
         return classify(response), mcp_http.tool_names(response)
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from faker import Faker
 
 from sandbox.admin.client import BrokerClient
+from sandbox.agent.dpop import DPoPKey
 from sandbox.agent.tokens import ClientSecretCredential, Credential, Token, TokenClient
 from sandbox.config import Settings
 from sandbox.harness.tenants import Tenant, TenantAdmin, create_tenant, delete_tenant, operator_token
@@ -41,6 +42,7 @@ class AgentHandle:
     previous: Credential | None = field(default=None, repr=False)
     token: Token | None = field(default=None, repr=False)
     revoked_at: float | None = None  # monotonic time the revoke call returned
+    dpop: DPoPKey | None = field(default=None, repr=False)  # binding dpop: the key its tokens are bound to
 
     def require_provisioned(self) -> str:
         if self.id is None:
@@ -57,7 +59,7 @@ class AgentHandle:
 
     async def fetch_token(self, which: str = "current") -> Token:
         """A new token with the current (or the previous) credential; kept as the agent's latest token."""
-        async with TokenClient(self.tenant.token_url, self.require_credential(which)) as client:
+        async with TokenClient(self.tenant.token_url, self.require_credential(which), dpop=self.dpop) as client:
             token = await client.fetch()
         if which == "current":
             self.token = token
@@ -105,7 +107,12 @@ class RunContext:
                 self.users[user] = await self.broker("POST", f"/tenants/{tenant.name}/users", by=None, tenant=tenant,
                                                      body=body)  # fmt: skip
         for name, spec in self.header.agents.items():
-            self.agents[name] = AgentHandle(name, spec, self.tenants[self.header.tenant_of_agent(name)])
+            self.agents[name] = AgentHandle(
+                name,
+                spec,
+                self.tenants[self.header.tenant_of_agent(name)],
+                dpop=DPoPKey.generate() if spec.binding == "dpop" else None,  # the agent's own; never sent anywhere
+            )
         for name, server in self.header.servers.items():
             self.extra_servers[name] = await asyncio.to_thread(self._start_server, name, server.trusts, server.mode)
 

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sandbox.certify.forge import claims_of, unverified
 from sandbox.certify.revision import LEGACY, STATELESS, Revision
 from sandbox.http_limits import MAX_BODY_BYTES, read_body
-from sandbox.mcp_server import tools, verification
+from sandbox.mcp_server import binding, tools, verification
 from sandbox.mcp_server.app import ProtectedMcpEndpoint, bearer_token, replaying
 from sandbox.mcp_server.challenges import bad_request
 from sandbox.mcp_server.errors import InvalidToken
@@ -416,6 +416,19 @@ def tenant_data_shared(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(TenantDirectory, "__getitem__", lambda self, tenant: lookup(self, "shared"))
 
 
+def dpop_proof_unchecked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Takes a DPoP-bound token as a bearer token: the token's signature, audience and times are checked, the
+    proof of possession not at all (so a stolen token works for anyone)."""
+    checked = binding.BindingChecker.check
+
+    def lenient(self: binding.BindingChecker, principal: Principal, token: str, presented: binding.Presented) -> None:
+        if principal.binding is not None and principal.binding.jkt is not None:
+            return
+        checked(self, principal, token, presented)
+
+    monkeypatch.setattr(binding.BindingChecker, "check", lenient)
+
+
 #: Each broken server by name: its defect, the one check that must catch it, and the revision it is run on.
 DEFECTS: dict[str, tuple[Defect, str, Revision]] = {
     "no audience check": (Defect(no_audience_check), "401-audience", LEGACY),
@@ -458,4 +471,6 @@ DEFECTS: dict[str, tuple[Defect, str, Revision]] = {
         "request-state",
         STATELESS,
     ),
+    # Sender-constrained tokens (examined because the reference server's metadata declares DPoP).
+    "DPoP proof not checked": (Defect(dpop_proof_unchecked), "sender-constrained", LEGACY),
 }

@@ -118,3 +118,33 @@ def test_a_name_the_stacks_policy_does_not_know_is_refused_before_anything_runs(
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: {bad}:4: agent 'reader': unknown role 'read-only-analitics'")
     assert "scenarios passed" not in result.stdout
+
+
+REPLAYED = """\
+name: replay-expected-to-work
+description: A DPoP-bound agent's token, taken by another agent, is (wrongly) expected to be served to it.
+revocation_modes: [jwt]
+agents:
+  bound: {role: read-only-analytics, binding: dpop}
+  thief: {role: read-only-analytics, binding: dpop}
+steps:
+  - provision: bound
+  - provision: thief
+  - get_token: {agent: bound, binding: dpop}
+  - replay_token: {agent: bound, caller: thief, expect: allowed}
+"""
+
+
+def test_a_replayed_dpop_token_expected_to_work_fails_naming_the_proof_the_server_refused(
+    sandbox_stack: SandboxStack, tmp_path: Path
+) -> None:
+    scenario = tmp_path / "replayed.yaml"
+    scenario.write_text(REPLAYED)
+    result = subprocess.run(
+        [MCP_SANDBOX, "run", str(scenario)], capture_output=True, text=True, timeout=600, env=os.environ
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    failure = next(line for line in result.stderr.splitlines() if line.startswith("FAILED"))
+    assert "step 4 (replay_token: bound analytics.query caller=thief expect allowed) at line 11" in failure, failure
+    assert "expected allowed from jwt, got 401" in failure, failure
+    assert 'DPoP error="invalid_dpop_proof"' in failure and "signed by another key" in failure, failure

@@ -204,3 +204,18 @@ async def test_a_moved_tenant_clock_spares_agents_active_after_the_move(world: A
     assert datetime.fromisoformat(scan["as_of"]) - clock.now() >= timedelta(days=31) - timedelta(seconds=1)
     assert service.tenant_clock(ALICE, "acme")["offset_seconds"] == 31 * 86400
     assert datetime.fromisoformat(service.get_agent(ALICE, "acme", idle["id"])["dormant_since"]) > datetime.now(UTC)
+
+
+async def test_a_dpop_agent_is_made_a_dpop_bound_client_and_shows_its_binding(world: Any) -> None:
+    service, keycloak, _ = world
+    bound = (await service.provision(ALICE, "acme", replace(request("bound"), binding="dpop")))["agent"]
+    plain = (await service.provision(ALICE, "acme", request("plain")))["agent"]
+    assert keycloak.clients[bound["client_id"]]["binding"] == "dpop" and bound["binding"] == "dpop"
+    assert keycloak.clients[plain["client_id"]]["binding"] == "bearer" and plain["binding"] == "bearer"
+    assert service.get_agent(ALICE, "acme", bound["id"])["binding"] == "dpop"
+
+
+def test_an_unknown_binding_is_a_problem_of_the_request(world: Any) -> None:
+    service, _, _ = world
+    problems = service.check_request(replace(request("bound"), binding="mtls"))
+    assert problems == ["binding: 'mtls' is not one of bearer, dpop"]

@@ -16,6 +16,7 @@ from joserfc.errors import BadSignatureError
 from joserfc.jwk import RSAKey
 
 from sandbox.agent.challenge import bearer_challenge, parse_challenges
+from sandbox.agent.dpop import DPoPKey
 from sandbox.agent.mcp_http import INITIALIZE, rpc_message, served, tool_error, tool_names
 from sandbox.certify import forge
 from sandbox.certify.evidence import KnownTokens, describe_token, exchange_of
@@ -182,6 +183,20 @@ def test_evidence_shows_a_token_as_header_and_claims_never_in_full(token: str) -
     assert "access_token=%5Btoken%5D" in shown["request"]["url"] or "access_token=[token]" in shown["request"]["url"]
     assert shown["response"]["headers"]["www-authenticate"] == 'Bearer error="invalid_token", scope="a"'
     assert shown["response"]["body"]["seen"] == "[token]"
+
+
+def test_evidence_shows_a_dpop_request_as_scheme_and_proof_claims_never_in_full(token: str) -> None:
+    known = KnownTokens()
+    known.add(token)
+    key = DPoPKey.generate()
+    headers = {**key.headers("POST", URL, token), "Content-Type": "application/json"}
+    response = httpx.Response(200, json={}, request=httpx.Request("POST", URL, headers=headers, json={}))
+    shown = exchange_of(response, known).as_dict()
+    text = json.dumps(shown)
+    assert token not in text and headers["DPoP"] not in text and headers["DPoP"].rsplit(".", 1)[1] not in text
+    assert shown["request"]["authorization"] == [{"scheme": "DPoP", "token": describe_token(token)}]
+    [proof] = shown["request"]["dpop"]
+    assert proof["header"]["typ"] == "dpop+jwt" and proof["claims"]["htu"] == URL and "ath" in proof["claims"]
 
 
 def test_an_opaque_token_is_shown_by_its_length_only() -> None:

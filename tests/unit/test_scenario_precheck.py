@@ -87,3 +87,29 @@ def test_an_agent_provisioned_to_be_refused_may_break_the_policy(tmp_path: Path,
 def test_every_published_scenario_passes_the_check(catalog: Catalog) -> None:
     for path in sorted((ROOT / "scenarios").glob("*.yaml")):
         load_scenario(path, catalog)
+
+
+REPLAY = """\
+name: replay
+description: d
+agents:
+  bound: {role: read-only-analytics, binding: dpop}
+steps:
+  - provision: bound
+  - replay_token: {agent: bound, caller: thief, tool: analytics.query, expect: "401", error: invalid_dpop_proof}
+"""
+
+
+def test_a_replay_by_an_undeclared_caller_or_an_unknown_tool_or_binding_fails_at_its_line(
+    tmp_path: Path, catalog: Catalog
+) -> None:
+    with pytest.raises(FileError, match="replay_token names 'thief', which the scenario does not declare") as raised:
+        _load(tmp_path, REPLAY, catalog)
+    assert raised.value.line == 7
+    declared = REPLAY.replace("steps:", "  thief: {role: read-only-analytics, binding: dpop}\nsteps:")
+    _load(tmp_path, declared, catalog)
+    with pytest.raises(FileError, match=r"unknown tool 'analytics\.qurey'"):
+        _load(tmp_path, declared.replace("tool: analytics.query", "tool: analytics.qurey"), catalog)
+    with pytest.raises(FileError) as binding:
+        _load(tmp_path, declared.replace("binding: dpop}\nsteps", "binding: mtls}\nsteps"), catalog)
+    assert binding.value.line == 5 and "binding" in str(binding.value)

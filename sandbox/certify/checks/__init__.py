@@ -3,6 +3,7 @@ whose table has its row)."""
 
 from __future__ import annotations
 
+from sandbox.certify.checks.binding import sender_constrained
 from sandbox.certify.checks.challenges import insufficient_scope, no_token, scope_hint, www_authenticate
 from sandbox.certify.checks.keys import jwks_rollover
 from sandbox.certify.checks.lifecycle import revocation, tenant
@@ -44,6 +45,7 @@ CHECKS: list[Check] = [
     request_state,
     single_challenge,
     no_offline_access,
+    sender_constrained,
 ]
 #: Run before the others (every control repeats it) and after them (it judges the whole run's upstream traffic).
 RUN_FIRST = ("positive",)

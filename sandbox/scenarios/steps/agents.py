@@ -58,6 +58,7 @@ async def provision(context: RunContext, args: Provision) -> Evidence:
         "environment": spec.environment,
         "mode": spec.mode,
         "credential_type": spec.credential,
+        "binding": spec.binding,
         "metadata": {"scenario": context.header.name},
     }
     if key is not None:

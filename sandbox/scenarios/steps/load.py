@@ -51,7 +51,7 @@ class Holder:
     def __init__(self, agent: AgentHandle, credential: Credential) -> None:
         self.agent = agent
         self.credential = credential
-        self.client = TokenClient(agent.tenant.token_url, credential)
+        self.client = TokenClient(agent.tenant.token_url, credential, dpop=agent.dpop)
         self.token: str | None = None
         self.offered: Credential | None = None
 
@@ -62,7 +62,7 @@ class Holder:
         if self.offered is not None:
             await self.client.aclose()
             self.credential, self.offered = self.offered, None
-            self.client = TokenClient(self.agent.tenant.token_url, self.credential)
+            self.client = TokenClient(self.agent.tenant.token_url, self.credential, dpop=self.agent.dpop)
         self.token = (await self.client.fetch()).access_token
 
 
@@ -90,7 +90,13 @@ async def rotate_under_load(context: RunContext, args: RotateUnderLoad) -> Evide
                 if holder.token is None or calls % args.refresh_every == 0:
                     await holder.refresh()
                 outcome = await asyncio.to_thread(
-                    context.mcp.call_tool, url, agent.client_id or agent.name, holder.token, args.tool, arguments
+                    context.mcp.call_tool,
+                    url,
+                    agent.client_id or agent.name,
+                    holder.token,
+                    args.tool,
+                    arguments,
+                    agent.dpop,
                 )
                 ok, status = outcome.outcome == "allowed", outcome.outcome
             except TokenRefused as refused:
@@ -156,7 +162,7 @@ async def rotate_under_load(context: RunContext, args: RotateUnderLoad) -> Evide
         raise StepFailed("zero failed calls during the rotation", f"{len(failures)} failed", evidence)
     if args.end_grace:
         try:
-            async with TokenClient(agent.tenant.token_url, old) as client:
+            async with TokenClient(agent.tenant.token_url, old, dpop=agent.dpop) as client:
                 await client.fetch()
         except TokenRefused as refused:
             evidence["old_credential_after_grace"] = f"refused ({refused.error})"

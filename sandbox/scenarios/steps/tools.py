@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -37,6 +37,11 @@ class GetToken(StepArgs):
     )
     expect: Literal["issued", "refused"] = "issued"
     scopes: list[str] | None = Field(default=None, description="The exact tool scopes the token must carry.")
+    binding: Literal["bearer", "dpop"] | None = Field(
+        default=None,
+        description="How the token must be bound: dpop, to the agent's own DPoP key (cnf.jkt, token type DPoP); "
+        "bearer, to nothing.",
+    )
 
 
 @step("get_token", GetToken, shorthand="agent")
@@ -48,14 +53,35 @@ async def get_token(context: RunContext, args: GetToken) -> Evidence:
     except TokenRefused as refused:
         return refusal(refused, args.expect, "a token")
     claims = token.claims()
-    evidence = {k: claims.get(k) for k in ("iss", "azp", "aud", "scope", "sub", "exp", "iat")}
+    evidence = {k: claims.get(k) for k in ("iss", "azp", "aud", "scope", "sub", "exp", "iat", "cnf")}
+    evidence["token_type"] = token.token_type
     if args.expect == "refused":
         raise StepFailed(f"the {args.credential} credential to be refused", "a token was issued", evidence)
+    if args.binding is not None:
+        check_binding(agent, token, args.binding, evidence)
     if args.scopes is not None:
         tool_scopes = {s for s in token.scopes if s.startswith("mcp:tool:")}
         if tool_scopes != set(args.scopes):
             raise StepFailed(f"scopes {sorted(args.scopes)}", f"{sorted(tool_scopes)}", evidence)
     return evidence
+
+
+def check_binding(agent: AgentHandle, token: Token, binding: str, evidence: Evidence) -> None:
+    """The token is bound as expected: to the agent's own DPoP key, or to nothing."""
+    cnf = token.claims().get("cnf")
+    if binding == "bearer":
+        if cnf is not None or token.token_type.lower() != "bearer":
+            raise StepFailed("an unbound bearer token", f"a {token.token_type} token with cnf {cnf}", evidence)
+        return
+    if agent.dpop is None:
+        raise StepFailed(f"agent {agent.name!r} to hold a DPoP key", "it has binding bearer", evidence)
+    jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+    if jkt != agent.dpop.thumbprint or token.token_type.lower() != "dpop":
+        raise StepFailed(
+            f"a DPoP token bound to the agent's key (cnf.jkt {agent.dpop.thumbprint})",
+            f"a {token.token_type} token with cnf {cnf}",
+            evidence,
+        )
 
 
 # tool calls ---------------------------------------------------------------------------------------------------
@@ -101,7 +127,13 @@ async def a_service(context: RunContext, agent: AgentHandle) -> str:
         token = await agent.current_token()
         url = next(iter(context.servers(None).values()))
         outcome = await asyncio.to_thread(
-            context.mcp.call_tool, url, agent.client_id or agent.name, token.access_token, "deploy.status", {}
+            context.mcp.call_tool,
+            url,
+            agent.client_id or agent.name,
+            token.access_token,
+            "deploy.status",
+            {},
+            agent.dpop,
         )
         deployments = (outcome.result or {}).get("deployments") if outcome.outcome == "allowed" else None
         if not deployments:
@@ -125,7 +157,13 @@ async def call_tool(context: RunContext, args: CallTool) -> Evidence:
     evidence: Evidence = {"arguments": arguments}
     for name, url in context.servers(args.server).items():
         outcome = await asyncio.to_thread(
-            context.mcp.call_tool, url, agent.client_id or agent.name, token.access_token, args.tool, arguments
+            context.mcp.call_tool,
+            url,
+            agent.client_id or agent.name,
+            token.access_token,
+            args.tool,
+            arguments,
+            agent.dpop,
         )
         evidence[name] = outcome.evidence()
         if outcome.outcome != args.expect:
@@ -142,6 +180,51 @@ def describe(outcome: CallOutcome) -> str:
     if outcome.outcome in ("allowed", "tool_error"):
         return outcome.outcome
     return f"{outcome.status}" + (f" ({outcome.challenge})" if outcome.challenge else "")
+
+
+class ReplayToken(StepArgs):
+    references: ClassVar[dict[str, str]] = {**StepArgs.references, "caller": "agents"}
+
+    agent: str = Field(description="The agent whose latest token is taken.")
+    caller: str | None = Field(
+        default=None,
+        description="The agent of the scenario that replays it, with a DPoP proof made with its own key (it must "
+        "have binding dpop); default: a caller with no key, sending the token as a bearer token.",
+    )
+    tool: str = "analytics.query"
+    arguments: dict[str, Any] | None = Field(default=None, description="Generated from the seed when omitted.")
+    expect: Expectation = "401"
+    error: str | None = Field(
+        default=None, description="The error the 401's challenge must name, e.g. invalid_token, invalid_dpop_proof."
+    )
+    server: str | None = Field(default=None, description="A revocation mode or a scenario server; default: all.")
+
+
+@step("replay_token", ReplayToken)
+async def replay_token(context: RunContext, args: ReplayToken) -> Evidence:
+    """Another caller takes the agent's token and calls a tool with it: a bearer token works for anyone, a
+    sender-constrained one only for the holder of its key."""
+    agent = context.agents[args.agent]
+    agent.require_provisioned()
+    key = None
+    if args.caller is not None:
+        key = context.agents[args.caller].dpop
+        if key is None:
+            raise StepFailed(f"caller {args.caller!r} to hold a DPoP key (binding dpop)", "it holds none")
+    arguments = await arguments_for(context, agent, args.tool, args.arguments)
+    token = await agent.current_token()
+    principal = f"replay of {agent.client_id or agent.name} by {args.caller or 'a caller without its key'}"
+    evidence: Evidence = {"presented_as": "DPoP, the caller's own proof" if key else "Bearer, no proof"}
+    for name, url in context.servers(args.server).items():
+        outcome = await asyncio.to_thread(
+            context.mcp.call_tool, url, principal, token.access_token, args.tool, arguments, key
+        )
+        evidence[name] = outcome.evidence()
+        if outcome.outcome != args.expect:
+            raise StepFailed(f"{args.expect} from {name}", describe(outcome), evidence)
+        if args.error is not None and f'error="{args.error}"' not in (outcome.challenge or ""):
+            raise StepFailed(f'a challenge with error="{args.error}" from {name}', describe(outcome), evidence)
+    return evidence
 
 
 class ListTools(StepArgs):
@@ -161,7 +244,7 @@ async def list_tools(context: RunContext, args: ListTools) -> Evidence:
     evidence: Evidence = {}
     for name, url in context.servers(args.server).items():
         outcome, names = await asyncio.to_thread(
-            context.mcp.list_tools, url, agent.client_id or agent.name, token.access_token
+            context.mcp.list_tools, url, agent.client_id or agent.name, token.access_token, agent.dpop
         )
         evidence[name] = sorted(names)
         if outcome.outcome != "allowed" or names != set(args.expect):
@@ -216,6 +299,7 @@ async def expect_401_within(context: RunContext, args: Expect401Within) -> Evide
                 agent.token.access_token,
                 args.tool,
                 arguments,
+                agent.dpop,
             )
             elapsed = time.monotonic() - agent.revoked_at  # type: ignore[operator]
             if outcome.status == 401:
