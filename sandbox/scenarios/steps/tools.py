@@ -37,6 +37,7 @@ class GetToken(StepArgs):
     )
     expect: Literal["issued", "refused"] = "issued"
     scopes: list[str] | None = Field(default=None, description="The exact tool scopes the token must carry.")
+    lifetime: int | None = Field(default=None, gt=0, description="The token's exp - iat must be this many seconds.")
 
 
 @step("get_token", GetToken, shorthand="agent")
@@ -55,6 +56,11 @@ async def get_token(context: RunContext, args: GetToken) -> Evidence:
         tool_scopes = {s for s in token.scopes if s.startswith("mcp:tool:")}
         if tool_scopes != set(args.scopes):
             raise StepFailed(f"scopes {sorted(args.scopes)}", f"{sorted(tool_scopes)}", evidence)
+    if args.lifetime is not None:
+        lived = int(claims["exp"]) - int(claims["iat"])
+        evidence["lifetime_s"] = lived
+        if lived != args.lifetime:
+            raise StepFailed(f"exp - iat = {args.lifetime}s", f"{lived}s", evidence)
     return evidence
 
 
