@@ -456,13 +456,18 @@ def pickup(
     ],
 ) -> None:
     """Take the new secret of the broker's automatic rotation with the old one (in its grace); write it to the file."""
-    if not secret_file.is_file():
-        fail(SandboxError(f"no secret file at {secret_file}", "give the file that holds the agent's current secret"))
+    fix = "give the file that holds the agent's current secret (text, one line)"
+    try:
+        current = secret_file.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(SandboxError(f"cannot read the secret file {secret_file} ({type(exc).__name__})", fix))
+    if not current:
+        fail(SandboxError(f"the secret file {secret_file} is empty", fix))
     settings = _settings()
 
     async def run() -> str | None:
         async with httpx.AsyncClient(timeout=30) as http:
-            return await pick_up_secret(http, settings.broker_url, client_id, secret_file.read_text().strip())
+            return await pick_up_secret(http, settings.broker_url, client_id, current)
 
     try:
         new = asyncio.run(run())

@@ -84,7 +84,7 @@ async def age_under_load(context: RunContext, args: AgeUnderLoad) -> Evidence:
     if not isinstance(old, ClientSecretCredential):
         raise StepFailed("a client_secret agent (the broker rotates secrets itself)", type(old).__name__)
     secret_file = Path(context.values["workdir"]) / f"{args.agent}.secret"
-    write_secret_file(secret_file, old.client_secret)
+    write_secret_file(secret_file, old.secret)
     url = next(iter(context.servers(args.server).values()))
     arguments = await arguments_for(context, agent, args.tool, None)
     series = LoadSeries(f"{args.agent}: {args.workers} workers calling {args.tool} while its credential ages")
@@ -137,9 +137,9 @@ async def age_under_load(context: RunContext, args: AgeUnderLoad) -> Evidence:
             body={"advance": {"days": args.days, "hours": 0}, "reason": "scenario: credential age"},
         )
         series.marks[f"clock +{args.days:g} days"] = time.monotonic() - began
-        await until(lambda: secret_file.read_text() != old.client_secret, "the new secret in the agent's file")
+        await until(lambda: secret_file.read_text() != old.secret, "the new secret in the agent's file")
         series.marks["new secret picked up"] = time.monotonic() - began
-        await until(lambda: all(w.secret != old.client_secret for w in workers), "every worker on the new secret")
+        await until(lambda: all(w.secret != old.secret for w in workers), "every worker on the new secret")
         series.marks["all workers on the new secret"] = time.monotonic() - began
         return {"clock": moved["now"]}
 
