@@ -14,7 +14,7 @@ from sandbox.agent.pickup import PickupFailed, pick_up_secret, write_secret_file
 from sandbox.agent.tokens import ClientSecretCredential, TokenClient, TokenEndpointUnavailable, TokenRefused
 from sandbox.scenarios.calls import TransportFailed
 from sandbox.scenarios.context import AgentHandle, RunContext
-from sandbox.scenarios.library import StepFailed, step
+from sandbox.scenarios.library import StepFailed, require, step
 from sandbox.scenarios.results import LoadSample, LoadSeries
 from sandbox.scenarios.steps.agents import agent_path, record
 from sandbox.scenarios.steps.base import StepArgs
@@ -79,6 +79,7 @@ class SecretFileWorker:
 async def age_under_load(context: RunContext, args: AgeUnderLoad) -> Evidence:
     """Workers keep calling with the secret from a file while the tenant clock moves past the credential's maximum
     age: the broker rotates it, the workers pick the new secret up through the file, and not one call fails."""
+    require(context, "dual_secret_rotation")  # the broker rotates with a grace the IdP must keep
     agent = context.agents[args.agent]
     old = agent.require_credential()
     if not isinstance(old, ClientSecretCredential):
