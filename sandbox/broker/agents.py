@@ -158,7 +158,7 @@ class AgentOperations(ServiceBase):
                 status="provisioning",
                 scopes=role.scopes(request.environment),
                 audiences=servers,
-                token_lifetime=request.token_lifetime or role.max_token_lifetime,
+                token_lifetime=request.token_lifetime or role.token_lifetime(request.environment),
                 attributes=dict(request.metadata),
                 source=request.source,
                 requested_by=principal.subject,

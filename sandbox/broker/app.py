@@ -6,12 +6,14 @@ Run it with ``mcp-sandbox broker serve``; the stack starts it as the ``broker`` 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
+from urllib.parse import unquote_plus
 
 import httpx
 from fastapi import Depends, FastAPI, Header, Request
@@ -158,6 +160,16 @@ def _service(request: Request) -> BrokerService:
     return request.app.state.service  # type: ignore[no-any-return]
 
 
+def _basic(authorization: str | None) -> tuple[str, str]:
+    """An agent's client id and secret from HTTP Basic (RFC 6749 2.3.1: each form-urlencoded)."""
+    if authorization and authorization.lower().startswith("basic "):
+        with contextlib.suppress(ValueError, UnicodeDecodeError):
+            client_id, _, secret = base64.b64decode(authorization[6:].strip(), validate=True).decode().partition(":")
+            if client_id and secret:
+                return unquote_plus(client_id), unquote_plus(secret)
+    raise AuthError(401, "invalid_client", "send the agent's client id and current secret as HTTP Basic")
+
+
 Caller = Annotated[Principal, Depends(_principal)]
 Service = Annotated[BrokerService, Depends(_service)]
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -233,6 +245,7 @@ def _add_routes(app: FastAPI) -> None:
     ) -> schemas.ClockOut:
         """Move the tenant's clock forward (sandbox only: SANDBOX_BROKER_MOVABLE_CLOCK; other tenants keep theirs)."""
         moved = service.advance_clock(caller, tenant, body.advance.delta(), body.reason)
+        await service.credential_age.sweep(tenant)  # credentials the move made old are flagged and rotated now
         return schemas.ClockOut.model_validate(moved)
 
     @app.get("/resource-servers", tags=["resource servers"], responses=ERRORS)
@@ -363,8 +376,33 @@ def _add_routes(app: FastAPI) -> None:
 
     @app.get("/tenants/{tenant}/agents/{agent_id}/monitoring", tags=["monitoring"], responses=ERRORS)
     async def monitoring(tenant: str, agent_id: str, caller: Caller, service: Service) -> dict[str, Any]:
-        """Failed token requests, denied tool calls and unused scopes of one agent."""
-        return await service.monitoring(caller, tenant, agent_id)
+        """Failed token requests, denied tool calls, unused scopes and the credential's age of one agent."""
+        report = await service.monitoring(caller, tenant, agent_id)
+        report["credential_age"] = service.credential_age.report_of(agent_id)
+        return report
+
+    # Lifecycle policy: access reviews by risk tier, and the credential of an automatic rotation.
+    @app.get("/tenants/{tenant}/agents/{agent_id}/access-review", tags=["reviews"], responses=ERRORS)
+    async def access_review(tenant: str, agent_id: str, caller: Caller, service: Service) -> schemas.AccessReviewOut:
+        """The agent's access review: whether it is due, and the scopes it did not use in its tier's interval."""
+        return schemas.AccessReviewOut.model_validate(service.access_reviews.recommendation(caller, tenant, agent_id))
+
+    @app.post("/tenants/{tenant}/agents/{agent_id}/access-review", tags=["reviews"], responses=ERRORS)
+    async def accept_access_review(
+        tenant: str, agent_id: str, body: schemas.AccessReviewIn, caller: Caller, service: Service
+    ) -> schemas.AgentOut:
+        """Accept the review: remove the recommended scopes (or those named of them); the next token lacks them."""
+        accepted = await service.access_reviews.accept(caller, tenant, agent_id, body.remove_scopes, body.reason)
+        return schemas.AgentOut.model_validate(accepted)
+
+    @app.post("/agent-credential", tags=["agents"], responses=ERRORS)
+    async def pick_up_credential(
+        service: Service, authorization: Annotated[str | None, Header()] = None
+    ) -> schemas.CredentialPickupOut:
+        """An agent takes the new secret of the broker's automatic rotation, authenticating with its old one
+        (HTTP Basic: client id and old secret), while the grace lasts."""
+        client_id, secret = _basic(authorization)
+        return schemas.CredentialPickupOut.model_validate(await service.credential_age.pick_up(client_id, secret))
 
     @app.get("/tenants/{tenant}/monitoring", tags=["monitoring"], responses=ERRORS)
     async def tenant_monitoring(tenant: str, caller: Caller, service: Service) -> list[dict[str, Any]]:

@@ -14,11 +14,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 from rich.console import Console
 
 from sandbox.admin.apply import apply_agents_file
 from sandbox.admin.client import BrokerClient
+from sandbox.agent.pickup import PickupFailed, pick_up_secret, write_secret_file
 from sandbox.broker import audit, tables
 from sandbox.broker.agent_cli import token as agent_token
 from sandbox.broker.configs import HOST_FILES, HOST_FORMATS, host_config
@@ -413,8 +415,9 @@ def scan_dormancy(tenant: TenantOption, token: Token = None) -> None:
 
 @agents_app.command("review-queue")
 def review_queue(tenant: TenantOption, token: Token = None, output: OutputOption = None) -> None:
-    """Dormant agents waiting for a decision (agents review … --decision keep|revoke)."""
-    emit(_call(token, lambda c: c.get(f"/tenants/{tenant}/review-queue")), output, tables.AGENTS)
+    """Dormant agents (agents review … --decision keep|revoke) and agents due for an access review by risk tier
+    (agents access-review …)."""
+    emit(_call(token, lambda c: c.get(f"/tenants/{tenant}/review-queue")), output, tables.REVIEW_QUEUE)
 
 
 @agents_app.command("review")
@@ -428,6 +431,59 @@ def review(
     """Decide on a dormant agent: keep it (enabled again) or revoke it."""
     body = {"decision": decision, "reason": reason}
     _emit(_call(token, lambda c: c.post(f"/tenants/{tenant}/agents/{agent_id}/review", body)))
+
+
+# Lifecycle policy: access reviews by risk tier, and the agent's side of an automatic rotation.
+@agents_app.command("access-review")
+def access_review(
+    tenant: TenantOption,
+    agent_id: str,
+    accept: Annotated[bool, typer.Option("--accept", help="Accept: remove the recommended scopes.")] = False,
+    remove_scope: Annotated[
+        list[str] | None, typer.Option("--remove-scope", help="Accept removing only this recommended scope (repeat).")
+    ] = None,
+    reason: Reason = "",
+    token: Token = None,
+) -> None:
+    """An agent's access review: the scopes it did not use in its risk tier's interval; --accept removes them."""
+    path = f"/tenants/{tenant}/agents/{agent_id}/access-review"
+    if not accept and not remove_scope:
+        _emit(_call(token, lambda c: c.get(path)))
+        return
+    body = {"remove_scopes": remove_scope or None, "reason": reason}
+    _emit(_call(token, lambda c: c.post(path, body)))
+
+
+@agents_app.command("pickup")
+def pickup(
+    client_id: Annotated[str, typer.Option("--client-id", help="The agent's client id.")],
+    secret_file: Annotated[
+        Path, typer.Option("--secret-file", help="The file holding the agent's secret; rewritten with the new one.")
+    ],
+) -> None:
+    """Take the new secret of the broker's automatic rotation with the old one (in its grace); write it to the file."""
+    fix = "give the file that holds the agent's current secret (text, one line)"
+    try:
+        current = secret_file.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(SandboxError(f"cannot read the secret file {secret_file} ({type(exc).__name__})", fix))
+    if not current:
+        fail(SandboxError(f"the secret file {secret_file} is empty", fix))
+    settings = _settings()
+
+    async def run() -> str | None:
+        async with httpx.AsyncClient(timeout=30) as http:
+            return await pick_up_secret(http, settings.broker_url, client_id, current)
+
+    try:
+        new = asyncio.run(run())
+    except PickupFailed as error:
+        fail(SandboxError(str(error), "check that the broker runs (mcp-sandbox status) and retry"))
+    if new is None:
+        _emit({"client_id": client_id, "picked_up": False, "detail": "no new secret awaits this client"})
+        return
+    write_secret_file(secret_file, new)
+    _emit({"client_id": client_id, "picked_up": True, "secret_file": str(secret_file)})
 
 
 @agents_app.command("monitor")

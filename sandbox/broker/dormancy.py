@@ -89,9 +89,6 @@ class DormancyOperations(ServiceBase):
             )
             return agent.as_public(), None
 
-    def review_queue(self, principal: Principal, tenant: str) -> list[dict[str, Any]]:
-        return self.list_agents(principal, tenant, status="dormant")
-
     async def review(
         self, principal: Principal, tenant: str, agent_id: str, decision: str, reason: str = ""
     ) -> dict[str, Any]:

@@ -12,6 +12,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sandbox.broker.lifecycle_policy import (
+    CredentialAgePolicy,
+    EnvironmentPolicy,
+    RiskTier,
+    RoleLifecycle,
+    RotateMode,
+)
 from sandbox.toolmap import ToolMap
 from sandbox.yamlfile import FileError, load_yaml
 
@@ -28,6 +35,8 @@ class Defaults(_Strict):
     credential_types: list[CredentialType] = Field(default_factory=lambda: list(CREDENTIAL_TYPES), min_length=1)
     approval_required: bool | list[str] = False
     dormancy_days: int = Field(30, gt=0)
+    # Lifecycle (see sandbox.broker.lifecycle_policy).
+    risk_tier: str | None = None
 
 
 class RoleSpec(_Strict):
@@ -37,12 +46,20 @@ class RoleSpec(_Strict):
     credential_types: list[CredentialType] | None = Field(None, min_length=1)
     approval_required: bool | list[str] | None = None
     dormancy_days: int | None = Field(None, gt=0)
+    # Lifecycle (see sandbox.broker.lifecycle_policy): each overrides the tier's or credential_age's.
+    risk_tier: str | None = None
+    max_credential_age_days: int | None = Field(None, gt=0, le=3650)
+    rotate: RotateMode | None = None
 
 
 class PolicyFile(_Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     mfa_environments: list[str] = Field(default_factory=lambda: ["production"])
     roles: dict[str, RoleSpec] = Field(min_length=1)
+    # Lifecycle (see sandbox.broker.lifecycle_policy).
+    environments: dict[str, EnvironmentPolicy] = Field(default_factory=dict)
+    risk_tiers: dict[str, RiskTier] = Field(default_factory=dict)
+    credential_age: CredentialAgePolicy = Field(default_factory=CredentialAgePolicy)
 
 
 @dataclass(frozen=True)
@@ -54,9 +71,15 @@ class Role:
     credential_types: tuple[str, ...]
     approval_environments: tuple[str, ...]
     dormancy_days: int
+    token_lifetimes: dict[str, int]  # per environment: the role's maximum, or less if the environment says so
+    lifecycle: RoleLifecycle
 
     def scopes(self, environment: str) -> list[str]:
         return list(self.scopes_by_environment[environment])
+
+    def token_lifetime(self, environment: str) -> int:
+        """Seconds an agent's tokens live in ``environment`` (the most it may ask for, too)."""
+        return self.token_lifetimes.get(environment, self.max_token_lifetime)
 
     def needs_approval(self, environment: str) -> bool:
         return environment in self.approval_environments
@@ -91,8 +114,20 @@ class Policy:
                     f"unknown environment {environment!r}",
                     f"use one of {sorted(environments)} (environments in the tool map)",
                 )
+        for environment in spec.environments:
+            if environment not in environments:
+                raise document.error(
+                    ("environments", environment),
+                    f"unknown environment {environment!r}",
+                    f"use one of {sorted(environments)} (environments in the tool map)",
+                )
+        tiers = spec.risk_tiers
+        if spec.defaults.risk_tier is not None and spec.defaults.risk_tier not in tiers:
+            raise document.error(("defaults", "risk_tier"), *_unknown_tier(spec.defaults.risk_tier, tiers))
         roles = {}
         for name, role in spec.roles.items():
+            if role.risk_tier is not None and role.risk_tier not in tiers:
+                raise document.error(("roles", name, "risk_tier"), *_unknown_tier(role.risk_tier, tiers))
             for environment, scopes in role.environments.items():
                 if environment not in environments:
                     raise document.error(
@@ -124,6 +159,8 @@ class Policy:
                 credential_types=tuple(role.credential_types or spec.defaults.credential_types),
                 approval_environments=tuple(role.environments) if approval is True else tuple(approval or ()),
                 dormancy_days=role.dormancy_days or spec.defaults.dormancy_days,
+                token_lifetimes=_token_lifetimes(role, spec),
+                lifecycle=_lifecycle(role, spec),
             )
         return cls(path, roles, tuple(spec.mfa_environments), spec.defaults.dormancy_days)
 
@@ -150,12 +187,11 @@ class Policy:
                     f"role {role!r} allows {', '.join(found.credential_types)}, not {credential_type!r}",
                 )
             )
-        if token_lifetime is not None and token_lifetime > found.max_token_lifetime:
+        limit = found.token_lifetime(environment)
+        if token_lifetime is not None and token_lifetime > limit:
+            where = f" in {environment}" if limit < found.max_token_lifetime else ""
             problems.append(
-                Violation(
-                    "token_lifetime",
-                    f"{token_lifetime}s exceeds role {role!r}'s maximum of {found.max_token_lifetime}s",
-                )
+                Violation("token_lifetime", f"{token_lifetime}s exceeds role {role!r}'s maximum{where} of {limit}s")
             )
         return problems
 
@@ -174,10 +210,49 @@ class Policy:
                     "credential_types": list(role.credential_types),
                     "approval_required": list(role.approval_environments),
                     "dormancy_days": role.dormancy_days,
+                    "token_lifetimes": dict(role.token_lifetimes),
+                    "risk_tier": role.lifecycle.risk_tier,
+                    "review_interval_days": role.lifecycle.review_interval_days,
+                    "max_credential_age_days": role.lifecycle.max_credential_age_days,
+                    "rotate": role.lifecycle.rotate,
                 }
                 for name, role in self.roles.items()
             },
         }
+
+
+# Lifecycle (see sandbox.broker.lifecycle_policy).
+
+
+def _unknown_tier(tier: str, tiers: dict[str, RiskTier]) -> tuple[str, str]:
+    known = sorted(tiers)
+    return (
+        f"unknown risk tier {tier!r}",
+        f"use one of {known} (risk_tiers)" if known else "declare it under risk_tiers (review_interval_days: …)",
+    )
+
+
+def _token_lifetimes(role: RoleSpec, spec: PolicyFile) -> dict[str, int]:
+    maximum = role.max_token_lifetime or spec.defaults.max_token_lifetime
+    return {
+        environment: min(maximum, spec.environments[environment].token_lifetime)
+        if environment in spec.environments
+        else maximum
+        for environment in role.environments
+    }
+
+
+def _lifecycle(role: RoleSpec, spec: PolicyFile) -> RoleLifecycle:
+    tier_name = role.risk_tier or spec.defaults.risk_tier
+    tier = spec.risk_tiers[tier_name] if tier_name else None
+    return RoleLifecycle(
+        risk_tier=tier_name,
+        review_interval_days=tier.review_interval_days if tier else None,
+        max_credential_age_days=role.max_credential_age_days or (tier.max_credential_age_days if tier else None),
+        warn_days=spec.credential_age.warn_days,
+        rotate=role.rotate or spec.credential_age.rotate,
+        grace_seconds=spec.credential_age.grace_seconds,
+    )
 
 
 __all__ = ["CREDENTIAL_TYPES", "FileError", "Policy", "Role", "Violation"]

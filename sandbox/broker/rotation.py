@@ -53,7 +53,7 @@ class RotationOperations(ServiceBase):
 
     async def rotate(
         self,
-        principal: Principal,
+        principal: Principal | None,
         tenant: str,
         agent_id: str,
         grace_seconds: int,
@@ -61,13 +61,15 @@ class RotationOperations(ServiceBase):
         reason: str = "",
     ) -> dict[str, Any]:
         """A new credential; the old one works until the grace ends. One operation on an agent at a time, so a
-        revocation that starts meanwhile waits and then revokes the rotated agent (never the reverse)."""
+        revocation that starts meanwhile waits and then revokes the rotated agent (never the reverse).
+
+        ``principal`` None: the broker itself rotates (credential age policy; a client secret only)."""
         async with self._agent_lock(agent_id):
             return await self._rotate(principal, tenant, agent_id, grace_seconds, jwk, reason)
 
     async def _rotate(
         self,
-        principal: Principal,
+        principal: Principal | None,
         tenant: str,
         agent_id: str,
         grace_seconds: int,
@@ -77,8 +79,7 @@ class RotationOperations(ServiceBase):
         if not 0 <= grace_seconds <= MAX_GRACE:
             raise BadRequest(f"grace of {grace_seconds}s is out of range", f"give 0 to {MAX_GRACE} seconds")
         with self._session() as session:
-            self._tenant(session, principal, tenant)
-            agent = self._agent(session, principal, agent_id, tenant)
+            agent = self._agent_as(session, principal, agent_id, tenant)
             if agent.status == "rotating":
                 raise Conflict(
                     f"agent {agent.name!r} is in a rotation grace until {agent.grace_ends_at}",
@@ -86,7 +87,7 @@ class RotationOperations(ServiceBase):
                 )
             if agent.status not in ("active", "pending_approval"):
                 raise Conflict(f"agent {agent.name!r} is {agent.status}", "only active agents rotate")
-            if self.policy.needs_mfa(agent.environment):
+            if principal is not None and self.policy.needs_mfa(agent.environment):
                 self._require_mfa(principal, f"rotating an agent in {agent.environment}")
             dependencies = self._dependencies(session, agent)
             current = session.scalars(
@@ -118,7 +119,7 @@ class RotationOperations(ServiceBase):
         grace_ends = now + timedelta(seconds=grace_seconds) if grace_seconds > 0 else None
         fingerprint = key_fingerprint(new_jwk) if new_jwk else secret_fingerprint(secret or "")
         with self._session() as session:
-            stored = self._agent(session, principal, agent_id, tenant)
+            stored = self._agent_as(session, principal, agent_id, tenant)
             for credential in session.scalars(select(Credential).where(Credential.agent_id == agent_id)):
                 if credential.state == "current" and grace_ends:
                     credential.state, credential.not_after = "previous", grace_ends
@@ -142,7 +143,7 @@ class RotationOperations(ServiceBase):
                 session,
                 tenant=tenant,
                 agent_id=agent_id,
-                actor=principal.actor,
+                actor=principal.actor if principal else SYSTEM,
                 action="agent.rotated",
                 at=now,
                 before={"status": before_status},
@@ -167,6 +168,16 @@ class RotationOperations(ServiceBase):
                 "issuer": self.settings.issuer(tenant),
             },
         }
+
+    def _agent_as(self, session: Session, principal: Principal | None, agent_id: str, tenant: str) -> Agent:
+        """The agent as ``principal`` may see it; for the broker's own acts (None), the agent of that tenant."""
+        if principal is not None:
+            self._tenant(session, principal, tenant)
+            return self._agent(session, principal, agent_id, tenant)
+        agent = session.get(Agent, agent_id)
+        if agent is None or agent.tenant != tenant:
+            raise Conflict(f"agent {agent_id} is gone", "nothing to rotate")
+        return agent
 
     async def _new_secret(self, tenant: str, keycloak_id: str, grace_seconds: int, recorded: str | None) -> str:
         """Keycloak's next secret. If Keycloak's current secret is not the one recorded, a rotation was interrupted

@@ -113,6 +113,12 @@ class ProvisionIn(_Body):
         )
 
 
+class ReviewDueOut(BaseModel):
+    reason: Literal["dormant", "access_review"]
+    risk_tier: str | None
+    due_at: str | None
+
+
 class AgentOut(BaseModel):
     id: str
     tenant: str
@@ -141,6 +147,7 @@ class AgentOut(BaseModel):
         description="Delegated agents: the scope a user asks for when logging in with sandbox-user-login to let "
         "this agent act for them (it puts the agent in the user token's aud).",
     )
+    review: ReviewDueOut | None = Field(None, description="In the review queue: why the agent is there.")
 
 
 class CredentialOut(BaseModel):
@@ -216,6 +223,33 @@ class Revoked(BaseModel):
 class ReviewIn(_Body):
     decision: ReviewDecision
     reason: str = ""
+
+
+# Lifecycle policy: access reviews and credential pickup (sandbox.broker.lifecycle).
+
+
+class AccessReviewOut(BaseModel):
+    agent_id: str
+    risk_tier: str | None
+    due: bool
+    due_at: str | None
+    window_days: int
+    scopes: list[str]
+    unused_scopes: list[str] = Field(description="Scopes no allowed tool call needed in the window.")
+    recommended: dict[str, list[str]] = Field(description="The change the review recommends: remove_scopes.")
+
+
+class AccessReviewIn(_Body):
+    remove_scopes: list[str] | None = Field(
+        None, description="Recommended scopes to remove; omitted: every recommended one; []: keep all."
+    )
+    reason: str = ""
+
+
+class CredentialPickupOut(BaseModel):
+    client_id: str
+    client_secret: str = Field(description="The agent's new secret from the broker's automatic rotation.")
+    grace_ends_at: str | None
 
 
 class DormancyScan(BaseModel):

@@ -20,14 +20,17 @@ span Keycloak and the database are ordered so a failure halfway leaves no half-m
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from sqlalchemy import select
 
 from sandbox.broker.agents import AgentOperations, ProvisionRequest
+from sandbox.broker.auth import Principal
 from sandbox.broker.base import IDP_FAILURES, SYSTEM, ServiceBase
 from sandbox.broker.delegation import DelegationOperations
 from sandbox.broker.dormancy import DormancyOperations
 from sandbox.broker.errors import BrokerError
+from sandbox.broker.lifecycle import AccessReviews, CredentialAgeKeeper
 from sandbox.broker.reporting import ReportingOperations
 from sandbox.broker.revocation import RevocationOperations
 from sandbox.broker.rotation import RotationOperations
@@ -53,10 +56,21 @@ class BrokerService(
 ):
     """Every operation of the broker; each part lives in its own module (tenants, agents, rotation, ...)."""
 
+    def __init__(self, **collaborators: Any) -> None:
+        super().__init__(**collaborators)
+        # Lifecycle policy (sandbox.broker.lifecycle), composed rather than mixed in.
+        self.credential_age = CredentialAgeKeeper(self, self.rotate)
+        self.access_reviews = AccessReviews(self)
+
+    def review_queue(self, principal: Principal, tenant: str) -> list[dict[str, Any]]:
+        """Dormant agents and agents whose risk tier's access review is due."""
+        return self.access_reviews.queue(principal, tenant)
+
     # Background work: graces that ran out, revocations and clean-ups Keycloak interrupted.
     async def housekeeping(self) -> dict[str, int]:
         done = {"graces_ended": 0, "revocations_resumed": 0, "cleanups": 0}
         done["provisions_undone"] = await self.recover_interrupted_provisions()
+        done.update(await self.credential_age.sweep())
         with self._session() as session:
             expired = [
                 (a.tenant, a.id)

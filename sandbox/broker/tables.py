@@ -19,6 +19,16 @@ AGENTS = [
     Column("created", "created_at"),
 ]
 
+REVIEW_QUEUE = [
+    Column("id", "id"),
+    Column("name", "name"),
+    Column("role", "role"),
+    Column("status", "status"),
+    Column("why", lambda row: (row.get("review") or {}).get("reason") or "-"),
+    Column("risk tier", lambda row: (row.get("review") or {}).get("risk_tier") or "-"),
+    Column("due", lambda row: (row.get("review") or {}).get("due_at") or "-"),
+]
+
 SERVERS = [Column("url (audience)", "url"), Column("revocation events", lambda row: row.get("events_url") or "-")]
 
 AUDIT = [
@@ -41,6 +51,8 @@ ROLES = [
     Column("max token s", "max_token_lifetime"),
     Column("approval in", "approval_required"),
     Column("dormant after days", "dormancy_days"),
+    Column("risk tier", lambda row: row.get("risk_tier") or "-"),
+    Column("max credential age days", lambda row: row.get("max_credential_age_days") or "-"),
 ]
 
 

@@ -64,7 +64,12 @@ class FakeIdentityProvider:
     # Agents.
     async def create_agent_client(self, realm: str, spec: AgentClientSpec) -> AgentClient:
         await self._call("create_agent_client")
-        self.clients[spec.client_id] = {"enabled": spec.enabled, "scopes": spec.scopes, "binding": spec.binding}
+        self.clients[spec.client_id] = {
+            "enabled": spec.enabled,
+            "scopes": spec.scopes,
+            "binding": spec.binding,
+            "lifetime": spec.token_lifetime,
+        }
         await self._call("after_create")
         return AgentClient(spec.client_id, spec.client_id, f"sa-{spec.client_id}", "generated-secret")
 

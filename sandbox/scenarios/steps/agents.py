@@ -279,7 +279,11 @@ async def dormancy_scan(context: RunContext, args: DormancyScan) -> Evidence:
     by_id = {agent.id: name for name, agent in context.agents.items() if agent.id}
     dormant = sorted(by_id.get(entry["id"], entry["name"]) for entry in answer["dormant"])
     queue = await context.broker("GET", f"/tenants/{tenant.name}/review-queue", by=by)
-    queued = sorted(by_id.get(entry["id"], entry["name"]) for entry in queue)
+    queued = sorted(
+        by_id.get(entry["id"], entry["name"])
+        for entry in queue
+        if (entry.get("review") or {}).get("reason") == "dormant"
+    )
     evidence = {"dormant": dormant, "review_queue": queued, "as_of": answer["as_of"], "errors": answer["errors"]}
     if dormant != sorted(args.expect_dormant) or queued != sorted(args.expect_dormant):
         raise StepFailed(f"dormant and queued: {sorted(args.expect_dormant)}", f"{dormant} / queued {queued}", evidence)

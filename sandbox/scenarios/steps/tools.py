@@ -42,6 +42,7 @@ class GetToken(StepArgs):
         description="How the token must be bound: dpop, to the agent's own DPoP key (cnf.jkt, token type DPoP); "
         "bearer, to nothing.",
     )
+    lifetime: int | None = Field(default=None, gt=0, description="The token's exp - iat must be this many seconds.")
 
 
 @step("get_token", GetToken, shorthand="agent")
@@ -63,6 +64,11 @@ async def get_token(context: RunContext, args: GetToken) -> Evidence:
         tool_scopes = {s for s in token.scopes if s.startswith("mcp:tool:")}
         if tool_scopes != set(args.scopes):
             raise StepFailed(f"scopes {sorted(args.scopes)}", f"{sorted(tool_scopes)}", evidence)
+    if args.lifetime is not None:
+        lived = int(claims["exp"]) - int(claims["iat"])
+        evidence["lifetime_s"] = lived
+        if lived != args.lifetime:
+            raise StepFailed(f"exp - iat = {args.lifetime}s", f"{lived}s", evidence)
     return evidence
 
 
