@@ -53,10 +53,19 @@ class AgentToken:
 
 
 async def obtain_token(
-    server_url: str, credential: Credential, *, issuer: str | None = None, scope: str | None = None
+    server_url: str,
+    credential: Credential,
+    *,
+    issuer: str | None = None,
+    scope: str | None = None,
+    source: str | None = None,
 ) -> AgentToken:
-    """A token the server at ``server_url`` should accept, found from its metadata (see the module)."""
-    async with httpx.AsyncClient(timeout=10.0, trust_env=False) as http:
+    """A token the server at ``server_url`` should accept, found from its metadata (see the module).
+
+    ``source``: the local address every request goes from (a network zone, such as 127.0.0.2).
+    """
+    transport = httpx.AsyncHTTPTransport(local_address=source) if source else None
+    async with httpx.AsyncClient(timeout=10.0, trust_env=False, transport=transport) as http:
         try:
             resource = await protected_resource(http, server_url)
         except DiscoveryFailed:
@@ -68,7 +77,7 @@ async def obtain_token(
         for candidate in issuers:
             try:
                 metadata = await authorization_server(http, candidate)
-                token = await _fetch(metadata, credential, scope, resource.resource)
+                token = await _fetch(metadata, credential, scope, resource.resource, source)
             except (DiscoveryFailed, NoCommonMethod, TokenRefused) as failure:
                 reasons.append(f"{candidate}: {failure}")
                 if isinstance(failure, TokenRefused) and failure.error not in _NOT_MINE:
@@ -81,12 +90,15 @@ async def obtain_token(
     )
 
 
-async def _fetch(metadata: AuthorizationServer, credential: Credential, scope: str | None, resource: str) -> Token:
+async def _fetch(
+    metadata: AuthorizationServer, credential: Credential, scope: str | None, resource: str, source: str | None
+) -> Token:
     async with TokenClient(
         metadata.token_endpoint,
         credential,
         issuer=metadata.issuer,
         auth_methods=metadata.token_endpoint_auth_methods_supported,
+        source=source,
     ) as client:
         try:
             return await client.fetch(scope, resource=resource)
@@ -109,12 +121,16 @@ class BearerAuth(httpx2.Auth):
 
 
 @asynccontextmanager
-async def mcp_session(server_url: str, access_token: str) -> AsyncIterator[Client]:
-    """An initialized SDK client for the server; a 401/403 on the way in or out is raised as McpRefused."""
+async def mcp_session(server_url: str, access_token: str, *, source: str | None = None) -> AsyncIterator[Client]:
+    """An initialized SDK client for the server; a 401/403 on the way in or out is raised as McpRefused.
+
+    ``source``: the local address to call from (a network zone, such as 127.0.0.2); the system's choice if None.
+    """
     auth = BearerAuth(access_token)
+    transport = httpx2.AsyncHTTPTransport(local_address=source) if source else None
     try:
         async with (
-            httpx2.AsyncClient(auth=auth, trust_env=False, timeout=30.0) as http,
+            httpx2.AsyncClient(auth=auth, trust_env=False, timeout=30.0, transport=transport) as http,
             Client(streamable_http_client(server_url, http_client=http)) as client,
         ):
             yield client
@@ -133,9 +149,15 @@ def _flattened(failure: BaseException) -> BaseException:
 
 @asynccontextmanager
 async def agent_session(
-    server_url: str, credential: Credential, *, issuer: str | None = None, scope: str | None = None
+    server_url: str,
+    credential: Credential,
+    *,
+    issuer: str | None = None,
+    scope: str | None = None,
+    source: str | None = None,
 ) -> AsyncIterator[Client]:
-    """An SDK client for the server, authenticated as the agent (token from discovery, see :func:`obtain_token`)."""
-    obtained = await obtain_token(server_url, credential, issuer=issuer, scope=scope)
-    async with mcp_session(server_url, obtained.token.access_token) as client:
+    """An SDK client for the server, authenticated as the agent (token from discovery, see :func:`obtain_token`),
+    calling from ``source`` when given."""
+    obtained = await obtain_token(server_url, credential, issuer=issuer, scope=scope, source=source)
+    async with mcp_session(server_url, obtained.token.access_token, source=source) as client:
         yield client

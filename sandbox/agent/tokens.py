@@ -96,7 +96,8 @@ class TokenClient:
     ``issuer`` is the authorization server's issuer (the ``aud`` of a key's assertions); unknown, it is the
     Keycloak realm the token URL belongs to, else the token URL. ``auth_methods`` is the server's
     ``token_endpoint_auth_methods_supported`` (None when it says nothing: ``client_secret_basic``). ``http``:
-    an HTTP client of the caller's (closed with this one).
+    an HTTP client of the caller's (closed with this one). ``source``: the local address to call from (a network
+    zone on loopback, such as 127.0.0.2); the system's choice when None.
     """
 
     def __init__(
@@ -108,12 +109,14 @@ class TokenClient:
         auth_methods: Sequence[str] | None = None,
         timeout: float = 10.0,
         http: httpx.AsyncClient | None = None,
+        source: str | None = None,
     ) -> None:
         self.token_url = token_url
         self.credential = credential
         self.issuer = issuer or _issuer_of(token_url)
         self.method = choose_method(credential, auth_methods)
-        self._http = http or httpx.AsyncClient(timeout=timeout, trust_env=False)
+        transport = httpx.AsyncHTTPTransport(local_address=source) if source else None
+        self._http = http or httpx.AsyncClient(timeout=timeout, trust_env=False, transport=transport)
 
     async def fetch(
         self, scope: str | None = None, audience: list[str] | None = None, *, resource: str | None = None
@@ -176,10 +179,15 @@ class TokenClient:
 
 
 async def fetch_token(
-    token_url: str, credential: Credential, *, scope: str | None = None, audience: list[str] | None = None
+    token_url: str,
+    credential: Credential,
+    *,
+    scope: str | None = None,
+    audience: list[str] | None = None,
+    source: str | None = None,
 ) -> Token:
-    """One token for ``credential`` (a client of its own; keep a TokenClient for many)."""
-    async with TokenClient(token_url, credential) as client:
+    """One token for ``credential`` (a client of its own; keep a TokenClient for many), from ``source`` if given."""
+    async with TokenClient(token_url, credential, source=source) as client:
         return await client.fetch(scope, audience)
 
 

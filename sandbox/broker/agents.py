@@ -157,6 +157,7 @@ class AgentOperations(ServiceBase):
                 token_lifetime=request.token_lifetime or role.max_token_lifetime,
                 attributes=dict(request.metadata),
                 source=request.source,
+                zone=self.policy.zone_for(request.role, request.environment),
                 requested_by=principal.subject,
                 requested_by_name=principal.actor,
                 created_at=now,
@@ -187,6 +188,7 @@ class AgentOperations(ServiceBase):
             attributes={"mcp-sandbox.agent-id": agent.id, "mcp-sandbox.tenant": tenant},
             enabled=not needs_approval,
             token_exchange=request.mode == "delegated",
+            zone=agent.zone,
         )
         try:
             token_endpoint = await self.adapter.token_endpoint(tenant)

@@ -36,6 +36,14 @@ USER_LOGIN_CLIENT_ID = "sandbox-user-login"
 SCOPE_ROLE_ATTRIBUTE = "mcp-sandbox.scope"
 #: Client attribute of Keycloak's standard token exchange (v2): the client may exchange a token naming it in ``aud``.
 TOKEN_EXCHANGE_ATTRIBUTE = "standard.token.exchange.enabled"
+#: Client attribute naming the one source address (a network zone on loopback, e.g. 127.0.0.2) the agent's token
+#: requests must come from; the sandbox's Keycloak provider (client policy executor ``ZONE_EXECUTOR``) enforces it.
+ZONE_ATTRIBUTE = "sandbox.zone"
+#: The sandbox's own client policy executor (``sandbox/stack/zone_provider``), and the realm profile and policy
+#: that apply it to every client (clients without ``ZONE_ATTRIBUTE`` are not affected).
+ZONE_EXECUTOR = "sandbox-source-zone"
+ZONE_PROFILE = "sandbox-network-zones"
+ZONE_POLICY = "sandbox-network-zones"
 #: ``amr`` values the browser flow records (RFC 8176): a token whose ``amr`` has "otp" proves MFA.
 LOGIN_METHOD_REFERENCES = {"auth-username-password-form": "pwd", "auth-otp-form": "otp"}
 #: How long after a login its ``amr`` values stay in newly issued tokens (Keycloak drops them after this).

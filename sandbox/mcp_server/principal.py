@@ -11,6 +11,7 @@ from mcp.server.auth.provider import AccessToken
 from starlette.types import Scope
 
 from sandbox.mcp_server.errors import InvalidToken
+from sandbox.zones import ZONE_CLAIM, zone_address_problem
 
 #: Where the HTTP layer leaves the verified principal in the ASGI scope, for the tools to read.
 SCOPE_KEY = "sandbox.mcp.principal"
@@ -50,6 +51,7 @@ class Principal:
     issued_at: int
     expires_at: int
     token_fingerprint: str
+    zone: str | None = None  # the one source address the agent may call from (claim ZONE_CLAIM), if limited
 
     @property
     def tenant(self) -> str:
@@ -111,7 +113,17 @@ def principal_from_claims(claims: dict[str, Any], token: str) -> Principal:
         issued_at=int(claims["iat"]),
         expires_at=int(claims["exp"]),
         token_fingerprint=fingerprint(token),
+        zone=_zone(claims),
     )
+
+
+def _zone(claims: dict[str, Any]) -> str | None:
+    zone = claims.get(ZONE_CLAIM)
+    if zone is None:
+        return None
+    if not isinstance(zone, str) or zone_address_problem(zone) is not None:
+        raise InvalidToken(f"the token's {ZONE_CLAIM} is not a loopback address")
+    return zone
 
 
 def principal_in(scope: Scope) -> Principal | None:

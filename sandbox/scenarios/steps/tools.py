@@ -37,6 +37,17 @@ class GetToken(StepArgs):
     )
     expect: Literal["issued", "refused"] = "issued"
     scopes: list[str] | None = Field(default=None, description="The exact tool scopes the token must carry.")
+    from_zone: str | None = Field(
+        default=None, description="Ask from this network zone of the policy instead of the agent's own."
+    )
+    refusal_says: str | None = Field(
+        default=None, description="With expect: refused, text the refusal's error_description must contain."
+    )
+
+
+def source_of(context: RunContext, agent: AgentHandle, zone: str | None) -> str | None:
+    """The address a step's requests come from: the zone it names, else the agent's own zone (if any)."""
+    return context.zone_address(zone) if zone else agent.source
 
 
 @step("get_token", GetToken, shorthand="agent")
@@ -44,11 +55,16 @@ async def get_token(context: RunContext, args: GetToken) -> Evidence:
     """Ask the tenant's token endpoint for a client-credentials token with the agent's credential."""
     agent = context.agents[args.agent]
     try:
-        token = await agent.fetch_token(args.credential)
+        token = await agent.fetch_token(args.credential, source_of(context, agent, args.from_zone))
     except TokenRefused as refused:
-        return refusal(refused, args.expect, "a token")
+        evidence = refusal(refused, args.expect, "a token")
+        if args.refusal_says is not None and args.refusal_says not in refused.description:
+            raise StepFailed(
+                f"a refusal that says {args.refusal_says!r}", repr(refused.description), evidence
+            ) from None
+        return evidence
     claims = token.claims()
-    evidence = {k: claims.get(k) for k in ("iss", "azp", "aud", "scope", "sub", "exp", "iat")}
+    evidence = {k: claims.get(k) for k in ("iss", "azp", "aud", "scope", "sub", "exp", "iat", "sandbox_zone")}
     if args.expect == "refused":
         raise StepFailed(f"the {args.credential} credential to be refused", "a token was issued", evidence)
     if args.scopes is not None:
@@ -72,6 +88,9 @@ class CallTool(StepArgs):
     data_tenant: str | None = Field(default=None, description="The tenant whose data an allowed call must return.")
     token: Literal["latest", "fresh"] = Field(
         default="latest", description="latest: the token the agent holds (even if revoked); fresh: a new one."
+    )
+    from_zone: str | None = Field(
+        default=None, description="Call from this network zone of the policy instead of the agent's own."
     )
 
 
@@ -101,7 +120,13 @@ async def a_service(context: RunContext, agent: AgentHandle) -> str:
         token = await agent.current_token()
         url = next(iter(context.servers(None).values()))
         outcome = await asyncio.to_thread(
-            context.mcp.call_tool, url, agent.client_id or agent.name, token.access_token, "deploy.status", {}
+            context.mcp.call_tool,
+            url,
+            agent.client_id or agent.name,
+            token.access_token,
+            "deploy.status",
+            {},
+            agent.source,
         )
         deployments = (outcome.result or {}).get("deployments") if outcome.outcome == "allowed" else None
         if not deployments:
@@ -123,9 +148,12 @@ async def call_tool(context: RunContext, args: CallTool) -> Evidence:
     else:
         token = await agent.current_token()
     evidence: Evidence = {"arguments": arguments}
+    source = source_of(context, agent, args.from_zone)
+    if source:
+        evidence["from"] = source
     for name, url in context.servers(args.server).items():
         outcome = await asyncio.to_thread(
-            context.mcp.call_tool, url, agent.client_id or agent.name, token.access_token, args.tool, arguments
+            context.mcp.call_tool, url, agent.client_id or agent.name, token.access_token, args.tool, arguments, source
         )
         evidence[name] = outcome.evidence()
         if outcome.outcome != args.expect:
@@ -216,6 +244,7 @@ async def expect_401_within(context: RunContext, args: Expect401Within) -> Evide
                 agent.token.access_token,
                 args.tool,
                 arguments,
+                agent.source,
             )
             elapsed = time.monotonic() - agent.revoked_at  # type: ignore[operator]
             if outcome.status == 401:
