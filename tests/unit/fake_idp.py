@@ -65,7 +65,7 @@ class FakeIdentityProvider:
     # Agents.
     async def create_agent_client(self, realm: str, spec: AgentClientSpec) -> AgentClient:
         await self._call("create_agent_client")
-        self.clients[spec.client_id] = {"enabled": spec.enabled, "scopes": spec.scopes}
+        self.clients[spec.client_id] = {"enabled": spec.enabled, "scopes": spec.scopes, "zone": spec.zone}
         await self._call("after_create")
         return AgentClient(spec.client_id, spec.client_id, f"sa-{spec.client_id}", "generated-secret")
 
