@@ -15,6 +15,7 @@ on are accepted) or revokes it. Anomalies count afresh from a resume.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -205,6 +206,13 @@ class Suspensions:
                         f"agent {agent.name!r} is {agent.status}, not suspended", "only a suspended agent is resumed"
                     )
                 keycloak_id = agent.keycloak_id or ""
+                suspended_at = agent.suspended_at
+            # The servers refuse the agent's tokens issued at or before the second of the suspension (a token's
+            # `iat` is whole seconds): the credential works again only once that second is over.
+            if suspended_at is not None:
+                left = 1.0 - (service.now(tenant) - suspended_at).total_seconds()
+                if left > 0:
+                    await asyncio.sleep(left)
             with idp_failure("re-enabling the agent's client", "; it stays suspended", "resume again"):
                 await service.adapter.set_client_enabled(tenant, keycloak_id, True)
             now = service.now(tenant)
