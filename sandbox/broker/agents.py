@@ -366,6 +366,13 @@ class AgentOperations(ServiceBase):
                     f"role {role_name!r} in {environment} needs approval, which a role change cannot get",
                     "provision a new agent with that role; it waits for a second admin's approval",
                 )
+            zone = self.policy.zone_for(role_name, environment)
+            if zone != agent.zone:
+                raise PolicyRefused(
+                    f"role {role_name!r} in {environment} is limited to network zone {zone or '(none)'}, and agent "
+                    f"{agent.name!r} to {agent.zone or '(none)'}: a role change cannot move an agent between zones",
+                    "provision a new agent with that role and environment",
+                )
             if self.policy.needs_mfa(environment) or self.policy.needs_mfa(agent.environment):
                 self._require_mfa(principal, f"changing the role of an agent in {environment}")
             before = {"role": agent.role, "environment": agent.environment, "scopes": list(agent.scopes)}

@@ -160,3 +160,13 @@ async def test_a_suspended_agent_can_be_revoked(world: Any) -> None:
     await service.suspensions.after_usage(refused_calls(service, agent, 5, clock).refused_agents)
     revoked = await service.revoke(ALICE, agent["id"], tenant="acme", reason="confirmed misuse")
     assert revoked["agent"]["status"] == "revoked" and agent["client_id"] not in keycloak.clients
+
+
+async def test_a_role_change_cannot_move_an_agent_into_or_out_of_a_zone(world: Any) -> None:
+    service, _, _ = world
+    plain = await provision(service, "plain")
+    zoned = await provision(service, "zoned-too", role="zoned-log-reader")
+    with pytest.raises(BrokerError, match=r"network zone 127\.0\.0\.2"):
+        await service.change_role(ALICE, "acme", plain["id"], "zoned-log-reader")
+    with pytest.raises(BrokerError, match="cannot move an agent between zones"):
+        await service.change_role(ALICE, "acme", zoned["id"], "log-reader")
