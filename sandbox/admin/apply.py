@@ -21,7 +21,7 @@ from sandbox.idp.provider import Binding
 from sandbox.yamlfile import YamlDocument, load_yaml
 
 APPLY_SOURCE = "apply"
-LIVE = ("provisioning", "pending_approval", "active", "rotating", "dormant", "revoking")
+LIVE = ("provisioning", "pending_approval", "active", "rotating", "dormant", "suspended", "revoking")
 
 
 class DesiredAgent(BaseModel):

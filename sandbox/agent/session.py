@@ -60,9 +60,14 @@ async def obtain_token(
     issuer: str | None = None,
     scope: str | None = None,
     dpop: DPoPKey | None = None,
+    source: str | None = None,
 ) -> AgentToken:
-    """A token the server at ``server_url`` should accept, found from its metadata (see the module)."""
-    async with httpx.AsyncClient(timeout=10.0, trust_env=False) as http:
+    """A token the server at ``server_url`` should accept, found from its metadata (see the module).
+
+    ``source``: the local address every request goes from (a network zone, such as 127.0.0.2).
+    """
+    transport = httpx.AsyncHTTPTransport(local_address=source) if source else None
+    async with httpx.AsyncClient(timeout=10.0, trust_env=False, transport=transport) as http:
         try:
             resource = await protected_resource(http, server_url)
         except DiscoveryFailed:
@@ -74,7 +79,7 @@ async def obtain_token(
         for candidate in issuers:
             try:
                 metadata = await authorization_server(http, candidate)
-                token = await _fetch(metadata, credential, scope, resource.resource, dpop)
+                token = await _fetch(metadata, credential, scope, resource.resource, dpop, source)
             except (DiscoveryFailed, NoCommonMethod, TokenRefused) as failure:
                 reasons.append(f"{candidate}: {failure}")
                 if isinstance(failure, TokenRefused) and failure.error not in _NOT_MINE:
@@ -88,7 +93,12 @@ async def obtain_token(
 
 
 async def _fetch(
-    metadata: AuthorizationServer, credential: Credential, scope: str | None, resource: str, dpop: DPoPKey | None
+    metadata: AuthorizationServer,
+    credential: Credential,
+    scope: str | None,
+    resource: str,
+    dpop: DPoPKey | None,
+    source: str | None,
 ) -> Token:
     async with TokenClient(
         metadata.token_endpoint,
@@ -96,6 +106,7 @@ async def _fetch(
         issuer=metadata.issuer,
         auth_methods=metadata.token_endpoint_auth_methods_supported,
         dpop=dpop,
+        source=source,
     ) as client:
         try:
             return await client.fetch(scope, resource=resource)
@@ -126,12 +137,19 @@ class BearerAuth(httpx2.Auth):
 
 
 @asynccontextmanager
-async def mcp_session(server_url: str, access_token: str, dpop: DPoPKey | None = None) -> AsyncIterator[Client]:
-    """An initialized SDK client for the server; a 401/403 on the way in or out is raised as McpRefused."""
+async def mcp_session(
+    server_url: str, access_token: str, dpop: DPoPKey | None = None, *, source: str | None = None
+) -> AsyncIterator[Client]:
+    """An initialized SDK client for the server; a 401/403 on the way in or out is raised as McpRefused.
+
+    ``dpop``: the key the token is bound to (a proof goes with each request); ``source``: the local address to
+    call from (a network zone, such as 127.0.0.2); the system's choice if None.
+    """
     auth = BearerAuth(access_token, dpop)
+    transport = httpx2.AsyncHTTPTransport(local_address=source) if source else None
     try:
         async with (
-            httpx2.AsyncClient(auth=auth, trust_env=False, timeout=30.0) as http,
+            httpx2.AsyncClient(auth=auth, trust_env=False, timeout=30.0, transport=transport) as http,
             Client(streamable_http_client(server_url, http_client=http)) as client,
         ):
             yield client
@@ -156,11 +174,13 @@ async def agent_session(
     issuer: str | None = None,
     scope: str | None = None,
     dpop: DPoPKey | None = None,
+    source: str | None = None,
 ) -> AsyncIterator[Client]:
     """An SDK client for the server, authenticated as the agent (token from discovery, see :func:`obtain_token`).
 
-    ``dpop``: the agent's DPoP key; its token is then bound to it and every request carries a proof.
+    ``dpop``: the agent's DPoP key; its token is then bound to it and every request carries a proof. ``source``:
+    the local address (a network zone) to call from.
     """
-    obtained = await obtain_token(server_url, credential, issuer=issuer, scope=scope, dpop=dpop)
-    async with mcp_session(server_url, obtained.token.access_token, dpop) as client:
+    obtained = await obtain_token(server_url, credential, issuer=issuer, scope=scope, dpop=dpop, source=source)
+    async with mcp_session(server_url, obtained.token.access_token, dpop, source=source) as client:
         yield client

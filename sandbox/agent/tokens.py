@@ -99,7 +99,8 @@ class TokenClient:
     Keycloak realm the token URL belongs to, else the token URL. ``auth_methods`` is the server's
     ``token_endpoint_auth_methods_supported`` (None when it says nothing: ``client_secret_basic``). ``http``:
     an HTTP client of the caller's (closed with this one). ``dpop``: the agent's DPoP key; each request then
-    carries a proof made with it, and the token is bound to it (RFC 9449).
+    carries a proof made with it, and the token is bound to it (RFC 9449). ``source``: the local address to call
+    from (a network zone on loopback, such as 127.0.0.2); the system's choice when None.
     """
 
     def __init__(
@@ -112,13 +113,15 @@ class TokenClient:
         timeout: float = 10.0,
         http: httpx.AsyncClient | None = None,
         dpop: DPoPKey | None = None,
+        source: str | None = None,
     ) -> None:
         self.token_url = token_url
         self.credential = credential
         self.dpop = dpop
         self.issuer = issuer or _issuer_of(token_url)
         self.method = choose_method(credential, auth_methods)
-        self._http = http or httpx.AsyncClient(timeout=timeout, trust_env=False)
+        transport = httpx.AsyncHTTPTransport(local_address=source) if source else None
+        self._http = http or httpx.AsyncClient(timeout=timeout, trust_env=False, transport=transport)
 
     async def fetch(
         self, scope: str | None = None, audience: list[str] | None = None, *, resource: str | None = None
@@ -197,9 +200,10 @@ async def fetch_token(
     scope: str | None = None,
     audience: list[str] | None = None,
     dpop: DPoPKey | None = None,
+    source: str | None = None,
 ) -> Token:
-    """One token for ``credential`` (a client of its own; keep a TokenClient for many)."""
-    async with TokenClient(token_url, credential, dpop=dpop) as client:
+    """One token for ``credential`` (a client of its own; keep a TokenClient for many), from ``source`` if given."""
+    async with TokenClient(token_url, credential, dpop=dpop, source=source) as client:
         return await client.fetch(scope, audience)
 
 

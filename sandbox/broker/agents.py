@@ -161,6 +161,7 @@ class AgentOperations(ServiceBase):
                 token_lifetime=request.token_lifetime or role.token_lifetime(request.environment),
                 attributes=dict(request.metadata),
                 source=request.source,
+                zone=self.policy.zone_for(request.role, request.environment),
                 requested_by=principal.subject,
                 requested_by_name=principal.actor,
                 created_at=now,
@@ -192,6 +193,7 @@ class AgentOperations(ServiceBase):
             enabled=not needs_approval,
             token_exchange=request.mode == "delegated",
             binding=request.binding,  # type: ignore[arg-type]
+            zone=agent.zone,
         )
         try:
             token_endpoint = await self.adapter.token_endpoint(tenant)
@@ -368,6 +370,13 @@ class AgentOperations(ServiceBase):
                 raise PolicyRefused(
                     f"role {role_name!r} in {environment} needs approval, which a role change cannot get",
                     "provision a new agent with that role; it waits for a second admin's approval",
+                )
+            zone = self.policy.zone_for(role_name, environment)
+            if zone != agent.zone:
+                raise PolicyRefused(
+                    f"role {role_name!r} in {environment} is limited to network zone {zone or '(none)'}, and agent "
+                    f"{agent.name!r} to {agent.zone or '(none)'}: a role change cannot move an agent between zones",
+                    "provision a new agent with that role and environment",
                 )
             if self.policy.needs_mfa(environment) or self.policy.needs_mfa(agent.environment):
                 self._require_mfa(principal, f"changing the role of an agent in {environment}")

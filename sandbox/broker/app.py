@@ -200,8 +200,10 @@ def _add_routes(app: FastAPI) -> None:
         expected = f"Bearer {request.app.state.usage_secret}"
         if not authorization or not hmac.compare_digest(authorization.encode(), expected.encode()):
             raise AuthError(401, "invalid_token", "usage reports need the usage-ingest bearer secret")
-        stored = service.ingest_usage([e.model_dump() for e in body.events], body.resource)
-        return {"accepted": stored}
+        ingested = service.ingest_usage([e.model_dump() for e in body.events], body.resource)
+        if ingested.refused_agents:
+            await service.suspensions.after_usage(ingested.refused_agents)
+        return {"accepted": ingested.stored}
 
     @app.get("/policy", tags=["policy"], responses=ERRORS)
     async def policy(caller: Caller, service: Service) -> dict[str, Any]:
@@ -351,6 +353,14 @@ def _add_routes(app: FastAPI) -> None:
         body = body or schemas.RevokeIn()
         result = await service.revoke(caller, agent_id, reason=body.reason, verify_token=body.verify_token)
         return schemas.Revoked.model_validate(result)
+
+    @app.post("/tenants/{tenant}/agents/{agent_id}/resume", tags=["revocation"], responses=ERRORS)
+    async def resume(
+        tenant: str, agent_id: str, caller: Caller, service: Service, body: schemas.ReasonIn | None = None
+    ) -> schemas.AgentOut:
+        """Give a suspended agent its access back (needs a login with MFA); revoke it instead with /revoke."""
+        reason = body.reason if body else ""
+        return schemas.AgentOut.model_validate(await service.suspensions.resume(caller, tenant, agent_id, reason))
 
     @app.get("/tenants/{tenant}/agents/{agent_id}/delegations", tags=["delegation"], responses=ERRORS)
     async def delegations(tenant: str, agent_id: str, caller: Caller, service: Service) -> schemas.DelegationsOut:

@@ -395,6 +395,12 @@ def revoke(
     _emit(_call(token, lambda c: c.post(path, body)))
 
 
+@agents_app.command("resume")
+def resume(tenant: TenantOption, agent_id: str, reason: Reason = "", token: Token = None) -> None:
+    """Give an agent an anomaly suspended its access back (needs an OTP login); `agents revoke` ends it instead."""
+    _emit(_call(token, lambda c: c.post(f"/tenants/{tenant}/agents/{agent_id}/resume", {"reason": reason})))
+
+
 @agents_app.command("approve")
 def approve(tenant: TenantOption, agent_id: str, reason: Reason = "", token: Token = None) -> None:
     """Approve a pending agent (not its requester; needs an OTP login)."""

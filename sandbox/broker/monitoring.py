@@ -45,8 +45,15 @@ def agent_report(
         ],
         "tool_calls": len(usage),
         "denied_tool_calls": len(denied),
+        "outside_zone_calls": sum(1 for u in denied if u.outside_zone),
         "recent_denied_tool_calls": [
-            {"at": u.at.isoformat(), "tool": u.tool, "status": u.status, "server": u.resource}
+            {
+                "at": u.at.isoformat(),
+                "tool": u.tool,
+                "status": u.status,
+                "server": u.resource,
+                **({"source": u.source, "outside_zone": True} if u.outside_zone else {}),
+            }
             for u in sorted(denied, key=lambda u: u.at, reverse=True)[:RECENT]
         ],
         "unused_scopes": unused_scopes(agent, usage, tools, since=now - period),

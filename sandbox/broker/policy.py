@@ -6,7 +6,7 @@ types, approval and the dormancy period. Invalid files are refused with ``<file>
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -20,7 +20,8 @@ from sandbox.broker.lifecycle_policy import (
     RotateMode,
 )
 from sandbox.toolmap import ToolMap
-from sandbox.yamlfile import FileError, load_yaml
+from sandbox.yamlfile import FileError, YamlDocument, load_yaml
+from sandbox.zones import zone_address_problem
 
 CredentialType = Literal["client_secret", "private_key_jwt"]
 CREDENTIAL_TYPES: tuple[CredentialType, ...] = ("client_secret", "private_key_jwt")
@@ -60,6 +61,8 @@ class PolicyFile(_Strict):
     environments: dict[str, EnvironmentPolicy] = Field(default_factory=dict)
     risk_tiers: dict[str, RiskTier] = Field(default_factory=dict)
     credential_age: CredentialAgePolicy = Field(default_factory=CredentialAgePolicy)
+    network_zones: NetworkZonesSpec | None = None  # see "Network zones" below
+    anomalies: AnomaliesSpec | None = None  # see "Anomalies" below
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,8 @@ class Policy:
     roles: dict[str, Role]
     mfa_environments: tuple[str, ...]
     default_dormancy_days: int
+    zones: NetworkZones = field(default_factory=lambda: NetworkZones({}, {}))
+    anomalies: AnomalyRules = field(default_factory=lambda: AnomalyRules({}, ()))
 
     @classmethod
     def load(cls, path: Path, tools: ToolMap) -> Policy:
@@ -162,7 +167,14 @@ class Policy:
                 token_lifetimes=_token_lifetimes(role, spec),
                 lifecycle=_lifecycle(role, spec),
             )
-        return cls(path, roles, tuple(spec.mfa_environments), spec.defaults.dormancy_days)
+        return cls(
+            path,
+            roles,
+            tuple(spec.mfa_environments),
+            spec.defaults.dormancy_days,
+            NetworkZones.load(document, spec.network_zones, roles),
+            AnomalyRules.load(document, spec.anomalies, environments),
+        )
 
     def check(
         self, *, role: str, environment: str, credential_type: str, token_lifetime: int | None = None
@@ -195,6 +207,10 @@ class Policy:
             )
         return problems
 
+    def zone_for(self, role: str, environment: str) -> str | None:
+        """The address an agent of ``role`` in ``environment`` must call from, or None when it is not limited."""
+        return self.zones.zone_for(role, environment)
+
     def needs_mfa(self, environment: str) -> bool:
         return environment in self.mfa_environments
 
@@ -218,6 +234,8 @@ class Policy:
                 }
                 for name, role in self.roles.items()
             },
+            "network_zones": self.zones.as_dict(),
+            "anomalies": self.anomalies.as_dict(),
         }
 
 
@@ -255,4 +273,141 @@ def _lifecycle(role: RoleSpec, spec: PolicyFile) -> RoleLifecycle:
     )
 
 
-__all__ = ["CREDENTIAL_TYPES", "FileError", "Policy", "Role", "Violation"]
+# --- Network zones (issue 19) --------------------------------------------------------------------------------------
+# A zone is a name for one source address of 127.0.0.0/8. A role may be limited to a zone per environment: its
+# agents' token requests are refused by Keycloak from elsewhere, and the MCP servers refuse their calls from
+# elsewhere (the zone travels in the token).
+
+
+class NetworkZonesSpec(_Strict):
+    zones: dict[str, str] = Field(default_factory=dict)  # name -> address, e.g. ops: 127.0.0.2
+    roles: dict[str, dict[str, str]] = Field(default_factory=dict)  # role -> environment -> zone name
+
+
+@dataclass(frozen=True)
+class NetworkZones:
+    addresses: dict[str, str]  # zone name -> address
+    limits: dict[tuple[str, str], str]  # (role, environment) -> zone name
+
+    @classmethod
+    def load(cls, document: YamlDocument, spec: NetworkZonesSpec | None, roles: dict[str, Role]) -> NetworkZones:
+        if spec is None:
+            return cls({}, {})
+        for name, address in spec.zones.items():
+            problem = zone_address_problem(address)
+            if problem:
+                raise document.error(("network_zones", "zones", name), f"zone {name!r}: {problem}", "give it one")
+        limits = {}
+        for role, by_environment in spec.roles.items():
+            if role not in roles:
+                raise document.error(
+                    ("network_zones", "roles", role),
+                    f"network_zones limits unknown role {role!r}",
+                    f"name one of the roles: {', '.join(sorted(roles))}",
+                )
+            for environment, zone in by_environment.items():
+                if environment not in roles[role].scopes_by_environment:
+                    raise document.error(
+                        ("network_zones", "roles", role, environment),
+                        f"role {role!r} has no environment {environment!r}",
+                        f"name one of its environments: {', '.join(roles[role].scopes_by_environment)}",
+                    )
+                if zone not in spec.zones:
+                    raise document.error(
+                        ("network_zones", "roles", role, environment),
+                        f"unknown zone {zone!r}",
+                        f"name a zone of network_zones.zones: {', '.join(sorted(spec.zones)) or '(none defined)'}",
+                    )
+                limits[(role, environment)] = zone
+        return cls(dict(spec.zones), limits)
+
+    def zone_for(self, role: str, environment: str) -> str | None:
+        name = self.limits.get((role, environment))
+        return self.addresses[name] if name is not None else None
+
+    def name_of(self, address: str) -> str | None:
+        return next((name for name, found in self.addresses.items() if found == address), None)
+
+    def as_dict(self) -> dict[str, object]:
+        limited: dict[str, dict[str, str]] = {}
+        for (role, environment), zone in self.limits.items():
+            limited.setdefault(role, {})[environment] = zone
+        return {"zones": dict(self.addresses), "roles": limited}
+
+
+# --- Anomalies (issue 19) ------------------------------------------------------------------------------------------
+# What counts as an anomaly: so many refused tool calls (403/429), failed token requests, or calls from outside the
+# agent's zone within a window. When a rule trips, the broker suspends the agent (see sandbox/broker/suspension.py).
+
+AnomalyKind = Literal["refused_calls", "failed_token_requests", "outside_zone_calls"]
+ANOMALY_KINDS: tuple[AnomalyKind, ...] = ("refused_calls", "failed_token_requests", "outside_zone_calls")
+
+
+class AnomalyRuleSpec(_Strict):
+    count: int = Field(gt=0, le=100_000)
+    window_seconds: int = Field(gt=0, le=30 * 86400)
+
+
+class AnomaliesSpec(_Strict):
+    environments: list[str] | None = None  # which agents are watched; every environment when left out
+    refused_calls: AnomalyRuleSpec | None = None
+    failed_token_requests: AnomalyRuleSpec | None = None
+    outside_zone_calls: AnomalyRuleSpec | None = None
+
+
+@dataclass(frozen=True)
+class AnomalyRule:
+    kind: AnomalyKind
+    count: int
+    window_seconds: int
+
+    def describe(self) -> str:
+        return f"{self.count} {self.kind.replace('_', ' ')} within {self.window_seconds}s"
+
+
+@dataclass(frozen=True)
+class AnomalyRules:
+    rules: dict[AnomalyKind, AnomalyRule]
+    environments: tuple[str, ...]  # empty: every environment
+
+    @classmethod
+    def load(cls, document: YamlDocument, spec: AnomaliesSpec | None, environments: set[str]) -> AnomalyRules:
+        if spec is None:
+            return cls({}, ())
+        for index, environment in enumerate(spec.environments or []):
+            if environment not in environments:
+                raise document.error(
+                    ("anomalies", "environments", index),
+                    f"unknown environment {environment!r}",
+                    f"use one of {sorted(environments)} (environments in the tool map)",
+                )
+        rules = {}
+        for kind in ANOMALY_KINDS:
+            rule = getattr(spec, kind)
+            if rule is not None:
+                rules[kind] = AnomalyRule(kind, rule.count, rule.window_seconds)
+        return cls(rules, tuple(spec.environments or ()))
+
+    def watches(self, environment: str) -> bool:
+        return bool(self.rules) and (not self.environments or environment in self.environments)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "environments": list(self.environments) or "all",
+            **{kind: {"count": r.count, "window_seconds": r.window_seconds} for kind, r in self.rules.items()},
+        }
+
+
+PolicyFile.model_rebuild()
+
+__all__ = [
+    "ANOMALY_KINDS",
+    "CREDENTIAL_TYPES",
+    "AnomalyRule",
+    "AnomalyRules",
+    "FileError",
+    "NetworkZones",
+    "Policy",
+    "Role",
+    "Violation",
+]

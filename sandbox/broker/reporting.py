@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,9 +25,16 @@ from sandbox.broker.store import (
 )
 
 
+@dataclass(frozen=True)
+class UsageIngested:
+    stored: int
+    refused_agents: set[str]  # agents with a refused call among the events: the anomaly rules judge them
+
+
 class ReportingOperations(ServiceBase):
-    def ingest_usage(self, events: list[dict[str, Any]], resource: str | None) -> int:
+    def ingest_usage(self, events: list[dict[str, Any]], resource: str | None) -> UsageIngested:
         """Record tool calls an MCP server reported; unknown agents are kept for the record, unattributed."""
+        refused: set[str] = set()
         with self._session() as session:
             tenants = {t.issuer: t.name for t in session.scalars(select(Tenant))}
             stored = 0
@@ -48,12 +56,16 @@ class ReportingOperations(ServiceBase):
                         allowed=bool(event.get("allowed")),
                         status=int(event.get("status") or 0),
                         at=at,
+                        source=str(event["source"]) if event.get("source") else None,
+                        outside_zone=bool(event.get("outside_zone")),
                     )
                 )
                 if agent is not None and (agent.last_tool_call_at is None or at > agent.last_tool_call_at):
                     agent.last_tool_call_at = at
+                if agent is not None and not event.get("allowed"):
+                    refused.add(agent.id)
                 stored += 1
-            return stored
+            return UsageIngested(stored, refused)
 
     async def monitoring(self, principal: Principal, tenant: str, agent_id: str) -> dict[str, Any]:
         with self._session() as session:

@@ -15,7 +15,16 @@ from sandbox.idp.provider import Binding
 AgentMode = Literal["autonomous", "delegated"]
 CredentialType = Literal["client_secret", "private_key_jwt"]
 AgentStatus = Literal[
-    "provisioning", "pending_approval", "active", "rotating", "dormant", "revoking", "revoked", "rejected", "failed"
+    "provisioning",
+    "pending_approval",
+    "active",
+    "rotating",
+    "dormant",
+    "suspended",
+    "revoking",
+    "revoked",
+    "rejected",
+    "failed",
 ]
 ReviewDecision = Literal["keep", "revoke"]
 
@@ -142,6 +151,8 @@ class AgentOut(BaseModel):
     grace_ends_at: str | None
     dormant_since: str | None
     revoked_at: str | None
+    zone: str | None = Field(None, description="The network zone (source address) the agent must call from.")
+    suspended_at: str | None = Field(None, description="When an anomaly suspended the agent (tenant time).")
     delegation_scope: str | None = Field(
         None,
         description="Delegated agents: the scope a user asks for when logging in with sandbox-user-login to let "
@@ -324,6 +335,8 @@ class UsageEventIn(BaseModel):
     status: int
     at: float | str | None = None
     resource: str | None = None
+    source: str | None = Field(None, max_length=64, description="The caller's address.")
+    outside_zone: bool = Field(False, description="Refused because it came from outside the agent's zone.")
 
 
 class UsageIn(BaseModel):

@@ -20,6 +20,7 @@ span Keycloak and the database are ordered so a failure halfway leaves no half-m
 from __future__ import annotations
 
 import logging
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import select
@@ -35,6 +36,7 @@ from sandbox.broker.reporting import ReportingOperations
 from sandbox.broker.revocation import RevocationOperations
 from sandbox.broker.rotation import RotationOperations
 from sandbox.broker.store import Agent
+from sandbox.broker.suspension import Suspensions
 from sandbox.broker.tenant_clock import ClockOperations
 from sandbox.broker.tenants import AdminSpec, TenantOperations
 
@@ -66,11 +68,17 @@ class BrokerService(
         """Dormant agents and agents whose risk tier's access review is due."""
         return self.access_reviews.queue(principal, tenant)
 
+    @cached_property
+    def suspensions(self) -> Suspensions:
+        """Anomaly rules, suspension and resumption (composed, not mixed in)."""
+        return Suspensions(self)
+
     # Background work: graces that ran out, revocations and clean-ups Keycloak interrupted.
     async def housekeeping(self) -> dict[str, int]:
         done = {"graces_ended": 0, "revocations_resumed": 0, "cleanups": 0}
         done["provisions_undone"] = await self.recover_interrupted_provisions()
         done.update(await self.credential_age.sweep())
+        done["suspended"] = len(await self.suspensions.scan_token_failures())
         with self._session() as session:
             expired = [
                 (a.tenant, a.id)

@@ -60,7 +60,7 @@ def new_id() -> str:
 
 
 #: Statuses of an agent that still holds (or is getting, or is losing) a Keycloak client: its name is taken.
-LIVE = ("provisioning", "pending_approval", "active", "rotating", "dormant", "revoking")
+LIVE = ("provisioning", "pending_approval", "active", "rotating", "dormant", "suspended", "revoking")
 
 
 class Base(DeclarativeBase):
@@ -119,6 +119,10 @@ class Agent(Base):
     grace_ends_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
     cleanup_pending: Mapped[bool] = mapped_column(Boolean, default=False)  # Keycloak leftovers to remove
+    zone: Mapped[str | None] = mapped_column(String(64), default=None)  # the source address it must call from
+    suspended_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Anomalies count from here: a resumed agent is not suspended again for what led to its suspension.
+    anomalies_counted_from: Mapped[datetime | None] = mapped_column(default=None)
 
     # One live agent per name and tenant, whichever broker process provisions it (a second one gets 409).
     __table_args__ = (
@@ -157,6 +161,8 @@ class Agent(Base):
             "grace_ends_at": self.grace_ends_at.isoformat() if self.grace_ends_at else None,
             "dormant_since": self.dormant_since.isoformat() if self.dormant_since else None,
             "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+            "zone": self.zone,
+            "suspended_at": self.suspended_at.isoformat() if self.suspended_at else None,
             "delegation_scope": delegation_scope(self.client_id) if self.mode == "delegated" else None,
         }
 
@@ -190,6 +196,8 @@ class UsageEvent(Base):
     allowed: Mapped[bool] = mapped_column(Boolean)
     status: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime]
+    source: Mapped[str | None] = mapped_column(String(64), default=None)  # the caller's address, when reported
+    outside_zone: Mapped[bool] = mapped_column(Boolean, default=False)  # refused: not from the agent's zone
 
 
 class GeneratedConfig(Base):

@@ -162,6 +162,12 @@ class HydraProvider:
                 f"Ory Hydra cannot bind an agent's tokens to its key ({spec.binding})",
                 "provision the agent with binding bearer, or run the agents on Keycloak (--idp keycloak)",
             )
+        if spec.zone:
+            raise IdpError(
+                "Ory Hydra cannot refuse a token request by its source address, so an agent cannot be limited "
+                "to a network zone there",
+                "provision zone-limited agents on Keycloak (SANDBOX_IDP=keycloak)",
+            )
         body: dict[str, Any] = {
             "client_id": spec.client_id,
             "client_name": spec.name,
@@ -259,6 +265,9 @@ class HydraProvider:
     async def client_events(
         self, tenant: str, client_id: str, /, types: tuple[str, ...] = (), maximum: int = 100
     ) -> list[dict[str, Any]]:
+        raise NotSupported(self.capabilities, "event_emission")
+
+    async def tenant_events(self, tenant: str, types: tuple[str, ...], maximum: int, /) -> list[dict[str, Any]]:
         raise NotSupported(self.capabilities, "event_emission")
 
     async def introspect(self, tenant: str, token: str, /) -> dict[str, Any]:

@@ -48,10 +48,15 @@ from sandbox.idp.realm import (
     TENANT_ADMIN_ROLE,
     TOKEN_EXCHANGE_ATTRIBUTE,
     USER_LOGIN_CLIENT_ID,
+    ZONE_ATTRIBUTE,
+    ZONE_EXECUTOR,
+    ZONE_POLICY,
+    ZONE_PROFILE,
     delegation_scope,
 )
 from sandbox.oidc import discover_async
 from sandbox.stack_secrets import Secrets
+from sandbox.zones import ZONE_CLAIM
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -87,6 +92,24 @@ def audience_mapper(audience: str) -> dict[str, Any]:
             "access.token.claim": "true",
             "introspection.token.claim": "true",
             "id.token.claim": "false",
+        },
+    }
+
+
+def zone_claim_mapper(zone: str) -> dict[str, Any]:
+    """Puts the agent's network zone in its access tokens (claim ``ZONE_CLAIM``), for the resource servers."""
+    return {
+        "name": "network zone",
+        "protocol": "openid-connect",
+        "protocolMapper": "oidc-hardcoded-claim-mapper",
+        "config": {
+            "claim.name": ZONE_CLAIM,
+            "claim.value": zone,
+            "jsonType.label": "String",
+            "access.token.claim": "true",
+            "introspection.token.claim": "true",
+            "id.token.claim": "false",
+            "userinfo.token.claim": "false",
         },
     }
 
@@ -129,6 +152,16 @@ def _translated(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             raise IdpUnavailable(_first_line(exc), f"check that Keycloak at {adapter.base_url} answers") from exc
 
     return wrapper
+
+
+def _raise_for(response: Any, what: str) -> None:
+    """A refused admin call made with the raw connection, as the IdP error the broker understands."""
+    if response.status_code >= 300:
+        raise IdpError(
+            f"Keycloak refused the {what} ({response.status_code}: {response.text[:200]})",
+            "the sandbox's Keycloak provider (network zones) must be installed; `mcp-sandbox up` builds it",
+            status=response.status_code,
+        )
 
 
 def _first_line(exc: Exception) -> str:
@@ -288,6 +321,11 @@ class KeycloakAdapter:
             # The dpop feature is on by default in Keycloak 26.4+; this makes a proof required on every token
             # request of the client, and binds each token it issues to the proof's key (cnf.jkt).
             attributes[DPOP_ATTRIBUTE] = "true"
+        mappers = [audience_mapper(audience) for audience in spec.audiences]
+        if spec.zone:
+            await self._ensure_zone_policy(realm)
+            attributes[ZONE_ATTRIBUTE] = spec.zone
+            mappers.append(zone_claim_mapper(spec.zone))
         if spec.credential == "private_key_jwt":
             if not spec.jwks:
                 raise ValueError("private_key_jwt needs the agent's public JWKS")
@@ -312,7 +350,7 @@ class KeycloakAdapter:
             "clientAuthenticatorType": "client-jwt" if spec.credential == "private_key_jwt" else "client-secret",
             "defaultClientScopes": [*BASE_SCOPES, *spec.scopes],
             "optionalClientScopes": [],
-            "protocolMappers": [audience_mapper(audience) for audience in spec.audiences],
+            "protocolMappers": mappers,
             "attributes": attributes,
         }
         admin = self.admin(realm)
@@ -323,6 +361,36 @@ class KeycloakAdapter:
         if spec.credential == "client_secret":
             secret = (await admin.a_get_client_secrets(internal_id))["value"]
         return AgentClient(internal_id, spec.client_id, service_account["id"], secret)
+
+    async def _ensure_zone_policy(self, realm: str) -> None:
+        """The realm's client profile and policy that run the sandbox's zone executor on every client's token
+        requests (once per realm; the executor leaves clients without a zone alone)."""
+        connection = self.admin(realm).connection
+        base = f"admin/realms/{realm}/client-policies"
+        profiles = (await connection.a_raw_get(f"{base}/profiles")).json()
+        if not any(p.get("name") == ZONE_PROFILE for p in profiles.get("profiles", [])):
+            profiles.setdefault("profiles", []).append(
+                {
+                    "name": ZONE_PROFILE,
+                    "description": "Token requests of a client limited to a network zone come only from it",
+                    "executors": [{"executor": ZONE_EXECUTOR, "configuration": {}}],
+                }
+            )
+            profiles.pop("globalProfiles", None)
+            _raise_for(await connection.a_raw_put(f"{base}/profiles", data=json.dumps(profiles)), "zone profile")
+        policies = (await connection.a_raw_get(f"{base}/policies")).json()
+        if not any(p.get("name") == ZONE_POLICY for p in policies.get("policies", [])):
+            policies.setdefault("policies", []).append(
+                {
+                    "name": ZONE_POLICY,
+                    "description": f"Runs {ZONE_EXECUTOR} for every client (attribute {ZONE_ATTRIBUTE} sets a zone)",
+                    "enabled": True,
+                    "conditions": [{"condition": "any-client", "configuration": {}}],
+                    "profiles": [ZONE_PROFILE],
+                }
+            )
+            policies.pop("globalPolicies", None)
+            _raise_for(await connection.a_raw_put(f"{base}/policies", data=json.dumps(policies)), "zone policy")
 
     @_translated
     async def delete_client(self, realm: str, internal_id: str) -> None:
@@ -431,6 +499,11 @@ class KeycloakAdapter:
     ) -> list[dict[str, Any]]:
         """The realm's recorded login events of one client, newest first (``time`` in milliseconds)."""
         return await self.admin(realm).a_get_events({"client": client_id, "type": list(types), "max": maximum})
+
+    @_translated
+    async def tenant_events(self, realm: str, types: tuple[str, ...], maximum: int) -> list[dict[str, Any]]:
+        """The realm's recorded events of these types, every client's, newest first (``time`` in milliseconds)."""
+        return await self.admin(realm).a_get_events({"type": list(types), "max": maximum})
 
     @_translated
     async def create_tenant_admin(self, realm: str, username: str, password: str, otp_secret: str | None) -> str:

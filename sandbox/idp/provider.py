@@ -54,6 +54,7 @@ class AgentClientSpec:
     enabled: bool = True  # a disabled client gets no token (agents waiting for approval)
     token_exchange: bool = False  # delegated agents exchange a user's token for one that acts for the user
     binding: Binding = "bearer"  # dpop: the IdP issues this client only tokens bound to its DPoP key
+    zone: str | None = None  # the one loopback source address its token requests may come from (a network zone)
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,10 @@ class IdentityProvider(Protocol):
         self, tenant: str, client_id: str, /, types: tuple[str, ...] = ..., maximum: int = ...
     ) -> list[dict[str, Any]]:
         """The tenant's recorded events of one client, newest first (``type``, ``time`` in ms, ``details``)."""
+        ...
+
+    async def tenant_events(self, tenant: str, types: tuple[str, ...], maximum: int, /) -> list[dict[str, Any]]:
+        """The tenant's recorded events of these types for every client, newest first (``clientId`` names it)."""
         ...
 
     # People of a tenant, and what they let delegated agents do.

@@ -38,6 +38,14 @@ SCOPE_ROLE_ATTRIBUTE = "mcp-sandbox.scope"
 TOKEN_EXCHANGE_ATTRIBUTE = "standard.token.exchange.enabled"
 #: Keycloak's client attribute "OAuth 2.0 DPoP Bound Access Tokens Enabled".
 DPOP_ATTRIBUTE = "dpop.bound.access.tokens"
+#: Client attribute naming the one source address (a network zone on loopback, e.g. 127.0.0.2) the agent's token
+#: requests must come from; the sandbox's Keycloak provider (client policy executor ``ZONE_EXECUTOR``) enforces it.
+ZONE_ATTRIBUTE = "sandbox.zone"
+#: The sandbox's own client policy executor (``sandbox/stack/zone_provider``), and the realm profile and policy
+#: that apply it to every client (clients without ``ZONE_ATTRIBUTE`` are not affected).
+ZONE_EXECUTOR = "sandbox-source-zone"
+ZONE_PROFILE = "sandbox-network-zones"
+ZONE_POLICY = "sandbox-network-zones"
 #: ``amr`` values the browser flow records (RFC 8176): a token whose ``amr`` has "otp" proves MFA.
 LOGIN_METHOD_REFERENCES = {"auth-username-password-form": "pwd", "auth-otp-form": "otp"}
 #: How long after a login its ``amr`` values stay in newly issued tokens (Keycloak drops them after this).

@@ -65,6 +65,7 @@ from sandbox.mcp_server.trust import TrustedIssuers
 from sandbox.mcp_server.usage import UsageReporter
 from sandbox.mcp_server.verification import JwtVerifier, Policy, RevocationCheckingVerifier, TokenVerifier
 from sandbox.toolmap import ToolMap
+from sandbox.zones import same_address
 
 log = logging.getLogger("sandbox.mcp_server")
 
@@ -177,7 +178,8 @@ class ProtectedMcpEndpoint:
         answer, principal = await self._authenticate(request, call)
         if answer is None and principal is not None:
             scope[SCOPE_KEY] = principal  # for the tools, and for the access log
-            answer = self._authorize(principal, call, malformed, mismatch)
+            answer = self._outside_zone(principal, request, call)
+            answer = answer or self._authorize(principal, call, malformed, mismatch)
         if answer is not None:
             return await answer(scope, receive, send)
         assert principal is not None
@@ -224,6 +226,25 @@ class ProtectedMcpEndpoint:
             log.warning("token could not be checked", extra={"reason": exc.description})
             return challenges.unavailable("the token cannot be checked right now; retry shortly"), None
         return None, principal
+
+    def _outside_zone(self, principal: Principal, request: Request, call: ToolCall | None) -> Response | None:
+        """403 for any request of a zone-limited agent from another source address (reported as a refusal)."""
+        if principal.zone is None:
+            return None
+        source = request.client.host if request.client else None
+        if same_address(principal.zone, source):
+            return None
+        self.usage.record(
+            issuer=principal.issuer,
+            client_id=principal.client_id,
+            tool=call.tool if call is not None else "",
+            allowed=False,
+            status=403,
+            source=source,
+            outside_zone=True,
+        )
+        log.warning("call from outside the agent's zone refused", extra={**principal.describe(), "source": source})
+        return challenges.outside_zone(zone=principal.zone, source=source)
 
     def _authorize(
         self,

@@ -70,6 +70,13 @@ def forbidden(*, resource_metadata: str, scope: str, description: str) -> JSONRe
     return JSONResponse(body, status_code=403, headers={"WWW-Authenticate": header})
 
 
+def outside_zone(*, zone: str, source: str | None) -> JSONResponse:
+    """403: the agent's token limits it to a network zone, and this request comes from another address."""
+    description = f"this agent may call only from its network zone {zone}, not from {source or 'an unknown address'}"
+    body = {"error": "outside_zone", "error_description": description, "zone": zone}
+    return JSONResponse(body, status_code=403)
+
+
 def invalid_request(*, resource_metadata: str, scope: str | None) -> JSONResponse:
     """400: the request is ambiguous about its credentials (RFC 6750 §3.1 ``invalid_request``)."""
     description = "send exactly one Authorization header"

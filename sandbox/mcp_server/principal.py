@@ -11,6 +11,7 @@ from mcp.server.auth.provider import AccessToken
 from starlette.types import Scope
 
 from sandbox.mcp_server.errors import InvalidToken
+from sandbox.zones import ZONE_CLAIM, zone_address_problem
 
 #: Where the HTTP layer leaves the verified principal in the ASGI scope, for the tools to read.
 SCOPE_KEY = "sandbox.mcp.principal"
@@ -80,6 +81,7 @@ class Principal:
     expires_at: int
     token_fingerprint: str
     binding: Confirmation | None = None  # the token's ``cnf``: the key or certificate it is bound to
+    zone: str | None = None  # the one source address the agent may call from (claim ZONE_CLAIM), if limited
 
     @property
     def tenant(self) -> str:
@@ -142,7 +144,17 @@ def principal_from_claims(claims: dict[str, Any], token: str) -> Principal:
         expires_at=int(claims["exp"]),
         token_fingerprint=fingerprint(token),
         binding=confirmation_of(claims),
+        zone=_zone(claims),
     )
+
+
+def _zone(claims: dict[str, Any]) -> str | None:
+    zone = claims.get(ZONE_CLAIM)
+    if zone is None:
+        return None
+    if not isinstance(zone, str) or zone_address_problem(zone) is not None:
+        raise InvalidToken(f"the token's {ZONE_CLAIM} is not a loopback address")
+    return zone
 
 
 def principal_in(scope: Scope) -> Principal | None:

@@ -1,7 +1,9 @@
 """Usage reports to the broker: one event per tool call, sent in batches, never on the request path.
 
 ``POST <broker>/usage`` with ``{"resource": <canonical URL>, "events": [{"issuer", "client_id", "tool",
-"allowed", "status", "at"}]}`` and ``Authorization: Bearer <stack secret "usage-ingest">``; ``at`` is
+"allowed", "status", "at", "source", "outside_zone"}]}`` (``source``: the caller's address; ``outside_zone``: the
+call was refused because it came from outside the agent's network zone) and
+``Authorization: Bearer <stack secret "usage-ingest">``; ``at`` is
 Unix seconds. Recording
 only appends to a bounded buffer; a background task sends what has gathered every
 ``flush_interval`` seconds. If the broker is absent or refuses, the batch is kept (the oldest
@@ -53,7 +55,17 @@ class UsageReporter:
     def enabled(self) -> bool:
         return self._url is not None and self._secret is not None
 
-    def record(self, *, issuer: str, client_id: str, tool: str, allowed: bool, status: int) -> None:
+    def record(
+        self,
+        *,
+        issuer: str,
+        client_id: str,
+        tool: str,
+        allowed: bool,
+        status: int,
+        source: str | None = None,
+        outside_zone: bool = False,
+    ) -> None:
         if self.enabled:
             self._buffer.append(
                 {
@@ -63,6 +75,8 @@ class UsageReporter:
                     "allowed": allowed,
                     "status": status,
                     "at": round(self._clock(), 3),
+                    "source": source,
+                    "outside_zone": outside_zone,
                 }
             )
 

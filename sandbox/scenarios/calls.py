@@ -64,12 +64,21 @@ class McpCaller:
         self._clients: list[httpx.Client] = []
         self._ids = itertools.count(1)
 
-    def _client(self) -> httpx.Client:
-        """One connection pool per thread (httpx clients are not shared across threads)."""
-        client = getattr(self._local, "client", None)
+    def _client(self, source: str | None = None) -> httpx.Client:
+        """One connection pool per thread and source address (httpx clients are not shared across threads).
+
+        ``source``: the local address to call from (a network zone, such as 127.0.0.2); the system's choice if None.
+        """
+        clients = getattr(self._local, "clients", None)
+        if clients is None:
+            clients = self._local.clients = {}
+        client = clients.get(source)
         if client is None:
             # Idle connections are dropped before the server (uvicorn: 5 s) could close them under a request.
-            client = self._local.client = httpx.Client(timeout=30, limits=httpx.Limits(keepalive_expiry=2.0))
+            transport = httpx.HTTPTransport(local_address=source) if source else None
+            client = clients[source] = httpx.Client(
+                timeout=30, limits=httpx.Limits(keepalive_expiry=2.0), transport=transport
+            )
             with self._guard:
                 self._clients.append(client)
         return client
@@ -79,39 +88,57 @@ class McpCaller:
             return self._locks.setdefault(key, threading.Lock())
 
     def _session(
-        self, url: str, principal: str, token: str, dpop: DPoPKey | None, *, fresh: bool = False
+        self,
+        url: str,
+        principal: str,
+        token: str,
+        dpop: DPoPKey | None,
+        *,
+        fresh: bool = False,
+        source: str | None = None,
     ) -> str | httpx.Response | None:
         """The session id (None: a stateless server), or the refusal of ``initialize``."""
         key = (url, principal)
         with self._lock(key):
             if fresh or key not in self._sessions:
-                response = mcp_http.post(url, mcp_http.INITIALIZE, token=token, client=self._client(), dpop=dpop)
+                client = self._client(source)
+                response = mcp_http.post(url, mcp_http.INITIALIZE, token=token, client=client, dpop=dpop)
                 if response.status_code != 200:
                     return response
                 session = response.headers.get("mcp-session-id")
-                mcp_http.post(url, mcp_http.INITIALIZED, token=token, session=session, client=self._client(), dpop=dpop)
+                mcp_http.post(url, mcp_http.INITIALIZED, token=token, session=session, client=client, dpop=dpop)
                 self._sessions[key] = session
             return self._sessions[key]
 
     def send(
-        self, url: str, principal: str, token: str, body: dict[str, Any], dpop: DPoPKey | None = None
+        self,
+        url: str,
+        principal: str,
+        token: str,
+        body: dict[str, Any],
+        dpop: DPoPKey | None = None,
+        source: str | None = None,
     ) -> httpx.Response:
-        """One request as ``principal``; ``dpop``: the key the token is bound to (a proof goes with each request)."""
+        """One request as ``principal``; ``dpop``: the key the token is bound to (a proof goes with each request);
+        ``source``: the address (a network zone) it goes from."""
         try:
-            return self._send(url, principal, token, body, dpop)
+            return self._send(url, principal, token, body, dpop, source)
         except httpx.TransportError as error:  # a call that got no answer is a failed call, said plainly
             raise TransportFailed(f"{type(error).__name__} on {body.get('method')} to {url}: {error}") from error
 
-    def _send(self, url: str, principal: str, token: str, body: dict[str, Any], dpop: DPoPKey | None) -> httpx.Response:
-        session = self._session(url, principal, token, dpop)
+    def _send(
+        self, url: str, principal: str, token: str, body: dict[str, Any], dpop: DPoPKey | None, source: str | None
+    ) -> httpx.Response:
+        session = self._session(url, principal, token, dpop, source=source)
         if isinstance(session, httpx.Response):
             return session
-        response = mcp_http.post(url, body, token=token, session=session, client=self._client(), dpop=dpop)
+        client = self._client(source)
+        response = mcp_http.post(url, body, token=token, session=session, client=client, dpop=dpop)
         if response.status_code == 404 and session is not None:  # the server forgot the session: start again
-            session = self._session(url, principal, token, dpop, fresh=True)
+            session = self._session(url, principal, token, dpop, fresh=True, source=source)
             if isinstance(session, httpx.Response):
                 return session
-            response = mcp_http.post(url, body, token=token, session=session, client=self._client(), dpop=dpop)
+            response = mcp_http.post(url, body, token=token, session=session, client=client, dpop=dpop)
         return response
 
     def _message(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -128,14 +155,15 @@ class McpCaller:
         tool: str,
         arguments: dict[str, Any],
         dpop: DPoPKey | None = None,
+        source: str | None = None,
     ) -> CallOutcome:
         body = self._message("tools/call", {"name": tool, "arguments": arguments})
-        return classify(self.send(url, principal, token, body, dpop))
+        return classify(self.send(url, principal, token, body, dpop, source))
 
     def list_tools(
-        self, url: str, principal: str, token: str, dpop: DPoPKey | None = None
+        self, url: str, principal: str, token: str, dpop: DPoPKey | None = None, source: str | None = None
     ) -> tuple[CallOutcome, set[str]]:
-        response = self.send(url, principal, token, self._message("tools/list", {}), dpop)
+        response = self.send(url, principal, token, self._message("tools/list", {}), dpop, source)
         return classify(response), mcp_http.tool_names(response)
 
     def close(self) -> None:

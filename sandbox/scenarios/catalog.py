@@ -53,6 +53,9 @@ class Catalog:
             ):
                 field = {"credential_type": "credential"}.get(violation.field, violation.field)
                 raise document.error((*where, field), f"agent {name!r}: {violation.reason}", self._roles_hint())
+            if agent.zone is not None and agent.zone not in self.policy.zones.addresses:
+                raise document.error((*where, "zone"), f"agent {name!r}: unknown network zone {agent.zone!r}",
+                                     self._zones_hint())  # fmt: skip
         scopes = set(self.tools.all_scopes())
         for tenant_name, tenant in header.tenants.items():
             for user_name, user in tenant.users.items():
@@ -65,6 +68,11 @@ class Catalog:
                         )
         for step in steps:
             self._check_tools(document, step)
+            zone = getattr(step.arguments, "from_zone", None)
+            if zone is not None and zone not in self.policy.zones.addresses:
+                raise document.error(
+                    ("steps", step.index, step.name, "from_zone"), f"unknown network zone {zone!r}", self._zones_hint()
+                )
 
     def _check_tools(self, document: YamlDocument, step: Step) -> None:
         arguments = step.arguments
@@ -81,6 +89,10 @@ class Catalog:
                     f"unknown tool {name!r}",
                     f"use a tool of the MCP server: {', '.join(sorted(self.tools.tools))}",
                 )
+
+    def _zones_hint(self) -> str:
+        zones = ", ".join(f"{name} ({address})" for name, address in sorted(self.policy.zones.addresses.items()))
+        return f"use a zone of the policy's network_zones: {zones or '(none defined)'}"
 
     def _roles_hint(self) -> str:
         return f"see the policy's roles ({', '.join(sorted(self.policy.roles))}): mcp-sandbox agents roles"

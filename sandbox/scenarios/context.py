@@ -18,6 +18,7 @@ from faker import Faker
 from sandbox.admin.client import BrokerClient
 from sandbox.agent.dpop import DPoPKey
 from sandbox.agent.tokens import ClientSecretCredential, Credential, Token, TokenClient
+from sandbox.broker.policy import NetworkZones, Policy
 from sandbox.config import Settings
 from sandbox.harness.tenants import Tenant, TenantAdmin, create_tenant, delete_tenant, operator_token
 from sandbox.scenarios.calls import McpCaller
@@ -26,6 +27,7 @@ from sandbox.scenarios.model import AgentSpec, Header
 from sandbox.scenarios.results import LoadSeries
 from sandbox.stack.ports import free_port
 from sandbox.stack.readiness import last_lines, wait_for_http
+from sandbox.toolmap import ToolMap
 
 
 @dataclass
@@ -41,8 +43,9 @@ class AgentHandle:
     credential: Credential | None = field(default=None, repr=False)
     previous: Credential | None = field(default=None, repr=False)
     token: Token | None = field(default=None, repr=False)
-    revoked_at: float | None = None  # monotonic time the revoke call returned
+    revoked_at: float | None = None  # monotonic time the revoke call returned (or the broker suspended it)
     dpop: DPoPKey | None = field(default=None, repr=False)  # binding dpop: the key its tokens are bound to
+    source: str | None = None  # the address of its network zone (spec.zone) its requests come from
 
     def require_provisioned(self) -> str:
         if self.id is None:
@@ -57,9 +60,14 @@ class AgentHandle:
             raise StepFailed(f"agent {self.name!r} to hold a {which} credential", "it holds none")
         return credential
 
-    async def fetch_token(self, which: str = "current") -> Token:
-        """A new token with the current (or the previous) credential; kept as the agent's latest token."""
-        async with TokenClient(self.tenant.token_url, self.require_credential(which), dpop=self.dpop) as client:
+    async def fetch_token(self, which: str = "current", source: str | None = None) -> Token:
+        """A new token with the current (or the previous) credential; kept as the agent's latest token.
+
+        From ``source`` (an address of a network zone) when given, else from the agent's own zone."""
+        credential = self.require_credential(which)
+        async with TokenClient(
+            self.tenant.token_url, credential, dpop=self.dpop, source=source or self.source
+        ) as client:
             token = await client.fetch()
         if which == "current":
             self.token = token
@@ -94,6 +102,7 @@ class RunContext:
         self.load: list[LoadSeries] = []
         self.values: dict[str, Any] = {}  # what steps learn and later steps use (e.g. a tenant's services)
         self.users: dict[str, dict[str, Any]] = {}  # name -> what the broker issued (password shown once)
+        self._zones: NetworkZones | None = None
 
     # Set-up and tear-down.
     async def setup(self) -> None:
@@ -113,6 +122,7 @@ class RunContext:
                 self.tenants[self.header.tenant_of_agent(name)],
                 dpop=DPoPKey.generate() if spec.binding == "dpop" else None,  # the agent's own; never sent anywhere
             )
+            self.agents[name].source = self.zone_address(spec.zone) if spec.zone else None
         for name, server in self.header.servers.items():
             self.extra_servers[name] = await asyncio.to_thread(self._start_server, name, server.trusts, server.mode)
 
@@ -202,6 +212,12 @@ class RunContext:
             else:
                 found[each] = self.settings.mcp_server(each).url
         return found
+
+    def zone_address(self, zone: str) -> str:
+        """The source address of a network zone of the stack's policy (the pre-check made sure it exists)."""
+        if self._zones is None:
+            self._zones = Policy.load(self.settings.policy_file, ToolMap.load(self.settings.tools_file)).zones
+        return self._zones.addresses[zone]
 
     def remember(self, key: str, value: Any) -> None:
         self.values[key] = value

@@ -47,6 +47,11 @@ class AgentSpec(Strict):
     )
     token_lifetime: int | None = Field(default=None, gt=0, description="Seconds; at most the role's maximum.")
     servers: list[str] | None = Field(default=None, description="MCP servers it may call; default: all.")
+    zone: str | None = Field(
+        default=None,
+        description="The network zone (a name in the policy's network_zones) its token requests and calls come "
+        "from; the machine's own choice of address (127.0.0.1) when omitted.",
+    )
 
 
 class ServerSpec(Strict):

@@ -21,6 +21,7 @@ from filelock import FileLock
 from sandbox.config import Settings
 from sandbox.errors import DistributionError
 from sandbox.stack.java import Jdk
+from sandbox.stack.providers import ensure_provider_jar, source_hash
 
 Report = Callable[[str], None]
 ARTIFACT = "org.keycloak:keycloak-quarkus-dist"
@@ -56,7 +57,10 @@ class KeycloakDistribution:
         self.version = settings.keycloak_version
         self.cache = settings.cache_dir / "keycloak"
         self.zip_path = self.cache / f"keycloak-quarkus-dist-{self.version}.zip"
-        self.home = self.cache / f"keycloak-{self.version}"
+        # The build carries the sandbox's own provider, so it is named by the provider's hash too: a build with
+        # other providers (another checkout's) lives beside it and is never rebuilt under a running Keycloak.
+        self.provider_hash = source_hash(self.version)
+        self.home = self.cache / f"keycloak-{self.version}-{self.provider_hash}"
 
     @property
     def kc_sh(self) -> Path:
@@ -74,6 +78,7 @@ class KeycloakDistribution:
                 self.home = user_dir
             elif not (self.home / ".unpacked").exists():
                 self._unpack(self._obtain(report), report)
+            self._install_provider(jdk, report)
             self._build(jdk, report)
         return self.home
 
@@ -171,9 +176,19 @@ class KeycloakDistribution:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
+    def _install_provider(self, jdk: Jdk, report: Report) -> None:
+        installed = self.home / "providers" / "mcp-sandbox-zone.jar"
+        jar = self.cache / "providers" / f"mcp-sandbox-zone-{self.provider_hash}.jar"
+        if not jar.is_file():
+            report("building the sandbox's Keycloak provider (network zones; once per source change)")
+        jar = ensure_provider_jar(jdk, self.home, self.cache / "providers", self.version)
+        if not installed.is_file() or installed.read_bytes() != jar.read_bytes():
+            installed.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(jar, installed)
+
     def _build(self, jdk: Jdk, report: Report) -> None:
         marker = self.home / ".sandbox-build.json"
-        wanted = {"options": self.build_options(), "java": str(jdk.home)}
+        wanted = {"options": self.build_options(), "java": str(jdk.home), "provider": self.provider_hash}
         if marker.exists() and json.loads(marker.read_text()) == wanted:
             return
         report("building (once per version and feature set)")

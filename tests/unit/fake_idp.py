@@ -23,6 +23,7 @@ class FakeIdentityProvider:
         self.exchanges: dict[str, list[dict[str, Any]]] = {}  # client_id -> TOKEN_EXCHANGE events, newest first
         self.delegation_scopes: set[str] = set()
         self.fail: set[str] = set()
+        self.failures: dict[str, list[dict[str, Any]]] = {}  # realm -> CLIENT_LOGIN_ERROR events (clientId, time)
 
     async def _call(self, name: str) -> None:
         await asyncio.sleep(0)  # a real round trip lets other tasks run meanwhile
@@ -69,6 +70,7 @@ class FakeIdentityProvider:
             "scopes": spec.scopes,
             "binding": spec.binding,
             "lifetime": spec.token_lifetime,
+            "zone": spec.zone,
         }
         await self._call("after_create")
         return AgentClient(spec.client_id, spec.client_id, f"sa-{spec.client_id}", "generated-secret")
@@ -115,6 +117,10 @@ class FakeIdentityProvider:
         events = [*self.exchanges.get(client_id, []), *([{"type": "CLIENT_LOGIN", "time": last}] if last else [])]
         events.sort(key=lambda e: -e["time"])
         return [e for e in events if e["type"] in types][:maximum]
+
+    async def tenant_events(self, realm: str, types: tuple[str, ...], maximum: int) -> list:
+        events = [e for e in self.failures.get(realm, []) if e["type"] in types]
+        return sorted(events, key=lambda e: -e["time"])[:maximum]
 
     # People.
     async def create_tenant_user(

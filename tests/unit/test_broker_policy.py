@@ -91,3 +91,55 @@ def test_check_explains_each_violation() -> None:
     )
     assert {v.field for v in problems} == {"environment", "token_lifetime"}
     assert policy.check(role="log-reader", environment="staging", credential_type="private_key_jwt") == []
+
+
+# Network zones and anomalies (issue 19).
+
+ROLE = "roles:\n  reader:\n    environments:\n      production: [mcp:tool:logs.read]\n"
+
+
+def test_the_shipped_policy_limits_a_production_role_to_a_zone_and_watches_production() -> None:
+    policy = Policy.load(FIXTURES / "policy.yaml", TOOLS)
+    assert policy.zone_for("zoned-log-reader", "production") == "127.0.0.2"
+    assert policy.zone_for("log-reader", "production") is None
+    assert policy.anomalies.watches("production") and not policy.anomalies.watches("staging")
+    assert policy.anomalies.rules["refused_calls"].count == 5
+
+
+def test_zones_and_anomaly_rules_load(tmp_path: Path) -> None:
+    policy = load(
+        tmp_path,
+        ROLE + "network_zones:\n  zones: {ops: 127.0.0.9}\n  roles:\n    reader: {production: ops}\n"
+        "anomalies:\n  failed_token_requests: {count: 2, window_seconds: 30}\n",
+    )
+    assert policy.zone_for("reader", "production") == "127.0.0.9"
+    assert policy.zones.name_of("127.0.0.9") == "ops"
+    assert set(policy.anomalies.rules) == {"failed_token_requests"}
+    assert policy.anomalies.watches("staging")  # no environments named: every one is watched
+    assert policy.as_dict()["network_zones"] == {
+        "zones": {"ops": "127.0.0.9"},
+        "roles": {"reader": {"production": "ops"}},
+    }
+
+
+def test_a_policy_without_the_sections_limits_and_watches_nothing(tmp_path: Path) -> None:
+    policy = load(tmp_path, ROLE)
+    assert policy.zone_for("reader", "production") is None and not policy.anomalies.watches("production")
+
+
+@pytest.mark.parametrize(
+    ("section", "line", "reason"),
+    [
+        ("network_zones:\n  zones: {ops: 10.0.0.2}\n", 6, "not in 127.0.0.0/8"),
+        ("network_zones:\n  zones: {ops: here}\n", 6, "is not an IP address"),
+        ("network_zones:\n  zones: {ops: 127.0.0.2}\n  roles:\n    writer: {production: ops}\n", 8, "unknown role"),
+        ("network_zones:\n  zones: {ops: 127.0.0.2}\n  roles:\n    reader: {staging: ops}\n", 8, "no environment"),
+        ("network_zones:\n  roles:\n    reader: {production: lab}\n", 7, "unknown zone 'lab'"),
+        ("anomalies:\n  environments: [qa]\n", 6, "unknown environment 'qa'"),
+        ("anomalies:\n  refused_calls: {count: 0, window_seconds: 10}\n", 6, "count"),
+        ("anomalies:\n  odd_calls: {count: 1, window_seconds: 10}\n", 6, "odd_calls"),
+    ],
+)
+def test_a_bad_zone_or_anomaly_rule_names_its_line(tmp_path: Path, section: str, line: int, reason: str) -> None:
+    error = refusal(tmp_path, ROLE + section)
+    assert str(error).startswith(f"{tmp_path / 'policy.yaml'}:{line}:") and reason in str(error), str(error)

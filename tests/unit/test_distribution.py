@@ -22,8 +22,20 @@ def make_zip(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+FAKE_JAVAC = '#!/bin/sh\necho javac >> "$(dirname "$0")/../calls"\n'
+FAKE_JAR = (
+    '#!/bin/sh\nwhile [ "$1" != --file ]; do shift; done\necho jar >> "$(dirname "$0")/../calls"\necho jar > "$2"\n'
+)
+
+
 @pytest.fixture
 def jdk(tmp_path: Path) -> Jdk:
+    """A JDK whose javac and jar only note that they ran (jar writes its output file)."""
+    bin_dir = tmp_path / "jdk" / "bin"
+    bin_dir.mkdir(parents=True)
+    for name, script in (("javac", FAKE_JAVAC), ("jar", FAKE_JAR)):
+        (bin_dir / name).write_text(script)
+        (bin_dir / name).chmod(0o755)
     return Jdk(tmp_path / "jdk", 17)
 
 
@@ -62,7 +74,28 @@ def test_a_good_cached_zip_is_unpacked_once_and_built_once(tmp_path: Path, jdk: 
     assert "--features=client-secret-rotation,resource-indicators,token-exchange-standard" in calls[0]
     KeycloakDistribution(settings).ensure_built(jdk, steps.append)  # warm: nothing to do
     assert len((home / "build-calls").read_text().splitlines()) == 1
-    assert steps == ["unpacking", "building (once per version and feature set)"]
+    assert steps == [
+        "unpacking",
+        "building the sandbox's Keycloak provider (network zones; once per source change)",
+        "building (once per version and feature set)",
+    ]
+    assert (home / "providers" / "mcp-sandbox-zone.jar").read_text() == "jar\n"
+    assert (jdk.home / "calls").read_text().splitlines() == ["javac", "jar"]  # built once, then cached
+
+
+def test_the_build_is_named_by_the_provider_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sandbox.stack import providers
+
+    before = providers.source_hash(VERSION)
+    assert KeycloakDistribution(settings_for(tmp_path)).home.name == f"keycloak-{VERSION}-{before}"
+    assert providers.source_hash("another") != before
+    sources = tmp_path / "provider"
+    (sources / "src").mkdir(parents=True)
+    (sources / "src" / "A.java").write_text("class A {}")
+    monkeypatch.setattr(providers, "SOURCES", sources)
+    first = providers.source_hash(VERSION)
+    (sources / "src" / "A.java").write_text("class A { int changed; }")
+    assert providers.source_hash(VERSION) != first
 
 
 def test_a_different_feature_set_builds_again(tmp_path: Path, jdk: Jdk) -> None:

@@ -143,7 +143,7 @@ def test_usage_is_sent_in_batches_with_the_ingest_secret() -> None:
     assert body["resource"] == MCP
     events: list[dict[str, Any]] = body["events"]
     assert [e["client_id"] for e in events] == ["agent-0", "agent-1", "agent-2"]
-    assert set(events[0]) == {"issuer", "client_id", "tool", "allowed", "status", "at"}
+    assert set(events[0]) == {"issuer", "client_id", "tool", "allowed", "status", "at", "source", "outside_zone"}
 
 
 def test_usage_is_kept_while_the_broker_is_absent_and_delivered_when_it_returns() -> None:

@@ -56,6 +56,13 @@ def _load(tmp_path: Path, text: str, catalog: Catalog) -> None:
         ("tool: analytics.query, expect: allowed", "tool: analytics.qurey, expect: allowed", 7, "unknown tool"),
         ("expect: [analytics.query]", "expect: [analytics.query, nosuch.tool]", 8, "unknown tool 'nosuch.tool'"),
         ("status: active", "status: gone", 9, "steps[3].expect_status.status is 'gone'"),
+        ("{role: read-only-analytics}", "{role: read-only-analytics, zone: lab}", 4, "unknown network zone 'lab'"),
+        (
+            "tool: analytics.query, expect: allowed",
+            "tool: analytics.query, from_zone: lab, expect: allowed",
+            7,
+            "unknown network zone 'lab'; use a zone of the policy's network_zones: office (127.0.0.3), ops",
+        ),
     ],
 )
 def test_a_name_the_stack_does_not_know_fails_at_its_line(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -217,6 +218,77 @@ async def revoke(context: RunContext, args: Revoke) -> Evidence:
         raise StepFailed(args.expect, outcome, evidence)
     # The broker's own check is evidence: a jwt-mode server keeps accepting a token until it expires, and
     # `expect_401_within` holds each server to its mode's budget.
+    return evidence
+
+
+# suspension ---------------------------------------------------------------------------------------------------
+
+
+class ExpectSuspended(StepArgs):
+    agent: str
+    within: float = Field(
+        default=30, gt=0, le=600, description="Seconds the broker may take to suspend it (usage reports, scans)."
+    )
+    rule: Literal["refused_calls", "failed_token_requests", "outside_zone_calls"] | None = Field(
+        default=None, description="The anomaly rule that must have suspended it."
+    )
+    by: str | None = None
+
+
+@step("expect_suspended", ExpectSuspended)
+async def expect_suspended(context: RunContext, args: ExpectSuspended) -> Evidence:
+    """The broker suspends the agent for an anomaly (within ``within`` s); from then on, like after a revoke,
+    ``expect_401_within`` holds each server to its mode's budget, counted from the suspension."""
+    agent = context.agents[args.agent]
+    deadline = time.monotonic() + args.within
+    while True:
+        answer = await context.broker("GET", agent_path(agent), by=args.by, agent=agent)
+        if answer["status"] == "suspended":
+            break
+        if time.monotonic() > deadline:
+            raise StepFailed(f"suspended within {args.within:g}s", answer["status"], record(agent, answer))
+        await asyncio.sleep(0.2)
+    clock = await context.broker("GET", f"/tenants/{agent.tenant.name}/clock", by=args.by, agent=agent)
+    # When the suspension happened, on this process's monotonic clock: the tenant's time now, less its time then.
+    ago = (datetime.fromisoformat(clock["now"]) - datetime.fromisoformat(answer["suspended_at"])).total_seconds()
+    agent.revoked_at = time.monotonic() - max(ago, 0.0)
+    audit = await context.broker("GET", f"/tenants/{agent.tenant.name}/audit", by=args.by, agent=agent,
+                                 params={"agent_id": agent.id})  # fmt: skip
+    entry = next((e for e in reversed(audit) if e["action"] == "agent.suspended"), None)
+    evidence = record(agent, answer)
+    evidence.update(suspended_at=answer["suspended_at"], seconds_ago=round(ago, 3), audit=entry)
+    if entry is None:
+        raise StepFailed("an agent.suspended audit entry", "none", evidence)
+    rule = (entry.get("after") or {}).get("rule")
+    if args.rule is not None and rule != args.rule:
+        raise StepFailed(f"suspended by rule {args.rule}", f"by rule {rule}", evidence)
+    return evidence
+
+
+class Resume(StepArgs):
+    agent: str
+    by: str | None = None
+    expect: Literal["resumed", "refused"] = "resumed"
+    reason: str = "scenario"
+
+
+@step("resume", Resume, shorthand="agent")
+async def resume(context: RunContext, args: Resume) -> Evidence:
+    """An admin resumes the suspended agent (needs MFA): its credential works again, new tokens are accepted."""
+    agent = context.agents[args.agent]
+    try:
+        answer = await context.broker(
+            "POST", f"{agent_path(agent)}/resume", by=args.by, agent=agent, body={"reason": args.reason}
+        )
+    except BrokerRefused as error:
+        if args.expect == "refused":
+            return {"refused": error.error, "status": error.status, "cause": error.body.get("cause")}
+        raise StepFailed("resumed", refusal(error)) from error
+    evidence = record(agent, answer)
+    if args.expect == "refused":
+        raise StepFailed("refused", answer["status"], evidence)
+    agent.revoked_at = None  # active again: its next calls take a fresh token
+    agent.token = None
     return evidence
 
 

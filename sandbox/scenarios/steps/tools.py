@@ -43,6 +43,17 @@ class GetToken(StepArgs):
         "bearer, to nothing.",
     )
     lifetime: int | None = Field(default=None, gt=0, description="The token's exp - iat must be this many seconds.")
+    from_zone: str | None = Field(
+        default=None, description="Ask from this network zone of the policy instead of the agent's own."
+    )
+    refusal_says: str | None = Field(
+        default=None, description="With expect: refused, text the refusal's error_description must contain."
+    )
+
+
+def source_of(context: RunContext, agent: AgentHandle, zone: str | None) -> str | None:
+    """The address a step's requests come from: the zone it names, else the agent's own zone (if any)."""
+    return context.zone_address(zone) if zone else agent.source
 
 
 @step("get_token", GetToken, shorthand="agent")
@@ -50,11 +61,16 @@ async def get_token(context: RunContext, args: GetToken) -> Evidence:
     """Ask the tenant's token endpoint for a client-credentials token with the agent's credential."""
     agent = context.agents[args.agent]
     try:
-        token = await agent.fetch_token(args.credential)
+        token = await agent.fetch_token(args.credential, source_of(context, agent, args.from_zone))
     except TokenRefused as refused:
-        return refusal(refused, args.expect, "a token")
+        evidence = refusal(refused, args.expect, "a token")
+        if args.refusal_says is not None and args.refusal_says not in refused.description:
+            raise StepFailed(
+                f"a refusal that says {args.refusal_says!r}", repr(refused.description), evidence
+            ) from None
+        return evidence
     claims = token.claims()
-    evidence = {k: claims.get(k) for k in ("iss", "azp", "aud", "scope", "sub", "exp", "iat", "cnf")}
+    evidence = {k: claims.get(k) for k in ("iss", "azp", "aud", "scope", "sub", "exp", "iat", "cnf", "sandbox_zone")}
     evidence["token_type"] = token.token_type
     if args.expect == "refused":
         raise StepFailed(f"the {args.credential} credential to be refused", "a token was issued", evidence)
@@ -105,6 +121,9 @@ class CallTool(StepArgs):
     token: Literal["latest", "fresh"] = Field(
         default="latest", description="latest: the token the agent holds (even if revoked); fresh: a new one."
     )
+    from_zone: str | None = Field(
+        default=None, description="Call from this network zone of the policy instead of the agent's own."
+    )
 
 
 async def arguments_for(context: RunContext, agent: AgentHandle, tool: str, given: dict[str, Any] | None) -> dict:
@@ -140,6 +159,7 @@ async def a_service(context: RunContext, agent: AgentHandle) -> str:
             "deploy.status",
             {},
             agent.dpop,
+            agent.source,
         )
         deployments = (outcome.result or {}).get("deployments") if outcome.outcome == "allowed" else None
         if not deployments:
@@ -161,6 +181,9 @@ async def call_tool(context: RunContext, args: CallTool) -> Evidence:
     else:
         token = await agent.current_token()
     evidence: Evidence = {"arguments": arguments}
+    source = source_of(context, agent, args.from_zone)
+    if source:
+        evidence["from"] = source
     for name, url in context.servers(args.server).items():
         outcome = await asyncio.to_thread(
             context.mcp.call_tool,
@@ -170,6 +193,7 @@ async def call_tool(context: RunContext, args: CallTool) -> Evidence:
             args.tool,
             arguments,
             agent.dpop,
+            source,
         )
         evidence[name] = outcome.evidence()
         if outcome.outcome != args.expect:
@@ -306,6 +330,7 @@ async def expect_401_within(context: RunContext, args: Expect401Within) -> Evide
                 args.tool,
                 arguments,
                 agent.dpop,
+                agent.source,
             )
             elapsed = time.monotonic() - agent.revoked_at  # type: ignore[operator]
             if outcome.status == 401:

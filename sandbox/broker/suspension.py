@@ -1,0 +1,233 @@
+"""Anomaly -> suspension: the policy's anomaly rules watched, and what a tripped rule does.
+
+An agent of a watched environment (policy ``anomalies``) is suspended when, within a rule's window, it has at
+least the rule's count of refused tool calls (403 or 429 from the MCP servers' usage reports, outside-zone
+refusals included), failed token requests (the IdP's ``CLIENT_LOGIN_ERROR`` events of its client), or calls
+refused for coming from outside its network zone. Usage rules are judged as each usage report arrives; token
+failures by the broker's housekeeping.
+
+Suspending goes the way a revocation goes, short of the end: the client is disabled at the IdP (no new token, and
+introspection answers inactive), and a CAEP session-revoked event goes to every receiving MCP server, so tokens
+issued before it are refused. The identity, its credentials, its audit and its generated configs are kept; the
+status is ``suspended``. An admin with MFA resumes the agent (the client is enabled again, tokens issued from then
+on are accepted) or revokes it. Anomalies count afresh from a resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from sandbox.broker import audit
+from sandbox.broker.auth import Principal
+from sandbox.broker.base import IDP_FAILURES, SYSTEM, idp_failure, why
+from sandbox.broker.errors import Conflict
+from sandbox.broker.policy import AnomalyRule
+from sandbox.broker.store import Agent, UsageEvent
+
+if TYPE_CHECKING:
+    from sandbox.broker.service import BrokerService
+
+log = logging.getLogger(__name__)
+
+#: Keycloak event type of a refused token request.
+TOKEN_FAILURE = "CLIENT_LOGIN_ERROR"
+#: The most failure events read per tenant and scan.
+MAX_FAILURE_EVENTS = 500
+
+
+@dataclass(frozen=True)
+class Tripped:
+    """A rule an agent's recent behaviour tripped, and what was counted."""
+
+    rule: AnomalyRule
+    counted: int
+
+    def describe(self) -> str:
+        return f"anomaly: {self.counted} {self.rule.kind.replace('_', ' ')} within {self.rule.window_seconds}s"
+
+
+class Suspensions:
+    """Suspend, resume, and the anomaly checks that suspend; composed into the broker (``service.suspensions``)."""
+
+    def __init__(self, service: BrokerService) -> None:
+        self.service = service
+
+    # Judging.
+    async def after_usage(self, agent_ids: set[str]) -> list[dict[str, Any]]:
+        """Judge the agents that were just refused calls; suspend each one that tripped a usage rule."""
+        suspended = []
+        for agent_id in sorted(agent_ids):
+            tripped = self._usage_tripped(agent_id)
+            if tripped is not None:
+                done = await self.suspend(agent_id, tripped)
+                suspended += [done] if done else []
+        return suspended
+
+    def _usage_tripped(self, agent_id: str) -> Tripped | None:
+        service = self.service
+        rules = service.policy.anomalies
+        with service._session() as session:
+            agent = session.get(Agent, agent_id)
+            if agent is None or agent.status != "active" or not rules.watches(agent.environment):
+                return None
+            now = service.now(agent.tenant)
+            for kind in ("outside_zone_calls", "refused_calls"):
+                rule = rules.rules.get(kind)  # type: ignore[call-overload]
+                if rule is None:
+                    continue
+                since = self._since(agent, now, rule)
+                query = select(UsageEvent).where(
+                    UsageEvent.agent_id == agent_id, UsageEvent.allowed.is_(False), UsageEvent.at > since
+                )
+                if kind == "outside_zone_calls":
+                    query = query.where(UsageEvent.outside_zone.is_(True))
+                counted = len(list(session.scalars(query)))
+                if counted >= rule.count:
+                    return Tripped(rule, counted)
+        return None
+
+    async def scan_token_failures(self) -> list[dict[str, Any]]:
+        """Suspend each watched active agent with the rule's count of failed token requests in its window."""
+        service = self.service
+        rule = service.policy.anomalies.rules.get("failed_token_requests")
+        if rule is None:
+            return []
+        with service._session() as session:
+            watched = [
+                (a.id, a.tenant, a.client_id)
+                for a in session.scalars(select(Agent).where(Agent.status == "active"))
+                if service.policy.anomalies.watches(a.environment)
+            ]
+        by_tenant: dict[str, list[tuple[str, str]]] = {}
+        for agent_id, tenant, client_id in watched:
+            by_tenant.setdefault(tenant, []).append((agent_id, client_id))
+        suspended = []
+        for tenant, agents in by_tenant.items():
+            try:
+                events = await service.adapter.tenant_events(tenant, (TOKEN_FAILURE,), MAX_FAILURE_EVENTS)
+            except IDP_FAILURES as exc:
+                log.warning("token failures not read", extra={"tenant": tenant, "reason": why(exc)})
+                continue
+            for agent_id, client_id in agents:
+                times = [
+                    service.clocks.at(tenant, datetime.fromtimestamp(e["time"] / 1000, tz=UTC))
+                    for e in events
+                    if e.get("clientId") == client_id and isinstance(e.get("time"), int)
+                ]
+                with service._session() as session:
+                    agent = session.get(Agent, agent_id)
+                    if agent is None or agent.status != "active":
+                        continue
+                    since = self._since(agent, service.now(tenant), rule)
+                counted = sum(1 for at in times if at > since)
+                if counted >= rule.count:
+                    done = await self.suspend(agent_id, Tripped(rule, counted))
+                    suspended += [done] if done else []
+        return suspended
+
+    @staticmethod
+    def _since(agent: Agent, now: datetime, rule: AnomalyRule) -> datetime:
+        start = now - timedelta(seconds=rule.window_seconds)
+        counted_from = agent.anomalies_counted_from
+        return max(start, counted_from) if counted_from else start
+
+    # Acting.
+    async def suspend(self, agent_id: str, tripped: Tripped) -> dict[str, Any] | None:
+        """Suspend an active agent: its client disabled, a session-revoked event to every receiving server."""
+        service = self.service
+        async with service._agent_lock(agent_id):
+            with service._session() as session:
+                agent = session.get(Agent, agent_id)
+                if agent is None or agent.status != "active":  # suspended, revoked or changed meanwhile
+                    return None
+                tenant, keycloak_id, snapshot = agent.tenant, agent.keycloak_id, agent.as_public()
+                servers = service._registered_servers(session)
+                targets = [(url, servers[url].events_url if url in servers else None) for url in agent.audiences]
+            try:
+                await service.adapter.set_client_enabled(tenant, keycloak_id or "", False)
+            except IDP_FAILURES as exc:
+                log.warning("suspension not done yet", extra={"agent": agent_id, "reason": why(exc)})
+                return None  # still active; the next report or scan tries again
+            # The IdP refuses the credential from here on: every token the event must cover is already issued.
+            at = int(service.clock.now().timestamp())
+            for url, events_url in targets:
+                if events_url is not None:
+                    service.transmitter.ensure_push_stream(url, events_url)
+            deliveries = await service.transmitter.revoke(
+                service._subject(agent_id, snapshot, tenant),
+                [url for url, _ in targets],
+                at=at,
+                reason=tripped.describe(),
+            )
+            now = service.now(tenant)
+            with service._session() as session:
+                stored = session.get(Agent, agent_id)
+                assert stored is not None
+                stored.status, stored.suspended_at = "suspended", now
+                audit.record(
+                    session,
+                    tenant=tenant,
+                    agent_id=agent_id,
+                    actor=SYSTEM,
+                    action="agent.suspended",
+                    at=now,
+                    before={"status": "active"},
+                    after={
+                        "status": "suspended",
+                        "rule": tripped.rule.kind,
+                        "counted": tripped.counted,
+                        "window_seconds": tripped.rule.window_seconds,
+                        "events": {d.server: d.delivered for d in deliveries},
+                    },
+                    reason=tripped.describe(),
+                )
+                public = stored.as_public()
+        log.warning("agent suspended", extra={"tenant": tenant, "agent": agent_id, "rule": tripped.rule.kind})
+        return {"agent": public, "events": [d.as_dict() for d in deliveries]}
+
+    async def resume(self, principal: Principal, tenant: str, agent_id: str, reason: str = "") -> dict[str, Any]:
+        """Give a suspended agent its access back (an admin with MFA): new tokens work again, anomalies count anew."""
+        service = self.service
+        with service._session() as session:
+            service._tenant(session, principal, tenant)
+            agent = service._agent(session, principal, agent_id, tenant)
+            service._require_mfa(principal, f"resuming agent {agent.name!r}")
+        async with service._agent_lock(agent_id):
+            with service._session() as session:
+                agent = service._agent(session, principal, agent_id, tenant)
+                if agent.status != "suspended":
+                    raise Conflict(
+                        f"agent {agent.name!r} is {agent.status}, not suspended", "only a suspended agent is resumed"
+                    )
+                keycloak_id = agent.keycloak_id or ""
+                suspended_at = agent.suspended_at
+            # The servers refuse the agent's tokens issued at or before the second of the suspension (a token's
+            # `iat` is whole seconds): the credential works again only once that second is over.
+            if suspended_at is not None:
+                left = 1.0 - (service.now(tenant) - suspended_at).total_seconds()
+                if left > 0:
+                    await asyncio.sleep(left)
+            with idp_failure("re-enabling the agent's client", "; it stays suspended", "resume again"):
+                await service.adapter.set_client_enabled(tenant, keycloak_id, True)
+            now = service.now(tenant)
+            with service._session() as session:
+                stored = service._agent(session, principal, agent_id, tenant)
+                stored.status, stored.suspended_at, stored.anomalies_counted_from = "active", None, now
+                audit.record(
+                    session,
+                    tenant=tenant,
+                    agent_id=agent_id,
+                    actor=principal.actor,
+                    action="agent.resumed",
+                    at=now,
+                    before={"status": "suspended"},
+                    after={"status": "active"},
+                    reason=reason,
+                )
+                return stored.as_public()
