@@ -108,9 +108,11 @@ class TokenClient:
         auth_methods: Sequence[str] | None = None,
         timeout: float = 10.0,
         http: httpx.AsyncClient | None = None,
+        audience: list[str] | None = None,
     ) -> None:
         self.token_url = token_url
         self.credential = credential
+        self.audience = audience  # asked for on every fetch that names none (an IdP that grants aud on request)
         self.issuer = issuer or _issuer_of(token_url)
         self.method = choose_method(credential, auth_methods)
         self._http = http or httpx.AsyncClient(timeout=timeout, trust_env=False)
@@ -128,7 +130,7 @@ class TokenClient:
             grant_type="client_credentials",
             scope=scope,
             resource=resource,
-            audience=" ".join(audience) if audience else None,
+            audience=" ".join(audience) if audience else (" ".join(self.audience) if self.audience else None),
         )
 
     async def exchange(self, subject_token: str, scope: str | None = None) -> Token:

@@ -19,6 +19,7 @@ from sandbox.admin.client import BrokerClient
 from sandbox.agent.tokens import ClientSecretCredential, Credential, Token, TokenClient
 from sandbox.config import Settings
 from sandbox.harness.tenants import Tenant, TenantAdmin, create_tenant, delete_tenant, operator_token
+from sandbox.idp.capabilities import CapabilityName
 from sandbox.scenarios.calls import McpCaller
 from sandbox.scenarios.library import StepFailed
 from sandbox.scenarios.model import AgentSpec, Header
@@ -41,6 +42,12 @@ class AgentHandle:
     previous: Credential | None = field(default=None, repr=False)
     token: Token | None = field(default=None, repr=False)
     revoked_at: float | None = None  # monotonic time the revoke call returned
+    audiences: list[str] = field(default_factory=list)  # the MCP servers its tokens are for
+
+    def token_client(self, credential: Credential) -> TokenClient:
+        """A token client of the agent's IdP; on Hydra it asks for the agent's audience (granted on request)."""
+        audience = self.audiences if self.tenant.idp == "hydra" else None
+        return TokenClient(self.tenant.token_url, credential, audience=audience)
 
     def require_provisioned(self) -> str:
         if self.id is None:
@@ -57,7 +64,7 @@ class AgentHandle:
 
     async def fetch_token(self, which: str = "current") -> Token:
         """A new token with the current (or the previous) credential; kept as the agent's latest token."""
-        async with TokenClient(self.tenant.token_url, self.require_credential(which)) as client:
+        async with self.token_client(self.require_credential(which)) as client:
             token = await client.fetch()
         if which == "current":
             self.token = token
@@ -79,8 +86,10 @@ class RunningServer:
 
 
 class RunContext:
-    def __init__(self, settings: Settings, header: Header, label: str) -> None:
+    def __init__(self, settings: Settings, header: Header, label: str, idp: str = "keycloak") -> None:
         self.settings = settings
+        self.idp = idp  # where the scenario's tenants keep their agents
+        self.exercised: list[CapabilityName] = []  # what the running step needs of the IdP (see library.require)
         self.header = header
         self.label = label
         self.faker = Faker()
@@ -97,7 +106,8 @@ class RunContext:
     async def setup(self) -> None:
         for key, spec in self.header.tenants.items():
             admins = {name: admin.mfa for name, admin in spec.admins.items()}
-            self.tenants[key] = await asyncio.to_thread(create_tenant, self.settings, admins, f"sc-{self.label}")
+            label = f"sc-{self.label}"
+            self.tenants[key] = await asyncio.to_thread(create_tenant, self.settings, admins, label, self.idp)
         for key, spec in self.header.tenants.items():
             tenant = self.tenants[key]
             for user, user_spec in spec.users.items():
@@ -131,7 +141,7 @@ class RunContext:
         log = self.settings.log_dir / f"scenario-{self.label}-{name}.log"
         command = [sys.executable, "-m", "sandbox.cli", "mcp-server", "--port", str(port), "--mode", mode]
         for tenant in trusts:
-            command += ["--issuer", self.tenants[tenant].issuer]
+            command += ["--issuer", self.tenants[tenant].agents_issuer]
         self.settings.log_dir.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
             process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

@@ -9,11 +9,11 @@ from typing import Any, Literal
 from pydantic import Field
 
 from sandbox.admin.login import user_login
-from sandbox.agent.tokens import Token, TokenClient, TokenRefused
+from sandbox.agent.tokens import Token, TokenRefused
 from sandbox.modes import MODES, revocation_mode
 from sandbox.scenarios.calls import CallOutcome
 from sandbox.scenarios.context import AgentHandle, RunContext
-from sandbox.scenarios.library import StepFailed, require, step
+from sandbox.scenarios.library import StepFailed, require, require_for_servers, step
 from sandbox.scenarios.steps.base import StepArgs
 
 Evidence = dict[str, Any]
@@ -115,6 +115,7 @@ async def call_tool(context: RunContext, args: CallTool) -> Evidence:
     """Call a tool as the agent on each server; every answer must be the expected one."""
     agent = context.agents[args.agent]
     agent.require_provisioned()
+    require_for_servers(context, context.servers(args.server))
     arguments = await arguments_for(context, agent, args.tool, args.arguments)
     if args.token == "fresh":
         token = await agent.fetch_token()
@@ -202,6 +203,7 @@ async def expect_401_within(context: RunContext, args: Expect401Within) -> Evide
     agent = context.agents[args.agent]
     if agent.token is None or agent.revoked_at is None:
         raise StepFailed("a revoked agent that held a token", "no token or not revoked yet")
+    require_for_servers(context, context.servers(None))
     arguments = await arguments_for(context, agent, args.tool, None)
 
     async def until_refused(name: str, url: str) -> Evidence:
@@ -262,7 +264,7 @@ async def exchange_token(context: RunContext, args: ExchangeToken) -> Evidence:
     user_claims = Token(login.access_token, 0, "").claims()
     scope = " ".join(args.scopes) if args.scopes is not None else None
     try:
-        async with TokenClient(tenant.token_url, agent.require_credential()) as client:
+        async with agent.token_client(agent.require_credential()) as client:
             token = await client.exchange(login.access_token, scope)
     except TokenRefused as refused:
         return refusal(refused, args.expect, "a token acting for the user")
