@@ -41,6 +41,14 @@ HYDRA_MODULE = "github.com/ory/hydra/v2"
 #: replace, so the published client of the same release line is used.
 HYDRA_NESTED_CLIENT_MODULE = "github.com/ory/hydra-client-go/v2"
 DEFAULT_HYDRA_VERSION = "2.3.0"
+#: The Go toolchain the sandbox installs to build Hydra when the machine's go is missing or older than 1.22: the Go
+#: module proxy serves each Go release as a version of this module (what `GOTOOLCHAIN` itself fetches).
+GO_TOOLCHAIN_MODULE = "golang.org/toolchain"
+DEFAULT_GO_TOOLCHAIN_VERSION = "1.22.12"
+#: The checksum database's ``h1:`` hashes of the toolchain zips this release was tested with, by (version, platform).
+KNOWN_GO_TOOLCHAIN_SUMS = {
+    ("1.22.12", "linux-amd64"): "h1:Hdh4VJAlDWzMnhKpqDwqJJr+sE7NgsJ86dyR4wrv2oY=",
+}
 
 
 #: A TCP port: what every *_port setting must be.
@@ -137,6 +145,11 @@ class Settings(BaseSettings):
     hydra_version: str = DEFAULT_HYDRA_VERSION
     hydra_binary: Path | None = None  # your own hydra binary (built with -tags sqlite) instead of building one
     go_command: str = "go"  # the Go toolchain that builds Hydra (a name on PATH, or a path)
+    # Without a usable go (missing, or older than 1.22), this toolchain is installed from the Go module proxy into the
+    # cache, checked against its known h1: hash (or go_toolchain_sum for a version or platform not listed).
+    go_toolchain_version: str = DEFAULT_GO_TOOLCHAIN_VERSION
+    go_toolchain_sum: str | None = None
+    go_proxy_url: str = "https://proxy.golang.org"
     hydra_port: int = 18090  # the first tenant's Hydra: public port; admin port is the next; each tenant takes two
     hydra_access_token_lifetime: int = 300  # seconds an agent's access token from Hydra lives
     # Hydras started beside the sandbox tenants' for tenants created later with `idp: hydra` (one each while it
