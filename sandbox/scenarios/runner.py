@@ -73,6 +73,6 @@ async def _run_steps(context: RunContext, scenario: Scenario, result: ScenarioRe
         stopped = outcome.outcome != "passed"
 
 
-def run_scenarios(settings: Settings, scenarios: list[Scenario]) -> list[ScenarioResult]:
+def run_scenarios(settings: Settings, scenarios: list[Scenario], idp: str = "keycloak") -> list[ScenarioResult]:
     """Run scenarios one after another (pytest-xdist runs them in parallel, each in its own tenants)."""
-    return [asyncio.run(run_scenario(settings, scenario)) for scenario in scenarios]
+    return [asyncio.run(run_scenario(settings, scenario, idp)) for scenario in scenarios]

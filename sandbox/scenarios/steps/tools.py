@@ -132,7 +132,9 @@ async def call_tool(context: RunContext, args: CallTool) -> Evidence:
         if outcome.outcome != args.expect:
             raise StepFailed(f"{args.expect} from {name}", describe(outcome), evidence)
         if args.data_tenant is not None:
-            expected_tenant = context.tenants[args.data_tenant].name
+            home = context.tenants[args.data_tenant]
+            # The MCP server knows a tenant by its agents' issuer: a realm by its name, a Hydra by its issuer URL.
+            expected_tenant = home.name if home.agents_issuer == home.issuer else home.agents_issuer
             served_tenant = (outcome.result or {}).get("tenant")
             if served_tenant != expected_tenant:
                 raise StepFailed(f"data of tenant {expected_tenant}", f"data of {served_tenant}", evidence)
