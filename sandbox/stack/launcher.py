@@ -209,8 +209,9 @@ class Stack:
                 return report
 
             entries = {}
-            for component in wave:
+            for component in wave:  # every slow preparation (a download, Hydra's build) before any process starts
                 component.prepare(reporter(component))
+            for component in wave:
                 reporter(component)("starting")
                 entries[component.name] = state.components[component.name] = component.start()
                 started.append(component)
