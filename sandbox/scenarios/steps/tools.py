@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from sandbox.admin.login import user_login
-from sandbox.agent.tokens import Token, TokenRefused
+from sandbox.agent.tokens import Token, TokenClient, TokenRefused
 from sandbox.modes import MODES, revocation_mode
 from sandbox.scenarios.calls import CallOutcome
 from sandbox.scenarios.context import AgentHandle, RunContext
@@ -37,18 +37,36 @@ class GetToken(StepArgs):
     )
     expect: Literal["issued", "refused"] = "issued"
     scopes: list[str] | None = Field(default=None, description="The exact tool scopes the token must carry.")
+    resource: str | None = Field(
+        default=None,
+        description="A revocation mode or scenario server: ask with RFC 8707 resource= for a token for that one "
+        "server; its aud must name exactly that server.",
+    )
+    references: ClassVar[dict[str, str]] = {**StepArgs.references, "resource": "servers"}
 
 
 @step("get_token", GetToken, shorthand="agent")
 async def get_token(context: RunContext, args: GetToken) -> Evidence:
     """Ask the tenant's token endpoint for a client-credentials token with the agent's credential."""
     agent = context.agents[args.agent]
+    resource = None
+    if args.resource is not None:
+        require(context, "resource_indicators")
+        (resource,) = context.servers(args.resource).values()
     try:
-        token = await agent.fetch_token(args.credential)
+        if resource is None:
+            token = await agent.fetch_token(args.credential)
+        else:  # resource= alone: no audience= the harness would otherwise add for an IdP that needs it
+            async with TokenClient(agent.tenant.token_url, agent.require_credential(args.credential)) as client:
+                token = await client.fetch(resource=resource)
+            if args.credential == "current":
+                agent.token = token  # the agent holds it: later steps call with it
     except TokenRefused as refused:
         return refusal(refused, args.expect, "a token")
     claims = token.claims()
     evidence = {k: claims.get(k) for k in ("iss", "azp", "aud", "scope", "sub", "exp", "iat")}
+    if resource is not None and args.expect == "issued" and claims.get("aud") not in (resource, [resource]):
+        raise StepFailed(f"aud {resource} alone", f"aud {claims.get('aud')}", evidence)
     if args.expect == "refused":
         raise StepFailed(f"the {args.credential} credential to be refused", "a token was issued", evidence)
     if args.scopes is not None:
