@@ -143,10 +143,28 @@ def stop_all(members: list[psutil.Process], timeout: float = 30.0) -> None:
                 os.killpg(member.pid, signal.SIGCONT)  # a stopped process acts on SIGTERM only once continued
             member.terminate()
             member.resume()
-    _, alive = psutil.wait_procs(members, timeout=timeout)
+    alive = _wait_ended(members, timeout)
     for member in alive:
         with contextlib.suppress(psutil.Error):
             member.kill()
-    psutil.wait_procs(alive, timeout=5)
+    _wait_ended(alive, 5)
     for member in members:
         _reap(member.pid)
+
+
+def _ended(member: psutil.Process) -> bool:
+    """Gone, or a zombie: it has exited, and only its parent (maybe another process of the run) can reap it."""
+    try:
+        return member.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_ended(members: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until every member has ended (see :func:`_ended`); the ones still running at ``timeout``."""
+    deadline = time.monotonic() + timeout
+    alive = [member for member in members if not _ended(member)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [member for member in alive if not _ended(member)]
+    return alive
