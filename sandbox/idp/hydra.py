@@ -40,8 +40,6 @@ __all__ = ["HydraProvider", "HydraTenant", "NotSupported", "PeopleElsewhere"]
 GRANT_TYPES = ["client_credentials"]
 #: Hydra's token endpoint, under its issuer.
 TOKEN_PATH = "/oauth2/token"
-#: The key set Hydra signs JWT access tokens with.
-ACCESS_TOKEN_KEYS = "hydra.jwt.access-token"
 #: Client metadata keys of the sandbox (Hydra keeps ``metadata`` as given).
 ENABLED_KEY = "mcp-sandbox.enabled"
 
@@ -91,15 +89,12 @@ class HydraProvider:
         self.tenants.pop(tenant, None)
 
     async def wipe(self, tenant: str, /) -> int:
-        """Leave the tenant's Hydra as a new one, for the next tenant it is lent to: every client deleted with its
-        tokens, and new signing keys for access tokens (a token of the tenant before verifies no more). Returns
-        how many clients were left to delete."""
+        """Leave the tenant's Hydra without a client or token of the tenant, for the next tenant it is lent to:
+        every client deleted with its tokens (they introspect inactive). Its signing keys stay. Returns how many
+        clients were left to delete."""
         clients = (await self._call(tenant, "GET", "/admin/clients", params={"page_size": 500})).json()
         for client in clients:
             await self.delete_client(tenant, str(client["client_id"]))
-        await self._call(tenant, "DELETE", f"/admin/keys/{ACCESS_TOKEN_KEYS}", expect=(204, 404))
-        new_key = {"alg": "RS256", "use": "sig", "kid": secrets.token_hex(8)}
-        await self._call(tenant, "POST", f"/admin/keys/{ACCESS_TOKEN_KEYS}", expect=(201,), json=new_key)
         return len(clients)
 
     # The admin API.

@@ -50,6 +50,8 @@ async def provision(context: RunContext, args: Provision) -> Evidence:
     """Provision the declared agent through the broker; it gets its credential once."""
     agent = context.agents[args.agent]
     spec = agent.spec
+    if spec.mode == "delegated":
+        require(context, "token_exchange")  # a delegated agent's client is made for the exchange
     key = new_key(f"{args.agent}-1") if spec.credential == "private_key_jwt" else None
     body: dict[str, Any] = {
         "name": args.agent,
