@@ -294,6 +294,14 @@ def run(
     paths: Annotated[list[Path], typer.Argument(help="Scenario files, or directories of them.")],
     junit_xml: Annotated[Path | None, typer.Option("--junit-xml", help="Write a JUnit XML report here.")] = None,
     report: Annotated[Path | None, typer.Option("--report", help="Write an HTML report here.")] = None,
+    idp: Annotated[
+        Literal["keycloak", "hydra"],
+        typer.Option(
+            "--idp",
+            help="where the scenarios' tenants keep their agents: keycloak, or hydra (a Hydra each, lent from "
+            "the stack's pool: start it with SANDBOX_HYDRA_POOL)",
+        ),
+    ] = "keycloak",
 ) -> None:
     """Run scenarios against the running stack; every file is checked before anything runs."""
     from sandbox.scenarios.catalog import Catalog
@@ -314,7 +322,7 @@ def run(
     results = []
     for scenario in scenarios:
         err.print(f"[bold]{scenario.name}[/]: {scenario.header.description.strip()}", highlight=False)
-        (result,) = run_scenarios(settings, [scenario])
+        (result,) = run_scenarios(settings, [scenario], idp)
         results.append(result)
         for step in result.steps:
             colour = {"passed": "green", "failed": "red", "error": "red", "not supported": "yellow"}.get(

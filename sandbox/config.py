@@ -41,6 +41,14 @@ HYDRA_MODULE = "github.com/ory/hydra/v2"
 #: replace, so the published client of the same release line is used.
 HYDRA_NESTED_CLIENT_MODULE = "github.com/ory/hydra-client-go/v2"
 DEFAULT_HYDRA_VERSION = "2.3.0"
+#: The Go toolchain the sandbox installs to build Hydra when the machine's go is missing or older than 1.22: the Go
+#: module proxy serves each Go release as a version of this module (what `GOTOOLCHAIN` itself fetches).
+GO_TOOLCHAIN_MODULE = "golang.org/toolchain"
+DEFAULT_GO_TOOLCHAIN_VERSION = "1.22.12"
+#: The checksum database's ``h1:`` hashes of the toolchain zips this release was tested with, by (version, platform).
+KNOWN_GO_TOOLCHAIN_SUMS = {
+    ("1.22.12", "linux-amd64"): "h1:Hdh4VJAlDWzMnhKpqDwqJJr+sE7NgsJ86dyR4wrv2oY=",
+}
 
 
 #: A TCP port: what every *_port setting must be.
@@ -82,7 +90,8 @@ class McpServerAddress:
 
 @dataclass(frozen=True)
 class HydraAddress:
-    """One tenant's Ory Hydra: its own issuer (the public port) and admin API, both on loopback."""
+    """One Ory Hydra of the stack: its own issuer (the public port) and admin API, both on loopback. ``tenant`` is
+    the sandbox tenant it belongs to, or ``pool-<n>`` for one the broker lends to a tenant created on Hydra."""
 
     tenant: str
     host: str
@@ -136,8 +145,16 @@ class Settings(BaseSettings):
     hydra_version: str = DEFAULT_HYDRA_VERSION
     hydra_binary: Path | None = None  # your own hydra binary (built with -tags sqlite) instead of building one
     go_command: str = "go"  # the Go toolchain that builds Hydra (a name on PATH, or a path)
+    # Without a usable go (missing, or older than 1.22), this toolchain is installed from the Go module proxy into the
+    # cache, checked against its known h1: hash (or go_toolchain_sum for a version or platform not listed).
+    go_toolchain_version: str = DEFAULT_GO_TOOLCHAIN_VERSION
+    go_toolchain_sum: str | None = None
+    go_proxy_url: str = "https://proxy.golang.org"
     hydra_port: int = 18090  # the first tenant's Hydra: public port; admin port is the next; each tenant takes two
     hydra_access_token_lifetime: int = 300  # seconds an agent's access token from Hydra lives
+    # Hydras started beside the sandbox tenants' for tenants created later with `idp: hydra` (one each while it
+    # lives): a stack of Keycloak tenants with Hydra tenants side by side. 0: tenants are created on Keycloak only.
+    hydra_pool: int = Field(default=0, ge=0, le=6)
 
     # An existing Keycloak instead of starting one (URL plus an admin service account in its master realm).
     keycloak_url: str | None = None
@@ -300,15 +317,26 @@ class Settings(BaseSettings):
             env[f"SANDBOX_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
         return env
 
-    def hydra(self, tenant: str) -> HydraAddress:
-        """Where the Hydra of ``tenant`` (one of the sandbox tenants) listens: two ports per tenant, in order."""
-        index = self.tenants.index(tenant)
-        return HydraAddress(tenant, self.host, self.hydra_port + 2 * index, self.hydra_port + 2 * index + 1)
+    @property
+    def hydra_names(self) -> list[str]:
+        """The stack's Hydras, in port order: one per sandbox tenant when the agents' IdP is Hydra, then the pool."""
+        own = list(self.tenants) if self.idp == "hydra" else []
+        return [*own, *(f"pool-{n}" for n in range(1, self.hydra_pool + 1))]
+
+    def hydra(self, name: str) -> HydraAddress:
+        """Where the Hydra ``name`` (a sandbox tenant's, or ``pool-<n>``) listens: two ports each, in order."""
+        index = self.hydra_names.index(name)
+        return HydraAddress(name, self.host, self.hydra_port + 2 * index, self.hydra_port + 2 * index + 1)
 
     @property
     def hydras(self) -> list[HydraAddress]:
-        """One Hydra per sandbox tenant when the agents' IdP is Hydra; none otherwise."""
-        return [self.hydra(tenant) for tenant in self.tenants] if self.idp == "hydra" else []
+        """Every Hydra the stack starts (the sandbox tenants' and the pool's); none on a Keycloak-only stack."""
+        return [self.hydra(name) for name in self.hydra_names]
+
+    @property
+    def hydra_pool_addresses(self) -> list[HydraAddress]:
+        """The Hydras the broker lends to tenants created on Hydra."""
+        return [address for address in self.hydras if address.tenant.startswith("pool-")]
 
     @property
     def expected_keycloak_sha256(self) -> str | None:

@@ -35,7 +35,7 @@ from sandbox.errors import SandboxError
 from sandbox.harness.agents import ProvisionedAgent, provision_agent
 from sandbox.harness.tenants import Tenant, create_tenant, delete_tenant
 from sandbox.stack.launcher import Stack
-from sandbox.stack.ports import private_stack_environment
+from sandbox.stack.ports import TEST_HYDRA_POOL, private_stack_environment
 from sandbox.stack.process import RUN_MARKER
 from sandbox.stack.state import StackState, load_state
 
@@ -67,7 +67,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # Decide the private stack's place and ports once, in the controlling process; workers inherit them.
     state_dir = tempfile.mkdtemp(prefix="mcp-sandbox-test-")
     os.environ[_PRIVATE_MARKER] = state_dir
-    for key, value in private_stack_environment(Path(state_dir)).items():
+    for key, value in private_stack_environment(Path(state_dir), hydra_pool=TEST_HYDRA_POOL).items():
         os.environ[key] = value  # never a stack the user runs: `down` at the end would stop it
 
 
@@ -232,14 +232,22 @@ class ScenarioFile(pytest.File):
         from sandbox.scenarios.loader import load_scenario
 
         # A broken file, or a name the stack's policy or tool map does not know, fails collection with file:line.
-        scenario = load_scenario(self.path, Catalog.from_settings(load_settings()))
-        yield ScenarioItem.from_parent(self, name=scenario.name, scenario=scenario)
+        settings = load_settings()
+        scenario = load_scenario(self.path, Catalog.from_settings(settings))
+        for idp in scenario_idps(settings):
+            yield ScenarioItem.from_parent(self, name=f"{scenario.name}[{idp}]", scenario=scenario, idp=idp)
+
+
+def scenario_idps(settings: Settings) -> list[str]:
+    """The IdPs a stack's scenarios run on: Keycloak, and Hydra when the stack lends Hydras to new tenants."""
+    return ["keycloak", "hydra"] if settings.hydra_pool else ["keycloak"]
 
 
 class ScenarioItem(pytest.Item):
-    def __init__(self, *, scenario: Any, **kwargs: Any) -> None:
+    def __init__(self, *, scenario: Any, idp: str = "keycloak", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.scenario = scenario
+        self.idp = idp
         self.add_marker(pytest.mark.e2e)
         self.add_marker(pytest.mark.scenario)
 
@@ -247,8 +255,16 @@ class ScenarioItem(pytest.Item):
         from sandbox.scenarios.runner import run_scenario
 
         stack = running_stack(self.config)
-        result = asyncio.run(run_scenario(stack.settings, self.scenario))
+        result = asyncio.run(run_scenario(stack.settings, self.scenario, self.idp))
         self.user_properties.append(("tenant", result.tenant))
+        for step in result.steps:  # what each step needed of the IdP, and whether it held (or was plainly refused)
+            for capability in step.capabilities:
+                held = step.outcome == "passed" or (
+                    step.outcome == "not supported" and f"by {self.idp}:" in (step.message or "")
+                )
+                if step.outcome != "not run":
+                    proof = {"idp": self.idp, "capability": capability, "passed": held, "test": self.nodeid}
+                    self.user_properties.append(("capability", json.dumps(proof)))
         self.add_report_section("call", "steps", "\n".join(step.describe() for step in result.steps))
         if result.not_supported is not None:  # a distinct outcome, never a pass: the IdP lacks what a step needs
             pytest.skip(result.summary())

@@ -114,10 +114,12 @@ class TokenClient:
         http: httpx.AsyncClient | None = None,
         dpop: DPoPKey | None = None,
         source: str | None = None,
+        audience: list[str] | None = None,
     ) -> None:
         self.token_url = token_url
         self.credential = credential
         self.dpop = dpop
+        self.audience = audience  # asked for on every fetch that names none (an IdP that grants aud on request)
         self.issuer = issuer or _issuer_of(token_url)
         self.method = choose_method(credential, auth_methods)
         transport = httpx.AsyncHTTPTransport(local_address=source) if source else None
@@ -136,7 +138,7 @@ class TokenClient:
             grant_type="client_credentials",
             scope=scope,
             resource=resource,
-            audience=" ".join(audience) if audience else None,
+            audience=" ".join(audience) if audience else (" ".join(self.audience) if self.audience else None),
         )
 
     async def exchange(self, subject_token: str, scope: str | None = None) -> Token:

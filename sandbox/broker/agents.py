@@ -262,7 +262,7 @@ class AgentOperations(ServiceBase):
                 "client_secret": client.secret,  # shown once; the broker keeps only its fingerprint
                 "key_id": jwk["kid"] if jwk else None,
                 "token_endpoint": token_endpoint,
-                "issuer": self.settings.issuer(tenant),
+                "issuer": self.agents_issuer(tenant),
             },
         }
 

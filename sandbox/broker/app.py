@@ -33,7 +33,7 @@ from sandbox.broker.validation import invalid_request_body
 from sandbox.config import Settings, load_settings
 from sandbox.errors import SandboxError
 from sandbox.http_limits import BodySizeLimit, HeaderSizeLimit
-from sandbox.idp import identity_provider
+from sandbox.idp import tenant_identity_providers
 from sandbox.idp.provider import IdentityProvider, IdpUnavailable
 from sandbox.idp.realm import ADMIN_CLIENT_ID
 from sandbox.stack_secrets import USAGE_INGEST_SECRET, Secrets
@@ -51,7 +51,7 @@ def build_service(
     return BrokerService(
         settings=settings,
         db=db,
-        adapter=adapter or identity_provider(settings),
+        adapter=adapter or tenant_identity_providers(settings),
         policy=Policy.load(settings.policy_file, tools),
         tools=tools,
         clock=clock or SystemClock(),
@@ -184,8 +184,9 @@ def _add_routes(app: FastAPI) -> None:
 
     @app.get("/trust/issuers", tags=["public"])
     async def trusted_issuers(service: Service) -> dict[str, list[str]]:
-        """The issuers (tenant realms) MCP servers may trust; a realm not listed here is never trusted."""
-        return {"issuers": sorted(service.tenant_issuers())}
+        """The issuers of the tenants' agents (a realm, or a tenant's Hydra) MCP servers may trust; an issuer not
+        listed here is never trusted."""
+        return {"issuers": sorted(service.agent_issuers())}
 
     @app.get("/.well-known/jwks.json", tags=["public"])
     async def jwks(service: Service) -> dict[str, Any]:
@@ -213,7 +214,7 @@ def _add_routes(app: FastAPI) -> None:
     @app.post("/tenants", status_code=201, tags=["tenants"], responses=ERRORS)
     async def create_tenant(body: schemas.TenantIn, caller: Caller, service: Service) -> schemas.TenantCreated:
         """Create a tenant (a Keycloak realm from the template) and its first admins (operator only)."""
-        created = await service.create_tenant(caller, body.name, [a.spec() for a in body.admins])
+        created = await service.create_tenant(caller, body.name, [a.spec() for a in body.admins], body.idp)
         return schemas.TenantCreated.model_validate(created)
 
     @app.get("/tenants", tags=["tenants"], responses=ERRORS)

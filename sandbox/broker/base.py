@@ -19,6 +19,7 @@ from sandbox.broker.auth import Principal
 from sandbox.broker.clock import Clock, ClockMove, TenantClocks
 from sandbox.broker.errors import (
     IdpFailed,
+    IdpLacks,
     MfaRequired,
     NotFound,
     StorageFailed,
@@ -34,7 +35,8 @@ from sandbox.broker.store import (
     TenantClockMove,
 )
 from sandbox.config import Settings
-from sandbox.idp.provider import IdentityProvider, IdpError
+from sandbox.idp.provider import IdentityProvider, IdpError, NotSupported
+from sandbox.idp.tenant_idps import TenantIdps
 from sandbox.toolmap import ToolMap
 
 SYSTEM = "broker"
@@ -53,9 +55,12 @@ def why(exc: BaseException) -> str:
 
 @contextmanager
 def idp_failure(doing: str, outcome: str, fix: str, **details: Any) -> Iterator[None]:
-    """Around IdP calls: an IdP error becomes the broker's 503, ``Keycloak failed while <doing> (<why>)<outcome>``."""
+    """Around IdP calls: an IdP error becomes the broker's 503, ``Keycloak failed while <doing> (<why>)<outcome>``;
+    what the tenant's IdP lacks becomes a 501 naming the capability's reason."""
     try:
         yield
+    except NotSupported as exc:
+        raise IdpLacks(f"{exc.cause} (while {doing}){outcome}", exc.fix, **details) from exc
     except IDP_FAILURES as exc:
         raise IdpFailed(f"Keycloak failed while {doing} ({why(exc)}){outcome}", fix, **details) from exc
 
@@ -75,7 +80,8 @@ class ServiceBase:
     ) -> None:
         self.settings = settings
         self.db = db
-        self.adapter = adapter
+        # Each tenant's agents on its IdP, people on Keycloak; a bare provider (a test's fake) holds everything.
+        self.adapter = adapter if isinstance(adapter, TenantIdps) else TenantIdps(adapter, realm_issuer=settings.issuer)
         self.policy = policy
         self.tools = tools
         self.clock = clock  # the broker's own time; a tenant's time is self.now(tenant)
@@ -88,6 +94,28 @@ class ServiceBase:
                 for m in session.scalars(select(TenantClockMove))
             ]
         self.clocks = TenantClocks(clock, moves)
+        self._attach_lent_hydras()
+
+    def _attach_lent_hydras(self) -> None:
+        """After a restart: each live tenant on a pool Hydra holds it again."""
+        pool = {address.tenant: address for address in self.settings.hydra_pool_addresses}
+        with self._session() as session:
+            held = [
+                (tenant.name, tenant.hydra)
+                for tenant in session.scalars(select(Tenant).where(Tenant.deleted_at.is_(None)))
+                if tenant.hydra
+            ]
+        for name, hydra in held:
+            if hydra not in pool:
+                raise IdpFailed(
+                    f"tenant {name!r} holds Hydra {hydra}, which this stack does not run",
+                    "start the stack with SANDBOX_HYDRA_POOL as large as when the tenant was made",
+                )
+            self.adapter.attach(name, pool[hydra])
+
+    def agents_issuer(self, tenant: str) -> str:
+        """The issuer of the tenant's agents' tokens: its Hydra, or its Keycloak realm."""
+        return self.adapter.agents_issuer(tenant) or self.settings.issuer(tenant)
 
     def now(self, tenant: str | None = None) -> datetime:
         """The tenant's time (the broker's own for acts of no tenant): see :mod:`sandbox.broker.clock`."""
@@ -114,9 +142,16 @@ class ServiceBase:
                 raise StorageFailed(exc.cause, exc.fix) from exc
 
     def tenant_issuers(self) -> dict[str, str]:
+        """The tenants' realms (where their people log in), by issuer."""
         with self._session() as session:
             tenants = session.scalars(select(Tenant).where(Tenant.deleted_at.is_(None)))
             return {tenant.issuer: tenant.name for tenant in tenants}
+
+    def agent_issuers(self) -> dict[str, str]:
+        """The issuers of the tenants' agents' tokens (a Hydra, or the realm), by issuer: what MCP servers trust."""
+        with self._session() as session:
+            tenants = session.scalars(select(Tenant).where(Tenant.deleted_at.is_(None)))
+            return {tenant.agents_issuer or tenant.issuer: tenant.name for tenant in tenants}
 
     def _tenant(self, session: Session, principal: Principal, tenant: str) -> Tenant:
         """The tenant, if the caller may see it; another tenant's resources are 404, never 403."""

@@ -38,13 +38,13 @@ def mcp_client_config(
     name: str,
     client_id: str,
     issuer: str,
+    token_endpoint: str,
     servers: list[str],
     tools: list[str],
     scopes: list[str],
     credential: dict[str, str],
 ) -> dict[str, Any]:
     """A config in the common ``mcpServers`` shape, with OAuth client-credentials settings per server."""
-    token_endpoint = f"{issuer}/protocol/openid-connect/token"
     return {
         "mcpServers": {
             _server_key(url, index): {

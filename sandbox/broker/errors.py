@@ -52,6 +52,13 @@ class IdpFailed(BrokerError):
     code = "idp_unavailable"
 
 
+class IdpLacks(BrokerError):
+    """The tenant's agents' IdP lacks what the act needs (``not supported by <idp>: <reason>``)."""
+
+    status = 501
+    code = "not_supported_by_idp"
+
+
 class StorageFailed(BrokerError):
     status = 503
     code = "storage_unavailable"

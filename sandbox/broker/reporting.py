@@ -36,7 +36,7 @@ class ReportingOperations(ServiceBase):
         """Record tool calls an MCP server reported; unknown agents are kept for the record, unattributed."""
         refused: set[str] = set()
         with self._session() as session:
-            tenants = {t.issuer: t.name for t in session.scalars(select(Tenant))}
+            tenants = {t.agents_issuer or t.issuer: t.name for t in session.scalars(select(Tenant))}
             stored = 0
             for event in events:
                 tenant = tenants.get(str(event.get("issuer")))
@@ -114,7 +114,8 @@ class ReportingOperations(ServiceBase):
             config = mcp_client_config(
                 name=agent.name,
                 client_id=agent.client_id,
-                issuer=self.settings.issuer(tenant),
+                issuer=self.agents_issuer(tenant),
+                token_endpoint=self.adapter.known_token_endpoint(tenant),
                 servers=list(agent.audiences),
                 tools=allowed_tools(self.tools, list(agent.scopes), agent.environment),
                 scopes=list(agent.scopes),

@@ -151,7 +151,7 @@ class RevocationOperations(ServiceBase):
         with self._session() as session:
             stored = session.get(Agent, agent_id)
             service_account = stored.service_account_id if stored else None
-        return AgentSubject(self.settings.issuer(tenant), agent["client_id"], service_account or None)
+        return AgentSubject(self.agents_issuer(tenant), agent["client_id"], service_account or None)
 
     async def _remove_client(self, tenant: str, keycloak_id: str | None, agent: dict[str, Any]) -> None:
         if keycloak_id:

@@ -165,7 +165,7 @@ class RotationOperations(ServiceBase):
                 "client_secret": secret,  # shown once
                 "key_id": new_jwk["kid"] if new_jwk else None,
                 "token_endpoint": token_endpoint,
-                "issuer": self.settings.issuer(tenant),
+                "issuer": self.agents_issuer(tenant),
             },
         }
 

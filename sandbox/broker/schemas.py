@@ -44,6 +44,11 @@ class AdminIn(_Body):
 class TenantIn(_Body):
     name: str = Field(examples=["initech"], description="Lowercase letters, digits and dashes.")
     admins: list[AdminIn] = Field(default_factory=list)
+    idp: Literal["keycloak", "hydra"] = Field(
+        "keycloak",
+        description="Where the tenant's agents live: its Keycloak realm, or a Hydra of its own lent from the "
+        "stack's pool (SANDBOX_HYDRA_POOL). Its people log in to the realm either way.",
+    )
 
 
 class IssuedAdmin(BaseModel):
@@ -70,13 +75,17 @@ class IssuedUser(IssuedAdmin):
 
 class TenantCreated(BaseModel):
     tenant: str
-    issuer: str
+    issuer: str = Field(description="The tenant's realm: where its people log in.")
+    idp: str = Field(description="The agents' IdP: keycloak or hydra.")
+    agents_issuer: str = Field(description="The issuer of the agents' tokens (the realm, or the tenant's Hydra).")
     admins: list[IssuedAdmin]
 
 
 class TenantOut(BaseModel):
     tenant: str
     issuer: str
+    idp: str
+    agents_issuer: str
     created_at: str
 
 

@@ -75,6 +75,10 @@ class Tenant(Base):
     created_at: Mapped[datetime]
     created_by: Mapped[str] = mapped_column(String(256))
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)  # its audit outlives it
+    # Where its agents are: the realm (keycloak), or a Hydra of its own whose issuer signs their tokens.
+    agents_idp: Mapped[str] = mapped_column(String(16), default="keycloak")
+    agents_issuer: Mapped[str | None] = mapped_column(String(512), default=None)
+    hydra: Mapped[str | None] = mapped_column(String(32), default=None)  # the pool Hydra it holds (pool-<n>)
 
 
 class ResourceServer(Base):

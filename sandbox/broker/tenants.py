@@ -50,26 +50,49 @@ class TenantOperations(ServiceBase):
             return False
         now = self.now(name)
         with self._session() as session:
-            session.add(Tenant(name=name, issuer=self.settings.issuer(name), created_at=now, created_by=SYSTEM))
+            session.add(
+                Tenant(
+                    name=name,
+                    issuer=self.settings.issuer(name),
+                    created_at=now,
+                    created_by=SYSTEM,
+                    agents_idp=self.adapter.idp_of(name),
+                    agents_issuer=self.adapter.agents_issuer(name),
+                )
+            )
             audit.record(session, tenant=name, actor=SYSTEM, action="tenant.adopted", at=now, after={"tenant": name})
         return True
 
-    async def create_tenant(self, principal: Principal, name: str, admins: list[AdminSpec]) -> dict[str, Any]:
+    async def create_tenant(
+        self, principal: Principal, name: str, admins: list[AdminSpec], idp: str = "keycloak"
+    ) -> dict[str, Any]:
+        """A realm for the tenant's people; its agents in the realm too, or (``idp="hydra"``) on a Hydra the broker
+        lends it from the stack's pool."""
         if not principal.is_operator:
             raise Forbidden("only the platform operator creates tenants", "ask the operator of this sandbox")
         if not TENANT_NAME.match(name):
             raise BadRequest(f"tenant name {name!r} is not valid", "use 2-31 lowercase letters, digits and dashes")
         if name == "master":
             raise BadRequest("tenant name 'master' is reserved", "pick another name")
+        if idp not in ("keycloak", "hydra"):
+            raise BadRequest(f"idp {idp!r} is not one the broker knows", "use keycloak or hydra")
         with self._session() as session:
             if session.get(Tenant, name) is not None:
                 raise Conflict(f"tenant {name!r} exists", "pick another name")
+        hydra = None
+        if idp == "hydra":
+            try:
+                hydra = self.adapter.lend_hydra(name).tenant
+            except IDP_FAILURES as exc:
+                raise Conflict(exc.cause, exc.fix) from exc
         try:
             if await self.adapter.realm_exists(name):
+                await self._give_back_quietly(name)
                 raise Conflict(f"a Keycloak realm {name!r} exists already", "pick another tenant name")
             await create_tenant(self.adapter, self.settings, name)
         except IDP_FAILURES as exc:
             await self._remove_realm_quietly(name)
+            await self._give_back_quietly(name)
             raise IdpFailed(
                 f"Keycloak failed while creating tenant {name!r} ({why(exc)}); nothing was kept",
                 "retry when Keycloak is up (`mcp-sandbox status`)",
@@ -81,7 +104,15 @@ class TenantOperations(ServiceBase):
             now = self.now(name)
             with self._session() as session:
                 session.add(
-                    Tenant(name=name, issuer=self.settings.issuer(name), created_at=now, created_by=principal.actor)
+                    Tenant(
+                        name=name,
+                        issuer=self.settings.issuer(name),
+                        created_at=now,
+                        created_by=principal.actor,
+                        agents_idp=idp,
+                        agents_issuer=self.adapter.agents_issuer(name),
+                        hydra=hydra,
+                    )
                 )
                 audit.record(
                     session,
@@ -89,17 +120,24 @@ class TenantOperations(ServiceBase):
                     actor=principal.actor,
                     action="tenant.created",
                     at=now,
-                    after={"tenant": name, "admins": [a["username"] for a in issued]},
+                    after={"tenant": name, "admins": [a["username"] for a in issued], "idp": idp},
                 )
         except (*IDP_FAILURES, BrokerError) as exc:
             await self._remove_realm_quietly(name)
+            await self._give_back_quietly(name)
             if isinstance(exc, BrokerError):
                 raise
             raise IdpFailed(
                 f"Keycloak failed while adding tenant {name!r}'s admins ({why(exc)}); the realm was removed again",
                 "retry when Keycloak is up",
             ) from exc
-        return {"tenant": name, "issuer": self.settings.issuer(name), "admins": issued}
+        return {
+            "tenant": name,
+            "issuer": self.settings.issuer(name),
+            "idp": idp,
+            "agents_issuer": self.agents_issuer(name),
+            "admins": issued,
+        }
 
     async def delete_tenant(self, principal: Principal, name: str) -> None:
         """Revoke the tenant's live agents (events reach their servers), remove its realm; its audit stays."""
@@ -119,6 +157,10 @@ class TenantOperations(ServiceBase):
         ):
             if await self.adapter.realm_exists(name):
                 await self.adapter.delete_realm(name)
+        with idp_failure(
+            f"wiping tenant {name!r}'s Hydra", "; its agents are revoked", "retry the delete when its Hydra is up"
+        ):
+            await self.adapter.give_back(name)
         now = self.clock.now()
         with self._session() as session:
             tenant = session.get(Tenant, name)
@@ -127,6 +169,12 @@ class TenantOperations(ServiceBase):
             audit.record(
                 session, tenant=name, actor=principal.actor, action="tenant.deleted", at=now, before={"tenant": name}
             )
+
+    async def _give_back_quietly(self, name: str) -> None:
+        try:
+            await self.adapter.give_back(name)
+        except IDP_FAILURES:
+            log.warning("could not wipe a half-made tenant's Hydra", extra={"tenant": name})
 
     async def _remove_realm_quietly(self, name: str) -> None:
         try:
@@ -179,7 +227,13 @@ class TenantOperations(ServiceBase):
         with self._session() as session:
             tenants = session.scalars(select(Tenant).where(Tenant.deleted_at.is_(None)).order_by(Tenant.name))
             return [
-                {"tenant": t.name, "issuer": t.issuer, "created_at": t.created_at.isoformat()}
+                {
+                    "tenant": t.name,
+                    "issuer": t.issuer,
+                    "idp": t.agents_idp,
+                    "agents_issuer": t.agents_issuer or t.issuer,
+                    "created_at": t.created_at.isoformat(),
+                }
                 for t in tenants
                 if principal.is_operator or principal.tenant == t.name
             ]

@@ -84,25 +84,33 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
 @dataclass
 class Tenant:
     name: str
-    issuer: str
+    issuer: str  # the realm: where its people log in
     admins: dict[str, TenantAdmin]
+    idp: str = "keycloak"  # the agents' IdP
+    agents_issuer: str = ""  # the issuer of its agents' tokens (its Hydra, or the realm)
+
+    def __post_init__(self) -> None:
+        self.agents_issuer = self.agents_issuer or self.issuer
 
     @property
     def token_url(self) -> str:
-        return discover(self.issuer).token_endpoint
+        """The agents' token endpoint."""
+        return discover(self.agents_issuer).token_endpoint
 
 
-def create_tenant(settings: Settings, admins: dict[str, bool], prefix: str = "t") -> Tenant:
-    """A fresh tenant through the broker (operator), with admins by name (True: with OTP)."""
+def create_tenant(settings: Settings, admins: dict[str, bool], prefix: str = "t", idp: str = "keycloak") -> Tenant:
+    """A fresh tenant through the broker (operator), with admins by name (True: with OTP), its agents on ``idp``."""
     name = f"{prefix[:22].rstrip('-')}-{uuid.uuid4().hex[:8]}".lower()  # tenant names have at most 31 characters
     body: dict[str, Any] = {"name": name, "admins": [{"username": u, "otp": otp} for u, otp in admins.items()]}
+    if idp != "keycloak":
+        body["idp"] = idp
     with BrokerClient(settings.broker_url, operator_token(settings)) as broker:
         created = broker.post("/tenants", body)
     issued = {
         entry["username"]: TenantAdmin(entry["username"], entry["password"], entry["otp_secret"], created["issuer"])
         for entry in created["admins"]
     }
-    return Tenant(created["tenant"], created["issuer"], issued)
+    return Tenant(created["tenant"], created["issuer"], issued, created["idp"], created["agents_issuer"])
 
 
 def delete_tenant(settings: Settings, tenant: str) -> None:

@@ -7,6 +7,8 @@ picks it for the settings.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sandbox.config import DEFAULT_KEYCLOAK_VERSION, Settings
 from sandbox.idp.provider import (
     AgentClient,
@@ -19,6 +21,9 @@ from sandbox.idp.provider import (
     PublishedKey,
 )
 
+if TYPE_CHECKING:
+    from sandbox.idp.tenant_idps import TenantIdps
+
 __all__ = [
     "AgentClient",
     "AgentClientSpec",
@@ -30,6 +35,7 @@ __all__ = [
     "PublishedKey",
     "identity_provider",
     "idp_version",
+    "tenant_identity_providers",
 ]
 
 
@@ -38,6 +44,15 @@ def identity_provider(settings: Settings) -> IdentityProvider:
     from sandbox.idp.keycloak import KeycloakAdapter  # python-keycloak loads only for whoever talks to the IdP
 
     return KeycloakAdapter.from_settings(settings)
+
+
+def tenant_identity_providers(settings: Settings) -> TenantIdps:
+    """What the broker uses: people and realms on Keycloak, each tenant's agents on its realm or its Hydra."""
+    from sandbox.idp.hydra import HydraProvider
+    from sandbox.idp.tenant_idps import TenantIdps
+
+    hydra = HydraProvider.from_settings(settings) if settings.hydras else None
+    return TenantIdps(identity_provider(settings), hydra, settings.hydra_pool_addresses, realm_issuer=settings.issuer)
 
 
 def idp_version(settings: Settings | None = None) -> tuple[str, str]:

@@ -16,6 +16,8 @@ CapabilityName = Literal[
     "disable_without_delete",
     "token_revocation",
     "resource_indicators",
+    "network_zones",
+    "dpop_binding",
 ]
 
 #: Each capability in a sentence, for reports and the README's table.
@@ -28,6 +30,8 @@ DESCRIPTIONS: dict[CapabilityName, str] = {
     "disable_without_delete": "a client is switched off and on again, keeping its identity",
     "token_revocation": "issued tokens of a client are revoked (RFC 7009 or the admin API)",
     "resource_indicators": "a token request names its one resource with resource= (RFC 8707)",
+    "network_zones": "the IdP refuses a client's token request from outside its network zone (source address)",
+    "dpop_binding": "the IdP binds a client's tokens to its DPoP key (RFC 9449, cnf.jkt)",
 }
 
 
@@ -64,6 +68,8 @@ KEYCLOAK = Capabilities(
         "disable_without_delete": Support(True, "the client's enabled flag"),
         "token_revocation": Support(True, "a disabled or deleted client's tokens introspect inactive"),
         "resource_indicators": Support(True, "resource-indicators feature"),
+        "network_zones": Support(True, "the sandbox's client policy executor, a Keycloak provider built here"),
+        "dpop_binding": Support(True, "DPoP-bound access tokens, a client attribute (dpop feature)"),
     },
 )
 
@@ -82,6 +88,8 @@ HYDRA = Capabilities(
         ),
         "token_revocation": Support(True, "the admin API deletes a client's tokens; JWTs then introspect inactive"),
         "resource_indicators": Support(False, "Hydra takes audience=, not RFC 8707 resource="),
+        "network_zones": Support(False, "Hydra cannot refuse a token request by its source address"),
+        "dpop_binding": Support(False, "Hydra v2.3 issues no DPoP-bound access tokens"),
     },
 )
 

@@ -22,23 +22,26 @@ from typing import Any
 
 import httpx
 
-from sandbox.config import Settings
-from sandbox.idp.capabilities import HYDRA, Capabilities, CapabilityName
-from sandbox.idp.provider import AgentClient, AgentClientSpec, IdpConflict, IdpError, IdpNotFound, IdpUnavailable
+from sandbox.config import HydraAddress, Settings
+from sandbox.idp.capabilities import HYDRA
+from sandbox.idp.provider import (
+    AgentClient,
+    AgentClientSpec,
+    IdpConflict,
+    IdpError,
+    IdpNotFound,
+    IdpUnavailable,
+    NotSupported,
+)
 from sandbox.oidc import discover_async
 
+__all__ = ["HydraProvider", "HydraTenant", "NotSupported", "PeopleElsewhere"]
+
 GRANT_TYPES = ["client_credentials"]
+#: Hydra's token endpoint, under its issuer.
+TOKEN_PATH = "/oauth2/token"
 #: Client metadata keys of the sandbox (Hydra keeps ``metadata`` as given).
 ENABLED_KEY = "mcp-sandbox.enabled"
-
-
-class NotSupported(IdpError):
-    """The IdP lacks what the call needs: ``not supported by <idp>: <reason>``."""
-
-    def __init__(self, capabilities: Capabilities, name: CapabilityName) -> None:
-        reason = capabilities.unsupported_reason(name) or f"not supported by {capabilities.idp}"
-        super().__init__(reason, "run this step on an IdP that has it, or leave it out of the scenario")
-        self.capability = name
 
 
 class PeopleElsewhere(IdpError):
@@ -71,10 +74,28 @@ class HydraProvider:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HydraProvider:
+        """The sandbox tenants' own Hydras; a pool Hydra joins when the broker lends it (:meth:`attach`)."""
+        pool = settings.hydra_pool_addresses
         return cls(
-            {hydra.tenant: HydraTenant(hydra.issuer, hydra.admin_url) for hydra in settings.hydras},
+            {h.tenant: HydraTenant(h.issuer, h.admin_url) for h in settings.hydras if h not in pool},
             base_scopes=settings.mcp_base_scopes,
         )
+
+    def attach(self, tenant: str, address: HydraAddress) -> None:
+        """``tenant``'s agents live on the Hydra at ``address`` from now on."""
+        self.tenants[tenant] = HydraTenant(address.issuer, address.admin_url)
+
+    def detach(self, tenant: str) -> None:
+        self.tenants.pop(tenant, None)
+
+    async def wipe(self, tenant: str, /) -> int:
+        """Leave the tenant's Hydra without a client or token of the tenant, for the next tenant it is lent to:
+        every client deleted with its tokens (they introspect inactive). Its signing keys stay. Returns how many
+        clients were left to delete."""
+        clients = (await self._call(tenant, "GET", "/admin/clients", params={"page_size": 500})).json()
+        for client in clients:
+            await self.delete_client(tenant, str(client["client_id"]))
+        return len(clients)
 
     # The admin API.
     def _tenant(self, tenant: str) -> HydraTenant:

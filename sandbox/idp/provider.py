@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from sandbox.errors import SandboxError
+from sandbox.idp.capabilities import Capabilities, CapabilityName
 
 #: How an agent's tokens are held: ``bearer`` (whoever has the token may use it), or ``dpop``, bound to a key
 #: the agent keeps (RFC 9449: the token carries ``cnf.jkt``, every use needs a proof signed with that key).
@@ -37,6 +38,15 @@ class IdpConflict(IdpError):
 
 class IdpUnavailable(IdpError):
     """The IdP could not be reached, is not ready, or refused the credentials the adapter signs in with."""
+
+
+class NotSupported(IdpError):
+    """The IdP lacks what the call needs: ``not supported by <idp>: <reason>`` (its declared capability)."""
+
+    def __init__(self, capabilities: Capabilities, name: CapabilityName) -> None:
+        reason = capabilities.unsupported_reason(name) or f"not supported by {capabilities.idp}"
+        super().__init__(reason, "run this step on an IdP that has it, or leave it out of the scenario")
+        self.capability = name
 
 
 @dataclass(frozen=True)

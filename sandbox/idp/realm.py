@@ -19,6 +19,8 @@ from sandbox.toolmap import ToolMap
 if TYPE_CHECKING:
     from sandbox.idp.keycloak import KeycloakAdapter
 
+#: A realm's token endpoint, under its issuer.
+TOKEN_PATH = "/protocol/openid-connect/token"
 ADMIN_CLIENT_ID = "sandbox-admin"
 ADMIN_USERNAME = "admin"
 DEMO_CLIENT_ID = "quickstart-agent"

@@ -424,6 +424,7 @@ def build_app(options: ServerOptions) -> Starlette:
             client_id=options.canonical_url,
             client_secret=options.introspection_secret,
             cache_ttl=options.introspection_cache_ttl,
+            endpoints=options.introspection_endpoints,
         )
     else:
         verifier = JwtVerifier(rules, trust, keys_of)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -62,6 +62,7 @@ class IntrospectionVerifier:
         client_id: str,
         client_secret: str,
         cache_ttl: float,
+        endpoints: Mapping[str, str] | None = None,
     ) -> None:
         self.policy = policy
         self._trust = trust
@@ -70,6 +71,7 @@ class IntrospectionVerifier:
         self._client_id = client_id
         self._secret = client_secret
         self._cache = IntrospectionCache(cache_ttl, policy.clock)
+        self._endpoints = dict(endpoints or {})  # issuer -> endpoint, for issuers whose metadata names none
 
     async def verify(self, token: str) -> Principal:
         _, unverified = peek(token)
@@ -86,7 +88,7 @@ class IntrospectionVerifier:
         return principal_from_claims(answer, token)
 
     async def _introspect(self, issuer: str, token: str) -> dict[str, Any]:
-        endpoint = await self._servers.endpoint(issuer, "introspection_endpoint")
+        endpoint = self._endpoints.get(issuer) or await self._servers.endpoint(issuer, "introspection_endpoint")
         form = {
             "token": token,
             "token_type_hint": "access_token",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mcp.server.auth.routes import build_resource_metadata_url
@@ -44,6 +44,8 @@ class ServerOptions:
     #: For benchmarks only (`mcp-sandbox mcp-server --no-auth`): no token is read or checked; every request is
     #: served as one anonymous caller with every scope, in the tenant of the first trusted issuer.
     no_auth: bool = False
+    #: Issuers whose RFC 7662 endpoint their metadata does not name: the stack's Hydras (it is on their admin API).
+    introspection_endpoints: dict[str, str] = field(default_factory=dict)
 
     @property
     def resource_metadata_url(self) -> str:
@@ -52,13 +54,14 @@ class ServerOptions:
 
     @classmethod
     def for_stack(cls, settings: Settings) -> ServerOptions:
-        """The stack's server for ``Settings.mcp_auth_mode``: its port and URL, the sandbox tenants, the broker."""
+        """The stack's server for ``Settings.mcp_auth_mode``: its port and URL, the sandbox tenants, the broker (whose
+        trust list adds each tenant made later, with the pool Hydra it lends a tenant on Hydra)."""
         address = settings.mcp_server(settings.mcp_auth_mode)
         return cls.standalone(
             settings,
             issuers=[
                 *(settings.issuer(tenant) for tenant in settings.tenants),
-                *(hydra.issuer for hydra in settings.hydras),
+                *(hydra.issuer for hydra in settings.hydras if hydra not in settings.hydra_pool_addresses),
             ],
             port=address.port,
             mode=settings.mcp_auth_mode,
@@ -123,6 +126,7 @@ class ServerOptions:
             if MODES[mode].receives_events
             else None,
             introspection_secret=introspection_secret,
+            introspection_endpoints={h.issuer: f"{h.admin_url}/admin/oauth2/introspect" for h in settings.hydras},
             usage_secret=secrets.get_or_create(USAGE_INGEST_SECRET) if broker_url else None,
             tools_file=settings.tools_file,
             algorithms=settings.mcp_token_algorithms,

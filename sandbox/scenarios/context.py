@@ -21,6 +21,7 @@ from sandbox.agent.tokens import ClientSecretCredential, Credential, Token, Toke
 from sandbox.broker.policy import NetworkZones, Policy
 from sandbox.config import Settings
 from sandbox.harness.tenants import Tenant, TenantAdmin, create_tenant, delete_tenant, operator_token
+from sandbox.idp.capabilities import CapabilityName
 from sandbox.scenarios.calls import McpCaller
 from sandbox.scenarios.library import StepFailed
 from sandbox.scenarios.model import AgentSpec, Header
@@ -46,6 +47,15 @@ class AgentHandle:
     revoked_at: float | None = None  # monotonic time the revoke call returned (or the broker suspended it)
     dpop: DPoPKey | None = field(default=None, repr=False)  # binding dpop: the key its tokens are bound to
     source: str | None = None  # the address of its network zone (spec.zone) its requests come from
+    audiences: list[str] = field(default_factory=list)  # the MCP servers its tokens are for
+
+    def token_client(self, credential: Credential, source: str | None = None) -> TokenClient:
+        """A token client of the agent's IdP, with its DPoP key, from ``source`` (else its own zone); on Hydra it
+        asks for the agent's audience (granted on request)."""
+        audience = self.audiences if self.tenant.idp == "hydra" else None
+        return TokenClient(
+            self.tenant.token_url, credential, dpop=self.dpop, source=source or self.source, audience=audience
+        )
 
     def require_provisioned(self) -> str:
         if self.id is None:
@@ -64,10 +74,7 @@ class AgentHandle:
         """A new token with the current (or the previous) credential; kept as the agent's latest token.
 
         From ``source`` (an address of a network zone) when given, else from the agent's own zone."""
-        credential = self.require_credential(which)
-        async with TokenClient(
-            self.tenant.token_url, credential, dpop=self.dpop, source=source or self.source
-        ) as client:
+        async with self.token_client(self.require_credential(which), source) as client:
             token = await client.fetch()
         if which == "current":
             self.token = token
@@ -89,8 +96,10 @@ class RunningServer:
 
 
 class RunContext:
-    def __init__(self, settings: Settings, header: Header, label: str) -> None:
+    def __init__(self, settings: Settings, header: Header, label: str, idp: str = "keycloak") -> None:
         self.settings = settings
+        self.idp = idp  # where the scenario's tenants keep their agents
+        self.exercised: list[CapabilityName] = []  # what the running step needs of the IdP (see library.require)
         self.header = header
         self.label = label
         self.faker = Faker()
@@ -108,7 +117,8 @@ class RunContext:
     async def setup(self) -> None:
         for key, spec in self.header.tenants.items():
             admins = {name: admin.mfa for name, admin in spec.admins.items()}
-            self.tenants[key] = await asyncio.to_thread(create_tenant, self.settings, admins, f"sc-{self.label}")
+            label = f"sc-{self.label}"
+            self.tenants[key] = await asyncio.to_thread(create_tenant, self.settings, admins, label, self.idp)
         for key, spec in self.header.tenants.items():
             tenant = self.tenants[key]
             for user, user_spec in spec.users.items():
@@ -148,7 +158,7 @@ class RunContext:
         log = self.settings.log_dir / f"scenario-{self.label}-{name}.log"
         command = [sys.executable, "-m", "sandbox.cli", "mcp-server", "--port", str(port), "--mode", mode]
         for tenant in trusts:
-            command += ["--issuer", self.tenants[tenant].issuer]
+            command += ["--issuer", self.tenants[tenant].agents_issuer]
         self.settings.log_dir.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
             process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

@@ -54,6 +54,12 @@ class StepFailed(AssertionError):
         super().__init__(f"expected {expected}, got {actual}")
 
 
+def require_for_servers(context: RunContext, servers: dict[str, str]) -> None:
+    """A step on a server that validates by introspection needs the IdP's RFC 7662 endpoint."""
+    if "introspect" in servers:
+        require(context, "introspection")
+
+
 class StepNotSupported(Exception):
     """The step needs what the run's IdP lacks: ``not supported by <idp>: <reason>``. Never a pass."""
 
@@ -63,7 +69,10 @@ class StepNotSupported(Exception):
 
 
 def require(context: RunContext, capability: CapabilityName) -> None:
-    """Stop the step, as not supported, when the agents' IdP of this run lacks ``capability``."""
-    reason = BY_IDP[context.settings.idp].unsupported_reason(capability)
+    """Note that the step needs ``capability`` (its outcome proves it, or its absence, on the run's IdP); stop the
+    step, as not supported, when the agents' IdP of this run lacks it."""
+    if capability not in context.exercised:
+        context.exercised.append(capability)
+    reason = BY_IDP[context.idp].unsupported_reason(capability)
     if reason is not None:
         raise StepNotSupported(reason)

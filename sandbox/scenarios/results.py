@@ -41,6 +41,7 @@ class StepResult:
     expected: str | None = None
     actual: str | None = None
     message: str | None = None
+    capabilities: list[str] = field(default_factory=list)  # what the step needed of the IdP (its outcome proves it)
 
     def describe(self) -> str:
         """One line: the step, and for a failure the expected and the actual outcome."""

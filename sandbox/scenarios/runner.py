@@ -21,13 +21,14 @@ def one_line(error: BaseException) -> str:
     return re.sub(r"\s+", " ", f"{type(error).__name__}: {error}").strip()[:500]
 
 
-async def run_scenario(settings: Settings, scenario: Scenario) -> ScenarioResult:
-    """Every step runs until the first that fails; the rest are reported as not run. Teardown always runs."""
+async def run_scenario(settings: Settings, scenario: Scenario, idp: str = "keycloak") -> ScenarioResult:
+    """Every step runs until the first that fails; the rest are reported as not run. Teardown always runs.
+    The scenario's tenants keep their agents on ``idp`` (their people are on Keycloak either way)."""
     loop = asyncio.get_running_loop()
     loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="scenario"))
     result = ScenarioResult(scenario, tenant="")
     began = time.monotonic()
-    context = RunContext(settings, scenario.header, scenario.name[:24])
+    context = RunContext(settings, scenario.header, scenario.name[:24], idp)
     with tempfile.TemporaryDirectory(prefix=f"scenario-{scenario.name[:24]}-") as workdir:
         context.remember("scenario_dir", str(scenario.path.parent))
         context.remember("workdir", workdir)
@@ -53,6 +54,7 @@ async def _run_steps(context: RunContext, scenario: Scenario, result: ScenarioRe
             result.steps.append(StepResult(step, "not run"))
             continue
         began = time.monotonic()
+        context.exercised = []
         try:
             evidence = await LIBRARY[step.name].run(context, step.arguments) or {}
         except StepFailed as failed:
@@ -66,10 +68,11 @@ async def _run_steps(context: RunContext, scenario: Scenario, result: ScenarioRe
         else:
             outcome = StepResult(step, "passed", evidence=evidence)
         outcome.duration = time.monotonic() - began
+        outcome.capabilities = list(context.exercised)
         result.steps.append(outcome)
         stopped = outcome.outcome != "passed"
 
 
-def run_scenarios(settings: Settings, scenarios: list[Scenario]) -> list[ScenarioResult]:
+def run_scenarios(settings: Settings, scenarios: list[Scenario], idp: str = "keycloak") -> list[ScenarioResult]:
     """Run scenarios one after another (pytest-xdist runs them in parallel, each in its own tenants)."""
-    return [asyncio.run(run_scenario(settings, scenario)) for scenario in scenarios]
+    return [asyncio.run(run_scenario(settings, scenario, idp)) for scenario in scenarios]

@@ -24,6 +24,7 @@ from filelock import FileLock
 
 from sandbox.config import HYDRA_MODULE, HYDRA_NESTED_CLIENT_MODULE, Settings
 from sandbox.errors import DistributionError, GoNotFound
+from sandbox.stack.go_toolchain import GoToolchain
 
 Report = Callable[[str], None]
 
@@ -66,26 +67,29 @@ class HydraBuild:
         self.home.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.home / ".lock"), timeout=3600):
             if not self.is_built():
-                self._build(self._go(), report)
+                self._build(self._go(report), report)
         return self.binary
 
-    def _go(self) -> str:
-        fix = (
-            f"install Go {'.'.join(map(str, MINIMUM_GO))}+ (https://go.dev/dl/) and a C compiler (cgo, for SQLite), "
-            "set SANDBOX_GO_COMMAND to your go, or set SANDBOX_HYDRA_BINARY to a hydra binary built with -tags sqlite"
-        )
+    def _go(self, report: Report) -> str:
+        """The machine's go when it is 1.22+; else the sandbox's own Go toolchain (installed into the cache once)."""
         found = shutil.which(self.settings.go_command)
-        if found is None:
-            raise GoNotFound(
-                f"no Go toolchain found to build Ory Hydra {self.version} (looked for "
-                f"`{self.settings.go_command}` on PATH)",
-                fix,
+        if found is not None:
+            version = subprocess.run([found, "env", "GOVERSION"], capture_output=True, text=True).stdout.strip()
+            numbers = re.match(r"go(\d+)\.(\d+)", version)
+            if numbers is None or (int(numbers[1]), int(numbers[2])) >= MINIMUM_GO:
+                return found
+            report(f"{found} is {version}, too old to build Ory Hydra {self.version}: using the sandbox's own Go")
+        else:
+            report(
+                f"no `{self.settings.go_command}` on PATH to build Ory Hydra {self.version}: using the sandbox's own Go"
             )
-        version = subprocess.run([found, "env", "GOVERSION"], capture_output=True, text=True).stdout.strip()
-        numbers = re.match(r"go(\d+)\.(\d+)", version)
-        if numbers is not None and (int(numbers[1]), int(numbers[2])) < MINIMUM_GO:
-            raise GoNotFound(f"{found} is {version}, too old to build Ory Hydra {self.version}", fix)
-        return found
+        try:
+            return str(GoToolchain(self.settings).ensure(report))
+        except DistributionError as exc:
+            raise GoNotFound(
+                f"no Go 1.22+ to build Ory Hydra {self.version}, and the sandbox could not install one: {exc.cause}",
+                f"{exc.fix}; or set SANDBOX_HYDRA_BINARY to a hydra binary built with -tags sqlite",
+            ) from exc
 
     def _build(self, go: str, report: Report) -> None:
         report(f"fetching Ory Hydra {self.version} from the Go module proxy")

@@ -56,13 +56,14 @@ def default_components(settings: Settings) -> list[Component]:
 
 
 def hydra_components(settings: Settings) -> list[Component]:
-    """Agents on Hydra (``SANDBOX_IDP=hydra``): one Hydra per sandbox tenant, beside Keycloak (the people's IdP)."""
+    """Agents on Hydra: one Hydra per sandbox tenant (``SANDBOX_IDP=hydra``) and the pool the broker lends to tenants
+    created on Hydra (``SANDBOX_HYDRA_POOL``), beside Keycloak (the people's IdP)."""
     if not settings.hydras:
         return []
     if settings.runtime != "local":
         raise SandboxError(
             f"Ory Hydra runs only as local processes so far, not in the {settings.runtime} runtime",
-            "use the local runtime (unset SANDBOX_RUNTIME) with SANDBOX_IDP=hydra",
+            "use the local runtime (unset SANDBOX_RUNTIME) with SANDBOX_IDP=hydra or SANDBOX_HYDRA_POOL",
         )
     from sandbox.stack.hydra import Hydra
 
@@ -208,8 +209,9 @@ class Stack:
                 return report
 
             entries = {}
-            for component in wave:
+            for component in wave:  # every slow preparation (a download, Hydra's build) before any process starts
                 component.prepare(reporter(component))
+            for component in wave:
                 reporter(component)("starting")
                 entries[component.name] = state.components[component.name] = component.start()
                 started.append(component)

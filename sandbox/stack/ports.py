@@ -60,8 +60,10 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
         return [int(probe.getsockname()[1]) for probe in probes]
 
 
-#: Ports a stack's Hydras may take, from ``SANDBOX_HYDRA_PORT`` on (two per tenant).
-HYDRA_PORT_BLOCK = 8
+#: Ports a stack's Hydras may take, from ``SANDBOX_HYDRA_PORT`` on (two per Hydra: the sandbox tenants' and the pool).
+HYDRA_PORT_BLOCK = 16
+#: Hydras a private test stack lends to tenants made on Hydra: two scenarios of two tenants each at once, and spares.
+TEST_HYDRA_POOL = 6
 
 
 def free_port_block(count: int, host: str = "127.0.0.1", attempts: int = 50) -> int:
@@ -73,8 +75,9 @@ def free_port_block(count: int, host: str = "127.0.0.1", attempts: int = 50) -> 
     raise PortInUse(f"found no {count} consecutive free ports on {host}", "free some ports, or set them explicitly")
 
 
-def private_stack_environment(state_dir: Path) -> dict[str, str]:
-    """SANDBOX_* variables for a stack of its own: its own state directory and free ports, all different."""
+def private_stack_environment(state_dir: Path, *, hydra_pool: int = 0) -> dict[str, str]:
+    """SANDBOX_* variables for a stack of its own: its own state directory and free ports, all different, and
+    ``hydra_pool`` Hydras for tenants made on Hydra (the test session's stack has :data:`TEST_HYDRA_POOL`)."""
     hydra = free_port_block(HYDRA_PORT_BLOCK)
     ports = free_ports(len(PORT_SETTINGS))
     while any(hydra <= port < hydra + HYDRA_PORT_BLOCK for port in ports):
@@ -83,4 +86,5 @@ def private_stack_environment(state_dir: Path) -> dict[str, str]:
         "SANDBOX_STATE_DIR": str(state_dir),
         **{f"SANDBOX_{name}": str(port) for name, port in zip(PORT_SETTINGS, ports, strict=True)},
         "SANDBOX_HYDRA_PORT": str(hydra),
+        "SANDBOX_HYDRA_POOL": str(hydra_pool),
     }

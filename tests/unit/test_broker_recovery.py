@@ -16,6 +16,7 @@ from sandbox.broker.credentials import secret_fingerprint
 from sandbox.broker.errors import Conflict
 from sandbox.broker.store import Agent, Credential, StorageConflict
 from sandbox.idp.provider import AgentClient, AgentClientSpec
+from sandbox.idp.tenant_idps import TenantIdps
 
 
 class RotatingKeycloak(FakeKeycloak):
@@ -60,7 +61,7 @@ class RotatingKeycloak(FakeKeycloak):
 def rotating(world: Any) -> Any:  # noqa: F811
     service, _, clock = world
     keycloak = RotatingKeycloak()
-    service.adapter = keycloak
+    service.adapter = TenantIdps(keycloak, realm_issuer=service.settings.issuer)
     return service, keycloak, clock
 
 

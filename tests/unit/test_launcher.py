@@ -73,7 +73,8 @@ def test_up_starts_in_order_and_saves_state(settings: Settings) -> None:
     journal: list[str] = []
     components = [FakeComponent(settings, "first", journal), FakeComponent(settings, "second", journal)]
     state = Stack(settings, components, quiet()).up()
-    assert journal == ["prepare first", "start first", "prepare second", "start second"]
+    # one wave: every component is prepared (a download, a build) before any starts
+    assert journal == ["prepare first", "prepare second", "start first", "start second"]
     saved = load_state(settings)
     assert saved is not None and list(saved.components) == ["first", "second"]
     details = saved.components["second"].details

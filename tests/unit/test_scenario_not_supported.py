@@ -11,7 +11,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from sandbox.config import Settings
 from sandbox.idp.capabilities import BY_IDP, DESCRIPTIONS, HYDRA, KEYCLOAK
 from sandbox.scenarios import library
 from sandbox.scenarios.html import write_html
@@ -42,7 +41,7 @@ def run_on(idp: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Scenari
     path.write_text(SCENARIO)
     scenario = load_scenario(path)
     monkeypatch.setitem(library.LIBRARY, "wait", replace(library.LIBRARY["wait"], run=needs_exchange_on_the_second))
-    context = SimpleNamespace(settings=Settings(idp=idp))  # type: ignore[arg-type]
+    context = SimpleNamespace(idp=idp, exercised=[])
     result = ScenarioResult(scenario, tenant="t")
     asyncio.run(_run_steps(context, scenario, result))  # type: ignore[arg-type]
     return result
@@ -51,6 +50,8 @@ def run_on(idp: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Scenari
 def test_on_keycloak_the_step_runs_and_the_scenario_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     result = run_on("keycloak", tmp_path, monkeypatch)
     assert result.passed and result.not_supported is None
+    # what each step needed of the IdP is kept with its outcome: the proof of the capability table
+    assert [step.capabilities for step in result.steps] == [[], ["token_exchange"], []]
 
 
 def test_on_hydra_the_step_is_not_supported_with_its_reason_and_nothing_after_it_runs(
@@ -60,7 +61,7 @@ def test_on_hydra_the_step_is_not_supported_with_its_reason_and_nothing_after_it
     assert [step.outcome for step in result.steps] == ["passed", "not supported", "not run"]
     assert not result.passed and result.first_problem is None
     reason = "not supported by hydra: Hydra has no RFC 8693 token exchange grant"
-    assert result.steps[1].message == reason
+    assert result.steps[1].message == reason and result.steps[1].capabilities == ["token_exchange"]
     assert result.summary() == f"needs-exchange: {reason} (step 2 (wait: 2s) at line 7)"
     assert reason in result.steps[1].describe()
 

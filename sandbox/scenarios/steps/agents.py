@@ -51,6 +51,12 @@ async def provision(context: RunContext, args: Provision) -> Evidence:
     """Provision the declared agent through the broker; it gets its credential once."""
     agent = context.agents[args.agent]
     spec = agent.spec
+    if spec.mode == "delegated":
+        require(context, "token_exchange")  # a delegated agent's client is made for the exchange
+    if spec.zone is not None:
+        require(context, "network_zones")  # the IdP refuses its token requests from elsewhere
+    if spec.binding == "dpop":
+        require(context, "dpop_binding")  # the IdP binds its tokens to its key
     key = new_key(f"{args.agent}-1") if spec.credential == "private_key_jwt" else None
     body: dict[str, Any] = {
         "name": args.agent,
@@ -79,6 +85,7 @@ async def provision(context: RunContext, args: Provision) -> Evidence:
             return {"refused": error.status, "error": error.error, "detail": str(error)}
         raise StepFailed(args.expect, refusal(error), {"detail": str(error)}) from None
     agent.id, agent.client_id = answer["agent"]["id"], answer["agent"]["client_id"]
+    agent.audiences = list(answer["agent"].get("audiences") or [])
     agent.credential = credential_for(answer["credential"], key)
     evidence = record(agent, answer["agent"])
     if answer["agent"]["status"] != args.expect:
@@ -114,6 +121,7 @@ async def decide(context: RunContext, args: Decide, action: str) -> Evidence:
 @step("approve", Decide)
 async def approve(context: RunContext, args: Decide) -> Evidence:
     """Approve a pending agent as the admin named (the broker wants another admin than the requester, with MFA)."""
+    require(context, "disable_without_delete")  # a pending agent's client is off until approved
     return await decide(context, args, "approve")
 
 
@@ -204,6 +212,7 @@ class Revoke(StepArgs):
 @step("revoke", Revoke, shorthand="agent")
 async def revoke(context: RunContext, args: Revoke) -> Evidence:
     """Revoke the agent; the broker verifies with the agent's latest token that each of its servers now says 401."""
+    require(context, "token_revocation")
     agent = context.agents[args.agent]
     body: dict[str, Any] = {"reason": args.reason}
     if agent.token is not None:
@@ -345,6 +354,7 @@ class DormancyScan(StepArgs):
 @step("dormancy_scan", DormancyScan)
 async def dormancy_scan(context: RunContext, args: DormancyScan) -> Evidence:
     """Run the dormancy scan; exactly the agents named become dormant and enter the review queue."""
+    require(context, "disable_without_delete")  # a dormant agent's client is off, kept for review
     tenant = context.tenants[args.tenant or next(iter(context.tenants))]
     by = args.by or next(iter(tenant.admins))
     answer = await context.broker("POST", f"/tenants/{tenant.name}/dormancy/scan", by=by, body={})

@@ -10,7 +10,7 @@ from pydantic import Field
 from sandbox.admin.client import BrokerRefused
 from sandbox.agent.sdk import connect, provider_from_config
 from sandbox.scenarios.context import RunContext
-from sandbox.scenarios.library import StepFailed, step
+from sandbox.scenarios.library import StepFailed, require, require_for_servers, step
 from sandbox.scenarios.steps.agents import agent_path
 from sandbox.scenarios.steps.base import StepArgs
 from sandbox.scenarios.steps.tools import arguments_for
@@ -64,6 +64,8 @@ class ExpectMonitoring(StepArgs):
 async def expect_monitoring(context: RunContext, args: ExpectMonitoring) -> Evidence:
     """Failed token requests, denied calls and unused scopes show up in the agent's monitoring report."""
     agent = context.agents[args.agent]
+    if args.failed_token_requests:
+        require(context, "event_emission")  # failed token requests are the IdP's events of the client
     wanted = (args.failed_token_requests, args.denied_tool_calls, args.unused_scopes)
     report: dict[str, Any] = {}
     for _ in range(40):  # usage reports reach the broker in batches, off the request path: allow a few seconds
@@ -126,6 +128,7 @@ class SdkCall(StepArgs):
 async def sdk_call(context: RunContext, args: SdkCall) -> Evidence:
     """Generate the agent's MCP config, hand it its credential as the config says, and call a tool with the SDK."""
     agent = context.agents[args.agent]
+    require_for_servers(context, context.servers(args.server))
     credential = agent.require_credential()
     secret = getattr(credential, "secret", None)
     if secret is None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import Field
 
-from sandbox.agent.tokens import Credential, TokenClient, TokenEndpointUnavailable, TokenRefused
+from sandbox.agent.tokens import Credential, TokenEndpointUnavailable, TokenRefused
 from sandbox.scenarios.calls import TransportFailed
 from sandbox.scenarios.context import AgentHandle, RunContext
 from sandbox.scenarios.library import StepFailed, step
@@ -51,7 +51,7 @@ class Holder:
     def __init__(self, agent: AgentHandle, credential: Credential) -> None:
         self.agent = agent
         self.credential = credential
-        self.client = TokenClient(agent.tenant.token_url, credential, dpop=agent.dpop)
+        self.client = agent.token_client(credential)
         self.token: str | None = None
         self.offered: Credential | None = None
 
@@ -62,7 +62,7 @@ class Holder:
         if self.offered is not None:
             await self.client.aclose()
             self.credential, self.offered = self.offered, None
-            self.client = TokenClient(self.agent.tenant.token_url, self.credential, dpop=self.agent.dpop)
+            self.client = self.agent.token_client(self.credential)
         self.token = (await self.client.fetch()).access_token
 
 
@@ -162,7 +162,7 @@ async def rotate_under_load(context: RunContext, args: RotateUnderLoad) -> Evide
         raise StepFailed("zero failed calls during the rotation", f"{len(failures)} failed", evidence)
     if args.end_grace:
         try:
-            async with TokenClient(agent.tenant.token_url, old, dpop=agent.dpop) as client:
+            async with agent.token_client(old) as client:
                 await client.fetch()
         except TokenRefused as refused:
             evidence["old_credential_after_grace"] = f"refused ({refused.error})"

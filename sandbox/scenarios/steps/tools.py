@@ -13,7 +13,7 @@ from sandbox.agent.tokens import Token, TokenClient, TokenRefused
 from sandbox.modes import MODES, revocation_mode
 from sandbox.scenarios.calls import CallOutcome
 from sandbox.scenarios.context import AgentHandle, RunContext
-from sandbox.scenarios.library import StepFailed, require, step
+from sandbox.scenarios.library import StepFailed, require, require_for_servers, step
 from sandbox.scenarios.steps.base import StepArgs
 
 Evidence = dict[str, Any]
@@ -49,6 +49,12 @@ class GetToken(StepArgs):
     refusal_says: str | None = Field(
         default=None, description="With expect: refused, text the refusal's error_description must contain."
     )
+    resource: str | None = Field(
+        default=None,
+        description="A revocation mode or scenario server: ask with RFC 8707 resource= for a token for that one "
+        "server; its aud must name exactly that server.",
+    )
+    references: ClassVar[dict[str, str]] = {**StepArgs.references, "resource": "servers"}
 
 
 def source_of(context: RunContext, agent: AgentHandle, zone: str | None) -> str | None:
@@ -60,8 +66,20 @@ def source_of(context: RunContext, agent: AgentHandle, zone: str | None) -> str 
 async def get_token(context: RunContext, args: GetToken) -> Evidence:
     """Ask the tenant's token endpoint for a client-credentials token with the agent's credential."""
     agent = context.agents[args.agent]
+    resource = None
+    if args.resource is not None:
+        require(context, "resource_indicators")
+        (resource,) = context.servers(args.resource).values()
     try:
-        token = await agent.fetch_token(args.credential, source_of(context, agent, args.from_zone))
+        source = source_of(context, agent, args.from_zone)
+        if resource is None:
+            token = await agent.fetch_token(args.credential, source)
+        else:  # resource= alone: no audience= the harness would otherwise add for an IdP that needs it
+            credential = agent.require_credential(args.credential)
+            async with TokenClient(agent.tenant.token_url, credential, dpop=agent.dpop, source=source) as client:
+                token = await client.fetch(resource=resource)
+            if args.credential == "current":
+                agent.token = token  # the agent holds it: later steps call with it
     except TokenRefused as refused:
         evidence = refusal(refused, args.expect, "a token")
         if args.refusal_says is not None and args.refusal_says not in refused.description:
@@ -72,6 +90,8 @@ async def get_token(context: RunContext, args: GetToken) -> Evidence:
     claims = token.claims()
     evidence = {k: claims.get(k) for k in ("iss", "azp", "aud", "scope", "sub", "exp", "iat", "cnf", "sandbox_zone")}
     evidence["token_type"] = token.token_type
+    if resource is not None and args.expect == "issued" and claims.get("aud") not in (resource, [resource]):
+        raise StepFailed(f"aud {resource} alone", f"aud {claims.get('aud')}", evidence)
     if args.expect == "refused":
         raise StepFailed(f"the {args.credential} credential to be refused", "a token was issued", evidence)
     if args.binding is not None:
@@ -173,6 +193,7 @@ async def call_tool(context: RunContext, args: CallTool) -> Evidence:
     """Call a tool as the agent on each server; every answer must be the expected one."""
     agent = context.agents[args.agent]
     agent.require_provisioned()
+    require_for_servers(context, context.servers(args.server))
     arguments = await arguments_for(context, agent, args.tool, args.arguments)
     if args.token == "fresh":
         token = await agent.fetch_token()
@@ -199,7 +220,9 @@ async def call_tool(context: RunContext, args: CallTool) -> Evidence:
         if outcome.outcome != args.expect:
             raise StepFailed(f"{args.expect} from {name}", describe(outcome), evidence)
         if args.data_tenant is not None:
-            expected_tenant = context.tenants[args.data_tenant].name
+            home = context.tenants[args.data_tenant]
+            # The MCP server knows a tenant by its agents' issuer: a realm by its name, a Hydra by its issuer URL.
+            expected_tenant = home.name if home.agents_issuer == home.issuer else home.agents_issuer
             served_tenant = (outcome.result or {}).get("tenant")
             if served_tenant != expected_tenant:
                 raise StepFailed(f"data of tenant {expected_tenant}", f"data of {served_tenant}", evidence)
@@ -315,6 +338,7 @@ async def expect_401_within(context: RunContext, args: Expect401Within) -> Evide
     agent = context.agents[args.agent]
     if agent.token is None or agent.revoked_at is None:
         raise StepFailed("a revoked agent that held a token", "no token or not revoked yet")
+    require_for_servers(context, context.servers(None))
     arguments = await arguments_for(context, agent, args.tool, None)
 
     async def until_refused(name: str, url: str) -> Evidence:
@@ -377,7 +401,7 @@ async def exchange_token(context: RunContext, args: ExchangeToken) -> Evidence:
     user_claims = Token(login.access_token, 0, "").claims()
     scope = " ".join(args.scopes) if args.scopes is not None else None
     try:
-        async with TokenClient(tenant.token_url, agent.require_credential()) as client:
+        async with agent.token_client(agent.require_credential()) as client:
             token = await client.exchange(login.access_token, scope)
     except TokenRefused as refused:
         return refusal(refused, args.expect, "a token acting for the user")
