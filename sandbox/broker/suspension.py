@@ -109,6 +109,8 @@ class Suspensions:
             by_tenant.setdefault(tenant, []).append((agent_id, client_id))
         suspended = []
         for tenant, agents in by_tenant.items():
+            if not service.adapter.capabilities(tenant).supports("event_emission"):
+                continue  # its agents' IdP records no failed token requests (the rule cannot trip there)
             try:
                 events = await service.adapter.tenant_events(tenant, (TOKEN_FAILURE,), MAX_FAILURE_EVENTS)
             except IDP_FAILURES as exc:

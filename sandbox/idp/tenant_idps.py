@@ -183,6 +183,9 @@ class TenantIdps:
             tenant, client_id, **{name: value for name, value in given.items() if value is not None}
         )
 
+    async def tenant_events(self, tenant: str, types: tuple[str, ...], maximum: int, /) -> list[dict[str, Any]]:
+        return await self._agents(tenant).tenant_events(tenant, types, maximum)
+
     async def add_delegation_scope(self, tenant: str, agent_client_id: str, agent_name: str, /) -> None:
         await self._agents(tenant).add_delegation_scope(tenant, agent_client_id, agent_name)
 
