@@ -20,7 +20,7 @@ from sandbox.stack.process import peak_rss_bytes
 from sandbox.stack.state import load_state
 
 MCP_SANDBOX = str(Path(sys.executable).parent / "mcp-sandbox")
-WARM_TARGET_SECONDS = 20
+WARM_TARGET_SECONDS = 12
 
 
 async def _start_once(workdir: Path, cache_dir: Path | None, zip_path: Path | None = None) -> dict[str, Any]:
