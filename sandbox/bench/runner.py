@@ -23,6 +23,7 @@ MODULES = (
     "sandbox.bench.provisioning",
     "sandbox.bench.token_issuance",
     "sandbox.bench.rotation",
+    "sandbox.bench.cost_growth",  # late: it grows the tenant to thousands of agents, then revokes them all
     "sandbox.bench.stack_start",  # last: its own stacks' start and stop would weigh on what runs after
 )
 
@@ -137,7 +138,9 @@ def write_plot(context: BenchContext, path: Path, report: dict | None = None) ->
 
     names = [name for name, samples in context.distributions.items() if samples]
     rows = [row for row in (report or {}).get("targets", []) if normalized(row) is not None]
+    growth = {name: points for name, points in context.growth.items() if points}
     heights = [1.2 + 0.6 * max(1, len(names))] + ([0.8 + 0.5 * len(rows)] if rows else [])
+    heights += [4.0] if growth else []
     figure, panels = plt.subplots(
         len(heights), 1, figsize=(10, sum(heights)), gridspec_kw={"height_ratios": heights}, squeeze=False
     )
@@ -160,6 +163,16 @@ def write_plot(context: BenchContext, path: Path, report: dict | None = None) ->
         marks.set_xlabel("measured / target (log scale; left of the line is met)")
         marks.set_title("targets: each judged row of the targets table")
         marks.legend(loc="lower right")
+    if growth:
+        grown = panels[-1][0]
+        for name, points in growth.items():
+            grown.plot([x for x, _ in points], [y for _, y in points], marker="o", label=name)
+        grown.set_xscale("log")
+        grown.set_yscale("log")
+        grown.set_xlabel("agents in one tenant (log scale)")
+        grown.set_ylabel("value, in each series' unit (log scale)")
+        grown.set_title("cost growth: each figure against the tenant's agent count")
+        grown.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
