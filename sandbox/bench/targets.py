@@ -89,7 +89,6 @@ ROWS: tuple[TargetRow, ...] = (
         "report",
         ("warm_vs_keycloak_start_dev", "ratio"),
         "",
-        not_measured="no benchmark starts Keycloak start-dev on an empty database yet",
     ),
     TargetRow(
         "cost-growth",

@@ -115,3 +115,13 @@ def test_the_plot_marks_the_targets(tmp_path: Path) -> None:
     write_plot(context, marked, _report())
     assert marked.read_bytes().startswith(b"\x89PNG")
     assert marked.read_bytes() != plain.read_bytes()
+
+
+def test_the_rotation_ratio_is_per_pair_of_neighbouring_phases() -> None:
+    from sandbox.bench.rotation import PHASES, _median, _pair_ratios
+
+    assert sum(PHASES) >= 5  # at least 5 rotation phases, each between two without
+    phases = (False, True, False, True, False)
+    # without: 100, 80, 120; during: 90 (beside 100 and 80), 50 (beside 80 and 120)
+    assert _pair_ratios(phases, [100.0, 80.0, 120.0], [90.0, 50.0]) == [1.0, 0.5]
+    assert _median([1.0, 0.5, 0.7]) == 0.7
