@@ -391,7 +391,7 @@ def bench(
     if json_path:
         json_path.write_text(text + "\n")
     if plot:
-        write_plot(context, plot)
+        write_plot(context, plot, report)
     if markdown:
         write_markdown(report, markdown, plot)
     if failed(report):

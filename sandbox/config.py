@@ -136,6 +136,8 @@ class Settings(BaseSettings):
         "token-exchange-standard",
     )
     maven_central_url: str = "https://repo.maven.apache.org/maven2"
+    #: The mock IdP the bench measures beside the sandbox (``bench peers``), resolved with Maven when it serves it.
+    mock_oauth2_server_version: str = "2.1.10"
     java_home: Path | None = Field(default=None, validation_alias=AliasChoices("JAVA_HOME", "SANDBOX_JAVA_HOME"))
     jvm_dirs: list[Path] = Field(default_factory=_default_jvm_dirs)
 

@@ -67,6 +67,11 @@ class OperatorBroker:
         headers = await self._authorization()
         return await self._threads.run(self._client.request, "POST", path, json=body, headers=headers)
 
+    async def get(self, path: str, **params: Any) -> Any:
+        headers = await self._authorization()
+        query = {key: value for key, value in params.items() if value is not None}
+        return await self._threads.run(self._client.request, "GET", path, params=query, headers=headers)
+
     async def provision(
         self, tenant: str, *, servers: list[str] | None = None, lifetime: int | None = None
     ) -> BenchAgent:

@@ -15,6 +15,8 @@ class BenchContext:
     quick: bool
     #: Raw samples a benchmark keeps for plotting: name -> samples (ms).
     distributions: dict[str, list[float]] = field(default_factory=dict)
+    #: Figures against a tenant's agent count, for a log-axis plot: name -> [(agents, value)].
+    growth: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
     def size(self, full: int, quick: int) -> int:
         return quick if self.quick else full

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.bench.registry import BENCHMARKS, BenchContext
+from sandbox.bench.targets import normalized, table
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
 
@@ -22,6 +23,8 @@ MODULES = (
     "sandbox.bench.provisioning",
     "sandbox.bench.token_issuance",
     "sandbox.bench.rotation",
+    "sandbox.bench.cost_growth",  # late: it grows the tenant to thousands of agents, then revokes them all
+    "sandbox.bench.peers",
     "sandbox.bench.stack_start",  # last: its own stacks' start and stop would weigh on what runs after
 )
 
@@ -76,6 +79,8 @@ async def run_benchmarks(
             "load_average_at_end": _load_average(),
         },
         "results": results,
+        # The targets table: each row's target, what this run measured, and whether it was met (null: not judged).
+        "targets": table(results),
     }
     return report, context
 
@@ -95,7 +100,8 @@ class Target:
 
 
 def targets(report: dict) -> list[Target]:
-    """Every ``{target, measured, target_met, why_missed?}`` in the results, with the benchmark and place."""
+    """Every ``{target, measured, target_met, why_missed?}`` inside the benchmarks' results (their own finer
+    targets, beside the targets table), with the benchmark and place."""
     found: list[Target] = []
 
     def walk(name: str, where: str, value: Any) -> None:
@@ -123,20 +129,51 @@ def failed(report: dict) -> list[str]:
     return [name for name, figures in report["results"].items() if "error" in figures]
 
 
-def write_plot(context: BenchContext, path: Path) -> None:
-    """Every kept distribution as a box plot, side by side on one log-scaled axis."""
+def write_plot(context: BenchContext, path: Path, report: dict | None = None) -> None:
+    """Every kept distribution as a box plot, side by side on one log-scaled axis; below it, each judged row of
+    the targets table as its measured figure over its target (the target is the line at 1)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = [name for name, samples in context.distributions.items() if samples]
-    figure, axes = plt.subplots(figsize=(10, 1.2 + 0.6 * max(1, len(names))))
+    rows = [row for row in (report or {}).get("targets", []) if normalized(row) is not None]
+    growth = {name: points for name, points in context.growth.items() if points}
+    heights = [1.2 + 0.6 * max(1, len(names))] + ([0.8 + 0.5 * len(rows)] if rows else [])
+    heights += [4.0] if growth else []
+    figure, panels = plt.subplots(
+        len(heights), 1, figsize=(10, sum(heights)), gridspec_kw={"height_ratios": heights}, squeeze=False
+    )
+    axes = panels[0][0]
     if names:
         axes.boxplot([context.distributions[n] for n in names], vert=False, tick_labels=names, showfliers=True)
         axes.set_xscale("log")
     axes.set_xlabel("milliseconds (log scale)")
     axes.set_title("mcp-sandbox bench: latency distributions")
+    if rows:
+        marks = panels[1][0]
+        values = [normalized(row) for row in rows]
+        labels = [f"{row['benchmark']}: {row['figure'][:48]} ({row['target']})" for row in rows]
+        colours = ["tab:green" if row["target_met"] else "tab:red" for row in rows]
+        positions = list(range(len(rows)))
+        marks.scatter(values, positions, c=colours, zorder=3)
+        marks.axvline(1.0, color="black", linestyle="--", label="target")
+        marks.set_yticks(positions, labels)
+        marks.set_xscale("log")
+        marks.set_xlabel("measured / target (log scale; left of the line is met)")
+        marks.set_title("targets: each judged row of the targets table")
+        marks.legend(loc="lower right")
+    if growth:
+        grown = panels[-1][0]
+        for name, points in growth.items():
+            grown.plot([x for x, _ in points], [y for _, y in points], marker="o", label=name)
+        grown.set_xscale("log")
+        grown.set_yscale("log")
+        grown.set_xlabel("agents in one tenant (log scale)")
+        grown.set_ylabel("value, in each series' unit (log scale)")
+        grown.set_title("cost growth: each figure against the tenant's agent count")
+        grown.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
@@ -172,6 +209,36 @@ def _rows(prefix: str, value: Any) -> list[tuple[str, str]]:
     return [(prefix, str(value))]
 
 
+def _met(value: bool | None) -> str:
+    return "n/a" if value is None else ("yes" if value else "**no**")
+
+
+def _targets_table(report: dict) -> list[str]:
+    """The targets table as the run's JSON has it, row for row."""
+    rows = report.get("targets", [])
+    if not rows:
+        return []
+    lines = [
+        "## Targets",
+        "",
+        "| benchmark | figure | target | measured | met | note |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        measured = "not measured" if row["measured"] is None else f"{row['measured']} {row['unit']}".strip()
+        note = row["note"].replace("|", "\\|")
+        lines.append(
+            f"| {row['benchmark']} | {row['figure']} | {row['target']} | {measured} | {_met(row['target_met'])} "
+            f"| {note} |"
+        )
+    lines += [
+        "",
+        "A met of n/a is a row reported, not judged, or a figure this run did not measure (see its note).",
+        "",
+    ]
+    return lines
+
+
 def write_markdown(report: dict, path: Path, plot: Path | None) -> None:
     lines = [
         "# Benchmark results",
@@ -187,9 +254,15 @@ def write_markdown(report: dict, path: Path, plot: Path | None) -> None:
         f"The whole run took {report['seconds']} s. {_sharing(report['machine'])}",
         "",
     ]
+    lines += _targets_table(report)
     found = targets(report)
     if found:
-        lines += ["## Targets", "", "| benchmark | where | target | measured | met |", "|---|---|---|---|---|"]
+        lines += [
+            "## Each benchmark's own targets",
+            "",
+            "| benchmark | where | target | measured | met |",
+            "|---|---|---|---|---|",
+        ]
         for t in found:
             lines.append(f"| {t.benchmark} | {t.where} | {t.target} | {t.measured} | {'yes' if t.met else '**no**'} |")
         lines.append("")

@@ -1,10 +1,11 @@
-"""Revocation: credentials dead at the token endpoint, then SSF events to every resource server while the
-client is removed."""
+"""Revocation: an SSF event to every resource server while the credentials are killed at the token endpoint, then
+a closing event (covering tokens issued meanwhile) while the client is removed."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from functools import cached_property
 from typing import Any
 
@@ -18,6 +19,7 @@ from sandbox.broker.errors import (
     IdpFailed,
     NotFound,
 )
+from sandbox.broker.events import Delivery
 from sandbox.broker.store import (
     Agent,
     Credential,
@@ -73,31 +75,56 @@ class RevocationOperations(ServiceBase):
             servers = self._registered_servers(session)
             targets = [(url, servers[url].events_url if url in servers else None) for url in agent.audiences]
         actor = principal.actor if principal else SYSTEM
-        try:
-            if keycloak_id:
-                await self.adapter.set_client_enabled(tenant, keycloak_id, False)
-        except IdpNotFound:
-            pass  # already gone in Keycloak: nothing can get a token
-        except IDP_FAILURES as exc:
-            raise IdpFailed(
-                f"Keycloak failed while revoking agent {agent_id} ({why(exc)}); the revocation is recorded as "
-                "in progress and its credentials may still work until it completes",
-                "revoke again when Keycloak is up (the broker also retries by itself)",
-                status="revoking",
-            ) from exc
-        # The IdP refuses the credential from here on, so every token the event must cover is already issued:
-        # the event's timestamp (the broker's own time, which the servers compare with the tokens' `iat`) is now.
-        # Its delivery and the client's removal then run side by side.
-        revoked_now = int(self.clock.now().timestamp())
+        began = time.perf_counter()
+        steps: dict[str, float] = {}
+
+        def step(name: str) -> None:
+            steps[name] = round((time.perf_counter() - began) * 1000, 3)
+
         for url, events_url in targets:
             if events_url is not None:
                 self.transmitter.ensure_push_stream(url, events_url)
-        delivering = self.transmitter.revoke(
-            self._subject(agent_id, snapshot, tenant), [url for url, _ in targets], at=revoked_now, reason=reason
-        )
+        subject = self._subject(agent_id, snapshot, tenant)
+        audiences = [url for url, _ in targets]
+
+        async def early_event() -> list[Delivery]:
+            # Every token issued until now is covered: the servers refuse them while the IdP disables the client.
+            delivered = await self.transmitter.revoke(
+                subject, audiences, at=int(self.clock.now().timestamp()), reason=reason
+            )
+            step("first_event_answered")
+            return delivered
+
+        async def disable() -> None:
+            try:
+                if keycloak_id:
+                    await self.adapter.set_client_enabled(tenant, keycloak_id, False)
+            except IdpNotFound:
+                pass  # already gone in Keycloak: nothing can get a token
+            step("idp_disabled")
+
+        early, disabled = await asyncio.gather(early_event(), disable(), return_exceptions=True)
+        if isinstance(disabled, BaseException):
+            if not isinstance(disabled, IDP_FAILURES):
+                raise disabled
+            raise IdpFailed(
+                f"Keycloak failed while revoking agent {agent_id} ({why(disabled)}); the revocation is recorded as "
+                "in progress and its credentials may still work until it completes",
+                "revoke again when Keycloak is up (the broker also retries by itself)",
+                status="revoking",
+            ) from disabled
+        if isinstance(early, BaseException):
+            raise early
+        # The IdP refuses the credential from here on, so every token the closing event must cover is already
+        # issued: its timestamp (the broker's own time, which the servers compare with the tokens' `iat`) is now,
+        # and it covers what was issued while the client was being disabled. Its delivery and the client's
+        # removal run side by side; the answer waits for both, so no token works after it.
+        revoked_now = int(self.clock.now().timestamp())
+        delivering = self.transmitter.revoke(subject, audiences, at=revoked_now, reason=reason)
         removed = await asyncio.gather(
             delivering, self._remove_client(tenant, keycloak_id, snapshot), return_exceptions=True
         )
+        step("closing_event_answered_and_client_removed")
         deliveries, removal = removed
         if isinstance(deliveries, BaseException):
             raise deliveries
@@ -140,6 +167,8 @@ class RevocationOperations(ServiceBase):
             "already_revoked": False,
             "events": [d.as_dict() for d in deliveries],
             "verification": verification,
+            # How long each step took from the start of the work, in ms: what a slow revocation spent its time on.
+            "steps_ms": steps,
         }
 
     @cached_property

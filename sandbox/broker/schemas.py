@@ -238,6 +238,11 @@ class Revoked(BaseModel):
     already_revoked: bool
     events: list[dict[str, Any]]
     verification: list[dict[str, Any]]
+    steps_ms: dict[str, float] = Field(
+        default_factory=dict,
+        description="Milliseconds from the start of the revocation's work to the end of each step: "
+        "first_event_answered, idp_disabled, closing_event_answered_and_client_removed.",
+    )
 
 
 class ReviewIn(_Body):

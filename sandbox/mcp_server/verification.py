@@ -6,15 +6,18 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from joserfc import jwt
 from joserfc.errors import JoseError
+from joserfc.jwk import Key
 from joserfc.jwt import JWTClaimsRegistry
 
 from sandbox.mcp_server.errors import InvalidToken
@@ -27,6 +30,8 @@ COMPACT_JWS = re.compile(r"^([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)
 #: Header ``typ`` values of an access token; anything else (an ID token, a SET, ...) is refused.
 ACCESS_TOKEN_TYPES = {"jwt", "at+jwt", "application/at+jwt"}
 MAX_TOKEN_LENGTH = 8192
+#: Tokens whose signature a ``jwt`` verifier remembers having verified (least recently used forgotten first).
+SIGNATURE_CACHE_SIZE = 4096
 
 
 class TokenVerifier(Protocol):
@@ -132,27 +137,74 @@ def _claim_problem(error: JoseError) -> str:
     }.get(claim, f"the token's claims are not acceptable ({error.description or error.error})")
 
 
-class JwtVerifier:
-    """``jwt`` mode: a trusted issuer's published key signed it, for this audience, and it is current."""
+@dataclass(frozen=True)
+class _Verified:
+    """What a token's verified signature established: who issued it, with which key, and its claims."""
 
-    def __init__(self, policy: Policy, trust: TrustedIssuers, keys: Callable[[str], KeyCache]) -> None:
+    issuer: str
+    alg: str
+    kid: str | None
+    key: Key
+    claims: dict[str, Any]
+
+
+class JwtVerifier:
+    """``jwt`` mode: a trusted issuer's published key signed it, for this audience, and it is current.
+
+    The signature of a token is verified once: a bounded cache, keyed by the token's SHA-256 digest (never the
+    token), keeps what it established. Every call still checks, for cached tokens too, that the issuer is still
+    trusted, that the key which verified it is still the one the issuer publishes for its ``kid`` (else the
+    signature is verified again), and the claims: expiry, not-before, audience, lifetime. Revocation is checked
+    by the wrapper around this verifier, on every call.
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        trust: TrustedIssuers,
+        keys: Callable[[str], KeyCache],
+        *,
+        cache_size: int = SIGNATURE_CACHE_SIZE,
+    ) -> None:
         self.policy = policy
         self._trust = trust
         self._keys = keys
+        self._cache_size = cache_size
+        self._verified: OrderedDict[bytes, _Verified] = OrderedDict()
+        self.signatures_verified = 0
 
     async def verify(self, token: str) -> Principal:
+        digest = hashlib.sha256(token.encode()).digest()
+        verified = self._verified.get(digest)
+        if verified is not None:
+            self._verified.move_to_end(digest)
+            if not await self._trust.is_trusted(verified.issuer):
+                raise InvalidToken("the token's issuer is not trusted here")
+            if await self._keys(verified.issuer).key(verified.kid, verified.alg) is not verified.key:
+                verified = None  # the issuer's keys were fetched again: verify with what it publishes now
+        if verified is None:
+            verified = await self._verify_signature(token)
+            self._verified[digest] = verified
+            self._verified.move_to_end(digest)
+            while len(self._verified) > self._cache_size:
+                self._verified.popitem(last=False)
+        check_claims(verified.claims, verified.issuer, self.policy)
+        return principal_from_claims(verified.claims, token)
+
+    async def _verify_signature(self, token: str) -> _Verified:
         header, unverified = peek(token)
         alg = check_header(header, self.policy.algorithms)
         issuer = unverified.get("iss")
         if not isinstance(issuer, str) or not await self._trust.is_trusted(issuer):
             raise InvalidToken("the token's issuer is not trusted here")
-        key = await self._keys(issuer).key(header.get("kid"), alg)
+        kid = header.get("kid")
+        key = await self._keys(issuer).key(kid, alg)
         try:
             claims = jwt.decode(token, key, algorithms=[alg]).claims
         except (JoseError, ValueError, TypeError) as exc:
             raise InvalidToken("the token's signature does not verify") from exc
-        check_claims(claims, issuer, self.policy)
-        return principal_from_claims(claims, token)
+        self.signatures_verified += 1
+        return _Verified(issuer, alg, kid, key, claims)
 
 
 class RevocationCheckingVerifier:

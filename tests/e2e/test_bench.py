@@ -1,4 +1,5 @@
-"""`mcp-sandbox bench --quick` against the test session's stack: all six benchmarks run and report every figure.
+"""`mcp-sandbox bench --quick` against the test session's stack: all eight benchmarks run and report every figure,
+and the targets table has a row, with target, measured and target_met, for each target.
 
 A smoke test: it checks what the run reports, never how fast anything was.
 """
@@ -21,7 +22,16 @@ from sandbox.bench.stack_start import MCP_SANDBOX
 from sandbox.pytest_plugin import SandboxStack
 
 SUMMARY = {"median", "p95", "p99", "min", "max", "n"}
-BENCHMARKS = {"revocation", "auth-overhead", "provisioning", "token-issuance", "stack-start", "rotation"}
+BENCHMARKS = {
+    "revocation",
+    "auth-overhead",
+    "provisioning",
+    "token-issuance",
+    "stack-start",
+    "rotation",
+    "cost-growth",
+    "peers",
+}
 #: Where each benchmark's distributions (median, p95, p99, min, max, n) are, and its other figures.
 SUMMARIES = {
     "revocation": [
@@ -32,16 +42,27 @@ SUMMARIES = {
         ],
         "modes.jwt.remaining_lifetime_at_revoke",
         "modes.jwt.time_to_401_beyond_remaining_lifetime",
+        *[
+            f"modes.jwt+events.broker_steps_ms.{step}"
+            for step in ("first_event_answered", "idp_disabled", "closing_event_answered_and_client_removed")
+        ],
     ],
-    "auth-overhead": ["no auth", "jwt", "introspect"],
+    "auth-overhead": ["no auth", "jwt", "introspect", "sdk bearer"],
     "provisioning": [f"{path}.{call}" for path in ("broker", "direct") for call in ("provision_call", "revoke_call")],
     "token-issuance": ["latency"],
     "stack-start": [],
     "rotation": ["without_rotation.call_latency", "during_rotation.call_latency", "rotate_call"],
+    "cost-growth": [f"at_size.100.{call}" for call in ("provision_call", "revoke_call", "agents_list_call")],
+    "peers": [],
 }
 NUMBERS = {
     "revocation": [f"modes.{mode}.revocations" for mode in ("jwt+events", "introspect", "jwt")],
-    "auth-overhead": ["jwt_vs_no_auth.p50_ratio", "introspect_vs_no_auth.p50_ratio", "calls_per_server"],
+    "auth-overhead": [
+        "jwt_vs_no_auth.p50_ratio",
+        "introspect_vs_no_auth.p50_ratio",
+        "jwt_vs_sdk_bearer.p50_ratio",
+        "calls_per_server",
+    ],
     "provisioning": [
         *[
             f"{path}.{rate}"
@@ -52,9 +73,23 @@ NUMBERS = {
         "broker_seconds_for_1000_agents.seconds",
     ],
     "token-issuance": ["grants_per_second", "grants_per_second_per_core"],
-    "stack-start": ["warm.seconds_to_ready", "warm.component_seconds_to_ready.keycloak"],
+    "stack-start": [
+        "warm.seconds_to_ready",
+        "warm.component_seconds_to_ready.keycloak",
+        "keycloak_start_dev.seconds_to_ready",
+        "warm_vs_keycloak_start_dev.ratio",
+    ],
     "rotation": ["throughput_ratio", "without_rotation.calls_per_second", "during_rotation.calls_per_second"],
+    "cost-growth": [
+        "at_size.100.token_grants_per_second",
+        "mcp_server_rss_mib_with_revocations_held.0.mcp-server",
+        "mcp_server_rss_mib_with_revocations_held.100.mcp-server",
+        *[f"at_size.100.rss_mib.{name}" for name in ("keycloak", "broker", "mcp-server")],
+    ],
+    "peers": ["mock_oauth2_server.seconds_to_ready", "mock_oauth2_server.rss_mib_at_ready"],
 }
+#: The targets table's rows judged in a quick run (the others are report rows, or figures only a full run has).
+JUDGED = {("revocation", 0), ("auth-overhead", 1), ("auth-overhead", 2), ("provisioning", 3), ("stack-start", 4)}
 
 
 def _at(figures: dict[str, Any], path: str) -> Any:
@@ -65,11 +100,13 @@ def _at(figures: dict[str, Any], path: str) -> Any:
     return value
 
 
-def test_quick_bench_reports_every_figure_of_all_six(sandbox_stack: SandboxStack, tmp_path: Path) -> None:
+def test_quick_bench_reports_every_figure_of_all_eight_and_the_targets_table(
+    sandbox_stack: SandboxStack, tmp_path: Path
+) -> None:
     out, plot, markdown = tmp_path / "bench.json", tmp_path / "bench.png", tmp_path / "RESULTS.md"
     command = [MCP_SANDBOX, "bench", "--quick", "--json", str(out), "--plot", str(plot), "--markdown", str(markdown)]
     env = {**os.environ, **sandbox_stack.settings.as_environment()}
-    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
     assert run.returncode == 0, run.stderr[-3000:]
 
     report = json.loads(out.read_text())
@@ -91,9 +128,37 @@ def test_quick_bench_reports_every_figure_of_all_six(sandbox_stack: SandboxStack
     assert rotation["first_secret_refused_after_graces_ended"] is True
     assert rotation["latest_secret_accepted"] is True
 
+    growth = results["cost-growth"]
+    if "1000" in growth["at_size"]:  # quick mode grows to 1,000 agents unless its time budget runs out first
+        assert growth["at_size"]["1000"]["agents"] == 1000
+        assert isinstance(_at(growth, "provision_at_1000_vs_100.ratio"), float)
+        assert isinstance(_at(growth, "grants_at_1000_vs_100.ratio"), float)
+    else:
+        assert "time budget ran out" in growth["at_size"]["stopped"], growth["at_size"]
+    assert growth["at_size"]["100"]["agents"] == 100 and growth["at_size"]["100"]["agents_listed"] >= 100
+
+    peer = results["peers"]["mock_oauth2_server"]
+    assert all(isinstance(value, bool) for key, value in peer["measured"].items() if key != "revocation_answer_status")
+    assert all({"what", "measured", "sandbox"} <= row.keys() for row in peer["cannot_do"])
+
+    rows = report["targets"]
+    assert len(rows) == 10
+    for index, row in enumerate(rows):
+        assert {"benchmark", "figure", "target", "measured", "target_met", "note"} <= row.keys()
+        if (row["benchmark"], index) in JUDGED:
+            assert isinstance(row["measured"], int | float) and isinstance(row["target_met"], bool), row
+            assert row["target_met"] or row["note"], row  # a missed target says why, from the run's figures
+        else:
+            assert row["target_met"] is None and row["note"], row
+    start_dev = next(row for row in rows if row["figure"].startswith("ours warm against Keycloak start-dev"))
+    assert isinstance(start_dev["measured"], float) and start_dev["note"] == "reported, not judged"
+    quick_only = next(row for row in rows if row["figure"].startswith("token grants/s at 10,000"))
+    assert quick_only["measured"] is None and "not measured" in quick_only["note"]
+
     assert plot.read_bytes().startswith(b"\x89PNG")
     page = markdown.read_text()
     assert "## Targets" in page
+    assert all(f"| {row['benchmark']} | {row['figure']} | {row['target']} |" in page for row in rows)
     assert all(f"## {name}:" in page for name in BENCHMARKS)
 
 
