@@ -60,7 +60,12 @@ class SeededDatabase:
     def __init__(self, settings: Settings, distribution: KeycloakDistribution) -> None:
         self.settings = settings
         self.distribution = distribution
-        self.directory = distribution.cache / f"database-{distribution.version}"
+
+    @property
+    def directory(self) -> Path:
+        """One seed per build (named after the build's directory): builds of other provider sources, such as
+        another checkout's, keep seeds of their own instead of replacing each other's."""
+        return self.distribution.cache / f"database-{self.distribution.home.name}"
 
     def ensure(self, jdk: Jdk, report: Report, *, username: str, client_id: str) -> BootstrapAdmin:
         """The seed's admin credentials; the seed is made first if it is missing or stale."""

@@ -88,3 +88,12 @@ def test_a_failed_export_names_its_log_and_leaves_no_seed(tmp_path: Path) -> Non
     assert (seed.settings.log_dir / "keycloak-seed.log").read_text() == "cannot open the database\n"
     assert not seed.directory.exists()
     assert [p.name for p in seed.distribution.cache.iterdir() if p.name.startswith(".database-")] == []
+
+
+def test_each_build_keeps_a_seed_of_its_own(tmp_path: Path) -> None:
+    settings = Settings(cache_dir=tmp_path / "cache")
+    distribution = KeycloakDistribution(settings)
+    seed = SeededDatabase(settings, distribution)
+    assert seed.directory == distribution.cache / f"database-{distribution.home.name}"
+    distribution.home = tmp_path / "keycloak-of-another-checkout"  # e.g. a build with other provider sources
+    assert seed.directory.name == "database-keycloak-of-another-checkout"
