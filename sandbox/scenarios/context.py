@@ -43,6 +43,7 @@ class AgentHandle:
     token: Token | None = field(default=None, repr=False)
     revoked_at: float | None = None  # monotonic time the revoke call returned
     audiences: list[str] = field(default_factory=list)  # the MCP servers its tokens are for
+    reported_calls: int = 0  # tool calls a stack server answered, which it reports to the broker
 
     def token_client(self, credential: Credential) -> TokenClient:
         """A token client of the agent's IdP; on Hydra it asks for the agent's audience (granted on request)."""

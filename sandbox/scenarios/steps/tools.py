@@ -147,6 +147,8 @@ async def call_tool(context: RunContext, args: CallTool) -> Evidence:
             context.mcp.call_tool, url, agent.client_id or agent.name, token.access_token, args.tool, arguments
         )
         evidence[name] = outcome.evidence()
+        if outcome.outcome in ("allowed", "403", "tool_error") and name in MODES:
+            agent.reported_calls += 1  # the stack's servers report it to the broker (the usage it judges by)
         if outcome.outcome != args.expect:
             raise StepFailed(f"{args.expect} from {name}", describe(outcome), evidence)
         if args.data_tenant is not None:
