@@ -76,6 +76,8 @@ def _settings(runtime: str | None = None, idp: str | None = None) -> Settings:
                 )
             )
         settings = settings.model_copy(update={"idp": state.idp})
+    if state.hydra_pool != settings.hydra_pool:  # `down` and `status` in another shell find the pool's Hydras
+        settings = settings.model_copy(update={"hydra_pool": state.hydra_pool})
     if state.runtime == settings.runtime:
         return settings
     if runtime is not None:

@@ -48,6 +48,7 @@ class AgentHandle:
     dpop: DPoPKey | None = field(default=None, repr=False)  # binding dpop: the key its tokens are bound to
     source: str | None = None  # the address of its network zone (spec.zone) its requests come from
     audiences: list[str] = field(default_factory=list)  # the MCP servers its tokens are for
+    reported_calls: int = 0  # tool calls a stack server answered, which it reports to the broker
 
     def token_client(self, credential: Credential, source: str | None = None) -> TokenClient:
         """A token client of the agent's IdP, with its DPoP key, from ``source`` (else its own zone); on Hydra it

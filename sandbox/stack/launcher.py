@@ -100,7 +100,9 @@ class Stack:
         self._lock = FileLock(str(settings.state_dir / ".stack.lock"), timeout=900)
 
     def _state(self) -> StackState:
-        return load_state(self.settings) or StackState(runtime=self.settings.runtime, idp=self.settings.idp)
+        return load_state(self.settings) or StackState(
+            runtime=self.settings.runtime, idp=self.settings.idp, hydra_pool=self.settings.hydra_pool
+        )
 
     # up
     def up(self) -> StackState:

@@ -38,10 +38,12 @@ class StackState:
     runtime: str
     components: dict[str, ComponentState] = field(default_factory=dict)
     idp: str = "keycloak"  # the agents' IdP the stack was started with (SANDBOX_IDP)
+    hydra_pool: int = 0  # the Hydras it lends to tenants made on Hydra (SANDBOX_HYDRA_POOL)
 
     def to_json(self) -> str:
+        components = [asdict(c) for c in self.components.values()]
         return json.dumps(
-            {"runtime": self.runtime, "idp": self.idp, "components": [asdict(c) for c in self.components.values()]},
+            {"runtime": self.runtime, "idp": self.idp, "hydra_pool": self.hydra_pool, "components": components},
             indent=2,
         )
 
@@ -49,7 +51,12 @@ class StackState:
     def from_json(cls, text: str) -> StackState:
         data = json.loads(text)
         components = [ComponentState.from_dict(entry) for entry in data.get("components", [])]
-        return cls(runtime=data["runtime"], components={c.name: c for c in components}, idp=data.get("idp", "keycloak"))
+        return cls(
+            runtime=data["runtime"],
+            components={c.name: c for c in components},
+            idp=data.get("idp", "keycloak"),
+            hydra_pool=int(data.get("hydra_pool", 0)),
+        )
 
 
 class StateDamaged(SandboxError):

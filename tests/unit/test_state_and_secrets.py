@@ -15,6 +15,9 @@ def test_state_survives_a_round_trip(tmp_path: Path) -> None:
     )
     save_state(settings, state)
     assert load_state(settings) == state
+    pooled = StackState("local", idp="keycloak", hydra_pool=3)  # what `down` in another shell needs to know
+    save_state(settings, pooled)
+    assert load_state(settings) == pooled
 
 
 def test_secrets_are_private_and_shared_between_instances(tmp_path: Path) -> None:

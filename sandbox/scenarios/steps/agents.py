@@ -15,6 +15,7 @@ from sandbox.admin.client import BrokerClient, BrokerRefused
 from sandbox.broker.schemas import AgentStatus
 from sandbox.errors import SandboxError
 from sandbox.harness.agents import credential_for, new_key
+from sandbox.idp.capabilities import BY_IDP
 from sandbox.scenarios.context import AgentHandle, RunContext
 from sandbox.scenarios.library import StepFailed, require, step
 from sandbox.scenarios.steps.base import StepArgs
@@ -357,6 +358,8 @@ async def dormancy_scan(context: RunContext, args: DormancyScan) -> Evidence:
     require(context, "disable_without_delete")  # a dormant agent's client is off, kept for review
     tenant = context.tenants[args.tenant or next(iter(context.tenants))]
     by = args.by or next(iter(tenant.admins))
+    if not BY_IDP[context.idp].supports("event_emission"):
+        await usage_reported(context, by)  # without IdP events, the broker judges by the usage servers report
     answer = await context.broker("POST", f"/tenants/{tenant.name}/dormancy/scan", by=by, body={})
     by_id = {agent.id: name for name, agent in context.agents.items() if agent.id}
     dormant = sorted(by_id.get(entry["id"], entry["name"]) for entry in answer["dormant"])
@@ -372,6 +375,19 @@ async def dormancy_scan(context: RunContext, args: DormancyScan) -> Evidence:
     for name in dormant:
         context.agents[name].status = "dormant"
     return evidence
+
+
+async def usage_reported(context: RunContext, by: str) -> None:
+    """Wait until the broker has the usage reports of every call the scenario's agents made (servers send them in
+    batches, off the request path), as the monitoring step does."""
+    for agent in context.agents.values():
+        if not agent.reported_calls or agent.id is None or agent.status in ("revoked", "rejected"):
+            continue
+        for _ in range(40):
+            report = await context.broker("GET", f"{agent_path(agent)}/monitoring", by=by, agent=agent)
+            if report["tool_calls"] >= agent.reported_calls:
+                break
+            await asyncio.sleep(0.25)
 
 
 class Review(StepArgs):

@@ -16,7 +16,7 @@ from pydantic import Field
 from sandbox.agent.tokens import Credential, TokenEndpointUnavailable, TokenRefused
 from sandbox.scenarios.calls import TransportFailed
 from sandbox.scenarios.context import AgentHandle, RunContext
-from sandbox.scenarios.library import StepFailed, step
+from sandbox.scenarios.library import StepFailed, require, step
 from sandbox.scenarios.results import LoadSample, LoadSeries
 from sandbox.scenarios.steps.agents import agent_path, record, rotate_credential
 from sandbox.scenarios.steps.base import StepArgs
@@ -70,6 +70,8 @@ class Holder:
 async def rotate_under_load(context: RunContext, args: RotateUnderLoad) -> Evidence:
     """Rotate the agent's credential while workers call a tool; zero failed calls, and the old credential dies."""
     agent = context.agents[args.agent]
+    # before any worker starts: the rotation's own check would end inside the workers' task group
+    require(context, "key_rotation" if agent.spec.credential == "private_key_jwt" else "dual_secret_rotation")
     old = agent.require_credential()
     url = next(iter(context.servers(args.server).values()))
     arguments = await arguments_for(context, agent, args.tool, None)

@@ -217,6 +217,8 @@ async def call_tool(context: RunContext, args: CallTool) -> Evidence:
             source,
         )
         evidence[name] = outcome.evidence()
+        if outcome.outcome in ("allowed", "403", "tool_error") and name in MODES:
+            agent.reported_calls += 1  # the stack's servers report it to the broker (the usage it judges by)
         if outcome.outcome != args.expect:
             raise StepFailed(f"{args.expect} from {name}", describe(outcome), evidence)
         if args.data_tenant is not None:
