@@ -23,7 +23,31 @@ def docker_images() -> dict[str, str]:
         pytest.fail(f"the docker runtime's tests need a Docker engine and its images: {error}", pytrace=False)
 
 
+#: Scenarios that still fail on Ory Hydra, each for a defect named here (the README's "known gaps on Hydra").
+#: They run every time; strict ones fail the run the day they pass, so the entry is removed with the fix.
+KNOWN_HYDRA_FAILURES = {
+    "generated-mcp-config[hydra]": (
+        True,
+        "the mcp SDK compares Hydra's root issuer with its trailing-slash form and refuses the metadata "
+        "(OAuthFlowError: issuer mismatch); Hydra's issuer needs its trailing slash everywhere",
+    ),
+    "rotation-private-key[hydra]": (
+        False,
+        "a few of 1,000 calls fail while a Hydra client's keys rotate (3 and 31 in the last two runs); cause not "
+        "found yet",
+    ),
+    "monitoring[hydra]": (
+        False,
+        "a fresh tenant on a pool Hydra had its first call refused as from an untrusted issuer in one run; the "
+        "race is not found yet",
+    ),
+}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in Path(item.fspath).parents:
             item.add_marker(pytest.mark.e2e)
+        if item.name in KNOWN_HYDRA_FAILURES:
+            strict, reason = KNOWN_HYDRA_FAILURES[item.name]
+            item.add_marker(pytest.mark.xfail(strict=strict, reason=f"known gap on Hydra: {reason}"))

@@ -51,17 +51,11 @@ from sandbox.pytest_plugin import SandboxStack
 from sandbox.ssf import WELL_KNOWN, AgentSubject
 from sandbox.stack.ports import free_port
 from sandbox.stack.readiness import last_lines
+from sandbox.toolmap import ToolMap
 
 MCP_SANDBOX = str(Path(sys.executable).parent / "mcp-sandbox")
-ALL_SCOPES = [
-    "mcp:tool:analytics.read",
-    "mcp:tool:invoices.read",
-    "mcp:tool:invoices.write",
-    "mcp:tool:logs.read",
-    "mcp:tool:deploy.read",
-    "mcp:tool:deploy.staging.write",
-    "mcp:tool:deploy.production.write",
-]
+#: Every tool scope of the stack's tool map (the tests run with the default fixtures).
+ALL_SCOPES = ToolMap.load(Path(__file__).parents[2] / "fixtures" / "tools.yaml").all_scopes()
 
 
 def run(coroutine: Any) -> Any:

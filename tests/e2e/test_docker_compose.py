@@ -47,7 +47,10 @@ def compose_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def settings_of(env: dict[str, str]) -> Settings:
-    return Settings(**{name.lower(): int(env[f"SANDBOX_{name}"]) for name in PORT_SETTINGS})  # type: ignore[arg-type]
+    """The compose stack's settings: these ports, and no Hydra pool (the test session's own stack has one; the
+    compose file runs Keycloak's tenants only)."""
+    ports = {name.lower(): int(env[f"SANDBOX_{name}"]) for name in PORT_SETTINGS}
+    return Settings(**ports, hydra_pool=0)  # type: ignore[arg-type]
 
 
 def test_config_validates_and_keycloak_runs_as_in_the_docker_runtime(tmp_path: Path) -> None:

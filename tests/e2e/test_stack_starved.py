@@ -123,16 +123,26 @@ def test_up_and_down_hold_on_a_starved_machine(tmp_path: Path, reliability) -> N
         reliability.add()
 
         # `down` with a garbled state file still stops every process the stack started.
+        running = processes_of(restarted)
         (state_dir / "state.json").write_text('{"runtime": "local", "components": [')
         down = mcp_sandbox("down", env=env)
         assert down.returncode == 0, down.stderr
         assert marked(STACK_MARKER, str(state_dir)) == []
-        assert not any(psutil.pid_exists(int(pid)) for pid in restarted_pids(restarted))
+        assert [member for member in running if still_running(member)] == []
         reliability.add()
     finally:
         mcp_sandbox("down", env=env)
     assert marked(STACK_MARKER, str(state_dir)) == []
 
 
-def restarted_pids(status: dict[str, dict[str, object]]) -> list[int]:
-    return [int(c["pid"]) for c in status.values() if c["pid"]]
+def processes_of(status: dict[str, dict[str, object]]) -> list[psutil.Process]:
+    """Each component's process, known by pid and start time (a busy machine reuses pids within minutes)."""
+    return [psutil.Process(int(c["pid"])) for c in status.values() if c["pid"]]
+
+
+def still_running(member: psutil.Process) -> bool:
+    """Running and not a zombie; ``is_running`` also tells a reused pid from the process it was."""
+    try:
+        return member.is_running() and member.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

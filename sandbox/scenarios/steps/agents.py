@@ -249,6 +249,8 @@ class ExpectSuspended(StepArgs):
 async def expect_suspended(context: RunContext, args: ExpectSuspended) -> Evidence:
     """The broker suspends the agent for an anomaly (within ``within`` s); from then on, like after a revoke,
     ``expect_401_within`` holds each server to its mode's budget, counted from the suspension."""
+    if args.rule == "failed_token_requests":
+        require(context, "event_emission")  # the broker counts them from the IdP's recorded events
     agent = context.agents[args.agent]
     deadline = time.monotonic() + args.within
     while True:
