@@ -28,6 +28,7 @@ from filelock import FileLock
 from sandbox.errors import SandboxError
 
 LOOPBACK_IP = "127.0.0.1"
+CA_FILE = "ca.pem"  # the CA's certificate in its directory: what a TLS client of the sandbox trusts
 CA_NAME = "mcp-sandbox loopback CA"
 CA_DAYS = 365
 LEAF_DAYS = 30
@@ -62,10 +63,11 @@ class IssuedCertificate:
     certificate_file: Path
     key_file: Path
     thumbprint: str
+    ca_file: Path  # the CA that issued it: what its holder trusts
 
-    def client_context(self, ca: LoopbackCA) -> ssl.SSLContext:
+    def client_context(self) -> ssl.SSLContext:
         """A TLS client context that trusts only the loopback CA and presents this certificate."""
-        context = ssl.create_default_context(cafile=str(ca.certificate_file))
+        context = trusting(self.ca_file)
         context.load_cert_chain(str(self.certificate_file), str(self.key_file))
         return context
 
@@ -75,7 +77,7 @@ class LoopbackCA:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.certificate_file = directory / "ca.pem"
+        self.certificate_file = directory / CA_FILE
         self.key_file = directory / "ca.key"
         directory.mkdir(parents=True, exist_ok=True)
         with FileLock(str(directory / ".lock")):
@@ -158,7 +160,7 @@ class LoopbackCA:
         _write_private(key_file, _pem_key(key))
         certificate_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
         der = certificate.public_bytes(serialization.Encoding.DER)
-        return IssuedCertificate(certificate_file, key_file, thumbprint(der))
+        return IssuedCertificate(certificate_file, key_file, thumbprint(der), self.certificate_file)
 
     def server_context(self, server: IssuedCertificate) -> ssl.SSLContext:
         """A TLS server context presenting ``server`` that requests (not requires) a client certificate of this CA."""
@@ -166,6 +168,11 @@ class LoopbackCA:
         context.load_cert_chain(str(server.certificate_file), str(server.key_file))
         context.verify_mode = ssl.CERT_OPTIONAL
         return context
+
+
+def trusting(ca_file: Path) -> ssl.SSLContext:
+    """A TLS client context that trusts the loopback CA only, and presents no certificate."""
+    return ssl.create_default_context(cafile=str(ca_file))
 
 
 def _loopback_subtree() -> x509.GeneralName:

@@ -11,7 +11,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from sandbox.loopback_ca import LoopbackCA, thumbprint
+from sandbox.loopback_ca import LoopbackCA, thumbprint, trusting
 
 
 def test_keys_are_private_and_the_ca_is_reused(tmp_path: Path) -> None:
@@ -65,7 +65,7 @@ def test_a_client_certificate_of_the_ca_is_seen_by_the_server(tmp_path: Path) ->
     ca = LoopbackCA(tmp_path)
     server = ca.issue("mcp", client=False)
     agent = ca.issue("agent", client=True)
-    der = _handshake(ca.server_context(server), agent.client_context(ca))
+    der = _handshake(ca.server_context(server), agent.client_context())
     assert der is not None and thumbprint(der) == agent.thumbprint
-    anonymous = ssl.create_default_context(cafile=str(ca.certificate_file))
+    anonymous = trusting(ca.certificate_file)
     assert _handshake(ca.server_context(server), anonymous) is None  # requested, not required
