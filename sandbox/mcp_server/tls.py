@@ -19,6 +19,7 @@ from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from sandbox.errors import SandboxError
 from sandbox.loopback_ca import IssuedCertificate, LoopbackCA
 
 log = logging.getLogger("sandbox.mcp_server.tls")
@@ -74,6 +75,7 @@ def open_listener(host: str, port: int, tls_dir: Path) -> TlsListener | None:
     try:
         listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listening.bind((host, port))
+        listening.listen()  # held from now on: a port free at the bind cannot be taken before uvicorn serves
     except OSError as exc:
         listening.close()
         log.warning(
@@ -81,6 +83,13 @@ def open_listener(host: str, port: int, tls_dir: Path) -> TlsListener | None:
             extra={"port": port, "cause": exc.strerror or str(exc), "fix": "free the port or set its setting"},
         )
         return None
-    listening.set_inheritable(True)
-    ca = LoopbackCA(tls_dir)
-    return TlsListener(listening, ca.issue(f"mcp-server-{port}", client=False))
+    try:
+        certificate = LoopbackCA(tls_dir).issue(f"mcp-server-{listening.getsockname()[1]}", client=False)
+    except (OSError, SandboxError) as exc:
+        listening.close()
+        log.warning(
+            "no TLS listener: the loopback CA cannot issue its certificate; certificate-bound tokens cannot be used",
+            extra={"directory": str(tls_dir), "cause": str(exc), "fix": "make the state directory writable"},
+        )
+        return None
+    return TlsListener(listening, certificate)

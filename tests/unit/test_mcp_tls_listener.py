@@ -78,8 +78,12 @@ async def test_the_listener_gives_the_app_the_connections_client_certificate(tmp
 def test_a_port_that_cannot_be_opened_means_no_listener(tmp_path: Path) -> None:
     first = open_listener("127.0.0.1", 0, tmp_path)
     assert first is not None
-    first.socket.listen()  # as the server's is
     try:
         assert open_listener("127.0.0.1", first.socket.getsockname()[1], tmp_path) is None
     finally:
         first.socket.close()
+
+
+def test_a_state_directory_it_cannot_write_means_no_listener(tmp_path: Path) -> None:
+    (tmp_path / "tls").write_text("a file where the CA's directory would be")
+    assert open_listener("127.0.0.1", 0, tmp_path / "tls") is None
