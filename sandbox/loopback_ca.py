@@ -133,7 +133,7 @@ class LoopbackCA:
 
     def issue(self, name: str, *, client: bool) -> IssuedCertificate:
         """A new leaf certificate for 127.0.0.1 named ``name``: a client certificate (an mTLS agent's) or a
-        server one; written as ``<name>.pem`` and ``<name>.key`` (0600) under ``clients/`` or ``servers/``."""
+        server one; written as ``<name>-<random>.pem`` and ``.key`` (0600) under ``clients/`` or ``servers/``."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
@@ -155,7 +155,7 @@ class LoopbackCA:
             .sign(self._key, hashes.SHA256())
         )
         folder = self.directory / ("clients" if client else "servers")
-        stem = _SAFE_NAME.sub("_", name)
+        stem = f"{_SAFE_NAME.sub('_', name)}-{uuid.uuid4().hex[:8]}"  # two holders of one name never share files
         key_file, certificate_file = folder / f"{stem}.key", folder / f"{stem}.pem"
         _write_private(key_file, _pem_key(key))
         certificate_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))

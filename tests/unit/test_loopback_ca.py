@@ -69,3 +69,12 @@ def test_a_client_certificate_of_the_ca_is_seen_by_the_server(tmp_path: Path) ->
     assert der is not None and thumbprint(der) == agent.thumbprint
     anonymous = trusting(ca.certificate_file)
     assert _handshake(ca.server_context(server), anonymous) is None  # requested, not required
+
+
+def test_two_certificates_of_one_name_are_two_pairs_of_files(tmp_path: Path) -> None:
+    ca = LoopbackCA(tmp_path)
+    first, second = ca.issue("agent", client=True), ca.issue("agent", client=True)
+    assert first.certificate_file != second.certificate_file and first.key_file != second.key_file
+    assert first.thumbprint == thumbprint(
+        x509.load_pem_x509_certificate(first.certificate_file.read_bytes()).public_bytes(serialization.Encoding.DER)
+    )
