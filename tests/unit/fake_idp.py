@@ -7,9 +7,21 @@ and a second user of one name IdpConflict, as the Keycloak adapter does.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import httpx
+
+from sandbox.broker.clock import MovableClock
+from sandbox.broker.events import SigningKey
+from sandbox.broker.policy import Policy
+from sandbox.broker.service import BrokerService
+from sandbox.broker.store import Database
+from sandbox.config import load_settings
 from sandbox.idp import AgentClient, AgentClientSpec, IdpConflict, IdpNotFound, IdpUnavailable
+from sandbox.toolmap import ToolMap
 
 DOWN = IdpUnavailable("Keycloak at http://127.0.0.1:1 is unreachable", "start it")
 
@@ -149,3 +161,30 @@ class FakeIdentityProvider:
     async def remove_delegation_scope(self, realm: str, client_id: str) -> None:
         await self._call("remove_delegation_scope")
         self.delegation_scopes.discard(client_id)
+
+
+@asynccontextmanager
+async def broker_on(idp: FakeIdentityProvider, tmp_path: Path, clock: MovableClock) -> AsyncIterator[BrokerService]:
+    """A broker service on this fake IdP and a SQLite database in ``tmp_path``, with the stack's policy and tool
+    map, one resource server and the tenant acme (what the broker unit tests share)."""
+    settings = load_settings(state_dir=tmp_path, broker_movable_clock=True)
+    tools = ToolMap.load(settings.tools_file)
+    db = Database(f"sqlite:///{tmp_path / 'broker.db'}")
+    db.create_schema()
+    try:
+        async with httpx.AsyncClient() as http:
+            service = BrokerService(
+                settings=settings,
+                db=db,
+                adapter=idp,
+                policy=Policy.load(settings.policy_file, tools),
+                tools=tools,
+                clock=clock,
+                signing_key=SigningKey.load_or_create(tmp_path / "key.json"),
+                http=http,
+            )
+            service.register_resource_server(None, settings.mcp_url, None)
+            await service.adopt_tenant("acme")
+            yield service
+    finally:
+        db.dispose()

@@ -8,18 +8,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from fake_idp import FakeIdentityProvider
+from fake_idp import FakeIdentityProvider, broker_on
 
 from sandbox.broker.auth import Principal
 from sandbox.broker.clock import MovableClock
 from sandbox.broker.errors import BadRequest, NotFound
-from sandbox.broker.events import SigningKey
 from sandbox.broker.policy import Policy
 from sandbox.broker.service import BrokerService, ProvisionRequest
-from sandbox.broker.store import Database
-from sandbox.config import PACKAGE_DIR, load_settings
+from sandbox.config import PACKAGE_DIR
 from sandbox.toolmap import ToolMap
 from sandbox.yamlfile import FileError
 
@@ -103,25 +100,9 @@ def test_bad_credential_age_fields_name_their_lines(tmp_path: Path) -> None:
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[tuple[BrokerService, FakeIdentityProvider, MovableClock]]:
-    settings = load_settings(state_dir=tmp_path, broker_movable_clock=True)
     keycloak, clock = FakeIdentityProvider(), MovableClock()
-    db = Database(f"sqlite:///{tmp_path / 'broker.db'}")
-    db.create_schema()
-    async with httpx.AsyncClient() as http:
-        service = BrokerService(
-            settings=settings,
-            db=db,
-            adapter=keycloak,
-            policy=Policy.load(settings.policy_file, TOOLS),
-            tools=TOOLS,
-            clock=clock,
-            signing_key=SigningKey.load_or_create(tmp_path / "key.json"),
-            http=http,
-        )
-        service.register_resource_server(None, settings.mcp_url, None)
-        await service.adopt_tenant("acme")
+    async with broker_on(keycloak, tmp_path, clock) as service:
         yield service, keycloak, clock
-        db.dispose()
 
 
 def request(name: str, role: str, environment: str = "staging") -> ProvisionRequest:

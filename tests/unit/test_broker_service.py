@@ -10,18 +10,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from fake_idp import FakeIdentityProvider
+from fake_idp import FakeIdentityProvider, broker_on
 
 from sandbox.broker.auth import Principal
 from sandbox.broker.clock import MovableClock
 from sandbox.broker.errors import IdpFailed, StorageFailed
-from sandbox.broker.events import SigningKey
-from sandbox.broker.policy import Policy
 from sandbox.broker.service import BrokerService, ProvisionRequest
-from sandbox.broker.store import Database
-from sandbox.config import load_settings
 
 ALICE = Principal("tenant_admin", "acme", "sub-alice", "alice", mfa=True)
 
@@ -36,28 +31,9 @@ class FakeKeycloak(FakeIdentityProvider):
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[tuple[BrokerService, FakeKeycloak, MovableClock]]:
-    settings = load_settings(state_dir=tmp_path, broker_movable_clock=True)
     keycloak, clock = FakeKeycloak(), MovableClock()
-    from sandbox.toolmap import ToolMap
-
-    tools = ToolMap.load(settings.tools_file)
-    db = Database(f"sqlite:///{tmp_path / 'broker.db'}")
-    db.create_schema()
-    async with httpx.AsyncClient() as http:
-        service = BrokerService(
-            settings=settings,
-            db=db,
-            adapter=keycloak,
-            policy=Policy.load(settings.policy_file, tools),
-            tools=tools,
-            clock=clock,
-            signing_key=SigningKey.load_or_create(tmp_path / "key.json"),
-            http=http,
-        )
-        service.register_resource_server(None, settings.mcp_url, None)
-        await service.adopt_tenant("acme")
+    async with broker_on(keycloak, tmp_path, clock) as service:
         yield service, keycloak, clock
-        db.dispose()
 
 
 def request(name: str, role: str = "read-only-analytics") -> ProvisionRequest:
