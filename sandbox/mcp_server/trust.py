@@ -113,3 +113,5 @@ class TrustedIssuers:
             log.warning("trust list malformed", extra={"url": url})
             return
         self._listed = [issuer for issuer in issuers if is_loopback_url(issuer)]
+        for issuer in self._listed:  # trusted now: if it is ever dropped and listed again (an IdP lent to a new
+            self._first_seen.pop(issuer, None)  # tenant), its next sighting waits for a fresh list again

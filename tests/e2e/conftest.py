@@ -36,11 +36,6 @@ KNOWN_HYDRA_FAILURES = {
         "a few of 1,000 calls fail while a Hydra client's keys rotate (3 and 31 in the last two runs); cause not "
         "found yet",
     ),
-    "monitoring[hydra]": (
-        False,
-        "a fresh tenant on a pool Hydra had its first call refused as from an untrusted issuer in one run; the "
-        "race is not found yet",
-    ),
 }
 
 

@@ -85,6 +85,28 @@ def test_a_tenant_made_a_moment_after_a_fetch_is_trusted_on_its_first_token(gap:
     assert len(broker.requests) == 2
 
 
+def test_an_issuer_dropped_and_listed_again_is_trusted_on_its_first_token_again() -> None:
+    """A pool Hydra lent to a new tenant: its issuer was trusted, dropped with the old tenant, and is listed
+    again a moment before the new tenant's first token arrives."""
+    hydra = "http://127.0.0.1:4"
+    broker, clock = Broker(), Clock()
+    trust = trusting(broker, clock)
+
+    async def scenario() -> list[bool]:
+        broker.issuers = [hydra]
+        seen = [await trust.is_trusted(hydra)]  # the old tenant's token
+        broker.issuers = []  # the old tenant is deleted
+        clock.now += 5
+        await trust.is_trusted("http://127.0.0.1:3/realms/someone-else")  # a fetch: the Hydra is dropped
+        seen.append(hydra in trust.known())
+        broker.issuers = [hydra]  # the new tenant borrows the same Hydra
+        clock.now += 0.2
+        seen.append(await trust.is_trusted(hydra))  # its first token: a fresh list, within the interval
+        return seen
+
+    assert asyncio.run(scenario()) == [True, False, True]
+
+
 def test_made_up_issuers_cost_the_broker_a_few_requests_a_second_at_most() -> None:
     broker, clock = Broker(), Clock()
     trust = trusting(broker, clock)
