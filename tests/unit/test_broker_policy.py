@@ -130,7 +130,7 @@ def test_a_policy_without_the_sections_limits_and_watches_nothing(tmp_path: Path
 @pytest.mark.parametrize(
     ("section", "line", "reason"),
     [
-        ("network_zones:\n  zones: {ops: 10.0.0.2}\n", 6, "not in 127.0.0.0/8"),
+        ("network_zones:\n  zones: {ops: 192.0.2.2}\n", 6, "not in 127.0.0.0/8"),
         ("network_zones:\n  zones: {ops: here}\n", 6, "is not an IP address"),
         ("network_zones:\n  zones: {ops: 127.0.0.2}\n  roles:\n    writer: {production: ops}\n", 8, "unknown role"),
         ("network_zones:\n  zones: {ops: 127.0.0.2}\n  roles:\n    reader: {staging: ops}\n", 8, "no environment"),
