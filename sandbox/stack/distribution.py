@@ -20,6 +20,7 @@ from filelock import FileLock
 
 from sandbox.config import Settings
 from sandbox.errors import DistributionError
+from sandbox.stack.download import download
 from sandbox.stack.java import Jdk
 from sandbox.stack.providers import ensure_provider_jar, source_hash
 
@@ -127,20 +128,13 @@ class KeycloakDistribution:
             f"{self.settings.maven_central_url}/{group.replace('.', '/')}/{artifact}/{self.version}/"
             f"{artifact}-{self.version}.zip"
         )
-        partial = self.zip_path.with_suffix(".part")
         try:
-            with httpx.stream("GET", url, follow_redirects=True, timeout=60) as response:
-                response.raise_for_status()
-                with partial.open("wb") as out:
-                    for chunk in response.iter_bytes(1 << 20):
-                        out.write(chunk)
+            download(url, self.zip_path, timeout=60)
         except httpx.HTTPError as exc:
-            partial.unlink(missing_ok=True)
             raise DistributionError(
                 f"could not obtain Keycloak {self.version}: Maven failed or is missing, and {url} gave {exc}",
                 "install Maven (it honours your mirrors) or set SANDBOX_KEYCLOAK_DIST to a downloaded zip",
             ) from exc
-        partial.rename(self.zip_path)
 
     def _verify(self, path: Path, what: str, fix: str) -> None:
         expected = self.settings.expected_keycloak_sha256

@@ -25,6 +25,7 @@ from filelock import FileLock
 
 from sandbox.config import GO_TOOLCHAIN_MODULE, KNOWN_GO_TOOLCHAIN_SUMS, Settings
 from sandbox.errors import DistributionError
+from sandbox.stack.download import download
 
 Report = Callable[[str], None]
 
@@ -114,20 +115,13 @@ class GoToolchain:
         report(f"Go {self.version} installed into {target}")
 
     def _download(self, archive: Path) -> None:
-        partial = archive.with_suffix(".part")
         try:
-            with httpx.stream("GET", self.url, follow_redirects=True, timeout=120) as response:
-                response.raise_for_status()
-                with partial.open("wb") as out:
-                    for chunk in response.iter_bytes(1 << 20):
-                        out.write(chunk)
+            download(self.url, archive, timeout=120)
         except httpx.HTTPError as exc:
-            partial.unlink(missing_ok=True)
             raise DistributionError(
                 f"could not fetch Go {self.version} from {self.url} ({type(exc).__name__})",
                 "check the network path to the Go module proxy (SANDBOX_GO_PROXY_URL), or install Go 1.22+",
             ) from exc
-        partial.rename(archive)
 
     def _unpack(self, archive: Path, target: Path) -> None:
         """The zip's files without their ``golang.org/toolchain@<version>/`` prefix, executables kept executable."""
