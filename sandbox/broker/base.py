@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,9 +15,11 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from sandbox.broker import audit
 from sandbox.broker.auth import Principal
 from sandbox.broker.clock import Clock, ClockMove, TenantClocks
 from sandbox.broker.errors import (
+    Conflict,
     IdpFailed,
     IdpLacks,
     MfaRequired,
@@ -166,6 +168,52 @@ class ServiceBase:
         if agent is None or not visible or (tenant is not None and agent.tenant != tenant):
             raise NotFound(f"no agent {agent_id!r}", "list the tenant's agents with `mcp-sandbox agents list`")
         return agent
+
+    async def _enable_held(
+        self,
+        principal: Principal,
+        tenant: str,
+        agent_id: str,
+        *,
+        held: str,
+        only: str,
+        action: str,
+        reason: str,
+        settle: Callable[[Agent], float] = lambda _: 0.0,
+        reset: Callable[[Agent, datetime], None],
+    ) -> dict[str, Any]:
+        """Enable a ``held`` (dormant, suspended) agent's client again and make it active, in one audited change.
+
+        The caller holds the agent's lock. ``settle`` says how many seconds to wait before enabling, ``reset`` clears
+        what the hold set; a failure at the IdP leaves the agent as it was.
+        """
+        with self._session() as session:
+            agent = self._agent(session, principal, agent_id, tenant)
+            if agent.status != held:
+                raise Conflict(f"agent {agent.name!r} is {agent.status}, not {held}", only)
+            client = agent.keycloak_id or ""
+            wait = settle(agent)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        with idp_failure("re-enabling the agent's client", f"; it stays {held}", "retry"):
+            await self.adapter.set_client_enabled(tenant, client, True)
+        now = self.now(tenant)
+        with self._session() as session:
+            stored = self._agent(session, principal, agent_id, tenant)
+            stored.status = "active"
+            reset(stored, now)
+            audit.record(
+                session,
+                tenant=tenant,
+                agent_id=agent_id,
+                actor=principal.actor,
+                action=action,
+                at=now,
+                before={"status": held},
+                after={"status": "active"},
+                reason=reason,
+            )
+            return stored.as_public()
 
     def _require_mfa(self, principal: Principal, act: str) -> None:
         if not principal.mfa:

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from sandbox.broker import audit
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import IDP_FAILURES, SYSTEM, ServiceBase, idp_failure, why
+from sandbox.broker.base import IDP_FAILURES, SYSTEM, ServiceBase, why
 from sandbox.broker.errors import (
     BadRequest,
     Conflict,
@@ -113,26 +113,16 @@ class DormancyOperations(ServiceBase):
             return await self._keep(principal, tenant, agent_id, reason)
 
     async def _keep(self, principal: Principal, tenant: str, agent_id: str, reason: str) -> dict[str, Any]:
-        with self._session() as session:
-            agent = self._agent(session, principal, agent_id, tenant)
-            if agent.status != "dormant":  # revoked or kept by another caller meanwhile
-                raise Conflict(f"agent {agent.name!r} is {agent.status}, not dormant", "nothing to review")
-            keycloak_id = agent.keycloak_id or ""
-        with idp_failure("re-enabling", "; still dormant", "retry"):
-            await self.adapter.set_client_enabled(tenant, keycloak_id, True)
-        now = self.now(tenant)
-        with self._session() as session:
-            stored = self._agent(session, principal, agent_id, tenant)
-            stored.status, stored.dormant_since, stored.activated_at = "active", None, now
-            audit.record(
-                session,
-                tenant=tenant,
-                agent_id=agent_id,
-                actor=principal.actor,
-                action="agent.review_kept",
-                at=now,
-                before={"status": "dormant"},
-                after={"status": "active"},
-                reason=reason,
-            )
-            return stored.as_public()
+        def reset(agent: Agent, now: datetime) -> None:
+            agent.dormant_since, agent.activated_at = None, now
+
+        return await self._enable_held(
+            principal,
+            tenant,
+            agent_id,
+            held="dormant",
+            only="nothing to review",  # revoked or kept by another caller meanwhile
+            action="agent.review_kept",
+            reason=reason,
+            reset=reset,
+        )

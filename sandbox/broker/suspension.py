@@ -15,7 +15,6 @@ on are accepted) or revokes it. Anomalies count afresh from a resume.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,8 +24,7 @@ from sqlalchemy import select
 
 from sandbox.broker import audit
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import IDP_FAILURES, SYSTEM, idp_failure, why
-from sandbox.broker.errors import Conflict
+from sandbox.broker.base import IDP_FAILURES, SYSTEM, why
 from sandbox.broker.policy import AnomalyRule
 from sandbox.broker.store import Agent, UsageEvent
 
@@ -200,36 +198,26 @@ class Suspensions:
             service._tenant(session, principal, tenant)
             agent = service._agent(session, principal, agent_id, tenant)
             service._require_mfa(principal, f"resuming agent {agent.name!r}")
+
+        # The servers refuse the agent's tokens issued at or before the second of the suspension (a token's `iat`
+        # is whole seconds): the credential works again only once that second is over.
+        def settle(agent: Agent) -> float:
+            if agent.suspended_at is None:
+                return 0.0
+            return 1.0 - (service.now(tenant) - agent.suspended_at).total_seconds()
+
+        def reset(agent: Agent, now: datetime) -> None:
+            agent.suspended_at, agent.anomalies_counted_from = None, now
+
         async with service._agent_lock(agent_id):
-            with service._session() as session:
-                agent = service._agent(session, principal, agent_id, tenant)
-                if agent.status != "suspended":
-                    raise Conflict(
-                        f"agent {agent.name!r} is {agent.status}, not suspended", "only a suspended agent is resumed"
-                    )
-                keycloak_id = agent.keycloak_id or ""
-                suspended_at = agent.suspended_at
-            # The servers refuse the agent's tokens issued at or before the second of the suspension (a token's
-            # `iat` is whole seconds): the credential works again only once that second is over.
-            if suspended_at is not None:
-                left = 1.0 - (service.now(tenant) - suspended_at).total_seconds()
-                if left > 0:
-                    await asyncio.sleep(left)
-            with idp_failure("re-enabling the agent's client", "; it stays suspended", "resume again"):
-                await service.adapter.set_client_enabled(tenant, keycloak_id, True)
-            now = service.now(tenant)
-            with service._session() as session:
-                stored = service._agent(session, principal, agent_id, tenant)
-                stored.status, stored.suspended_at, stored.anomalies_counted_from = "active", None, now
-                audit.record(
-                    session,
-                    tenant=tenant,
-                    agent_id=agent_id,
-                    actor=principal.actor,
-                    action="agent.resumed",
-                    at=now,
-                    before={"status": "suspended"},
-                    after={"status": "active"},
-                    reason=reason,
-                )
-                return stored.as_public()
+            return await service._enable_held(
+                principal,
+                tenant,
+                agent_id,
+                held="suspended",
+                only="only a suspended agent is resumed",
+                action="agent.resumed",
+                reason=reason,
+                settle=settle,
+                reset=reset,
+            )
