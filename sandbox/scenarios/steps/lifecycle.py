@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
 from pydantic import Field
 
-from sandbox.agent.pickup import PickupFailed, pick_up_secret, write_secret_file
-from sandbox.agent.tokens import ClientSecretCredential, TokenClient, TokenEndpointUnavailable, TokenRefused
-from sandbox.scenarios.calls import TransportFailed
+from sandbox.agent.pickup import pick_up_secret, write_secret_file
+from sandbox.agent.tokens import ClientSecretCredential, TokenClient
 from sandbox.scenarios.context import AgentHandle, RunContext
 from sandbox.scenarios.library import StepFailed, require, step
-from sandbox.scenarios.results import LoadSample, LoadSeries
 from sandbox.scenarios.steps.agents import agent_path, record
 from sandbox.scenarios.steps.base import StepArgs
-from sandbox.scenarios.steps.tools import arguments_for
+from sandbox.scenarios.steps.call_load import CallLoad, LoadArgs
 
 Evidence = dict[str, Any]
 
@@ -26,16 +23,11 @@ Evidence = dict[str, Any]
 # credential age -------------------------------------------------------------------------------------------------
 
 
-class AgeUnderLoad(StepArgs):
-    agent: str
+class AgeUnderLoad(LoadArgs):
     days: float = Field(default=31, gt=0, le=3650, description="How far the tenant's clock moves mid-load.")
     workers: int = Field(default=3, ge=1, le=16)
     calls: int = Field(default=300, ge=10, le=5000, description="Tool calls in total, across the workers.")
-    tool: str = "analytics.query"
     refresh_every: int = Field(default=10, ge=1, description="Each worker gets a new token every this many calls.")
-    server: str | None = None
-    by: str | None = None
-    time_limit: float = Field(default=300, gt=0, le=900, description="The load stops here, whatever the count.")
 
     def summary(self) -> str:
         return f"{self.agent}: {self.workers} workers, {self.calls} calls, clock +{self.days:g} days"
@@ -86,49 +78,12 @@ async def age_under_load(context: RunContext, args: AgeUnderLoad) -> Evidence:
         raise StepFailed("a client_secret agent (the broker rotates secrets itself)", type(old).__name__)
     secret_file = Path(context.values["workdir"]) / f"{args.agent}.secret"
     write_secret_file(secret_file, old.secret)
-    url = next(iter(context.servers(args.server).values()))
-    arguments = await arguments_for(context, agent, args.tool, None)
-    series = LoadSeries(f"{args.agent}: {args.workers} workers calling {args.tool} while its credential ages")
-    context.load.append(series)
-    done = started = 0
-    began = time.monotonic()
-    deadline = began + args.time_limit
-    failures: list[str] = []
+    load = CallLoad(context, agent, args, "while its credential ages")
     http = httpx.AsyncClient(timeout=30)
     workers = [SecretFileWorker(agent, secret_file, context.settings.broker_url, http) for _ in range(args.workers)]
 
-    async def work(worker: SecretFileWorker) -> None:
-        nonlocal done, started
-        calls = 0
-        while started < args.calls and time.monotonic() < deadline:
-            started += 1
-            try:
-                if worker.token is None or calls % args.refresh_every == 0:
-                    await worker.refresh()
-                outcome = await asyncio.to_thread(
-                    context.mcp.call_tool, url, agent.client_id or agent.name, worker.token, args.tool, arguments
-                )
-                ok, status = outcome.outcome == "allowed", outcome.outcome
-            except TokenRefused as refused:
-                ok, status = False, f"token refused: {refused.error}"
-            except TokenEndpointUnavailable as unavailable:
-                ok, status = False, f"no token: {unavailable.reason}"
-            except (TransportFailed, PickupFailed) as failed:
-                ok, status = False, f"no answer: {failed}"
-            done += 1
-            calls += 1
-            series.samples.append(LoadSample(time.monotonic() - began, ok, status))
-            if not ok:
-                failures.append(status)
-
-    async def until(condition: Any, what: str) -> None:
-        while not condition():
-            if time.monotonic() > deadline:
-                raise StepFailed(what, f"not within {args.time_limit:.0f}s ({done} calls made)")
-            await asyncio.sleep(0.01)
-
     async def choreography() -> Evidence:
-        await until(lambda: done >= args.calls * 0.3, f"{args.calls} calls")
+        await load.until(lambda: load.done >= args.calls * 0.3, f"{args.calls} calls")
         tenant = agent.tenant
         moved = await context.broker(
             "POST",
@@ -137,41 +92,26 @@ async def age_under_load(context: RunContext, args: AgeUnderLoad) -> Evidence:
             agent=agent,
             body={"advance": {"days": args.days, "hours": 0}, "reason": "scenario: credential age"},
         )
-        series.marks[f"clock +{args.days:g} days"] = time.monotonic() - began
-        await until(lambda: secret_file.read_text() != old.secret, "the new secret in the agent's file")
-        series.marks["new secret picked up"] = time.monotonic() - began
-        await until(lambda: all(w.secret != old.secret for w in workers), "every worker on the new secret")
-        series.marks["all workers on the new secret"] = time.monotonic() - began
+        load.mark(f"clock +{args.days:g} days")
+        await load.until(lambda: secret_file.read_text() != old.secret, "the new secret in the agent's file")
+        load.mark("new secret picked up")
+        await load.until(lambda: all(w.secret != old.secret for w in workers), "every worker on the new secret")
+        load.mark("all workers on the new secret")
         return {"clock": moved["now"]}
 
     try:
-        async with asyncio.TaskGroup() as group:
-            moved = group.create_task(choreography())
-            for worker in workers:
-                group.create_task(work(worker))
-    except* StepFailed as failed:
-        raise failed.exceptions[0] from None
+        moved = await load.run(workers, choreography)
     finally:
-        for worker in workers:
-            await worker.aclose()
         await http.aclose()
-    elapsed = time.monotonic() - began
     state = await context.broker("GET", agent_path(agent), by=args.by, agent=agent)
     evidence: Evidence = {
-        "calls": done,
-        "failed": len(failures),
-        "failures": sorted(set(failures))[:5],
-        "calls_per_second": round(done / elapsed, 1),
-        "marks_s": {k: round(v, 2) for k, v in series.marks.items()},
-        "clock": moved.result()["clock"],
+        **load.evidence(),
+        "clock": moved["clock"],
         "agent": record(agent, state),
         "grace_ends_at": state.get("grace_ends_at"),
     }
     agent.previous, agent.credential = old, ClientSecretCredential(old.client_id, secret_file.read_text())
-    if done < args.calls:
-        raise StepFailed(f"{args.calls} calls", f"{done} in the time limit", evidence)
-    if failures:
-        raise StepFailed("zero failed calls across the automatic rotation", f"{len(failures)} failed", evidence)
+    load.require_all_made_and_none_failed("across the automatic rotation", evidence)
     if state["status"] != "rotating":
         raise StepFailed("the agent in its rotation's grace (status rotating)", state["status"], evidence)
     return evidence
