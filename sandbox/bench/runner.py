@@ -25,6 +25,7 @@ MODULES = (
     "sandbox.bench.rotation",
     "sandbox.bench.cost_growth",  # late: it grows the tenant to thousands of agents, then revokes them all
     "sandbox.bench.peers",
+    "sandbox.bench.certify_run",
     "sandbox.bench.stack_start",  # last: its own stacks' start and stop would weigh on what runs after
 )
 

@@ -125,6 +125,16 @@ ROWS: tuple[TargetRow, ...] = (
         6,
         not_measured="the bench does not run the test suite: time `make test` on an idle machine",
     ),
+    TargetRow(
+        "certify",
+        "whole certify run against the reference server, slowest revision's median, warm stack",
+        "< 20 s",
+        ("slowest_revision_median", "seconds"),
+        "s",
+        "<",
+        20,
+        ("slowest_revision_median", "why_missed"),
+    ),
 )
 
 

@@ -7,15 +7,26 @@ token it gets comes from Keycloak's token endpoint with its own credential (``sa
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import Coroutine
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import httpx
+
 from sandbox.agent.dpop import DPoPKey
-from sandbox.agent.tokens import ClientSecretCredential, TokenEndpointUnavailable, TokenRefused, fetch_token
+from sandbox.agent.tokens import (
+    ClientSecretCredential,
+    Token,
+    TokenClient,
+    TokenEndpointUnavailable,
+    TokenRefused,
+)
 from sandbox.certify.evidence import KnownTokens
+from sandbox.certify.loop import LoopThread, tls
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
 from sandbox.idp.keycloak import KeycloakAdapter
@@ -33,6 +44,13 @@ def _raise_first(outcomes: list[Any]) -> None:
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome
+
+
+async def fetch_token(token_url: str, credential: ClientSecretCredential, *, dpop: DPoPKey | None = None) -> Token:
+    """One token from the token endpoint, through a client sharing certify's TLS context."""
+    http = httpx.AsyncClient(timeout=10.0, trust_env=False, verify=tls())
+    async with TokenClient(token_url, credential, dpop=dpop, http=http) as client:
+        return await client.fetch()
 
 
 #: Client attribute marking certify's agents, so leftovers of an interrupted run can be told apart.
@@ -54,7 +72,7 @@ class TestAgent:
     need: AgentNeed
     client: AgentClient
     token_url: str
-    _runner: asyncio.Runner = field(repr=False)
+    _runner: LoopThread = field(repr=False)
     _known: KnownTokens = field(repr=False)
     _token: str | None = field(default=None, repr=False)
     _expires: float = 0.0
@@ -93,47 +111,66 @@ class TestAgent:
 
 
 class AgentPool:
-    """Agents made on demand and reused for the same need; all deleted by :meth:`delete_all`."""
+    """Agents made on demand and reused for the same need; all deleted through :meth:`removals`.
 
-    def __init__(
-        self, settings: Settings, adapter: KeycloakAdapter, runner: asyncio.Runner, known: KnownTokens
-    ) -> None:
+    Checks ask side by side: the first to ask for a need makes its agent, the others wait for that one."""
+
+    def __init__(self, settings: Settings, adapter: KeycloakAdapter, runner: LoopThread, known: KnownTokens) -> None:
         self.settings = settings
         self.adapter = adapter
         self.runner = runner
         self.known = known
-        self._agents: dict[AgentNeed, TestAgent] = {}
+        self._agents: dict[AgentNeed, Future[TestAgent]] = {}
         self._scopes_made: set[tuple[str, str]] = set()  # (realm, scope) known to exist
+        self._lock = threading.Lock()  # guards the two above, never held while Keycloak answers
+        self._scopes_lock = threading.Lock()  # one thread makes a realm's missing client scopes at a time
 
     def get(self, need: AgentNeed) -> TestAgent:
-        if need not in self._agents:
-            self._ensure_scopes([need])
-            self._agents[need] = self.runner.run(self._create(need))
-        return self._agents[need]
+        return self._obtain([need])[0]
 
     def prepare(self, needs: list[AgentNeed]) -> None:
         """Make the agents for ``needs`` not made yet, and their first tokens, all at once: Keycloak answers the
         requests side by side, so a check needing many agents waits about as long as for the slowest one."""
-        missing = [need for need in dict.fromkeys(needs) if need not in self._agents]
-        if missing:
-            self._ensure_scopes(missing)
-            made = self.runner.run(_gathered([self._create(need) for need in missing]))
-            for need, agent in zip(missing, made, strict=True):
-                if isinstance(agent, TestAgent):
-                    self._agents[need] = agent  # deleted at the end even when another one failed
-            _raise_first(made)
-        waiting = {id(agent): agent for agent in (self._agents[need] for need in needs) if not agent.has_token()}
+        agents = self._obtain(needs)
+        waiting = {id(agent): agent for agent in agents if not agent.has_token()}
         _raise_first(self.runner.run(_gathered([agent.fetch() for agent in waiting.values()])))
+
+    def _obtain(self, needs: list[AgentNeed]) -> list[TestAgent]:
+        """The agents for ``needs``: those not asked for yet made here, side by side; the others as made."""
+        mine: list[AgentNeed] = []
+        with self._lock:
+            for need in dict.fromkeys(needs):
+                if need not in self._agents:
+                    self._agents[need] = Future()
+                    mine.append(need)
+            promised = [self._agents[need] for need in needs]
+        if mine:
+            try:
+                self._ensure_scopes(mine)
+                made: list[TestAgent | BaseException] = self.runner.run(_gathered([self._create(n) for n in mine]))
+            except BaseException as exc:
+                made = [exc] * len(mine)
+            for need, agent in zip(mine, made, strict=True):
+                if isinstance(agent, TestAgent):
+                    self._agents[need].set_result(agent)  # deleted at the end even when another one failed
+                else:
+                    self._agents[need].set_exception(agent)
+            _raise_first(made)
+        return [future.result() for future in promised]
 
     def scopes_exist(self, realm: str, scopes: list[str]) -> None:
         """Note that ``realm`` has client scopes for ``scopes`` already (it was made with them)."""
-        self._scopes_made.update((realm, scope) for scope in scopes)
+        with self._lock:
+            self._scopes_made.update((realm, scope) for scope in scopes)
 
     def _ensure_scopes(self, needs: list[AgentNeed]) -> None:
-        missing = sorted({(n.tenant, scope) for n in needs for scope in n.scopes} - self._scopes_made)
-        for tenant in sorted({tenant for tenant, _ in missing}):
-            self.runner.run(self.adapter.ensure_client_scopes(tenant, [s for t, s in missing if t == tenant]))
-        self._scopes_made.update(missing)
+        with self._scopes_lock:
+            with self._lock:
+                missing = sorted({(n.tenant, scope) for n in needs for scope in n.scopes} - self._scopes_made)
+            for tenant in sorted({tenant for tenant, _ in missing}):
+                self.runner.run(self.adapter.ensure_client_scopes(tenant, [s for t, s in missing if t == tenant]))
+            with self._lock:
+                self._scopes_made.update(missing)
 
     async def _create(self, need: AgentNeed) -> TestAgent:
         client_id = f"certify-{uuid.uuid4().hex[:10]}"
@@ -153,15 +190,13 @@ class AgentPool:
 
     def forget_realm(self, realm: str) -> None:
         """Drop the agents of a realm that is gone (deleted with it)."""
-        self._agents = {need: agent for need, agent in self._agents.items() if need.tenant != realm}
+        with self._lock:
+            self._agents = {need: made for need, made in self._agents.items() if need.tenant != realm}
 
-    def delete_all(self) -> list[str]:
-        """Delete every agent made; the problems met, as text (clean-up goes on past them)."""
-        problems = []
-        for agent in list(self._agents.values()):
-            try:
-                self.runner.run(self.adapter.delete_client(agent.need.tenant, agent.client.id))
-            except Exception as exc:  # clean-up of one agent must not stop the others'
-                problems.append(f"agent {agent.client_id}: {exc}")
-        self._agents.clear()
-        return problems
+    def removals(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+        """The deletion of every agent made (what each is, and the step), forgetting them: run them side by side."""
+        with self._lock:
+            made = [future for future in self._agents.values() if future.done() and future.exception() is None]
+            self._agents.clear()
+        agents = [future.result() for future in made]
+        return [(f"agent {a.client_id}", self.adapter.delete_client(a.need.tenant, a.client.id)) for a in agents]

@@ -11,6 +11,7 @@ import httpx
 
 from sandbox.agent import mcp_http
 from sandbox.certify.evidence import Exchange, exchange_of
+from sandbox.certify.loop import tls
 from sandbox.certify.model import CheckSpec, Finding, Level, Reference
 from sandbox.certify.revision import REVISIONS, Request, Revision
 
@@ -81,7 +82,11 @@ class Context:
         self.evidence: list[Exchange] = []
         self._by_response: dict[int, Exchange] = {}
         self.http = httpx.Client(
-            timeout=30, trust_env=False, follow_redirects=False, event_hooks={"response": [self._record]}
+            timeout=30,
+            trust_env=False,
+            follow_redirects=False,
+            event_hooks={"response": [self._record]},
+            verify=tls(),
         )
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ is replaced by ``[token]``. What is left also passes through the log redaction o
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -36,19 +37,25 @@ class KnownTokens:
     """Every token certify obtained or forged: what must never appear in evidence, logs or upstream traffic."""
 
     _values: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # checks add side by side
 
     def add(self, token: str) -> str:
-        self._values.add(token)
         signature = token.rsplit(".", 1)[-1]
-        if len(signature) >= 16:
-            self._values.add(signature)
+        with self._lock:
+            self._values.add(token)
+            if len(signature) >= 16:
+                self._values.add(signature)
         return token
 
+    def _known(self) -> list[str]:
+        with self._lock:
+            return list(self._values)
+
     def found_in(self, text: str) -> bool:
-        return any(value in text for value in self._values)
+        return any(value in text for value in self._known())
 
     def scrub(self, text: str) -> str:
-        for value in sorted(self._values, key=len, reverse=True):
+        for value in sorted(self._known(), key=len, reverse=True):
             if value in text:
                 text = text.replace(value, "[token]")
         return text

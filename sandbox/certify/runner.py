@@ -12,11 +12,12 @@ import datetime
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import httpx
 
 from sandbox.agent.mcp_http import ProbeError
-from sandbox.certify.checks import CHECKS, run_order
+from sandbox.certify.checks import CHECKS, run_stages
 from sandbox.certify.context import Check, Context, ControlFailed, Skipped
 from sandbox.certify.model import CheckResult, Finding, Status
 from sandbox.certify.revision import Revision, Wire
@@ -38,17 +39,45 @@ def run_checks(
     chosen = [c for c in (checks if checks is not None else CHECKS) if world.wire.revision in c.spec.revisions]
     world.run_started = time.time()
     world.trusted_signer_accepted = None  # a server may be another one than last run's at the same URL
-    results = {}
-    for item in chosen:
-        if item.prepare is not None:
-            item.prepare(world)
-    for item in run_order(chosen):
-        result = run_check(world, item)
-        results[item.spec.id] = result
-        log.info("check done", extra={"check": item.spec.id, "status": result.status, "server": world.url})
+    results: dict[str, CheckResult] = {}
+
+    def done(result: CheckResult) -> None:
+        results[result.id] = result
+        log.info(
+            "check done",
+            extra={"check": result.id, "status": result.status, "server": world.url, "seconds": result.duration},
+        )
         if progress is not None:
             progress(result)
+
+    first, alongside, in_turn, last = run_stages(chosen)
+    with ThreadPoolExecutor(max_workers=max(1, len(alongside)), thread_name_prefix="certify-check") as pool:
+        began = time.monotonic()
+        preparing = [pool.submit(item.prepare, world) for item in chosen if item.prepare is not None]
+        wait(preparing)  # side by side; one that failed (the sandbox) stops the run here, with its own error
+        for future in preparing:
+            future.result()
+        log.info("certify prepared", extra={"server": world.url, "seconds": round(time.monotonic() - began, 3)})
+        for item in first:
+            done(run_check(world, item))
+        waiting: list[Future[CheckResult]] = [pool.submit(run_check, world, item) for item in alongside]
+        for item in in_turn:
+            done(run_check(world, item))
+            waiting = _report_finished(waiting, done)
+        for future in waiting:
+            done(future.result())
+    for item in last:
+        done(run_check(world, item))
     return [results[item.spec.id] for item in chosen]
+
+
+def _report_finished(
+    waiting: list[Future[CheckResult]], done: Callable[[CheckResult], None]
+) -> list[Future[CheckResult]]:
+    finished = [future for future in waiting if future.done()]
+    for future in finished:
+        done(future.result())
+    return [future for future in waiting if future not in finished]
 
 
 def run_check(world: World, item: Check) -> CheckResult:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import threading
 import time
 import uuid
 from collections.abc import Coroutine
@@ -24,6 +26,7 @@ from sandbox.agent.mcp_http import post, rpc_message
 from sandbox.certify.agents import AgentNeed, AgentPool, TestAgent
 from sandbox.certify.evidence import KnownTokens
 from sandbox.certify.forge import Claims, Signer
+from sandbox.certify.loop import LoopThread
 from sandbox.certify.manifest import Manifest
 from sandbox.certify.revision import LEGACY, REVISIONS, STATELESS, Revision, Wire, supported_versions
 from sandbox.certify.revocable import BrokerAgents
@@ -40,6 +43,8 @@ OFF_LOOPBACK = "the sandbox only talks to 127.0.0.0/8 or ::1: run the server und
 #: The audience of tokens issued for some other server (nothing listens there; it is only a name).
 OTHER_AUDIENCE = "http://127.0.0.1:9/mcp"
 
+log = logging.getLogger("sandbox.certify")
+
 
 class World:
     def __init__(self, settings: Settings, manifest: Manifest, url: str) -> None:
@@ -51,7 +56,8 @@ class World:
         self.home = manifest.tenants[0]
         self.other = manifest.tenants[1] if len(manifest.tenants) > 1 else None
         self.known = KnownTokens()
-        self.runner = asyncio.Runner()
+        began = time.monotonic()
+        self.runner = LoopThread()
         self.adapter = KeycloakAdapter.from_settings(settings)  # refuses at once when there is no sandbox
         self.agents = AgentPool(settings, self.adapter, self.runner, self.known)
         self.outsider = Signer()
@@ -61,6 +67,8 @@ class World:
         self._trusted: Signer | None = None
         self._trusted_component: str | None = None
         self._rolled: dict[str, str] = {}  # kid -> component of keys published for jwks-rollover, until withdrawn
+        self._rolled_lock = threading.Lock()  # jwks-rollover runs beside the other checks
+        self._withdrawable: Signer | None = None  # published before the run's first request, for jwks-rollover
         self._foreign_realm: str | None = None
         self._foreign_made: Future[None] | None = None  # the foreign realm, made in the background
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="certify-foreign-realm")
@@ -76,6 +84,7 @@ class World:
         except BaseException:
             self.close()
             raise
+        log.info("certify world ready", extra={"server": url, "seconds": round(time.monotonic() - began, 3)})
 
     def __enter__(self) -> World:
         return self
@@ -141,12 +150,28 @@ class World:
         name = f"mcp-sandbox certify rollover {uuid.uuid4().hex[:8]}"
         published = self.runner.run(self.adapter.add_signing_key(self.home, signer.private_pem(), name=name))
         signer.kid = published.kid
-        self._rolled[published.kid] = published.component_id
+        with self._rolled_lock:
+            self._rolled[published.kid] = published.component_id
+        return signer
+
+    def publish_withdrawable_key(self) -> None:
+        """Publish, before the run's first request, the key jwks-rollover withdraws (:meth:`withdrawable_key`): a
+        key the server can have fetched by the time the check starts, so its withdrawal is examined while the
+        server's cache learns the check's newly published key, not after."""
+        if self._withdrawable is None:
+            self._withdrawable = self.publish_key()
+
+    def withdrawable_key(self) -> Signer:
+        """The key :meth:`publish_withdrawable_key` published (published now if it was not), once."""
+        self.publish_withdrawable_key()
+        signer, self._withdrawable = self._withdrawable, None
+        assert signer is not None
         return signer
 
     def withdraw_key(self, signer: Signer) -> None:
         """Take a key :meth:`publish_key` published out of the issuer's JWKS."""
-        component = self._rolled.pop(signer.kid)
+        with self._rolled_lock:
+            component = self._rolled.pop(signer.kid)
         self.runner.run(self.adapter.remove_component(self.home, component))
 
     def forge(self, claims: Claims) -> str:
@@ -197,34 +222,44 @@ class World:
         return self._broker
 
     def close(self) -> list[str]:
-        """Remove everything certify made; the problems met (clean-up continues past each)."""
-        problems = self.agents.delete_all()
-        if self._broker is not None:
-            problems += self._broker.close()
-        for kid, component in list(self._rolled.items()):
-            problems += self._attempt(f"the rollover key {kid}", self.adapter.remove_component(self.home, component))
-        self._rolled.clear()
-        if self._trusted_component is not None:
-            removal = self.adapter.remove_component(self.home, self._trusted_component)
-            problems += self._attempt("the published key", removal)
-            self._trusted_component = None
+        """Remove everything certify made, side by side; the problems met (clean-up continues past each)."""
+        began = time.monotonic()
+        problems = self._broker.close() if self._broker is not None else []
         if self._foreign_made is not None:
             wait([self._foreign_made])  # a realm still being made is removed once it is there
         self._background.shutdown()
         if self._foreign_realm is not None:
-            problems += self._attempt("the foreign realm", self._delete_realm(self._foreign_realm))
+            self.agents.forget_realm(self._foreign_realm)  # its agents go with it
+        steps = self.agents.removals()
+        with self._rolled_lock:
+            steps += [
+                (f"the rollover key {kid}", self.adapter.remove_component(self.home, component))
+                for kid, component in self._rolled.items()
+            ]
+            self._rolled.clear()
+        self._withdrawable = None
+        if self._trusted_component is not None:
+            steps.append(("the published key", self.adapter.remove_component(self.home, self._trusted_component)))
+            self._trusted_component = None
+        if self._foreign_realm is not None:
+            steps.append(("the foreign realm", self._delete_realm(self._foreign_realm)))
             self._foreign_realm = None
+        outcomes = self.runner.run(_gathered([step for _, step in steps])) if steps else []
+        problems += [
+            f"{what}: {outcome}"
+            for (what, _), outcome in zip(steps, outcomes, strict=True)
+            if isinstance(outcome, BaseException)
+        ]
         self._exits.close()
         self.runner.close()
+        log.info("certify world removed", extra={"server": self.url, "seconds": round(time.monotonic() - began, 3)})
         return problems
 
     async def _delete_realm(self, realm: str) -> None:
         if await self.adapter.realm_exists(realm):
             await self.adapter.delete_realm(realm)
 
-    def _attempt(self, what: str, step: Coroutine[Any, Any, None]) -> list[str]:
-        try:
-            self.runner.run(step)
-        except Exception as exc:  # every clean-up step runs, whatever the one before met
-            return [f"{what}: {exc}"]
-        return []
+
+async def _gathered(steps: list[Coroutine[Any, Any, Any]]) -> list[Any]:
+    """Each step's result or exception: every clean-up step runs, whatever another one met."""
+    return list(await asyncio.gather(*steps, return_exceptions=True))

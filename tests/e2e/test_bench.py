@@ -1,4 +1,4 @@
-"""`mcp-sandbox bench --quick` against the test session's stack: all eight benchmarks run and report every figure,
+"""`mcp-sandbox bench --quick` against the test session's stack: all nine benchmarks run and report every figure,
 and the targets table has a row, with target, measured and target_met, for each target.
 
 A smoke test: it checks what the run reports, never how fast anything was.
@@ -31,6 +31,7 @@ BENCHMARKS = {
     "rotation",
     "cost-growth",
     "peers",
+    "certify",
 }
 #: Where each benchmark's distributions (median, p95, p99, min, max, n) are, and its other figures.
 SUMMARIES = {
@@ -54,6 +55,7 @@ SUMMARIES = {
     "rotation": ["without_rotation.call_latency", "during_rotation.call_latency", "rotate_call"],
     "cost-growth": [f"at_size.100.{call}" for call in ("provision_call", "revoke_call", "agents_list_call")],
     "peers": [],
+    "certify": [f"{revision}.wall" for revision in ("2025-11-25", "2026-07-28")],
 }
 NUMBERS = {
     "revocation": [f"modes.{mode}.revocations" for mode in ("jwt+events", "introspect", "jwt")],
@@ -87,9 +89,17 @@ NUMBERS = {
         *[f"at_size.100.rss_mib.{name}" for name in ("keycloak", "broker", "mcp-server")],
     ],
     "peers": ["mock_oauth2_server.seconds_to_ready", "mock_oauth2_server.rss_mib_at_ready"],
+    "certify": ["runs_per_revision", "slowest_revision_median.seconds"],
 }
 #: The targets table's rows judged in a quick run (the others are report rows, or figures only a full run has).
-JUDGED = {("revocation", 0), ("auth-overhead", 1), ("auth-overhead", 2), ("provisioning", 3), ("stack-start", 4)}
+JUDGED = {
+    ("revocation", 0),
+    ("auth-overhead", 1),
+    ("auth-overhead", 2),
+    ("provisioning", 3),
+    ("stack-start", 4),
+    ("certify", 6),
+}
 
 
 def _at(figures: dict[str, Any], path: str) -> Any:
@@ -142,7 +152,7 @@ def test_quick_bench_reports_every_figure_of_all_eight_and_the_targets_table(
     assert all({"what", "measured", "sandbox"} <= row.keys() for row in peer["cannot_do"])
 
     rows = report["targets"]
-    assert len(rows) == 10
+    assert len(rows) == 11
     for index, row in enumerate(rows):
         assert {"benchmark", "figure", "target", "measured", "target_met", "note"} <= row.keys()
         if (row["benchmark"], index) in JUDGED:

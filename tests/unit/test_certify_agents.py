@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from sandbox.agent.tokens import Token
 from sandbox.certify import agents as agents_module
 from sandbox.certify.agents import AgentNeed, AgentPool
 from sandbox.certify.evidence import KnownTokens
+from sandbox.certify.loop import LoopThread
 from sandbox.config import load_settings
 from sandbox.errors import SandboxError
 from sandbox.idp.provider import AgentClient, AgentClientSpec
@@ -100,3 +102,15 @@ def test_one_refused_agent_raises_and_the_others_are_kept_for_clean_up(
     with pytest.raises(SandboxError, match="Keycloak refused"):
         agents.prepare([need("a"), need("b")])
     assert agents.get(need("a")).client_id == adapter.created[0].client_id  # recorded, so deleted at the end
+
+
+def test_checks_asking_side_by_side_get_one_agent_per_need(tmp_path: Path, tokens: list[str]) -> None:
+    adapter = FakeAdapter()
+    loop = LoopThread()
+    try:
+        agents = pool(tmp_path, adapter, loop)  # type: ignore[arg-type]
+        with ThreadPoolExecutor(max_workers=4) as threads:
+            made = list(threads.map(lambda _: agents.get(need("a")).client_id, range(8)))
+    finally:
+        loop.close()
+    assert len(adapter.created) == 1 and set(made) == {adapter.created[0].client_id}

@@ -50,6 +50,9 @@ CHECKS: list[Check] = [
 #: Run before the others (every control repeats it) and after them (it judges the whole run's upstream traffic).
 RUN_FIRST = ("positive",)
 RUN_LAST = ("no-passthrough",)
+#: Run beside the others, each in a thread of its own, from right after the first: most of their time is a wait
+#: the server under test sets (its key cache, its requestState lifetime, its revocation delay).
+RUN_ALONGSIDE = ("jwks-rollover", "request-state", "revocation")
 CHECK_IDS = [c.spec.id for c in CHECKS]
 
 
@@ -62,3 +65,12 @@ def run_order(checks: list[Check]) -> list[Check]:
     first = [c for c in checks if c.spec.id in RUN_FIRST]
     last = [c for c in checks if c.spec.id in RUN_LAST]
     return first + [c for c in checks if c not in first and c not in last] + last
+
+
+def run_stages(checks: list[Check]) -> tuple[list[Check], list[Check], list[Check], list[Check]]:
+    """The checks by when they run: first, alongside (each in its own thread), the others in turn, last."""
+    ordered = run_order(checks)
+    first = [c for c in ordered if c.spec.id in RUN_FIRST]
+    last = [c for c in ordered if c.spec.id in RUN_LAST]
+    alongside = [c for c in ordered if c.spec.id in RUN_ALONGSIDE]
+    return first, alongside, [c for c in ordered if c not in (*first, *alongside, *last)], last

@@ -16,6 +16,7 @@ from sandbox.certify.model import mcp, rfc
     "repeats such a request as its control.",
     mcp("Token Handling", "token-handling"),
     rfc(6750, "2.1", "Authorization Request Header Field"),
+    prepare=lambda world: world.prepare_agents([frozenset(world.manifest.scopes())]),
 )
 def positive(ctx: Context) -> None:
     token = ctx.world.full_agent().token()

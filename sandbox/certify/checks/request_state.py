@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -13,6 +13,9 @@ from sandbox.certify.manifest import RequestStateProbe
 from sandbox.certify.model import mcp_at
 from sandbox.certify.revision import CLIENT_CAPABILITIES_KEY, STATELESS
 
+if TYPE_CHECKING:
+    from sandbox.certify.world import World
+
 MRTR = "basic/patterns/mrtr"
 #: The longest certify waits for a requestState to lapse; a longer declared lifetime is not examined.
 LIFETIME_WAIT_LIMIT = 30.0
@@ -20,6 +23,7 @@ LIFETIME_WAIT_LIMIT = 30.0
 LAPSE_MARGIN = 1.0
 #: The client capabilities certify declares on the probe's calls: it answers form elicitation.
 ANSWERS = {"elicitation": {"form": {}}}
+OTHER_PRINCIPAL = "another principal"
 
 
 def _result(response: httpx.Response) -> dict[str, Any]:
@@ -39,6 +43,15 @@ def tampered(state: str) -> str:
     return state[:middle] + ("A" if state[middle] != "A" else "B") + state[middle + 1 :]
 
 
+def prepare_agents(world: World) -> None:
+    """The owner and the other principal, made before the run's first check."""
+    probe = world.manifest.request_state
+    if probe is not None and probe.tool in world.manifest.tools:
+        scope = world.manifest.tools[probe.tool].scope
+        world.prepare_agents([frozenset({scope})])
+        world.agent({scope}, label=OTHER_PRINCIPAL).token()
+
+
 @check(
     "request-state",
     "MUST",
@@ -50,6 +63,7 @@ def tampered(state: str) -> str:
     mcp_at(STATELESS, MRTR, "Server Requirements (Basic Workflow)", "server-requirements-basic-workflow"),
     mcp_at(STATELESS, MRTR, "Security Considerations", "security-considerations"),
     revisions=(STATELESS,),
+    prepare=prepare_agents,
 )
 def request_state(ctx: Context) -> None:
     probe = ctx.manifest.request_state
@@ -57,7 +71,7 @@ def request_state(ctx: Context) -> None:
         ctx.skip("the manifest names no tool that asks for more input (request_state: {tool, arguments, responses})")
     scope = ctx.manifest.tools[probe.tool].scope
     owner = ctx.world.agent({scope}).token()
-    other = ctx.world.agent({scope}, label="another principal").token()
+    other = ctx.world.agent({scope}, label=OTHER_PRINCIPAL).token()
 
     def minted() -> tuple[str, float]:
         asked = ctx.send(ctx.wire.request("tools/call", _first_params(probe)), owner)

@@ -28,7 +28,7 @@ def single_challenge(ctx: Context) -> None:
     scopes = ctx.manifest.scopes()
     if len(scopes) < 2:
         ctx.skip(f"the manifest declares one scope ({scopes[0]}): no agent can be refused for lack of another")
-    examined = 0
+    challenged = []
     for tool, probe in ctx.manifest.tools.items():
         own = ctx.call(ctx.world.agent({probe.scope}).token(), None, tool, probe.arguments)
         ctx.control(f"{tool} is served to an agent holding {probe.scope}", served(own), own)
@@ -39,15 +39,18 @@ def single_challenge(ctx: Context) -> None:
         if not hinted:
             ctx.note(f"{tool}: no 403 challenge naming a declared scope (see 403-scope and tool-scope)", refused)
             continue
-        examined += 1
-        widened = {held, *hinted}
-        retried = ctx.call(ctx.world.agent(widened).token(), None, tool, probe.arguments)
+        challenged.append((tool, probe, held, hinted))
+    # The agents holding what each challenge named are made side by side, then each retries.
+    ctx.world.prepare_agents([frozenset({held, *hinted}) for _, _, held, hinted in challenged])
+    for tool, probe, held, hinted in challenged:
+        retried = ctx.call(ctx.world.agent({held, *hinted}).token(), None, tool, probe.arguments)
         ctx.expect(
             f"{tool}: an agent holding {held} and what the one challenge named ({' '.join(sorted(hinted))}) is "
             "served, with no second challenge",
             served(retried),
             retried,
         )
+    examined = len(challenged)
     if not examined:
         ctx.skip("no tool call was refused with a 403 challenge naming a declared scope (see 403-scope)")
 
