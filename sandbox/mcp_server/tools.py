@@ -154,9 +154,14 @@ def build_mcp(policy: ToolPolicy, directory: TenantDirectory, request_state_ttl:
         ctx: Context,
         status: Literal["open", "paid", "overdue"] | None = None,
         limit: Annotated[int, Field(ge=1, le=100)] = 10,
+        customer: Annotated[str | None, Field(max_length=200)] = None,
     ) -> dict[str, Any]:
         data = tenant(ctx)
-        found = [invoice for invoice in data.invoices if status is None or invoice["status"] == status]
+        found = [
+            invoice
+            for invoice in data.invoices
+            if (status is None or invoice["status"] == status) and (customer is None or invoice["customer"] == customer)
+        ]
         return {"tenant": data.tenant, "company": data.company, "invoices": found[:limit], "total": len(found)}
 
     @tool("invoices.create", WRITES)

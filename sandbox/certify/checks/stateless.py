@@ -106,7 +106,7 @@ def header_body_match(ctx: Context) -> None:
         disguised = ctx.send(write, writer, headers={"Mcp-Name": probe.read.tool})
         named = f"a {probe.write.tool} call named {probe.read.tool} in Mcp-Name is not served"
         ctx.expect(named, not served(disguised), disguised)
-        read = ctx.call(writer, None, probe.read.tool, probe.read.arguments)
+        read = ctx.call(writer, None, probe.read.tool, with_marker(probe.read.arguments, marker))
         ctx.control(f"{probe.read.tool} is served", served(read), read)
         ctx.expect(f"{probe.write.tool} did not run (its marker is not there to read)", marker not in read.text, read)
 
