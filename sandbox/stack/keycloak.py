@@ -77,12 +77,19 @@ def server_options(settings: Settings) -> list[str]:
 
 def https_options(settings: Settings, server: IssuedCertificate, ca: LoopbackCA) -> list[str]:
     """Keycloak's HTTPS port on loopback, with a certificate of the sandbox's CA, requesting client certificates
-    of that CA (``https-client-auth=request`` is built in): where mTLS agents take certificate-bound tokens."""
+    of that CA (``https-client-auth=request`` is built in): where mTLS agents take certificate-bound tokens.
+
+    The port trusts the stack's own CA file, read where it lies in the stack's state (``https-trust-store-file``).
+    Never ``truststore-paths``: that option makes Keycloak write a merged trust store into its distribution's
+    ``data`` directory and trust that file, and every stack's Keycloak runs from one shared distribution: a second
+    stack's Keycloak starting at the same time overwrote it, and the first then trusted the second's CA only (its
+    own agents' certificates were answered with ``certificate_unknown``)."""
     return [
         f"--https-port={settings.keycloak_https_port}",
         f"--https-certificate-file={server.certificate_file}",
         f"--https-certificate-key-file={server.key_file}",
-        f"--truststore-paths={ca.certificate_file}",
+        f"--https-trust-store-file={ca.certificate_file}",
+        "--https-trust-store-type=pem",
         "--http-management-scheme=http",  # health stays plain HTTP on the management port
     ]
 
