@@ -77,10 +77,17 @@ class McpServerAddress:
     mode: ModeName
     port: int
     origin: str
+    tls_port: int  # its TLS listener (client certificates requested), when it could open it
 
     @property
     def url(self) -> str:
         return f"{self.origin}/mcp"
+
+    @property
+    def tls_url(self) -> str:
+        """The same endpoint over TLS: where an agent presents its client certificate (RFC 8705)."""
+        host = self.origin.split("://", 1)[1].rsplit(":", 1)[0]
+        return f"https://{host}:{self.tls_port}/mcp"
 
     @property
     def events_url(self) -> str | None:
@@ -125,6 +132,12 @@ class Settings(BaseSettings):
     mcp_port: Port = 18083  # the reference MCP server in jwt+events mode (its canonical URL is `mcp_url`)
     mcp_introspect_port: Port = 18084  # the same server, validating by RFC 7662 introspection
     mcp_jwt_port: Port = 18085  # the same server, validating signatures only
+    # TLS on loopback with the sandbox's own CA, for certificate-bound tokens (RFC 8705); each is left off, with
+    # one line said, when its port cannot be opened.
+    keycloak_https_port: Port = 18086  # Keycloak's HTTPS port: requests a client certificate
+    mcp_tls_port: Port = 18087  # the jwt+events server's TLS listener: requests a client certificate
+    mcp_introspect_tls_port: Port = 18088  # the introspect server's
+    mcp_jwt_tls_port: Port = 18089  # the jwt server's
 
     # Keycloak distribution and JDK (local runtime).
     keycloak_version: str = DEFAULT_KEYCLOAK_VERSION
@@ -247,6 +260,23 @@ class Settings(BaseSettings):
         return (self.keycloak_url or f"http://{self.host}:{self.keycloak_port}").rstrip("/")
 
     @property
+    def keycloak_https_url(self) -> str:
+        """Keycloak's HTTPS port (the sandbox's own CA): token requests of mTLS agents, with their certificate."""
+        return f"https://{self.host}:{self.keycloak_https_port}"
+
+    def keycloak_https_endpoint(self, url: str) -> str | None:
+        """``url`` of the stack's own Keycloak on its HTTPS port (same path); None for an external Keycloak's or
+        another IdP's URL."""
+        if self.external_keycloak or not url.startswith(f"{self.keycloak_base_url}/"):
+            return None
+        return self.keycloak_https_url + url[len(self.keycloak_base_url) :]
+
+    @property
+    def tls_dir(self) -> Path:
+        """The sandbox's loopback CA and the certificates it issued (private keys 0600)."""
+        return self.state_dir / "tls"
+
+    @property
     def keycloak_health_url(self) -> str:
         return f"http://{self.host}:{self.keycloak_management_port}/health/ready"
 
@@ -272,7 +302,9 @@ class Settings(BaseSettings):
         """Where the stack's reference MCP server for revocation mode ``mode`` listens."""
         revocation = revocation_mode(mode)
         port = getattr(self, revocation.port_setting)
-        return McpServerAddress(revocation.name, port, f"http://{self.host}:{port}")
+        return McpServerAddress(
+            revocation.name, port, f"http://{self.host}:{port}", getattr(self, revocation.tls_port_setting)
+        )
 
     @property
     def mcp_servers(self) -> list[McpServerAddress]:

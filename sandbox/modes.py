@@ -25,6 +25,8 @@ class RevocationMode:
     name: ModeName
     #: The ``Settings`` field that holds the port of the stack's reference server in this mode.
     port_setting: str
+    #: The ``Settings`` field that holds the port of that server's TLS listener (client certificates requested).
+    tls_port_setting: str
     #: The name of that server as a stack component.
     component: str
     #: Whether the server takes the broker's signed revocation events (``POST /events``).
@@ -33,6 +35,10 @@ class RevocationMode:
     @property
     def port_variable(self) -> str:
         return f"SANDBOX_{self.port_setting.upper()}"
+
+    @property
+    def tls_port_variable(self) -> str:
+        return f"SANDBOX_{self.tls_port_setting.upper()}"
 
     def budget(self, *, token_remaining: float, cache_ttl: float, leeway: float) -> float:
         """Seconds from the revoke to the first 401: a round trip with events, the introspection cache
@@ -44,9 +50,11 @@ class RevocationMode:
         return max(0.0, token_remaining) + leeway + MARGIN
 
 
-JWT_EVENTS = RevocationMode("jwt+events", "mcp_port", "mcp-server", receives_events=True)
-INTROSPECT = RevocationMode("introspect", "mcp_introspect_port", "mcp-server-introspect", receives_events=False)
-JWT = RevocationMode("jwt", "mcp_jwt_port", "mcp-server-jwt", receives_events=False)
+JWT_EVENTS = RevocationMode("jwt+events", "mcp_port", "mcp_tls_port", "mcp-server", receives_events=True)
+INTROSPECT = RevocationMode(
+    "introspect", "mcp_introspect_port", "mcp_introspect_tls_port", "mcp-server-introspect", receives_events=False
+)
+JWT = RevocationMode("jwt", "mcp_jwt_port", "mcp_jwt_tls_port", "mcp-server-jwt", receives_events=False)
 
 #: Every mode, in the order the stack starts their servers (the first is the stack's main server).
 MODES: dict[str, RevocationMode] = {mode.name: mode for mode in (JWT_EVENTS, INTROSPECT, JWT)}

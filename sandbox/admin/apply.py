@@ -33,7 +33,10 @@ class DesiredAgent(BaseModel):
     environment: str
     mode: Literal["autonomous", "delegated"] = "autonomous"
     credential_type: Literal["client_secret", "private_key_jwt"] = "client_secret"
-    binding: Binding = Field("bearer", description="dpop: its tokens are bound to a key it keeps (at creation).")
+    binding: Binding = Field(
+        "bearer",
+        description="dpop: its tokens are bound to a key it keeps; mtls: to its TLS client certificate (at creation).",
+    )
     jwk_file: str | None = Field(None, description="Path (relative to the file) of the agent's public JWK.")
     metadata: dict[str, Any] = Field(default_factory=dict)
 

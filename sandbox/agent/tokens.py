@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from sandbox.agent.client_auth import (
 )
 from sandbox.agent.dpop import DPoPKey
 from sandbox.issued import remember_answer
+from sandbox.loopback_ca import IssuedCertificate
 
 __all__ = [
     "ClientSecretCredential",
@@ -99,8 +101,10 @@ class TokenClient:
     Keycloak realm the token URL belongs to, else the token URL. ``auth_methods`` is the server's
     ``token_endpoint_auth_methods_supported`` (None when it says nothing: ``client_secret_basic``). ``http``:
     an HTTP client of the caller's (closed with this one). ``dpop``: the agent's DPoP key; each request then
-    carries a proof made with it, and the token is bound to it (RFC 9449). ``source``: the local address to call
-    from (a network zone on loopback, such as 127.0.0.2); the system's choice when None.
+    carries a proof made with it, and the token is bound to it (RFC 9449). ``certificate``: the agent's TLS client
+    certificate; it is presented on every connection (the token URL is then an HTTPS one of the loopback CA), and
+    the IdP binds the token to it (RFC 8705). ``source``: the local address to call from (a network zone on
+    loopback, such as 127.0.0.2); the system's choice when None.
     """
 
     def __init__(
@@ -115,6 +119,7 @@ class TokenClient:
         dpop: DPoPKey | None = None,
         source: str | None = None,
         audience: list[str] | None = None,
+        certificate: IssuedCertificate | None = None,
     ) -> None:
         self.token_url = token_url
         self.credential = credential
@@ -122,8 +127,9 @@ class TokenClient:
         self.audience = audience  # asked for on every fetch that names none (an IdP that grants aud on request)
         self.issuer = issuer or _issuer_of(token_url)
         self.method = choose_method(credential, auth_methods)
-        transport = httpx.AsyncHTTPTransport(local_address=source) if source else None
-        self._http = http or httpx.AsyncClient(timeout=timeout, trust_env=False, transport=transport)
+        verify: ssl.SSLContext | bool = certificate.client_context() if certificate is not None else True
+        transport = httpx.AsyncHTTPTransport(local_address=source, verify=verify) if source else None
+        self._http = http or httpx.AsyncClient(timeout=timeout, trust_env=False, transport=transport, verify=verify)
 
     async def fetch(
         self, scope: str | None = None, audience: list[str] | None = None, *, resource: str | None = None

@@ -46,7 +46,7 @@ class ProvisionRequest:
     servers: list[str] | None = None
     token_lifetime: int | None = None
     source: str = "api"
-    binding: str = "bearer"  # bearer, or dpop: tokens bound to a key the agent keeps
+    binding: str = "bearer"  # bearer; dpop: tokens bound to a key the agent keeps; mtls: to its client certificate
 
 
 class Interrupted(Exception):

@@ -293,7 +293,11 @@ def provision(
     jwk_file: Annotated[Path | None, typer.Option("--jwk-file", help="The agent's public JWK.")] = None,
     binding: Annotated[
         Binding,
-        typer.Option("--binding", help="bearer, or dpop: its tokens are bound to a key it keeps (RFC 9449)."),
+        typer.Option(
+            "--binding",
+            help="bearer; dpop: its tokens are bound to a key it keeps (RFC 9449); mtls: to its TLS client certificate "
+            "(RFC 8705).",
+        ),
     ] = "bearer",
     metadata: Annotated[str, typer.Option("--metadata", help="JSON object.")] = "{}",
     token: Token = None,

@@ -107,7 +107,9 @@ class ProvisionIn(_Body):
     mode: AgentMode = "autonomous"
     credential_type: CredentialType = "client_secret"
     binding: Binding = Field(
-        "bearer", description="dpop: the agent's tokens are bound to a key it keeps (RFC 9449, cnf.jkt)."
+        "bearer",
+        description="dpop: the agent's tokens are bound to a key it keeps (RFC 9449, cnf.jkt); mtls: to its TLS client "
+        "certificate (RFC 8705, cnf.x5t#S256).",
     )
     jwk: dict[str, Any] | None = Field(None, description="The agent's public JWK (private_key_jwt only).")
     metadata: dict[str, Any] = Field(default_factory=dict)

@@ -5,7 +5,8 @@ own secrets file, the broker's event-signing key, and anything shaped like a ful
 key. Where: every file under the stack's state directory (logs of every component, the broker's database and
 its audit, generated configs), and any further directories given (reports, the test run's temporary files),
 except the places that hold credentials by design: the stack's secrets file, the registry itself, the broker's
-signing key, Keycloak's own data (the IdP must store its keys and clients' secrets), and files a user asked a
+signing key, Keycloak's own data (the IdP must store its keys and clients' secrets), the loopback CA's directory
+(its private key and those of the certificates it issued, for TLS and mTLS), and files a user asked a
 credential to be written to (``mcp-sandbox apply --credentials-dir``).
 """
 
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from sandbox.config import Settings
 from sandbox.issued import kept_on_purpose, remembered
+from sandbox.loopback_ca import CA_FILE
 from sandbox.stack.distribution import KeycloakDistribution
 from sandbox.stack.keycloak_seed import DATABASE_FILE, SeededDatabase
 
@@ -101,5 +103,12 @@ def _files(roots: Iterable[Path], skip: set[Path]) -> Iterable[Path]:
                 continue
             if path.name == DATABASE_FILE:  # a Keycloak database, of any stack a test made: the IdP's own store
                 continue
+            if _in_loopback_ca(path):  # the loopback CA's keys, of any stack a test made: mTLS needs them
+                continue
             seen.add(resolved)
             yield path
+
+
+def _in_loopback_ca(path: Path) -> bool:
+    """Whether ``path`` is in a loopback CA's directory (``<state>/tls``, with the CA's certificate at its top)."""
+    return any(parent.name == "tls" and (parent / CA_FILE).is_file() for parent in path.parents)

@@ -18,6 +18,7 @@ CapabilityName = Literal[
     "resource_indicators",
     "network_zones",
     "dpop_binding",
+    "mtls_binding",
 ]
 
 #: Each capability in a sentence, for reports and the README's table.
@@ -32,6 +33,7 @@ DESCRIPTIONS: dict[CapabilityName, str] = {
     "resource_indicators": "a token request names its one resource with resource= (RFC 8707)",
     "network_zones": "the IdP refuses a client's token request from outside its network zone (source address)",
     "dpop_binding": "the IdP binds a client's tokens to its DPoP key (RFC 9449, cnf.jkt)",
+    "mtls_binding": "the IdP binds a client's tokens to its TLS client certificate (RFC 8705, cnf.x5t#S256)",
 }
 
 
@@ -70,6 +72,9 @@ KEYCLOAK = Capabilities(
         "resource_indicators": Support(True, "resource-indicators feature"),
         "network_zones": Support(True, "the sandbox's client policy executor, a Keycloak provider built here"),
         "dpop_binding": Support(True, "DPoP-bound access tokens, a client attribute (dpop feature)"),
+        "mtls_binding": Support(
+            True, "certificate-bound access tokens, a client attribute; token requests on the stack's HTTPS port"
+        ),
     },
 )
 
@@ -90,6 +95,7 @@ HYDRA = Capabilities(
         "resource_indicators": Support(False, "Hydra takes audience=, not RFC 8707 resource="),
         "network_zones": Support(False, "Hydra cannot refuse a token request by its source address"),
         "dpop_binding": Support(False, "Hydra v2.3 issues no DPoP-bound access tokens"),
+        "mtls_binding": Support(False, "Hydra v2.3 issues no certificate-bound access tokens (no RFC 8705 support)"),
     },
 )
 

@@ -44,6 +44,7 @@ from sandbox.idp.realm import (
     DPOP_ATTRIBUTE,
     LOGIN_METHOD_MAX_AGE,
     LOGIN_METHOD_REFERENCES,
+    MTLS_ATTRIBUTE,
     SCOPE_ROLE_ATTRIBUTE,
     TENANT_ADMIN_ROLE,
     TOKEN_EXCHANGE_ATTRIBUTE,
@@ -321,6 +322,10 @@ class KeycloakAdapter:
             # The dpop feature is on by default in Keycloak 26.4+; this makes a proof required on every token
             # request of the client, and binds each token it issues to the proof's key (cnf.jkt).
             attributes[DPOP_ATTRIBUTE] = "true"
+        if spec.binding == "mtls":
+            # Each token is bound to the TLS client certificate of the token request (cnf.x5t#S256); a request
+            # without one is refused, so the agent takes its tokens on Keycloak's HTTPS port.
+            attributes[MTLS_ATTRIBUTE] = "true"
         mappers = [audience_mapper(audience) for audience in spec.audiences]
         if spec.zone:
             await self._ensure_zone_policy(realm)

@@ -14,10 +14,12 @@ from typing import Any, Literal, Protocol
 from sandbox.errors import SandboxError
 from sandbox.idp.capabilities import Capabilities, CapabilityName
 
-#: How an agent's tokens are held: ``bearer`` (whoever has the token may use it), or ``dpop``, bound to a key
-#: the agent keeps (RFC 9449: the token carries ``cnf.jkt``, every use needs a proof signed with that key).
-Binding = Literal["bearer", "dpop"]
-BINDINGS: tuple[str, ...] = ("bearer", "dpop")
+#: How an agent's tokens are held: ``bearer`` (whoever has the token may use it); ``dpop``, bound to a key
+#: the agent keeps (RFC 9449: the token carries ``cnf.jkt``, every use needs a proof signed with that key); or
+#: ``mtls``, bound to its TLS client certificate (RFC 8705: ``cnf.x5t#S256``, used only over a TLS connection
+#: that presents that certificate).
+Binding = Literal["bearer", "dpop", "mtls"]
+BINDINGS: tuple[str, ...] = ("bearer", "dpop", "mtls")
 
 
 class IdpError(SandboxError):

@@ -40,6 +40,8 @@ SCOPE_ROLE_ATTRIBUTE = "mcp-sandbox.scope"
 TOKEN_EXCHANGE_ATTRIBUTE = "standard.token.exchange.enabled"
 #: Keycloak's client attribute "OAuth 2.0 DPoP Bound Access Tokens Enabled".
 DPOP_ATTRIBUTE = "dpop.bound.access.tokens"
+#: Keycloak's client attribute "OAuth 2.0 Mutual TLS Certificate Bound Access Tokens Enabled" (RFC 8705).
+MTLS_ATTRIBUTE = "tls.client.certificate.bound.access.tokens"
 #: Client attribute naming the one source address (a network zone on loopback, e.g. 127.0.0.2) the agent's token
 #: requests must come from; the sandbox's Keycloak provider (client policy executor ``ZONE_EXECUTOR``) enforces it.
 ZONE_ATTRIBUTE = "sandbox.zone"

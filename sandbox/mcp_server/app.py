@@ -72,7 +72,9 @@ log = logging.getLogger("sandbox.mcp_server")
 LOOPBACK = TransportSecuritySettings(
     enable_dns_rebinding_protection=True,
     allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
-    allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+    allowed_origins=[
+        *(f"{scheme}://{host}:*" for scheme in ("http", "https") for host in ("127.0.0.1", "localhost", "[::1]"))
+    ],
 )
 
 
@@ -365,6 +367,8 @@ def metadata_handler(options: ServerOptions, trust: TrustedIssuers, policy: Tool
             # DPoP-bound tokens are honoured (their proof checked); bearer tokens stay accepted, so not required.
             dpop_signing_alg_values_supported=list(PROOF_ALGORITHMS),
             dpop_bound_access_tokens_required=False,
+            # Certificate-bound tokens (RFC 8705) are honoured on the TLS listener, when this server has one.
+            tls_client_certificate_bound_access_tokens=True if options.tls_port is not None else None,
             resource_name="mcp-agent-sandbox reference MCP server",
         )
         return await ProtectedResourceMetadataHandler(document).handle(request)

@@ -44,6 +44,10 @@ class ServerOptions:
     #: For benchmarks only (`mcp-sandbox mcp-server --no-auth`): no token is read or checked; every request is
     #: served as one anonymous caller with every scope, in the tenant of the first trusted issuer.
     no_auth: bool = False
+    #: The TLS listener's port (client certificates of the loopback CA requested: RFC 8705), and the CA's
+    #: directory; None: no TLS listener.
+    tls_port: int | None = None
+    tls_dir: Path | None = None
     #: Issuers whose RFC 7662 endpoint their metadata does not name: the stack's Hydras (it is on their admin API).
     introspection_endpoints: dict[str, str] = field(default_factory=dict)
 
@@ -67,6 +71,7 @@ class ServerOptions:
             mode=settings.mcp_auth_mode,
             broker_url=settings.broker_url,
             canonical_url=address.url,
+            tls_port=address.tls_port,
         )
 
     @classmethod
@@ -80,6 +85,7 @@ class ServerOptions:
         broker_url: str | None,
         canonical_url: str | None = None,
         no_auth: bool = False,
+        tls_port: int | None = None,
     ) -> ServerOptions:
         """A server on ``settings.host:port``; its canonical URL follows from them unless given."""
         if mode not in MODES:
@@ -142,4 +148,6 @@ class ServerOptions:
             denied_call_limit=settings.mcp_denied_call_limit,
             denied_call_window=settings.mcp_denied_call_window,
             no_auth=no_auth,
+            tls_port=tls_port,
+            tls_dir=settings.tls_dir if tls_port is not None else None,
         )

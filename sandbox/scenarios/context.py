@@ -22,6 +22,7 @@ from sandbox.broker.policy import NetworkZones, Policy
 from sandbox.config import Settings
 from sandbox.harness.tenants import Tenant, TenantAdmin, create_tenant, delete_tenant, operator_token
 from sandbox.idp.capabilities import CapabilityName
+from sandbox.loopback_ca import CA_FILE, IssuedCertificate, LoopbackCA
 from sandbox.scenarios.calls import McpCaller
 from sandbox.scenarios.library import StepFailed
 from sandbox.scenarios.model import AgentSpec, Header
@@ -46,16 +47,23 @@ class AgentHandle:
     token: Token | None = field(default=None, repr=False)
     revoked_at: float | None = None  # monotonic time the revoke call returned (or the broker suspended it)
     dpop: DPoPKey | None = field(default=None, repr=False)  # binding dpop: the key its tokens are bound to
+    certificate: IssuedCertificate | None = field(default=None, repr=False)  # binding mtls: its client certificate
+    https_token_url: str | None = None  # binding mtls: its IdP's token endpoint on the HTTPS port
     source: str | None = None  # the address of its network zone (spec.zone) its requests come from
     audiences: list[str] = field(default_factory=list)  # the MCP servers its tokens are for
     reported_calls: int = 0  # tool calls a stack server answered, which it reports to the broker
 
-    def token_client(self, credential: Credential, source: str | None = None) -> TokenClient:
-        """A token client of the agent's IdP, with its DPoP key, from ``source`` (else its own zone); on Hydra it
-        asks for the agent's audience (granted on request)."""
-        audience = self.audiences if self.tenant.idp == "hydra" else None
+    def token_client(self, credential: Credential, source: str | None = None, *, audience: bool = True) -> TokenClient:
+        """A token client of the agent's IdP, with its DPoP key or client certificate (then on the IdP's HTTPS
+        port), from ``source`` (else its own zone); on Hydra it asks for the agent's audience (granted on request)
+        unless ``audience`` is False."""
         return TokenClient(
-            self.tenant.token_url, credential, dpop=self.dpop, source=source or self.source, audience=audience
+            self.https_token_url or self.tenant.token_url,
+            credential,
+            dpop=self.dpop,
+            certificate=self.certificate,
+            source=source or self.source,
+            audience=self.audiences if audience and self.tenant.idp == "hydra" else None,
         )
 
     def require_provisioned(self) -> str:
@@ -108,7 +116,7 @@ class RunContext:
         self.tenants: dict[str, Tenant] = {}
         self.agents: dict[str, AgentHandle] = {}
         self.extra_servers: dict[str, RunningServer] = {}
-        self.mcp = McpCaller()
+        self.mcp = McpCaller(ca_file=settings.tls_dir / CA_FILE)
         self.load: list[LoadSeries] = []
         self.values: dict[str, Any] = {}  # what steps learn and later steps use (e.g. a tenant's services)
         self.users: dict[str, dict[str, Any]] = {}  # name -> what the broker issued (password shown once)
@@ -133,6 +141,10 @@ class RunContext:
                 self.tenants[self.header.tenant_of_agent(name)],
                 dpop=DPoPKey.generate() if spec.binding == "dpop" else None,  # the agent's own; never sent anywhere
             )
+            if spec.binding == "mtls":  # a certificate of the loopback CA, its key 0600 in the stack's state
+                agent = self.agents[name]
+                agent.certificate = LoopbackCA(self.settings.tls_dir).issue(f"{self.label}-{name}", client=True)
+                agent.https_token_url = self.settings.keycloak_https_endpoint(agent.tenant.token_url)
             self.agents[name].source = self.zone_address(spec.zone) if spec.zone else None
         for name, server in self.header.servers.items():
             self.extra_servers[name] = await asyncio.to_thread(self._start_server, name, server.trusts, server.mode)
@@ -212,6 +224,18 @@ class RunContext:
                 return client.request(method, path, json=body, params=params)
 
         return await asyncio.to_thread(call)
+
+    def agent_servers(self, agent: AgentHandle, name: str | None) -> dict[str, str]:
+        """Where ``agent`` calls: :meth:`servers`, on their TLS listeners when it holds a client certificate."""
+        if agent.certificate is None:
+            return self.servers(name)
+        names = [name] if name else list(self.header.revocation_modes)
+        if any(each in self.extra_servers for each in names):
+            raise StepFailed(
+                f"agent {agent.name!r} (binding mtls) to call a server with a TLS listener",
+                "a scenario's own servers have none; call the stack's servers (a revocation mode)",
+            )
+        return {each: self.settings.mcp_server(each).tls_url for each in names}
 
     def servers(self, name: str | None) -> dict[str, str]:
         """Server name -> URL: the one named (a revocation mode or a scenario server), else the scenario's modes."""

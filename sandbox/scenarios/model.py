@@ -40,10 +40,12 @@ class AgentSpec(Strict):
     environment: Literal["staging", "production"] = "staging"
     mode: Literal["autonomous", "delegated"] = "autonomous"
     credential: Literal["client_secret", "private_key_jwt"] = "client_secret"
-    binding: Literal["bearer", "dpop"] = Field(
+    binding: Literal["bearer", "dpop", "mtls"] = Field(
         default="bearer",
         description="dpop: the agent keeps a DPoP key; its tokens are bound to it (RFC 9449) and every request "
-        "carries a proof made with it.",
+        "carries a proof made with it. mtls: the agent holds a client certificate of the sandbox's loopback CA; "
+        "its tokens are bound to it (RFC 8705, cnf.x5t#S256), taken on Keycloak's HTTPS port and used on the "
+        "MCP servers' TLS listeners.",
     )
     token_lifetime: int | None = Field(default=None, gt=0, description="Seconds; at most the role's maximum.")
     servers: list[str] | None = Field(default=None, description="MCP servers it may call; default: all.")

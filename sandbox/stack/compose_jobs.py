@@ -2,7 +2,9 @@
 
 ``init``: start from nothing, as ``mcp-sandbox up`` of a stopped stack does: clear each component's
 data and the stack's secrets in the shared state directory, then write Keycloak's bootstrap admin
-(new secrets) as an environment file its container reads at start.
+(new secrets) as an environment file its container reads at start, and Keycloak's ``kc.sh`` arguments
+(:func:`sandbox.stack.keycloak.container_command`, one a line), which its container runs: the compose file
+names no Keycloak option of its own, so it runs the build and server options the other runtimes run.
 ``configure``: once Keycloak is healthy, the ``configure`` step of every component of the stack (the
 tenant realms, the tenants' admins), exactly as the launcher runs it after each start.
 """
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from sandbox.config import Settings, load_settings
 from sandbox.errors import SandboxError
-from sandbox.stack.keycloak import bootstrap_admin_environment
+from sandbox.stack.keycloak import bootstrap_admin_environment, container_command
 from sandbox.stack.launcher import default_components
 from sandbox.stack.state import ComponentState
 from sandbox.stack_secrets import Secrets
@@ -26,6 +28,10 @@ KEYCLOAK_UID, KEYCLOAK_GID = 1000, 0
 
 def keycloak_env_file(settings: Settings) -> Path:
     return settings.state_dir / "keycloak.env"
+
+
+def keycloak_arguments_file(settings: Settings) -> Path:
+    return settings.state_dir / "keycloak.args"
 
 
 def init(settings: Settings) -> None:
@@ -40,6 +46,13 @@ def init(settings: Settings) -> None:
         out.writelines(f"{name}={value}\n" for name, value in bootstrap_admin_environment(settings).items())
     if os.geteuid() == 0:
         os.chown(path, KEYCLOAK_UID, KEYCLOAK_GID)  # readable by Keycloak's user alone
+    arguments = container_command(settings)
+    if any("\n" in argument for argument in arguments):
+        raise SandboxError(
+            "a Keycloak option holds a line break, which keycloak.args cannot carry",
+            "remove the line break from the SANDBOX_* setting it comes from",
+        )
+    keycloak_arguments_file(settings).write_text("".join(f"{argument}\n" for argument in arguments))
 
 
 def configure(settings: Settings) -> None:

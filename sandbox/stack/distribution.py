@@ -28,7 +28,15 @@ Report = Callable[[str], None]
 ARTIFACT = "org.keycloak:keycloak-quarkus-dist"
 
 #: Build-time options. Runtime ones (ports, host, cache, database URL) are given at start.
-BUILD_OPTIONS = ("--db=dev-file", "--health-enabled=true", "--metrics-enabled=true")
+#: ``--https-client-auth`` is one: the HTTPS port (on only when the stack gives it a certificate) requests a client
+#: certificate, for certificate-bound tokens (RFC 8705); a request without one is served as before.
+BUILD_OPTIONS = (
+    "--db=dev-file",
+    "--health-enabled=true",
+    "--metrics-enabled=true",
+    "--https-client-auth=request",
+)
+BUILD_OPTIONS_HASH = hashlib.sha256("\n".join(BUILD_OPTIONS).encode()).hexdigest()[:8]
 
 
 def build_options(settings: Settings) -> list[str]:
@@ -61,7 +69,8 @@ class KeycloakDistribution:
         # The build carries the sandbox's own provider, so it is named by the provider's hash too: a build with
         # other providers (another checkout's) lives beside it and is never rebuilt under a running Keycloak.
         self.provider_hash = source_hash(self.version)
-        self.home = self.cache / f"keycloak-{self.version}-{self.provider_hash}"
+        # The fixed build options name it too: a checkout with others is never rebuilt under it either.
+        self.home = self.cache / f"keycloak-{self.version}-{self.provider_hash}-{BUILD_OPTIONS_HASH}"
 
     @property
     def kc_sh(self) -> Path:

@@ -15,11 +15,13 @@ from sandbox.config import Settings
 from sandbox.idp.keycloak import KeycloakAdapter
 from sandbox.idp.provider import IdpError
 from sandbox.idp.realm import ADMIN_CLIENT_ID, ADMIN_USERNAME, DEMO_CLIENT_ID, create_tenant
+from sandbox.loopback_ca import IssuedCertificate, LoopbackCA
 from sandbox.stack import process
 from sandbox.stack.component import Component, Port, ProcessComponent, Report
 from sandbox.stack.distribution import KeycloakDistribution, build_options, run_files_options
 from sandbox.stack.java import Jdk, find_jdk
 from sandbox.stack.keycloak_seed import BootstrapAdmin, SeededDatabase, h2_url
+from sandbox.stack.ports import is_free
 from sandbox.stack.readiness import answers, wait_for_http
 from sandbox.stack.state import ComponentState
 from sandbox.stack_secrets import Secrets
@@ -71,6 +73,37 @@ def server_options(settings: Settings) -> list[str]:
         "--hostname-strict=false",
         "--log=console",
     ]
+
+
+def https_options(settings: Settings, server: IssuedCertificate, ca: LoopbackCA) -> list[str]:
+    """Keycloak's HTTPS port on loopback, with a certificate of the sandbox's CA, requesting client certificates
+    of that CA (``https-client-auth=request`` is built in): where mTLS agents take certificate-bound tokens.
+
+    The port trusts the stack's own CA file, read where it lies in the stack's state (``https-trust-store-file``).
+    Never ``truststore-paths``: that option makes Keycloak write a merged trust store into its distribution's
+    ``data`` directory and trust that file, and every stack's Keycloak runs from one shared distribution: a second
+    stack's Keycloak starting at the same time overwrote it, and the first then trusted the second's CA only (its
+    own agents' certificates were answered with ``certificate_unknown``)."""
+    return [
+        f"--https-port={settings.keycloak_https_port}",
+        f"--https-certificate-file={server.certificate_file}",
+        f"--https-certificate-key-file={server.key_file}",
+        f"--https-trust-store-file={ca.certificate_file}",
+        "--https-trust-store-type=pem",
+        "--http-management-scheme=http",  # health stays plain HTTP on the management port
+    ]
+
+
+def open_https(settings: Settings, report: Report) -> list[str]:
+    """The HTTPS options when its port can be opened; otherwise none, and one line that says so."""
+    if not is_free(settings.host, settings.keycloak_https_port):
+        report(
+            f"HTTPS port {settings.keycloak_https_port} is in use: Keycloak serves no HTTPS, so mTLS agents cannot "
+            "take tokens (free it, or set SANDBOX_KEYCLOAK_HTTPS_PORT)"
+        )
+        return []
+    ca = LoopbackCA(settings.tls_dir)
+    return https_options(settings, ca.issue("keycloak", client=False), ca)
 
 
 def container_command(settings: Settings) -> list[str]:
@@ -128,6 +161,7 @@ class LocalKeycloak(SandboxKeycloak, ProcessComponent):
         self.distribution = KeycloakDistribution(self.settings)
         self.seed = SeededDatabase(self.settings, self.distribution)
         self._jdk: Jdk | None = None
+        self._https: list[str] = []
 
     @property
     def data_dir(self) -> Path:
@@ -138,6 +172,7 @@ class LocalKeycloak(SandboxKeycloak, ProcessComponent):
         self._jdk = find_jdk(self.settings)
         self.distribution.ensure_built(self._jdk, report)
         self.seed.ensure(self._jdk, report, username=ADMIN_USERNAME, client_id=ADMIN_CLIENT_ID)
+        self._https = open_https(self.settings, report)
 
     @property
     def database_dir(self) -> Path:
@@ -149,6 +184,7 @@ class LocalKeycloak(SandboxKeycloak, ProcessComponent):
             "start",
             "--optimized",
             *server_options(self.settings),
+            *self._https,
             f"--db-url={h2_url(self.database_dir)}",
         ]
 
@@ -175,6 +211,7 @@ class LocalKeycloak(SandboxKeycloak, ProcessComponent):
             self.seed.copy_to(self.database_dir)
         state = super().start()
         state.details["seeded"] = seeded
+        state.details["https"] = self.settings.keycloak_https_url if self._https else None
         return state
 
     def wait_ready(self, state: ComponentState) -> None:

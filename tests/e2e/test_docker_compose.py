@@ -6,8 +6,10 @@ import json
 import os
 import secrets
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -18,6 +20,7 @@ from joserfc.jwk import KeySet
 from sandbox.config import Settings
 from sandbox.idp.realm import DEMO_CLIENT_ID
 from sandbox.stack.component import ProcessComponent
+from sandbox.stack.distribution import KeycloakDistribution
 from sandbox.stack.docker_engine import compose_command
 from sandbox.stack.keycloak import container_command
 from sandbox.stack.keycloak_container import health_probe
@@ -53,6 +56,23 @@ def settings_of(env: dict[str, str]) -> Settings:
     return Settings(**ports, hydra_pool=0)  # type: ignore[arg-type]
 
 
+def keycloak_arguments_of_init(init: dict[str, Any], state_dir: Path) -> list[str]:
+    """What compose's `init` job, run with the environment compose gives it (its state directory moved to
+    ``state_dir``), writes for Keycloak's container to run."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
+    environment |= {k: str(v) for k, v in init["environment"].items()} | {"SANDBOX_STATE_DIR": str(state_dir)}
+    assert init["command"] == ["python", "-m", "sandbox.stack.compose_jobs", "init"]
+    job = subprocess.run(
+        [sys.executable, "-m", "sandbox.stack.compose_jobs", "init"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment,
+    )
+    assert job.returncode == 0, job.stderr
+    return (state_dir / "keycloak.args").read_text().splitlines()
+
+
 def test_config_validates_and_keycloak_runs_as_in_the_docker_runtime(tmp_path: Path) -> None:
     env = compose_env(tmp_path)
     result = compose("config-check", env, "config")
@@ -60,7 +80,15 @@ def test_config_validates_and_keycloak_runs_as_in_the_docker_runtime(tmp_path: P
     services = yaml.safe_load(result.stdout)["services"]
     settings = settings_of(env)
     keycloak = services["keycloak"]
-    assert keycloak["command"] == container_command(settings)
+    # Keycloak runs the arguments `init` writes (container_command: the build options of the local runtime's
+    # distribution, the server options), never options of the compose file's own.
+    assert keycloak.get("command") in (None, [])
+    assert (
+        "/state/keycloak.args" in keycloak["entrypoint"][-1] and "/opt/keycloak/bin/kc.sh" in keycloak["entrypoint"][-1]
+    )
+    arguments = keycloak_arguments_of_init(services["init"], tmp_path / "init-state")
+    assert arguments == container_command(settings)
+    assert set(KeycloakDistribution(settings).build_options()) <= set(arguments)  # the process runtime's build
     assert keycloak["image"] == settings.keycloak_container_image  # the official image, same version
     assert keycloak["healthcheck"]["test"] == ["CMD", *health_probe(settings.keycloak_management_port)]
     assert {service.get("network_mode") for service in services.values()} <= {"host", "none"}

@@ -30,6 +30,7 @@ from reference_mcp import (
 )
 
 from sandbox.certify.forge import b64json
+from sandbox.loopback_ca import CA_FILE, trusting
 from sandbox.pytest_plugin import SandboxStack
 
 
@@ -210,6 +211,11 @@ def test_the_stack_server_listens_on_loopback_only(sandbox_stack: SandboxStack) 
         for c in p.net_connections(kind="inet")
         if c.status == psutil.CONN_LISTEN
     ]
-    assert {a.port for a in listening} == {sandbox_stack.settings.mcp_port}
+    # Exactly its two listeners, plain HTTP and TLS (client certificates of the loopback CA), and every one of
+    # them on loopback.
+    stack = sandbox_stack.settings
+    assert sorted(a.port for a in listening) == sorted([stack.mcp_port, stack.mcp_tls_port]), listening
     assert all(a.ip in ("127.0.0.1", "::1") for a in listening), listening
     assert httpx.get(state.health_url).json()["mode"] == "jwt+events"
+    tls_health = stack.mcp_server("jwt+events").tls_url.removesuffix("/mcp") + "/health"
+    assert httpx.get(tls_health, verify=trusting(stack.tls_dir / CA_FILE)).json()["mode"] == "jwt+events"

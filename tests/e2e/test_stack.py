@@ -129,7 +129,7 @@ def test_keycloak_listens_on_loopback_only(sandbox_stack: SandboxStack) -> None:
     ]
     ports = {address.port for address in listening}
     settings = sandbox_stack.settings
-    assert {settings.keycloak_port, settings.keycloak_management_port} <= ports
+    assert {settings.keycloak_port, settings.keycloak_management_port, settings.keycloak_https_port} <= ports
     assert all(address.ip in ("127.0.0.1", "::ffff:127.0.0.1", "::1") for address in listening), listening
 
 

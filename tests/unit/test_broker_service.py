@@ -193,5 +193,11 @@ async def test_a_dpop_agent_is_made_a_dpop_bound_client_and_shows_its_binding(wo
 
 def test_an_unknown_binding_is_a_problem_of_the_request(world: Any) -> None:
     service, _, _ = world
-    problems = service.check_request(replace(request("bound"), binding="mtls"))
-    assert problems == ["binding: 'mtls' is not one of bearer, dpop"]
+    problems = service.check_request(replace(request("bound"), binding="tls"))
+    assert problems == ["binding: 'tls' is not one of bearer, dpop, mtls"]
+
+
+async def test_an_mtls_agent_is_made_a_certificate_bound_client(world: Any) -> None:
+    service, keycloak, _ = world
+    bound = (await service.provision(ALICE, "acme", replace(request("bound"), binding="mtls")))["agent"]
+    assert keycloak.clients[bound["client_id"]]["binding"] == "mtls" and bound["binding"] == "mtls"

@@ -8,7 +8,7 @@ import pytest
 
 from sandbox.config import Settings
 from sandbox.errors import DistributionError
-from sandbox.stack.distribution import KeycloakDistribution
+from sandbox.stack.distribution import BUILD_OPTIONS_HASH, KeycloakDistribution
 from sandbox.stack.java import Jdk
 
 VERSION = "0.0-test"
@@ -87,7 +87,8 @@ def test_the_build_is_named_by_the_provider_sources(tmp_path: Path, monkeypatch:
     from sandbox.stack import providers
 
     before = providers.source_hash(VERSION)
-    assert KeycloakDistribution(settings_for(tmp_path)).home.name == f"keycloak-{VERSION}-{before}"
+    named = f"keycloak-{VERSION}-{before}-{BUILD_OPTIONS_HASH}"  # and by the fixed build options
+    assert KeycloakDistribution(settings_for(tmp_path)).home.name == named
     assert providers.source_hash("another") != before
     sources = tmp_path / "provider"
     (sources / "src").mkdir(parents=True)

@@ -118,5 +118,5 @@ def test_a_replay_by_an_undeclared_caller_or_an_unknown_tool_or_binding_fails_at
     with pytest.raises(FileError, match=r"unknown tool 'analytics\.qurey'"):
         _load(tmp_path, declared.replace("tool: analytics.query", "tool: analytics.qurey"), catalog)
     with pytest.raises(FileError) as binding:
-        _load(tmp_path, declared.replace("binding: dpop}\nsteps", "binding: mtls}\nsteps"), catalog)
+        _load(tmp_path, declared.replace("binding: dpop}\nsteps", "binding: tls}\nsteps"), catalog)
     assert binding.value.line == 5 and "binding" in str(binding.value)

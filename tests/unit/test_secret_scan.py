@@ -79,6 +79,13 @@ def test_the_scan_finds_credentials_tokens_and_keys_but_not_where_they_belong(
     }
     (seed / "admin.json").write_text(json.dumps(seed_admin))
     (logs / "keycloak.log").write_text("bootstrap with seed-secret\n")
+    for tls in (settings.state_dir / "tls", tmp_path / "reports" / "another-stack" / "tls"):  # loopback CAs' keys
+        (tls / "servers").mkdir(parents=True)
+        (tls / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\nMII...\n")
+        (tls / "ca.key").write_text("-----BEGIN PRIVATE KEY-----\nMII...\n")
+        (tls / "servers" / "keycloak-1.key").write_text("-----BEGIN PRIVATE KEY-----\nMII...\n")
+    (reports / "tls").mkdir()  # a folder named tls that is no CA's: its keys are leaks
+    (reports / "tls" / "stray.key").write_text("-----BEGIN PRIVATE KEY-----\nMII...\n")
     other_stack = tmp_path / "reports" / "another-stack" / "keycloak" / "db"
     other_stack.mkdir(parents=True)
     (other_stack / "keycloakdb.mv.db").write_bytes(b"seed-secret, stored by the IdP of a stack a test made")
@@ -91,6 +98,7 @@ def test_the_scan_finds_credentials_tokens_and_keys_but_not_where_they_belong(
         "key.pem: a PEM private key",
         "keycloak.log: an issued credential",
         "mcp.log: a full signed token",
+        "stray.key: a PEM private key",
     ]
     assert all("leaked-client-secret" not in str(f) for f in report.findings)  # never the credential itself
     assert report.credentials == 5

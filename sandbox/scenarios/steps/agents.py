@@ -58,6 +58,13 @@ async def provision(context: RunContext, args: Provision) -> Evidence:
         require(context, "network_zones")  # the IdP refuses its token requests from elsewhere
     if spec.binding == "dpop":
         require(context, "dpop_binding")  # the IdP binds its tokens to its key
+    if spec.binding == "mtls":
+        require(context, "mtls_binding")  # the IdP binds its tokens to its client certificate
+        if agent.https_token_url is None:
+            raise StepFailed(
+                f"agent {args.agent!r} (binding mtls) to take tokens on the stack's Keycloak HTTPS port",
+                "its IdP is not the stack's own Keycloak (an external one has no HTTPS port of the sandbox's CA)",
+            )
     key = new_key(f"{args.agent}-1") if spec.credential == "private_key_jwt" else None
     body: dict[str, Any] = {
         "name": args.agent,

@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from sandbox.admin.login import user_login
-from sandbox.agent.tokens import Token, TokenClient, TokenRefused
+from sandbox.agent.tokens import Token, TokenRefused
 from sandbox.modes import MODES, revocation_mode
 from sandbox.scenarios.calls import CallOutcome
 from sandbox.scenarios.context import AgentHandle, RunContext
@@ -37,10 +37,10 @@ class GetToken(StepArgs):
     )
     expect: Literal["issued", "refused"] = "issued"
     scopes: list[str] | None = Field(default=None, description="The exact tool scopes the token must carry.")
-    binding: Literal["bearer", "dpop"] | None = Field(
+    binding: Literal["bearer", "dpop", "mtls"] | None = Field(
         default=None,
         description="How the token must be bound: dpop, to the agent's own DPoP key (cnf.jkt, token type DPoP); "
-        "bearer, to nothing.",
+        "mtls, to the agent's own client certificate (cnf.x5t#S256); bearer, to nothing.",
     )
     lifetime: int | None = Field(
         default=None, gt=0, description="The token's exp - iat must be this many seconds (or one more: a clock tick)."
@@ -78,7 +78,7 @@ async def get_token(context: RunContext, args: GetToken) -> Evidence:
             token = await agent.fetch_token(args.credential, source)
         else:  # resource= alone: no audience= the harness would otherwise add for an IdP that needs it
             credential = agent.require_credential(args.credential)
-            async with TokenClient(agent.tenant.token_url, credential, dpop=agent.dpop, source=source) as client:
+            async with agent.token_client(credential, source, audience=False) as client:
                 token = await client.fetch(resource=resource)
             if args.credential == "current":
                 agent.token = token  # the agent holds it: later steps call with it
@@ -117,11 +117,22 @@ def check_lifetime(claims: dict[str, Any], lifetime: int, evidence: Evidence) ->
 
 
 def check_binding(agent: AgentHandle, token: Token, binding: str, evidence: Evidence) -> None:
-    """The token is bound as expected: to the agent's own DPoP key, or to nothing."""
+    """The token is bound as expected: to the agent's own DPoP key or client certificate, or to nothing."""
     cnf = token.claims().get("cnf")
     if binding == "bearer":
         if cnf is not None or token.token_type.lower() != "bearer":
             raise StepFailed("an unbound bearer token", f"a {token.token_type} token with cnf {cnf}", evidence)
+        return
+    if binding == "mtls":
+        if agent.certificate is None:
+            raise StepFailed(f"agent {agent.name!r} to hold a client certificate", "it has none", evidence)
+        x5t = cnf.get("x5t#S256") if isinstance(cnf, dict) else None
+        if x5t != agent.certificate.thumbprint or token.token_type.lower() != "bearer":
+            raise StepFailed(
+                f"a Bearer token bound to the agent's certificate (cnf.x5t#S256 {agent.certificate.thumbprint})",
+                f"a {token.token_type} token with cnf {cnf}",
+                evidence,
+            )
         return
     if agent.dpop is None:
         raise StepFailed(f"agent {agent.name!r} to hold a DPoP key", "it has binding bearer", evidence)
@@ -178,7 +189,7 @@ async def a_service(context: RunContext, agent: AgentHandle) -> str:
     key = f"{agent.tenant.name}/service"
     if key not in context.values:
         token = await agent.current_token()
-        url = next(iter(context.servers(None).values()))
+        url = next(iter(context.agent_servers(agent, None).values()))
         outcome = await asyncio.to_thread(
             context.mcp.call_tool,
             url,
@@ -188,6 +199,7 @@ async def a_service(context: RunContext, agent: AgentHandle) -> str:
             {},
             agent.dpop,
             agent.source,
+            agent.certificate,
         )
         deployments = (outcome.result or {}).get("deployments") if outcome.outcome == "allowed" else None
         if not deployments:
@@ -213,7 +225,7 @@ async def call_tool(context: RunContext, args: CallTool) -> Evidence:
     source = source_of(context, agent, args.from_zone)
     if source:
         evidence["from"] = source
-    for name, url in context.servers(args.server).items():
+    for name, url in context.agent_servers(agent, args.server).items():
         outcome = await asyncio.to_thread(
             context.mcp.call_tool,
             url,
@@ -223,6 +235,7 @@ async def call_tool(context: RunContext, args: CallTool) -> Evidence:
             arguments,
             agent.dpop,
             source,
+            agent.certificate,
         )
         evidence[name] = outcome.evidence()
         if outcome.outcome in ("allowed", "403", "tool_error") and name in MODES:
@@ -251,8 +264,9 @@ class ReplayToken(StepArgs):
     agent: str = Field(description="The agent whose latest token is taken.")
     caller: str | None = Field(
         default=None,
-        description="The agent of the scenario that replays it, with a DPoP proof made with its own key (it must "
-        "have binding dpop); default: a caller with no key, sending the token as a bearer token.",
+        description="The agent of the scenario that replays it, with a DPoP proof made with its own key (binding "
+        "dpop) or over TLS with its own client certificate (binding mtls); default: a caller with no key and no "
+        "certificate, sending the token as a bearer token (over TLS, when the token's agent has binding mtls).",
     )
     tool: str = "analytics.query"
     arguments: dict[str, Any] | None = Field(default=None, description="Generated from the seed when omitted.")
@@ -269,18 +283,29 @@ async def replay_token(context: RunContext, args: ReplayToken) -> Evidence:
     sender-constrained one only for the holder of its key."""
     agent = context.agents[args.agent]
     agent.require_provisioned()
-    key = None
+    key, certificate = None, None
     if args.caller is not None:
-        key = context.agents[args.caller].dpop
-        if key is None:
-            raise StepFailed(f"caller {args.caller!r} to hold a DPoP key (binding dpop)", "it holds none")
+        caller = context.agents[args.caller]
+        key, certificate = caller.dpop, caller.certificate
+        if key is None and certificate is None:
+            raise StepFailed(
+                f"caller {args.caller!r} to hold a DPoP key or a client certificate (binding dpop or mtls)",
+                "it holds neither",
+            )
     arguments = await arguments_for(context, agent, args.tool, args.arguments)
     token = await agent.current_token()
     principal = f"replay of {agent.client_id or agent.name} by {args.caller or 'a caller without its key'}"
-    evidence: Evidence = {"presented_as": "DPoP, the caller's own proof" if key else "Bearer, no proof"}
-    for name, url in context.servers(args.server).items():
+    presented = "DPoP, the caller's own proof" if key else "Bearer, no proof"
+    if certificate is not None:
+        presented = "Bearer over TLS with the caller's own client certificate"
+    elif agent.certificate is not None:
+        presented = "Bearer over TLS without a client certificate"
+    evidence: Evidence = {"presented_as": presented}
+    # A certificate-bound token is replayed where it is used: on the TLS listeners.
+    holder = context.agents[args.caller] if args.caller is not None and certificate is not None else agent
+    for name, url in context.agent_servers(holder, args.server).items():
         outcome = await asyncio.to_thread(
-            context.mcp.call_tool, url, principal, token.access_token, args.tool, arguments, key
+            context.mcp.call_tool, url, principal, token.access_token, args.tool, arguments, key, None, certificate
         )
         evidence[name] = outcome.evidence()
         if outcome.outcome != args.expect:
@@ -305,9 +330,15 @@ async def list_tools(context: RunContext, args: ListTools) -> Evidence:
     agent = context.agents[args.agent]
     token = await agent.current_token()
     evidence: Evidence = {}
-    for name, url in context.servers(args.server).items():
+    for name, url in context.agent_servers(agent, args.server).items():
         outcome, names = await asyncio.to_thread(
-            context.mcp.list_tools, url, agent.client_id or agent.name, token.access_token, agent.dpop
+            context.mcp.list_tools,
+            url,
+            agent.client_id or agent.name,
+            token.access_token,
+            agent.dpop,
+            None,
+            agent.certificate,
         )
         evidence[name] = sorted(names)
         if outcome.outcome != "allowed" or names != set(args.expect):
@@ -365,6 +396,7 @@ async def expect_401_within(context: RunContext, args: Expect401Within) -> Evide
                 arguments,
                 agent.dpop,
                 agent.source,
+                agent.certificate,
             )
             elapsed = time.monotonic() - agent.revoked_at  # type: ignore[operator]
             if outcome.status == 401:
@@ -377,7 +409,7 @@ async def expect_401_within(context: RunContext, args: Expect401Within) -> Evide
                 )
             await asyncio.sleep(0.05)
 
-    names = context.servers(args.server)
+    names = context.agent_servers(agent, args.server)
     results = await asyncio.gather(*(until_refused(name, url) for name, url in names.items()))
     return dict(zip(names, results, strict=True))
 
