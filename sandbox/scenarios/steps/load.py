@@ -102,7 +102,7 @@ async def rotate_under_load(context: RunContext, args: RotateUnderLoad) -> Evide
                 )
                 ok, status = outcome.outcome == "allowed", outcome.outcome
             except TokenRefused as refused:
-                ok, status = False, f"token refused: {refused.error}"
+                ok, status = False, f"token refused: {refused.error} ({refused.description[:160]})"
             except TokenEndpointUnavailable as unavailable:
                 ok, status = False, f"no token: {unavailable.reason}"
             except TransportFailed as failed:
