@@ -18,6 +18,7 @@ from sandbox.agent.tokens import ClientSecretCredential, TokenEndpointUnavailabl
 from sandbox.certify.evidence import KnownTokens
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
+from sandbox.idp.hydra import HydraProvider
 from sandbox.idp.keycloak import KeycloakAdapter
 from sandbox.idp.provider import AgentClient, AgentClientSpec, Binding
 from sandbox.oidc import discover_async
@@ -59,6 +60,7 @@ class TestAgent:
     _token: str | None = field(default=None, repr=False)
     _expires: float = 0.0
     dpop: DPoPKey | None = field(default=None, repr=False)  # the key its tokens are bound to (binding dpop)
+    audience: list[str] | None = None  # asked for with audience= (Ory Hydra grants aud only so)
 
     __test__ = False  # not a pytest test class, whatever its name
 
@@ -80,7 +82,7 @@ class TestAgent:
         """Get a new token from Keycloak's token endpoint with the agent's own credential."""
         credential = ClientSecretCredential(self.client_id, self.client.secret or "")
         try:
-            issued = await fetch_token(self.token_url, credential, dpop=self.dpop)
+            issued = await fetch_token(self.token_url, credential, dpop=self.dpop, audience=self.audience)
         except TokenRefused as exc:
             raise SandboxError(
                 f"Keycloak refused certify's agent {self.client_id} a token ({exc})", "check `mcp-sandbox status`"
@@ -96,10 +98,17 @@ class AgentPool:
     """Agents made on demand and reused for the same need; all deleted by :meth:`delete_all`."""
 
     def __init__(
-        self, settings: Settings, adapter: KeycloakAdapter, runner: asyncio.Runner, known: KnownTokens
+        self,
+        settings: Settings,
+        adapter: KeycloakAdapter,
+        runner: asyncio.Runner,
+        known: KnownTokens,
+        *,
+        hydra: HydraProvider | None = None,
     ) -> None:
         self.settings = settings
         self.adapter = adapter
+        self.hydra = hydra  # the tenants whose agents are Ory Hydra clients
         self.runner = runner
         self.known = known
         self._agents: dict[AgentNeed, TestAgent] = {}
@@ -130,7 +139,9 @@ class AgentPool:
         self._scopes_made.update((realm, scope) for scope in scopes)
 
     def _ensure_scopes(self, needs: list[AgentNeed]) -> None:
-        missing = sorted({(n.tenant, scope) for n in needs for scope in n.scopes} - self._scopes_made)
+        # A Hydra client's allowed scopes are only names: nothing to make first.
+        made = self._scopes_made | {(n.tenant, scope) for n in needs if self._on_hydra(n.tenant) for scope in n.scopes}
+        missing = sorted({(n.tenant, scope) for n in needs for scope in n.scopes} - made)
         for tenant in sorted({tenant for tenant, _ in missing}):
             self.runner.run(self.adapter.ensure_client_scopes(tenant, [s for t, s in missing if t == tenant]))
         self._scopes_made.update(missing)
@@ -146,10 +157,22 @@ class AgentPool:
             attributes={CERTIFY_ATTRIBUTE: "true"},
             binding=need.binding,
         )
-        client = await self.adapter.create_agent_client(need.tenant, spec)
-        token_url = (await discover_async(self.settings.issuer(need.tenant))).token_endpoint
+        client = await self._idp(need.tenant).create_agent_client(need.tenant, spec)
+        token_url = (await discover_async(self._issuer(need.tenant))).token_endpoint
         dpop = DPoPKey.generate() if need.binding == "dpop" else None
-        return TestAgent(need, client, token_url, self.runner, self.known, dpop=dpop)
+        audience = list(need.audiences) if self._on_hydra(need.tenant) else None
+        return TestAgent(need, client, token_url, self.runner, self.known, dpop=dpop, audience=audience)
+
+    def _on_hydra(self, tenant: str) -> bool:
+        return self.hydra is not None and tenant in self.hydra.tenants
+
+    def _idp(self, tenant: str) -> KeycloakAdapter | HydraProvider:
+        return self.hydra if self.hydra is not None and self._on_hydra(tenant) else self.adapter
+
+    def _issuer(self, tenant: str) -> str:
+        return (
+            self.hydra.tenants[tenant].issuer if self.hydra and self._on_hydra(tenant) else self.settings.issuer(tenant)
+        )
 
     def forget_realm(self, realm: str) -> None:
         """Drop the agents of a realm that is gone (deleted with it)."""
@@ -160,7 +183,7 @@ class AgentPool:
         problems = []
         for agent in list(self._agents.values()):
             try:
-                self.runner.run(self.adapter.delete_client(agent.need.tenant, agent.client.id))
+                self.runner.run(self._idp(agent.need.tenant).delete_client(agent.need.tenant, agent.client.id))
             except Exception as exc:  # clean-up of one agent must not stop the others'
                 problems.append(f"agent {agent.client_id}: {exc}")
         self._agents.clear()

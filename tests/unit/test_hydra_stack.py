@@ -44,6 +44,8 @@ def test_a_hydra_listens_on_loopback_only_with_jwt_access_tokens_and_a_stack_sec
     # the "/"), so the issuer Hydra's metadata and tokens name is the string the SDK compares it with.
     assert env["URLS_SELF_ISSUER"] == "http://127.0.0.1:18092/"
     assert env["STRATEGIES_ACCESS_TOKEN"] == "jwt"
+    # Published beside its signing keys, never signed with: where certify puts keys it holds.
+    assert env["WEBFINGER_JWKS_BROADCAST_KEYS"].split(",") == ["hydra.jwt.access-token", "mcp-sandbox.published"]
     assert env["DSN"].startswith(f"sqlite://{tmp_path / 'state' / 'hydra-globex'}/")
     assert env["SECRETS_SYSTEM"] == Secrets(hydra.settings).get(hydra_secret_name("globex"))
     assert len(env["SECRETS_SYSTEM"]) >= 32  # Hydra refuses a shorter system secret
