@@ -107,6 +107,17 @@ class HydraAddress:
 
     @property
     def issuer(self) -> str:
+        """The issuer exactly as Hydra serves it (``URLS_SELF_ISSUER``) and its tokens carry it in ``iss``.
+
+        A root issuer has a path of "/" in the form every URL parser normalises to (pydantic's ``AnyHttpUrl``,
+        and so the MCP SDK client, renders ``http://host:port`` as ``http://host:port/``). Issuers compare as
+        plain strings (RFC 8414 §3.3), so every place that lists or compares this one (the trust list, the
+        servers' metadata) uses this very string, and nothing has to normalise it."""
+        return f"{self.public_url}/"
+
+    @property
+    def public_url(self) -> str:
+        """The public API's origin without a trailing slash, for building endpoint URLs below it."""
         return f"http://{self.host}:{self.public_port}"
 
     @property

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx2
 from mcp import Client
@@ -42,6 +43,24 @@ class MemoryTokenStorage:
         self.client_info = client_info
 
 
+class AudienceClientCredentialsProvider(ClientCredentialsOAuthProvider):
+    """The SDK's client-credentials provider, whose token requests also name ``audience=``.
+
+    The SDK names the server with RFC 8707 ``resource=`` only. An authorization server that ignores it (Ory
+    Hydra) grants a token's ``aud`` on ``audience=`` instead; without it the token names no server, and the
+    server refuses it. The generated config says so per server (its ``auth.audience``)."""
+
+    def __init__(self, *args: Any, audience: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.audience = audience
+
+    async def _exchange_token_client_credentials(self) -> httpx2.Request:
+        request = await super()._exchange_token_client_credentials()
+        form = [*parse_qsl(request.read().decode(), keep_blank_values=True), ("audience", self.audience)]
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("content-length", "host")}
+        return httpx2.Request(request.method, request.url, data=dict(form), headers=headers)
+
+
 def client_credentials_provider(
     server_url: str,
     client_id: str,
@@ -50,15 +69,20 @@ def client_credentials_provider(
     *,
     scope: str | None = None,
     storage: MemoryTokenStorage | None = None,
+    audience: str | None = None,
 ) -> ClientCredentialsOAuthProvider:
-    return ClientCredentialsOAuthProvider(
-        server_url=server_url,
-        storage=storage or MemoryTokenStorage(),
-        client_id=client_id,
-        client_secret=client_secret,
-        issuer=issuer,
-        scope=scope,
-    )
+    """The SDK's client-credentials auth; ``audience``: also ask for the server with ``audience=`` (Hydra)."""
+    common: dict[str, Any] = {
+        "server_url": server_url,
+        "storage": storage or MemoryTokenStorage(),
+        "client_id": client_id,
+        "client_secret": client_secret,
+        "issuer": issuer,
+        "scope": scope,
+    }
+    if audience is not None:
+        return AudienceClientCredentialsProvider(audience=audience, **common)
+    return ClientCredentialsOAuthProvider(**common)
 
 
 @asynccontextmanager
@@ -90,4 +114,6 @@ def provider_from_config(
         where = f"file {path}"
     if not secret:
         raise SandboxError(f"the agent's credential is not in the {where}", f"put the agent's secret in the {where}")
-    return client_credentials_provider(server_url, auth["clientId"], secret, auth["issuer"], scope=auth.get("scope"))
+    return client_credentials_provider(
+        server_url, auth["clientId"], secret, auth["issuer"], scope=auth.get("scope"), audience=auth.get("audience")
+    )

@@ -43,8 +43,13 @@ def mcp_client_config(
     tools: list[str],
     scopes: list[str],
     credential: dict[str, str],
+    audience_parameter: bool = False,
 ) -> dict[str, Any]:
-    """A config in the common ``mcpServers`` shape, with OAuth client-credentials settings per server."""
+    """A config in the common ``mcpServers`` shape, with OAuth client-credentials settings per server.
+
+    ``audience_parameter``: the authorization server takes no RFC 8707 ``resource=`` (Ory Hydra) but grants a
+    token's ``aud`` on ``audience=``; each server's ``auth`` then also names its ``audience``, so the client asks
+    for the server in the terms its authorization server understands."""
     return {
         "mcpServers": {
             _server_key(url, index): {
@@ -58,6 +63,7 @@ def mcp_client_config(
                     "clientId": client_id,
                     "scope": " ".join(scopes),
                     "resource": url,
+                    **({"audience": url} if audience_parameter else {}),
                     "credential": credential,
                 },
             }

@@ -125,6 +125,7 @@ class ReportingOperations(ServiceBase):
                     source=credential_source,  # type: ignore[arg-type]
                     reference=credential_reference_value,
                 ),
+                audience_parameter=not self.adapter.capabilities(tenant).supports("resource_indicators"),
             )
             now = self.now(tenant)
             session.add(GeneratedConfig(agent_id=agent_id, path=path, servers=list(agent.audiences), created_at=now))

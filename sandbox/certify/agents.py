@@ -29,6 +29,7 @@ from sandbox.certify.evidence import KnownTokens
 from sandbox.certify.loop import LoopThread, tls
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
+from sandbox.idp.hydra import HydraProvider
 from sandbox.idp.keycloak import KeycloakAdapter
 from sandbox.idp.provider import AgentClient, AgentClientSpec, Binding
 from sandbox.oidc import discover_async
@@ -46,11 +47,18 @@ def _raise_first(outcomes: list[Any]) -> None:
             raise outcome
 
 
-async def fetch_token(token_url: str, credential: ClientSecretCredential, *, dpop: DPoPKey | None = None) -> Token:
-    """One token from the token endpoint, through a client sharing certify's TLS context."""
+async def fetch_token(
+    token_url: str,
+    credential: ClientSecretCredential,
+    *,
+    dpop: DPoPKey | None = None,
+    audience: list[str] | None = None,
+) -> Token:
+    """One token from the token endpoint, through a client sharing certify's TLS context; ``audience`` is asked
+    for where the IdP grants ``aud`` only on request (Ory Hydra)."""
     http = httpx.AsyncClient(timeout=10.0, trust_env=False, verify=tls())
     async with TokenClient(token_url, credential, dpop=dpop, http=http) as client:
-        return await client.fetch()
+        return await client.fetch(None, audience)
 
 
 #: Client attribute marking certify's agents, so leftovers of an interrupted run can be told apart.
@@ -77,6 +85,7 @@ class TestAgent:
     _token: str | None = field(default=None, repr=False)
     _expires: float = 0.0
     dpop: DPoPKey | None = field(default=None, repr=False)  # the key its tokens are bound to (binding dpop)
+    audience: list[str] | None = None  # asked for with audience= (Ory Hydra grants aud only so)
 
     __test__ = False  # not a pytest test class, whatever its name
 
@@ -98,7 +107,7 @@ class TestAgent:
         """Get a new token from Keycloak's token endpoint with the agent's own credential."""
         credential = ClientSecretCredential(self.client_id, self.client.secret or "")
         try:
-            issued = await fetch_token(self.token_url, credential, dpop=self.dpop)
+            issued = await fetch_token(self.token_url, credential, dpop=self.dpop, audience=self.audience)
         except TokenRefused as exc:
             raise SandboxError(
                 f"Keycloak refused certify's agent {self.client_id} a token ({exc})", "check `mcp-sandbox status`"
@@ -115,9 +124,18 @@ class AgentPool:
 
     Checks ask side by side: the first to ask for a need makes its agent, the others wait for that one."""
 
-    def __init__(self, settings: Settings, adapter: KeycloakAdapter, runner: LoopThread, known: KnownTokens) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        adapter: KeycloakAdapter,
+        runner: LoopThread,
+        known: KnownTokens,
+        *,
+        hydra: HydraProvider | None = None,
+    ) -> None:
         self.settings = settings
         self.adapter = adapter
+        self.hydra = hydra  # the tenants whose agents are Ory Hydra clients
         self.runner = runner
         self.known = known
         self._agents: dict[AgentNeed, Future[TestAgent]] = {}
@@ -166,7 +184,11 @@ class AgentPool:
     def _ensure_scopes(self, needs: list[AgentNeed]) -> None:
         with self._scopes_lock:
             with self._lock:
-                missing = sorted({(n.tenant, scope) for n in needs for scope in n.scopes} - self._scopes_made)
+                # A Hydra client's allowed scopes are only names: nothing to make first.
+                made = self._scopes_made | {
+                    (n.tenant, scope) for n in needs if self._on_hydra(n.tenant) for scope in n.scopes
+                }
+                missing = sorted({(n.tenant, scope) for n in needs for scope in n.scopes} - made)
             for tenant in sorted({tenant for tenant, _ in missing}):
                 self.runner.run(self.adapter.ensure_client_scopes(tenant, [s for t, s in missing if t == tenant]))
             with self._lock:
@@ -183,10 +205,22 @@ class AgentPool:
             attributes={CERTIFY_ATTRIBUTE: "true"},
             binding=need.binding,
         )
-        client = await self.adapter.create_agent_client(need.tenant, spec)
-        token_url = (await discover_async(self.settings.issuer(need.tenant))).token_endpoint
+        client = await self._idp(need.tenant).create_agent_client(need.tenant, spec)
+        token_url = (await discover_async(self._issuer(need.tenant))).token_endpoint
         dpop = DPoPKey.generate() if need.binding == "dpop" else None
-        return TestAgent(need, client, token_url, self.runner, self.known, dpop=dpop)
+        audience = list(need.audiences) if self._on_hydra(need.tenant) else None
+        return TestAgent(need, client, token_url, self.runner, self.known, dpop=dpop, audience=audience)
+
+    def _on_hydra(self, tenant: str) -> bool:
+        return self.hydra is not None and tenant in self.hydra.tenants
+
+    def _idp(self, tenant: str) -> KeycloakAdapter | HydraProvider:
+        return self.hydra if self.hydra is not None and self._on_hydra(tenant) else self.adapter
+
+    def _issuer(self, tenant: str) -> str:
+        return (
+            self.hydra.tenants[tenant].issuer if self.hydra and self._on_hydra(tenant) else self.settings.issuer(tenant)
+        )
 
     def forget_realm(self, realm: str) -> None:
         """Drop the agents of a realm that is gone (deleted with it)."""
@@ -199,4 +233,6 @@ class AgentPool:
             made = [future for future in self._agents.values() if future.done() and future.exception() is None]
             self._agents.clear()
         agents = [future.result() for future in made]
-        return [(f"agent {a.client_id}", self.adapter.delete_client(a.need.tenant, a.client.id)) for a in agents]
+        return [
+            (f"agent {a.client_id}", self._idp(a.need.tenant).delete_client(a.need.tenant, a.client.id)) for a in agents
+        ]

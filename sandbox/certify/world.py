@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from sandbox.admin.client import BrokerClient
 from sandbox.agent.mcp_http import post, rpc_message
 from sandbox.certify.agents import AgentNeed, AgentPool, TestAgent
 from sandbox.certify.evidence import KnownTokens
@@ -33,6 +34,8 @@ from sandbox.certify.revocable import BrokerAgents
 from sandbox.certify.upstream import UpstreamWatch, watching
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
+from sandbox.idp.capabilities import HYDRA
+from sandbox.idp.hydra import HydraProvider, HydraTenant
 from sandbox.idp.keycloak import KeycloakAdapter
 from sandbox.idp.provider import Binding
 from sandbox.idp.realm import load_realm_template
@@ -59,7 +62,8 @@ class World:
         began = time.monotonic()
         self.runner = LoopThread()
         self.adapter = KeycloakAdapter.from_settings(settings)  # refuses at once when there is no sandbox
-        self.agents = AgentPool(settings, self.adapter, self.runner, self.known)
+        self.hydra = self._hydra_tenants()  # the manifest's tenants whose agents are on an Ory Hydra
+        self.agents = AgentPool(settings, self.adapter, self.runner, self.known, hydra=self.hydra)
         self.outsider = Signer()
         self.trusted_signer_accepted: bool | None = None  # learnt by the first check that needs it
         self.run_started = time.time()  # the runner sets it again for each run
@@ -129,16 +133,51 @@ class World:
         offered = supported_versions(result) if isinstance(result, dict) else []
         return next((revision for revision in reversed(REVISIONS) if revision in offered), LEGACY)
 
+    # The agents' IdPs.
+    def _hydra_tenants(self) -> HydraProvider | None:
+        """The manifest's tenants whose agents the broker keeps on an Ory Hydra of the stack (its own, or one it
+        lent the tenant), found by the agents' issuer the broker lists; None when every one is on Keycloak."""
+        if not self.settings.hydras:
+            return None
+        with BrokerClient(self.settings.broker_url, self.runner.run(self.adapter.operator_token())) as broker:
+            listed = {t["tenant"]: t for t in broker.get("/tenants")}
+        by_issuer = {address.issuer: address for address in self.settings.hydras}
+        tenants = {
+            name: HydraTenant(address.issuer, address.admin_url)
+            for name in self.manifest.tenants
+            if listed.get(name, {}).get("idp") == "hydra"
+            and (address := by_issuer.get(listed[name]["agents_issuer"])) is not None
+        }
+        return HydraProvider(tenants, base_scopes=self.settings.mcp_base_scopes) if tenants else None
+
+    def on_hydra(self, tenant: str | None = None) -> bool:
+        return self.hydra is not None and (tenant or self.home) in self.hydra.tenants
+
+    def unsupported(self, capability: str, tenant: str | None = None) -> str | None:
+        """``not supported by hydra: <reason>`` when the tenant's agents' IdP lacks ``capability``, else None."""
+        return HYDRA.unsupported_reason(capability) if self.on_hydra(tenant) else None  # type: ignore[arg-type]
+
+    def token_audience(self, url: str, tenant: str | None = None) -> list[str] | None:
+        """What a token request names to get a token for ``url``: Hydra grants ``aud`` only on ``audience=``."""
+        return [url] if self.on_hydra(tenant) else None
+
+    def _keys(self) -> KeycloakAdapter | HydraProvider:
+        """Where the home issuer's published keys are kept: its realm, or its Hydra's passive key set."""
+        return self.hydra if self.hydra is not None and self.on_hydra() else self.adapter
+
     # Keys and issuers.
     def issuer(self, tenant: str | None = None) -> str:
-        return self.settings.issuer(tenant or self.home)
+        tenant = tenant or self.home
+        return (
+            self.hydra.tenants[tenant].issuer if self.hydra and self.on_hydra(tenant) else self.settings.issuer(tenant)
+        )
 
     def trusted_signer(self) -> Signer:
         """A key the home issuer publishes (passively) and certify holds."""
         if self._trusted is None:
             signer = Signer()
             name = f"mcp-sandbox certify {uuid.uuid4().hex[:8]}"
-            published = self.runner.run(self.adapter.add_signing_key(self.home, signer.private_pem(), name=name))
+            published = self.runner.run(self._keys().add_signing_key(self.home, signer.private_pem(), name=name))
             signer.kid = published.kid
             self._trusted, self._trusted_component = signer, published.component_id
         return self._trusted
@@ -148,7 +187,7 @@ class World:
         server sees it, without touching the key the realm signs its own tokens with."""
         signer = Signer()
         name = f"mcp-sandbox certify rollover {uuid.uuid4().hex[:8]}"
-        published = self.runner.run(self.adapter.add_signing_key(self.home, signer.private_pem(), name=name))
+        published = self.runner.run(self._keys().add_signing_key(self.home, signer.private_pem(), name=name))
         signer.kid = published.kid
         with self._rolled_lock:
             self._rolled[published.kid] = published.component_id
@@ -172,7 +211,7 @@ class World:
         """Take a key :meth:`publish_key` published out of the issuer's JWKS."""
         with self._rolled_lock:
             component = self._rolled.pop(signer.kid)
-        self.runner.run(self.adapter.remove_component(self.home, component))
+        self.runner.run(self._keys().remove_component(self.home, component))
 
     def forge(self, claims: Claims) -> str:
         """``claims`` signed by the trusted signer: a token the home issuer's published key verifies."""
@@ -189,7 +228,7 @@ class World:
         """The issuer's JWKS (from its OpenID configuration)."""
         issuer = self.issuer(tenant)
         with httpx.Client(timeout=15, trust_env=False) as client:
-            configuration = client.get(f"{issuer}/.well-known/openid-configuration").json()
+            configuration = client.get(f"{issuer.rstrip('/')}/.well-known/openid-configuration").json()
             keys: list[dict[str, Any]] = client.get(configuration["jwks_uri"]).json()["keys"]
         return keys
 
@@ -233,13 +272,13 @@ class World:
         steps = self.agents.removals()
         with self._rolled_lock:
             steps += [
-                (f"the rollover key {kid}", self.adapter.remove_component(self.home, component))
+                (f"the rollover key {kid}", self._keys().remove_component(self.home, component))
                 for kid, component in self._rolled.items()
             ]
             self._rolled.clear()
         self._withdrawable = None
         if self._trusted_component is not None:
-            steps.append(("the published key", self.adapter.remove_component(self.home, self._trusted_component)))
+            steps.append(("the published key", self._keys().remove_component(self.home, self._trusted_component)))
             self._trusted_component = None
         if self._foreign_realm is not None:
             steps.append(("the foreign realm", self._delete_realm(self._foreign_realm)))

@@ -15,12 +15,14 @@ the reason (the same as its declaration in :data:`sandbox.idp.capabilities.HYDRA
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from joserfc.jwk import RSAKey
 
 from sandbox.config import HydraAddress, Settings
 from sandbox.idp.capabilities import HYDRA
@@ -32,6 +34,7 @@ from sandbox.idp.provider import (
     IdpNotFound,
     IdpUnavailable,
     NotSupported,
+    PublishedKey,
 )
 from sandbox.oidc import discover_async
 
@@ -42,6 +45,9 @@ GRANT_TYPES = ["client_credentials"]
 TOKEN_PATH = "/oauth2/token"
 #: Client metadata keys of the sandbox (Hydra keeps ``metadata`` as given).
 ENABLED_KEY = "mcp-sandbox.enabled"
+#: A JSON Web Key Set the stack's Hydras publish in their JWKS (``webfinger.jwks.broadcast_keys``) but never sign
+#: with: a key put there is *passive*, as a Keycloak key provider with ``active: false`` (see add_signing_key).
+PUBLISHED_KEY_SET = "mcp-sandbox.published"
 
 
 class PeopleElsewhere(IdpError):
@@ -282,6 +288,24 @@ class HydraProvider:
         client = await self._client(tenant, internal_id)
         client["jwks"] = jwks
         await self._replace(tenant, client)
+
+    async def add_signing_key(self, tenant: str, private_key_pem: str, *, name: str) -> PublishedKey:
+        """Publish the public half of an RSA key the caller holds in the Hydra's JWKS, passively: it goes into
+        :data:`PUBLISHED_KEY_SET`, a set Hydra publishes but signs nothing with, so its own tokens are unchanged
+        and it never holds the private key. Its ``kid`` comes from ``name``; remove it with
+        :meth:`remove_component`."""
+        try:
+            public = RSAKey.import_key(private_key_pem).as_dict(private=False)
+        except ValueError as exc:
+            raise IdpError(f"the key to publish is not an RSA private key in PEM ({exc})", "give one") from None
+        kid = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")
+        jwk = {**public, "kid": kid, "use": "sig", "alg": "RS256"}
+        await self._call(tenant, "PUT", f"/admin/keys/{PUBLISHED_KEY_SET}/{kid}", json=jwk)
+        return PublishedKey(component_id=kid, kid=kid)
+
+    async def remove_component(self, tenant: str, component_id: str) -> None:
+        """Withdraw a key :meth:`add_signing_key` published; a missing one counts as withdrawn."""
+        await self._call(tenant, "DELETE", f"/admin/keys/{PUBLISHED_KEY_SET}/{component_id}", expect=(204, 404))
 
     async def client_events(
         self, tenant: str, client_id: str, /, types: tuple[str, ...] = (), maximum: int = 100

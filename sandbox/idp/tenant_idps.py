@@ -60,7 +60,7 @@ class TenantIdps:
         """The agents' token endpoint without asking the IdP (for generated configs): each IdP's fixed path."""
         issuer = self.agents_issuer(tenant)
         if issuer is not None:
-            return f"{issuer}{HYDRA_TOKEN_PATH}"
+            return f"{issuer.rstrip('/')}{HYDRA_TOKEN_PATH}"  # the issuer ends in "/" (HydraAddress.issuer)
         return self.people_token_endpoint(tenant)
 
     def people_token_endpoint(self, tenant: str) -> str:

@@ -25,7 +25,7 @@ from mcp.server.auth.routes import cors_middleware
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from mcp.shared.auth import ProtectedResourceMetadata
-from pydantic import AnyHttpUrl
+from pydantic import AnyHttpUrl, ConfigDict, TypeAdapter
 from starlette.applications import Starlette
 from starlette.authentication import AuthCredentials
 from starlette.datastructures import Headers
@@ -352,6 +352,11 @@ class AccessLog:
             )
 
 
+#: An issuer as a URL exactly as written: issuers compare as strings (RFC 8414 §3.3), so the metadata lists each
+#: one as its tokens carry it in ``iss``, never re-rendered (a bare ``AnyHttpUrl`` would add a "/" to a root issuer).
+ISSUER_URL: TypeAdapter[AnyHttpUrl] = TypeAdapter(AnyHttpUrl, config=ConfigDict(url_preserve_empty_path=True))
+
+
 def metadata_handler(options: ServerOptions, trust: TrustedIssuers, policy: ToolPolicy) -> Any:
     async def handle(request: Request) -> Response:
         await trust.refresh()  # rate-limited: a tenant the broker made a moment ago is advertised at once
@@ -360,7 +365,7 @@ def metadata_handler(options: ServerOptions, trust: TrustedIssuers, policy: Tool
             return challenges.unavailable("no authorization server is known yet")
         document = ProtectedResourceMetadata(
             resource=AnyHttpUrl(options.canonical_url),
-            authorization_servers=[AnyHttpUrl(server) for server in servers],
+            authorization_servers=[ISSUER_URL.validate_python(server) for server in servers],
             scopes_supported=list(dict.fromkeys([*options.base_scopes, *policy.all_scopes()])),
             bearer_methods_supported=["header"],
             resource_signing_alg_values_supported=None,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sandbox.config import HydraAddress, Settings
 from sandbox.errors import StartupFailed
+from sandbox.idp.hydra import PUBLISHED_KEY_SET
 from sandbox.stack.component import Port, ProcessComponent, Report
 from sandbox.stack.hydra_build import HydraBuild
 from sandbox.stack.state import ComponentState
@@ -80,6 +81,8 @@ class Hydra(ProcessComponent):
             SERVE_ADMIN_HOST=self.address.host,
             SERVE_ADMIN_PORT=str(self.address.admin_port),
             STRATEGIES_ACCESS_TOKEN="jwt",
+            # Its JWKS also publishes a set it never signs with: where certify publishes keys it holds.
+            WEBFINGER_JWKS_BROADCAST_KEYS=f"hydra.jwt.access-token,{PUBLISHED_KEY_SET}",
             OAUTH2_CLIENT_CREDENTIALS_DEFAULT_GRANT_ALLOWED_SCOPE="true",
             TTL_ACCESS_TOKEN=f"{self.settings.hydra_access_token_lifetime}s",
             LOG_LEVEL="warn",

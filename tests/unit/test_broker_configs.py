@@ -104,3 +104,22 @@ def test_json_keeps_the_sandbox_shape_for_one_server_and_a_server_the_agent_lack
     assert list(shaped["mcpServers"]) == ["127.0.0.1-18083"] and shaped["agent"]["clientId"] == "agent-bot-1"
     with pytest.raises(ValueError, match=r"may not call http://127.0.0.1:9/mcp \(its servers: "):
         host_config("vscode", generic_config(SERVERS), "http://127.0.0.1:9/mcp")
+
+
+def test_an_issuer_without_resource_indicators_gets_the_audience_to_ask_for() -> None:
+    def auth(audience_parameter: bool) -> dict[str, Any]:
+        config = mcp_client_config(
+            name="bot",
+            client_id="agent-bot-1",
+            issuer="http://127.0.0.1:18090/",
+            token_endpoint="http://127.0.0.1:18090/oauth2/token",
+            servers=["http://127.0.0.1:18083/mcp"],
+            tools=[],
+            scopes=[],
+            credential=credential_reference("client_secret", "bot"),
+            audience_parameter=audience_parameter,
+        )
+        return dict(config["mcpServers"]["127.0.0.1-18083"]["auth"])
+
+    assert auth(True)["audience"] == auth(True)["resource"] == "http://127.0.0.1:18083/mcp"
+    assert "audience" not in auth(False)  # Keycloak takes resource= (RFC 8707)

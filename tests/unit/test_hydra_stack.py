@@ -31,7 +31,7 @@ def test_on_hydra_each_tenant_gets_its_own_hydra_beside_keycloak_started_with_it
     assert [h.name for h in hydras] == ["hydra-acme", "hydra-globex"]
     assert isinstance(components[0], LocalKeycloak)  # people (admins, delegating users) stay on Keycloak
     assert [p.number for h in hydras for p in h.ports()] == [28090, 28091, 28092, 28093]
-    assert [h.url for h in hydras] == ["http://127.0.0.1:28090", "http://127.0.0.1:28092"]
+    assert [h.url for h in hydras] == ["http://127.0.0.1:28090/", "http://127.0.0.1:28092/"]
     assert hydras[0].health_url == "http://127.0.0.1:28091/health/ready"
     assert {c.name for c in waves(components)[0]} >= {"keycloak", "hydra-acme", "hydra-globex"}
 
@@ -40,8 +40,12 @@ def test_a_hydra_listens_on_loopback_only_with_jwt_access_tokens_and_a_stack_sec
     hydra = Hydra(settings(tmp_path, idp="hydra"), "globex")
     env = hydra.environment()
     assert env["SERVE_PUBLIC_HOST"] == env["SERVE_ADMIN_HOST"] == "127.0.0.1"
-    assert env["URLS_SELF_ISSUER"] == "http://127.0.0.1:18092"
+    # The root issuer in the one form every URL parser renders it (pydantic, and so the MCP SDK client, adds
+    # the "/"), so the issuer Hydra's metadata and tokens name is the string the SDK compares it with.
+    assert env["URLS_SELF_ISSUER"] == "http://127.0.0.1:18092/"
     assert env["STRATEGIES_ACCESS_TOKEN"] == "jwt"
+    # Published beside its signing keys, never signed with: where certify puts keys it holds.
+    assert env["WEBFINGER_JWKS_BROADCAST_KEYS"].split(",") == ["hydra.jwt.access-token", "mcp-sandbox.published"]
     assert env["DSN"].startswith(f"sqlite://{tmp_path / 'state' / 'hydra-globex'}/")
     assert env["SECRETS_SYSTEM"] == Secrets(hydra.settings).get(hydra_secret_name("globex"))
     assert len(env["SECRETS_SYSTEM"]) >= 32  # Hydra refuses a shorter system secret
@@ -50,7 +54,10 @@ def test_a_hydra_listens_on_loopback_only_with_jwt_access_tokens_and_a_stack_sec
 
 def test_the_stacks_mcp_servers_trust_every_tenants_hydra(tmp_path: Path) -> None:
     options = ServerOptions.for_stack(settings(tmp_path, idp="hydra"))
-    assert {"http://127.0.0.1:18090", "http://127.0.0.1:18092"} <= set(options.issuers)
+    assert {"http://127.0.0.1:18090/", "http://127.0.0.1:18092/"} <= set(options.issuers)
+    assert (
+        options.introspection_endpoints["http://127.0.0.1:18090/"] == "http://127.0.0.1:18091/admin/oauth2/introspect"
+    )
     assert "http://127.0.0.1:18080/realms/acme" in options.issuers
 
 

@@ -42,6 +42,9 @@ def sender_constrained(ctx: Context) -> None:
                 "which certify does not examine yet"
             )
         ctx.skip("the metadata declares no sender-constrained tokens (dpop_signing_alg_values_supported)")
+    unsupported = ctx.world.unsupported("dpop_binding")
+    if unsupported:
+        ctx.skip(f"{unsupported}: certify's agents there cannot hold a DPoP-bound token")
     agent = ctx.world.agent(ctx.manifest.scopes(), binding="dpop", label="DPoP holder")
     token = agent.token()
     assert agent.dpop is not None

@@ -49,7 +49,10 @@ def revocation(ctx: Context) -> None:
     role, environment = broker.role(declared.role, declared.environment)
     agent = broker.provision(world.home, ctx.url, role, environment, declared.lifetime)
     credential = ClientSecretCredential(agent.client_id, agent.secret)
-    token = world.known.add(world.runner.run(fetch_token(agent.token_endpoint, credential)).access_token)
+    audience = world.token_audience(ctx.url)
+    token = world.known.add(
+        world.runner.run(fetch_token(agent.token_endpoint, credential, audience=audience)).access_token
+    )
     session = ctx.session(token, f"an agent the broker provisioned ({role}/{environment})")
     listed = ctx.list_tools(token, session)
     ctx.control("its tools/list is served", served(listed), listed)

@@ -103,7 +103,7 @@ class CallLoad:
                     )
                     ok, status = outcome.outcome == "allowed", outcome.outcome
                 except TokenRefused as refused:
-                    ok, status = False, f"token refused: {refused.error}"
+                    ok, status = False, f"token refused: {refused.error} ({refused.description[:160]})"
                 except TokenEndpointUnavailable as unavailable:
                     ok, status = False, f"no token: {unavailable.reason}"
                 except (TransportFailed, PickupFailed) as failed:
