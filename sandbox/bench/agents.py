@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ from sandbox.agent.tokens import ClientSecretCredential
 from sandbox.bench.pacing import Threads
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
+from sandbox.harness.tenants import create_tenant, delete_tenant
 from sandbox.idp.keycloak import KeycloakAdapter
 
 #: The policy role benchmark agents get: one read scope, no MFA or approval needed in staging.
@@ -35,6 +37,7 @@ class BenchAgent:
     client_id: str
     token_url: str
     secret: str = field(repr=False)
+    audience: list[str] | None = None  # asked for with audience= (an agent on Ory Hydra, which grants aud so)
 
     @property
     def credential(self) -> ClientSecretCredential:
@@ -73,8 +76,9 @@ class OperatorBroker:
         return await self._threads.run(self._client.request, "GET", path, params=query, headers=headers)
 
     async def provision(
-        self, tenant: str, *, servers: list[str] | None = None, lifetime: int | None = None
+        self, tenant: str, *, servers: list[str] | None = None, lifetime: int | None = None, audience: bool = False
     ) -> BenchAgent:
+        """An agent of ``tenant``; ``audience``: its tokens are asked for with its servers as ``audience=``."""
         body: dict[str, Any] = {
             "name": f"bench-{uuid.uuid4().hex[:12]}",
             "owner": "mcp-sandbox bench",
@@ -94,6 +98,7 @@ class OperatorBroker:
             client_id=credential["client_id"],
             token_url=credential["token_endpoint"],
             secret=credential["client_secret"],
+            audience=list(answer["agent"]["audiences"]) if audience else None,
         )
         self.live[agent.id] = agent
         return agent
@@ -146,3 +151,17 @@ class McpCaller:
     def close(self) -> None:
         self._threads.close()
         self._http.close()
+
+
+@contextlib.contextmanager
+def tenant_on_hydra(settings: Settings) -> Iterator[str | None]:
+    """A tenant made through the broker whose agents are on a pool Hydra (its people on Keycloak), for the
+    benchmark's run, deleted after; None when the stack lends no Hydra (``SANDBOX_HYDRA_POOL``)."""
+    if not settings.hydra_pool:
+        yield None
+        return
+    tenant = create_tenant(settings, {"bench-owner": False}, prefix="bench-hydra", idp="hydra")
+    try:
+        yield tenant.name
+    finally:
+        delete_tenant(settings, tenant.name)

@@ -1,5 +1,6 @@
 """Provisioning throughput: agents provisioned and revoked per second through the broker, vs the same Keycloak
-Admin API calls made directly (create the client with its service account, read its secret; disable it, delete it).
+Admin API calls made directly (create the client with its service account, read its secret; disable it, delete it);
+and, when the stack lends Hydras, through the broker for a tenant whose agents are on an Ory Hydra.
 
 Both paths run with the same concurrency, in alternating rounds, so a machine whose load changes during the run
 weighs on both alike; the direct path runs every ``DIRECT_EVERY``-th round (fewer agents: its rate needs no more,
@@ -14,7 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sandbox.bench.agents import BenchAgent, OperatorBroker
+from sandbox.bench.agents import BenchAgent, OperatorBroker, tenant_on_hydra
 from sandbox.bench.pacing import bounded
 from sandbox.bench.registry import BenchContext, benchmark, target
 from sandbox.bench.stats import ratio, summarize
@@ -126,26 +127,38 @@ async def provisioning(context: BenchContext) -> dict[str, Any]:
     deadline = time.perf_counter() + context.size(150, 60)
     broker = OperatorBroker(settings, threads=CONCURRENCY)
     direct = DirectKeycloak(KeycloakAdapter.from_settings(settings), tenant, [s.url for s in settings.mcp_servers])
-    through_broker, directly = Lane(), Lane()
+    through_broker, directly, on_hydra = Lane(), Lane(), Lane()
 
     async def provision_through_broker() -> BenchAgent:
         return await broker.provision(tenant)
 
-    try:
-        rounds = 0
-        while through_broker.agents < wanted and time.perf_counter() < deadline:
-            count = min(ROUND, wanted - through_broker.agents)
-            await through_broker.round(count, provision_through_broker, broker.revoke)
-            if rounds % DIRECT_EVERY == 0:
-                await directly.round(count, direct.provision, direct.revoke)
-            rounds += 1
-    finally:
-        await broker.close()
-        await direct.close()
-    for name, path in (("broker", through_broker), ("direct", directly)):
+    with tenant_on_hydra(settings) as hydra_tenant:
+
+        async def provision_on_hydra() -> BenchAgent:
+            assert hydra_tenant is not None
+            return await broker.provision(hydra_tenant)
+
+        try:
+            rounds = 0
+            while through_broker.agents < wanted and time.perf_counter() < deadline:
+                count = min(ROUND, wanted - through_broker.agents)
+                await through_broker.round(count, provision_through_broker, broker.revoke)
+                if rounds % DIRECT_EVERY == 0:
+                    await directly.round(count, direct.provision, direct.revoke)
+                    if hydra_tenant is not None:  # the same rounds through the broker, the agents on a Hydra
+                        await on_hydra.round(count, provision_on_hydra, broker.revoke)
+                rounds += 1
+        finally:
+            await broker.close()
+            await direct.close()
+    lanes = [("broker", through_broker), ("direct", directly)] + (
+        [("broker on hydra", on_hydra)] if on_hydra.agents else []
+    )
+    for name, path in lanes:
         context.distributions[f"provision, {name}"] = path.provision_ms
         context.distributions[f"revoke, {name}"] = path.revoke_ms
     broker_figures, direct_figures = through_broker.figures(), directly.figures()
+    hydra_figures = on_hydra.figures() if on_hydra.agents else None
 
     def versus(rate: str) -> float:
         return ratio(broker_figures[rate], direct_figures[rate])
@@ -159,6 +172,15 @@ async def provisioning(context: BenchContext) -> dict[str, Any]:
         "round": ROUND,
         "broker": broker_figures,
         "direct": direct_figures,
+        # The same broker calls for a tenant whose agents are on an Ory Hydra (its people on Keycloak), in the
+        # direct path's rounds; None when the stack lends no Hydra.
+        "broker_on_hydra": hydra_figures,
+        "hydra_vs_keycloak_through_broker": {
+            rate: ratio(hydra_figures[rate], broker_figures[rate])
+            for rate in ("provisioned_per_second", "revoked_per_second", "lifecycles_per_second")
+        }
+        if hydra_figures
+        else None,
         "broker_vs_direct": {
             "provision_ratio": versus("provisioned_per_second"),
             "revoke_ratio": versus("revoked_per_second"),

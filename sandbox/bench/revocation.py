@@ -27,7 +27,7 @@ from typing import Any
 
 from sandbox.agent.mcp_http import served
 from sandbox.agent.tokens import fetch_token
-from sandbox.bench.agents import McpCaller, OperatorBroker
+from sandbox.bench.agents import McpCaller, OperatorBroker, tenant_on_hydra
 from sandbox.bench.pacing import bounded
 from sandbox.bench.registry import BenchContext, benchmark, target
 from sandbox.bench.stats import summarize
@@ -39,6 +39,8 @@ JWT_TOKEN_LIFETIME = 5
 #: How the agents of each mode are run: how many revocations at once, and how often each polls after its revoke.
 #: Polling is the measurement's resolution and also load on the server, so it is finer where the answer is fast.
 PACE = {"jwt+events": (8, 0.005), "introspect": (16, 0.05), "jwt": (40, 0.25)}
+#: The modes also measured for a tenant whose agents are on an Ory Hydra: those where the IdP takes part.
+HYDRA_MODES = ("jwt+events", "introspect")
 #: Longest wait for a 401 beyond what the mode promises, before a revocation counts as not propagated.
 SLACK = 3.0
 
@@ -61,11 +63,13 @@ def _budget(settings: Settings, mode: str) -> float:
     return promised + SLACK
 
 
-async def _revoke_once(settings: Settings, mode: str, broker: OperatorBroker, mcp: McpCaller) -> Revoked:
+async def _revoke_once(
+    settings: Settings, mode: str, broker: OperatorBroker, mcp: McpCaller, tenant: str, on_hydra: bool
+) -> Revoked:
     url = settings.mcp_server(mode).url
     lifetime = JWT_TOKEN_LIFETIME if mode == "jwt" else None
-    agent = await broker.provision(settings.tenants[0], servers=[url], lifetime=lifetime)
-    token = await fetch_token(agent.token_url, agent.credential)
+    agent = await broker.provision(tenant, servers=[url], lifetime=lifetime, audience=on_hydra)
+    token = await fetch_token(agent.token_url, agent.credential, audience=agent.audience)
     session = await mcp.open_session(url, token.access_token)  # in introspect mode this fills the cache
     filled = time.monotonic()
     control = await mcp.call(url, token.access_token, session)
@@ -102,11 +106,16 @@ async def _revoke_once(settings: Settings, mode: str, broker: OperatorBroker, mc
     return Revoked(elapsed, (returned - began) * 1000, remaining, polls, unavailable, steps)
 
 
-async def _mode(context: BenchContext, mode: str, broker: OperatorBroker, mcp: McpCaller) -> dict[str, Any]:
+async def _mode(
+    context: BenchContext, mode: str, broker: OperatorBroker, mcp: McpCaller, hydra_tenant: str | None = None
+) -> dict[str, Any]:
+    """Revocations in ``mode``, of agents of the stack's first tenant, or of ``hydra_tenant`` (agents on Hydra)."""
     settings = context.settings
     concurrency, poll_interval = PACE[mode]
+    tenant = hydra_tenant or settings.tenants[0]
+    on_hydra = hydra_tenant is not None
     results = await bounded(
-        (lambda: _revoke_once(settings, mode, broker, mcp) for _ in range(context.size(100, 5))),
+        (lambda: _revoke_once(settings, mode, broker, mcp, tenant, on_hydra) for _ in range(context.size(100, 5))),
         concurrency=concurrency,
         deadline=time.perf_counter() + context.size(120, 40),
     )
@@ -122,7 +131,7 @@ async def _mode(context: BenchContext, mode: str, broker: OperatorBroker, mcp: M
         # broker does before or after its answer is hidden from it.
         "time_to_401_from_revoke_request": summarize(propagated) if propagated else None,
     }
-    context.distributions[f"revoke request → 401, {mode}"] = propagated
+    context.distributions[f"revoke request → 401, {mode}{', hydra' if on_hydra else ''}"] = propagated
     if mode == "jwt+events":
         steps = _steps(results)
         figures["broker_steps_ms"] = steps
@@ -145,7 +154,9 @@ async def _mode(context: BenchContext, mode: str, broker: OperatorBroker, mcp: M
             "a jwt-mode server cannot learn of a revocation: the token works until it expires, plus the server's "
             "clock leeway (exp has whole seconds)"
         )
-        context.distributions["revocation → 401 beyond remaining lifetime, jwt"] = beyond
+        context.distributions[f"revocation → 401 beyond remaining lifetime, jwt{', hydra' if on_hydra else ''}"] = (
+            beyond
+        )
     return figures
 
 
@@ -189,11 +200,16 @@ async def revocation(context: BenchContext) -> dict[str, Any]:
     threads = sum(concurrency for concurrency, _ in PACE.values())
     broker = OperatorBroker(context.settings, threads=threads)
     mcp = McpCaller(threads)
+    modes_on_hydra: dict[str, Any] | None = None
     try:
         modes = {"jwt+events": await _mode(context, "jwt+events", broker, mcp)}
         slow = await asyncio.gather(*(_mode(context, mode, broker, mcp) for mode in ("introspect", "jwt")))
         modes.update(zip(("introspect", "jwt"), slow, strict=True))
+        with tenant_on_hydra(context.settings) as hydra_tenant:
+            if hydra_tenant is not None:  # the modes where the IdP takes part (jwt only measures a token's expiry)
+                modes_on_hydra = {mode: await _mode(context, mode, broker, mcp, hydra_tenant) for mode in HYDRA_MODES}
     finally:
         await broker.close()
         mcp.close()
-    return {"modes": modes, "tenant": context.settings.tenants[0]}
+    # modes_on_hydra: the same revocations of agents on an Ory Hydra (None when the stack lends no Hydra).
+    return {"modes": modes, "tenant": context.settings.tenants[0], "modes_on_hydra": modes_on_hydra}

@@ -34,7 +34,7 @@ from sandbox.certify.revocable import BrokerAgents
 from sandbox.certify.upstream import UpstreamWatch, watching
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
-from sandbox.idp.capabilities import HYDRA
+from sandbox.idp.capabilities import HYDRA, CapabilityName
 from sandbox.idp.hydra import HydraProvider, HydraTenant
 from sandbox.idp.keycloak import KeycloakAdapter
 from sandbox.idp.provider import Binding
@@ -153,9 +153,9 @@ class World:
     def on_hydra(self, tenant: str | None = None) -> bool:
         return self.hydra is not None and (tenant or self.home) in self.hydra.tenants
 
-    def unsupported(self, capability: str, tenant: str | None = None) -> str | None:
+    def unsupported(self, capability: CapabilityName, tenant: str | None = None) -> str | None:
         """``not supported by hydra: <reason>`` when the tenant's agents' IdP lacks ``capability``, else None."""
-        return HYDRA.unsupported_reason(capability) if self.on_hydra(tenant) else None  # type: ignore[arg-type]
+        return HYDRA.unsupported_reason(capability) if self.on_hydra(tenant) else None
 
     def token_audience(self, url: str, tenant: str | None = None) -> list[str] | None:
         """What a token request names to get a token for ``url``: Hydra grants ``aud`` only on ``audience=``."""

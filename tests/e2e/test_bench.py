@@ -47,9 +47,18 @@ SUMMARIES = {
             f"modes.jwt+events.broker_steps_ms.{step}"
             for step in ("first_event_answered", "idp_disabled", "closing_event_answered_and_client_removed")
         ],
+        *[
+            f"modes_on_hydra.{mode}.{figure}"
+            for mode in ("jwt+events", "introspect")
+            for figure in ("time_to_401_from_revoke_request", "revoke_call")
+        ],
     ],
     "auth-overhead": ["no auth", "jwt", "introspect", "sdk bearer"],
-    "provisioning": [f"{path}.{call}" for path in ("broker", "direct") for call in ("provision_call", "revoke_call")],
+    "provisioning": [
+        f"{path}.{call}"
+        for path in ("broker", "direct", "broker_on_hydra")  # the session's stack lends Hydras
+        for call in ("provision_call", "revoke_call")
+    ],
     "token-issuance": ["latency"],
     "stack-start": [],
     "rotation": ["without_rotation.call_latency", "during_rotation.call_latency", "rotate_call"],
@@ -58,7 +67,10 @@ SUMMARIES = {
     "certify": [f"{revision}.wall" for revision in ("2025-11-25", "2026-07-28")],
 }
 NUMBERS = {
-    "revocation": [f"modes.{mode}.revocations" for mode in ("jwt+events", "introspect", "jwt")],
+    "revocation": [
+        *[f"modes.{mode}.revocations" for mode in ("jwt+events", "introspect", "jwt")],
+        *[f"modes_on_hydra.{mode}.revocations" for mode in ("jwt+events", "introspect")],
+    ],
     "auth-overhead": [
         "jwt_vs_no_auth.p50_ratio",
         "introspect_vs_no_auth.p50_ratio",
@@ -72,6 +84,11 @@ NUMBERS = {
             for rate in ("provisioned_per_second", "revoked_per_second")
         ],
         "broker_vs_direct.lifecycle_ratio",
+        *[
+            f"{figure}.{rate}"
+            for figure in ("broker_on_hydra", "hydra_vs_keycloak_through_broker")
+            for rate in ("provisioned_per_second", "revoked_per_second", "lifecycles_per_second")
+        ],
         "broker_seconds_for_1000_agents.seconds",
     ],
     "token-issuance": ["grants_per_second", "grants_per_second_per_core"],
