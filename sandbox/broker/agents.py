@@ -331,7 +331,7 @@ class AgentOperations(ServiceBase):
                 else why(failure),
             )
         return IdpFailed(
-            f"Keycloak failed while provisioning agent {agent.name!r} ({why(failure)}); {outcome}; "
+            f"the IdP failed while provisioning agent {agent.name!r} ({why(failure)}); {outcome}; "
             "the agent is recorded as failed",
             "retry the provision when Keycloak is up (`mcp-sandbox status`)",
             compensated=not cleanup_pending,
@@ -384,7 +384,7 @@ class AgentOperations(ServiceBase):
             scopes = role.scopes(environment)
             keycloak_id = agent.keycloak_id
         with idp_failure(
-            f"changing the role of agent {agent_id}", "; the role was not changed", "retry when Keycloak is up"
+            f"changing the role of agent {agent_id}", "; the role was not changed", "retry when the IdP is up"
         ):
             await self.adapter.set_default_scopes(tenant, keycloak_id or "", scopes)
         with self._session() as session:

@@ -57,14 +57,14 @@ def why(exc: BaseException) -> str:
 
 @contextmanager
 def idp_failure(doing: str, outcome: str, fix: str, **details: Any) -> Iterator[None]:
-    """Around IdP calls: an IdP error becomes the broker's 503, ``Keycloak failed while <doing> (<why>)<outcome>``;
+    """Around IdP calls: an IdP error becomes the broker's 503, ``the IdP failed while <doing> (<why>)<outcome>``;
     what the tenant's IdP lacks becomes a 501 naming the capability's reason."""
     try:
         yield
     except NotSupported as exc:
         raise IdpLacks(f"{exc.cause} (while {doing}){outcome}", exc.fix, **details) from exc
     except IDP_FAILURES as exc:
-        raise IdpFailed(f"Keycloak failed while {doing} ({why(exc)}){outcome}", fix, **details) from exc
+        raise IdpFailed(f"the IdP failed while {doing} ({why(exc)}){outcome}", fix, **details) from exc
 
 
 class ServiceBase:

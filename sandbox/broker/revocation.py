@@ -108,7 +108,7 @@ class RevocationOperations(ServiceBase):
             if not isinstance(disabled, IDP_FAILURES):
                 raise disabled
             raise IdpFailed(
-                f"Keycloak failed while revoking agent {agent_id} ({why(disabled)}); the revocation is recorded as "
+                f"the IdP failed while revoking agent {agent_id} ({why(disabled)}); the revocation is recorded as "
                 "in progress and its credentials may still work until it completes",
                 "revoke again when Keycloak is up (the broker also retries by itself)",
                 status="revoking",
@@ -132,7 +132,7 @@ class RevocationOperations(ServiceBase):
             if not isinstance(removal, IDP_FAILURES):
                 raise removal
             raise IdpFailed(
-                f"Keycloak failed while removing agent {agent_id}'s client ({why(removal)}); the client is disabled, "
+                f"the IdP failed while removing agent {agent_id}'s client ({why(removal)}); the client is disabled, "
                 "so its credentials are dead, but removal is pending",
                 "revoke again when Keycloak is up (the broker also retries by itself)",
                 status="revoking",

@@ -100,7 +100,7 @@ class RotationOperations(ServiceBase):
         new_jwk = None
         secret = None
         with idp_failure(
-            f"rotating agent {agent_id}", "; the old credential stays as it was", "retry when Keycloak is up"
+            f"rotating agent {agent_id}", "; the old credential stays as it was", "retry when the IdP is up"
         ):
             token_endpoint = await self.adapter.token_endpoint(tenant)
             if kind == "client_secret":
@@ -210,7 +210,7 @@ class RotationOperations(ServiceBase):
             keycloak_id, kind = agent.keycloak_id or "", agent.credential_type
             current_jwk = current.public_jwk if current else None
         with idp_failure(
-            f"ending the grace of agent {agent_id}", "; the old credential still works", "retry when Keycloak is up"
+            f"ending the grace of agent {agent_id}", "; the old credential still works", "retry when the IdP is up"
         ):
             if kind == "client_secret":
                 await self.adapter.end_secret_grace(tenant, keycloak_id)
