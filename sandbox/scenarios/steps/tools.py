@@ -116,6 +116,10 @@ def check_lifetime(claims: dict[str, Any], lifetime: int, evidence: Evidence) ->
         raise StepFailed(f"exp - iat = {lifetime}s", f"{lived}s", evidence)
 
 
+#: What each binding ties a token to: what the agent holds, the ``cnf`` member naming it, and the token's type.
+BOUND_TO = {"mtls": ("client certificate", "x5t#S256", "Bearer"), "dpop": ("DPoP key", "jkt", "DPoP")}
+
+
 def check_binding(agent: AgentHandle, token: Token, binding: str, evidence: Evidence) -> None:
     """The token is bound as expected: to the agent's own DPoP key or client certificate, or to nothing."""
     cnf = token.claims().get("cnf")
@@ -123,23 +127,14 @@ def check_binding(agent: AgentHandle, token: Token, binding: str, evidence: Evid
         if cnf is not None or token.token_type.lower() != "bearer":
             raise StepFailed("an unbound bearer token", f"a {token.token_type} token with cnf {cnf}", evidence)
         return
-    if binding == "mtls":
-        if agent.certificate is None:
-            raise StepFailed(f"agent {agent.name!r} to hold a client certificate", "it has none", evidence)
-        x5t = cnf.get("x5t#S256") if isinstance(cnf, dict) else None
-        if x5t != agent.certificate.thumbprint or token.token_type.lower() != "bearer":
-            raise StepFailed(
-                f"a Bearer token bound to the agent's certificate (cnf.x5t#S256 {agent.certificate.thumbprint})",
-                f"a {token.token_type} token with cnf {cnf}",
-                evidence,
-            )
-        return
-    if agent.dpop is None:
-        raise StepFailed(f"agent {agent.name!r} to hold a DPoP key", "it has binding bearer", evidence)
-    jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
-    if jkt != agent.dpop.thumbprint or token.token_type.lower() != "dpop":
+    what, member, token_type = BOUND_TO[binding]
+    held = agent.certificate if binding == "mtls" else agent.dpop
+    if held is None:
+        raise StepFailed(f"agent {agent.name!r} to hold a {what}", "it has none", evidence)
+    bound = cnf.get(member) if isinstance(cnf, dict) else None
+    if bound != held.thumbprint or token.token_type.lower() != token_type.lower():
         raise StepFailed(
-            f"a DPoP token bound to the agent's key (cnf.jkt {agent.dpop.thumbprint})",
+            f"a {token_type} token bound to the agent's {what} (cnf.{member} {held.thumbprint})",
             f"a {token.token_type} token with cnf {cnf}",
             evidence,
         )
