@@ -148,7 +148,9 @@ def write_plot(context: BenchContext, path: Path, report: dict | None = None) ->
     )
     axes = panels[0][0]
     if names:
-        axes.boxplot([context.distributions[n] for n in names], vert=False, tick_labels=names, showfliers=True)
+        axes.boxplot(
+            [context.distributions[n] for n in names], orientation="horizontal", tick_labels=names, showfliers=True
+        )
         axes.set_xscale("log")
     axes.set_xlabel("milliseconds (log scale)")
     axes.set_title("mcp-sandbox bench: latency distributions")
