@@ -115,7 +115,7 @@ JUDGED = {
     ("auth-overhead", 2),
     ("provisioning", 3),
     ("stack-start", 4),
-    ("certify", 6),
+    ("certify", 10),
 }
 
 

@@ -25,6 +25,8 @@ from sandbox.harness.burners import Burners
 from sandbox.stack.process import STACK_MARKER, marked
 
 STALL_SECONDS = 6  # longer than the 2 s health probe: every component looks dead to a quick probe
+#: How long `up` may take to reach its first health probe (its start-up on a loaded machine included).
+PROBE_BUDGET = 600
 
 
 def components(env: dict[str, str]) -> dict[str, dict[str, object]]:
@@ -45,6 +47,20 @@ def token_from_printed_curl(stdout: str) -> str:
     curl = next(line for line in stdout.splitlines() if line.startswith("curl "))
     response = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=60, check=True)
     return str(json.loads(response.stdout)["access_token"])
+
+
+def wait_until_probing(up: subprocess.Popen[str]) -> None:
+    """Wait until `up` holds a TCP connection: its first health probe (it connects to nothing before). On a loaded
+    machine its start-up alone can outlast a fixed stall, and then it would never see the stall at all."""
+    deadline = time.monotonic() + PROBE_BUDGET
+    while up.poll() is None and time.monotonic() < deadline:
+        try:
+            if psutil.Process(up.pid).net_connections(kind="tcp"):
+                return
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    pytest.fail(f"`up` made no health probe within {PROBE_BUDGET}s (exit code {up.poll()})")
 
 
 def up_in_background(env: dict[str, str]) -> subprocess.Popen[str]:
@@ -85,6 +101,7 @@ def test_up_and_down_hold_on_a_starved_machine(tmp_path: Path, reliability) -> N
             os.killpg(group, signal.SIGSTOP)
         try:
             up = up_in_background(env)
+            wait_until_probing(up)
             time.sleep(STALL_SECONDS)
         finally:
             for group in groups:

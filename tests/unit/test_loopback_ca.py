@@ -25,7 +25,7 @@ def test_keys_are_private_and_the_ca_is_reused(tmp_path: Path) -> None:
 
 
 def test_leaves_name_loopback_only_and_carry_their_thumbprint(tmp_path: Path) -> None:
-    ca = LoopbackCA(tmp_path)
+    ca = LoopbackCA(tmp_path / "tls")
     issued = ca.issue("server", client=False)
     certificate = x509.load_pem_x509_certificate(issued.certificate_file.read_bytes())
     names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -62,7 +62,7 @@ def _handshake(server_context: ssl.SSLContext, client_context: ssl.SSLContext) -
 
 
 def test_a_client_certificate_of_the_ca_is_seen_by_the_server(tmp_path: Path) -> None:
-    ca = LoopbackCA(tmp_path)
+    ca = LoopbackCA(tmp_path / "tls")
     server = ca.issue("mcp", client=False)
     agent = ca.issue("agent", client=True)
     der = _handshake(ca.server_context(server), agent.client_context())
@@ -72,7 +72,7 @@ def test_a_client_certificate_of_the_ca_is_seen_by_the_server(tmp_path: Path) ->
 
 
 def test_two_certificates_of_one_name_are_two_pairs_of_files(tmp_path: Path) -> None:
-    ca = LoopbackCA(tmp_path)
+    ca = LoopbackCA(tmp_path / "tls")
     first, second = ca.issue("agent", client=True), ca.issue("agent", client=True)
     assert first.certificate_file != second.certificate_file and first.key_file != second.key_file
     assert first.thumbprint == thumbprint(

@@ -30,7 +30,7 @@ async def echo_certificate(scope: dict[str, Any], receive: Any, send: Any) -> No
 
 
 async def _seen(tmp_path: Path, clients: list[ssl.SSLContext]) -> list[str]:
-    listener = open_listener("127.0.0.1", 0, tmp_path)
+    listener = open_listener("127.0.0.1", 0, tmp_path / "tls")
     assert listener is not None
     port = listener.socket.getsockname()[1]
     config = uvicorn.Config(
@@ -57,7 +57,7 @@ async def _seen(tmp_path: Path, clients: list[ssl.SSLContext]) -> list[str]:
 
 
 async def test_the_listener_gives_the_app_the_connections_client_certificate(tmp_path: Path) -> None:
-    ca = LoopbackCA(tmp_path)
+    ca = LoopbackCA(tmp_path / "tls")
     holder, other = ca.issue("holder", client=True), ca.issue("other", client=True)
     seen = await _seen(tmp_path, [holder.client_context(), other.client_context(), trusting(ca.certificate_file)])
     assert seen == [holder.thumbprint, other.thumbprint, ""]
@@ -76,10 +76,10 @@ async def test_the_listener_gives_the_app_the_connections_client_certificate(tmp
 
 
 def test_a_port_that_cannot_be_opened_means_no_listener(tmp_path: Path) -> None:
-    first = open_listener("127.0.0.1", 0, tmp_path)
+    first = open_listener("127.0.0.1", 0, tmp_path / "tls")
     assert first is not None
     try:
-        assert open_listener("127.0.0.1", first.socket.getsockname()[1], tmp_path) is None
+        assert open_listener("127.0.0.1", first.socket.getsockname()[1], tmp_path / "tls") is None
     finally:
         first.socket.close()
 

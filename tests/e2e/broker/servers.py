@@ -21,26 +21,36 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox.stack.ports import free_port
+from sandbox.stack.ports import free_port, is_free
 
 
 @contextmanager
 def serving(app: Any, port: int | None = None) -> Iterator[str]:
-    """Serve an ASGI app on 127.0.0.1 in a thread; yield its base URL; stop it afterwards."""
+    """Serve an ASGI app on 127.0.0.1 in a thread; yield its base URL; stop it afterwards (and wait until it has).
+
+    Bounds are generous: on a loaded machine a server takes seconds to start or stop, and a caller serving one app
+    after another on one port needs the last one gone before the next binds."""
     port = port or free_port()
+    deadline = time.monotonic() + 60
+    while not is_free("127.0.0.1", port):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"port {port} is still taken after 60 s: the test server cannot start")
+        time.sleep(0.1)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
+            raise RuntimeError(f"the test server did not start on port {port}")
         time.sleep(0.05)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        thread.join(timeout=15)
+        thread.join(timeout=120)
+    if thread.is_alive():  # said only when the body itself did not fail
+        raise RuntimeError(f"the test server on port {port} did not stop within 120 s")
 
 
 class ProbeResourceServer:
