@@ -169,7 +169,7 @@ class Settings(BaseSettings):
     # its Go module with a local Go toolchain, and runs one per tenant.
     idp: Literal["keycloak", "hydra"] = "keycloak"
     hydra_version: str = DEFAULT_HYDRA_VERSION
-    hydra_binary: Path | None = None  # your own hydra binary (built with -tags sqlite) instead of building one
+    hydra_binary: Path | None = None  # your own hydra binary instead of building one
     go_command: str = "go"  # the Go toolchain that builds Hydra (a name on PATH, or a path)
     # Without a usable go (missing, or older than 1.22), this toolchain is installed from the Go module proxy into the
     # cache, checked against its known h1: hash (or go_toolchain_sum for a version or platform not listed).
@@ -177,6 +177,7 @@ class Settings(BaseSettings):
     go_toolchain_sum: str | None = None
     go_proxy_url: str = "https://proxy.golang.org"
     hydra_port: int = 18090  # the first tenant's Hydra: public port; admin port is the next; each tenant takes two
+    postgres_port: Port = 18079  # the PostgreSQL the Hydras keep their data in (a database each); only with Hydras
     hydra_access_token_lifetime: int = 300  # seconds an agent's access token from Hydra lives
     # Hydras started beside the sandbox tenants' for tenants created later with `idp: hydra` (one each while it
     # lives): a stack of Keycloak tenants with Hydra tenants side by side. 0: tenants are created on Keycloak only.

@@ -1,27 +1,27 @@
-"""Ory Hydra as stack components: one Hydra per tenant (its own issuer, keys and SQLite database), on loopback.
+"""Ory Hydra as stack components: one Hydra per tenant (its own issuer, keys and database), on loopback.
 
-Each starts like Keycloak: prepared once (the binary, :mod:`sandbox.stack.hydra_build`), then on every ``up`` a
-fresh database (``hydra migrate sql up``) and ``hydra serve all`` with its public and admin APIs bound to the
-stack's host. Access tokens are JWTs (``strategies.access_token: jwt``, scopes as Hydra's ``scp`` array); a
-client-credentials request without ``scope`` gets every scope the client is allowed, as an agent's default
-scopes do in Keycloak. The system secret (what Hydra encrypts its keys with) is a stack secret.
+Each starts like Keycloak: prepared once (the binary, :mod:`sandbox.stack.hydra_build`), then on every start an
+empty database of its own on the stack's PostgreSQL (:mod:`sandbox.stack.postgres`), ``hydra migrate sql up``,
+and ``hydra serve all`` with its public and admin APIs bound to the stack's host. Access tokens are JWTs
+(``strategies.access_token: jwt``, scopes as Hydra's ``scp`` array); a client-credentials request without
+``scope`` gets every scope the client is allowed, as an agent's default scopes do in Keycloak. The system secret
+(what Hydra encrypts its keys with) is a stack secret.
 """
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-from pathlib import Path
 
 from sandbox.config import HydraAddress, Settings
 from sandbox.errors import StartupFailed
 from sandbox.idp.hydra import PUBLISHED_KEY_SET
 from sandbox.stack.component import Port, ProcessComponent, Report
 from sandbox.stack.hydra_build import HydraBuild
+from sandbox.stack.postgres import PostgresServer
 from sandbox.stack.state import ComponentState
 from sandbox.stack_secrets import Secrets
 
-#: Seconds a ``hydra migrate sql up`` of an empty SQLite database may take on a busy machine.
+#: Seconds a ``hydra migrate sql up`` of an empty database may take on a busy machine.
 MIGRATE_TIMEOUT = 300
 
 
@@ -31,13 +31,15 @@ def hydra_secret_name(tenant: str) -> str:
 
 
 class Hydra(ProcessComponent):
-    """One tenant's Hydra: ``hydra serve all`` on a fresh SQLite database under the state directory."""
+    """One tenant's Hydra: ``hydra serve all`` on a fresh database of its own on the stack's PostgreSQL."""
 
-    def __init__(self, settings: Settings, tenant: str) -> None:
+    def __init__(self, settings: Settings, tenant: str, database: PostgresServer) -> None:
         super().__init__(settings)
         self.address: HydraAddress = settings.hydra(tenant)
         self.tenant = tenant
         self.name = f"hydra-{tenant}"
+        self.needs = (database.name,)
+        self.database = database
         self.build = HydraBuild(settings)
 
     @property
@@ -49,12 +51,8 @@ class Hydra(ProcessComponent):
         return f"{self.address.admin_url}/health/ready"
 
     @property
-    def data_dir(self) -> Path:
-        return self.settings.state_dir / self.name
-
-    @property
-    def dsn(self) -> str:
-        return f"sqlite://{self.data_dir / 'hydra.sqlite'}?_fk=true&mode=rwc"
+    def database_name(self) -> str:
+        return self.name.replace("-", "_")
 
     def ports(self) -> list[Port]:
         return [
@@ -73,7 +71,7 @@ class Hydra(ProcessComponent):
     def environment(self) -> dict[str, str]:
         env = super().environment()
         env.update(
-            DSN=self.dsn,
+            DSN=self.database.dsn(self.database_name),
             SECRETS_SYSTEM=Secrets(self.settings).get_or_create(hydra_secret_name(self.tenant)),
             URLS_SELF_ISSUER=self.address.issuer,
             SERVE_PUBLIC_HOST=self.address.host,
@@ -91,13 +89,9 @@ class Hydra(ProcessComponent):
         )
         return env
 
-    def clear_data(self) -> None:
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-
     def start(self) -> ComponentState:
-        # Every `up` of a stopped stack starts from a clean IdP: a new database, new signing keys.
-        self.clear_data()
-        self.data_dir.mkdir(parents=True)
+        # Every start is a clean IdP: a new database, new signing keys.
+        self.database.recreate_database(self.database_name)
         self._migrate()
         state = super().start()
         state.details.update(tenant=self.tenant, issuer=self.address.issuer, admin_url=self.address.admin_url)

@@ -66,8 +66,10 @@ def hydra_components(settings: Settings) -> list[Component]:
             "use the local runtime (unset SANDBOX_RUNTIME) with SANDBOX_IDP=hydra or SANDBOX_HYDRA_POOL",
         )
     from sandbox.stack.hydra import Hydra
+    from sandbox.stack.postgres import PostgresServer
 
-    return [Hydra(settings, address.tenant) for address in settings.hydras]
+    database = PostgresServer(settings)
+    return [database, *(Hydra(settings, address.tenant, database) for address in settings.hydras)]
 
 
 def waves(components: list[Component]) -> list[list[Component]]:

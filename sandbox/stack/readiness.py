@@ -30,9 +30,23 @@ def wait_for_http(
     name: str, url: str, *, timeout: float, alive: Callable[[], bool], log: Path, interval: float = 0.25
 ) -> None:
     """Poll ``url`` until it answers 200; stop early, with the log's last lines, if the process dies."""
+    wait_until(name, url, lambda: answers(url), timeout=timeout, alive=alive, log=log, interval=interval)
+
+
+def wait_until(
+    name: str,
+    url: str,
+    ready: Callable[[], bool],
+    *,
+    timeout: float,
+    alive: Callable[[], bool],
+    log: Path,
+    interval: float = 0.25,
+) -> None:
+    """Poll ``ready`` (whether the component at ``url`` serves) until it holds; stop early if the process dies."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if answers(url):
+        if ready():
             return
         if not alive():
             raise StartupFailed(

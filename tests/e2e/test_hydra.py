@@ -34,9 +34,8 @@ from sandbox.idp.hydra import HydraProvider, NotSupported, PeopleElsewhere
 from sandbox.idp.provider import AgentClient, AgentClientSpec, IdpConflict, IdpNotFound
 from sandbox.issued import remember_answer
 from sandbox.oidc import discover
-from sandbox.stack.hydra import Hydra
-from sandbox.stack.launcher import Stack
-from sandbox.stack.ports import free_port_block
+from sandbox.stack.launcher import ComponentStatus, Stack, hydra_components
+from sandbox.stack.ports import free_port, free_port_block
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("hydra")]
 
@@ -49,14 +48,20 @@ def hydra_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sett
         idp="hydra",
         tenants=["acme"],
         hydra_port=free_port_block(2),
+        postgres_port=free_port(),
         startup_timeout=600,
     )
-    stack = Stack(settings, [Hydra(settings, "acme")], console=Console(quiet=True))
+    stack = Stack(settings, hydra_components(settings), console=Console(quiet=True))
     stack.up()
     try:
         yield settings, stack
     finally:
         stack.down()
+
+
+def status_of(stack: Stack, name: str) -> ComponentStatus:
+    (entry,) = [entry for entry in stack.status() if entry.name == name]
+    return entry
 
 
 def admin(settings: Settings) -> httpx.Client:
@@ -89,7 +94,7 @@ def test_hydra_serves_its_own_issuer_on_loopback_only(hydra_stack: tuple[Setting
     document = httpx.get(f"{address.issuer}.well-known/openid-configuration", timeout=30, trust_env=False).json()
     assert document["issuer"] == address.issuer and address.issuer.endswith("/")
     assert metadata.token_endpoint == f"{address.issuer}oauth2/token"
-    (entry,) = stack.status()
+    entry = status_of(stack, "hydra-acme")
     assert entry.state == "running" and entry.pid is not None
     listening = {
         (conn.laddr.ip, conn.laddr.port)
@@ -104,12 +109,12 @@ def test_hydra_serves_its_own_issuer_on_loopback_only(hydra_stack: tuple[Setting
 def test_a_second_up_reuses_the_cached_build_and_the_running_hydra(hydra_stack: tuple[Settings, Stack]) -> None:
     settings, stack = hydra_stack
     lines: list[str] = []
-    hydra = Hydra(settings, "acme")
-    hydra.prepare(lines.append)
+    for component in hydra_components(settings):
+        component.prepare(lines.append)
     assert lines == []  # built once: nothing to fetch or build
-    before = stack.status()[0].pid
+    before = {entry.name: entry.pid for entry in stack.status()}
     stack.up()
-    assert stack.status()[0].pid == before
+    assert {entry.name: entry.pid for entry in stack.status()} == before
 
 
 def test_a_hydra_token_carries_scp_and_aud_and_the_mcp_server_honours_them(

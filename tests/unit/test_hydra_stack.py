@@ -13,6 +13,7 @@ from sandbox.mcp_server.options import ServerOptions
 from sandbox.stack.hydra import Hydra, hydra_secret_name
 from sandbox.stack.keycloak import LocalKeycloak
 from sandbox.stack.launcher import default_components, waves
+from sandbox.stack.postgres import PostgresServer
 from sandbox.stack.state import StackState
 from sandbox.stack_secrets import Secrets
 
@@ -33,11 +34,18 @@ def test_on_hydra_each_tenant_gets_its_own_hydra_beside_keycloak_started_with_it
     assert [p.number for h in hydras for p in h.ports()] == [28090, 28091, 28092, 28093]
     assert [h.url for h in hydras] == ["http://127.0.0.1:28090/", "http://127.0.0.1:28092/"]
     assert hydras[0].health_url == "http://127.0.0.1:28091/health/ready"
-    assert {c.name for c in waves(components)[0]} >= {"keycloak", "hydra-acme", "hydra-globex"}
+    # Their databases are on one PostgreSQL, started first beside Keycloak.
+    first, second = ({c.name for c in wave} for wave in waves(components)[:2])
+    assert {"keycloak", "postgres"} <= first and {"hydra-acme", "hydra-globex"} <= second
+
+
+def test_on_keycloak_no_postgres_runs(tmp_path: Path) -> None:
+    assert not any(isinstance(c, PostgresServer) for c in default_components(settings(tmp_path)))
 
 
 def test_a_hydra_listens_on_loopback_only_with_jwt_access_tokens_and_a_stack_secret(tmp_path: Path) -> None:
-    hydra = Hydra(settings(tmp_path, idp="hydra"), "globex")
+    stack_settings = settings(tmp_path, idp="hydra", postgres_port=28079)
+    hydra = Hydra(stack_settings, "globex", PostgresServer(stack_settings))
     env = hydra.environment()
     assert env["SERVE_PUBLIC_HOST"] == env["SERVE_ADMIN_HOST"] == "127.0.0.1"
     # The root issuer in the one form every URL parser renders it (pydantic, and so the MCP SDK client, adds
@@ -46,7 +54,8 @@ def test_a_hydra_listens_on_loopback_only_with_jwt_access_tokens_and_a_stack_sec
     assert env["STRATEGIES_ACCESS_TOKEN"] == "jwt"
     # Published beside its signing keys, never signed with: where certify puts keys it holds.
     assert env["WEBFINGER_JWKS_BROADCAST_KEYS"].split(",") == ["hydra.jwt.access-token", "mcp-sandbox.published"]
-    assert env["DSN"].startswith(f"sqlite://{tmp_path / 'state' / 'hydra-globex'}/")
+    password = Secrets(hydra.settings).get("postgres/sandbox")
+    assert env["DSN"].startswith(f"postgres://sandbox:{password}@127.0.0.1:28079/hydra_globex?")
     assert env["SECRETS_SYSTEM"] == Secrets(hydra.settings).get(hydra_secret_name("globex"))
     assert len(env["SECRETS_SYSTEM"]) >= 32  # Hydra refuses a shorter system secret
     assert hydra.command()[1:3] == ["serve", "all"] and "--sqa-opt-out" in hydra.command()  # no telemetry
