@@ -3,9 +3,10 @@
 ``go install`` refuses the module (its go.mod has replace directives), so the build runs inside a writable copy
 of the module's own source: ``go mod download`` fetches it through the Go module proxy, ``go mod edit
 -dropreplace`` drops the replace of the nested client (whose directory the module zip lacks, so the published
-client is used; ``go mod download`` records its checksum), and ``go build -tags sqlite`` (cgo) makes one
-binary. The binary and a marker naming its version sit under ``<cache>/hydra/<version>/``; a later ``up``
-finds them and builds nothing.
+client is used; ``go mod download`` records its checksum), and ``go build`` without cgo makes one binary (the
+stack's Hydras keep their data on PostgreSQL, so neither the SQLite driver nor a C compiler is needed). The
+binary and a marker naming its version sit under ``<cache>/hydra/<version>/``; a later ``up`` finds them and
+builds nothing.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class HydraBuild:
         return self.settings.hydra_binary or self.home / "hydra"
 
     def wanted(self) -> dict[str, str]:
-        return {"module": HYDRA_MODULE, "version": self.version, "tags": "sqlite"}
+        return {"module": HYDRA_MODULE, "version": self.version, "cgo": "off"}
 
     def is_built(self) -> bool:
         if self.settings.hydra_binary is not None:
@@ -61,7 +62,7 @@ class HydraBuild:
             if not self.settings.hydra_binary.is_file():
                 raise DistributionError(
                     f"SANDBOX_HYDRA_BINARY={self.settings.hydra_binary} does not exist",
-                    "point it at a hydra binary built with `-tags sqlite`, or unset it to build one",
+                    "point it at a hydra binary, or unset it to build one",
                 )
             return self.settings.hydra_binary
         self.home.mkdir(parents=True, exist_ok=True)
@@ -88,7 +89,7 @@ class HydraBuild:
         except DistributionError as exc:
             raise GoNotFound(
                 f"no Go 1.22+ to build Ory Hydra {self.version}, and the sandbox could not install one: {exc.cause}",
-                f"{exc.fix}; or set SANDBOX_HYDRA_BINARY to a hydra binary built with -tags sqlite",
+                f"{exc.fix}; or set SANDBOX_HYDRA_BINARY to a hydra binary",
             ) from exc
 
     def _build(self, go: str, report: Report) -> None:
@@ -106,7 +107,7 @@ class HydraBuild:
             # The module's go.sum has no line for the published client; downloading it records one (checked
             # against the checksum database like any other module).
             self._go_run(go, ["mod", "download", HYDRA_NESTED_CLIENT_MODULE], tree, "go mod download")
-            report(f"building Ory Hydra {self.version} with cgo and SQLite (once per version; minutes)")
+            report(f"building Ory Hydra {self.version} (once per version; minutes)")
             output = staging / "hydra"
             self._go_build(go, tree, output, report)
             output.replace(self.binary)
@@ -140,12 +141,12 @@ class HydraBuild:
         started = time.monotonic()
         with log.open("w") as stream:
             build = subprocess.Popen(
-                [go, "build", "-tags", "sqlite", "-o", str(output), "."],
+                [go, "build", "-o", str(output), "."],
                 cwd=tree,
                 stdin=subprocess.DEVNULL,
                 stdout=stream,
                 stderr=subprocess.STDOUT,
-                env={**self._environment(), "CGO_ENABLED": "1"},
+                env={**self._environment(), "CGO_ENABLED": "0"},
             )
             try:
                 while True:
@@ -162,7 +163,7 @@ class HydraBuild:
             tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
             raise DistributionError(
                 f"go build of Ory Hydra {self.version} failed with exit {code}: {tail}",
-                "cgo needs a C compiler (Debian/Ubuntu: sudo apt-get install gcc), or set SANDBOX_HYDRA_BINARY",
+                "check the Go toolchain (go version, GOPROXY), or set SANDBOX_HYDRA_BINARY to a hydra built elsewhere",
             )
 
     @staticmethod

@@ -24,7 +24,7 @@ case "$1 $2" in
   "env GOVERSION") echo "{goversion}" ;;
   "mod download") printf '{{"Path": "github.com/ory/hydra/v2", "Dir": "{source}"}}\\n' ;;
   "mod edit") test -w go.mod && echo "$3" >> go.mod ;;
-  "build "*) [ "$CGO_ENABLED" = 1 ] || exit 3; printf '#!/bin/sh\\necho hydra\\n' > "$5"; chmod +x "$5"; {fail} ;;
+  "build "*) [ "$CGO_ENABLED" = 0 ] || exit 3; printf '#!/bin/sh\\necho hydra\\n' > "$3"; chmod +x "$3"; {fail} ;;
 esac
 """
 
@@ -57,7 +57,7 @@ def test_hydra_is_built_once_from_a_writable_copy_with_the_nested_replace_droppe
     assert made[0] == "mod download -json github.com/ory/hydra/v2@v9.9.9"
     assert made[1] == f"mod edit -dropreplace={HYDRA_NESTED_CLIENT_MODULE}"
     assert made[2] == f"mod download {HYDRA_NESTED_CLIENT_MODULE}"
-    assert made[3].startswith("build -tags sqlite -o ")
+    assert made[3].startswith("build -o ")
     assert any("building Ory Hydra 9.9.9" in line for line in lines)
     assert json.loads(build.marker.read_text())["version"] == "9.9.9"
     assert list(build.home.glob("build-*")) == []  # the copy of the source is gone
