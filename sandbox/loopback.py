@@ -5,7 +5,13 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
+import httpx
+
 from sandbox.errors import SandboxError
+
+#: Connection limits of a client calling the sandbox's own servers: an idle connection is dropped after 2 s,
+#: before the server (uvicorn: 5 s keep-alive) could close it just as a request goes out on it (a ReadError).
+KEEPALIVE = httpx.Limits(keepalive_expiry=2.0)
 
 
 def is_loopback_host(host: str) -> bool:

@@ -8,6 +8,7 @@ import httpx
 
 from sandbox.errors import SandboxError
 from sandbox.issued import remember_answer
+from sandbox.loopback import KEEPALIVE
 
 
 class BrokerRefused(SandboxError):
@@ -23,7 +24,7 @@ class BrokerRefused(SandboxError):
 class BrokerClient:
     def __init__(self, base_url: str, token: str | None = None, *, timeout: float = 60.0) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout)
+        self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout, limits=KEEPALIVE)
         self.base_url = base_url
 
     def close(self) -> None:

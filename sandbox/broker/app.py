@@ -36,6 +36,7 @@ from sandbox.http_limits import BodySizeLimit, HeaderSizeLimit
 from sandbox.idp import tenant_identity_providers
 from sandbox.idp.provider import IdentityProvider, IdpUnavailable
 from sandbox.idp.realm import ADMIN_CLIENT_ID
+from sandbox.loopback import KEEPALIVE
 from sandbox.stack_secrets import USAGE_INGEST_SECRET, Secrets
 from sandbox.toolmap import ToolMap
 
@@ -88,7 +89,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with httpx.AsyncClient(timeout=10.0) as http:
+        # Events go to the stack's MCP servers (uvicorn), whose idle connections close after 5 s.
+        async with httpx.AsyncClient(timeout=10.0, limits=KEEPALIVE) as http:
             service = build_service(settings, http, adapter=adapter, clock=clock)
             for server in settings.mcp_servers:  # the stack's reference servers, one per revocation mode
                 service.register_resource_server(None, server.url, server.events_url)

@@ -17,6 +17,7 @@ import httpx
 
 from sandbox.agent import mcp_http
 from sandbox.agent.dpop import DPoPKey
+from sandbox.loopback import KEEPALIVE
 from sandbox.loopback_ca import IssuedCertificate, trusting
 
 
@@ -87,11 +88,8 @@ class McpCaller:
                 verify = certificate.client_context()
             elif self.ca_file is not None and self.ca_file.is_file():
                 verify = trusting(self.ca_file)
-            # Idle connections are dropped before the server (uvicorn: 5 s) could close them under a request.
             transport = httpx.HTTPTransport(local_address=source, verify=verify) if source else None
-            client = clients[key] = httpx.Client(
-                timeout=30, limits=httpx.Limits(keepalive_expiry=2.0), transport=transport, verify=verify
-            )
+            client = clients[key] = httpx.Client(timeout=30, limits=KEEPALIVE, transport=transport, verify=verify)
             with self._guard:
                 self._clients.append(client)
         return client
