@@ -17,6 +17,7 @@ import asyncio
 import time
 from typing import Any
 
+from sandbox.admin.client import BrokerRefused
 from sandbox.agent.tokens import TokenClient
 from sandbox.bench.agents import BenchAgent, OperatorBroker
 from sandbox.bench.pacing import bounded
@@ -33,6 +34,8 @@ GRANTS = 200  # client-credentials grants at each size
 LISTS = 5  # agents-list calls at each size
 #: The whole benchmark's time budget (s); growth stops at the size it reached when it is spent.
 BUDGET, QUICK_BUDGET = 1800, 300
+#: Provisions the broker may refuse while a tenant grows (each is counted and named); one more stops the growth.
+MAX_FAILED_PROVISIONS = 20
 
 
 def _rss_mib(context: BenchContext) -> dict[str, float]:
@@ -104,17 +107,29 @@ async def cost_growth(context: BenchContext) -> dict[str, Any]:
     at_size: dict[str, Any] = {}
     memory_with_revocations: dict[str, Any] = {}
     growth_seconds: dict[str, float] = {}
+    failed: list[str] = []
+
+    async def provision() -> BenchAgent | None:
+        """One more agent; a provision the broker refuses (the IdP failed) is counted, and growth goes on."""
+        try:
+            return await broker.provision(tenant)
+        except BrokerRefused as exc:
+            failed.append(str(exc))
+            return None
+
     began = time.perf_counter()
     try:
         for size in sizes:
             started = time.perf_counter()
-            more = await bounded(
-                (lambda: broker.provision(tenant) for _ in range(size - len(grown))),
-                concurrency=CONCURRENCY,
-                deadline=deadline,
-            )
-            grown.extend(more)
+            while len(grown) < size and time.perf_counter() < deadline and len(failed) <= MAX_FAILED_PROVISIONS:
+                more = await bounded(
+                    (provision for _ in range(size - len(grown))), concurrency=CONCURRENCY, deadline=deadline
+                )
+                grown.extend(agent for agent in more if agent is not None)
             growth_seconds[str(size)] = round(time.perf_counter() - started, 1)
+            if len(failed) > MAX_FAILED_PROVISIONS:
+                at_size["stopped"] = f"{len(failed)} provisions failed at {len(grown)} agents, growing to {size}"
+                break
             if len(grown) < size:
                 at_size["stopped"] = f"the time budget ran out at {len(grown)} agents, growing to {size}"
                 break
@@ -135,6 +150,7 @@ async def cost_growth(context: BenchContext) -> dict[str, Any]:
         "concurrency": CONCURRENCY,
         "probes_per_size": PROBES,
         "seconds_to_grow_to": growth_seconds,
+        "failed_provisions": {"count": len(failed), "first": failed[:3]},
         "at_size": at_size,
         "mcp_server_rss_mib_with_revocations_held": memory_with_revocations,
         "seconds": round(time.perf_counter() - began, 1),

@@ -1,0 +1,74 @@
+"""cost-growth counts the provisions the broker refuses while a tenant grows, and goes on growing; too many stop it
+with a note. A fake broker stands in for the stack (the benchmark itself runs against the real one)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox.admin.client import BrokerRefused
+from sandbox.bench import cost_growth
+from sandbox.bench.registry import BenchContext
+from sandbox.config import Settings
+
+
+class RefusingBroker:
+    """Provisions agents, refusing the calls whose number is in ``refuse`` (as the broker does when the IdP fails)."""
+
+    def __init__(self, refuse: set[int] | None = None, *, always: bool = False) -> None:
+        self.calls = itertools.count(1)
+        self.refuse = refuse or set()
+        self.always = always
+
+    async def provision(self, tenant: str) -> str:
+        call = next(self.calls)
+        if self.always or call in self.refuse:
+            raise BrokerRefused(503, "idp_unavailable", f"the IdP failed on call {call}", "retry", {})
+        return f"agent-{call}"
+
+    async def revoke(self, agent: str) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+def run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, broker: RefusingBroker) -> dict[str, Any]:
+    monkeypatch.setattr(cost_growth, "OperatorBroker", lambda settings, threads: broker)
+
+    async def measured(context: Any, broker: Any, tenant: str, grown: list[Any]) -> dict[str, Any]:
+        call = {"median": 1.0}
+        return {
+            "agents": len(grown),
+            "provision_call": call,
+            "revoke_call": call,
+            "agents_list_call": call,
+            "token_grants_per_second": 1.0,
+            "rss_mib": {},
+        }
+
+    monkeypatch.setattr(cost_growth, "_measure", measured)
+    monkeypatch.setattr(cost_growth, "_held", lambda context: {})
+    context = BenchContext(Settings(state_dir=tmp_path / "state", cache_dir=tmp_path / "cache"), quick=True)
+    return asyncio.run(cost_growth.cost_growth(context))
+
+
+def test_refused_provisions_are_counted_and_the_tenant_still_reaches_each_size(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    figures = run(monkeypatch, tmp_path, RefusingBroker({5, 50, 500}))
+    assert [(size, at["agents"]) for size, at in figures["at_size"].items()] == [("100", 100), ("1000", 1000)]
+    assert figures["failed_provisions"]["count"] == 3
+    assert "the IdP failed on call 5" in figures["failed_provisions"]["first"][0]
+
+
+def test_a_broker_that_refuses_every_provision_stops_the_growth_with_a_note(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    figures = run(monkeypatch, tmp_path, RefusingBroker(always=True))
+    assert figures["failed_provisions"]["count"] > cost_growth.MAX_FAILED_PROVISIONS
+    assert figures["at_size"]["stopped"].startswith(f"{figures['failed_provisions']['count']} provisions failed at 0")
