@@ -21,7 +21,7 @@ from sandbox.certify.cli import register as register_certify_command
 from sandbox.cli_errors import fail, guarded, run_command_line, writable_file
 from sandbox.config import Settings, load_settings
 from sandbox.errors import SandboxError
-from sandbox.idp.realm import DEMO_CLIENT_ID
+from sandbox.idp.realm import DEMO_CLIENT_ID, TOKEN_PATH
 from sandbox.stack.keycloak import ADMIN_USERNAME
 from sandbox.stack.launcher import ComponentStatus, Stack
 from sandbox.stack.state import StateDamaged, load_state
@@ -287,7 +287,7 @@ def agent_commands(settings: Settings, tenant: str, agent_id: str = "<agent-id>"
 
 def curl_for_token(settings: Settings, tenant: str, secrets: Secrets) -> str:
     secret = secrets.get(f"{tenant}/{DEMO_CLIENT_ID}") or ""
-    token_url = f"{settings.issuer(tenant)}/protocol/openid-connect/token"
+    token_url = f"{settings.issuer(tenant)}{TOKEN_PATH}"
     return f"curl -s -d grant_type=client_credentials -u {shlex.quote(f'{DEMO_CLIENT_ID}:{secret}')} {token_url}"
 
 

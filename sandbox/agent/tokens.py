@@ -27,6 +27,7 @@ from sandbox.agent.client_auth import (
     choose_method,
 )
 from sandbox.agent.dpop import DPoPKey
+from sandbox.idp.realm import TOKEN_PATH as KEYCLOAK_TOKEN_PATH
 from sandbox.issued import remember_answer
 from sandbox.loopback_ca import IssuedCertificate
 
@@ -45,8 +46,6 @@ __all__ = [
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
-#: Keycloak's token endpoint below a realm's issuer; a client told only this URL knows its issuer from it.
-KEYCLOAK_TOKEN_PATH = "/protocol/openid-connect/token"
 DEFAULT_LIFETIME = 60  # seconds a token without expires_in is taken to live
 
 
@@ -224,6 +223,7 @@ async def exchange_token(
 
 
 def _issuer_of(token_url: str) -> str:
+    """A realm's issuer, from its token endpoint (a client told only that URL); any other URL as it is."""
     return token_url.removesuffix(KEYCLOAK_TOKEN_PATH) if token_url.endswith(KEYCLOAK_TOKEN_PATH) else token_url
 
 
