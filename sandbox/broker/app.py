@@ -61,13 +61,13 @@ def build_service(
 
 
 async def _adopt_sandbox_tenants(service: BrokerService) -> None:
-    for tenant in service.settings.tenants:
+    for tenant in service.context.settings.tenants:
         try:
-            if await service.adopt_tenant(tenant):
+            if await service.tenants.adopt_tenant(tenant):
                 log.info("adopted sandbox tenant", extra={"tenant": tenant})
         except IdpUnavailable as exc:
             log.warning("Keycloak unreachable at start-up", extra={"tenant": tenant, "reason": exc.cause})
-            await service.adopt_tenant(tenant, check=False)
+            await service.tenants.adopt_tenant(tenant, check=False)
 
 
 async def _housekeeping(service: BrokerService, interval: float) -> None:
@@ -91,15 +91,15 @@ def create_app(
         async with httpx.AsyncClient(timeout=10.0) as http:
             service = build_service(settings, http, adapter=adapter, clock=clock)
             for server in settings.mcp_servers:  # the stack's reference servers, one per revocation mode
-                service.register_resource_server(None, server.url, server.events_url)
+                service.tenants.register_resource_server(None, server.url, server.events_url)
             await _adopt_sandbox_tenants(service)
             app.state.service = service
-            app.state.transmitter = service.transmitter
+            app.state.transmitter = service.context.transmitter
             app.state.usage_secret = Secrets(settings).get_or_create(USAGE_INGEST_SECRET)
             app.state.authenticator = Authenticator(
                 master_issuer=settings.issuer("master"),
                 operator_client_id=settings.keycloak_admin_client_id or ADMIN_CLIENT_ID,
-                tenant_issuers=service.tenant_issuers,
+                tenant_issuers=service.tenants.tenant_issuers,
                 http=http,
             )
             task = asyncio.create_task(_housekeeping(service, settings.broker_housekeeping_interval))
@@ -109,7 +109,7 @@ def create_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-                service.db.dispose()
+                service.context.db.dispose()
 
     app = FastAPI(
         title="mcp-sandbox credential broker",
@@ -186,12 +186,12 @@ def _add_routes(app: FastAPI) -> None:
     async def trusted_issuers(service: Service) -> dict[str, list[str]]:
         """The issuers of the tenants' agents (a realm, or a tenant's Hydra) MCP servers may trust; an issuer not
         listed here is never trusted."""
-        return {"issuers": sorted(service.agent_issuers())}
+        return {"issuers": sorted(service.tenants.agent_issuers())}
 
     @app.get("/.well-known/jwks.json", tags=["public"])
     async def jwks(service: Service) -> dict[str, Any]:
         """The public key that signs security events (the SSF transmitter's `jwks_uri`)."""
-        return service.signing_key.jwks()
+        return service.context.signing_key.jwks()
 
     @app.post("/usage", status_code=202, tags=["resource servers"], responses=ERRORS)
     async def usage(
@@ -201,7 +201,7 @@ def _add_routes(app: FastAPI) -> None:
         expected = f"Bearer {request.app.state.usage_secret}"
         if not authorization or not hmac.compare_digest(authorization.encode(), expected.encode()):
             raise AuthError(401, "invalid_token", "usage reports need the usage-ingest bearer secret")
-        ingested = service.ingest_usage([e.model_dump() for e in body.events], body.resource)
+        ingested = service.reporting.ingest_usage([e.model_dump() for e in body.events], body.resource)
         if ingested.refused_agents:
             await service.suspensions.after_usage(ingested.refused_agents)
         return {"accepted": ingested.stored}
@@ -209,51 +209,51 @@ def _add_routes(app: FastAPI) -> None:
     @app.get("/policy", tags=["policy"], responses=ERRORS)
     async def policy(caller: Caller, service: Service) -> dict[str, Any]:
         """The role templates and policy in force."""
-        return service.policy.as_dict()
+        return service.context.policy.as_dict()
 
     @app.post("/tenants", status_code=201, tags=["tenants"], responses=ERRORS)
     async def create_tenant(body: schemas.TenantIn, caller: Caller, service: Service) -> schemas.TenantCreated:
         """Create a tenant (a Keycloak realm from the template) and its first admins (operator only)."""
-        created = await service.create_tenant(caller, body.name, [a.spec() for a in body.admins], body.idp)
+        created = await service.tenants.create_tenant(caller, body.name, [a.spec() for a in body.admins], body.idp)
         return schemas.TenantCreated.model_validate(created)
 
     @app.get("/tenants", tags=["tenants"], responses=ERRORS)
     async def list_tenants(caller: Caller, service: Service) -> list[schemas.TenantOut]:
-        return [schemas.TenantOut.model_validate(t) for t in service.list_tenants(caller)]
+        return [schemas.TenantOut.model_validate(t) for t in service.tenants.list_tenants(caller)]
 
     @app.delete("/tenants/{tenant}", status_code=204, tags=["tenants"], responses=ERRORS)
     async def delete_tenant(tenant: str, caller: Caller, service: Service) -> None:
         """Delete a tenant (operator): its live agents are revoked, its realm removed; its audit stays."""
-        await service.delete_tenant(caller, tenant)
+        await service.tenants.delete_tenant(caller, tenant)
 
     @app.post("/tenants/{tenant}/admins", status_code=201, tags=["tenants"], responses=ERRORS)
     async def add_admin(tenant: str, body: schemas.AdminIn, caller: Caller, service: Service) -> schemas.IssuedAdmin:
         """Add a human admin to the tenant (a tenant admin needs MFA for it)."""
-        return schemas.IssuedAdmin.model_validate(await service.create_admin(caller, tenant, body.spec()))
+        return schemas.IssuedAdmin.model_validate(await service.tenants.create_admin(caller, tenant, body.spec()))
 
     @app.post("/tenants/{tenant}/users", status_code=201, tags=["delegation"], responses=ERRORS)
     async def add_user(tenant: str, body: schemas.UserIn, caller: Caller, service: Service) -> schemas.IssuedUser:
         """Add a person who may let delegated agents act for them, with at most these scopes (password shown once)."""
-        issued = await service.create_user(caller, tenant, body.username, body.scopes, body.otp)
+        issued = await service.delegation.create_user(caller, tenant, body.username, body.scopes, body.otp)
         return schemas.IssuedUser.model_validate(issued)
 
     @app.get("/tenants/{tenant}/clock", tags=["clock"], responses=ERRORS)
     async def tenant_clock(tenant: str, caller: Caller, service: Service) -> schemas.ClockOut:
         """The tenant's time and how far its clock was moved."""
-        return schemas.ClockOut.model_validate(service.tenant_clock(caller, tenant))
+        return schemas.ClockOut.model_validate(service.clocks.tenant_clock(caller, tenant))
 
     @app.post("/tenants/{tenant}/clock", tags=["clock"], responses=ERRORS)
     async def advance_clock(
         tenant: str, body: schemas.ClockAdvanceIn, caller: Caller, service: Service
     ) -> schemas.ClockOut:
         """Move the tenant's clock forward (sandbox only: SANDBOX_BROKER_MOVABLE_CLOCK; other tenants keep theirs)."""
-        moved = service.advance_clock(caller, tenant, body.advance.delta(), body.reason)
+        moved = service.clocks.advance_clock(caller, tenant, body.advance.delta(), body.reason)
         await service.credential_age.sweep(tenant)  # credentials the move made old are flagged and rotated now
         return schemas.ClockOut.model_validate(moved)
 
     @app.get("/resource-servers", tags=["resource servers"], responses=ERRORS)
     async def list_servers(caller: Caller, service: Service) -> list[schemas.ResourceServerOut]:
-        return [schemas.ResourceServerOut.model_validate(s) for s in service.resource_servers()]
+        return [schemas.ResourceServerOut.model_validate(s) for s in service.tenants.resource_servers()]
 
     @app.post("/resource-servers", status_code=201, tags=["resource servers"], responses=ERRORS)
     async def register_server(
@@ -261,58 +261,58 @@ def _add_routes(app: FastAPI) -> None:
     ) -> schemas.ResourceServerOut:
         """Register an MCP server: agents may get it as audience; it receives revocation events."""
         return schemas.ResourceServerOut.model_validate(
-            service.register_resource_server(caller, body.url, body.events_url)
+            service.tenants.register_resource_server(caller, body.url, body.events_url)
         )
 
     @app.delete("/resource-servers", status_code=204, tags=["resource servers"], responses=ERRORS)
     async def unregister_server(url: str, caller: Caller, service: Service) -> None:
         """Forget a resource server (operator only)."""
-        service.unregister_resource_server(caller, url)
+        service.tenants.unregister_resource_server(caller, url)
 
     @app.get("/tenants/{tenant}/agents", tags=["agents"], responses=ERRORS)
     async def list_agents(
         tenant: str, caller: Caller, service: Service, status: schemas.AgentStatus | None = None
     ) -> list[schemas.AgentOut]:
-        return [schemas.AgentOut.model_validate(a) for a in service.list_agents(caller, tenant, status)]
+        return [schemas.AgentOut.model_validate(a) for a in service.agents.list_agents(caller, tenant, status)]
 
     @app.post("/tenants/{tenant}/agents", status_code=201, tags=["agents"], responses=ERRORS)
     async def provision(
         tenant: str, body: schemas.ProvisionIn, caller: Caller, service: Service
     ) -> schemas.Provisioned:
         """Provision an agent. The credential is in this answer only; it is never shown again."""
-        return schemas.Provisioned.model_validate(await service.provision(caller, tenant, body.request()))
+        return schemas.Provisioned.model_validate(await service.agents.provision(caller, tenant, body.request()))
 
     @app.post("/tenants/{tenant}/policy/check", tags=["policy"], responses=ERRORS)
     async def check(
         tenant: str, body: schemas.PolicyCheckIn, caller: Caller, service: Service
     ) -> list[schemas.PolicyCheckOut]:
         """Check agents against the policy without changing anything."""
-        results = service.check_many(caller, tenant, [a.request() for a in body.agents])
+        results = service.agents.check_many(caller, tenant, [a.request() for a in body.agents])
         return [schemas.PolicyCheckOut.model_validate(r) for r in results]
 
     @app.get("/tenants/{tenant}/agents/{agent_id}", tags=["agents"], responses=ERRORS)
     async def get_agent(tenant: str, agent_id: str, caller: Caller, service: Service) -> schemas.AgentOut:
-        return schemas.AgentOut.model_validate(service.get_agent(caller, tenant, agent_id))
+        return schemas.AgentOut.model_validate(service.agents.get_agent(caller, tenant, agent_id))
 
     @app.post("/tenants/{tenant}/agents/{agent_id}/role", tags=["agents"], responses=ERRORS)
     async def change_role(
         tenant: str, agent_id: str, body: schemas.RoleChangeIn, caller: Caller, service: Service
     ) -> schemas.AgentOut:
         """Change the agent's role: its next token carries the new role's scopes."""
-        changed = await service.change_role(caller, tenant, agent_id, body.role, body.environment, body.reason)
+        changed = await service.agents.change_role(caller, tenant, agent_id, body.role, body.environment, body.reason)
         return schemas.AgentOut.model_validate(changed)
 
     @app.get("/tenants/{tenant}/agents/{agent_id}/dependencies", tags=["agents"], responses=ERRORS)
     async def dependencies(tenant: str, agent_id: str, caller: Caller, service: Service) -> schemas.Dependencies:
         """The MCP servers the agent has used and the configs generated for it (check before rotating)."""
-        return schemas.Dependencies.model_validate(service.dependencies(caller, tenant, agent_id))
+        return schemas.Dependencies.model_validate(service.rotation.dependencies(caller, tenant, agent_id))
 
     @app.post("/tenants/{tenant}/agents/{agent_id}/rotate", tags=["agents"], responses=ERRORS)
     async def rotate(
         tenant: str, agent_id: str, body: schemas.RotateIn, caller: Caller, service: Service
     ) -> schemas.Rotated:
         """Issue a new credential; the old one works until the grace ends."""
-        rotated = await service.rotate(caller, tenant, agent_id, body.grace_seconds, body.jwk, body.reason)
+        rotated = await service.rotation.rotate(caller, tenant, agent_id, body.grace_seconds, body.jwk, body.reason)
         return schemas.Rotated.model_validate(rotated)
 
     @app.post("/tenants/{tenant}/agents/{agent_id}/rotation/end", tags=["agents"], responses=ERRORS)
@@ -320,20 +320,20 @@ def _add_routes(app: FastAPI) -> None:
         tenant: str, agent_id: str, body: schemas.ReasonIn, caller: Caller, service: Service
     ) -> schemas.AgentOut:
         """End the rotation grace now: the old credential is rejected from here on."""
-        return schemas.AgentOut.model_validate(await service.end_grace(caller, tenant, agent_id, body.reason))
+        return schemas.AgentOut.model_validate(await service.rotation.end_grace(caller, tenant, agent_id, body.reason))
 
     @app.post("/tenants/{tenant}/agents/{agent_id}/approve", tags=["approvals"], responses=ERRORS)
     async def approve(
         tenant: str, agent_id: str, body: schemas.ReasonIn, caller: Caller, service: Service
     ) -> schemas.AgentOut:
         """Approve a pending agent (another admin than the requester, logged in with OTP)."""
-        return schemas.AgentOut.model_validate(await service.approve(caller, tenant, agent_id, body.reason))
+        return schemas.AgentOut.model_validate(await service.agents.approve(caller, tenant, agent_id, body.reason))
 
     @app.post("/tenants/{tenant}/agents/{agent_id}/deny", tags=["approvals"], responses=ERRORS)
     async def deny(
         tenant: str, agent_id: str, body: schemas.ReasonIn, caller: Caller, service: Service
     ) -> schemas.AgentOut:
-        return schemas.AgentOut.model_validate(await service.deny(caller, tenant, agent_id, body.reason))
+        return schemas.AgentOut.model_validate(await service.agents.deny(caller, tenant, agent_id, body.reason))
 
     @app.post("/tenants/{tenant}/agents/{agent_id}/revoke", tags=["revocation"], responses=ERRORS)
     async def revoke_in_tenant(
@@ -341,7 +341,7 @@ def _add_routes(app: FastAPI) -> None:
     ) -> schemas.Revoked:
         """Revoke the agent (idempotent: revoking a revoked agent answers 200 and changes nothing; body optional)."""
         body = body or schemas.RevokeIn()
-        result = await service.revoke(
+        result = await service.revocation.revoke(
             caller, agent_id, tenant=tenant, reason=body.reason, verify_token=body.verify_token
         )
         return schemas.Revoked.model_validate(result)
@@ -352,7 +352,7 @@ def _add_routes(app: FastAPI) -> None:
     ) -> schemas.Revoked:
         """Revoke by agent id alone (the tenant comes from the caller's token); the body is optional."""
         body = body or schemas.RevokeIn()
-        result = await service.revoke(caller, agent_id, reason=body.reason, verify_token=body.verify_token)
+        result = await service.revocation.revoke(caller, agent_id, reason=body.reason, verify_token=body.verify_token)
         return schemas.Revoked.model_validate(result)
 
     @app.post("/tenants/{tenant}/agents/{agent_id}/resume", tags=["revocation"], responses=ERRORS)
@@ -366,29 +366,29 @@ def _add_routes(app: FastAPI) -> None:
     @app.get("/tenants/{tenant}/agents/{agent_id}/delegations", tags=["delegation"], responses=ERRORS)
     async def delegations(tenant: str, agent_id: str, caller: Caller, service: Service) -> schemas.DelegationsOut:
         """Which users let this delegated agent act for them, with which scopes (Keycloak's token exchanges)."""
-        return schemas.DelegationsOut.model_validate(await service.delegations(caller, tenant, agent_id))
+        return schemas.DelegationsOut.model_validate(await service.delegation.delegations(caller, tenant, agent_id))
 
     @app.get("/tenants/{tenant}/review-queue", tags=["dormancy"], responses=ERRORS)
     async def review_queue(tenant: str, caller: Caller, service: Service) -> list[schemas.AgentOut]:
-        return [schemas.AgentOut.model_validate(a) for a in service.review_queue(caller, tenant)]
+        return [schemas.AgentOut.model_validate(a) for a in service.access_reviews.queue(caller, tenant)]
 
     @app.post("/tenants/{tenant}/dormancy/scan", tags=["dormancy"], responses=ERRORS)
     async def scan(tenant: str, caller: Caller, service: Service) -> schemas.DormancyScan:
         """Mark agents without a token or a tool call in their dormancy period dormant (and disable them)."""
-        return schemas.DormancyScan.model_validate(await service.scan_dormancy(caller, tenant))
+        return schemas.DormancyScan.model_validate(await service.dormancy.scan_dormancy(caller, tenant))
 
     @app.post("/tenants/{tenant}/agents/{agent_id}/review", tags=["dormancy"], responses=ERRORS)
     async def review(
         tenant: str, agent_id: str, body: schemas.ReviewIn, caller: Caller, service: Service
     ) -> schemas.AgentOut:
         """Keep (re-enable) or revoke a dormant agent."""
-        reviewed = await service.review(caller, tenant, agent_id, body.decision, body.reason)
+        reviewed = await service.dormancy.review(caller, tenant, agent_id, body.decision, body.reason)
         return schemas.AgentOut.model_validate(reviewed)
 
     @app.get("/tenants/{tenant}/agents/{agent_id}/monitoring", tags=["monitoring"], responses=ERRORS)
     async def monitoring(tenant: str, agent_id: str, caller: Caller, service: Service) -> dict[str, Any]:
         """Failed token requests, denied tool calls, unused scopes and the credential's age of one agent."""
-        report = await service.monitoring(caller, tenant, agent_id)
+        report = await service.reporting.monitoring(caller, tenant, agent_id)
         report["credential_age"] = service.credential_age.report_of(agent_id)
         return report
 
@@ -417,14 +417,14 @@ def _add_routes(app: FastAPI) -> None:
 
     @app.get("/tenants/{tenant}/monitoring", tags=["monitoring"], responses=ERRORS)
     async def tenant_monitoring(tenant: str, caller: Caller, service: Service) -> list[dict[str, Any]]:
-        return await service.tenant_monitoring(caller, tenant)
+        return await service.reporting.tenant_monitoring(caller, tenant)
 
     @app.post("/tenants/{tenant}/agents/{agent_id}/mcp-config", tags=["configs"], responses=ERRORS)
     async def mcp_config(
         tenant: str, agent_id: str, body: schemas.ConfigIn, caller: Caller, service: Service
     ) -> dict[str, Any]:
         """An MCP client config for the agent (credential by reference, never the secret)."""
-        return service.generate_config(
+        return service.reporting.generate_config(
             caller,
             tenant,
             agent_id,
@@ -438,4 +438,4 @@ def _add_routes(app: FastAPI) -> None:
         tenant: str, caller: Caller, service: Service, agent_id: str | None = None
     ) -> list[dict[str, Any]]:
         """The tenant's audit entries, oldest first, each with its hash and its predecessor's."""
-        return await service.audit_log(caller, tenant, agent_id)
+        return await service.reporting.audit_log(caller, tenant, agent_id)
