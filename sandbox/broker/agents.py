@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
-from sandbox.broker import audit
+from sandbox.broker import audit, schemas
 from sandbox.broker.auth import Principal
 from sandbox.broker.base import IDP_FAILURES, NAME, SYSTEM, BrokerContext, idp_failure, why
 from sandbox.broker.credentials import key_fingerprint, public_jwk, secret_fingerprint
@@ -22,6 +21,7 @@ from sandbox.broker.errors import (
     PolicyRefused,
     StorageFailed,
 )
+from sandbox.broker.specs import ProvisionRequest
 from sandbox.broker.store import (
     LIVE,
     Agent,
@@ -31,22 +31,6 @@ from sandbox.broker.store import (
 from sandbox.idp.provider import BINDINGS, AgentClientSpec
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ProvisionRequest:
-    name: str
-    owner: str
-    role: str
-    environment: str
-    mode: str = "autonomous"
-    credential_type: str = "client_secret"
-    jwk: dict[str, Any] | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-    servers: list[str] | None = None
-    token_lifetime: int | None = None
-    source: str = "api"
-    binding: str = "bearer"  # bearer; dpop: tokens bound to a key the agent keeps; mtls: to its client certificate
 
 
 class Interrupted(Exception):
@@ -98,10 +82,12 @@ class AgentService:
             problems.append(f"binding: {request.binding!r} is not one of {', '.join(BINDINGS)}")
         return problems
 
-    def check_many(self, principal: Principal, tenant: str, requests: list[ProvisionRequest]) -> list[dict[str, Any]]:
+    def check_many(
+        self, principal: Principal, tenant: str, requests: list[ProvisionRequest]
+    ) -> list[schemas.PolicyCheckOut]:
         with self.context.session() as session:
             self.context.visible_tenant(session, principal, tenant)
-        return [{"name": r.name, "violations": self.check_request(r)} for r in requests]
+        return [schemas.PolicyCheckOut(name=r.name, violations=self.check_request(r)) for r in requests]
 
     async def provision(self, principal: Principal, tenant: str, request: ProvisionRequest) -> dict[str, Any]:
         try:

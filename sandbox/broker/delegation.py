@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from sandbox.broker import audit
+from sandbox.broker import audit, schemas
 from sandbox.broker.auth import Principal
 from sandbox.broker.base import IDP_FAILURES, BrokerContext, why
 from sandbox.broker.errors import BadRequest, Conflict, IdpFailed
@@ -47,7 +47,7 @@ class DelegationService:
 
     async def create_user(
         self, principal: Principal, tenant: str, username: str, scopes: list[str], otp: bool = False
-    ) -> dict[str, Any]:
+    ) -> schemas.IssuedUser:
         """Add a person to the tenant who may let delegated agents act for them, with at most ``scopes``."""
         with self.context.session() as session:
             self.context.visible_tenant(session, principal, tenant)
@@ -69,9 +69,9 @@ class DelegationService:
                 at=self.context.now(tenant),
                 after={"username": username, "scopes": sorted(set(scopes)), "otp": otp},
             )
-        return {**issued, "scopes": sorted(set(scopes)), "login_client": USER_LOGIN_CLIENT_ID}
+        return schemas.IssuedUser(**issued.model_dump(), scopes=sorted(set(scopes)), login_client=USER_LOGIN_CLIENT_ID)
 
-    async def delegations(self, principal: Principal, tenant: str, agent_id: str) -> dict[str, Any]:
+    async def delegations(self, principal: Principal, tenant: str, agent_id: str) -> schemas.DelegationsOut:
         """Who let the agent act for them, with which scopes, and when (Keycloak's records, synced now)."""
         with self.context.session() as session:
             self.context.visible_tenant(session, principal, tenant)
@@ -80,15 +80,15 @@ class DelegationService:
         error = await self.sync_delegations(tenant, [agent_id])
         with self.context.session() as session:
             found = session.scalars(select(Delegation).where(Delegation.agent_id == agent_id).order_by(Delegation.id))
-            users = [d.as_public() for d in found]
-        return {
-            "agent_id": agent_id,
-            "mode": public["mode"],
-            "delegation_scope": public["delegation_scope"],
-            "login_client": USER_LOGIN_CLIENT_ID,
-            "delegations": users,
-            "idp_error": error,
-        }
+            users = [schemas.DelegationOut.model_validate(d.as_public()) for d in found]
+        return schemas.DelegationsOut(
+            agent_id=agent_id,
+            mode=public["mode"],
+            delegation_scope=public["delegation_scope"],
+            login_client=USER_LOGIN_CLIENT_ID,
+            delegations=users,
+            idp_error=error,
+        )
 
     async def sync_delegations(self, tenant: str, agent_ids: list[str]) -> str | None:
         """Record new delegations of these agents from Keycloak's TOKEN_EXCHANGE events; the failure, if any."""

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from sandbox.broker import audit
+from sandbox.broker import audit, schemas
 from sandbox.broker.auth import Principal
 from sandbox.broker.base import FINAL, SYSTEM, BrokerContext, idp_failure
 from sandbox.broker.credentials import secret_fingerprint
@@ -139,7 +139,7 @@ class CredentialAgeKeeper:
         )
         return True
 
-    async def pick_up(self, client_id: str, secret: str) -> dict[str, Any]:
+    async def pick_up(self, client_id: str, secret: str) -> schemas.CredentialPickupOut:
         """The new secret of an automatic rotation, for the agent that proves it holds the old one (grace only)."""
         unknown = NotFound(
             "no credential from an automatic rotation awaits this client and secret",
@@ -175,11 +175,11 @@ class CredentialAgeKeeper:
                 after={"credential": secret_fingerprint(new_secret)},
                 reason="the agent took its new secret with its old one",
             )
-        return {
-            "client_id": client_id,
-            "client_secret": new_secret,
-            "grace_ends_at": grace_ends.isoformat() if grace_ends else None,
-        }
+        return schemas.CredentialPickupOut(
+            client_id=client_id,
+            client_secret=new_secret,
+            grace_ends_at=grace_ends.isoformat() if grace_ends else None,
+        )
 
 
 # Access reviews ------------------------------------------------------------------------------------------------
@@ -229,14 +229,14 @@ class AccessReviews:
         reviews = sorted((p for p in found if p[1].reason != "dormant"), key=lambda p: p[1].due_at or datetime.max)
         return [{**agent, "review": due.as_dict()} for agent, due in [*dormant, *reviews]]
 
-    def recommendation(self, principal: Principal, tenant: str, agent_id: str) -> dict[str, Any]:
+    def recommendation(self, principal: Principal, tenant: str, agent_id: str) -> schemas.AccessReviewOut:
         """The scopes the agent did not use in its tier's review interval: the change the review recommends."""
         with self.context.session() as session:
             self.context.visible_tenant(session, principal, tenant)
             agent = self.context.visible_agent(session, principal, agent_id, tenant)
             return self._recommend(session, agent)
 
-    def _recommend(self, session: Session, agent: Agent) -> dict[str, Any]:
+    def _recommend(self, session: Session, agent: Agent) -> schemas.AccessReviewOut:
         role = self.context.policy.roles.get(agent.role)
         interval = role.lifecycle.review_interval_days if role else None
         if agent.status in FINAL or interval is None:
@@ -249,16 +249,16 @@ class AccessReviews:
         usage = list(session.scalars(select(UsageEvent).where(UsageEvent.agent_id == agent.id)))
         unused = unused_scopes(agent.as_public(), usage, self.context.tools, since=now - window)
         due = self._due(session, agent)
-        return {
-            "agent_id": agent.id,
-            "risk_tier": role.lifecycle.risk_tier if role else None,
-            "due": due is not None and due.reason == "access_review",
-            "due_at": due.due_at.isoformat() if due and due.due_at else None,
-            "window_days": interval,
-            "scopes": list(agent.scopes),
-            "unused_scopes": unused,
-            "recommended": {"remove_scopes": unused},
-        }
+        return schemas.AccessReviewOut(
+            agent_id=agent.id,
+            risk_tier=role.lifecycle.risk_tier if role else None,
+            due=due is not None and due.reason == "access_review",
+            due_at=due.due_at.isoformat() if due and due.due_at else None,
+            window_days=interval,
+            scopes=list(agent.scopes),
+            unused_scopes=unused,
+            recommended={"remove_scopes": unused},
+        )
 
     async def accept(
         self, principal: Principal, tenant: str, agent_id: str, remove_scopes: list[str] | None, reason: str = ""
@@ -272,7 +272,7 @@ class AccessReviews:
                     raise Conflict(f"agent {agent.name!r} is {agent.status}", "only live agents get access reviews")
                 if self.context.policy.needs_mfa(agent.environment):
                     self.context.require_mfa(principal, f"changing an agent's scopes in {agent.environment}")
-                recommended = self._recommend(session, agent)["unused_scopes"]
+                recommended = self._recommend(session, agent).unused_scopes
                 removing = recommended if remove_scopes is None else remove_scopes
                 if extra := sorted(set(removing) - set(recommended)):
                     raise BadRequest(

@@ -94,10 +94,10 @@ class ReportingService:
         period = timedelta(days=role.dormancy_days if role else self.context.policy.default_dormancy_days)
         report = agent_report(public, events, usage, self.context.tools, now=self.context.now(tenant), period=period)
         report["idp_error"] = idp_error
-        delegated = public["mode"] == "delegated"
-        report["delegations"] = (
-            (await self.delegation.delegations(principal, tenant, agent_id))["delegations"] if delegated else []
-        )
+        report["delegations"] = []
+        if public["mode"] == "delegated":
+            delegations = await self.delegation.delegations(principal, tenant, agent_id)
+            report["delegations"] = [d.model_dump() for d in delegations.delegations]
         return report
 
     async def tenant_monitoring(self, principal: Principal, tenant: str) -> list[dict[str, Any]]:

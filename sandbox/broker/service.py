@@ -24,7 +24,7 @@ import logging
 import httpx
 from sqlalchemy import select
 
-from sandbox.broker.agents import AgentService, ProvisionRequest
+from sandbox.broker.agents import AgentService
 from sandbox.broker.base import IDP_FAILURES, SYSTEM, BrokerContext
 from sandbox.broker.clock import Clock
 from sandbox.broker.delegation import DelegationService
@@ -36,10 +36,11 @@ from sandbox.broker.policy import Policy
 from sandbox.broker.reporting import ReportingService
 from sandbox.broker.revocation import RevocationService
 from sandbox.broker.rotation import RotationService
+from sandbox.broker.specs import AdminSpec, ProvisionRequest
 from sandbox.broker.store import Agent, Database
 from sandbox.broker.suspension import Suspensions
 from sandbox.broker.tenant_clock import ClockService
-from sandbox.broker.tenants import AdminSpec, TenantService
+from sandbox.broker.tenants import TenantService
 from sandbox.config import Settings
 from sandbox.idp.provider import IdentityProvider
 from sandbox.toolmap import ToolMap

@@ -7,15 +7,13 @@ Enabled by ``SANDBOX_BROKER_MOVABLE_CLOCK`` (the stack sets it; a production-lik
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
-from sandbox.broker import audit
+from sandbox.broker import audit, schemas
 from sandbox.broker.auth import Principal
 from sandbox.broker.base import BrokerContext
+from sandbox.broker.clock import MAX_ADVANCE
 from sandbox.broker.errors import BadRequest, Forbidden
 from sandbox.broker.store import TenantClockMove
-
-MAX_ADVANCE = timedelta(days=3650)
 
 
 class ClockService:
@@ -24,12 +22,12 @@ class ClockService:
     def __init__(self, context: BrokerContext) -> None:
         self.context = context
 
-    def tenant_clock(self, principal: Principal, tenant: str) -> dict[str, Any]:
+    def tenant_clock(self, principal: Principal, tenant: str) -> schemas.ClockOut:
         with self.context.session() as session:
             self.context.visible_tenant(session, principal, tenant)
         return self._clock_view(tenant)
 
-    def advance_clock(self, principal: Principal, tenant: str, delta: timedelta, reason: str = "") -> dict[str, Any]:
+    def advance_clock(self, principal: Principal, tenant: str, delta: timedelta, reason: str = "") -> schemas.ClockOut:
         """Move the tenant's clock forward by ``delta`` (operator or the tenant's admin; sandbox only)."""
         with self.context.session() as session:
             self.context.visible_tenant(session, principal, tenant)
@@ -56,16 +54,16 @@ class ClockService:
             )
         return self._clock_view(tenant)
 
-    def _clock_view(self, tenant: str) -> dict[str, Any]:
+    def _clock_view(self, tenant: str) -> schemas.ClockOut:
         real, offset = self.context.clock.now(), self.context.clocks.offset(tenant)
-        return {
-            "tenant": tenant,
-            "now": (real + offset).isoformat(),
-            "real_now": real.isoformat(),
-            "offset_seconds": offset.total_seconds(),
-            "movable": self.context.settings.broker_movable_clock,
-            "moves": [
-                {"at": move.at.isoformat(), "offset_seconds": move.offset.total_seconds()}
+        return schemas.ClockOut(
+            tenant=tenant,
+            now=(real + offset).isoformat(),
+            real_now=real.isoformat(),
+            offset_seconds=offset.total_seconds(),
+            movable=self.context.settings.broker_movable_clock,
+            moves=[
+                schemas.ClockMoveOut(at=move.at.isoformat(), offset_seconds=move.offset.total_seconds())
                 for move in self.context.clocks.moves(tenant)
             ],
-        }
+        )

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import select
 
-from sandbox.broker import audit
+from sandbox.broker import audit, schemas
 from sandbox.broker.auth import Principal
 from sandbox.broker.base import IDP_FAILURES, NAME, SYSTEM, TENANT_NAME, BrokerContext, idp_failure, why
 from sandbox.broker.errors import (
@@ -21,6 +19,7 @@ from sandbox.broker.errors import (
     NotFound,
 )
 from sandbox.broker.revocation import RevocationService
+from sandbox.broker.specs import AdminSpec
 from sandbox.broker.store import (
     Agent,
     ResourceServer,
@@ -30,12 +29,6 @@ from sandbox.idp.realm import TENANT_ADMIN_ROLE, create_tenant
 from sandbox.stack_secrets import otp_base32
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class AdminSpec:
-    username: str
-    otp: bool = True
 
 
 class TenantService:
@@ -72,7 +65,7 @@ class TenantService:
 
     async def create_tenant(
         self, principal: Principal, name: str, admins: list[AdminSpec], idp: str = "keycloak"
-    ) -> dict[str, Any]:
+    ) -> schemas.TenantCreated:
         """A realm for the tenant's people; its agents in the realm too, or (``idp="hydra"``) on a Hydra the broker
         lends it from the stack's pool."""
         if not principal.is_operator:
@@ -104,7 +97,7 @@ class TenantService:
                 f"Keycloak failed while creating tenant {name!r} ({why(exc)}); nothing was kept",
                 "retry when Keycloak is up (`mcp-sandbox status`)",
             ) from exc
-        issued = []
+        issued: list[schemas.IssuedAdmin] = []
         try:
             for admin in admins:
                 issued.append(await self._create_admin(name, admin))
@@ -127,7 +120,7 @@ class TenantService:
                     actor=principal.actor,
                     action="tenant.created",
                     at=now,
-                    after={"tenant": name, "admins": [a["username"] for a in issued], "idp": idp},
+                    after={"tenant": name, "admins": [a.username for a in issued], "idp": idp},
                 )
         except (*IDP_FAILURES, BrokerError) as exc:
             await self._remove_realm_quietly(name)
@@ -138,13 +131,13 @@ class TenantService:
                 f"Keycloak failed while adding tenant {name!r}'s admins ({why(exc)}); the realm was removed again",
                 "retry when Keycloak is up",
             ) from exc
-        return {
-            "tenant": name,
-            "issuer": self.context.settings.issuer(name),
-            "idp": idp,
-            "agents_issuer": self.context.agents_issuer(name),
-            "admins": issued,
-        }
+        return schemas.TenantCreated(
+            tenant=name,
+            issuer=self.context.settings.issuer(name),
+            idp=idp,
+            agents_issuer=self.context.agents_issuer(name),
+            admins=issued,
+        )
 
     async def delete_tenant(self, principal: Principal, name: str) -> None:
         """Revoke the tenant's live agents (events reach their servers), remove its realm; its audit stays."""
@@ -190,7 +183,7 @@ class TenantService:
         except IDP_FAILURES:
             log.warning("could not remove a half-made tenant realm", extra={"tenant": name})
 
-    async def create_admin(self, principal: Principal, tenant: str, admin: AdminSpec) -> dict[str, Any]:
+    async def create_admin(self, principal: Principal, tenant: str, admin: AdminSpec) -> schemas.IssuedAdmin:
         """Add a human admin to a tenant; an admin of the tenant needs MFA for it."""
         with self.context.session() as session:
             self.context.visible_tenant(session, principal, tenant)
@@ -209,10 +202,12 @@ class TenantService:
             )
         return issued
 
-    async def _create_admin(self, tenant: str, admin: AdminSpec) -> dict[str, Any]:
+    async def _create_admin(self, tenant: str, admin: AdminSpec) -> schemas.IssuedAdmin:
         return await self.create_person(tenant, admin.username, admin.otp, [TENANT_ADMIN_ROLE], "admin")
 
-    async def create_person(self, tenant: str, username: str, otp: bool, roles: list[str], kind: str) -> dict[str, Any]:
+    async def create_person(
+        self, tenant: str, username: str, otp: bool, roles: list[str], kind: str
+    ) -> schemas.IssuedAdmin:
         """A user of the tenant realm with a new password, these realm roles and, with ``otp``, a TOTP secret."""
         if not NAME.match(username):
             raise BadRequest(f"{kind} username {username!r} is not valid", "use lowercase letters, digits, dashes")
@@ -221,24 +216,27 @@ class TenantService:
         await self.context.adapter.create_tenant_user(
             tenant, username, password, raw_otp, roles=roles, last_name=f"{tenant} {kind}"
         )
-        result: dict[str, Any] = {"username": username, "password": password, "otp_secret": None}
-        if raw_otp is not None:
-            base32 = otp_base32(raw_otp)
-            result["otp_secret"] = base32
-            result["otpauth_uri"] = f"otpauth://totp/{tenant}:{username}?secret={base32}&issuer={tenant}"
-        return result
+        if raw_otp is None:
+            return schemas.IssuedAdmin(username=username, password=password, otp_secret=None)
+        base32 = otp_base32(raw_otp)
+        return schemas.IssuedAdmin(
+            username=username,
+            password=password,
+            otp_secret=base32,
+            otpauth_uri=f"otpauth://totp/{tenant}:{username}?secret={base32}&issuer={tenant}",
+        )
 
-    def list_tenants(self, principal: Principal) -> list[dict[str, Any]]:
+    def list_tenants(self, principal: Principal) -> list[schemas.TenantOut]:
         with self.context.session() as session:
             tenants = session.scalars(select(Tenant).where(Tenant.deleted_at.is_(None)).order_by(Tenant.name))
             return [
-                {
-                    "tenant": t.name,
-                    "issuer": t.issuer,
-                    "idp": t.agents_idp,
-                    "agents_issuer": t.agents_issuer or t.issuer,
-                    "created_at": t.created_at.isoformat(),
-                }
+                schemas.TenantOut(
+                    tenant=t.name,
+                    issuer=t.issuer,
+                    idp=t.agents_idp,
+                    agents_issuer=t.agents_issuer or t.issuer,
+                    created_at=t.created_at.isoformat(),
+                )
                 for t in tenants
                 if principal.is_operator or principal.tenant == t.name
             ]
@@ -255,7 +253,9 @@ class TenantService:
             tenants = session.scalars(select(Tenant).where(Tenant.deleted_at.is_(None)))
             return {tenant.agents_issuer or tenant.issuer: tenant.name for tenant in tenants}
 
-    def register_resource_server(self, principal: Principal | None, url: str, events_url: str | None) -> dict[str, Any]:
+    def register_resource_server(
+        self, principal: Principal | None, url: str, events_url: str | None
+    ) -> schemas.ResourceServerOut:
         if principal is not None and not principal.is_operator:
             raise Forbidden("only the platform operator registers resource servers", "ask the operator")
         for value in (url, events_url):
@@ -267,7 +267,7 @@ class TenantService:
             if server is None:
                 session.add(ResourceServer(url=url, events_url=events_url, created_at=now))
             elif server.events_url == events_url:
-                return {"url": url, "events_url": events_url}
+                return schemas.ResourceServerOut(url=url, events_url=events_url)
             else:
                 server.events_url = events_url
             audit.record(
@@ -278,7 +278,7 @@ class TenantService:
                 at=now,
                 after={"url": url, "events_url": events_url},
             )
-        return {"url": url, "events_url": events_url}
+        return schemas.ResourceServerOut(url=url, events_url=events_url)
 
     def unregister_resource_server(self, principal: Principal, url: str) -> None:
         """Forget a resource server: new agents no longer get it as audience; it gets no more events."""
@@ -298,7 +298,7 @@ class TenantService:
                 before={"url": url},
             )
 
-    def resource_servers(self) -> list[dict[str, Any]]:
+    def resource_servers(self) -> list[schemas.ResourceServerOut]:
         with self.context.session() as session:
             servers = self.context.registered_servers(session).values()
-            return [{"url": s.url, "events_url": s.events_url} for s in servers]
+            return [schemas.ResourceServerOut(url=s.url, events_url=s.events_url) for s in servers]

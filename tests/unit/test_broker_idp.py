@@ -80,7 +80,7 @@ async def test_an_unreachable_idp_during_a_revocation_leaves_it_resumable(world:
 async def test_a_second_person_of_one_name_is_a_conflict_not_an_outage(world: Any) -> None:  # noqa: F811
     service, idp, _ = world
     first = await service.delegation.create_user(ALICE, "acme", "dana", ["mcp:tool:analytics.read"])
-    assert first["username"] == "dana" and first["password"]
+    assert first.username == "dana" and first.password
     with pytest.raises(Conflict, match="already has a user 'dana'"):
         await service.delegation.create_user(ALICE, "acme", "dana", ["mcp:tool:analytics.read"])
     assert list(idp.users) == [("acme", "dana")]
@@ -92,10 +92,10 @@ async def test_the_operator_makes_a_tenant_and_its_admins_in_the_idp(world: Any)
         await service.tenants.create_tenant(ALICE, "newco", [AdminSpec("ada")])
     made = await service.tenants.create_tenant(OPERATOR, "newco", [AdminSpec("ada"), AdminSpec("bob", otp=False)])
     assert "newco" in idp.realms
-    assert [a["username"] for a in made["admins"]] == ["ada", "bob"]
+    assert [a.username for a in made.admins] == ["ada", "bob"]
     assert idp.users[("newco", "ada")] == {"roles": ["tenant-admin"], "otp": True}
     assert idp.users[("newco", "bob")]["otp"] is False
-    assert "newco" in [t["tenant"] for t in service.tenants.list_tenants(OPERATOR)]
+    assert "newco" in [t.tenant for t in service.tenants.list_tenants(OPERATOR)]
 
 
 async def test_a_tenant_the_idp_half_made_is_removed_again(world: Any) -> None:  # noqa: F811
@@ -104,7 +104,7 @@ async def test_a_tenant_the_idp_half_made_is_removed_again(world: Any) -> None: 
     with pytest.raises(IdpFailed, match="the realm was removed again"):
         await service.tenants.create_tenant(OPERATOR, "halfco", [AdminSpec("ada")])
     assert "halfco" not in idp.realms
-    assert "halfco" not in [t["tenant"] for t in service.tenants.list_tenants(OPERATOR)]
+    assert "halfco" not in [t.tenant for t in service.tenants.list_tenants(OPERATOR)]
 
 
 async def test_a_realm_the_idp_has_already_is_not_taken_over(world: Any) -> None:  # noqa: F811

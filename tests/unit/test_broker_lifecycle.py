@@ -157,7 +157,7 @@ async def test_the_agent_picks_up_its_new_secret_with_the_old_one_only(world: An
     with pytest.raises(NotFound):
         await service.credential_age.pick_up(runner["client_id"], "a-guess")
     picked = await service.credential_age.pick_up(runner["client_id"], "generated-secret")
-    assert picked["client_secret"] == "rotated-secret" and picked["grace_ends_at"]
+    assert picked.client_secret == "rotated-secret" and picked.grace_ends_at
     assert actions(service, runner["id"])[-1][0] == "agent.credential_picked_up"
     await service.rotation.end_grace(ALICE, "acme", runner["id"])
     with pytest.raises(NotFound):  # after the grace the old secret gets nothing
@@ -187,7 +187,7 @@ async def test_the_high_tier_comes_due_first_and_unused_scopes_are_removed_on_ac
         (writer["id"], "access_review", "high")
     ]
     review = service.access_reviews.recommendation(ALICE, "acme", writer["id"])
-    assert review["due"] and review["unused_scopes"] == ["mcp:tool:invoices.write"] and review["window_days"] == 30
+    assert review.due and review.unused_scopes == ["mcp:tool:invoices.write"] and review.window_days == 30
     with pytest.raises(BadRequest):  # a used scope is not the admin's to remove through a review
         await service.access_reviews.accept(ALICE, "acme", writer["id"], ["mcp:tool:invoices.read"])
     accepted = await service.access_reviews.accept(ALICE, "acme", writer["id"], None)

@@ -165,9 +165,9 @@ async def test_each_users_delegation_is_audited_once_with_the_user_as_actor(worl
         ("dana (user, acme, sub id-dana)", ["mcp:tool:analytics.read"]),
         ("erin (user, acme, sub id-erin)", []),
     ]
-    found = (await service.delegation.delegations(ALICE, "acme", helper["id"]))["delegations"]
-    assert [(d["user"], d["exchanges"]) for d in found] == [("dana", 2), ("erin", 1)]
-    assert all(d["consented_at"] for d in found)
+    found = (await service.delegation.delegations(ALICE, "acme", helper["id"])).delegations
+    assert [(d.user, d.exchanges) for d in found] == [("dana", 2), ("erin", 1)]
+    assert all(d.consented_at for d in found)
 
 
 async def test_a_moved_tenant_clock_spares_agents_active_after_the_move(world: Any) -> None:
@@ -180,7 +180,7 @@ async def test_a_moved_tenant_clock_spares_agents_active_after_the_move(world: A
     scan = await service.dormancy.scan_dormancy(ALICE, "acme")
     assert [a["id"] for a in scan["dormant"]] == [idle["id"]]
     assert datetime.fromisoformat(scan["as_of"]) - clock.now() >= timedelta(days=31) - timedelta(seconds=1)
-    assert service.clocks.tenant_clock(ALICE, "acme")["offset_seconds"] == 31 * 86400
+    assert service.clocks.tenant_clock(ALICE, "acme").offset_seconds == 31 * 86400
     assert datetime.fromisoformat(service.agents.get_agent(ALICE, "acme", idle["id"])["dormant_since"]) > datetime.now(
         UTC
     )

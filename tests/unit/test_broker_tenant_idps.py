@@ -85,8 +85,8 @@ async def test_a_tenant_on_hydra_keeps_its_agents_there_and_its_people_in_keyclo
     service, keycloak, hydra = side_by_side
     pool = service.context.settings.hydra_pool_addresses[0]
     created = await service.tenants.create_tenant(OPERATOR, "hyd", [], "hydra")
-    assert (created["idp"], created["agents_issuer"]) == ("hydra", pool.issuer)
-    assert created["issuer"] == service.context.settings.issuer("hyd") and "hyd" in keycloak.realms
+    assert (created.idp, created.agents_issuer) == ("hydra", pool.issuer)
+    assert created.issuer == service.context.settings.issuer("hyd") and "hyd" in keycloak.realms
 
     on_hydra = await service.agents.provision(admin_of("hyd"), "hyd", request("reader"))
     on_keycloak = await service.agents.provision(admin_of("acme"), "acme", request("reader"))
@@ -113,12 +113,12 @@ async def test_the_pool_lends_each_hydra_once_and_again_after_a_wipe(side_by_sid
     await service.tenants.delete_tenant(OPERATOR, "first")
     assert hydra.wiped == ["first"] and agent["client_id"] not in hydra.clients
     again = await service.tenants.create_tenant(OPERATOR, "second", [], "hydra")
-    assert again["agents_issuer"] == service.context.settings.hydra_pool_addresses[0].issuer
+    assert again.agents_issuer == service.context.settings.hydra_pool_addresses[0].issuer
 
     # a restarted broker finds which tenant holds which Hydra in its database
     async with httpx.AsyncClient() as http:
         restarted = service_for(service.context.settings, service.context.db, keycloak, FakeHydra(), http)
-    assert restarted.context.agents_issuer("second") == again["agents_issuer"]
+    assert restarted.context.agents_issuer("second") == again.agents_issuer
     assert restarted.context.adapter.idp_of("acme") == "keycloak"
 
 

@@ -36,8 +36,7 @@ async def check(
     tenant: str, body: schemas.PolicyCheckIn, caller: Caller, service: Service
 ) -> list[schemas.PolicyCheckOut]:
     """Check agents against the policy without changing anything."""
-    results = service.agents.check_many(caller, tenant, [a.request() for a in body.agents])
-    return [schemas.PolicyCheckOut.model_validate(r) for r in results]
+    return service.agents.check_many(caller, tenant, [a.request() for a in body.agents])
 
 
 @router.get("/tenants/{tenant}/agents/{agent_id}", tags=["agents"], responses=ERRORS)

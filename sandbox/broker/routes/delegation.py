@@ -13,11 +13,10 @@ router = APIRouter()
 @router.post("/tenants/{tenant}/users", status_code=201, tags=["delegation"], responses=ERRORS)
 async def add_user(tenant: str, body: schemas.UserIn, caller: Caller, service: Service) -> schemas.IssuedUser:
     """Add a person who may let delegated agents act for them, with at most these scopes (password shown once)."""
-    issued = await service.delegation.create_user(caller, tenant, body.username, body.scopes, body.otp)
-    return schemas.IssuedUser.model_validate(issued)
+    return await service.delegation.create_user(caller, tenant, body.username, body.scopes, body.otp)
 
 
 @router.get("/tenants/{tenant}/agents/{agent_id}/delegations", tags=["delegation"], responses=ERRORS)
 async def delegations(tenant: str, agent_id: str, caller: Caller, service: Service) -> schemas.DelegationsOut:
     """Which users let this delegated agent act for them, with which scopes (Keycloak's token exchanges)."""
-    return schemas.DelegationsOut.model_validate(await service.delegation.delegations(caller, tenant, agent_id))
+    return await service.delegation.delegations(caller, tenant, agent_id)

@@ -15,7 +15,7 @@ router = APIRouter()
 @router.get("/tenants/{tenant}/agents/{agent_id}/access-review", tags=["reviews"], responses=ERRORS)
 async def access_review(tenant: str, agent_id: str, caller: Caller, service: Service) -> schemas.AccessReviewOut:
     """The agent's access review: whether it is due, and the scopes it did not use in its tier's interval."""
-    return schemas.AccessReviewOut.model_validate(service.access_reviews.recommendation(caller, tenant, agent_id))
+    return service.access_reviews.recommendation(caller, tenant, agent_id)
 
 
 @router.post("/tenants/{tenant}/agents/{agent_id}/access-review", tags=["reviews"], responses=ERRORS)
@@ -34,4 +34,4 @@ async def pick_up_credential(
     """An agent takes the new secret of the broker's automatic rotation, authenticating with its old one
     (HTTP Basic: client id and old secret), while the grace lasts."""
     client_id, secret = basic(authorization)
-    return schemas.CredentialPickupOut.model_validate(await service.credential_age.pick_up(client_id, secret))
+    return await service.credential_age.pick_up(client_id, secret)

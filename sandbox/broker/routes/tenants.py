@@ -13,13 +13,12 @@ router = APIRouter()
 @router.post("/tenants", status_code=201, tags=["tenants"], responses=ERRORS)
 async def create_tenant(body: schemas.TenantIn, caller: Caller, service: Service) -> schemas.TenantCreated:
     """Create a tenant (a Keycloak realm from the template) and its first admins (operator only)."""
-    created = await service.tenants.create_tenant(caller, body.name, [a.spec() for a in body.admins], body.idp)
-    return schemas.TenantCreated.model_validate(created)
+    return await service.tenants.create_tenant(caller, body.name, [a.spec() for a in body.admins], body.idp)
 
 
 @router.get("/tenants", tags=["tenants"], responses=ERRORS)
 async def list_tenants(caller: Caller, service: Service) -> list[schemas.TenantOut]:
-    return [schemas.TenantOut.model_validate(t) for t in service.tenants.list_tenants(caller)]
+    return service.tenants.list_tenants(caller)
 
 
 @router.delete("/tenants/{tenant}", status_code=204, tags=["tenants"], responses=ERRORS)
@@ -31,12 +30,12 @@ async def delete_tenant(tenant: str, caller: Caller, service: Service) -> None:
 @router.post("/tenants/{tenant}/admins", status_code=201, tags=["tenants"], responses=ERRORS)
 async def add_admin(tenant: str, body: schemas.AdminIn, caller: Caller, service: Service) -> schemas.IssuedAdmin:
     """Add a human admin to the tenant (a tenant admin needs MFA for it)."""
-    return schemas.IssuedAdmin.model_validate(await service.tenants.create_admin(caller, tenant, body.spec()))
+    return await service.tenants.create_admin(caller, tenant, body.spec())
 
 
 @router.get("/resource-servers", tags=["resource servers"], responses=ERRORS)
 async def list_servers(caller: Caller, service: Service) -> list[schemas.ResourceServerOut]:
-    return [schemas.ResourceServerOut.model_validate(s) for s in service.tenants.resource_servers()]
+    return service.tenants.resource_servers()
 
 
 @router.post("/resource-servers", status_code=201, tags=["resource servers"], responses=ERRORS)
@@ -44,9 +43,7 @@ async def register_server(
     body: schemas.ResourceServerIn, caller: Caller, service: Service
 ) -> schemas.ResourceServerOut:
     """Register an MCP server: agents may get it as audience; it receives revocation events."""
-    return schemas.ResourceServerOut.model_validate(
-        service.tenants.register_resource_server(caller, body.url, body.events_url)
-    )
+    return service.tenants.register_resource_server(caller, body.url, body.events_url)
 
 
 @router.delete("/resource-servers", status_code=204, tags=["resource servers"], responses=ERRORS)
