@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from sandbox.broker import audit, schemas
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import IDP_FAILURES, NAME, SYSTEM, BrokerContext, idp_failure, why
+from sandbox.broker.base import IDP_FAILURES, NAME, SYSTEM, BrokerContext, agent_out, idp_failure, why
 from sandbox.broker.credentials import key_fingerprint, public_jwk, secret_fingerprint
 from sandbox.broker.errors import (
     BadRequest,
@@ -48,18 +48,18 @@ class AgentService:
     def __init__(self, context: BrokerContext) -> None:
         self.context = context
 
-    def list_agents(self, principal: Principal, tenant: str, status: str | None = None) -> list[dict[str, Any]]:
+    def list_agents(self, principal: Principal, tenant: str, status: str | None = None) -> list[schemas.AgentOut]:
         with self.context.session() as session:
             self.context.visible_tenant(session, principal, tenant)
             query = select(Agent).where(Agent.tenant == tenant).order_by(Agent.created_at)
             if status:
                 query = query.where(Agent.status == status)
-            return [agent.as_public() for agent in session.scalars(query)]
+            return [agent_out(agent) for agent in session.scalars(query)]
 
-    def get_agent(self, principal: Principal, tenant: str, agent_id: str) -> dict[str, Any]:
+    def get_agent(self, principal: Principal, tenant: str, agent_id: str) -> schemas.AgentOut:
         with self.context.session() as session:
             self.context.visible_tenant(session, principal, tenant)
-            return self.context.visible_agent(session, principal, agent_id, tenant).as_public()
+            return agent_out(self.context.visible_agent(session, principal, agent_id, tenant))
 
     def check_request(self, request: ProvisionRequest) -> list[str]:
         """Every policy and input problem of a provisioning request (empty when it may go ahead)."""
@@ -89,7 +89,7 @@ class AgentService:
             self.context.visible_tenant(session, principal, tenant)
         return [schemas.PolicyCheckOut(name=r.name, violations=self.check_request(r)) for r in requests]
 
-    async def provision(self, principal: Principal, tenant: str, request: ProvisionRequest) -> dict[str, Any]:
+    async def provision(self, principal: Principal, tenant: str, request: ProvisionRequest) -> schemas.Provisioned:
         try:
             agent, jwk, needs_approval, now = self._record_provisioning(principal, tenant, request)
         except StorageFailed as exc:
@@ -172,7 +172,7 @@ class AgentService:
         jwk: dict[str, Any] | None,
         needs_approval: bool,
         now: datetime,
-    ) -> dict[str, Any]:
+    ) -> schemas.Provisioned:
         spec = AgentClientSpec(
             client_id=agent.client_id,
             name=f"{request.name} ({tenant}, {request.role}/{request.environment}, owner {request.owner})",
@@ -227,7 +227,7 @@ class AgentService:
                     after={**stored.as_public(), "credential": fingerprint},
                     reason=str(request.metadata.get("reason", "")),
                 )
-                public = stored.as_public()
+                public = agent_out(stored)
         except Interrupted as exc:
             await self._remove_quietly(tenant, client.id, agent.client_id, request.mode)
             raise Conflict(
@@ -245,18 +245,18 @@ class AgentService:
                 undone = "the Keycloak client could not be removed; remove it by hand"
             raise StorageFailed(f"{exc.cause} while recording agent {request.name!r}; {undone}", exc.fix) from exc
         log.info("agent provisioned", extra={"tenant": tenant, "agent": agent.id, "status": status})
-        return {
-            "agent": public,
-            "status": status,
-            "credential": {
-                "type": request.credential_type,
-                "client_id": agent.client_id,
-                "client_secret": client.secret,  # shown once; the broker keeps only its fingerprint
-                "key_id": jwk["kid"] if jwk else None,
-                "token_endpoint": token_endpoint,
-                "issuer": self.context.agents_issuer(tenant),
-            },
-        }
+        return schemas.Provisioned(
+            agent=public,
+            status=status,
+            credential=schemas.CredentialOut(
+                type=request.credential_type,
+                client_id=agent.client_id,
+                client_secret=client.secret,  # shown once; the broker keeps only its fingerprint
+                key_id=jwk["kid"] if jwk else None,
+                token_endpoint=token_endpoint,
+                issuer=self.context.agents_issuer(tenant),
+            ),
+        )
 
     async def _remove_quietly(self, tenant: str, keycloak_id: str, client_id: str, mode: str) -> None:
         try:
@@ -338,13 +338,13 @@ class AgentService:
         role_name: str,
         environment: str | None = None,
         reason: str = "",
-    ) -> dict[str, Any]:
+    ) -> schemas.AgentOut:
         async with self.context.agent_lock(agent_id):
             return await self._change_role(principal, tenant, agent_id, role_name, environment, reason)
 
     async def _change_role(
         self, principal: Principal, tenant: str, agent_id: str, role_name: str, environment: str | None, reason: str
-    ) -> dict[str, Any]:
+    ) -> schemas.AgentOut:
         with self.context.session() as session:
             self.context.visible_tenant(session, principal, tenant)
             agent = self.context.visible_agent(session, principal, agent_id, tenant)
@@ -397,13 +397,13 @@ class AgentService:
                 after=after,
                 reason=reason,
             )
-            return stored.as_public()
+            return agent_out(stored)
 
-    async def approve(self, principal: Principal, tenant: str, agent_id: str, reason: str = "") -> dict[str, Any]:
+    async def approve(self, principal: Principal, tenant: str, agent_id: str, reason: str = "") -> schemas.AgentOut:
         async with self.context.agent_lock(agent_id):
             return await self._approve(principal, tenant, agent_id, reason)
 
-    async def _approve(self, principal: Principal, tenant: str, agent_id: str, reason: str) -> dict[str, Any]:
+    async def _approve(self, principal: Principal, tenant: str, agent_id: str, reason: str) -> schemas.AgentOut:
         with self.context.session() as session:
             self.context.visible_tenant(session, principal, tenant)
             agent = self.context.visible_agent(session, principal, agent_id, tenant)
@@ -435,13 +435,13 @@ class AgentService:
                 after={"status": "active"},
                 reason=reason,
             )
-            return stored.as_public()
+            return agent_out(stored)
 
-    async def deny(self, principal: Principal, tenant: str, agent_id: str, reason: str = "") -> dict[str, Any]:
+    async def deny(self, principal: Principal, tenant: str, agent_id: str, reason: str = "") -> schemas.AgentOut:
         async with self.context.agent_lock(agent_id):
             return await self._deny(principal, tenant, agent_id, reason)
 
-    async def _deny(self, principal: Principal, tenant: str, agent_id: str, reason: str) -> dict[str, Any]:
+    async def _deny(self, principal: Principal, tenant: str, agent_id: str, reason: str) -> schemas.AgentOut:
         with self.context.session() as session:
             self.context.visible_tenant(session, principal, tenant)
             agent = self.context.visible_agent(session, principal, agent_id, tenant)
@@ -468,4 +468,4 @@ class AgentService:
                 after={"status": "rejected"},
                 reason=reason,
             )
-            return stored.as_public()
+            return agent_out(stored)

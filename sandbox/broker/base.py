@@ -17,7 +17,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from sandbox.broker import audit
+from sandbox.broker import audit, schemas
 from sandbox.broker.auth import Principal
 from sandbox.broker.clock import Clock, ClockMove, TenantClocks
 from sandbox.broker.errors import (
@@ -69,6 +69,11 @@ def idp_failure(doing: str, outcome: str, fix: str, **details: Any) -> Iterator[
         raise IdpLacks(f"{exc.cause} (while {doing}){outcome}", exc.fix, **details) from exc
     except IDP_FAILURES as exc:
         raise IdpFailed(f"the IdP failed while {doing} ({why(exc)}){outcome}", fix, **details) from exc
+
+
+def agent_out(agent: Agent) -> schemas.AgentOut:
+    """The agent as the API shows it (no credential material at all)."""
+    return schemas.AgentOut.model_validate(agent.as_public())
 
 
 class BrokerContext:
@@ -188,7 +193,7 @@ class BrokerContext:
         reason: str,
         settle: Callable[[Agent], float] = lambda _: 0.0,
         reset: Callable[[Agent, datetime], None],
-    ) -> dict[str, Any]:
+    ) -> schemas.AgentOut:
         """Enable a ``held`` (dormant, suspended) agent's client again and make it active, in one audited change.
 
         The caller holds the agent's lock. ``settle`` says how many seconds to wait before enabling, ``reset`` clears
@@ -220,7 +225,7 @@ class BrokerContext:
                 after={"status": "active"},
                 reason=reason,
             )
-            return stored.as_public()
+            return agent_out(stored)
 
     def require_mfa(self, principal: Principal, act: str) -> None:
         if not principal.mfa:

@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from sandbox.broker import audit
+from sandbox.broker import audit, schemas
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import IDP_FAILURES, SYSTEM, BrokerContext, why
+from sandbox.broker.base import IDP_FAILURES, SYSTEM, BrokerContext, agent_out, why
 from sandbox.broker.errors import (
     BadRequest,
     Conflict,
@@ -28,7 +28,7 @@ class DormancyService:
         self.context = context
         self.revocation = revocation
 
-    async def scan_dormancy(self, principal: Principal | None, tenant: str | None = None) -> dict[str, Any]:
+    async def scan_dormancy(self, principal: Principal | None, tenant: str | None = None) -> schemas.DormancyScan:
         """Agents with no token and no tool call for their role's dormancy period become dormant (disabled).
 
         Each tenant's agents are judged on the tenant's time; a token (client credentials or a token exchange for
@@ -41,17 +41,18 @@ class DormancyService:
             if tenant is not None:
                 query = query.where(Agent.tenant == tenant)
             candidates = [(a.id, a.tenant, a.client_id, a.role) for a in session.scalars(query)]
-        dormant, errors = [], []
+        dormant: list[schemas.AgentOut] = []
+        errors: list[str] = []
         for agent_id, agent_tenant, client_id, role_name in candidates:
             async with self.context.agent_lock(agent_id):
                 made, error = await self._judge(principal, agent_id, agent_tenant, client_id, role_name)
             dormant += [made] if made else []
             errors += [error] if error else []
-        return {"dormant": dormant, "errors": errors, "as_of": self.context.now(tenant).isoformat()}
+        return schemas.DormancyScan(dormant=dormant, errors=errors, as_of=self.context.now(tenant).isoformat())
 
     async def _judge(
         self, principal: Principal | None, agent_id: str, agent_tenant: str, client_id: str, role_name: str
-    ) -> tuple[dict[str, Any] | None, str | None]:
+    ) -> tuple[schemas.AgentOut | None, str | None]:
         """Make one agent dormant if it was idle for its role's period: (its public view, or an error)."""
         events: list[dict[str, Any]] = []
         if self.context.adapter.capabilities(agent_tenant).supports("event_emission"):
@@ -99,11 +100,11 @@ class DormancyService:
                 after={"status": "dormant", "last_activity": last.isoformat()},
                 reason=f"no token issued and no tool call for {days} days (since {last.isoformat()})",
             )
-            return agent.as_public(), None
+            return agent_out(agent), None
 
     async def review(
         self, principal: Principal, tenant: str, agent_id: str, decision: str, reason: str = ""
-    ) -> dict[str, Any]:
+    ) -> schemas.AgentOut:
         if decision not in ("keep", "revoke"):
             raise BadRequest(f"decision {decision!r} is not keep or revoke", "choose keep or revoke")
         with self.context.session() as session:
@@ -117,11 +118,11 @@ class DormancyService:
             result = await self.revocation.revoke(
                 principal, agent_id, tenant=tenant, reason=reason or "dormant; revoked on review"
             )
-            return result["agent"]
+            return result.agent
         async with self.context.agent_lock(agent_id):
             return await self._keep(principal, tenant, agent_id, reason)
 
-    async def _keep(self, principal: Principal, tenant: str, agent_id: str, reason: str) -> dict[str, Any]:
+    async def _keep(self, principal: Principal, tenant: str, agent_id: str, reason: str) -> schemas.AgentOut:
         def reset(agent: Agent, now: datetime) -> None:
             agent.dormant_since, agent.activated_at = None, now
 

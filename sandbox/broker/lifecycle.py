@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from sandbox.broker import audit, schemas
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import FINAL, SYSTEM, BrokerContext, idp_failure
+from sandbox.broker.base import FINAL, SYSTEM, BrokerContext, agent_out, idp_failure
 from sandbox.broker.credentials import secret_fingerprint
 from sandbox.broker.errors import BadRequest, BrokerError, Conflict, NotFound
 from sandbox.broker.lifecycle_policy import CredentialAge, RoleLifecycle
@@ -34,7 +34,7 @@ from sandbox.broker.store import Agent, AuditEntry, Credential, UsageEvent
 
 log = logging.getLogger(__name__)
 
-Rotate = Callable[..., Awaitable[dict[str, Any]]]
+Rotate = Callable[..., Awaitable[schemas.Rotated]]
 
 AGING, EXPIRED, AUTO_ROTATED = "agent.credential_aging", "agent.credential_expired", "agent.rotated"
 PICKED_UP, ACCESS_REVIEWED = "agent.credential_picked_up", "agent.access_reviewed"
@@ -219,7 +219,7 @@ class AccessReviews:
             return None
         return ReviewDue("access_review", tier, due_at)
 
-    def queue(self, principal: Principal, tenant: str) -> list[dict[str, Any]]:
+    def queue(self, principal: Principal, tenant: str) -> list[schemas.AgentOut]:
         """Dormant agents, then agents whose access review is due, the longest overdue first."""
         with self.context.session() as session:
             self.context.visible_tenant(session, principal, tenant)
@@ -227,7 +227,9 @@ class AccessReviews:
             found = [(agent.as_public(), due) for agent in agents if (due := self._due(session, agent))]
         dormant = [(a, d) for a, d in found if d.reason == "dormant"]
         reviews = sorted((p for p in found if p[1].reason != "dormant"), key=lambda p: p[1].due_at or datetime.max)
-        return [{**agent, "review": due.as_dict()} for agent, due in [*dormant, *reviews]]
+        return [
+            schemas.AgentOut.model_validate({**agent, "review": due.as_dict()}) for agent, due in [*dormant, *reviews]
+        ]
 
     def recommendation(self, principal: Principal, tenant: str, agent_id: str) -> schemas.AccessReviewOut:
         """The scopes the agent did not use in its tier's review interval: the change the review recommends."""
@@ -262,7 +264,7 @@ class AccessReviews:
 
     async def accept(
         self, principal: Principal, tenant: str, agent_id: str, remove_scopes: list[str] | None, reason: str = ""
-    ) -> dict[str, Any]:
+    ) -> schemas.AgentOut:
         """Record the review; remove the recommended scopes the admin accepts (all of them when not named)."""
         async with self.context.agent_lock(agent_id):
             with self.context.session() as session:
@@ -300,4 +302,4 @@ class AccessReviews:
                     after={"scopes": after, "removed": sorted(set(before) - set(after))},
                     reason=reason or "access review",
                 )
-                return stored.as_public()
+                return agent_out(stored)

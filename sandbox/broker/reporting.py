@@ -101,8 +101,8 @@ class ReportingService:
         return report
 
     async def tenant_monitoring(self, principal: Principal, tenant: str) -> list[dict[str, Any]]:
-        agents = [a for a in self.agents.list_agents(principal, tenant) if a["status"] not in FINAL]
-        return [await self.monitoring(principal, tenant, agent["id"]) for agent in agents]
+        agents = [a for a in self.agents.list_agents(principal, tenant) if a.status not in FINAL]
+        return [await self.monitoring(principal, tenant, agent.id) for agent in agents]
 
     def generate_config(
         self,

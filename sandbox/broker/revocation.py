@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from sandbox.broker import audit
+from sandbox.broker import audit, schemas
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import IDP_FAILURES, SYSTEM, BrokerContext, why
+from sandbox.broker.base import IDP_FAILURES, SYSTEM, BrokerContext, agent_out, why
 from sandbox.broker.errors import (
     IdpFailed,
     NotFound,
@@ -42,7 +42,7 @@ class RevocationService:
         tenant: str | None = None,
         reason: str = "",
         verify_token: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> schemas.Revoked:
         """Kill the agent's credentials and tokens everywhere; idempotent (a revoked agent is a no-op).
 
         One revocation of an agent at a time: a second caller (or the housekeeping resuming it) waits, then
@@ -53,7 +53,7 @@ class RevocationService:
 
     async def _revoke(
         self, principal: Principal | None, agent_id: str, tenant: str | None, reason: str, verify_token: str | None
-    ) -> dict[str, Any]:
+    ) -> schemas.Revoked:
         with self.context.session() as session:
             if principal is not None:
                 if tenant is not None:
@@ -66,7 +66,7 @@ class RevocationService:
                 agent = found
             now = self.context.now(agent.tenant)
             if agent.status in ("revoked", "rejected"):
-                return {"agent": agent.as_public(), "already_revoked": True, "events": [], "verification": []}
+                return schemas.Revoked(agent=agent_out(agent), already_revoked=True, events=[], verification=[])
             previous_status = agent.status  # "revoking" when this resumes an interrupted revocation
             if agent.status != "revoking":
                 agent.status, agent.revoked_at, agent.cleanup_pending = "revoking", now, True
@@ -161,17 +161,17 @@ class RevocationService:
                 },
                 reason=reason,
             )
-            public = stored.as_public()
+            public = agent_out(stored)
         verification = await self._verify_rejected(verify_token, [url for url, _ in targets]) if verify_token else []
         log.info("agent revoked", extra={"tenant": tenant, "agent": agent_id})
-        return {
-            "agent": public,
-            "already_revoked": False,
-            "events": [d.as_dict() for d in deliveries],
-            "verification": verification,
+        return schemas.Revoked(
+            agent=public,
+            already_revoked=False,
+            events=[d.as_dict() for d in deliveries],
+            verification=verification,
             # How long each step took from the start of the work, in ms: what a slow revocation spent its time on.
-            "steps_ms": steps,
-        }
+            steps_ms=steps,
+        )
 
     async def _remove_client(self, tenant: str, keycloak_id: str | None, agent: dict[str, Any]) -> None:
         if keycloak_id:

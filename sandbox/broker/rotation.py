@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from sandbox.broker import audit
+from sandbox.broker import audit, schemas
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import MAX_GRACE, SYSTEM, BrokerContext, idp_failure
+from sandbox.broker.base import MAX_GRACE, SYSTEM, BrokerContext, agent_out, idp_failure
 from sandbox.broker.credentials import key_fingerprint, public_jwk, secret_fingerprint
 from sandbox.broker.errors import (
     BadRequest,
@@ -30,14 +30,14 @@ class RotationService:
     def __init__(self, context: BrokerContext) -> None:
         self.context = context
 
-    def dependencies(self, principal: Principal, tenant: str, agent_id: str) -> dict[str, Any]:
+    def dependencies(self, principal: Principal, tenant: str, agent_id: str) -> schemas.Dependencies:
         """What relies on the agent's credential: the MCP servers it has called and the configs made for it."""
         with self.context.session() as session:
             self.context.visible_tenant(session, principal, tenant)
             agent = self.context.visible_agent(session, principal, agent_id, tenant)
             return self._dependencies(session, agent)
 
-    def _dependencies(self, session: Session, agent: Agent) -> dict[str, Any]:
+    def _dependencies(self, session: Session, agent: Agent) -> schemas.Dependencies:
         used = session.execute(
             select(UsageEvent.resource, UsageEvent.at).where(UsageEvent.agent_id == agent.id).order_by(UsageEvent.at)
         ).all()
@@ -47,14 +47,12 @@ class RotationService:
         configs = session.scalars(
             select(GeneratedConfig).where(GeneratedConfig.agent_id == agent.id).order_by(GeneratedConfig.created_at)
         )
-        return {
-            "agent_id": agent.id,
-            "servers_used": [{"server": s, "last_used": at.isoformat()} for s, at in sorted(last_used.items())],
-            "configs": [
-                {"path": c.path, "servers": c.servers, "generated_at": c.created_at.isoformat()} for c in configs
-            ],
-            "audiences": list(agent.audiences),
-        }
+        return schemas.Dependencies(
+            agent_id=agent.id,
+            servers_used=[{"server": s, "last_used": at.isoformat()} for s, at in sorted(last_used.items())],
+            configs=[{"path": c.path, "servers": c.servers, "generated_at": c.created_at.isoformat()} for c in configs],
+            audiences=list(agent.audiences),
+        )
 
     async def rotate(
         self,
@@ -64,7 +62,7 @@ class RotationService:
         grace_seconds: int,
         jwk: dict[str, Any] | None = None,
         reason: str = "",
-    ) -> dict[str, Any]:
+    ) -> schemas.Rotated:
         """A new credential; the old one works until the grace ends. One operation on an agent at a time, so a
         revocation that starts meanwhile waits and then revokes the rotated agent (never the reverse).
 
@@ -80,7 +78,7 @@ class RotationService:
         grace_seconds: int,
         jwk: dict[str, Any] | None,
         reason: str,
-    ) -> dict[str, Any]:
+    ) -> schemas.Rotated:
         if not 0 <= grace_seconds <= MAX_GRACE:
             raise BadRequest(f"grace of {grace_seconds}s is out of range", f"give 0 to {MAX_GRACE} seconds")
         with self.context.session() as session:
@@ -159,20 +157,20 @@ class RotationService:
                 },
                 reason=reason,
             )
-            public = stored.as_public()
-        return {
-            "agent": public,
-            "dependencies": dependencies,
-            "grace_ends_at": grace_ends.isoformat() if grace_ends else None,
-            "credential": {
-                "type": kind,
-                "client_id": public["client_id"],
-                "client_secret": secret,  # shown once
-                "key_id": new_jwk["kid"] if new_jwk else None,
-                "token_endpoint": token_endpoint,
-                "issuer": self.context.agents_issuer(tenant),
-            },
-        }
+            public = agent_out(stored)
+        return schemas.Rotated(
+            agent=public,
+            dependencies=dependencies,
+            grace_ends_at=grace_ends.isoformat() if grace_ends else None,
+            credential=schemas.CredentialOut(
+                type=kind,
+                client_id=public.client_id,
+                client_secret=secret,  # shown once
+                key_id=new_jwk["kid"] if new_jwk else None,
+                token_endpoint=token_endpoint,
+                issuer=self.context.agents_issuer(tenant),
+            ),
+        )
 
     def _agent_as(self, session: Session, principal: Principal | None, agent_id: str, tenant: str) -> Agent:
         """The agent as ``principal`` may see it; for the broker's own acts (None), the agent of that tenant."""
@@ -196,12 +194,14 @@ class RotationService:
 
     async def end_grace(
         self, principal: Principal | None, tenant: str, agent_id: str, reason: str = ""
-    ) -> dict[str, Any]:
+    ) -> schemas.AgentOut:
         """Reject the old credential now (or, from the background task, when the grace has run out)."""
         async with self.context.agent_lock(agent_id):
             return await self._end_grace(principal, tenant, agent_id, reason)
 
-    async def _end_grace(self, principal: Principal | None, tenant: str, agent_id: str, reason: str) -> dict[str, Any]:
+    async def _end_grace(
+        self, principal: Principal | None, tenant: str, agent_id: str, reason: str
+    ) -> schemas.AgentOut:
         with self.context.session() as session:
             agent = session.get(Agent, agent_id)
             if principal is not None:
@@ -240,4 +240,4 @@ class RotationService:
                 after={"status": "active"},
                 reason=reason or ("ended early" if principal else "grace period over"),
             )
-            return stored.as_public()
+            return agent_out(stored)

@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from sandbox.broker import audit
+from sandbox.broker import audit, schemas
 from sandbox.broker.auth import Principal
 from sandbox.broker.base import IDP_FAILURES, SYSTEM, BrokerContext, why
 from sandbox.broker.policy import AnomalyRule
@@ -188,7 +188,7 @@ class Suspensions:
         log.warning("agent suspended", extra={"tenant": tenant, "agent": agent_id, "rule": tripped.rule.kind})
         return {"agent": public, "events": [d.as_dict() for d in deliveries]}
 
-    async def resume(self, principal: Principal, tenant: str, agent_id: str, reason: str = "") -> dict[str, Any]:
+    async def resume(self, principal: Principal, tenant: str, agent_id: str, reason: str = "") -> schemas.AgentOut:
         """Give a suspended agent its access back (an admin with MFA): new tokens work again, anomalies count anew."""
         context = self.context
         with context.session() as session:

@@ -41,8 +41,8 @@ def test_the_adapter_and_the_fake_make_every_call_of_the_interface(implementatio
 async def test_provisioning_hands_out_the_idps_token_endpoint(world: Any) -> None:  # noqa: F811
     service, idp, _ = world
     issued = await service.agents.provision(ALICE, "acme", request("reader"))
-    assert issued["credential"]["token_endpoint"] == "http://127.0.0.1:1/realms/acme/token"
-    assert idp.clients[issued["agent"]["client_id"]]["enabled"] is True
+    assert issued.credential.token_endpoint == "http://127.0.0.1:1/realms/acme/token"
+    assert idp.clients[issued.agent.client_id]["enabled"] is True
 
 
 async def test_no_token_endpoint_means_no_client(world: Any) -> None:  # noqa: F811
@@ -52,28 +52,28 @@ async def test_no_token_endpoint_means_no_client(world: Any) -> None:  # noqa: F
         await service.agents.provision(ALICE, "acme", request("early"))
     assert failed.value.status == 503
     assert idp.clients == {}
-    assert [(a["name"], a["status"]) for a in service.agents.list_agents(ALICE, "acme")] == [("early", "failed")]
+    assert [(a.name, a.status) for a in service.agents.list_agents(ALICE, "acme")] == [("early", "failed")]
 
 
 async def test_revoking_an_agent_whose_client_the_idp_lost_completes(world: Any) -> None:  # noqa: F811
     service, idp, _ = world
-    agent = (await service.agents.provision(ALICE, "acme", request("lost")))["agent"]
+    agent = (await service.agents.provision(ALICE, "acme", request("lost"))).agent
     idp.clients.clear()  # removed in the IdP behind the broker's back: nothing can get a token
-    revoked = await service.revocation.revoke(ALICE, agent["id"], tenant="acme")
-    assert revoked["agent"]["status"] == "revoked"
+    revoked = await service.revocation.revoke(ALICE, agent.id, tenant="acme")
+    assert revoked.agent.status == "revoked"
     with pytest.raises(IdpNotFound):
-        await idp.set_client_enabled("acme", agent["client_id"], False)
+        await idp.set_client_enabled("acme", agent.client_id, False)
 
 
 async def test_an_unreachable_idp_during_a_revocation_leaves_it_resumable(world: Any) -> None:  # noqa: F811
     service, idp, _ = world
-    agent = (await service.agents.provision(ALICE, "acme", request("cut")))["agent"]
+    agent = (await service.agents.provision(ALICE, "acme", request("cut"))).agent
     idp.fail = {"set_client_enabled"}
     with pytest.raises(IdpFailed, match="unreachable") as failed:
-        await service.revocation.revoke(ALICE, agent["id"], tenant="acme")
+        await service.revocation.revoke(ALICE, agent.id, tenant="acme")
     assert failed.value.details["status"] == "revoking"
     idp.fail = set()
-    assert (await service.revocation.revoke(ALICE, agent["id"], tenant="acme"))["agent"]["status"] == "revoked"
+    assert (await service.revocation.revoke(ALICE, agent.id, tenant="acme")).agent.status == "revoked"
     assert idp.clients == {}
 
 

@@ -83,19 +83,19 @@ async def test_a_provision_the_broker_never_finished_is_undone(world: Any, relia
         await service.agents.provision(ALICE, "acme", request("stuck"))
     service.agents._create_client = real
     [stuck] = service.agents.list_agents(ALICE, "acme")
-    keycloak.clients[stuck["client_id"]] = keycloak.clients.pop("agent-stuck-x")
-    assert stuck["status"] == "provisioning"
+    keycloak.clients[stuck.client_id] = keycloak.clients.pop("agent-stuck-x")
+    assert stuck.status == "provisioning"
     with pytest.raises(Conflict):  # the name stays taken while it may still be under way
         await service.agents.provision(ALICE, "acme", request("stuck"))
     assert (await service.housekeeping())["provisions_undone"] == 0  # too recent to be called interrupted
     clock.advance(seconds=service.context.settings.broker_interrupted_after + 1)
     assert (await service.housekeeping())["provisions_undone"] == 1
-    assert service.agents.get_agent(ALICE, "acme", stuck["id"])["status"] == "failed"
+    assert service.agents.get_agent(ALICE, "acme", stuck.id).status == "failed"
     assert keycloak.clients == {}
-    entries = service.reporting.audit_entries(ALICE, "acme", stuck["id"])
+    entries = service.reporting.audit_entries(ALICE, "acme", stuck.id)
     assert [e["action"] for e in entries] == ["agent.provision_failed"] and "interrupted" in entries[0]["reason"]
     again = await service.agents.provision(ALICE, "acme", request("stuck"))
-    assert again["agent"]["status"] == "active"
+    assert again.agent.status == "active"
     reliability.add()
 
 
@@ -121,18 +121,18 @@ async def test_a_provision_that_outlived_its_recovery_removes_its_client_and_say
 )
 async def test_an_interrupted_secret_rotation_is_completed_not_repeated(rotating: Any, reliability: Any) -> None:
     service, keycloak, _ = rotating
-    agent = (await service.agents.provision(ALICE, "acme", request("rotor")))["agent"]
-    original = keycloak.secrets[agent["client_id"]]
-    await keycloak.rotate_client_secret("acme", agent["client_id"], 86400)  # the broker died right after this
-    made = keycloak.secrets[agent["client_id"]]
-    rotated = await service.rotation.rotate(ALICE, "acme", agent["id"], 300)
-    assert rotated["credential"]["client_secret"] == made and keycloak.generated == 1
-    assert keycloak.rotated[agent["client_id"]] == (original, 300)  # the original kept for exactly the grace
-    again = await service.rotation.end_grace(ALICE, "acme", agent["id"])
-    assert again["status"] == "active"
-    normal = await service.rotation.rotate(ALICE, "acme", agent["id"], 60)  # consistent again: a normal rotation
-    assert normal["credential"]["client_secret"] != made and keycloak.generated == 2
-    assert secret_fingerprint(made) in str(service.reporting.audit_entries(ALICE, "acme", agent["id"]))
+    agent = (await service.agents.provision(ALICE, "acme", request("rotor"))).agent
+    original = keycloak.secrets[agent.client_id]
+    await keycloak.rotate_client_secret("acme", agent.client_id, 86400)  # the broker died right after this
+    made = keycloak.secrets[agent.client_id]
+    rotated = await service.rotation.rotate(ALICE, "acme", agent.id, 300)
+    assert rotated.credential.client_secret == made and keycloak.generated == 1
+    assert keycloak.rotated[agent.client_id] == (original, 300)  # the original kept for exactly the grace
+    again = await service.rotation.end_grace(ALICE, "acme", agent.id)
+    assert again.status == "active"
+    normal = await service.rotation.rotate(ALICE, "acme", agent.id, 60)  # consistent again: a normal rotation
+    assert normal.credential.client_secret != made and keycloak.generated == 2
+    assert secret_fingerprint(made) in str(service.reporting.audit_entries(ALICE, "acme", agent.id))
     reliability.add()
 
 
@@ -143,15 +143,15 @@ async def test_an_interrupted_secret_rotation_is_completed_not_repeated(rotating
 )
 async def test_the_database_refuses_a_second_live_agent_of_one_name(world: Any, reliability: Any) -> None:  # noqa: F811
     service, _, _ = world
-    first = (await service.agents.provision(ALICE, "acme", request("unique")))["agent"]
+    first = (await service.agents.provision(ALICE, "acme", request("unique"))).agent
     with pytest.raises(StorageConflict), service.context.db.session() as session:
-        stored = session.get(Agent, first["id"])
+        stored = session.get(Agent, first.id)
         assert stored is not None
         twin = Agent(**{c.name: getattr(stored, c.name) for c in Agent.__table__.columns if c.name != "id"})
         session.add(twin)
-    await service.revocation.revoke(ALICE, first["id"])
+    await service.revocation.revoke(ALICE, first.id)
     with service.context.db.session() as session:  # a revoked agent frees its name
-        stored = session.get(Agent, first["id"])
+        stored = session.get(Agent, first.id)
         assert stored is not None
         columns = {c.name: getattr(stored, c.name) for c in Agent.__table__.columns if c.name != "id"}
         session.add(Agent(**{**columns, "status": "active"}))
@@ -165,18 +165,18 @@ async def test_rotate_and_revoke_at_once_end_revoked(rotating: Any, reliability:
     service, keycloak, _ = rotating
     for round_ in range(20):
         keycloak.slowness = round_
-        agent = (await service.agents.provision(ALICE, "acme", request(f"race-{round_}")))["agent"]
-        calls = [service.rotation.rotate(ALICE, "acme", agent["id"], 60), service.revocation.revoke(ALICE, agent["id"])]
+        agent = (await service.agents.provision(ALICE, "acme", request(f"race-{round_}"))).agent
+        calls = [service.rotation.rotate(ALICE, "acme", agent.id, 60), service.revocation.revoke(ALICE, agent.id)]
         if round_ % 2:
             calls.reverse()
         await asyncio.gather(*calls, return_exceptions=True)
-        final = service.agents.get_agent(ALICE, "acme", agent["id"])
-        assert final["status"] == "revoked", (round_, final["status"])
-        assert agent["client_id"] not in keycloak.clients
-        actions = [e["action"] for e in service.reporting.audit_entries(ALICE, "acme", agent["id"])]
+        final = service.agents.get_agent(ALICE, "acme", agent.id)
+        assert final.status == "revoked", (round_, final.status)
+        assert agent.client_id not in keycloak.clients
+        actions = [e["action"] for e in service.reporting.audit_entries(ALICE, "acme", agent.id)]
         assert actions[-1] == "agent.revoked" and actions.count("agent.revoked") == 1, actions
         with service.context.db.session() as session:  # nothing of a credential is left to a revoked agent
-            assert session.scalars(select(Credential).where(Credential.agent_id == agent["id"])).first() is None
+            assert session.scalars(select(Credential).where(Credential.agent_id == agent.id)).first() is None
         reliability.add()
 
 

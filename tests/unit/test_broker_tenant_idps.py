@@ -90,13 +90,13 @@ async def test_a_tenant_on_hydra_keeps_its_agents_there_and_its_people_in_keyclo
 
     on_hydra = await service.agents.provision(admin_of("hyd"), "hyd", request("reader"))
     on_keycloak = await service.agents.provision(admin_of("acme"), "acme", request("reader"))
-    assert on_hydra["agent"]["client_id"] in hydra.clients and on_hydra["agent"]["client_id"] not in keycloak.clients
-    assert on_keycloak["agent"]["client_id"] in keycloak.clients and not hydra.clients.keys() & keycloak.clients.keys()
-    assert on_hydra["credential"]["issuer"] == pool.issuer
-    assert on_keycloak["credential"]["issuer"] == service.context.settings.issuer("acme")
+    assert on_hydra.agent.client_id in hydra.clients and on_hydra.agent.client_id not in keycloak.clients
+    assert on_keycloak.agent.client_id in keycloak.clients and not hydra.clients.keys() & keycloak.clients.keys()
+    assert on_hydra.credential.issuer == pool.issuer
+    assert on_keycloak.credential.issuer == service.context.settings.issuer("acme")
 
-    await service.agents.change_role(admin_of("hyd"), "hyd", on_hydra["agent"]["id"], "log-reader", None, "")
-    assert "mcp:tool:logs.read" in hydra.clients[on_hydra["agent"]["client_id"]]["scopes"]
+    await service.agents.change_role(admin_of("hyd"), "hyd", on_hydra.agent.id, "log-reader", None, "")
+    assert "mcp:tool:logs.read" in hydra.clients[on_hydra.agent.client_id]["scopes"]
     # MCP servers trust the tenant's Hydra for its agents; admins still sign in to its realm only
     assert service.tenants.agent_issuers()[pool.issuer] == "hyd" and pool.issuer not in service.tenants.tenant_issuers()
 
@@ -104,14 +104,14 @@ async def test_a_tenant_on_hydra_keeps_its_agents_there_and_its_people_in_keyclo
 async def test_the_pool_lends_each_hydra_once_and_again_after_a_wipe(side_by_side: Any, tmp_path: Path) -> None:
     service, keycloak, hydra = side_by_side
     await service.tenants.create_tenant(OPERATOR, "first", [], "hydra")
-    agent = (await service.agents.provision(admin_of("first"), "first", request("reader")))["agent"]
+    agent = (await service.agents.provision(admin_of("first"), "first", request("reader"))).agent
     with pytest.raises(Conflict) as refused:
         await service.tenants.create_tenant(OPERATOR, "second", [], "hydra")
     assert "no free Hydra" in refused.value.cause and "SANDBOX_HYDRA_POOL" in refused.value.fix
     assert "second" not in keycloak.realms  # nothing half-made
 
     await service.tenants.delete_tenant(OPERATOR, "first")
-    assert hydra.wiped == ["first"] and agent["client_id"] not in hydra.clients
+    assert hydra.wiped == ["first"] and agent.client_id not in hydra.clients
     again = await service.tenants.create_tenant(OPERATOR, "second", [], "hydra")
     assert again.agents_issuer == service.context.settings.hydra_pool_addresses[0].issuer
 
@@ -127,4 +127,4 @@ async def test_a_hydra_tenant_asks_no_events_of_its_idp_for_dormancy(side_by_sid
     await service.tenants.create_tenant(OPERATOR, "idle", [], "hydra")
     await service.agents.provision(admin_of("idle"), "idle", request("reader"))
     hydra.fail = {"client_events"}  # Hydra keeps no readable events: asking would fail the scan
-    assert (await service.dormancy.scan_dormancy(admin_of("idle"), "idle"))["errors"] == []
+    assert (await service.dormancy.scan_dormancy(admin_of("idle"), "idle")).errors == []

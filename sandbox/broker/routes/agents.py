@@ -22,13 +22,13 @@ async def policy(caller: Caller, service: Service) -> dict[str, Any]:
 async def list_agents(
     tenant: str, caller: Caller, service: Service, status: schemas.AgentStatus | None = None
 ) -> list[schemas.AgentOut]:
-    return [schemas.AgentOut.model_validate(a) for a in service.agents.list_agents(caller, tenant, status)]
+    return service.agents.list_agents(caller, tenant, status)
 
 
 @router.post("/tenants/{tenant}/agents", status_code=201, tags=["agents"], responses=ERRORS)
 async def provision(tenant: str, body: schemas.ProvisionIn, caller: Caller, service: Service) -> schemas.Provisioned:
     """Provision an agent. The credential is in this answer only; it is never shown again."""
-    return schemas.Provisioned.model_validate(await service.agents.provision(caller, tenant, body.request()))
+    return await service.agents.provision(caller, tenant, body.request())
 
 
 @router.post("/tenants/{tenant}/policy/check", tags=["policy"], responses=ERRORS)
@@ -41,7 +41,7 @@ async def check(
 
 @router.get("/tenants/{tenant}/agents/{agent_id}", tags=["agents"], responses=ERRORS)
 async def get_agent(tenant: str, agent_id: str, caller: Caller, service: Service) -> schemas.AgentOut:
-    return schemas.AgentOut.model_validate(service.agents.get_agent(caller, tenant, agent_id))
+    return service.agents.get_agent(caller, tenant, agent_id)
 
 
 @router.post("/tenants/{tenant}/agents/{agent_id}/role", tags=["agents"], responses=ERRORS)
@@ -49,8 +49,7 @@ async def change_role(
     tenant: str, agent_id: str, body: schemas.RoleChangeIn, caller: Caller, service: Service
 ) -> schemas.AgentOut:
     """Change the agent's role: its next token carries the new role's scopes."""
-    changed = await service.agents.change_role(caller, tenant, agent_id, body.role, body.environment, body.reason)
-    return schemas.AgentOut.model_validate(changed)
+    return await service.agents.change_role(caller, tenant, agent_id, body.role, body.environment, body.reason)
 
 
 @router.post("/tenants/{tenant}/agents/{agent_id}/approve", tags=["approvals"], responses=ERRORS)
@@ -58,11 +57,11 @@ async def approve(
     tenant: str, agent_id: str, body: schemas.ReasonIn, caller: Caller, service: Service
 ) -> schemas.AgentOut:
     """Approve a pending agent (another admin than the requester, logged in with OTP)."""
-    return schemas.AgentOut.model_validate(await service.agents.approve(caller, tenant, agent_id, body.reason))
+    return await service.agents.approve(caller, tenant, agent_id, body.reason)
 
 
 @router.post("/tenants/{tenant}/agents/{agent_id}/deny", tags=["approvals"], responses=ERRORS)
 async def deny(
     tenant: str, agent_id: str, body: schemas.ReasonIn, caller: Caller, service: Service
 ) -> schemas.AgentOut:
-    return schemas.AgentOut.model_validate(await service.agents.deny(caller, tenant, agent_id, body.reason))
+    return await service.agents.deny(caller, tenant, agent_id, body.reason)

@@ -12,13 +12,13 @@ router = APIRouter()
 
 @router.get("/tenants/{tenant}/review-queue", tags=["dormancy"], responses=ERRORS)
 async def review_queue(tenant: str, caller: Caller, service: Service) -> list[schemas.AgentOut]:
-    return [schemas.AgentOut.model_validate(a) for a in service.access_reviews.queue(caller, tenant)]
+    return service.access_reviews.queue(caller, tenant)
 
 
 @router.post("/tenants/{tenant}/dormancy/scan", tags=["dormancy"], responses=ERRORS)
 async def scan(tenant: str, caller: Caller, service: Service) -> schemas.DormancyScan:
     """Mark agents without a token or a tool call in their dormancy period dormant (and disable them)."""
-    return schemas.DormancyScan.model_validate(await service.dormancy.scan_dormancy(caller, tenant))
+    return await service.dormancy.scan_dormancy(caller, tenant)
 
 
 @router.post("/tenants/{tenant}/agents/{agent_id}/review", tags=["dormancy"], responses=ERRORS)
@@ -26,5 +26,4 @@ async def review(
     tenant: str, agent_id: str, body: schemas.ReviewIn, caller: Caller, service: Service
 ) -> schemas.AgentOut:
     """Keep (re-enable) or revoke a dormant agent."""
-    reviewed = await service.dormancy.review(caller, tenant, agent_id, body.decision, body.reason)
-    return schemas.AgentOut.model_validate(reviewed)
+    return await service.dormancy.review(caller, tenant, agent_id, body.decision, body.reason)

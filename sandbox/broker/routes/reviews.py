@@ -23,8 +23,7 @@ async def accept_access_review(
     tenant: str, agent_id: str, body: schemas.AccessReviewIn, caller: Caller, service: Service
 ) -> schemas.AgentOut:
     """Accept the review: remove the recommended scopes (or those named of them); the next token lacks them."""
-    accepted = await service.access_reviews.accept(caller, tenant, agent_id, body.remove_scopes, body.reason)
-    return schemas.AgentOut.model_validate(accepted)
+    return await service.access_reviews.accept(caller, tenant, agent_id, body.remove_scopes, body.reason)
 
 
 @router.post("/agent-credential", tags=["agents"], responses=ERRORS)

@@ -16,10 +16,9 @@ async def revoke_in_tenant(
 ) -> schemas.Revoked:
     """Revoke the agent (idempotent: revoking a revoked agent answers 200 and changes nothing; body optional)."""
     body = body or schemas.RevokeIn()
-    result = await service.revocation.revoke(
+    return await service.revocation.revoke(
         caller, agent_id, tenant=tenant, reason=body.reason, verify_token=body.verify_token
     )
-    return schemas.Revoked.model_validate(result)
 
 
 @router.post("/revoke/{agent_id}", tags=["revocation"], responses=ERRORS)
@@ -28,8 +27,7 @@ async def revoke(
 ) -> schemas.Revoked:
     """Revoke by agent id alone (the tenant comes from the caller's token); the body is optional."""
     body = body or schemas.RevokeIn()
-    result = await service.revocation.revoke(caller, agent_id, reason=body.reason, verify_token=body.verify_token)
-    return schemas.Revoked.model_validate(result)
+    return await service.revocation.revoke(caller, agent_id, reason=body.reason, verify_token=body.verify_token)
 
 
 @router.post("/tenants/{tenant}/agents/{agent_id}/resume", tags=["revocation"], responses=ERRORS)
@@ -38,4 +36,4 @@ async def resume(
 ) -> schemas.AgentOut:
     """Give a suspended agent its access back (needs a login with MFA); revoke it instead with /revoke."""
     reason = body.reason if body else ""
-    return schemas.AgentOut.model_validate(await service.suspensions.resume(caller, tenant, agent_id, reason))
+    return await service.suspensions.resume(caller, tenant, agent_id, reason)
