@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
-from sandbox.broker import audit
+from sandbox.broker import audit, schemas
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import IDP_FAILURES, NAME, SYSTEM, ServiceBase, idp_failure, why
+from sandbox.broker.base import IDP_FAILURES, NAME, SYSTEM, BrokerContext, agent_out, idp_failure, why
 from sandbox.broker.credentials import key_fingerprint, public_jwk, secret_fingerprint
 from sandbox.broker.errors import (
     BadRequest,
@@ -22,6 +21,7 @@ from sandbox.broker.errors import (
     PolicyRefused,
     StorageFailed,
 )
+from sandbox.broker.specs import ProvisionRequest
 from sandbox.broker.store import (
     LIVE,
     Agent,
@@ -33,22 +33,6 @@ from sandbox.idp.provider import BINDINGS, AgentClientSpec
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ProvisionRequest:
-    name: str
-    owner: str
-    role: str
-    environment: str
-    mode: str = "autonomous"
-    credential_type: str = "client_secret"
-    jwk: dict[str, Any] | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-    servers: list[str] | None = None
-    token_lifetime: int | None = None
-    source: str = "api"
-    binding: str = "bearer"  # bearer; dpop: tokens bound to a key the agent keeps; mtls: to its client certificate
-
-
 class Interrupted(Exception):
     """The agent left ``provisioning`` while its provision was still under way (housekeeping undid it)."""
 
@@ -57,25 +41,31 @@ class Interrupted(Exception):
         self.status = status
 
 
-class AgentOperations(ServiceBase):
-    def list_agents(self, principal: Principal, tenant: str, status: str | None = None) -> list[dict[str, Any]]:
-        with self._session() as session:
-            self._tenant(session, principal, tenant)
+class AgentService:
+    """Agents: listing, policy checks, provisioning (and undoing a failed or interrupted one), role changes and
+    approvals."""
+
+    def __init__(self, context: BrokerContext) -> None:
+        self.context = context
+
+    def list_agents(self, principal: Principal, tenant: str, status: str | None = None) -> list[schemas.AgentOut]:
+        with self.context.session() as session:
+            self.context.visible_tenant(session, principal, tenant)
             query = select(Agent).where(Agent.tenant == tenant).order_by(Agent.created_at)
             if status:
                 query = query.where(Agent.status == status)
-            return [agent.as_public() for agent in session.scalars(query)]
+            return [agent_out(agent) for agent in session.scalars(query)]
 
-    def get_agent(self, principal: Principal, tenant: str, agent_id: str) -> dict[str, Any]:
-        with self._session() as session:
-            self._tenant(session, principal, tenant)
-            return self._agent(session, principal, agent_id, tenant).as_public()
+    def get_agent(self, principal: Principal, tenant: str, agent_id: str) -> schemas.AgentOut:
+        with self.context.session() as session:
+            self.context.visible_tenant(session, principal, tenant)
+            return agent_out(self.context.visible_agent(session, principal, agent_id, tenant))
 
     def check_request(self, request: ProvisionRequest) -> list[str]:
         """Every policy and input problem of a provisioning request (empty when it may go ahead)."""
         problems = [
             str(v)
-            for v in self.policy.check(
+            for v in self.context.policy.check(
                 role=request.role,
                 environment=request.environment,
                 credential_type=request.credential_type,
@@ -92,12 +82,14 @@ class AgentOperations(ServiceBase):
             problems.append(f"binding: {request.binding!r} is not one of {', '.join(BINDINGS)}")
         return problems
 
-    def check_many(self, principal: Principal, tenant: str, requests: list[ProvisionRequest]) -> list[dict[str, Any]]:
-        with self._session() as session:
-            self._tenant(session, principal, tenant)
-        return [{"name": r.name, "violations": self.check_request(r)} for r in requests]
+    def check_many(
+        self, principal: Principal, tenant: str, requests: list[ProvisionRequest]
+    ) -> list[schemas.PolicyCheckOut]:
+        with self.context.session() as session:
+            self.context.visible_tenant(session, principal, tenant)
+        return [schemas.PolicyCheckOut(name=r.name, violations=self.check_request(r)) for r in requests]
 
-    async def provision(self, principal: Principal, tenant: str, request: ProvisionRequest) -> dict[str, Any]:
+    async def provision(self, principal: Principal, tenant: str, request: ProvisionRequest) -> schemas.Provisioned:
         try:
             agent, jwk, needs_approval, now = self._record_provisioning(principal, tenant, request)
         except StorageFailed as exc:
@@ -114,19 +106,19 @@ class AgentOperations(ServiceBase):
     ) -> tuple[Agent, dict[str, Any] | None, bool, datetime]:
         """Check the request and record the agent as ``provisioning``: from here on its name is taken."""
         problems = self.check_request(request)
-        with self._session() as session:
-            self._tenant(session, principal, tenant)
+        with self.context.session() as session:
+            self.context.visible_tenant(session, principal, tenant)
             if problems:
-                unknown_role = request.role not in self.policy.roles
+                unknown_role = request.role not in self.context.policy.roles
                 raise PolicyRefused(
                     f"agent {request.name!r} refused: {'; '.join(problems)}",
                     "see the roles with `mcp-sandbox agents roles`" if unknown_role else "fix the request",
                     violations=problems,
                 )
-            if self.policy.needs_mfa(request.environment):
-                self._require_mfa(principal, f"creating an agent in {request.environment}")
+            if self.context.policy.needs_mfa(request.environment):
+                self.context.require_mfa(principal, f"creating an agent in {request.environment}")
             jwk = public_jwk(request.jwk) if request.credential_type == "private_key_jwt" else None
-            registered = self._registered_servers(session)
+            registered = self.context.registered_servers(session)
             servers = request.servers if request.servers is not None else sorted(registered)
             unknown = [s for s in servers if s not in registered]
             if unknown or not servers:
@@ -142,9 +134,9 @@ class AgentOperations(ServiceBase):
                     f"tenant {tenant!r} already has an agent named {request.name!r} ({taken.id})",
                     "pick another name, or revoke that agent first",
                 )
-            role = self.policy.roles[request.role]
+            role = self.context.policy.roles[request.role]
             needs_approval = role.needs_approval(request.environment)
-            now = self.now(tenant)
+            now = self.context.now(tenant)
             agent = Agent(
                 tenant=tenant,
                 name=request.name,
@@ -161,7 +153,7 @@ class AgentOperations(ServiceBase):
                 token_lifetime=request.token_lifetime or role.token_lifetime(request.environment),
                 attributes=dict(request.metadata),
                 source=request.source,
-                zone=self.policy.zone_for(request.role, request.environment),
+                zone=self.context.policy.zone_for(request.role, request.environment),
                 requested_by=principal.subject,
                 requested_by_name=principal.actor,
                 created_at=now,
@@ -180,7 +172,7 @@ class AgentOperations(ServiceBase):
         jwk: dict[str, Any] | None,
         needs_approval: bool,
         now: datetime,
-    ) -> dict[str, Any]:
+    ) -> schemas.Provisioned:
         spec = AgentClientSpec(
             client_id=agent.client_id,
             name=f"{request.name} ({tenant}, {request.role}/{request.environment}, owner {request.owner})",
@@ -196,16 +188,16 @@ class AgentOperations(ServiceBase):
             zone=agent.zone,
         )
         try:
-            token_endpoint = await self.adapter.token_endpoint(tenant)
-            client = await self.adapter.create_agent_client(tenant, spec)
+            token_endpoint = await self.context.adapter.token_endpoint(tenant)
+            client = await self.context.adapter.create_agent_client(tenant, spec)
             if request.mode == "delegated":
-                await self.adapter.add_delegation_scope(tenant, agent.client_id, request.name)
+                await self.context.adapter.add_delegation_scope(tenant, agent.client_id, request.name)
         except IDP_FAILURES as exc:
             raise await self._undo_provision(agent, principal, exc) from exc
         status = "pending_approval" if needs_approval else "active"
         fingerprint = key_fingerprint(jwk) if jwk else secret_fingerprint(client.secret or "")
         try:
-            with self._session() as session:
+            with self.context.session() as session:
                 stored = session.get(Agent, agent.id)
                 assert stored is not None
                 if stored.status != "provisioning":  # housekeeping took it for interrupted and undid it meanwhile
@@ -235,7 +227,7 @@ class AgentOperations(ServiceBase):
                     after={**stored.as_public(), "credential": fingerprint},
                     reason=str(request.metadata.get("reason", "")),
                 )
-                public = stored.as_public()
+                public = agent_out(stored)
         except Interrupted as exc:
             await self._remove_quietly(tenant, client.id, agent.client_id, request.mode)
             raise Conflict(
@@ -245,32 +237,32 @@ class AgentOperations(ServiceBase):
             ) from exc
         except StorageFailed as exc:
             try:
-                await self.adapter.delete_client(tenant, client.id)
+                await self.context.adapter.delete_client(tenant, client.id)
                 if request.mode == "delegated":
-                    await self.adapter.remove_delegation_scope(tenant, agent.client_id)
+                    await self.context.adapter.remove_delegation_scope(tenant, agent.client_id)
                 undone = "the Keycloak client was removed again; nothing was kept"
             except IDP_FAILURES:
                 undone = "the Keycloak client could not be removed; remove it by hand"
             raise StorageFailed(f"{exc.cause} while recording agent {request.name!r}; {undone}", exc.fix) from exc
         log.info("agent provisioned", extra={"tenant": tenant, "agent": agent.id, "status": status})
-        return {
-            "agent": public,
-            "status": status,
-            "credential": {
-                "type": request.credential_type,
-                "client_id": agent.client_id,
-                "client_secret": client.secret,  # shown once; the broker keeps only its fingerprint
-                "key_id": jwk["kid"] if jwk else None,
-                "token_endpoint": token_endpoint,
-                "issuer": self.agents_issuer(tenant),
-            },
-        }
+        return schemas.Provisioned(
+            agent=public,
+            status=status,
+            credential=schemas.CredentialOut(
+                type=request.credential_type,
+                client_id=agent.client_id,
+                client_secret=client.secret,  # shown once; the broker keeps only its fingerprint
+                key_id=jwk["kid"] if jwk else None,
+                token_endpoint=token_endpoint,
+                issuer=self.context.agents_issuer(tenant),
+            ),
+        )
 
     async def _remove_quietly(self, tenant: str, keycloak_id: str, client_id: str, mode: str) -> None:
         try:
-            await self.adapter.delete_client(tenant, keycloak_id)
+            await self.context.adapter.delete_client(tenant, keycloak_id)
             if mode == "delegated":
-                await self.adapter.remove_delegation_scope(tenant, client_id)
+                await self.context.adapter.remove_delegation_scope(tenant, client_id)
         except IDP_FAILURES as exc:
             log.warning(
                 "leftover client not removed", extra={"tenant": tenant, "client": client_id, "reason": why(exc)}
@@ -279,16 +271,17 @@ class AgentOperations(ServiceBase):
     async def recover_interrupted_provisions(self) -> int:
         """Undo provisions a stopped broker left ``provisioning`` for longer than ``broker_interrupted_after``:
         the Keycloak client (if any was made) is removed and the agent recorded ``failed``, so the name is free."""
-        with self._session() as session:
+        limit = self.context.settings.broker_interrupted_after
+        with self.context.session() as session:
             stuck = [
                 a.id
                 for a in session.scalars(select(Agent).where(Agent.status == "provisioning"))
-                if (self.now(a.tenant) - a.created_at).total_seconds() > self.settings.broker_interrupted_after
+                if (self.context.now(a.tenant) - a.created_at).total_seconds() > limit
             ]
         recovered = 0
         for agent_id in stuck:
-            async with self._agent_lock(agent_id):
-                with self._session() as session:
+            async with self.context.agent_lock(agent_id):
+                with self.context.session() as session:
                     agent = session.get(Agent, agent_id)
                     if agent is None or agent.status != "provisioning":
                         continue
@@ -301,17 +294,17 @@ class AgentOperations(ServiceBase):
     ) -> BrokerError:
         """Compensate a provision Keycloak failed halfway; say what is left."""
         try:
-            leftover = await self.adapter.find_client(agent.tenant, agent.client_id)
+            leftover = await self.context.adapter.find_client(agent.tenant, agent.client_id)
             if leftover:
-                await self.adapter.delete_client(agent.tenant, leftover)
+                await self.context.adapter.delete_client(agent.tenant, leftover)
             if agent.mode == "delegated":
-                await self.adapter.remove_delegation_scope(agent.tenant, agent.client_id)
+                await self.context.adapter.remove_delegation_scope(agent.tenant, agent.client_id)
             cleanup_pending = False
             outcome = "nothing was left in Keycloak"
         except IDP_FAILURES:
             cleanup_pending = True
             outcome = "any half-made Keycloak client will be removed once Keycloak answers"
-        with self._session() as session:
+        with self.context.session() as session:
             stored = session.get(Agent, agent.id)
             assert stored is not None
             stored.status = "failed"
@@ -322,11 +315,11 @@ class AgentOperations(ServiceBase):
                 agent_id=agent.id,
                 actor=principal.actor if principal else SYSTEM,
                 action="agent.provision_failed",
-                at=self.now(agent.tenant),
+                at=self.context.now(agent.tenant),
                 before={"status": "provisioning"},
                 after={"status": "failed", "cleanup_pending": cleanup_pending},
-                reason=f"interrupted: no result within {self.settings.broker_interrupted_after:.0f}s (the broker "
-                "stopped mid-way)"
+                reason=f"interrupted: no result within {self.context.settings.broker_interrupted_after:.0f}s "
+                "(the broker stopped mid-way)"
                 if interrupted
                 else why(failure),
             )
@@ -345,50 +338,52 @@ class AgentOperations(ServiceBase):
         role_name: str,
         environment: str | None = None,
         reason: str = "",
-    ) -> dict[str, Any]:
-        async with self._agent_lock(agent_id):
+    ) -> schemas.AgentOut:
+        async with self.context.agent_lock(agent_id):
             return await self._change_role(principal, tenant, agent_id, role_name, environment, reason)
 
     async def _change_role(
         self, principal: Principal, tenant: str, agent_id: str, role_name: str, environment: str | None, reason: str
-    ) -> dict[str, Any]:
-        with self._session() as session:
-            self._tenant(session, principal, tenant)
-            agent = self._agent(session, principal, agent_id, tenant)
+    ) -> schemas.AgentOut:
+        with self.context.session() as session:
+            self.context.visible_tenant(session, principal, tenant)
+            agent = self.context.visible_agent(session, principal, agent_id, tenant)
             environment = environment or agent.environment
             if agent.status not in ("active", "rotating"):
                 raise Conflict(f"agent {agent.name!r} is {agent.status}", "only active agents change role")
-            problems = self.policy.check(role=role_name, environment=environment, credential_type=agent.credential_type)
+            problems = self.context.policy.check(
+                role=role_name, environment=environment, credential_type=agent.credential_type
+            )
             if problems:
                 raise PolicyRefused(
                     f"role change refused: {'; '.join(map(str, problems))}",
                     "pick a role and environment the policy allows",
                     violations=[str(p) for p in problems],
                 )
-            role = self.policy.roles[role_name]
+            role = self.context.policy.roles[role_name]
             if role.needs_approval(environment):
                 raise PolicyRefused(
                     f"role {role_name!r} in {environment} needs approval, which a role change cannot get",
                     "provision a new agent with that role; it waits for a second admin's approval",
                 )
-            zone = self.policy.zone_for(role_name, environment)
+            zone = self.context.policy.zone_for(role_name, environment)
             if zone != agent.zone:
                 raise PolicyRefused(
                     f"role {role_name!r} in {environment} is limited to network zone {zone or '(none)'}, and agent "
                     f"{agent.name!r} to {agent.zone or '(none)'}: a role change cannot move an agent between zones",
                     "provision a new agent with that role and environment",
                 )
-            if self.policy.needs_mfa(environment) or self.policy.needs_mfa(agent.environment):
-                self._require_mfa(principal, f"changing the role of an agent in {environment}")
+            if self.context.policy.needs_mfa(environment) or self.context.policy.needs_mfa(agent.environment):
+                self.context.require_mfa(principal, f"changing the role of an agent in {environment}")
             before = {"role": agent.role, "environment": agent.environment, "scopes": list(agent.scopes)}
             scopes = role.scopes(environment)
             keycloak_id = agent.keycloak_id
         with idp_failure(
             f"changing the role of agent {agent_id}", "; the role was not changed", "retry when the IdP is up"
         ):
-            await self.adapter.set_default_scopes(tenant, keycloak_id or "", scopes)
-        with self._session() as session:
-            stored = self._agent(session, principal, agent_id, tenant)
+            await self.context.adapter.set_default_scopes(tenant, keycloak_id or "", scopes)
+        with self.context.session() as session:
+            stored = self.context.visible_agent(session, principal, agent_id, tenant)
             stored.role, stored.environment, stored.scopes = role_name, environment, scopes
             after = {"role": role_name, "environment": environment, "scopes": scopes}
             audit.record(
@@ -397,26 +392,26 @@ class AgentOperations(ServiceBase):
                 agent_id=agent_id,
                 actor=principal.actor,
                 action="agent.role_changed",
-                at=self.now(tenant),
+                at=self.context.now(tenant),
                 before=before,
                 after=after,
                 reason=reason,
             )
-            return stored.as_public()
+            return agent_out(stored)
 
-    async def approve(self, principal: Principal, tenant: str, agent_id: str, reason: str = "") -> dict[str, Any]:
-        async with self._agent_lock(agent_id):
+    async def approve(self, principal: Principal, tenant: str, agent_id: str, reason: str = "") -> schemas.AgentOut:
+        async with self.context.agent_lock(agent_id):
             return await self._approve(principal, tenant, agent_id, reason)
 
-    async def _approve(self, principal: Principal, tenant: str, agent_id: str, reason: str) -> dict[str, Any]:
-        with self._session() as session:
-            self._tenant(session, principal, tenant)
-            agent = self._agent(session, principal, agent_id, tenant)
+    async def _approve(self, principal: Principal, tenant: str, agent_id: str, reason: str) -> schemas.AgentOut:
+        with self.context.session() as session:
+            self.context.visible_tenant(session, principal, tenant)
+            agent = self.context.visible_agent(session, principal, agent_id, tenant)
             if principal.is_operator:
                 raise Forbidden("approvals are made by a tenant admin", "log in as another admin of the tenant")
             if agent.status != "pending_approval":
                 raise Conflict(f"agent {agent.name!r} is {agent.status}, not pending_approval", "nothing to approve")
-            self._require_mfa(principal, "approving an agent")
+            self.context.require_mfa(principal, "approving an agent")
             if principal.subject == agent.requested_by:
                 raise Forbidden(
                     f"{principal.username} requested agent {agent.name!r} and cannot approve it",
@@ -424,10 +419,10 @@ class AgentOperations(ServiceBase):
                 )
             keycloak_id = agent.keycloak_id or ""
         with idp_failure("approving", "; still pending", "retry"):
-            await self.adapter.set_client_enabled(tenant, keycloak_id, True)
-        now = self.now(tenant)
-        with self._session() as session:
-            stored = self._agent(session, principal, agent_id, tenant)
+            await self.context.adapter.set_client_enabled(tenant, keycloak_id, True)
+        now = self.context.now(tenant)
+        with self.context.session() as session:
+            stored = self.context.visible_agent(session, principal, agent_id, tenant)
             stored.status, stored.approved_by, stored.activated_at = "active", principal.actor, now
             audit.record(
                 session,
@@ -440,25 +435,25 @@ class AgentOperations(ServiceBase):
                 after={"status": "active"},
                 reason=reason,
             )
-            return stored.as_public()
+            return agent_out(stored)
 
-    async def deny(self, principal: Principal, tenant: str, agent_id: str, reason: str = "") -> dict[str, Any]:
-        async with self._agent_lock(agent_id):
+    async def deny(self, principal: Principal, tenant: str, agent_id: str, reason: str = "") -> schemas.AgentOut:
+        async with self.context.agent_lock(agent_id):
             return await self._deny(principal, tenant, agent_id, reason)
 
-    async def _deny(self, principal: Principal, tenant: str, agent_id: str, reason: str) -> dict[str, Any]:
-        with self._session() as session:
-            self._tenant(session, principal, tenant)
-            agent = self._agent(session, principal, agent_id, tenant)
+    async def _deny(self, principal: Principal, tenant: str, agent_id: str, reason: str) -> schemas.AgentOut:
+        with self.context.session() as session:
+            self.context.visible_tenant(session, principal, tenant)
+            agent = self.context.visible_agent(session, principal, agent_id, tenant)
             if agent.status != "pending_approval":
                 raise Conflict(f"agent {agent.name!r} is {agent.status}, not pending_approval", "nothing to deny")
             keycloak_id, client_id, delegated = agent.keycloak_id or "", agent.client_id, agent.mode == "delegated"
         with idp_failure("denying", "; still pending", "retry"):
-            await self.adapter.delete_client(tenant, keycloak_id)
+            await self.context.adapter.delete_client(tenant, keycloak_id)
             if delegated:
-                await self.adapter.remove_delegation_scope(tenant, client_id)
-        with self._session() as session:
-            stored = self._agent(session, principal, agent_id, tenant)
+                await self.context.adapter.remove_delegation_scope(tenant, client_id)
+        with self.context.session() as session:
+            stored = self.context.visible_agent(session, principal, agent_id, tenant)
             for credential in session.scalars(select(Credential).where(Credential.agent_id == agent_id)):
                 session.delete(credential)
             stored.status = "rejected"
@@ -468,9 +463,9 @@ class AgentOperations(ServiceBase):
                 agent_id=agent_id,
                 actor=principal.actor,
                 action="agent.rejected",
-                at=self.now(tenant),
+                at=self.context.now(tenant),
                 before={"status": "pending_approval"},
                 after={"status": "rejected"},
                 reason=reason,
             )
-            return stored.as_public()
+            return agent_out(stored)

@@ -1,5 +1,6 @@
-"""What every part of the broker's service shares: its collaborators, the database session, and the checks
-that a caller may see a tenant or an agent."""
+"""What every part of the broker's service shares (:class:`BrokerContext`): its collaborators, the database
+session, the agent locks, the tenants' clocks, the SSF transmitter, and the checks that a caller may see a tenant
+or an agent. Each part (tenants, agents, rotation, ...) is a plain object that holds the context."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from sandbox.broker import audit
+from sandbox.broker import audit, schemas
 from sandbox.broker.auth import Principal
 from sandbox.broker.clock import Clock, ClockMove, TenantClocks
 from sandbox.broker.errors import (
@@ -36,9 +38,11 @@ from sandbox.broker.store import (
     Tenant,
     TenantClockMove,
 )
+from sandbox.broker.transmitter import Transmitter
 from sandbox.config import Settings
 from sandbox.idp.provider import IdentityProvider, IdpError, NotSupported
 from sandbox.idp.tenant_idps import TenantIdps
+from sandbox.ssf import AgentSubject
 from sandbox.toolmap import ToolMap
 
 SYSTEM = "broker"
@@ -67,7 +71,14 @@ def idp_failure(doing: str, outcome: str, fix: str, **details: Any) -> Iterator[
         raise IdpFailed(f"the IdP failed while {doing} ({why(exc)}){outcome}", fix, **details) from exc
 
 
-class ServiceBase:
+def agent_out(agent: Agent) -> schemas.AgentOut:
+    """The agent as the API shows it (no credential material at all)."""
+    return schemas.AgentOut.model_validate(agent.as_public())
+
+
+class BrokerContext:
+    """The collaborators and checks every part of the broker's service shares (one per broker process)."""
+
     def __init__(
         self,
         *,
@@ -90,7 +101,7 @@ class ServiceBase:
         self.signing_key = signing_key
         self.http = http
         self._agent_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        with self._session() as session:
+        with self.session() as session:
             moves = [
                 ClockMove(m.tenant, m.at, timedelta(seconds=m.offset_seconds))
                 for m in session.scalars(select(TenantClockMove))
@@ -101,7 +112,7 @@ class ServiceBase:
     def _attach_lent_hydras(self) -> None:
         """After a restart: each live tenant on a pool Hydra holds it again."""
         pool = {address.tenant: address for address in self.settings.hydra_pool_addresses}
-        with self._session() as session:
+        with self.session() as session:
             held = [
                 (tenant.name, tenant.hydra)
                 for tenant in session.scalars(select(Tenant).where(Tenant.deleted_at.is_(None)))
@@ -123,9 +134,21 @@ class ServiceBase:
         """The tenant's time (the broker's own for acts of no tenant): see :mod:`sandbox.broker.clock`."""
         return self.clocks.now(tenant)
 
+    @cached_property
+    def transmitter(self) -> Transmitter:
+        """The SSF transmitter every broker process shares: one issuer, one key, streams in the database."""
+        return Transmitter(self.settings.transmitter_url, self.db, self.signing_key, self.http, self.clock.now)
+
+    def agent_subject(self, agent_id: str, agent: dict[str, Any], tenant: str) -> AgentSubject:
+        """How security events name the agent (its public view ``agent``): its client at its issuer."""
+        with self.session() as session:
+            stored = session.get(Agent, agent_id)
+            service_account = stored.service_account_id if stored else None
+        return AgentSubject(self.agents_issuer(tenant), agent["client_id"], service_account or None)
+
     # Plumbing.
     @contextmanager
-    def _session(self) -> Iterator[Session]:
+    def session(self) -> Iterator[Session]:
         try:
             with self.db.session() as session:
                 yield session
@@ -133,7 +156,7 @@ class ServiceBase:
             raise StorageFailed(exc.cause, exc.fix) from exc
 
     @asynccontextmanager
-    async def _agent_lock(self, agent_id: str) -> AsyncIterator[None]:
+    async def agent_lock(self, agent_id: str) -> AsyncIterator[None]:
         """One state-changing operation on an agent at a time: in this process, and (on PostgreSQL) in every
         broker process sharing the database. A second caller waits, then sees what the first one left."""
         async with self._agent_locks[agent_id]:
@@ -143,33 +166,22 @@ class ServiceBase:
             except StorageError as exc:
                 raise StorageFailed(exc.cause, exc.fix) from exc
 
-    def tenant_issuers(self) -> dict[str, str]:
-        """The tenants' realms (where their people log in), by issuer."""
-        with self._session() as session:
-            tenants = session.scalars(select(Tenant).where(Tenant.deleted_at.is_(None)))
-            return {tenant.issuer: tenant.name for tenant in tenants}
-
-    def agent_issuers(self) -> dict[str, str]:
-        """The issuers of the tenants' agents' tokens (a Hydra, or the realm), by issuer: what MCP servers trust."""
-        with self._session() as session:
-            tenants = session.scalars(select(Tenant).where(Tenant.deleted_at.is_(None)))
-            return {tenant.agents_issuer or tenant.issuer: tenant.name for tenant in tenants}
-
-    def _tenant(self, session: Session, principal: Principal, tenant: str) -> Tenant:
+    def visible_tenant(self, session: Session, principal: Principal, tenant: str) -> Tenant:
         """The tenant, if the caller may see it; another tenant's resources are 404, never 403."""
         found = session.get(Tenant, tenant)
         if found is None or found.deleted_at is not None or (not principal.is_operator and principal.tenant != tenant):
             raise NotFound(f"no tenant {tenant!r}", "check the tenant name; an admin sees only their own tenant")
         return found
 
-    def _agent(self, session: Session, principal: Principal, agent_id: str, tenant: str | None = None) -> Agent:
+    def visible_agent(self, session: Session, principal: Principal, agent_id: str, tenant: str | None = None) -> Agent:
+        """The agent, if the caller may see it (and it is of ``tenant``, when named); else 404."""
         agent = session.get(Agent, agent_id)
         visible = agent is not None and (principal.is_operator or principal.tenant == agent.tenant)
         if agent is None or not visible or (tenant is not None and agent.tenant != tenant):
             raise NotFound(f"no agent {agent_id!r}", "list the tenant's agents with `mcp-sandbox agents list`")
         return agent
 
-    async def _enable_held(
+    async def enable_held(
         self,
         principal: Principal,
         tenant: str,
@@ -181,14 +193,14 @@ class ServiceBase:
         reason: str,
         settle: Callable[[Agent], float] = lambda _: 0.0,
         reset: Callable[[Agent, datetime], None],
-    ) -> dict[str, Any]:
+    ) -> schemas.AgentOut:
         """Enable a ``held`` (dormant, suspended) agent's client again and make it active, in one audited change.
 
         The caller holds the agent's lock. ``settle`` says how many seconds to wait before enabling, ``reset`` clears
         what the hold set; a failure at the IdP leaves the agent as it was.
         """
-        with self._session() as session:
-            agent = self._agent(session, principal, agent_id, tenant)
+        with self.session() as session:
+            agent = self.visible_agent(session, principal, agent_id, tenant)
             if agent.status != held:
                 raise Conflict(f"agent {agent.name!r} is {agent.status}, not {held}", only)
             client = agent.keycloak_id or ""
@@ -198,8 +210,8 @@ class ServiceBase:
         with idp_failure("re-enabling the agent's client", f"; it stays {held}", "retry"):
             await self.adapter.set_client_enabled(tenant, client, True)
         now = self.now(tenant)
-        with self._session() as session:
-            stored = self._agent(session, principal, agent_id, tenant)
+        with self.session() as session:
+            stored = self.visible_agent(session, principal, agent_id, tenant)
             stored.status = "active"
             reset(stored, now)
             audit.record(
@@ -213,14 +225,14 @@ class ServiceBase:
                 after={"status": "active"},
                 reason=reason,
             )
-            return stored.as_public()
+            return agent_out(stored)
 
-    def _require_mfa(self, principal: Principal, act: str) -> None:
+    def require_mfa(self, principal: Principal, act: str) -> None:
         if not principal.mfa:
             raise MfaRequired(
                 f"{act} needs a login that proves MFA (amr contains otp), and this token does not",
                 "log in again with your one-time code (`mcp-sandbox admin login`) and retry",
             )
 
-    def _registered_servers(self, session: Session) -> dict[str, ResourceServer]:
+    def registered_servers(self, session: Session) -> dict[str, ResourceServer]:
         return {server.url: server for server in session.scalars(select(ResourceServer))}

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+#: How far a tenant's clock moves forward at once, at most.
+MAX_ADVANCE = timedelta(days=3650)
+
 
 class Clock(Protocol):
     def now(self) -> datetime: ...

@@ -19,11 +19,12 @@ from typing import Any
 
 from sqlalchemy import select
 
-from sandbox.broker import audit
+from sandbox.broker import audit, schemas
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import IDP_FAILURES, ServiceBase, why
+from sandbox.broker.base import IDP_FAILURES, BrokerContext, why
 from sandbox.broker.errors import BadRequest, Conflict, IdpFailed
 from sandbox.broker.store import Agent, Delegation
+from sandbox.broker.tenants import TenantService
 from sandbox.idp.provider import IdpConflict
 from sandbox.idp.realm import USER_LOGIN_CLIENT_ID, delegation_scope
 
@@ -37,62 +38,57 @@ def user_actor(username: str, tenant: str, user_id: str) -> str:
     return f"{username} (user, {tenant}, sub {user_id})"
 
 
-class DelegationOperations(ServiceBase):
+class DelegationService:
+    """The people of a tenant who let delegated agents act for them, and the delegations Keycloak recorded."""
+
+    def __init__(self, context: BrokerContext, tenants: TenantService) -> None:
+        self.context = context
+        self.tenants = tenants
+
     async def create_user(
         self, principal: Principal, tenant: str, username: str, scopes: list[str], otp: bool = False
-    ) -> dict[str, Any]:
+    ) -> schemas.IssuedUser:
         """Add a person to the tenant who may let delegated agents act for them, with at most ``scopes``."""
-        with self._session() as session:
-            self._tenant(session, principal, tenant)
-        unknown = sorted(set(scopes) - set(self.tools.all_scopes()))
+        with self.context.session() as session:
+            self.context.visible_tenant(session, principal, tenant)
+        unknown = sorted(set(scopes) - set(self.context.tools.all_scopes()))
         if unknown:
-            raise BadRequest(f"unknown scope(s) {unknown}", f"choose among {sorted(self.tools.all_scopes())}")
+            raise BadRequest(f"unknown scope(s) {unknown}", f"choose among {sorted(self.context.tools.all_scopes())}")
         try:
-            issued = await self._create_person(tenant, username, otp, sorted(set(scopes)), "user")  # type: ignore[attr-defined]
+            issued = await self.tenants.create_person(tenant, username, otp, sorted(set(scopes)), "user")
         except IdpConflict as exc:
             raise Conflict(f"tenant {tenant!r} already has a user {username!r}", "pick another username") from exc
         except IDP_FAILURES as exc:
             raise IdpFailed(f"Keycloak failed while adding user {username!r} ({why(exc)})", "retry") from exc
-        with self._session() as session:
+        with self.context.session() as session:
             audit.record(
                 session,
                 tenant=tenant,
                 actor=principal.actor,
                 action="tenant.user_added",
-                at=self.now(tenant),
+                at=self.context.now(tenant),
                 after={"username": username, "scopes": sorted(set(scopes)), "otp": otp},
             )
-        return {**issued, "scopes": sorted(set(scopes)), "login_client": USER_LOGIN_CLIENT_ID}
+        return schemas.IssuedUser(**issued.model_dump(), scopes=sorted(set(scopes)), login_client=USER_LOGIN_CLIENT_ID)
 
-    async def delegations(self, principal: Principal, tenant: str, agent_id: str) -> dict[str, Any]:
+    async def delegations(self, principal: Principal, tenant: str, agent_id: str) -> schemas.DelegationsOut:
         """Who let the agent act for them, with which scopes, and when (Keycloak's records, synced now)."""
-        with self._session() as session:
-            self._tenant(session, principal, tenant)
-            agent = self._agent(session, principal, agent_id, tenant)
+        with self.context.session() as session:
+            self.context.visible_tenant(session, principal, tenant)
+            agent = self.context.visible_agent(session, principal, agent_id, tenant)
             public = agent.as_public()
         error = await self.sync_delegations(tenant, [agent_id])
-        with self._session() as session:
+        with self.context.session() as session:
             found = session.scalars(select(Delegation).where(Delegation.agent_id == agent_id).order_by(Delegation.id))
-            users = [d.as_public() for d in found]
-        return {
-            "agent_id": agent_id,
-            "mode": public["mode"],
-            "delegation_scope": public["delegation_scope"],
-            "login_client": USER_LOGIN_CLIENT_ID,
-            "delegations": users,
-            "idp_error": error,
-        }
-
-    async def audit_log(self, principal: Principal, tenant: str, agent_id: str | None = None) -> list[dict[str, Any]]:
-        """The tenant's audit entries, after recording delegations Keycloak saw since the last look."""
-        with self._session() as session:
-            self._tenant(session, principal, tenant)
-            query = select(Agent.id).where(Agent.tenant == tenant, Agent.mode == "delegated")
-            if agent_id is not None:
-                query = query.where(Agent.id == agent_id)
-            delegated = list(session.scalars(query))
-        await self.sync_delegations(tenant, delegated)
-        return self.audit_entries(principal, tenant, agent_id)  # type: ignore[attr-defined,no-any-return]
+            users = [schemas.DelegationOut.model_validate(d.as_public()) for d in found]
+        return schemas.DelegationsOut(
+            agent_id=agent_id,
+            mode=public["mode"],
+            delegation_scope=public["delegation_scope"],
+            login_client=USER_LOGIN_CLIENT_ID,
+            delegations=users,
+            idp_error=error,
+        )
 
     async def sync_delegations(self, tenant: str, agent_ids: list[str]) -> str | None:
         """Record new delegations of these agents from Keycloak's TOKEN_EXCHANGE events; the failure, if any."""
@@ -107,19 +103,19 @@ class DelegationOperations(ServiceBase):
         return failure
 
     async def _sync_agent(self, tenant: str, agent_id: str) -> None:
-        with self._session() as session:
+        with self.context.session() as session:
             agent = session.get(Agent, agent_id)
             if agent is None or agent.mode != "delegated" or agent.status in ("provisioning", "failed", "rejected"):
                 return
             client_id = agent.client_id
-        events = await self.adapter.client_events(tenant, client_id, ("TOKEN_EXCHANGE",))
+        events = await self.context.adapter.client_events(tenant, client_id, ("TOKEN_EXCHANGE",))
         seen: dict[tuple[str, tuple[str, ...]], list[dict[str, Any]]] = defaultdict(list)
         for event in events:
             scopes = tuple(sorted(str((event.get("details") or {}).get("scope") or "").split()))
             seen[(str(event.get("userId")), scopes)].append(event)
         if not seen:
             return
-        with self._session() as session:
+        with self.context.session() as session:
             known = {
                 (d.user_id, tuple(d.scopes))
                 for d in session.scalars(select(Delegation).where(Delegation.agent_id == agent_id))
@@ -127,7 +123,7 @@ class DelegationOperations(ServiceBase):
         consents = {}
         for user_id in {user for (user, scopes) in seen if (user, scopes) not in known}:
             consents[user_id] = await self._consented_at(tenant, user_id, client_id)
-        with self._session() as session:
+        with self.context.session() as session:
             stored = {
                 (d.user_id, tuple(d.scopes)): d
                 for d in session.scalars(select(Delegation).where(Delegation.agent_id == agent_id))
@@ -157,7 +153,7 @@ class DelegationOperations(ServiceBase):
                     agent_id=agent_id,
                     actor=user_actor(username, tenant, user_id),
                     action="agent.delegation_granted",
-                    at=self.now(tenant),
+                    at=self.context.now(tenant),
                     before={},
                     after={"client_id": client_id, **delegation.as_public(), "consent_client": USER_LOGIN_CLIENT_ID},
                     reason=f"{username} consented at login to {client_id} acting for them; Keycloak exchanged "
@@ -166,7 +162,7 @@ class DelegationOperations(ServiceBase):
 
     async def _consented_at(self, tenant: str, user_id: str, client_id: str) -> datetime | None:
         """When the user consented to the agent's delegation scope (None once the consent is gone)."""
-        for consent in await self.adapter.user_consents(tenant, user_id):
+        for consent in await self.context.adapter.user_consents(tenant, user_id):
             if consent.get("clientId") == USER_LOGIN_CLIENT_ID and delegation_scope(client_id) in (
                 consent.get("grantedClientScopes") or []
             ):
@@ -174,4 +170,4 @@ class DelegationOperations(ServiceBase):
         return None
 
     def _tenant_time(self, tenant: str, millis: int) -> datetime:
-        return self.clocks.at(tenant, datetime.fromtimestamp(millis / 1000, tz=UTC))
+        return self.context.clocks.at(tenant, datetime.fromtimestamp(millis / 1000, tz=UTC))

@@ -23,9 +23,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from sandbox.broker import audit
+from sandbox.broker import audit, schemas
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import FINAL, SYSTEM, ServiceBase, idp_failure
+from sandbox.broker.base import FINAL, SYSTEM, BrokerContext, agent_out, idp_failure
 from sandbox.broker.credentials import secret_fingerprint
 from sandbox.broker.errors import BadRequest, BrokerError, Conflict, NotFound
 from sandbox.broker.lifecycle_policy import CredentialAge, RoleLifecycle
@@ -34,7 +34,7 @@ from sandbox.broker.store import Agent, AuditEntry, Credential, UsageEvent
 
 log = logging.getLogger(__name__)
 
-Rotate = Callable[..., Awaitable[dict[str, Any]]]
+Rotate = Callable[..., Awaitable[schemas.Rotated]]
 
 AGING, EXPIRED, AUTO_ROTATED = "agent.credential_aging", "agent.credential_expired", "agent.rotated"
 PICKED_UP, ACCESS_REVIEWED = "agent.credential_picked_up", "agent.access_reviewed"
@@ -56,12 +56,12 @@ def _after(entry: AuditEntry | None) -> dict[str, Any]:
 
 
 class CredentialAgeKeeper:
-    def __init__(self, service: ServiceBase, rotate: Rotate) -> None:
-        self.service = service
+    def __init__(self, context: BrokerContext, rotate: Rotate) -> None:
+        self.context = context
         self.rotate = rotate
 
     def _lifecycle(self, role: str) -> RoleLifecycle | None:
-        found = self.service.policy.roles.get(role)
+        found = self.context.policy.roles.get(role)
         return found.lifecycle if found else None
 
     def age(self, session: Session, agent: Agent, now: datetime) -> CredentialAge | None:
@@ -77,28 +77,28 @@ class CredentialAgeKeeper:
     def report(self, session: Session, agent: Agent) -> dict[str, Any]:
         """What monitoring shows: the credential's age, its maximum, ok/near/past, and what the broker will do."""
         lifecycle = self._lifecycle(agent.role)
-        age = self.age(session, agent, self.service.now(agent.tenant))
+        age = self.age(session, agent, self.context.now(agent.tenant))
         if lifecycle is None or age is None:
             return {"state": "unknown"}
         return {**age.as_dict(), "rotate": lifecycle.rotate, "warn_days": lifecycle.warn_days}
 
     def report_of(self, agent_id: str) -> dict[str, Any]:
         """:meth:`report` of one agent (the caller has been checked)."""
-        with self.service._session() as session:
+        with self.context.session() as session:
             agent = session.get(Agent, agent_id)
             return self.report(session, agent) if agent is not None else {"state": "unknown"}
 
     async def sweep(self, tenant: str | None = None) -> dict[str, int]:
         """Flag old credentials (once per credential and state) and rotate those the policy rotates automatically."""
         done = {"credentials_flagged": 0, "credentials_rotated": 0}
-        with self.service._session() as session:
+        with self.context.session() as session:
             query = select(Agent).where(Agent.status == "active")
             if tenant is not None:
                 query = query.where(Agent.tenant == tenant)
             agents = list(session.scalars(query))
             due: list[tuple[str, str, int, str]] = []
             for agent in agents:
-                now = self.service.now(agent.tenant)
+                now = self.context.now(agent.tenant)
                 age = self.age(session, agent, now)
                 lifecycle = self._lifecycle(agent.role)
                 if age is None or lifecycle is None or age.state == "ok":
@@ -139,13 +139,13 @@ class CredentialAgeKeeper:
         )
         return True
 
-    async def pick_up(self, client_id: str, secret: str) -> dict[str, Any]:
+    async def pick_up(self, client_id: str, secret: str) -> schemas.CredentialPickupOut:
         """The new secret of an automatic rotation, for the agent that proves it holds the old one (grace only)."""
         unknown = NotFound(
             "no credential from an automatic rotation awaits this client and secret",
             "use the agent's current secret while the rotation's grace lasts; after it, ask an admin to rotate",
         )
-        with self.service._session() as session:
+        with self.context.session() as session:
             agent = session.scalars(
                 select(Agent).where(Agent.client_id == client_id, Agent.status == "rotating")
             ).first()
@@ -163,23 +163,23 @@ class CredentialAgeKeeper:
             tenant, keycloak_id, grace_ends = agent.tenant, agent.keycloak_id or "", agent.grace_ends_at
             agent_id = agent.id
         with idp_failure("reading the rotated secret", "; nothing was handed out", "retry"):
-            new_secret = await self.service.adapter.client_secret(tenant, keycloak_id)
-        with self.service._session() as session:
+            new_secret = await self.context.adapter.client_secret(tenant, keycloak_id)
+        with self.context.session() as session:
             audit.record(
                 session,
                 tenant=tenant,
                 agent_id=agent_id,
                 actor=f"{client_id} (agent)",
                 action=PICKED_UP,
-                at=self.service.now(tenant),
+                at=self.context.now(tenant),
                 after={"credential": secret_fingerprint(new_secret)},
                 reason="the agent took its new secret with its old one",
             )
-        return {
-            "client_id": client_id,
-            "client_secret": new_secret,
-            "grace_ends_at": grace_ends.isoformat() if grace_ends else None,
-        }
+        return schemas.CredentialPickupOut(
+            client_id=client_id,
+            client_secret=new_secret,
+            grace_ends_at=grace_ends.isoformat() if grace_ends else None,
+        )
 
 
 # Access reviews ------------------------------------------------------------------------------------------------
@@ -200,11 +200,11 @@ class ReviewDue:
 
 
 class AccessReviews:
-    def __init__(self, service: ServiceBase) -> None:
-        self.service = service
+    def __init__(self, context: BrokerContext) -> None:
+        self.context = context
 
     def _due(self, session: Session, agent: Agent) -> ReviewDue | None:
-        role = self.service.policy.roles.get(agent.role)
+        role = self.context.policy.roles.get(agent.role)
         if role is None:
             return None
         tier = role.lifecycle.risk_tier
@@ -215,64 +215,66 @@ class AccessReviews:
         reviewed = _last(session, agent.id, ACCESS_REVIEWED)
         since = datetime.fromisoformat(reviewed.at) if reviewed else (agent.activated_at or agent.created_at)
         due_at = role.lifecycle.review_due(since)
-        if due_at is None or due_at > self.service.now(agent.tenant):
+        if due_at is None or due_at > self.context.now(agent.tenant):
             return None
         return ReviewDue("access_review", tier, due_at)
 
-    def queue(self, principal: Principal, tenant: str) -> list[dict[str, Any]]:
+    def queue(self, principal: Principal, tenant: str) -> list[schemas.AgentOut]:
         """Dormant agents, then agents whose access review is due, the longest overdue first."""
-        with self.service._session() as session:
-            self.service._tenant(session, principal, tenant)
+        with self.context.session() as session:
+            self.context.visible_tenant(session, principal, tenant)
             agents = session.scalars(select(Agent).where(Agent.tenant == tenant).order_by(Agent.created_at))
             found = [(agent.as_public(), due) for agent in agents if (due := self._due(session, agent))]
         dormant = [(a, d) for a, d in found if d.reason == "dormant"]
         reviews = sorted((p for p in found if p[1].reason != "dormant"), key=lambda p: p[1].due_at or datetime.max)
-        return [{**agent, "review": due.as_dict()} for agent, due in [*dormant, *reviews]]
+        return [
+            schemas.AgentOut.model_validate({**agent, "review": due.as_dict()}) for agent, due in [*dormant, *reviews]
+        ]
 
-    def recommendation(self, principal: Principal, tenant: str, agent_id: str) -> dict[str, Any]:
+    def recommendation(self, principal: Principal, tenant: str, agent_id: str) -> schemas.AccessReviewOut:
         """The scopes the agent did not use in its tier's review interval: the change the review recommends."""
-        with self.service._session() as session:
-            self.service._tenant(session, principal, tenant)
-            agent = self.service._agent(session, principal, agent_id, tenant)
+        with self.context.session() as session:
+            self.context.visible_tenant(session, principal, tenant)
+            agent = self.context.visible_agent(session, principal, agent_id, tenant)
             return self._recommend(session, agent)
 
-    def _recommend(self, session: Session, agent: Agent) -> dict[str, Any]:
-        role = self.service.policy.roles.get(agent.role)
+    def _recommend(self, session: Session, agent: Agent) -> schemas.AccessReviewOut:
+        role = self.context.policy.roles.get(agent.role)
         interval = role.lifecycle.review_interval_days if role else None
         if agent.status in FINAL or interval is None:
             raise Conflict(
                 f"agent {agent.name!r} has no access review ({agent.status}, role {agent.role!r} has no risk tier)",
                 "give the role a risk_tier in the policy, or review a live agent",
             )
-        now = self.service.now(agent.tenant)
+        now = self.context.now(agent.tenant)
         window = timedelta(days=interval)
         usage = list(session.scalars(select(UsageEvent).where(UsageEvent.agent_id == agent.id)))
-        unused = unused_scopes(agent.as_public(), usage, self.service.tools, since=now - window)
+        unused = unused_scopes(agent.as_public(), usage, self.context.tools, since=now - window)
         due = self._due(session, agent)
-        return {
-            "agent_id": agent.id,
-            "risk_tier": role.lifecycle.risk_tier if role else None,
-            "due": due is not None and due.reason == "access_review",
-            "due_at": due.due_at.isoformat() if due and due.due_at else None,
-            "window_days": interval,
-            "scopes": list(agent.scopes),
-            "unused_scopes": unused,
-            "recommended": {"remove_scopes": unused},
-        }
+        return schemas.AccessReviewOut(
+            agent_id=agent.id,
+            risk_tier=role.lifecycle.risk_tier if role else None,
+            due=due is not None and due.reason == "access_review",
+            due_at=due.due_at.isoformat() if due and due.due_at else None,
+            window_days=interval,
+            scopes=list(agent.scopes),
+            unused_scopes=unused,
+            recommended={"remove_scopes": unused},
+        )
 
     async def accept(
         self, principal: Principal, tenant: str, agent_id: str, remove_scopes: list[str] | None, reason: str = ""
-    ) -> dict[str, Any]:
+    ) -> schemas.AgentOut:
         """Record the review; remove the recommended scopes the admin accepts (all of them when not named)."""
-        async with self.service._agent_lock(agent_id):
-            with self.service._session() as session:
-                self.service._tenant(session, principal, tenant)
-                agent = self.service._agent(session, principal, agent_id, tenant)
+        async with self.context.agent_lock(agent_id):
+            with self.context.session() as session:
+                self.context.visible_tenant(session, principal, tenant)
+                agent = self.context.visible_agent(session, principal, agent_id, tenant)
                 if agent.status not in ("active", "rotating"):
                     raise Conflict(f"agent {agent.name!r} is {agent.status}", "only live agents get access reviews")
-                if self.service.policy.needs_mfa(agent.environment):
-                    self.service._require_mfa(principal, f"changing an agent's scopes in {agent.environment}")
-                recommended = self._recommend(session, agent)["unused_scopes"]
+                if self.context.policy.needs_mfa(agent.environment):
+                    self.context.require_mfa(principal, f"changing an agent's scopes in {agent.environment}")
+                recommended = self._recommend(session, agent).unused_scopes
                 removing = recommended if remove_scopes is None else remove_scopes
                 if extra := sorted(set(removing) - set(recommended)):
                     raise BadRequest(
@@ -284,10 +286,10 @@ class AccessReviews:
                 keycloak_id = agent.keycloak_id or ""
             if after != before:
                 with idp_failure(f"narrowing agent {agent_id}'s scopes", "; its scopes are unchanged", "retry"):
-                    await self.service.adapter.set_default_scopes(tenant, keycloak_id, after)
-            now = self.service.now(tenant)
-            with self.service._session() as session:
-                stored = self.service._agent(session, principal, agent_id, tenant)
+                    await self.context.adapter.set_default_scopes(tenant, keycloak_id, after)
+            now = self.context.now(tenant)
+            with self.context.session() as session:
+                stored = self.context.visible_agent(session, principal, agent_id, tenant)
                 stored.scopes = after
                 audit.record(
                     session,
@@ -300,4 +302,4 @@ class AccessReviews:
                     after={"scopes": after, "removed": sorted(set(before) - set(after))},
                     reason=reason or "access review",
                 )
-                return stored.as_public()
+                return agent_out(stored)

@@ -9,9 +9,11 @@ from typing import Any
 from sqlalchemy import select
 
 from sandbox.broker import audit
+from sandbox.broker.agents import AgentService
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import FINAL, IDP_FAILURES, ServiceBase, why
+from sandbox.broker.base import FINAL, IDP_FAILURES, BrokerContext, why
 from sandbox.broker.configs import allowed_tools, credential_reference, mcp_client_config
+from sandbox.broker.delegation import DelegationService
 from sandbox.broker.errors import (
     BadRequest,
     Conflict,
@@ -31,16 +33,24 @@ class UsageIngested:
     refused_agents: set[str]  # agents with a refused call among the events: the anomaly rules judge them
 
 
-class ReportingOperations(ServiceBase):
+class ReportingService:
+    """Usage reports from MCP servers, monitoring, MCP client configs, and the audit log as the API shows it."""
+
+    def __init__(self, context: BrokerContext, agents: AgentService, delegation: DelegationService) -> None:
+        self.context = context
+        self.agents = agents
+        self.delegation = delegation
+
     def ingest_usage(self, events: list[dict[str, Any]], resource: str | None) -> UsageIngested:
         """Record tool calls an MCP server reported; unknown agents are kept for the record, unattributed."""
         refused: set[str] = set()
-        with self._session() as session:
+        with self.context.session() as session:
             tenants = {t.agents_issuer or t.issuer: t.name for t in session.scalars(select(Tenant))}
             stored = 0
             for event in events:
                 tenant = tenants.get(str(event.get("issuer")))
-                at = self.clocks.at(tenant, _timestamp(event.get("at"), self.clock.now()))  # in the tenant's time
+                # in the tenant's time
+                at = self.context.clocks.at(tenant, _timestamp(event.get("at"), self.context.clock.now()))
                 agent = None
                 if tenant is not None:
                     agent = session.scalars(
@@ -51,7 +61,7 @@ class ReportingOperations(ServiceBase):
                         agent_id=agent.id if agent else None,
                         issuer=str(event.get("issuer", "")),
                         client_id=str(event.get("client_id", "")),
-                        resource=str(event.get("resource") or resource or self.settings.mcp_url),
+                        resource=str(event.get("resource") or resource or self.context.settings.mcp_url),
                         tool=str(event.get("tool", "")),
                         allowed=bool(event.get("allowed")),
                         status=int(event.get("status") or 0),
@@ -68,31 +78,31 @@ class ReportingOperations(ServiceBase):
             return UsageIngested(stored, refused)
 
     async def monitoring(self, principal: Principal, tenant: str, agent_id: str) -> dict[str, Any]:
-        with self._session() as session:
-            self._tenant(session, principal, tenant)
-            agent = self._agent(session, principal, agent_id, tenant)
+        with self.context.session() as session:
+            self.context.visible_tenant(session, principal, tenant)
+            agent = self.context.visible_agent(session, principal, agent_id, tenant)
             usage = list(session.scalars(select(UsageEvent).where(UsageEvent.agent_id == agent_id)))
             public = agent.as_public()
         events: list[dict[str, Any]] = []
         idp_error = None
         if public["status"] not in FINAL:
             try:
-                events = await self.adapter.client_events(tenant, public["client_id"], TOKEN_EVENTS)
+                events = await self.context.adapter.client_events(tenant, public["client_id"], TOKEN_EVENTS)
             except IDP_FAILURES as exc:
                 idp_error = why(exc)
-        role = self.policy.roles.get(public["role"])
-        period = timedelta(days=role.dormancy_days if role else self.policy.default_dormancy_days)
-        report = agent_report(public, events, usage, self.tools, now=self.now(tenant), period=period)
+        role = self.context.policy.roles.get(public["role"])
+        period = timedelta(days=role.dormancy_days if role else self.context.policy.default_dormancy_days)
+        report = agent_report(public, events, usage, self.context.tools, now=self.context.now(tenant), period=period)
         report["idp_error"] = idp_error
-        delegated = public["mode"] == "delegated"
-        report["delegations"] = (
-            (await self.delegations(principal, tenant, agent_id))["delegations"] if delegated else []
-        )  # type: ignore[attr-defined]
+        report["delegations"] = []
+        if public["mode"] == "delegated":
+            delegations = await self.delegation.delegations(principal, tenant, agent_id)
+            report["delegations"] = [d.model_dump() for d in delegations.delegations]
         return report
 
     async def tenant_monitoring(self, principal: Principal, tenant: str) -> list[dict[str, Any]]:
-        agents = [a for a in self.list_agents(principal, tenant) if a["status"] not in FINAL]
-        return [await self.monitoring(principal, tenant, agent["id"]) for agent in agents]
+        agents = [a for a in self.agents.list_agents(principal, tenant) if a.status not in FINAL]
+        return [await self.monitoring(principal, tenant, agent.id) for agent in agents]
 
     def generate_config(
         self,
@@ -106,18 +116,18 @@ class ReportingOperations(ServiceBase):
     ) -> dict[str, Any]:
         if credential_source not in (None, "env", "file"):
             raise BadRequest(f"credential source {credential_source!r} is not env or file", "choose env or file")
-        with self._session() as session:
-            self._tenant(session, principal, tenant)
-            agent = self._agent(session, principal, agent_id, tenant)
+        with self.context.session() as session:
+            self.context.visible_tenant(session, principal, tenant)
+            agent = self.context.visible_agent(session, principal, agent_id, tenant)
             if agent.status in FINAL or agent.status == "revoking":
                 raise Conflict(f"agent {agent.name!r} is {agent.status}", "configs are made for live agents only")
             config = mcp_client_config(
                 name=agent.name,
                 client_id=agent.client_id,
-                issuer=self.agents_issuer(tenant),
-                token_endpoint=self.adapter.known_token_endpoint(tenant),
+                issuer=self.context.agents_issuer(tenant),
+                token_endpoint=self.context.adapter.known_token_endpoint(tenant),
                 servers=list(agent.audiences),
-                tools=allowed_tools(self.tools, list(agent.scopes), agent.environment),
+                tools=allowed_tools(self.context.tools, list(agent.scopes), agent.environment),
                 scopes=list(agent.scopes),
                 credential=credential_reference(
                     agent.credential_type,
@@ -125,9 +135,9 @@ class ReportingOperations(ServiceBase):
                     source=credential_source,  # type: ignore[arg-type]
                     reference=credential_reference_value,
                 ),
-                audience_parameter=not self.adapter.capabilities(tenant).supports("resource_indicators"),
+                audience_parameter=not self.context.adapter.capabilities(tenant).supports("resource_indicators"),
             )
-            now = self.now(tenant)
+            now = self.context.now(tenant)
             session.add(GeneratedConfig(agent_id=agent_id, path=path, servers=list(agent.audiences), created_at=now))
             audit.record(
                 session,
@@ -140,9 +150,20 @@ class ReportingOperations(ServiceBase):
             )
             return config
 
+    async def audit_log(self, principal: Principal, tenant: str, agent_id: str | None = None) -> list[dict[str, Any]]:
+        """The tenant's audit entries, after recording delegations Keycloak saw since the last look."""
+        with self.context.session() as session:
+            self.context.visible_tenant(session, principal, tenant)
+            query = select(Agent.id).where(Agent.tenant == tenant, Agent.mode == "delegated")
+            if agent_id is not None:
+                query = query.where(Agent.id == agent_id)
+            delegated = list(session.scalars(query))
+        await self.delegation.sync_delegations(tenant, delegated)
+        return self.audit_entries(principal, tenant, agent_id)
+
     def audit_entries(self, principal: Principal, tenant: str, agent_id: str | None = None) -> list[dict[str, Any]]:
-        with self._session() as session:
-            self._tenant(session, principal, tenant)
+        with self.context.session() as session:
+            self.context.visible_tenant(session, principal, tenant)
             return [audit.as_dict(entry) for entry in audit.entries(session, tenant, agent_id)]
 
 

@@ -6,15 +6,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from functools import cached_property
 from typing import Any
 
 import httpx
 from sqlalchemy import select
 
-from sandbox.broker import audit
+from sandbox.broker import audit, schemas
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import IDP_FAILURES, SYSTEM, ServiceBase, why
+from sandbox.broker.base import IDP_FAILURES, SYSTEM, BrokerContext, agent_out, why
 from sandbox.broker.errors import (
     IdpFailed,
     NotFound,
@@ -24,14 +23,17 @@ from sandbox.broker.store import (
     Agent,
     Credential,
 )
-from sandbox.broker.transmitter import Transmitter
 from sandbox.idp.provider import IdpNotFound
-from sandbox.ssf import AgentSubject
 
 log = logging.getLogger(__name__)
 
 
-class RevocationOperations(ServiceBase):
+class RevocationService:
+    """Revocation: events to the resource servers, the client disabled and removed, resumable when the IdP fails."""
+
+    def __init__(self, context: BrokerContext) -> None:
+        self.context = context
+
     async def revoke(
         self,
         principal: Principal | None,
@@ -40,31 +42,31 @@ class RevocationOperations(ServiceBase):
         tenant: str | None = None,
         reason: str = "",
         verify_token: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> schemas.Revoked:
         """Kill the agent's credentials and tokens everywhere; idempotent (a revoked agent is a no-op).
 
         One revocation of an agent at a time: a second caller (or the housekeeping resuming it) waits, then
         finds the agent revoked.
         """
-        async with self._agent_lock(agent_id):
+        async with self.context.agent_lock(agent_id):
             return await self._revoke(principal, agent_id, tenant, reason, verify_token)
 
     async def _revoke(
         self, principal: Principal | None, agent_id: str, tenant: str | None, reason: str, verify_token: str | None
-    ) -> dict[str, Any]:
-        with self._session() as session:
+    ) -> schemas.Revoked:
+        with self.context.session() as session:
             if principal is not None:
                 if tenant is not None:
-                    self._tenant(session, principal, tenant)
-                agent = self._agent(session, principal, agent_id, tenant)
+                    self.context.visible_tenant(session, principal, tenant)
+                agent = self.context.visible_agent(session, principal, agent_id, tenant)
             else:
                 found = session.get(Agent, agent_id)
                 if found is None:
                     raise NotFound(f"no agent {agent_id!r}", "check the id")
                 agent = found
-            now = self.now(agent.tenant)
+            now = self.context.now(agent.tenant)
             if agent.status in ("revoked", "rejected"):
-                return {"agent": agent.as_public(), "already_revoked": True, "events": [], "verification": []}
+                return schemas.Revoked(agent=agent_out(agent), already_revoked=True, events=[], verification=[])
             previous_status = agent.status  # "revoking" when this resumes an interrupted revocation
             if agent.status != "revoking":
                 agent.status, agent.revoked_at, agent.cleanup_pending = "revoking", now, True
@@ -72,7 +74,7 @@ class RevocationOperations(ServiceBase):
             snapshot = agent.as_public()
             keycloak_id = agent.keycloak_id
             tenant = agent.tenant
-            servers = self._registered_servers(session)
+            servers = self.context.registered_servers(session)
             targets = [(url, servers[url].events_url if url in servers else None) for url in agent.audiences]
         actor = principal.actor if principal else SYSTEM
         began = time.perf_counter()
@@ -83,14 +85,14 @@ class RevocationOperations(ServiceBase):
 
         for url, events_url in targets:
             if events_url is not None:
-                self.transmitter.ensure_push_stream(url, events_url)
-        subject = self._subject(agent_id, snapshot, tenant)
+                self.context.transmitter.ensure_push_stream(url, events_url)
+        subject = self.context.agent_subject(agent_id, snapshot, tenant)
         audiences = [url for url, _ in targets]
 
         async def early_event() -> list[Delivery]:
             # Every token issued until now is covered: the servers refuse them while the IdP disables the client.
-            delivered = await self.transmitter.revoke(
-                subject, audiences, at=int(self.clock.now().timestamp()), reason=reason
+            delivered = await self.context.transmitter.revoke(
+                subject, audiences, at=int(self.context.clock.now().timestamp()), reason=reason
             )
             step("first_event_answered")
             return delivered
@@ -98,7 +100,7 @@ class RevocationOperations(ServiceBase):
         async def disable() -> None:
             try:
                 if keycloak_id:
-                    await self.adapter.set_client_enabled(tenant, keycloak_id, False)
+                    await self.context.adapter.set_client_enabled(tenant, keycloak_id, False)
             except IdpNotFound:
                 pass  # already gone in Keycloak: nothing can get a token
             step("idp_disabled")
@@ -119,8 +121,8 @@ class RevocationOperations(ServiceBase):
         # issued: its timestamp (the broker's own time, which the servers compare with the tokens' `iat`) is now,
         # and it covers what was issued while the client was being disabled. Its delivery and the client's
         # removal run side by side; the answer waits for both, so no token works after it.
-        revoked_now = int(self.clock.now().timestamp())
-        delivering = self.transmitter.revoke(subject, audiences, at=revoked_now, reason=reason)
+        revoked_now = int(self.context.clock.now().timestamp())
+        delivering = self.context.transmitter.revoke(subject, audiences, at=revoked_now, reason=reason)
         removed = await asyncio.gather(
             delivering, self._remove_client(tenant, keycloak_id, snapshot), return_exceptions=True
         )
@@ -138,7 +140,7 @@ class RevocationOperations(ServiceBase):
                 status="revoking",
                 events=[d.as_dict() for d in deliveries],
             ) from removal
-        with self._session() as session:
+        with self.context.session() as session:
             stored = session.get(Agent, agent_id)
             assert stored is not None
             for credential in session.scalars(select(Credential).where(Credential.agent_id == agent_id)):
@@ -150,7 +152,7 @@ class RevocationOperations(ServiceBase):
                 agent_id=agent_id,
                 actor=actor,
                 action="agent.revoked",
-                at=self.now(tenant),
+                at=self.context.now(tenant),
                 before={"status": previous_status},
                 after={
                     "status": "revoked",
@@ -159,34 +161,23 @@ class RevocationOperations(ServiceBase):
                 },
                 reason=reason,
             )
-            public = stored.as_public()
+            public = agent_out(stored)
         verification = await self._verify_rejected(verify_token, [url for url, _ in targets]) if verify_token else []
         log.info("agent revoked", extra={"tenant": tenant, "agent": agent_id})
-        return {
-            "agent": public,
-            "already_revoked": False,
-            "events": [d.as_dict() for d in deliveries],
-            "verification": verification,
+        return schemas.Revoked(
+            agent=public,
+            already_revoked=False,
+            events=[d.as_dict() for d in deliveries],
+            verification=verification,
             # How long each step took from the start of the work, in ms: what a slow revocation spent its time on.
-            "steps_ms": steps,
-        }
-
-    @cached_property
-    def transmitter(self) -> Transmitter:
-        """The SSF transmitter every broker process shares: one issuer, one key, streams in the database."""
-        return Transmitter(self.settings.transmitter_url, self.db, self.signing_key, self.http, self.clock.now)
-
-    def _subject(self, agent_id: str, agent: dict[str, Any], tenant: str) -> AgentSubject:
-        with self._session() as session:
-            stored = session.get(Agent, agent_id)
-            service_account = stored.service_account_id if stored else None
-        return AgentSubject(self.agents_issuer(tenant), agent["client_id"], service_account or None)
+            steps_ms=steps,
+        )
 
     async def _remove_client(self, tenant: str, keycloak_id: str | None, agent: dict[str, Any]) -> None:
         if keycloak_id:
-            await self.adapter.delete_client(tenant, keycloak_id)
+            await self.context.adapter.delete_client(tenant, keycloak_id)
         if agent["mode"] == "delegated":
-            await self.adapter.remove_delegation_scope(tenant, agent["client_id"])
+            await self.context.adapter.remove_delegation_scope(tenant, agent["client_id"])
 
     async def _verify_rejected(self, token: str, servers: list[str]) -> list[dict[str, Any]]:
         """Call each MCP server with the old token: after a revocation each must answer 401."""
@@ -203,7 +194,7 @@ class RevocationOperations(ServiceBase):
         }
         for server in servers:
             try:
-                response = await self.http.post(
+                response = await self.context.http.post(
                     server,
                     json=initialize,
                     headers={"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"},

@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sandbox.broker.service import AdminSpec, ProvisionRequest
-from sandbox.broker.tenant_clock import MAX_ADVANCE
+from sandbox.broker.clock import MAX_ADVANCE
+from sandbox.broker.specs import AdminSpec, ProvisionRequest
 from sandbox.idp.provider import Binding
 
 #: The values a user chooses from; the CLI offers the same choices.

@@ -20,70 +20,90 @@ span Keycloak and the database are ordered so a failure halfway leaves no half-m
 from __future__ import annotations
 
 import logging
-from functools import cached_property
-from typing import Any
 
+import httpx
 from sqlalchemy import select
 
-from sandbox.broker.agents import AgentOperations, ProvisionRequest
-from sandbox.broker.auth import Principal
-from sandbox.broker.base import IDP_FAILURES, SYSTEM, ServiceBase
-from sandbox.broker.delegation import DelegationOperations
-from sandbox.broker.dormancy import DormancyOperations
+from sandbox.broker.agents import AgentService
+from sandbox.broker.base import IDP_FAILURES, SYSTEM, BrokerContext
+from sandbox.broker.clock import Clock
+from sandbox.broker.delegation import DelegationService
+from sandbox.broker.dormancy import DormancyService
 from sandbox.broker.errors import BrokerError
+from sandbox.broker.events import SigningKey
 from sandbox.broker.lifecycle import AccessReviews, CredentialAgeKeeper
-from sandbox.broker.reporting import ReportingOperations
-from sandbox.broker.revocation import RevocationOperations
-from sandbox.broker.rotation import RotationOperations
-from sandbox.broker.store import Agent
+from sandbox.broker.policy import Policy
+from sandbox.broker.reporting import ReportingService
+from sandbox.broker.revocation import RevocationService
+from sandbox.broker.rotation import RotationService
+from sandbox.broker.specs import AdminSpec, ProvisionRequest
+from sandbox.broker.store import Agent, Database
 from sandbox.broker.suspension import Suspensions
-from sandbox.broker.tenant_clock import ClockOperations
-from sandbox.broker.tenants import AdminSpec, TenantOperations
+from sandbox.broker.tenant_clock import ClockService
+from sandbox.broker.tenants import TenantService
+from sandbox.config import Settings
+from sandbox.idp.provider import IdentityProvider
+from sandbox.toolmap import ToolMap
 
 __all__ = ["SYSTEM", "AdminSpec", "BrokerService", "ProvisionRequest"]
 
 log = logging.getLogger(__name__)
 
 
-class BrokerService(
-    TenantOperations,
-    ClockOperations,
-    AgentOperations,
-    DelegationOperations,
-    RotationOperations,
-    RevocationOperations,
-    DormancyOperations,
-    ReportingOperations,
-    ServiceBase,
-):
-    """Every operation of the broker; each part lives in its own module (tenants, agents, rotation, ...)."""
+class BrokerService:
+    """Every operation of the broker, one object per concern, composed over one :class:`BrokerContext`:
+    ``tenants``, ``clocks``, ``agents``, ``delegation``, ``rotation``, ``revocation``, ``dormancy``, ``reporting``,
+    and the lifecycle policy's ``credential_age``, ``access_reviews`` and ``suspensions``. Each takes the context
+    and the parts it calls; the background work (:meth:`housekeeping`) is here."""
 
-    def __init__(self, **collaborators: Any) -> None:
-        super().__init__(**collaborators)
-        # Lifecycle policy (sandbox.broker.lifecycle), composed rather than mixed in.
-        self.credential_age = CredentialAgeKeeper(self, self.rotate)
-        self.access_reviews = AccessReviews(self)
-
-    def review_queue(self, principal: Principal, tenant: str) -> list[dict[str, Any]]:
-        """Dormant agents and agents whose risk tier's access review is due."""
-        return self.access_reviews.queue(principal, tenant)
-
-    @cached_property
-    def suspensions(self) -> Suspensions:
-        """Anomaly rules, suspension and resumption (composed, not mixed in)."""
-        return Suspensions(self)
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        db: Database,
+        adapter: IdentityProvider,
+        policy: Policy,
+        tools: ToolMap,
+        clock: Clock,
+        signing_key: SigningKey,
+        http: httpx.AsyncClient,
+    ) -> None:
+        self.context = BrokerContext(
+            settings=settings,
+            db=db,
+            adapter=adapter,
+            policy=policy,
+            tools=tools,
+            clock=clock,
+            signing_key=signing_key,
+            http=http,
+        )
+        context = self.context
+        self.revocation = RevocationService(context)
+        self.tenants = TenantService(context, self.revocation)
+        self.clocks = ClockService(context)
+        self.agents = AgentService(context)
+        self.delegation = DelegationService(context, self.tenants)
+        self.rotation = RotationService(context)
+        self.dormancy = DormancyService(context, self.revocation)
+        self.reporting = ReportingService(context, self.agents, self.delegation)
+        # Lifecycle policy (sandbox.broker.lifecycle) and anomaly suspension (sandbox.broker.suspension).
+        self.credential_age = CredentialAgeKeeper(context, self.rotation.rotate)
+        self.access_reviews = AccessReviews(context)
+        self.suspensions = Suspensions(context)
 
     # Background work: graces that ran out, revocations and clean-ups Keycloak interrupted.
     async def housekeeping(self) -> dict[str, int]:
+        context = self.context
         done = {"graces_ended": 0, "revocations_resumed": 0, "cleanups": 0}
-        done["provisions_undone"] = await self.recover_interrupted_provisions()
+        done["provisions_undone"] = await self.agents.recover_interrupted_provisions()
         done.update(await self.credential_age.sweep())
         done["suspended"] = len(await self.suspensions.scan_token_failures())
-        with self._session() as session:
+        with context.session() as session:
             expired = [
                 (a.tenant, a.id)
                 for a in session.scalars(select(Agent).where(Agent.status == "rotating"))
-                if a.grace_ends_at and a.grace_ends_at <= self.now(a.tenant)
+                if a.grace_ends_at and a.grace_ends_at <= context.now(a.tenant)
             ]
             revoking = [a.id for a in session.scalars(select(Agent).where(Agent.status == "revoking"))]
             leftovers = [
@@ -92,26 +112,26 @@ class BrokerService(
             ]
         for tenant, agent_id in expired:
             try:
-                await self.end_grace(None, tenant, agent_id)
+                await self.rotation.end_grace(None, tenant, agent_id)
                 done["graces_ended"] += 1
             except BrokerError as exc:
                 log.warning("grace not ended yet", extra={"agent": agent_id, "reason": exc.cause})
         for agent_id in revoking:
             try:
-                await self.revoke(None, agent_id, reason="resumed by the broker")
+                await self.revocation.revoke(None, agent_id, reason="resumed by the broker")
                 done["revocations_resumed"] += 1
             except BrokerError as exc:
                 log.warning("revocation not resumed yet", extra={"agent": agent_id, "reason": exc.cause})
         for agent_id, tenant, client_id, mode in leftovers:
             try:
-                leftover = await self.adapter.find_client(tenant, client_id)
+                leftover = await context.adapter.find_client(tenant, client_id)
                 if leftover:
-                    await self.adapter.delete_client(tenant, leftover)
+                    await context.adapter.delete_client(tenant, leftover)
                 if mode == "delegated":
-                    await self.adapter.remove_delegation_scope(tenant, client_id)
+                    await context.adapter.remove_delegation_scope(tenant, client_id)
             except IDP_FAILURES:
                 continue
-            with self._session() as session:
+            with context.session() as session:
                 stored = session.get(Agent, agent_id)
                 if stored is not None:
                     stored.cleanup_pending = False

@@ -18,18 +18,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
 
-from sandbox.broker import audit
+from sandbox.broker import audit, schemas
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import IDP_FAILURES, SYSTEM, why
+from sandbox.broker.base import IDP_FAILURES, SYSTEM, BrokerContext, why
 from sandbox.broker.policy import AnomalyRule
 from sandbox.broker.store import Agent, UsageEvent
-
-if TYPE_CHECKING:
-    from sandbox.broker.service import BrokerService
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +50,8 @@ class Tripped:
 class Suspensions:
     """Suspend, resume, and the anomaly checks that suspend; composed into the broker (``service.suspensions``)."""
 
-    def __init__(self, service: BrokerService) -> None:
-        self.service = service
+    def __init__(self, context: BrokerContext) -> None:
+        self.context = context
 
     # Judging.
     async def after_usage(self, agent_ids: set[str]) -> list[dict[str, Any]]:
@@ -68,13 +65,13 @@ class Suspensions:
         return suspended
 
     def _usage_tripped(self, agent_id: str) -> Tripped | None:
-        service = self.service
-        rules = service.policy.anomalies
-        with service._session() as session:
+        context = self.context
+        rules = context.policy.anomalies
+        with context.session() as session:
             agent = session.get(Agent, agent_id)
             if agent is None or agent.status != "active" or not rules.watches(agent.environment):
                 return None
-            now = service.now(agent.tenant)
+            now = context.now(agent.tenant)
             for kind in ("outside_zone_calls", "refused_calls"):
                 rule = rules.rules.get(kind)  # type: ignore[call-overload]
                 if rule is None:
@@ -92,39 +89,39 @@ class Suspensions:
 
     async def scan_token_failures(self) -> list[dict[str, Any]]:
         """Suspend each watched active agent with the rule's count of failed token requests in its window."""
-        service = self.service
-        rule = service.policy.anomalies.rules.get("failed_token_requests")
+        context = self.context
+        rule = context.policy.anomalies.rules.get("failed_token_requests")
         if rule is None:
             return []
-        with service._session() as session:
+        with context.session() as session:
             watched = [
                 (a.id, a.tenant, a.client_id)
                 for a in session.scalars(select(Agent).where(Agent.status == "active"))
-                if service.policy.anomalies.watches(a.environment)
+                if context.policy.anomalies.watches(a.environment)
             ]
         by_tenant: dict[str, list[tuple[str, str]]] = {}
         for agent_id, tenant, client_id in watched:
             by_tenant.setdefault(tenant, []).append((agent_id, client_id))
         suspended = []
         for tenant, agents in by_tenant.items():
-            if not service.adapter.capabilities(tenant).supports("event_emission"):
+            if not context.adapter.capabilities(tenant).supports("event_emission"):
                 continue  # its agents' IdP records no failed token requests (the rule cannot trip there)
             try:
-                events = await service.adapter.tenant_events(tenant, (TOKEN_FAILURE,), MAX_FAILURE_EVENTS)
+                events = await context.adapter.tenant_events(tenant, (TOKEN_FAILURE,), MAX_FAILURE_EVENTS)
             except IDP_FAILURES as exc:
                 log.warning("token failures not read", extra={"tenant": tenant, "reason": why(exc)})
                 continue
             for agent_id, client_id in agents:
                 times = [
-                    service.clocks.at(tenant, datetime.fromtimestamp(e["time"] / 1000, tz=UTC))
+                    context.clocks.at(tenant, datetime.fromtimestamp(e["time"] / 1000, tz=UTC))
                     for e in events
                     if e.get("clientId") == client_id and isinstance(e.get("time"), int)
                 ]
-                with service._session() as session:
+                with context.session() as session:
                     agent = session.get(Agent, agent_id)
                     if agent is None or agent.status != "active":
                         continue
-                    since = self._since(agent, service.now(tenant), rule)
+                    since = self._since(agent, context.now(tenant), rule)
                 counted = sum(1 for at in times if at > since)
                 if counted >= rule.count:
                     done = await self.suspend(agent_id, Tripped(rule, counted))
@@ -140,33 +137,33 @@ class Suspensions:
     # Acting.
     async def suspend(self, agent_id: str, tripped: Tripped) -> dict[str, Any] | None:
         """Suspend an active agent: its client disabled, a session-revoked event to every receiving server."""
-        service = self.service
-        async with service._agent_lock(agent_id):
-            with service._session() as session:
+        context = self.context
+        async with context.agent_lock(agent_id):
+            with context.session() as session:
                 agent = session.get(Agent, agent_id)
                 if agent is None or agent.status != "active":  # suspended, revoked or changed meanwhile
                     return None
                 tenant, keycloak_id, snapshot = agent.tenant, agent.keycloak_id, agent.as_public()
-                servers = service._registered_servers(session)
+                servers = context.registered_servers(session)
                 targets = [(url, servers[url].events_url if url in servers else None) for url in agent.audiences]
             try:
-                await service.adapter.set_client_enabled(tenant, keycloak_id or "", False)
+                await context.adapter.set_client_enabled(tenant, keycloak_id or "", False)
             except IDP_FAILURES as exc:
                 log.warning("suspension not done yet", extra={"agent": agent_id, "reason": why(exc)})
                 return None  # still active; the next report or scan tries again
             # The IdP refuses the credential from here on: every token the event must cover is already issued.
-            at = int(service.clock.now().timestamp())
+            at = int(context.clock.now().timestamp())
             for url, events_url in targets:
                 if events_url is not None:
-                    service.transmitter.ensure_push_stream(url, events_url)
-            deliveries = await service.transmitter.revoke(
-                service._subject(agent_id, snapshot, tenant),
+                    context.transmitter.ensure_push_stream(url, events_url)
+            deliveries = await context.transmitter.revoke(
+                context.agent_subject(agent_id, snapshot, tenant),
                 [url for url, _ in targets],
                 at=at,
                 reason=tripped.describe(),
             )
-            now = service.now(tenant)
-            with service._session() as session:
+            now = context.now(tenant)
+            with context.session() as session:
                 stored = session.get(Agent, agent_id)
                 assert stored is not None
                 stored.status, stored.suspended_at = "suspended", now
@@ -191,26 +188,26 @@ class Suspensions:
         log.warning("agent suspended", extra={"tenant": tenant, "agent": agent_id, "rule": tripped.rule.kind})
         return {"agent": public, "events": [d.as_dict() for d in deliveries]}
 
-    async def resume(self, principal: Principal, tenant: str, agent_id: str, reason: str = "") -> dict[str, Any]:
+    async def resume(self, principal: Principal, tenant: str, agent_id: str, reason: str = "") -> schemas.AgentOut:
         """Give a suspended agent its access back (an admin with MFA): new tokens work again, anomalies count anew."""
-        service = self.service
-        with service._session() as session:
-            service._tenant(session, principal, tenant)
-            agent = service._agent(session, principal, agent_id, tenant)
-            service._require_mfa(principal, f"resuming agent {agent.name!r}")
+        context = self.context
+        with context.session() as session:
+            context.visible_tenant(session, principal, tenant)
+            agent = context.visible_agent(session, principal, agent_id, tenant)
+            context.require_mfa(principal, f"resuming agent {agent.name!r}")
 
         # The servers refuse the agent's tokens issued at or before the second of the suspension (a token's `iat`
         # is whole seconds): the credential works again only once that second is over.
         def settle(agent: Agent) -> float:
             if agent.suspended_at is None:
                 return 0.0
-            return 1.0 - (service.now(tenant) - agent.suspended_at).total_seconds()
+            return 1.0 - (context.now(tenant) - agent.suspended_at).total_seconds()
 
         def reset(agent: Agent, now: datetime) -> None:
             agent.suspended_at, agent.anomalies_counted_from = None, now
 
-        async with service._agent_lock(agent_id):
-            return await service._enable_held(
+        async with context.agent_lock(agent_id):
+            return await context.enable_held(
                 principal,
                 tenant,
                 agent_id,

@@ -7,60 +7,63 @@ Enabled by ``SANDBOX_BROKER_MOVABLE_CLOCK`` (the stack sets it; a production-lik
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
-from sandbox.broker import audit
+from sandbox.broker import audit, schemas
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import ServiceBase
+from sandbox.broker.base import BrokerContext
+from sandbox.broker.clock import MAX_ADVANCE
 from sandbox.broker.errors import BadRequest, Forbidden
 from sandbox.broker.store import TenantClockMove
 
-MAX_ADVANCE = timedelta(days=3650)
 
+class ClockService:
+    """Each tenant's clock: read it, move it forward (sandbox only)."""
 
-class ClockOperations(ServiceBase):
-    def tenant_clock(self, principal: Principal, tenant: str) -> dict[str, Any]:
-        with self._session() as session:
-            self._tenant(session, principal, tenant)
+    def __init__(self, context: BrokerContext) -> None:
+        self.context = context
+
+    def tenant_clock(self, principal: Principal, tenant: str) -> schemas.ClockOut:
+        with self.context.session() as session:
+            self.context.visible_tenant(session, principal, tenant)
         return self._clock_view(tenant)
 
-    def advance_clock(self, principal: Principal, tenant: str, delta: timedelta, reason: str = "") -> dict[str, Any]:
+    def advance_clock(self, principal: Principal, tenant: str, delta: timedelta, reason: str = "") -> schemas.ClockOut:
         """Move the tenant's clock forward by ``delta`` (operator or the tenant's admin; sandbox only)."""
-        with self._session() as session:
-            self._tenant(session, principal, tenant)
-        if not self.settings.broker_movable_clock:
+        with self.context.session() as session:
+            self.context.visible_tenant(session, principal, tenant)
+        if not self.context.settings.broker_movable_clock:
             raise Forbidden(
                 f"the clock of tenant {tenant!r} cannot be moved: this broker keeps real time",
                 "run it with SANDBOX_BROKER_MOVABLE_CLOCK=true (sandbox only; the stack sets it)",
             )
         if not timedelta() < delta <= MAX_ADVANCE:
             raise BadRequest(f"cannot advance a clock by {delta}", "give a positive duration of at most 3650 days")
-        before = self.now(tenant)
-        move = self.clocks.advance(tenant, delta)
-        with self._session() as session:
+        before = self.context.now(tenant)
+        move = self.context.clocks.advance(tenant, delta)
+        with self.context.session() as session:
             session.add(TenantClockMove(tenant=tenant, at=move.at, offset_seconds=move.offset.total_seconds()))
             audit.record(
                 session,
                 tenant=tenant,
                 actor=principal.actor,
                 action="tenant.clock_advanced",
-                at=self.now(tenant),
+                at=self.context.now(tenant),
                 before={"now": before.isoformat()},
-                after={"now": self.now(tenant).isoformat(), "offset_seconds": move.offset.total_seconds()},
+                after={"now": self.context.now(tenant).isoformat(), "offset_seconds": move.offset.total_seconds()},
                 reason=reason or f"advanced by {delta}",
             )
         return self._clock_view(tenant)
 
-    def _clock_view(self, tenant: str) -> dict[str, Any]:
-        real, offset = self.clock.now(), self.clocks.offset(tenant)
-        return {
-            "tenant": tenant,
-            "now": (real + offset).isoformat(),
-            "real_now": real.isoformat(),
-            "offset_seconds": offset.total_seconds(),
-            "movable": self.settings.broker_movable_clock,
-            "moves": [
-                {"at": move.at.isoformat(), "offset_seconds": move.offset.total_seconds()}
-                for move in self.clocks.moves(tenant)
+    def _clock_view(self, tenant: str) -> schemas.ClockOut:
+        real, offset = self.context.clock.now(), self.context.clocks.offset(tenant)
+        return schemas.ClockOut(
+            tenant=tenant,
+            now=(real + offset).isoformat(),
+            real_now=real.isoformat(),
+            offset_seconds=offset.total_seconds(),
+            movable=self.context.settings.broker_movable_clock,
+            moves=[
+                schemas.ClockMoveOut(at=move.at.isoformat(), offset_seconds=move.offset.total_seconds())
+                for move in self.context.clocks.moves(tenant)
             ],
-        }
+        )

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import select
 
-from sandbox.broker import audit
+from sandbox.broker import audit, schemas
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import IDP_FAILURES, NAME, SYSTEM, TENANT_NAME, ServiceBase, idp_failure, why
+from sandbox.broker.base import IDP_FAILURES, NAME, SYSTEM, TENANT_NAME, BrokerContext, idp_failure, why
 from sandbox.broker.errors import (
     BadRequest,
     BrokerError,
@@ -20,6 +18,8 @@ from sandbox.broker.errors import (
     IdpFailed,
     NotFound,
 )
+from sandbox.broker.revocation import RevocationService
+from sandbox.broker.specs import AdminSpec
 from sandbox.broker.store import (
     Agent,
     ResourceServer,
@@ -31,33 +31,33 @@ from sandbox.stack_secrets import otp_base32
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class AdminSpec:
-    username: str
-    otp: bool = True
+class TenantService:
+    """Tenants, their admins and people, and the resource servers; deleting a tenant revokes its agents."""
 
+    def __init__(self, context: BrokerContext, revocation: RevocationService) -> None:
+        self.context = context
+        self.revocation = revocation
 
-class TenantOperations(ServiceBase):
     async def adopt_tenant(self, name: str, *, check: bool = True) -> bool:
         """Register an existing realm (the stack's sandbox tenants) as a tenant; False if already one.
 
         ``check=False`` adopts without asking Keycloak (it is down; the stack's configuration vouches for the realm).
         """
-        with self._session() as session:
+        with self.context.session() as session:
             if session.get(Tenant, name) is not None:
                 return False
-        if check and not await self.adapter.realm_exists(name):
+        if check and not await self.context.adapter.realm_exists(name):
             return False
-        now = self.now(name)
-        with self._session() as session:
+        now = self.context.now(name)
+        with self.context.session() as session:
             session.add(
                 Tenant(
                     name=name,
-                    issuer=self.settings.issuer(name),
+                    issuer=self.context.settings.issuer(name),
                     created_at=now,
                     created_by=SYSTEM,
-                    agents_idp=self.adapter.idp_of(name),
-                    agents_issuer=self.adapter.agents_issuer(name),
+                    agents_idp=self.context.adapter.idp_of(name),
+                    agents_issuer=self.context.adapter.agents_issuer(name),
                 )
             )
             audit.record(session, tenant=name, actor=SYSTEM, action="tenant.adopted", at=now, after={"tenant": name})
@@ -65,7 +65,7 @@ class TenantOperations(ServiceBase):
 
     async def create_tenant(
         self, principal: Principal, name: str, admins: list[AdminSpec], idp: str = "keycloak"
-    ) -> dict[str, Any]:
+    ) -> schemas.TenantCreated:
         """A realm for the tenant's people; its agents in the realm too, or (``idp="hydra"``) on a Hydra the broker
         lends it from the stack's pool."""
         if not principal.is_operator:
@@ -76,20 +76,20 @@ class TenantOperations(ServiceBase):
             raise BadRequest("tenant name 'master' is reserved", "pick another name")
         if idp not in ("keycloak", "hydra"):
             raise BadRequest(f"idp {idp!r} is not one the broker knows", "use keycloak or hydra")
-        with self._session() as session:
+        with self.context.session() as session:
             if session.get(Tenant, name) is not None:
                 raise Conflict(f"tenant {name!r} exists", "pick another name")
         hydra = None
         if idp == "hydra":
             try:
-                hydra = self.adapter.lend_hydra(name).tenant
+                hydra = self.context.adapter.lend_hydra(name).tenant
             except IDP_FAILURES as exc:
                 raise Conflict(exc.cause, exc.fix) from exc
         try:
-            if await self.adapter.realm_exists(name):
+            if await self.context.adapter.realm_exists(name):
                 await self._give_back_quietly(name)
                 raise Conflict(f"a Keycloak realm {name!r} exists already", "pick another tenant name")
-            await create_tenant(self.adapter, self.settings, name)
+            await create_tenant(self.context.adapter, self.context.settings, name)
         except IDP_FAILURES as exc:
             await self._remove_realm_quietly(name)
             await self._give_back_quietly(name)
@@ -97,20 +97,20 @@ class TenantOperations(ServiceBase):
                 f"Keycloak failed while creating tenant {name!r} ({why(exc)}); nothing was kept",
                 "retry when Keycloak is up (`mcp-sandbox status`)",
             ) from exc
-        issued = []
+        issued: list[schemas.IssuedAdmin] = []
         try:
             for admin in admins:
                 issued.append(await self._create_admin(name, admin))
-            now = self.now(name)
-            with self._session() as session:
+            now = self.context.now(name)
+            with self.context.session() as session:
                 session.add(
                     Tenant(
                         name=name,
-                        issuer=self.settings.issuer(name),
+                        issuer=self.context.settings.issuer(name),
                         created_at=now,
                         created_by=principal.actor,
                         agents_idp=idp,
-                        agents_issuer=self.adapter.agents_issuer(name),
+                        agents_issuer=self.context.adapter.agents_issuer(name),
                         hydra=hydra,
                     )
                 )
@@ -120,7 +120,7 @@ class TenantOperations(ServiceBase):
                     actor=principal.actor,
                     action="tenant.created",
                     at=now,
-                    after={"tenant": name, "admins": [a["username"] for a in issued], "idp": idp},
+                    after={"tenant": name, "admins": [a.username for a in issued], "idp": idp},
                 )
         except (*IDP_FAILURES, BrokerError) as exc:
             await self._remove_realm_quietly(name)
@@ -131,18 +131,18 @@ class TenantOperations(ServiceBase):
                 f"Keycloak failed while adding tenant {name!r}'s admins ({why(exc)}); the realm was removed again",
                 "retry when Keycloak is up",
             ) from exc
-        return {
-            "tenant": name,
-            "issuer": self.settings.issuer(name),
-            "idp": idp,
-            "agents_issuer": self.agents_issuer(name),
-            "admins": issued,
-        }
+        return schemas.TenantCreated(
+            tenant=name,
+            issuer=self.context.settings.issuer(name),
+            idp=idp,
+            agents_issuer=self.context.agents_issuer(name),
+            admins=issued,
+        )
 
     async def delete_tenant(self, principal: Principal, name: str) -> None:
         """Revoke the tenant's live agents (events reach their servers), remove its realm; its audit stays."""
-        with self._session() as session:
-            self._tenant(session, principal, name)  # another tenant's admin gets 404, like everywhere
+        with self.context.session() as session:
+            self.context.visible_tenant(session, principal, name)  # another tenant's admin gets 404, like everywhere
             if not principal.is_operator:
                 raise Forbidden("only the platform operator deletes tenants", "ask the operator of this sandbox")
             live = list(
@@ -151,18 +151,18 @@ class TenantOperations(ServiceBase):
                 )
             )
         for agent_id in live:
-            await self.revoke(principal, agent_id, tenant=name, reason="tenant deleted")  # type: ignore[attr-defined]
+            await self.revocation.revoke(principal, agent_id, tenant=name, reason="tenant deleted")
         with idp_failure(
             f"removing tenant {name!r}'s realm", "; its agents are revoked", "retry the delete when Keycloak is up"
         ):
-            if await self.adapter.realm_exists(name):
-                await self.adapter.delete_realm(name)
+            if await self.context.adapter.realm_exists(name):
+                await self.context.adapter.delete_realm(name)
         with idp_failure(
             f"wiping tenant {name!r}'s Hydra", "; its agents are revoked", "retry the delete when its Hydra is up"
         ):
-            await self.adapter.give_back(name)
-        now = self.clock.now()
-        with self._session() as session:
+            await self.context.adapter.give_back(name)
+        now = self.context.clock.now()
+        with self.context.session() as session:
             tenant = session.get(Tenant, name)
             assert tenant is not None
             tenant.deleted_at = now
@@ -172,85 +172,102 @@ class TenantOperations(ServiceBase):
 
     async def _give_back_quietly(self, name: str) -> None:
         try:
-            await self.adapter.give_back(name)
+            await self.context.adapter.give_back(name)
         except IDP_FAILURES:
             log.warning("could not wipe a half-made tenant's Hydra", extra={"tenant": name})
 
     async def _remove_realm_quietly(self, name: str) -> None:
         try:
-            if await self.adapter.realm_exists(name):
-                await self.adapter.delete_realm(name)
+            if await self.context.adapter.realm_exists(name):
+                await self.context.adapter.delete_realm(name)
         except IDP_FAILURES:
             log.warning("could not remove a half-made tenant realm", extra={"tenant": name})
 
-    async def create_admin(self, principal: Principal, tenant: str, admin: AdminSpec) -> dict[str, Any]:
+    async def create_admin(self, principal: Principal, tenant: str, admin: AdminSpec) -> schemas.IssuedAdmin:
         """Add a human admin to a tenant; an admin of the tenant needs MFA for it."""
-        with self._session() as session:
-            self._tenant(session, principal, tenant)
+        with self.context.session() as session:
+            self.context.visible_tenant(session, principal, tenant)
         if not principal.is_operator:
-            self._require_mfa(principal, "adding a tenant admin")
+            self.context.require_mfa(principal, "adding a tenant admin")
         with idp_failure(f"adding admin {admin.username!r}", "", "retry"):
             issued = await self._create_admin(tenant, admin)
-        with self._session() as session:
+        with self.context.session() as session:
             audit.record(
                 session,
                 tenant=tenant,
                 actor=principal.actor,
                 action="tenant.admin_added",
-                at=self.now(tenant),
+                at=self.context.now(tenant),
                 after={"username": admin.username, "otp": admin.otp},
             )
         return issued
 
-    async def _create_admin(self, tenant: str, admin: AdminSpec) -> dict[str, Any]:
-        return await self._create_person(tenant, admin.username, admin.otp, [TENANT_ADMIN_ROLE], "admin")
+    async def _create_admin(self, tenant: str, admin: AdminSpec) -> schemas.IssuedAdmin:
+        return await self.create_person(tenant, admin.username, admin.otp, [TENANT_ADMIN_ROLE], "admin")
 
-    async def _create_person(
+    async def create_person(
         self, tenant: str, username: str, otp: bool, roles: list[str], kind: str
-    ) -> dict[str, Any]:
+    ) -> schemas.IssuedAdmin:
         """A user of the tenant realm with a new password, these realm roles and, with ``otp``, a TOTP secret."""
         if not NAME.match(username):
             raise BadRequest(f"{kind} username {username!r} is not valid", "use lowercase letters, digits, dashes")
         password = secrets.token_urlsafe(18)
         raw_otp = secrets.token_urlsafe(20) if otp else None
-        await self.adapter.create_tenant_user(
+        await self.context.adapter.create_tenant_user(
             tenant, username, password, raw_otp, roles=roles, last_name=f"{tenant} {kind}"
         )
-        result: dict[str, Any] = {"username": username, "password": password, "otp_secret": None}
-        if raw_otp is not None:
-            base32 = otp_base32(raw_otp)
-            result["otp_secret"] = base32
-            result["otpauth_uri"] = f"otpauth://totp/{tenant}:{username}?secret={base32}&issuer={tenant}"
-        return result
+        if raw_otp is None:
+            return schemas.IssuedAdmin(username=username, password=password, otp_secret=None)
+        base32 = otp_base32(raw_otp)
+        return schemas.IssuedAdmin(
+            username=username,
+            password=password,
+            otp_secret=base32,
+            otpauth_uri=f"otpauth://totp/{tenant}:{username}?secret={base32}&issuer={tenant}",
+        )
 
-    def list_tenants(self, principal: Principal) -> list[dict[str, Any]]:
-        with self._session() as session:
+    def list_tenants(self, principal: Principal) -> list[schemas.TenantOut]:
+        with self.context.session() as session:
             tenants = session.scalars(select(Tenant).where(Tenant.deleted_at.is_(None)).order_by(Tenant.name))
             return [
-                {
-                    "tenant": t.name,
-                    "issuer": t.issuer,
-                    "idp": t.agents_idp,
-                    "agents_issuer": t.agents_issuer or t.issuer,
-                    "created_at": t.created_at.isoformat(),
-                }
+                schemas.TenantOut(
+                    tenant=t.name,
+                    issuer=t.issuer,
+                    idp=t.agents_idp,
+                    agents_issuer=t.agents_issuer or t.issuer,
+                    created_at=t.created_at.isoformat(),
+                )
                 for t in tenants
                 if principal.is_operator or principal.tenant == t.name
             ]
 
-    def register_resource_server(self, principal: Principal | None, url: str, events_url: str | None) -> dict[str, Any]:
+    def tenant_issuers(self) -> dict[str, str]:
+        """The tenants' realms (where their people log in), by issuer."""
+        with self.context.session() as session:
+            tenants = session.scalars(select(Tenant).where(Tenant.deleted_at.is_(None)))
+            return {tenant.issuer: tenant.name for tenant in tenants}
+
+    def agent_issuers(self) -> dict[str, str]:
+        """The issuers of the tenants' agents' tokens (a Hydra, or the realm), by issuer: what MCP servers trust."""
+        with self.context.session() as session:
+            tenants = session.scalars(select(Tenant).where(Tenant.deleted_at.is_(None)))
+            return {tenant.agents_issuer or tenant.issuer: tenant.name for tenant in tenants}
+
+    def register_resource_server(
+        self, principal: Principal | None, url: str, events_url: str | None
+    ) -> schemas.ResourceServerOut:
         if principal is not None and not principal.is_operator:
             raise Forbidden("only the platform operator registers resource servers", "ask the operator")
         for value in (url, events_url):
             if value is not None and not value.startswith(("http://", "https://")):
                 raise BadRequest(f"{value!r} is not an http(s) URL", "give the server's canonical URL")
-        now = self.clock.now()
-        with self._session() as session:
+        now = self.context.clock.now()
+        with self.context.session() as session:
             server = session.get(ResourceServer, url)
             if server is None:
                 session.add(ResourceServer(url=url, events_url=events_url, created_at=now))
             elif server.events_url == events_url:
-                return {"url": url, "events_url": events_url}
+                return schemas.ResourceServerOut(url=url, events_url=events_url)
             else:
                 server.events_url = events_url
             audit.record(
@@ -261,13 +278,13 @@ class TenantOperations(ServiceBase):
                 at=now,
                 after={"url": url, "events_url": events_url},
             )
-        return {"url": url, "events_url": events_url}
+        return schemas.ResourceServerOut(url=url, events_url=events_url)
 
     def unregister_resource_server(self, principal: Principal, url: str) -> None:
         """Forget a resource server: new agents no longer get it as audience; it gets no more events."""
         if not principal.is_operator:
             raise Forbidden("only the platform operator unregisters resource servers", "ask the operator")
-        with self._session() as session:
+        with self.context.session() as session:
             server = session.get(ResourceServer, url)
             if server is None:
                 raise NotFound(f"no resource server {url!r}", "list them with GET /resource-servers")
@@ -277,10 +294,11 @@ class TenantOperations(ServiceBase):
                 tenant=audit.PLATFORM,
                 actor=principal.actor,
                 action="resource_server.unregistered",
-                at=self.clock.now(),
+                at=self.context.clock.now(),
                 before={"url": url},
             )
 
-    def resource_servers(self) -> list[dict[str, Any]]:
-        with self._session() as session:
-            return [{"url": s.url, "events_url": s.events_url} for s in self._registered_servers(session).values()]
+    def resource_servers(self) -> list[schemas.ResourceServerOut]:
+        with self.context.session() as session:
+            servers = self.context.registered_servers(session).values()
+            return [schemas.ResourceServerOut(url=s.url, events_url=s.events_url) for s in servers]

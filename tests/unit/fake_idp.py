@@ -183,8 +183,8 @@ async def broker_on(idp: FakeIdentityProvider, tmp_path: Path, clock: MovableClo
                 signing_key=SigningKey.load_or_create(tmp_path / "key.json"),
                 http=http,
             )
-            service.register_resource_server(None, settings.mcp_url, None)
-            await service.adopt_tenant("acme")
+            service.tenants.register_resource_server(None, settings.mcp_url, None)
+            await service.tenants.adopt_tenant("acme")
             yield service
     finally:
         db.dispose()

@@ -110,35 +110,35 @@ def request(name: str, role: str, environment: str = "staging") -> ProvisionRequ
 
 
 def actions(service: BrokerService, agent_id: str) -> list[tuple[str, str]]:
-    return [(e["action"], e["actor"]) for e in service.audit_entries(ALICE, "acme", agent_id)]
+    return [(e["action"], e["actor"]) for e in service.reporting.audit_entries(ALICE, "acme", agent_id)]
 
 
 async def test_an_agent_gets_its_environments_token_lifetime(world: Any) -> None:
     service, keycloak, _ = world
-    prod = (await service.provision(ALICE, "acme", request("prod", "read-only-analytics", "production")))["agent"]
-    stage = (await service.provision(ALICE, "acme", request("stage", "read-only-analytics")))["agent"]
-    assert (prod["token_lifetime"], stage["token_lifetime"]) == (180, 300)
-    assert keycloak.clients[prod["client_id"]]["lifetime"] == 180
+    prod = (await service.agents.provision(ALICE, "acme", request("prod", "read-only-analytics", "production"))).agent
+    stage = (await service.agents.provision(ALICE, "acme", request("stage", "read-only-analytics"))).agent
+    assert (prod.token_lifetime, stage.token_lifetime) == (180, 300)
+    assert keycloak.clients[prod.client_id]["lifetime"] == 180
 
 
 async def test_old_credentials_are_flagged_once_and_automatic_ones_rotate_with_the_grace(world: Any) -> None:
     service, keycloak, clock = world
-    runner = (await service.provision(ALICE, "acme", request("runner", "report-runner")))["agent"]
-    writer = (await service.provision(ALICE, "acme", request("writer", "invoice-writer")))["agent"]
+    runner = (await service.agents.provision(ALICE, "acme", request("runner", "report-runner"))).agent
+    writer = (await service.agents.provision(ALICE, "acme", request("writer", "invoice-writer"))).agent
     clock.advance(days=22)
     assert await service.credential_age.sweep() == {"credentials_flagged": 0, "credentials_rotated": 0}
     clock.advance(days=2)  # 24 days: within warn_days (7) of 30
     assert await service.credential_age.sweep() == {"credentials_flagged": 2, "credentials_rotated": 0}
     assert await service.credential_age.sweep() == {"credentials_flagged": 0, "credentials_rotated": 0}
-    assert service.credential_age.report_of(writer["id"])["state"] == "near"
+    assert service.credential_age.report_of(writer.id)["state"] == "near"
     clock.advance(days=7)
     assert await service.credential_age.sweep() == {"credentials_flagged": 2, "credentials_rotated": 1}
-    assert service.get_agent(ALICE, "acme", runner["id"])["status"] == "rotating"
-    assert service.get_agent(ALICE, "acme", writer["id"])["status"] == "active"  # rotate: manual, only flagged
-    assert service.credential_age.report_of(writer["id"])["state"] == "past"
-    assert service.credential_age.report_of(runner["id"])["state"] == "ok"  # the new secret is new
-    assert keycloak.clients[runner["client_id"]]["secret"] == "rotated-secret"
-    assert actions(service, runner["id"])[1:] == [
+    assert service.agents.get_agent(ALICE, "acme", runner.id).status == "rotating"
+    assert service.agents.get_agent(ALICE, "acme", writer.id).status == "active"  # rotate: manual, only flagged
+    assert service.credential_age.report_of(writer.id)["state"] == "past"
+    assert service.credential_age.report_of(runner.id)["state"] == "ok"  # the new secret is new
+    assert keycloak.clients[runner.client_id]["secret"] == "rotated-secret"
+    assert actions(service, runner.id)[1:] == [
         ("agent.credential_aging", "broker"),
         ("agent.credential_expired", "broker"),
         ("agent.rotated", "broker"),
@@ -147,50 +147,48 @@ async def test_old_credentials_are_flagged_once_and_automatic_ones_rotate_with_t
 
 async def test_the_agent_picks_up_its_new_secret_with_the_old_one_only(world: Any) -> None:
     service, _, clock = world
-    runner = (await service.provision(ALICE, "acme", request("runner", "report-runner")))["agent"]
+    runner = (await service.agents.provision(ALICE, "acme", request("runner", "report-runner"))).agent
     with pytest.raises(NotFound):  # no automatic rotation yet
-        await service.credential_age.pick_up(runner["client_id"], "generated-secret")
+        await service.credential_age.pick_up(runner.client_id, "generated-secret")
     clock.advance(days=31)
     await service.credential_age.sweep("acme")
     with pytest.raises(NotFound):
-        await service.credential_age.pick_up(runner["client_id"], "a-guess")
-    picked = await service.credential_age.pick_up(runner["client_id"], "generated-secret")
-    assert picked["client_secret"] == "rotated-secret" and picked["grace_ends_at"]
-    assert actions(service, runner["id"])[-1][0] == "agent.credential_picked_up"
-    await service.end_grace(ALICE, "acme", runner["id"])
+        await service.credential_age.pick_up(runner.client_id, "a-guess")
+    picked = await service.credential_age.pick_up(runner.client_id, "generated-secret")
+    assert picked.client_secret == "rotated-secret" and picked.grace_ends_at
+    assert actions(service, runner.id)[-1][0] == "agent.credential_picked_up"
+    await service.rotation.end_grace(ALICE, "acme", runner.id)
     with pytest.raises(NotFound):  # after the grace the old secret gets nothing
-        await service.credential_age.pick_up(runner["client_id"], "generated-secret")
+        await service.credential_age.pick_up(runner.client_id, "generated-secret")
 
 
 async def test_a_manual_rotation_is_not_handed_out(world: Any) -> None:
     service, _, _ = world
-    runner = (await service.provision(ALICE, "acme", request("runner", "report-runner")))["agent"]
-    await service.rotate(ALICE, "acme", runner["id"], 600)
+    runner = (await service.agents.provision(ALICE, "acme", request("runner", "report-runner"))).agent
+    await service.rotation.rotate(ALICE, "acme", runner.id, 600)
     with pytest.raises(NotFound):
-        await service.credential_age.pick_up(runner["client_id"], "generated-secret")
+        await service.credential_age.pick_up(runner.client_id, "generated-secret")
 
 
 async def test_the_high_tier_comes_due_first_and_unused_scopes_are_removed_on_accept(world: Any) -> None:
     service, keycloak, clock = world
-    writer = (await service.provision(ALICE, "acme", request("writer", "invoice-writer")))["agent"]
-    reader = (await service.provision(ALICE, "acme", request("reader", "read-only-analytics")))["agent"]
-    assert service.review_queue(ALICE, "acme") == []
+    writer = (await service.agents.provision(ALICE, "acme", request("writer", "invoice-writer"))).agent
+    reader = (await service.agents.provision(ALICE, "acme", request("reader", "read-only-analytics"))).agent
+    assert service.access_reviews.queue(ALICE, "acme") == []
     clock.advance(days=31)
     now = clock.now().isoformat()
-    issuer = service.settings.issuer("acme")
-    used = {"issuer": issuer, "client_id": writer["client_id"], "tool": "invoices.list", "allowed": True, "at": now}
-    service.ingest_usage([used], None)
-    queue = service.review_queue(ALICE, "acme")
-    assert [(a["id"], a["review"]["reason"], a["review"]["risk_tier"]) for a in queue] == [
-        (writer["id"], "access_review", "high")
-    ]
-    review = service.access_reviews.recommendation(ALICE, "acme", writer["id"])
-    assert review["due"] and review["unused_scopes"] == ["mcp:tool:invoices.write"] and review["window_days"] == 30
+    issuer = service.context.settings.issuer("acme")
+    used = {"issuer": issuer, "client_id": writer.client_id, "tool": "invoices.list", "allowed": True, "at": now}
+    service.reporting.ingest_usage([used], None)
+    queue = service.access_reviews.queue(ALICE, "acme")
+    assert [(a.id, a.review.reason, a.review.risk_tier) for a in queue] == [(writer.id, "access_review", "high")]
+    review = service.access_reviews.recommendation(ALICE, "acme", writer.id)
+    assert review.due and review.unused_scopes == ["mcp:tool:invoices.write"] and review.window_days == 30
     with pytest.raises(BadRequest):  # a used scope is not the admin's to remove through a review
-        await service.access_reviews.accept(ALICE, "acme", writer["id"], ["mcp:tool:invoices.read"])
-    accepted = await service.access_reviews.accept(ALICE, "acme", writer["id"], None)
-    assert accepted["scopes"] == ["mcp:tool:invoices.read"]
-    assert keycloak.clients[writer["client_id"]]["scopes"] == ["mcp:tool:invoices.read"]
-    assert service.review_queue(ALICE, "acme") == []
+        await service.access_reviews.accept(ALICE, "acme", writer.id, ["mcp:tool:invoices.read"])
+    accepted = await service.access_reviews.accept(ALICE, "acme", writer.id, None)
+    assert accepted.scopes == ["mcp:tool:invoices.read"]
+    assert keycloak.clients[writer.client_id]["scopes"] == ["mcp:tool:invoices.read"]
+    assert service.access_reviews.queue(ALICE, "acme") == []
     clock.advance(days=150)
-    assert [a["id"] for a in service.review_queue(ALICE, "acme")] == [writer["id"], reader["id"]]
+    assert [a.id for a in service.access_reviews.queue(ALICE, "acme")] == [writer.id, reader.id]

@@ -61,7 +61,7 @@ class RotatingKeycloak(FakeKeycloak):
 def rotating(world: Any) -> Any:  # noqa: F811
     service, _, clock = world
     keycloak = RotatingKeycloak()
-    service.adapter = TenantIdps(keycloak, realm_issuer=service.settings.issuer)
+    service.context.adapter = TenantIdps(keycloak, realm_issuer=service.context.settings.issuer)
     return service, keycloak, clock
 
 
@@ -72,30 +72,30 @@ def rotating(world: Any) -> Any:  # noqa: F811
 )
 async def test_a_provision_the_broker_never_finished_is_undone(world: Any, reliability: Any) -> None:  # noqa: F811
     service, keycloak, clock = world
-    real = service._create_client
+    real = service.agents._create_client
 
     async def crash(*args: Any, **kwargs: Any) -> Any:  # the broker dies after Keycloak made the client
         await keycloak.create_agent_client("acme", AgentClientSpec("agent-stuck-x", "x", [], [], 60))
         raise asyncio.CancelledError
 
-    service._create_client = crash
+    service.agents._create_client = crash
     with pytest.raises(asyncio.CancelledError):
-        await service.provision(ALICE, "acme", request("stuck"))
-    service._create_client = real
-    [stuck] = service.list_agents(ALICE, "acme")
-    keycloak.clients[stuck["client_id"]] = keycloak.clients.pop("agent-stuck-x")
-    assert stuck["status"] == "provisioning"
+        await service.agents.provision(ALICE, "acme", request("stuck"))
+    service.agents._create_client = real
+    [stuck] = service.agents.list_agents(ALICE, "acme")
+    keycloak.clients[stuck.client_id] = keycloak.clients.pop("agent-stuck-x")
+    assert stuck.status == "provisioning"
     with pytest.raises(Conflict):  # the name stays taken while it may still be under way
-        await service.provision(ALICE, "acme", request("stuck"))
+        await service.agents.provision(ALICE, "acme", request("stuck"))
     assert (await service.housekeeping())["provisions_undone"] == 0  # too recent to be called interrupted
-    clock.advance(seconds=service.settings.broker_interrupted_after + 1)
+    clock.advance(seconds=service.context.settings.broker_interrupted_after + 1)
     assert (await service.housekeeping())["provisions_undone"] == 1
-    assert service.get_agent(ALICE, "acme", stuck["id"])["status"] == "failed"
+    assert service.agents.get_agent(ALICE, "acme", stuck.id).status == "failed"
     assert keycloak.clients == {}
-    entries = service.audit_entries(ALICE, "acme", stuck["id"])
+    entries = service.reporting.audit_entries(ALICE, "acme", stuck.id)
     assert [e["action"] for e in entries] == ["agent.provision_failed"] and "interrupted" in entries[0]["reason"]
-    again = await service.provision(ALICE, "acme", request("stuck"))
-    assert again["agent"]["status"] == "active"
+    again = await service.agents.provision(ALICE, "acme", request("stuck"))
+    assert again.agent.status == "active"
     reliability.add()
 
 
@@ -104,13 +104,13 @@ async def test_a_provision_that_outlived_its_recovery_removes_its_client_and_say
     original = keycloak.create_agent_client
 
     async def slow(realm: str, spec: AgentClientSpec) -> AgentClient:
-        clock.advance(seconds=service.settings.broker_interrupted_after + 1)
+        clock.advance(seconds=service.context.settings.broker_interrupted_after + 1)
         assert (await service.housekeeping())["provisions_undone"] == 1  # meanwhile: taken for interrupted
         return await original(realm, spec)
 
     keycloak.create_agent_client = slow
     with pytest.raises(Conflict, match="was recorded as failed"):
-        await service.provision(ALICE, "acme", request("slow"))
+        await service.agents.provision(ALICE, "acme", request("slow"))
     assert keycloak.clients == {}
 
 
@@ -121,18 +121,18 @@ async def test_a_provision_that_outlived_its_recovery_removes_its_client_and_say
 )
 async def test_an_interrupted_secret_rotation_is_completed_not_repeated(rotating: Any, reliability: Any) -> None:
     service, keycloak, _ = rotating
-    agent = (await service.provision(ALICE, "acme", request("rotor")))["agent"]
-    original = keycloak.secrets[agent["client_id"]]
-    await keycloak.rotate_client_secret("acme", agent["client_id"], 86400)  # the broker died right after this
-    made = keycloak.secrets[agent["client_id"]]
-    rotated = await service.rotate(ALICE, "acme", agent["id"], 300)
-    assert rotated["credential"]["client_secret"] == made and keycloak.generated == 1
-    assert keycloak.rotated[agent["client_id"]] == (original, 300)  # the original kept for exactly the grace
-    again = await service.end_grace(ALICE, "acme", agent["id"])
-    assert again["status"] == "active"
-    normal = await service.rotate(ALICE, "acme", agent["id"], 60)  # consistent again: a normal rotation
-    assert normal["credential"]["client_secret"] != made and keycloak.generated == 2
-    assert secret_fingerprint(made) in str(service.audit_entries(ALICE, "acme", agent["id"]))
+    agent = (await service.agents.provision(ALICE, "acme", request("rotor"))).agent
+    original = keycloak.secrets[agent.client_id]
+    await keycloak.rotate_client_secret("acme", agent.client_id, 86400)  # the broker died right after this
+    made = keycloak.secrets[agent.client_id]
+    rotated = await service.rotation.rotate(ALICE, "acme", agent.id, 300)
+    assert rotated.credential.client_secret == made and keycloak.generated == 1
+    assert keycloak.rotated[agent.client_id] == (original, 300)  # the original kept for exactly the grace
+    again = await service.rotation.end_grace(ALICE, "acme", agent.id)
+    assert again.status == "active"
+    normal = await service.rotation.rotate(ALICE, "acme", agent.id, 60)  # consistent again: a normal rotation
+    assert normal.credential.client_secret != made and keycloak.generated == 2
+    assert secret_fingerprint(made) in str(service.reporting.audit_entries(ALICE, "acme", agent.id))
     reliability.add()
 
 
@@ -143,15 +143,15 @@ async def test_an_interrupted_secret_rotation_is_completed_not_repeated(rotating
 )
 async def test_the_database_refuses_a_second_live_agent_of_one_name(world: Any, reliability: Any) -> None:  # noqa: F811
     service, _, _ = world
-    first = (await service.provision(ALICE, "acme", request("unique")))["agent"]
-    with pytest.raises(StorageConflict), service.db.session() as session:
-        stored = session.get(Agent, first["id"])
+    first = (await service.agents.provision(ALICE, "acme", request("unique"))).agent
+    with pytest.raises(StorageConflict), service.context.db.session() as session:
+        stored = session.get(Agent, first.id)
         assert stored is not None
         twin = Agent(**{c.name: getattr(stored, c.name) for c in Agent.__table__.columns if c.name != "id"})
         session.add(twin)
-    await service.revoke(ALICE, first["id"])
-    with service.db.session() as session:  # a revoked agent frees its name
-        stored = session.get(Agent, first["id"])
+    await service.revocation.revoke(ALICE, first.id)
+    with service.context.db.session() as session:  # a revoked agent frees its name
+        stored = session.get(Agent, first.id)
         assert stored is not None
         columns = {c.name: getattr(stored, c.name) for c in Agent.__table__.columns if c.name != "id"}
         session.add(Agent(**{**columns, "status": "active"}))
@@ -165,24 +165,24 @@ async def test_rotate_and_revoke_at_once_end_revoked(rotating: Any, reliability:
     service, keycloak, _ = rotating
     for round_ in range(20):
         keycloak.slowness = round_
-        agent = (await service.provision(ALICE, "acme", request(f"race-{round_}")))["agent"]
-        calls = [service.rotate(ALICE, "acme", agent["id"], 60), service.revoke(ALICE, agent["id"])]
+        agent = (await service.agents.provision(ALICE, "acme", request(f"race-{round_}"))).agent
+        calls = [service.rotation.rotate(ALICE, "acme", agent.id, 60), service.revocation.revoke(ALICE, agent.id)]
         if round_ % 2:
             calls.reverse()
         await asyncio.gather(*calls, return_exceptions=True)
-        final = service.get_agent(ALICE, "acme", agent["id"])
-        assert final["status"] == "revoked", (round_, final["status"])
-        assert agent["client_id"] not in keycloak.clients
-        actions = [e["action"] for e in service.audit_entries(ALICE, "acme", agent["id"])]
+        final = service.agents.get_agent(ALICE, "acme", agent.id)
+        assert final.status == "revoked", (round_, final.status)
+        assert agent.client_id not in keycloak.clients
+        actions = [e["action"] for e in service.reporting.audit_entries(ALICE, "acme", agent.id)]
         assert actions[-1] == "agent.revoked" and actions.count("agent.revoked") == 1, actions
-        with service.db.session() as session:  # nothing of a credential is left to a revoked agent
-            assert session.scalars(select(Credential).where(Credential.agent_id == agent["id"])).first() is None
+        with service.context.db.session() as session:  # nothing of a credential is left to a revoked agent
+            assert session.scalars(select(Credential).where(Credential.agent_id == agent.id)).first() is None
         reliability.add()
 
 
 async def test_interrupted_provisions_are_judged_on_their_tenants_time(world: Any) -> None:  # noqa: F811
     service, _, clock = world
-    assert timedelta(seconds=service.settings.broker_interrupted_after) < timedelta(days=1)
+    assert timedelta(seconds=service.context.settings.broker_interrupted_after) < timedelta(days=1)
     assert (await service.housekeeping())["provisions_undone"] == 0
     clock.advance(days=1)
     assert (await service.housekeeping())["provisions_undone"] == 0  # nothing is provisioning: nothing undone

@@ -81,8 +81,8 @@ async def world(tmp_path: Path) -> AsyncIterator[tuple[BrokerService, SlowKeyclo
             signing_key=SigningKey.load_or_create(tmp_path / "key.json"),
             http=http,
         )
-        service.register_resource_server(None, settings.mcp_url, EVENTS_URL)
-        await service.adopt_tenant("acme")
+        service.tenants.register_resource_server(None, settings.mcp_url, EVENTS_URL)
+        await service.tenants.adopt_tenant("acme")
         yield service, keycloak, log, stamps
         db.dispose()
 
@@ -93,23 +93,23 @@ def request(name: str) -> ProvisionRequest:
 
 async def test_the_first_event_goes_out_while_the_idp_disables_and_a_closing_one_after(world: Any) -> None:
     service, keycloak, log, stamps = world
-    agent = (await service.provision(ALICE, "acme", request("leaving")))["agent"]
-    answer = await service.revoke(ALICE, agent["id"], reason="offboarding")
+    agent = (await service.agents.provision(ALICE, "acme", request("leaving"))).agent
+    answer = await service.revocation.revoke(ALICE, agent.id, reason="offboarding")
     # The IdP's disable could only finish once an event had reached the server: they ran side by side.
     assert log == ["disable requested", "event pushed", "disabled", "event pushed"]
     assert len(stamps) == 2 and stamps[0] <= stamps[1]  # the closing event covers what was issued meanwhile
-    assert [event["delivered"] for event in answer["events"]] == [True]
-    assert answer["agent"]["status"] == "revoked" and keycloak.clients == {}
-    steps = answer["steps_ms"]
+    assert [event["delivered"] for event in answer.events] == [True]
+    assert answer.agent.status == "revoked" and keycloak.clients == {}
+    steps = answer.steps_ms
     assert set(steps) == {"first_event_answered", "idp_disabled", "closing_event_answered_and_client_removed"}
     assert steps["first_event_answered"] <= steps["idp_disabled"] <= steps["closing_event_answered_and_client_removed"]
 
 
 async def test_when_the_idp_fails_the_revocation_stays_in_progress_and_no_closing_event_is_sent(world: Any) -> None:
     service, keycloak, log, _ = world
-    agent = (await service.provision(ALICE, "acme", request("stuck")))["agent"]
+    agent = (await service.agents.provision(ALICE, "acme", request("stuck"))).agent
     keycloak.fail = {"set_client_enabled"}
     with pytest.raises(IdpFailed, match="in progress"):
-        await service.revoke(ALICE, agent["id"])
+        await service.revocation.revoke(ALICE, agent.id)
     assert log.count("event pushed") == 1  # the first event refuses the tokens issued so far; nothing claims more
-    assert service.get_agent(ALICE, "acme", agent["id"])["status"] == "revoking"
+    assert service.agents.get_agent(ALICE, "acme", agent.id).status == "revoking"

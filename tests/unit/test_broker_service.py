@@ -42,32 +42,32 @@ def request(name: str, role: str = "read-only-analytics") -> ProvisionRequest:
 
 async def test_idle_agents_become_dormant_only_after_their_period(world: Any) -> None:
     service, keycloak, clock = world
-    logs = (await service.provision(ALICE, "acme", request("logs", "log-reader")))["agent"]
-    analytics = (await service.provision(ALICE, "acme", request("analytics")))["agent"]
+    logs = (await service.agents.provision(ALICE, "acme", request("logs", "log-reader"))).agent
+    analytics = (await service.agents.provision(ALICE, "acme", request("analytics"))).agent
     clock.advance(days=13, hours=23)
-    assert (await service.scan_dormancy(ALICE, "acme"))["dormant"] == []
+    assert (await service.dormancy.scan_dormancy(ALICE, "acme")).dormant == []
     clock.advance(hours=2)
-    assert [a["id"] for a in (await service.scan_dormancy(ALICE, "acme"))["dormant"]] == [logs["id"]]
-    assert keycloak.clients[logs["client_id"]]["enabled"] is False
-    keycloak.logins[analytics["client_id"]] = int(clock.now().timestamp() * 1000)  # a token today
+    assert [a.id for a in (await service.dormancy.scan_dormancy(ALICE, "acme")).dormant] == [logs.id]
+    assert keycloak.clients[logs.client_id]["enabled"] is False
+    keycloak.logins[analytics.client_id] = int(clock.now().timestamp() * 1000)  # a token today
     clock.advance(days=29)
-    assert (await service.scan_dormancy(ALICE, "acme"))["dormant"] == []
+    assert (await service.dormancy.scan_dormancy(ALICE, "acme")).dormant == []
     clock.advance(days=2)
-    assert [a["id"] for a in (await service.scan_dormancy(ALICE, "acme"))["dormant"]] == [analytics["id"]]
-    assert {a["id"] for a in service.review_queue(ALICE, "acme")} == {logs["id"], analytics["id"]}
-    kept = await service.review(ALICE, "acme", logs["id"], "keep", "still needed")
-    assert kept["status"] == "active" and keycloak.clients[logs["client_id"]]["enabled"] is True
+    assert [a.id for a in (await service.dormancy.scan_dormancy(ALICE, "acme")).dormant] == [analytics.id]
+    assert {a.id for a in service.access_reviews.queue(ALICE, "acme")} == {logs.id, analytics.id}
+    kept = await service.dormancy.review(ALICE, "acme", logs.id, "keep", "still needed")
+    assert kept.status == "active" and keycloak.clients[logs.client_id]["enabled"] is True
 
 
 async def test_tool_calls_count_as_activity(world: Any) -> None:
     service, _, clock = world
-    agent = (await service.provision(ALICE, "acme", request("caller")))["agent"]
+    agent = (await service.agents.provision(ALICE, "acme", request("caller"))).agent
     clock.advance(days=25)
-    service.ingest_usage(
+    service.reporting.ingest_usage(
         [
             {
-                "issuer": service.settings.issuer("acme"),
-                "client_id": agent["client_id"],
+                "issuer": service.context.settings.issuer("acme"),
+                "client_id": agent.client_id,
                 "tool": "analytics.query",
                 "allowed": True,
                 "status": 200,
@@ -77,23 +77,23 @@ async def test_tool_calls_count_as_activity(world: Any) -> None:
         None,
     )
     clock.advance(days=25)
-    assert (await service.scan_dormancy(ALICE, "acme"))["dormant"] == []
+    assert (await service.dormancy.scan_dormancy(ALICE, "acme")).dormant == []
 
 
 async def test_keycloak_failing_after_creating_the_client_is_compensated(world: Any) -> None:
     service, keycloak, _ = world
     keycloak.fail = {"after_create"}
     with pytest.raises(IdpFailed, match="nothing was left in Keycloak"):
-        await service.provision(ALICE, "acme", request("half"))
+        await service.agents.provision(ALICE, "acme", request("half"))
     assert keycloak.clients == {}
-    assert [(a["name"], a["status"]) for a in service.list_agents(ALICE, "acme")] == [("half", "failed")]
+    assert [(a.name, a.status) for a in service.agents.list_agents(ALICE, "acme")] == [("half", "failed")]
 
 
 async def test_keycloak_gone_entirely_marks_the_leftover_for_cleanup(world: Any) -> None:
     service, keycloak, _ = world
     keycloak.fail = {"after_create", "find_client", "delete_client"}
     with pytest.raises(IdpFailed, match="removed once Keycloak answers"):
-        await service.provision(ALICE, "acme", request("orphan"))
+        await service.agents.provision(ALICE, "acme", request("orphan"))
     assert len(keycloak.clients) == 1
     keycloak.fail = set()
     assert (await service.housekeeping())["cleanups"] == 1
@@ -111,93 +111,95 @@ async def test_storage_failing_after_keycloak_removes_the_client_again(world: An
 
     monkeypatch.setattr(audit, "record", broken)
     with pytest.raises(StorageFailed, match="the Keycloak client was removed again"):
-        await service.provision(ALICE, "acme", request("unrecorded"))
+        await service.agents.provision(ALICE, "acme", request("unrecorded"))
     assert keycloak.clients == {}
 
 
 async def test_interrupted_revocation_resumes(world: Any) -> None:
     service, keycloak, _ = world
-    agent = (await service.provision(ALICE, "acme", request("leaving")))["agent"]
+    agent = (await service.agents.provision(ALICE, "acme", request("leaving"))).agent
     keycloak.fail = {"delete_client"}
     with pytest.raises(IdpFailed, match="removal is pending"):
-        await service.revoke(ALICE, agent["id"], reason="offboarding")
-    assert keycloak.clients[agent["client_id"]]["enabled"] is False
-    assert service.get_agent(ALICE, "acme", agent["id"])["status"] == "revoking"
+        await service.revocation.revoke(ALICE, agent.id, reason="offboarding")
+    assert keycloak.clients[agent.client_id]["enabled"] is False
+    assert service.agents.get_agent(ALICE, "acme", agent.id).status == "revoking"
     keycloak.fail = set()
     assert (await service.housekeeping())["revocations_resumed"] == 1
-    assert service.get_agent(ALICE, "acme", agent["id"])["status"] == "revoked"
+    assert service.agents.get_agent(ALICE, "acme", agent.id).status == "revoked"
     assert keycloak.clients == {}
-    again = await service.revoke(ALICE, agent["id"])
-    assert again["already_revoked"] is True
+    again = await service.revocation.revoke(ALICE, agent.id)
+    assert again.already_revoked is True
 
 
 async def test_concurrent_revocations_revoke_once(world: Any) -> None:
     service, _, _ = world
-    agent = (await service.provision(ALICE, "acme", request("twice")))["agent"]
-    first, second = await asyncio.gather(service.revoke(ALICE, agent["id"]), service.revoke(ALICE, agent["id"]))
-    assert sorted([first["already_revoked"], second["already_revoked"]]) == [False, True]
-    actions = [entry["action"] for entry in service.audit_entries(ALICE, "acme", agent["id"])]
+    agent = (await service.agents.provision(ALICE, "acme", request("twice"))).agent
+    first, second = await asyncio.gather(
+        service.revocation.revoke(ALICE, agent.id), service.revocation.revoke(ALICE, agent.id)
+    )
+    assert sorted([first.already_revoked, second.already_revoked]) == [False, True]
+    actions = [entry["action"] for entry in service.reporting.audit_entries(ALICE, "acme", agent.id)]
     assert actions == ["agent.provisioned", "agent.revoked"]
 
 
 async def test_a_delegated_agent_has_a_delegation_scope_until_it_is_revoked(world: Any) -> None:
     service, keycloak, _ = world
-    helper = (await service.provision(ALICE, "acme", replace(request("helper"), mode="delegated")))["agent"]
-    plain = (await service.provision(ALICE, "acme", request("plain")))["agent"]
-    assert helper["delegation_scope"] == f"delegate:{helper['client_id']}" and plain["delegation_scope"] is None
-    assert keycloak.delegation_scopes == {helper["client_id"]}
-    await service.revoke(ALICE, helper["id"])
+    helper = (await service.agents.provision(ALICE, "acme", replace(request("helper"), mode="delegated"))).agent
+    plain = (await service.agents.provision(ALICE, "acme", request("plain"))).agent
+    assert helper.delegation_scope == f"delegate:{helper.client_id}" and plain.delegation_scope is None
+    assert keycloak.delegation_scopes == {helper.client_id}
+    await service.revocation.revoke(ALICE, helper.id)
     assert keycloak.delegation_scopes == set()
 
 
 async def test_each_users_delegation_is_audited_once_with_the_user_as_actor(world: Any) -> None:
     service, keycloak, clock = world
-    helper = (await service.provision(ALICE, "acme", replace(request("helper"), mode="delegated")))["agent"]
-    keycloak.exchange(helper["client_id"], clock.now(), "dana", "mcp:tool:analytics.read")
-    keycloak.exchange(helper["client_id"], clock.now(), "dana", "mcp:tool:analytics.read")
-    await service.audit_log(ALICE, "acme")
-    keycloak.exchange(helper["client_id"], clock.now(), "erin", "")
-    entries = await service.audit_log(ALICE, "acme", helper["id"])
+    helper = (await service.agents.provision(ALICE, "acme", replace(request("helper"), mode="delegated"))).agent
+    keycloak.exchange(helper.client_id, clock.now(), "dana", "mcp:tool:analytics.read")
+    keycloak.exchange(helper.client_id, clock.now(), "dana", "mcp:tool:analytics.read")
+    await service.reporting.audit_log(ALICE, "acme")
+    keycloak.exchange(helper.client_id, clock.now(), "erin", "")
+    entries = await service.reporting.audit_log(ALICE, "acme", helper.id)
     granted = [e for e in entries if e["action"] == "agent.delegation_granted"]
     assert [(e["actor"], e["after"]["scopes"]) for e in granted] == [
         ("dana (user, acme, sub id-dana)", ["mcp:tool:analytics.read"]),
         ("erin (user, acme, sub id-erin)", []),
     ]
-    found = (await service.delegations(ALICE, "acme", helper["id"]))["delegations"]
-    assert [(d["user"], d["exchanges"]) for d in found] == [("dana", 2), ("erin", 1)]
-    assert all(d["consented_at"] for d in found)
+    found = (await service.delegation.delegations(ALICE, "acme", helper.id)).delegations
+    assert [(d.user, d.exchanges) for d in found] == [("dana", 2), ("erin", 1)]
+    assert all(d.consented_at for d in found)
 
 
 async def test_a_moved_tenant_clock_spares_agents_active_after_the_move(world: Any) -> None:
     service, keycloak, clock = world
-    idle = (await service.provision(ALICE, "acme", request("idle")))["agent"]
-    active = (await service.provision(ALICE, "acme", replace(request("active"), mode="delegated")))["agent"]
-    keycloak.logins[idle["client_id"]] = int(clock.now().timestamp() * 1000)  # before the move
-    service.advance_clock(ALICE, "acme", timedelta(days=31))
-    keycloak.exchange(active["client_id"], clock.now() + timedelta(seconds=1), "dana", "")  # after it
-    scan = await service.scan_dormancy(ALICE, "acme")
-    assert [a["id"] for a in scan["dormant"]] == [idle["id"]]
-    assert datetime.fromisoformat(scan["as_of"]) - clock.now() >= timedelta(days=31) - timedelta(seconds=1)
-    assert service.tenant_clock(ALICE, "acme")["offset_seconds"] == 31 * 86400
-    assert datetime.fromisoformat(service.get_agent(ALICE, "acme", idle["id"])["dormant_since"]) > datetime.now(UTC)
+    idle = (await service.agents.provision(ALICE, "acme", request("idle"))).agent
+    active = (await service.agents.provision(ALICE, "acme", replace(request("active"), mode="delegated"))).agent
+    keycloak.logins[idle.client_id] = int(clock.now().timestamp() * 1000)  # before the move
+    service.clocks.advance_clock(ALICE, "acme", timedelta(days=31))
+    keycloak.exchange(active.client_id, clock.now() + timedelta(seconds=1), "dana", "")  # after it
+    scan = await service.dormancy.scan_dormancy(ALICE, "acme")
+    assert [a.id for a in scan.dormant] == [idle.id]
+    assert datetime.fromisoformat(scan.as_of) - clock.now() >= timedelta(days=31) - timedelta(seconds=1)
+    assert service.clocks.tenant_clock(ALICE, "acme").offset_seconds == 31 * 86400
+    assert datetime.fromisoformat(service.agents.get_agent(ALICE, "acme", idle.id).dormant_since) > datetime.now(UTC)
 
 
 async def test_a_dpop_agent_is_made_a_dpop_bound_client_and_shows_its_binding(world: Any) -> None:
     service, keycloak, _ = world
-    bound = (await service.provision(ALICE, "acme", replace(request("bound"), binding="dpop")))["agent"]
-    plain = (await service.provision(ALICE, "acme", request("plain")))["agent"]
-    assert keycloak.clients[bound["client_id"]]["binding"] == "dpop" and bound["binding"] == "dpop"
-    assert keycloak.clients[plain["client_id"]]["binding"] == "bearer" and plain["binding"] == "bearer"
-    assert service.get_agent(ALICE, "acme", bound["id"])["binding"] == "dpop"
+    bound = (await service.agents.provision(ALICE, "acme", replace(request("bound"), binding="dpop"))).agent
+    plain = (await service.agents.provision(ALICE, "acme", request("plain"))).agent
+    assert keycloak.clients[bound.client_id]["binding"] == "dpop" and bound.binding == "dpop"
+    assert keycloak.clients[plain.client_id]["binding"] == "bearer" and plain.binding == "bearer"
+    assert service.agents.get_agent(ALICE, "acme", bound.id).binding == "dpop"
 
 
 def test_an_unknown_binding_is_a_problem_of_the_request(world: Any) -> None:
     service, _, _ = world
-    problems = service.check_request(replace(request("bound"), binding="tls"))
+    problems = service.agents.check_request(replace(request("bound"), binding="tls"))
     assert problems == ["binding: 'tls' is not one of bearer, dpop, mtls"]
 
 
 async def test_an_mtls_agent_is_made_a_certificate_bound_client(world: Any) -> None:
     service, keycloak, _ = world
-    bound = (await service.provision(ALICE, "acme", replace(request("bound"), binding="mtls")))["agent"]
-    assert keycloak.clients[bound["client_id"]]["binding"] == "mtls" and bound["binding"] == "mtls"
+    bound = (await service.agents.provision(ALICE, "acme", replace(request("bound"), binding="mtls"))).agent
+    assert keycloak.clients[bound.client_id]["binding"] == "mtls" and bound.binding == "mtls"

@@ -75,56 +75,56 @@ async def side_by_side(tmp_path: Path) -> AsyncIterator[tuple[BrokerService, Fak
     db.create_schema()
     async with httpx.AsyncClient() as http:
         service = service_for(settings, db, keycloak, hydra, http)
-        service.register_resource_server(None, settings.mcp_url, None)
-        await service.adopt_tenant("acme")
+        service.tenants.register_resource_server(None, settings.mcp_url, None)
+        await service.tenants.adopt_tenant("acme")
         yield service, keycloak, hydra
         db.dispose()
 
 
 async def test_a_tenant_on_hydra_keeps_its_agents_there_and_its_people_in_keycloak(side_by_side: Any) -> None:
     service, keycloak, hydra = side_by_side
-    pool = service.settings.hydra_pool_addresses[0]
-    created = await service.create_tenant(OPERATOR, "hyd", [], "hydra")
-    assert (created["idp"], created["agents_issuer"]) == ("hydra", pool.issuer)
-    assert created["issuer"] == service.settings.issuer("hyd") and "hyd" in keycloak.realms
+    pool = service.context.settings.hydra_pool_addresses[0]
+    created = await service.tenants.create_tenant(OPERATOR, "hyd", [], "hydra")
+    assert (created.idp, created.agents_issuer) == ("hydra", pool.issuer)
+    assert created.issuer == service.context.settings.issuer("hyd") and "hyd" in keycloak.realms
 
-    on_hydra = await service.provision(admin_of("hyd"), "hyd", request("reader"))
-    on_keycloak = await service.provision(admin_of("acme"), "acme", request("reader"))
-    assert on_hydra["agent"]["client_id"] in hydra.clients and on_hydra["agent"]["client_id"] not in keycloak.clients
-    assert on_keycloak["agent"]["client_id"] in keycloak.clients and not hydra.clients.keys() & keycloak.clients.keys()
-    assert on_hydra["credential"]["issuer"] == pool.issuer
-    assert on_keycloak["credential"]["issuer"] == service.settings.issuer("acme")
+    on_hydra = await service.agents.provision(admin_of("hyd"), "hyd", request("reader"))
+    on_keycloak = await service.agents.provision(admin_of("acme"), "acme", request("reader"))
+    assert on_hydra.agent.client_id in hydra.clients and on_hydra.agent.client_id not in keycloak.clients
+    assert on_keycloak.agent.client_id in keycloak.clients and not hydra.clients.keys() & keycloak.clients.keys()
+    assert on_hydra.credential.issuer == pool.issuer
+    assert on_keycloak.credential.issuer == service.context.settings.issuer("acme")
 
-    await service.change_role(admin_of("hyd"), "hyd", on_hydra["agent"]["id"], "log-reader", None, "")
-    assert "mcp:tool:logs.read" in hydra.clients[on_hydra["agent"]["client_id"]]["scopes"]
+    await service.agents.change_role(admin_of("hyd"), "hyd", on_hydra.agent.id, "log-reader", None, "")
+    assert "mcp:tool:logs.read" in hydra.clients[on_hydra.agent.client_id]["scopes"]
     # MCP servers trust the tenant's Hydra for its agents; admins still sign in to its realm only
-    assert service.agent_issuers()[pool.issuer] == "hyd" and pool.issuer not in service.tenant_issuers()
+    assert service.tenants.agent_issuers()[pool.issuer] == "hyd" and pool.issuer not in service.tenants.tenant_issuers()
 
 
 async def test_the_pool_lends_each_hydra_once_and_again_after_a_wipe(side_by_side: Any, tmp_path: Path) -> None:
     service, keycloak, hydra = side_by_side
-    await service.create_tenant(OPERATOR, "first", [], "hydra")
-    agent = (await service.provision(admin_of("first"), "first", request("reader")))["agent"]
+    await service.tenants.create_tenant(OPERATOR, "first", [], "hydra")
+    agent = (await service.agents.provision(admin_of("first"), "first", request("reader"))).agent
     with pytest.raises(Conflict) as refused:
-        await service.create_tenant(OPERATOR, "second", [], "hydra")
+        await service.tenants.create_tenant(OPERATOR, "second", [], "hydra")
     assert "no free Hydra" in refused.value.cause and "SANDBOX_HYDRA_POOL" in refused.value.fix
     assert "second" not in keycloak.realms  # nothing half-made
 
-    await service.delete_tenant(OPERATOR, "first")
-    assert hydra.wiped == ["first"] and agent["client_id"] not in hydra.clients
-    again = await service.create_tenant(OPERATOR, "second", [], "hydra")
-    assert again["agents_issuer"] == service.settings.hydra_pool_addresses[0].issuer
+    await service.tenants.delete_tenant(OPERATOR, "first")
+    assert hydra.wiped == ["first"] and agent.client_id not in hydra.clients
+    again = await service.tenants.create_tenant(OPERATOR, "second", [], "hydra")
+    assert again.agents_issuer == service.context.settings.hydra_pool_addresses[0].issuer
 
     # a restarted broker finds which tenant holds which Hydra in its database
     async with httpx.AsyncClient() as http:
-        restarted = service_for(service.settings, service.db, keycloak, FakeHydra(), http)
-    assert restarted.agents_issuer("second") == again["agents_issuer"]
-    assert restarted.adapter.idp_of("acme") == "keycloak"
+        restarted = service_for(service.context.settings, service.context.db, keycloak, FakeHydra(), http)
+    assert restarted.context.agents_issuer("second") == again.agents_issuer
+    assert restarted.context.adapter.idp_of("acme") == "keycloak"
 
 
 async def test_a_hydra_tenant_asks_no_events_of_its_idp_for_dormancy(side_by_side: Any) -> None:
     service, _, hydra = side_by_side
-    await service.create_tenant(OPERATOR, "idle", [], "hydra")
-    await service.provision(admin_of("idle"), "idle", request("reader"))
+    await service.tenants.create_tenant(OPERATOR, "idle", [], "hydra")
+    await service.agents.provision(admin_of("idle"), "idle", request("reader"))
     hydra.fail = {"client_events"}  # Hydra keeps no readable events: asking would fail the scan
-    assert (await service.scan_dormancy(admin_of("idle"), "idle"))["errors"] == []
+    assert (await service.dormancy.scan_dormancy(admin_of("idle"), "idle")).errors == []
