@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 
 from sandbox.broker import validation
 from sandbox.broker.auth import Authenticator, AuthError
+from sandbox.broker.base import BrokerContext
 from sandbox.broker.clock import Clock, SystemClock
 from sandbox.broker.errors import BrokerError, MfaRequired
 from sandbox.broker.events import SigningKey
@@ -48,14 +49,16 @@ def build_service(
     db = Database(settings.broker_database_url or default_database_url(settings))
     db.create_schema()
     return BrokerService(
-        settings=settings,
-        db=db,
-        adapter=adapter or tenant_identity_providers(settings),
-        policy=Policy.load(settings.policy_file, tools),
-        tools=tools,
-        clock=clock or SystemClock(),
-        signing_key=SigningKey.load_or_create(settings.signing_key_file),
-        http=http,
+        BrokerContext(
+            settings=settings,
+            db=db,
+            adapter=adapter or tenant_identity_providers(settings),
+            policy=Policy.load(settings.policy_file, tools),
+            tools=tools,
+            clock=clock or SystemClock(),
+            signing_key=SigningKey.load_or_create(settings.signing_key_file),
+            http=http,
+        )
     )
 
 

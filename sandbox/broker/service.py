@@ -21,31 +21,24 @@ from __future__ import annotations
 
 import logging
 
-import httpx
 from sqlalchemy import select
 
 from sandbox.broker.agents import AgentService
 from sandbox.broker.base import IDP_FAILURES, SYSTEM, BrokerContext
-from sandbox.broker.clock import Clock
 from sandbox.broker.delegation import DelegationService
 from sandbox.broker.dormancy import DormancyService
 from sandbox.broker.errors import BrokerError
-from sandbox.broker.events import SigningKey
 from sandbox.broker.lifecycle import AccessReviews, CredentialAgeKeeper
-from sandbox.broker.policy import Policy
 from sandbox.broker.reporting import ReportingService
 from sandbox.broker.revocation import RevocationService
 from sandbox.broker.rotation import RotationService
 from sandbox.broker.specs import AdminSpec, ProvisionRequest
-from sandbox.broker.store import Agent, Database
+from sandbox.broker.store import Agent
 from sandbox.broker.suspension import Suspensions
 from sandbox.broker.tenant_clock import ClockService
 from sandbox.broker.tenants import TenantService
-from sandbox.config import Settings
-from sandbox.idp.provider import IdentityProvider
-from sandbox.toolmap import ToolMap
 
-__all__ = ["SYSTEM", "AdminSpec", "BrokerService", "ProvisionRequest"]
+__all__ = ["SYSTEM", "AdminSpec", "BrokerContext", "BrokerService", "ProvisionRequest"]
 
 log = logging.getLogger(__name__)
 
@@ -56,29 +49,8 @@ class BrokerService:
     and the lifecycle policy's ``credential_age``, ``access_reviews`` and ``suspensions``. Each takes the context
     and the parts it calls; the background work (:meth:`housekeeping`) is here."""
 
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        db: Database,
-        adapter: IdentityProvider,
-        policy: Policy,
-        tools: ToolMap,
-        clock: Clock,
-        signing_key: SigningKey,
-        http: httpx.AsyncClient,
-    ) -> None:
-        self.context = BrokerContext(
-            settings=settings,
-            db=db,
-            adapter=adapter,
-            policy=policy,
-            tools=tools,
-            clock=clock,
-            signing_key=signing_key,
-            http=http,
-        )
-        context = self.context
+    def __init__(self, context: BrokerContext) -> None:
+        self.context = context
         self.revocation = RevocationService(context)
         self.tenants = TenantService(context, self.revocation)
         self.clocks = ClockService(context)

@@ -7,12 +7,14 @@ variants of everything) plug in as more components without changing it.
 from __future__ import annotations
 
 import os
+import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox.config import Settings
+from sandbox.errors import StartupFailed
 from sandbox.stack import process
 from sandbox.stack.readiness import answers, wait_for_http
 from sandbox.stack.state import ComponentState
@@ -94,6 +96,23 @@ class ProcessComponent(Component):
         env.update(self.settings.as_environment())
         env.update(process.markers(self.settings.state_dir))  # so `down` finds it even without the state file
         return env
+
+    def run_once(self, command: list[str], *, env: dict[str, str], timeout: float, what: str, fix: str) -> None:
+        """A one-off command before the process starts (a migration, a database made), written into its log;
+        :class:`StartupFailed` naming ``what`` and ``fix`` when it fails."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            done = subprocess.run(
+                command,
+                env=env,
+                cwd="/",
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+            )
+        if done.returncode != 0:
+            raise StartupFailed(f"{self.name}: {what} failed with exit {done.returncode}", fix)
 
     def start(self) -> ComponentState:
         record = process.spawn(self.command(), env=self.environment(), log_path=self.log_path)

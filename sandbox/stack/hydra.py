@@ -10,10 +10,7 @@ and ``hydra serve all`` with its public and admin APIs bound to the stack's host
 
 from __future__ import annotations
 
-import subprocess
-
 from sandbox.config import HydraAddress, Settings
-from sandbox.errors import StartupFailed
 from sandbox.idp.hydra import PUBLISHED_KEY_SET
 from sandbox.stack.component import Port, ProcessComponent, Report
 from sandbox.stack.hydra_build import HydraBuild
@@ -98,18 +95,10 @@ class Hydra(ProcessComponent):
         return state
 
     def _migrate(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            result = subprocess.run(
-                [str(self.build.binary), "migrate", "sql", "up", "--read-from-env", "--yes"],
-                env=self.environment(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                timeout=MIGRATE_TIMEOUT,
-            )
-        if result.returncode != 0:
-            raise StartupFailed(
-                f"{self.name}: `hydra migrate sql up` failed with exit {result.returncode}",
-                f"read its log (mcp-sandbox logs {self.name}); delete {self.build.home} to build Hydra afresh",
-            )
+        self.run_once(
+            [str(self.build.binary), "migrate", "sql", "up", "--read-from-env", "--yes"],
+            env=self.environment(),
+            timeout=MIGRATE_TIMEOUT,
+            what="`hydra migrate sql up`",
+            fix=f"read its log (mcp-sandbox logs {self.name}); delete {self.build.home} to build Hydra afresh",
+        )

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from sandbox.config import Settings
-from sandbox.errors import SandboxError, StartupFailed
+from sandbox.errors import SandboxError
 from sandbox.stack.component import Port, ProcessComponent, Report
 from sandbox.stack.readiness import wait_until
 from sandbox.stack.state import ComponentState
@@ -138,10 +138,13 @@ class PostgresServer(ProcessComponent):
                 shutil.chown(path, "postgres")
         try:
             self._run(
-                str(server_binaries() / "initdb"),
-                *("-D", str(self.home / "data"), "-U", SUPERUSER, "--auth=scram-sha-256"),
-                f"--pwfile={password_file}",
-                what="initdb",
+                [
+                    *as_owner(),
+                    str(server_binaries() / "initdb"),
+                    *("-D", str(self.home / "data"), "-U", SUPERUSER, "--auth=scram-sha-256"),
+                    f"--pwfile={password_file}",
+                ],
+                "initdb",
             )
         finally:
             password_file.unlink(missing_ok=True)
@@ -165,33 +168,11 @@ class PostgresServer(ProcessComponent):
 
     def recreate_database(self, database: str) -> None:
         """Drop ``database`` if it exists and create it empty (a Hydra's, whenever that Hydra starts)."""
-        for program in ("dropdb", "createdb"):
-            extra = ["--if-exists"] if program == "dropdb" else []
-            self._run(
-                str(server_binaries() / program),
-                *extra,
-                *("-h", self.settings.host, "-p", str(self.port), "-U", SUPERUSER, database),
-                what=program,
-                password=True,
-            )
+        server = ["-h", self.settings.host, "-p", str(self.port), "-U", SUPERUSER]
+        self._run([str(server_binaries() / "dropdb"), "--if-exists", *server, database], "dropdb")
+        self._run([str(server_binaries() / "createdb"), *server, database], "createdb")
 
-    def _run(self, *command: str, what: str, password: bool = False) -> None:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
-        if password:
-            env["PGPASSWORD"] = self.password
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            done = subprocess.run(
-                [*(as_owner() if what == "initdb" else []), *command],
-                env=env,
-                cwd=tempfile.gettempdir(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                timeout=COMMAND_TIMEOUT,
-            )
-        if done.returncode != 0:
-            raise StartupFailed(
-                f"PostgreSQL's {what} failed with exit {done.returncode}",
-                f"read its log (mcp-sandbox logs {self.name}); {INSTALL}",
-            )
+    def _run(self, command: list[str], what: str) -> None:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "PGPASSWORD": self.password}
+        fix = f"read its log (mcp-sandbox logs {self.name}); {INSTALL}"
+        self.run_once(command, env=env, timeout=COMMAND_TIMEOUT, what=f"PostgreSQL's {what}", fix=fix)

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from sandbox.broker.base import BrokerContext
 from sandbox.broker.clock import MovableClock
 from sandbox.broker.events import SigningKey
 from sandbox.broker.policy import Policy
@@ -174,14 +175,16 @@ async def broker_on(idp: FakeIdentityProvider, tmp_path: Path, clock: MovableClo
     try:
         async with httpx.AsyncClient() as http:
             service = BrokerService(
-                settings=settings,
-                db=db,
-                adapter=idp,
-                policy=Policy.load(settings.policy_file, tools),
-                tools=tools,
-                clock=clock,
-                signing_key=SigningKey.load_or_create(tmp_path / "key.json"),
-                http=http,
+                BrokerContext(
+                    settings=settings,
+                    db=db,
+                    adapter=idp,
+                    policy=Policy.load(settings.policy_file, tools),
+                    tools=tools,
+                    clock=clock,
+                    signing_key=SigningKey.load_or_create(tmp_path / "key.json"),
+                    http=http,
+                )
             )
             service.tenants.register_resource_server(None, settings.mcp_url, None)
             await service.tenants.adopt_tenant("acme")

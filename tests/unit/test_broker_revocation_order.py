@@ -15,6 +15,7 @@ import pytest
 from fake_idp import FakeIdentityProvider
 
 from sandbox.broker.auth import Principal
+from sandbox.broker.base import BrokerContext
 from sandbox.broker.clock import MovableClock
 from sandbox.broker.errors import IdpFailed
 from sandbox.broker.events import SigningKey
@@ -72,14 +73,16 @@ async def world(tmp_path: Path) -> AsyncIterator[tuple[BrokerService, SlowKeyclo
     db.create_schema()
     async with httpx.AsyncClient(transport=httpx.MockTransport(receiver)) as http:
         service = BrokerService(
-            settings=settings,
-            db=db,
-            adapter=keycloak,
-            policy=Policy.load(settings.policy_file, tools),
-            tools=tools,
-            clock=MovableClock(),
-            signing_key=SigningKey.load_or_create(tmp_path / "key.json"),
-            http=http,
+            BrokerContext(
+                settings=settings,
+                db=db,
+                adapter=keycloak,
+                policy=Policy.load(settings.policy_file, tools),
+                tools=tools,
+                clock=MovableClock(),
+                signing_key=SigningKey.load_or_create(tmp_path / "key.json"),
+                http=http,
+            )
         )
         service.tenants.register_resource_server(None, settings.mcp_url, EVENTS_URL)
         await service.tenants.adopt_tenant("acme")

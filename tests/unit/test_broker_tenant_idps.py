@@ -14,6 +14,7 @@ from fake_idp import FakeIdentityProvider
 from test_broker_service import request
 
 from sandbox.broker.auth import Principal
+from sandbox.broker.base import BrokerContext
 from sandbox.broker.clock import MovableClock
 from sandbox.broker.errors import Conflict
 from sandbox.broker.events import SigningKey
@@ -56,14 +57,16 @@ class FakeHydra(FakeIdentityProvider):
 def service_for(settings: Settings, db: Database, keycloak: Any, hydra: Any, http: httpx.AsyncClient) -> BrokerService:
     tools = ToolMap.load(settings.tools_file)
     return BrokerService(
-        settings=settings,
-        db=db,
-        adapter=TenantIdps(keycloak, hydra, settings.hydra_pool_addresses, realm_issuer=settings.issuer),
-        policy=Policy.load(settings.policy_file, tools),
-        tools=tools,
-        clock=MovableClock(),
-        signing_key=SigningKey.load_or_create(settings.state_dir / "key.json"),
-        http=http,
+        BrokerContext(
+            settings=settings,
+            db=db,
+            adapter=TenantIdps(keycloak, hydra, settings.hydra_pool_addresses, realm_issuer=settings.issuer),
+            policy=Policy.load(settings.policy_file, tools),
+            tools=tools,
+            clock=MovableClock(),
+            signing_key=SigningKey.load_or_create(settings.state_dir / "key.json"),
+            http=http,
+        )
     )
 
 

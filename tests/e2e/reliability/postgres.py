@@ -6,7 +6,6 @@ cluster lives in a temporary directory (its socket too) with a generated passwor
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import subprocess
@@ -19,20 +18,17 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from sandbox.errors import SandboxError
 from sandbox.issued import remember
 from sandbox.stack.ports import free_port
-
-INSTALL = "install Debian's PostgreSQL (apt-get install postgresql; .ci/run does it when missing)"
+from sandbox.stack.postgres import as_owner, server_binaries
 
 
 def _binaries() -> Path:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
-    if found:
-        return found[-1].parent
-    initdb = shutil.which("initdb")
-    if initdb is None:
-        pytest.fail(f"the scale-out tests need a PostgreSQL server and found none; {INSTALL}", pytrace=False)
-    return Path(initdb).resolve().parent
+    try:
+        return server_binaries()
+    except SandboxError as error:
+        pytest.fail(f"the scale-out tests need a PostgreSQL server: {error}", pytrace=False)
 
 
 @dataclass(frozen=True)
@@ -47,19 +43,18 @@ class Cluster:
 @contextmanager
 def postgres_cluster() -> Iterator[Cluster]:
     binaries = _binaries()
-    root = os.geteuid() == 0
     home = Path(tempfile.mkdtemp(prefix="mcp-sandbox-postgres-"))
     data, password_file = home / "data", home / "password"
     password = secrets.token_urlsafe(24)
     remember(password)  # the secret scan then proves no log or database of the run holds it
     password_file.write_text(password)
-    if root:
+    owner = as_owner()
+    if owner:
         shutil.chown(home, "postgres")
         shutil.chown(password_file, "postgres")
-    as_owner = ["runuser", "-u", "postgres", "--"] if root else []
 
     def run(*command: str) -> None:
-        done = subprocess.run([*as_owner, *command], capture_output=True, text=True, timeout=120)
+        done = subprocess.run([*owner, *command], capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             pytest.fail(f"{Path(command[0]).name} failed: {(done.stderr or done.stdout).strip()[-400:]}", pytrace=False)
 
