@@ -15,13 +15,13 @@ from typing import Any
 import httpx
 
 from sandbox.broker.base import BrokerContext
-from sandbox.broker.clock import MovableClock
+from sandbox.broker.clock import Clock, MovableClock
 from sandbox.broker.events import SigningKey
 from sandbox.broker.policy import Policy
 from sandbox.broker.service import BrokerService
 from sandbox.broker.store import Database
-from sandbox.config import load_settings
-from sandbox.idp import AgentClient, AgentClientSpec, IdpConflict, IdpNotFound, IdpUnavailable
+from sandbox.config import Settings, load_settings
+from sandbox.idp import AgentClient, AgentClientSpec, IdentityProvider, IdpConflict, IdpNotFound, IdpUnavailable
 from sandbox.toolmap import ToolMap
 
 DOWN = IdpUnavailable("Keycloak at http://127.0.0.1:1 is unreachable", "start it")
@@ -164,28 +164,35 @@ class FakeIdentityProvider:
         self.delegation_scopes.discard(client_id)
 
 
+def service_of(
+    settings: Settings, db: Database, adapter: IdentityProvider, http: httpx.AsyncClient, clock: Clock
+) -> BrokerService:
+    """A broker service on these parts, with the stack's policy and tool map and a signing key in the state
+    directory (what every broker unit test builds)."""
+    tools = ToolMap.load(settings.tools_file)
+    context = BrokerContext(
+        settings=settings,
+        db=db,
+        adapter=adapter,
+        policy=Policy.load(settings.policy_file, tools),
+        tools=tools,
+        clock=clock,
+        signing_key=SigningKey.load_or_create(settings.state_dir / "key.json"),
+        http=http,
+    )
+    return BrokerService(context)
+
+
 @asynccontextmanager
 async def broker_on(idp: FakeIdentityProvider, tmp_path: Path, clock: MovableClock) -> AsyncIterator[BrokerService]:
     """A broker service on this fake IdP and a SQLite database in ``tmp_path``, with the stack's policy and tool
     map, one resource server and the tenant acme (what the broker unit tests share)."""
     settings = load_settings(state_dir=tmp_path, broker_movable_clock=True)
-    tools = ToolMap.load(settings.tools_file)
     db = Database(f"sqlite:///{tmp_path / 'broker.db'}")
     db.create_schema()
     try:
         async with httpx.AsyncClient() as http:
-            service = BrokerService(
-                BrokerContext(
-                    settings=settings,
-                    db=db,
-                    adapter=idp,
-                    policy=Policy.load(settings.policy_file, tools),
-                    tools=tools,
-                    clock=clock,
-                    signing_key=SigningKey.load_or_create(tmp_path / "key.json"),
-                    http=http,
-                )
-            )
+            service = service_of(settings, db, idp, http, clock)
             service.tenants.register_resource_server(None, settings.mcp_url, None)
             await service.tenants.adopt_tenant("acme")
             yield service

@@ -12,18 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
-from fake_idp import FakeIdentityProvider
+from fake_idp import FakeIdentityProvider, service_of
 
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import BrokerContext
 from sandbox.broker.clock import MovableClock
 from sandbox.broker.errors import IdpFailed
-from sandbox.broker.events import SigningKey
-from sandbox.broker.policy import Policy
 from sandbox.broker.service import BrokerService, ProvisionRequest
 from sandbox.broker.store import Database
 from sandbox.config import load_settings
-from sandbox.toolmap import ToolMap
 
 ALICE = Principal("tenant_admin", "acme", "sub-alice", "alice", mfa=True)
 EVENTS_URL = "http://127.0.0.1:1/events"
@@ -68,22 +64,10 @@ async def world(tmp_path: Path) -> AsyncIterator[tuple[BrokerService, SlowKeyclo
         return httpx.Response(202)
 
     keycloak = SlowKeycloak(log, pushed)
-    tools = ToolMap.load(settings.tools_file)
     db = Database(f"sqlite:///{tmp_path / 'broker.db'}")
     db.create_schema()
     async with httpx.AsyncClient(transport=httpx.MockTransport(receiver)) as http:
-        service = BrokerService(
-            BrokerContext(
-                settings=settings,
-                db=db,
-                adapter=keycloak,
-                policy=Policy.load(settings.policy_file, tools),
-                tools=tools,
-                clock=MovableClock(),
-                signing_key=SigningKey.load_or_create(tmp_path / "key.json"),
-                http=http,
-            )
-        )
+        service = service_of(settings, db, keycloak, http, MovableClock())
         service.tenants.register_resource_server(None, settings.mcp_url, EVENTS_URL)
         await service.tenants.adopt_tenant("acme")
         yield service, keycloak, log, stamps

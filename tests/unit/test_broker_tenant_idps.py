@@ -10,21 +10,17 @@ from typing import Any
 
 import httpx
 import pytest
-from fake_idp import FakeIdentityProvider
+from fake_idp import FakeIdentityProvider, service_of
 from test_broker_service import request
 
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import BrokerContext
 from sandbox.broker.clock import MovableClock
 from sandbox.broker.errors import Conflict
-from sandbox.broker.events import SigningKey
-from sandbox.broker.policy import Policy
 from sandbox.broker.service import BrokerService
 from sandbox.broker.store import Database
 from sandbox.config import HydraAddress, Settings, load_settings
 from sandbox.idp.hydra import HydraTenant
 from sandbox.idp.tenant_idps import TenantIdps
-from sandbox.toolmap import ToolMap
 
 OPERATOR = Principal("operator", None, "sub-operator", "sandbox-admin", mfa=False)
 
@@ -55,19 +51,8 @@ class FakeHydra(FakeIdentityProvider):
 
 
 def service_for(settings: Settings, db: Database, keycloak: Any, hydra: Any, http: httpx.AsyncClient) -> BrokerService:
-    tools = ToolMap.load(settings.tools_file)
-    return BrokerService(
-        BrokerContext(
-            settings=settings,
-            db=db,
-            adapter=TenantIdps(keycloak, hydra, settings.hydra_pool_addresses, realm_issuer=settings.issuer),
-            policy=Policy.load(settings.policy_file, tools),
-            tools=tools,
-            clock=MovableClock(),
-            signing_key=SigningKey.load_or_create(settings.state_dir / "key.json"),
-            http=http,
-        )
-    )
+    adapter = TenantIdps(keycloak, hydra, settings.hydra_pool_addresses, realm_issuer=settings.issuer)
+    return service_of(settings, db, adapter, http, MovableClock())
 
 
 @pytest.fixture
