@@ -34,7 +34,8 @@ GRANTS = 200  # client-credentials grants at each size
 LISTS = 5  # agents-list calls at each size
 #: The whole benchmark's time budget (s); growth stops at the size it reached when it is spent.
 BUDGET, QUICK_BUDGET = 1800, 300
-#: Provisions the broker may refuse while a tenant grows (each is counted and named); one more stops the growth.
+#: Provisions the broker may refuse while a tenant grows or is probed (each is counted and named); one more stops
+#: the growth.
 MAX_FAILED_PROVISIONS = 20
 
 
@@ -69,12 +70,18 @@ async def _timed(samples: list[float], call: Any) -> Any:
     return result
 
 
-async def _measure(context: BenchContext, broker: OperatorBroker, tenant: str, grown: list[BenchAgent]) -> dict:
+async def _measure(
+    context: BenchContext, broker: OperatorBroker, tenant: str, grown: list[BenchAgent], failed: list[str]
+) -> dict:
     provision_ms: list[float] = []
     revoke_ms: list[float] = []
     list_ms: list[float] = []
     for _ in range(PROBES):  # one at a time: the latency of one call on a tenant this size
-        probe = await _timed(provision_ms, lambda: broker.provision(tenant))
+        try:
+            probe = await _timed(provision_ms, lambda: broker.provision(tenant))
+        except BrokerRefused as exc:  # counted with the growth's failures; its latency is not a provision's
+            failed.append(str(exc))
+            continue
         await _timed(revoke_ms, lambda probe=probe: broker.revoke(probe))
     grants = await _grants_per_second(grown[-1], context.size(GRANTS, GRANTS // 2))
     listed = 0
@@ -133,7 +140,7 @@ async def cost_growth(context: BenchContext) -> dict[str, Any]:
             if len(grown) < size:
                 at_size["stopped"] = f"the time budget ran out at {len(grown)} agents, growing to {size}"
                 break
-            at_size[str(size)] = await _measure(context, broker, tenant, grown)
+            at_size[str(size)] = await _measure(context, broker, tenant, grown, failed)
         memory_with_revocations["0"] = _held(context)
         revoked = 0
         for size in sizes:  # the grown agents revoked in the same steps; the jwt+events server holds each

@@ -55,6 +55,7 @@ from sandbox.idp.realm import (
     ZONE_PROFILE,
     delegation_scope,
 )
+from sandbox.loopback import KEEPALIVE
 from sandbox.oidc import discover_async
 from sandbox.stack_secrets import Secrets
 from sandbox.zones import ZONE_CLAIM
@@ -214,6 +215,10 @@ class KeycloakAdapter:
                 grant_type="client_credentials",
                 timeout=self.timeout,
             )
+            # python-keycloak's client keeps an idle connection 5 s; ours drops it after 2 s, as every client of
+            # the sandbox's servers does: a request sent on a connection the server had just closed fails with a
+            # ReadError and no answer (seen once while a tenant grew to 10,000 agents)
+            connection.async_s = httpx.AsyncClient(verify=connection.verify, limits=KEEPALIVE)
             self._admins[realm] = KeycloakAdmin(connection=connection)
         return self._admins[realm]
 

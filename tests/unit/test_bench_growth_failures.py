@@ -40,7 +40,7 @@ class RefusingBroker:
 def run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, broker: RefusingBroker) -> dict[str, Any]:
     monkeypatch.setattr(cost_growth, "OperatorBroker", lambda settings, threads: broker)
 
-    async def measured(context: Any, broker: Any, tenant: str, grown: list[Any]) -> dict[str, Any]:
+    async def measured(context: Any, broker: Any, tenant: str, grown: list[Any], failed: list[str]) -> dict[str, Any]:
         call = {"median": 1.0}
         return {
             "agents": len(grown),
@@ -72,3 +72,25 @@ def test_a_broker_that_refuses_every_provision_stops_the_growth_with_a_note(
     figures = run(monkeypatch, tmp_path, RefusingBroker(always=True))
     assert figures["failed_provisions"]["count"] > cost_growth.MAX_FAILED_PROVISIONS
     assert figures["at_size"]["stopped"].startswith(f"{figures['failed_provisions']['count']} provisions failed at 0")
+
+
+def test_a_refused_probe_is_counted_and_the_size_is_still_measured(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The probes at each size are provisions too: one the broker refuses is a failure counted, not a crash."""
+
+    class ListingBroker(RefusingBroker):
+        async def get(self, path: str, **params: Any) -> list[str]:
+            return ["agent"]
+
+    async def grants(agent: Any, count: int) -> float:
+        return 1.0
+
+    monkeypatch.setattr(cost_growth, "_grants_per_second", grants)
+    monkeypatch.setattr(cost_growth, "_rss_mib", lambda context: {})
+    context = BenchContext(Settings(state_dir=tmp_path / "state", cache_dir=tmp_path / "cache"), quick=True)
+    failed: list[str] = []
+    measured = asyncio.run(cost_growth._measure(context, ListingBroker({2, 4}), "t", ["agent"], failed))  # type: ignore[arg-type]
+    assert len(failed) == 2 and "the IdP failed on call 2" in failed[0]
+    assert measured["provision_call"]["n"] == cost_growth.PROBES - 2
+    assert measured["revoke_call"]["n"] == cost_growth.PROBES - 2
