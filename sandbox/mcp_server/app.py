@@ -60,6 +60,7 @@ from sandbox.mcp_server.scoping import MalformedRequest, ToolCall, ToolPolicy, r
 from sandbox.mcp_server.ssf_receiver import StreamReceiver, TransmitterConfiguration
 from sandbox.mcp_server.tenants import TenantDirectory
 from sandbox.mcp_server.throttle import DeniedCallLimiter
+from sandbox.mcp_server.timing import Steps
 from sandbox.mcp_server.tools import build_mcp
 from sandbox.mcp_server.trust import TrustedIssuers
 from sandbox.mcp_server.usage import UsageReporter
@@ -159,6 +160,7 @@ class ProtectedMcpEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
+        steps = Steps()
         refusal = await self.hosts.validate_request(request)
         if refusal is not None:
             return await refusal(scope, receive, send)
@@ -177,15 +179,18 @@ class ProtectedMcpEndpoint:
                 malformed = exc
             else:
                 mismatch = routing_mismatch(request.headers, body)
+        steps.end("read")
         answer, principal = await self._authenticate(request, call)
+        steps.end("verify")
         if answer is None and principal is not None:
             scope[SCOPE_KEY] = principal  # for the tools, and for the access log
             answer = self._outside_zone(principal, request, call)
             answer = answer or self._authorize(principal, call, malformed, mismatch)
         if answer is not None:
             return await answer(scope, receive, send)
+        steps.end("authorize")
         assert principal is not None
-        await self._forward(scope, replaying(body, receive), send, principal, call)
+        await self._forward(scope, replaying(body, receive), send, principal, call, steps)
 
     async def _authenticate(self, request: Request, call: ToolCall | None) -> tuple[Response | None, Principal | None]:
         if self.anonymous is not None:
@@ -291,7 +296,7 @@ class ProtectedMcpEndpoint:
         return None
 
     async def _forward(
-        self, scope: Scope, receive: Receive, send: Send, principal: Principal, call: ToolCall | None
+        self, scope: Scope, receive: Receive, send: Send, principal: Principal, call: ToolCall | None, steps: Steps
     ) -> None:
         user = AuthenticatedUser(principal.access_token())
         scope.update({"user": user, "auth": AuthCredentials(sorted(principal.scopes))})
@@ -301,6 +306,8 @@ class ProtectedMcpEndpoint:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                steps.end("sdk")
+                message = {**message, "headers": [*message.get("headers", []), steps.header()]}
             await send(message)
 
         context = auth_context_var.set(user)
