@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 from capability_table import Proof, put_between_markers, render_capability_table
 
 from sandbox.config import load_settings
+from sandbox.harness import suite_run
 from sandbox.harness.secret_scan import by_design, known_credentials, scan
 from sandbox.issued import ENVIRONMENT as REGISTRY_VARIABLE
 from sandbox.stack.launcher import docker_socket_exists
@@ -45,6 +48,8 @@ class Row:
 
 _ROWS: list[Row] = []
 _PROOFS: list[Proof] = []
+_TEST_SECONDS: dict[str, float] = {}  # node id -> its setup, call and teardown, for the suite-run record
+_STARTED: dict[str, Any] = {}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -127,7 +132,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     report.user_properties.append(("reliability", json.dumps(asdict(row))))
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _STARTED.update(at=time.monotonic(), load=suite_run.load_average())
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _TEST_SECONDS[report.nodeid] = _TEST_SECONDS.get(report.nodeid, 0.0) + report.duration
     for name, value in report.user_properties:
         if name == "reliability":
             _ROWS.append(Row(**json.loads(value)))
@@ -154,6 +164,32 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         target = config.getoption("--reliability-table")
         if target:
             render_table(Path(target), _ROWS)
+    if config.getoption("--reliability-table"):  # the whole suite, as `make test` runs it
+        _record_suite_run(session)
+
+
+def _record_suite_run(session: pytest.Session) -> None:
+    """What the bench's `suite` row reads: this session's wall time, outcome, and how busy the machine was."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    counted = {kind: len(reporter.stats.get(kind, [])) if reporter else 0 for kind in ("passed", "failed", "skipped")}
+    slowest = sorted(_TEST_SECONDS.items(), key=lambda pair: pair[1], reverse=True)[:10]
+    run = suite_run.SuiteRun(
+        finished=suite_run.now(),
+        commit=suite_run.commit(ROOT),
+        seconds=round(time.monotonic() - _STARTED["at"], 1),
+        passed=counted["passed"],
+        failed=counted["failed"] + len(reporter.stats.get("error", [])) if reporter else 0,
+        skipped=counted["skipped"],
+        exit_status=int(session.exitstatus),
+        cores=os.cpu_count() or 1,
+        load_average_at_start=_STARTED["load"],
+        load_average_at_end=suite_run.load_average(),
+        ci=os.environ.get("CI") == "true",
+        workers=int(getattr(session.config.option, "numprocesses", 0) or 0),
+        test_seconds=round(sum(_TEST_SECONDS.values()), 1),
+        slowest=[(name, round(seconds, 1)) for name, seconds in slowest],
+    )
+    suite_run.write(ROOT / suite_run.RECORD, run)
 
 
 def _secret_scan(config: pytest.Config) -> bool:

@@ -26,6 +26,7 @@ MODULES = (
     "sandbox.bench.cost_growth",  # late: it grows the tenant to thousands of agents, then revokes them all
     "sandbox.bench.peers",
     "sandbox.bench.certify_run",
+    "sandbox.bench.suite",  # read from the newest `make test` run's record, not run here
     "sandbox.bench.stack_start",  # last: its own stacks' start and stop would weigh on what runs after
 )
 

@@ -66,7 +66,7 @@ def test_a_figure_not_measured_says_why_and_is_not_judged() -> None:
     assert failed["measured"] is None and failed["target_met"] is None
     assert "failed (RuntimeError: boom)" in failed["note"]
     suite = rows[("suite", ROWS[9].figure)]
-    assert suite["target_met"] is None and suite["note"].startswith("not measured: the bench does not run")
+    assert suite["target_met"] is None and suite["note"] == "not measured: the suite benchmark did not run"
     assert "did not run" in table({})[0]["note"]
 
 
