@@ -38,6 +38,7 @@ class BenchAgent:
     token_url: str
     secret: str = field(repr=False)
     audience: list[str] | None = None  # asked for with audience= (an agent on Ory Hydra, which grants aud so)
+    steps_ms: dict[str, float] = field(default_factory=dict)  # the broker's own timings of its provision's steps
 
     @property
     def credential(self) -> ClientSecretCredential:
@@ -99,11 +100,13 @@ class OperatorBroker:
             token_url=credential["token_endpoint"],
             secret=credential["client_secret"],
             audience=list(answer["agent"]["audiences"]) if audience else None,
+            steps_ms=dict(answer.get("steps_ms") or {}),
         )
         self.live[agent.id] = agent
         return agent
 
     async def revoke(self, agent: BenchAgent) -> dict[str, Any]:
+        """The broker's answer (its ``steps_ms``: when each step of the revocation's work ended)."""
         answer: dict[str, Any] = await self.call(
             f"/tenants/{agent.tenant}/agents/{agent.id}/revoke", {"reason": "mcp-sandbox bench"}
         )

@@ -30,7 +30,8 @@ TARGET_AGENTS, TARGET_SECONDS = 1000, 120
 
 
 class Lane:
-    """One way of provisioning and revoking agents, with each call's latency and each phase's wall time."""
+    """One way of provisioning and revoking agents, with each call's latency and each phase's wall time; through
+    the broker, also the broker's own account of when each step of its work ended (``steps_ms``)."""
 
     def __init__(self) -> None:
         self.agents = 0
@@ -38,6 +39,8 @@ class Lane:
         self.revoke_seconds = 0.0
         self.provision_ms: list[float] = []
         self.revoke_ms: list[float] = []
+        self.provision_steps: list[dict[str, float]] = []
+        self.revoke_steps: list[dict[str, float]] = []
 
     async def _timed(self, samples: list[float], call: Callable[[], Awaitable[Any]]) -> Any:
         began = time.perf_counter()
@@ -71,7 +74,34 @@ class Lane:
             "seconds": round(total, 2),
             "provision_call": summarize(self.provision_ms),
             "revoke_call": summarize(self.revoke_ms),
+            **({"provision_steps_ms": _steps(self.provision_steps)} if self.provision_steps else {}),
+            **({"revoke_steps_ms": _steps(self.revoke_steps)} if self.revoke_steps else {}),
         }
+
+
+def _steps(reports: list[dict[str, float]]) -> dict[str, Any]:
+    """Each step the broker reported, as a distribution of when it ended after its work began (in step order)."""
+    names = dict.fromkeys(name for report in reports for name in report)
+    return {name: summarize([r[name] for r in reports if name in r]) for name in names}
+
+
+def _through_broker(
+    broker: OperatorBroker, tenant: str, lane: Lane
+) -> tuple[Callable[[], Awaitable[BenchAgent]], Callable[[BenchAgent], Awaitable[None]]]:
+    """Provision and revoke through the broker, keeping the steps it reports in its answers on ``lane``."""
+
+    async def provision() -> BenchAgent:
+        agent = await broker.provision(tenant)
+        if agent.steps_ms:
+            lane.provision_steps.append(agent.steps_ms)
+        return agent
+
+    async def revoke(agent: BenchAgent) -> None:
+        steps = (await broker.revoke(agent)).get("steps_ms")
+        if steps:
+            lane.revoke_steps.append(dict(steps))
+
+    return provision, revoke
 
 
 class DirectKeycloak:
@@ -108,15 +138,31 @@ class DirectKeycloak:
 
 
 def _why_slower(broker: dict[str, Any], direct: dict[str, Any]) -> str:
-    def medians(call: str) -> str:
-        return f"{broker[call]['median']:.0f} ms vs {direct[call]['median']:.0f} ms"
-
-    return (
-        "the broker makes the same Keycloak calls and more: its own HTTP API and admin-token check, the policy, "
-        "database records with an audit entry per step (SQLite, one commit each), and on revoke a signed event "
-        "pushed to each server with an event endpoint, waiting for its answer; median call through the broker vs "
-        f"direct: provision {medians('provision_call')}, revoke {medians('revoke_call')}"
+    """Where the broker's extra time per call went, from this run's own figures: the calls' medians, the broker's
+    own steps (when each ended after its work began), and the rest of the call outside those steps."""
+    calls = [("provision", "provision_call", "provision_steps_ms"), ("revoke", "revoke_call", "revoke_steps_ms")]
+    medians = ", ".join(
+        f"{name} {broker[call]['median']:.0f} ms vs {direct[call]['median']:.0f} ms" for name, call, _ in calls
     )
+    parts = [f"median call through the broker vs Keycloak directly: {medians}"]
+    ended: list[str] = []
+    outside: list[str] = []
+    for name, call, key in calls:
+        steps = broker.get(key)
+        if not steps:
+            continue
+        ended.append(f"{name}: " + ", ".join(f"{step} {s['median']:.0f}" for step, s in steps.items()))
+        last = max(s["median"] for s in steps.values())
+        outside.append(f"{name} {broker[call]['median'] - last:.0f} ms")
+    if ended:
+        parts.append(f"the broker's steps ended (median ms after its work began) on {'; on '.join(ended)}")
+        parts.append(
+            "the rest of the call, outside those steps (call median minus the last step's median: the HTTP hop, "
+            "the API's admin-token check, the thread pools, and on revoke the final record): " + ", ".join(outside)
+        )
+    else:
+        parts.append("the broker reported no steps of its work, so where its time went is not measured")
+    return "; ".join(parts)
 
 
 @benchmark("provisioning", "Agents provisioned and revoked per second: through the broker vs Keycloak directly")
@@ -129,24 +175,18 @@ async def provisioning(context: BenchContext) -> dict[str, Any]:
     direct = DirectKeycloak(KeycloakAdapter.from_settings(settings), tenant, [s.url for s in settings.mcp_servers])
     through_broker, directly, on_hydra = Lane(), Lane(), Lane()
 
-    async def provision_through_broker() -> BenchAgent:
-        return await broker.provision(tenant)
+    provision_through_broker, revoke_through_broker = _through_broker(broker, tenant, through_broker)
 
     with tenant_on_hydra(settings) as hydra_tenant:
-
-        async def provision_on_hydra() -> BenchAgent:
-            assert hydra_tenant is not None
-            return await broker.provision(hydra_tenant)
-
         try:
             rounds = 0
             while through_broker.agents < wanted and time.perf_counter() < deadline:
                 count = min(ROUND, wanted - through_broker.agents)
-                await through_broker.round(count, provision_through_broker, broker.revoke)
+                await through_broker.round(count, provision_through_broker, revoke_through_broker)
                 if rounds % DIRECT_EVERY == 0:
                     await directly.round(count, direct.provision, direct.revoke)
                     if hydra_tenant is not None:  # the same rounds through the broker, the agents on a Hydra
-                        await on_hydra.round(count, provision_on_hydra, broker.revoke)
+                        await on_hydra.round(count, *_through_broker(broker, hydra_tenant, on_hydra))
                 rounds += 1
         finally:
             await broker.close()

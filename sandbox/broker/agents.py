@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +40,17 @@ class Interrupted(Exception):
     def __init__(self, status: str) -> None:
         super().__init__(status)
         self.status = status
+
+
+class Steps:
+    """Milliseconds from the start of a piece of work to the end of each of its steps."""
+
+    def __init__(self) -> None:
+        self.began = time.perf_counter()
+        self.ms: dict[str, float] = {}
+
+    def done(self, name: str) -> None:
+        self.ms[name] = round((time.perf_counter() - self.began) * 1000, 3)
 
 
 class AgentService:
@@ -90,6 +102,7 @@ class AgentService:
         return [schemas.PolicyCheckOut(name=r.name, violations=self.check_request(r)) for r in requests]
 
     async def provision(self, principal: Principal, tenant: str, request: ProvisionRequest) -> schemas.Provisioned:
+        steps = Steps()
         try:
             agent, jwk, needs_approval, now = self._record_provisioning(principal, tenant, request)
         except StorageFailed as exc:
@@ -99,7 +112,8 @@ class AgentService:
                     "pick another name, or revoke that agent first",
                 ) from exc
             raise
-        return await self._create_client(principal, tenant, request, agent, jwk, needs_approval, now)
+        steps.done("provisioning_recorded")
+        return await self._create_client(principal, tenant, request, agent, jwk, needs_approval, now, steps)
 
     def _record_provisioning(
         self, principal: Principal, tenant: str, request: ProvisionRequest
@@ -172,6 +186,7 @@ class AgentService:
         jwk: dict[str, Any] | None,
         needs_approval: bool,
         now: datetime,
+        steps: Steps,
     ) -> schemas.Provisioned:
         spec = AgentClientSpec(
             client_id=agent.client_id,
@@ -194,6 +209,7 @@ class AgentService:
                 await self.context.adapter.add_delegation_scope(tenant, agent.client_id, request.name)
         except IDP_FAILURES as exc:
             raise await self._undo_provision(agent, principal, exc) from exc
+        steps.done("idp_client_created")
         status = "pending_approval" if needs_approval else "active"
         fingerprint = key_fingerprint(jwk) if jwk else secret_fingerprint(client.secret or "")
         try:
@@ -228,6 +244,7 @@ class AgentService:
                     reason=str(request.metadata.get("reason", "")),
                 )
                 public = agent_out(stored)
+            steps.done("status_recorded")
         except Interrupted as exc:
             await self._remove_quietly(tenant, client.id, agent.client_id, request.mode)
             raise Conflict(
@@ -256,6 +273,8 @@ class AgentService:
                 token_endpoint=token_endpoint,
                 issuer=self.context.agents_issuer(tenant),
             ),
+            # How long each step took from the start of the work, in ms: what a slow provision spent its time on.
+            steps_ms=steps.ms,
         )
 
     async def _remove_quietly(self, tenant: str, keycloak_id: str, client_id: str, mode: str) -> None:

@@ -185,6 +185,13 @@ class Provisioned(BaseModel):
     agent: AgentOut
     status: str
     credential: CredentialOut
+    steps_ms: dict[str, float] = Field(
+        default_factory=dict,
+        description="Milliseconds from the start of the provision's work to the end of each step: "
+        "provisioning_recorded (request checked, agent recorded as provisioning), idp_client_created (the IdP's "
+        "token endpoint read, the client created, and the delegation scope added for a delegated agent), "
+        "status_recorded (client, credential fingerprint and audit entry recorded).",
+    )
 
 
 class PolicyCheckIn(_Body):

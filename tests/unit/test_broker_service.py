@@ -203,3 +203,23 @@ async def test_an_mtls_agent_is_made_a_certificate_bound_client(world: Any) -> N
     service, keycloak, _ = world
     bound = (await service.agents.provision(ALICE, "acme", replace(request("bound"), binding="mtls"))).agent
     assert keycloak.clients[bound.client_id]["binding"] == "mtls" and bound.binding == "mtls"
+
+
+class SlowToCreate(FakeKeycloak):
+    """Creating a client takes at least CREATE_SECONDS, as a round trip to a busy IdP would."""
+
+    CREATE_SECONDS = 0.05
+
+    async def create_agent_client(self, realm: str, spec: Any) -> Any:
+        await asyncio.sleep(self.CREATE_SECONDS)
+        return await super().create_agent_client(realm, spec)
+
+
+async def test_provision_reports_when_each_step_of_its_work_ended(tmp_path: Path) -> None:
+    async with broker_on(SlowToCreate(), tmp_path, MovableClock()) as service:
+        provisioned = await service.agents.provision(ALICE, "acme", request("timed"))
+    steps = provisioned.steps_ms
+    assert list(steps) == ["provisioning_recorded", "idp_client_created", "status_recorded"]
+    assert 0 <= steps["provisioning_recorded"] <= steps["idp_client_created"] <= steps["status_recorded"]
+    # The IdP's time falls in the step that calls it, not in the recording before it.
+    assert steps["idp_client_created"] - steps["provisioning_recorded"] >= SlowToCreate.CREATE_SECONDS * 1000 * 0.9
