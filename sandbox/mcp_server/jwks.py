@@ -73,6 +73,7 @@ class KeyCache:
         self._max_age = max_age
         self._clock = clock
         self._keys: list[Key] | None = None
+        self._found: dict[tuple[str | None, str], Key] = {}
         self._fetched_at = float("-inf")
         self._lock = asyncio.Lock()
         self.fetches = 0
@@ -90,10 +91,17 @@ class KeyCache:
         return found
 
     def _find(self, kid: str | None, alg: str) -> Key | None:
+        """The one key for this header; remembered per (kid, alg) until the keys are fetched again."""
+        if (kid, alg) in self._found:
+            return self._found[(kid, alg)]
         candidates = [key for key in self._keys or () if suits(key, alg)]
         if kid is None:
-            return candidates[0] if len(candidates) == 1 else None
-        return next((key for key in candidates if key.kid == kid), None)
+            found = candidates[0] if len(candidates) == 1 else None
+        else:
+            found = next((key for key in candidates if key.kid == kid), None)
+        if found is not None:
+            self._found[(kid, alg)] = found
+        return found
 
     async def _refresh(self, seen_fetch: float) -> None:
         async with self._lock:
@@ -108,4 +116,5 @@ class KeyCache:
             except (httpx.HTTPError, ValueError) as exc:
                 raise VerificationUnavailable(f"cannot fetch signing keys from {url} ({type(exc).__name__})") from exc
             self._keys = keys
+            self._found = {}
             self._fetched_at = self._clock()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from mcp.server.auth.routes import build_resource_metadata_url
@@ -51,7 +52,7 @@ class ServerOptions:
     #: Issuers whose RFC 7662 endpoint their metadata does not name: the stack's Hydras (it is on their admin API).
     introspection_endpoints: dict[str, str] = field(default_factory=dict)
 
-    @property
+    @cached_property  # asked on every request (challenges name it)
     def resource_metadata_url(self) -> str:
         """RFC 9728 §3.1: the well-known path inserted between the host and the resource's path."""
         return str(build_resource_metadata_url(AnyHttpUrl(self.canonical_url)))

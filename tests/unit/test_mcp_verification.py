@@ -19,7 +19,7 @@ from sandbox.mcp_server.errors import InvalidToken, VerificationUnavailable
 from sandbox.mcp_server.jwks import KeyCache
 from sandbox.mcp_server.principal import tenant_of
 from sandbox.mcp_server.trust import TrustedIssuers
-from sandbox.mcp_server.verification import JwtVerifier, Policy, RevocationCheckingVerifier
+from sandbox.mcp_server.verification import JwtVerifier, Policy, RevocationCheckingVerifier, check_claims
 
 ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
 
@@ -255,3 +255,26 @@ def test_revocation_checking_refuses_what_the_list_covers() -> None:
 )
 def test_the_tenant_is_the_realm_of_the_issuer(issuer: str, tenant: str) -> None:
     assert tenant_of(issuer) == tenant
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"aud": ["http://127.0.0.1:2/mcp", 7]}, "audience"),
+        ({"jti": 7}, "jti is not a string"),
+        ({"sub": 7}, "sub is not a string"),
+        ({"exp": True}, "exp is not a NumericDate"),
+        ({"nbf": float("nan")}, "nbf is not a NumericDate"),
+        ({"iss": "http://127.0.0.1:1/realms/other"}, "not the one that signed it"),
+    ],
+)
+def test_claims_of_the_wrong_kind_are_refused(changes: dict[str, Any], reason: str) -> None:
+    """The claims are checked by hand on every call: each kind the claims registry refused is still refused."""
+    from sandbox.mcp_server.errors import InvalidToken
+    from sandbox.mcp_server.verification import Policy
+
+    issuer = FakeIssuer()
+    policy = Policy(audience=AUDIENCE, algorithms=("RS256",), leeway=5, max_lifetime=3600)
+    with pytest.raises(InvalidToken) as refused_with:
+        check_claims({**issuer.claims(), **changes}, issuer.issuer, policy)
+    assert reason in refused_with.value.description
