@@ -218,7 +218,7 @@ class AgentService:
                 assert stored is not None
                 if stored.status != "provisioning":  # housekeeping took it for interrupted and undid it meanwhile
                     raise Interrupted(stored.status)
-                stored.keycloak_id = client.id
+                stored.idp_id = client.id
                 stored.service_account_id = client.service_account_id
                 stored.status = status
                 stored.activated_at = None if needs_approval else now
@@ -277,9 +277,9 @@ class AgentService:
             steps_ms=steps.ms,
         )
 
-    async def _remove_quietly(self, tenant: str, keycloak_id: str, client_id: str, mode: str) -> None:
+    async def _remove_quietly(self, tenant: str, idp_id: str, client_id: str, mode: str) -> None:
         try:
-            await self.context.adapter.delete_client(tenant, keycloak_id)
+            await self.context.adapter.delete_client(tenant, idp_id)
             if mode == "delegated":
                 await self.context.adapter.remove_delegation_scope(tenant, client_id)
         except IDP_FAILURES as exc:
@@ -396,11 +396,11 @@ class AgentService:
                 self.context.require_mfa(principal, f"changing the role of an agent in {environment}")
             before = {"role": agent.role, "environment": agent.environment, "scopes": list(agent.scopes)}
             scopes = role.scopes(environment)
-            keycloak_id = agent.keycloak_id
+            idp_id = agent.idp_id
         with idp_failure(
             f"changing the role of agent {agent_id}", "; the role was not changed", "retry when the IdP is up"
         ):
-            await self.context.adapter.set_default_scopes(tenant, keycloak_id or "", scopes)
+            await self.context.adapter.set_default_scopes(tenant, idp_id or "", scopes)
         with self.context.session() as session:
             stored = self.context.visible_agent(session, principal, agent_id, tenant)
             stored.role, stored.environment, stored.scopes = role_name, environment, scopes
@@ -436,9 +436,9 @@ class AgentService:
                     f"{principal.username} requested agent {agent.name!r} and cannot approve it",
                     "another admin of the tenant must approve it",
                 )
-            keycloak_id = agent.keycloak_id or ""
+            idp_id = agent.idp_id or ""
         with idp_failure("approving", "; still pending", "retry"):
-            await self.context.adapter.set_client_enabled(tenant, keycloak_id, True)
+            await self.context.adapter.set_client_enabled(tenant, idp_id, True)
         now = self.context.now(tenant)
         with self.context.session() as session:
             stored = self.context.visible_agent(session, principal, agent_id, tenant)
@@ -466,9 +466,9 @@ class AgentService:
             agent = self.context.visible_agent(session, principal, agent_id, tenant)
             if agent.status != "pending_approval":
                 raise Conflict(f"agent {agent.name!r} is {agent.status}, not pending_approval", "nothing to deny")
-            keycloak_id, client_id, delegated = agent.keycloak_id or "", agent.client_id, agent.mode == "delegated"
+            idp_id, client_id, delegated = agent.idp_id or "", agent.client_id, agent.mode == "delegated"
         with idp_failure("denying", "; still pending", "retry"):
-            await self.context.adapter.delete_client(tenant, keycloak_id)
+            await self.context.adapter.delete_client(tenant, idp_id)
             if delegated:
                 await self.context.adapter.remove_delegation_scope(tenant, client_id)
         with self.context.session() as session:

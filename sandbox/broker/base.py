@@ -203,7 +203,7 @@ class BrokerContext:
             agent = self.visible_agent(session, principal, agent_id, tenant)
             if agent.status != held:
                 raise Conflict(f"agent {agent.name!r} is {agent.status}, not {held}", only)
-            client = agent.keycloak_id or ""
+            client = agent.idp_id or ""
             wait = settle(agent)
         if wait > 0:
             await asyncio.sleep(wait)

@@ -80,9 +80,9 @@ class DormancyService:
             )
             if now - last < timedelta(days=days):
                 return None, None
-            keycloak_id = agent.keycloak_id or ""
+            idp_id = agent.idp_id or ""
         try:
-            await self.context.adapter.set_client_enabled(agent_tenant, keycloak_id, False)
+            await self.context.adapter.set_client_enabled(agent_tenant, idp_id, False)
         except IDP_FAILURES as exc:
             return None, f"{agent_id}: {why(exc)}"
         with self.context.session() as session:

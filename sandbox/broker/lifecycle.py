@@ -160,10 +160,10 @@ class CredentialAgeKeeper:
                 raise unknown
             if not hmac.compare_digest(previous.fingerprint, secret_fingerprint(secret)):
                 raise unknown
-            tenant, keycloak_id, grace_ends = agent.tenant, agent.keycloak_id or "", agent.grace_ends_at
+            tenant, idp_id, grace_ends = agent.tenant, agent.idp_id or "", agent.grace_ends_at
             agent_id = agent.id
         with idp_failure("reading the rotated secret", "; nothing was handed out", "retry"):
-            new_secret = await self.context.adapter.client_secret(tenant, keycloak_id)
+            new_secret = await self.context.adapter.client_secret(tenant, idp_id)
         with self.context.session() as session:
             audit.record(
                 session,
@@ -283,10 +283,10 @@ class AccessReviews:
                     )
                 before = list(agent.scopes)
                 after = [scope for scope in before if scope not in removing]
-                keycloak_id = agent.keycloak_id or ""
+                idp_id = agent.idp_id or ""
             if after != before:
                 with idp_failure(f"narrowing agent {agent_id}'s scopes", "; its scopes are unchanged", "retry"):
-                    await self.context.adapter.set_default_scopes(tenant, keycloak_id, after)
+                    await self.context.adapter.set_default_scopes(tenant, idp_id, after)
             now = self.context.now(tenant)
             with self.context.session() as session:
                 stored = self.context.visible_agent(session, principal, agent_id, tenant)

@@ -72,7 +72,7 @@ class RevocationService:
                 agent.status, agent.revoked_at, agent.cleanup_pending = "revoking", now, True
             revoked_at = agent.revoked_at or now
             snapshot = agent.as_public()
-            keycloak_id = agent.keycloak_id
+            idp_id = agent.idp_id
             tenant = agent.tenant
             servers = self.context.registered_servers(session)
             targets = [(url, servers[url].events_url if url in servers else None) for url in agent.audiences]
@@ -99,8 +99,8 @@ class RevocationService:
 
         async def disable() -> None:
             try:
-                if keycloak_id:
-                    await self.context.adapter.set_client_enabled(tenant, keycloak_id, False)
+                if idp_id:
+                    await self.context.adapter.set_client_enabled(tenant, idp_id, False)
             except IdpNotFound:
                 pass  # already gone in Keycloak: nothing can get a token
             step("idp_disabled")
@@ -124,7 +124,7 @@ class RevocationService:
         revoked_now = int(self.context.clock.now().timestamp())
         delivering = self.context.transmitter.revoke(subject, audiences, at=revoked_now, reason=reason)
         removed = await asyncio.gather(
-            delivering, self._remove_client(tenant, keycloak_id, snapshot), return_exceptions=True
+            delivering, self._remove_client(tenant, idp_id, snapshot), return_exceptions=True
         )
         step("closing_event_answered_and_client_removed")
         deliveries, removal = removed
@@ -173,9 +173,9 @@ class RevocationService:
             steps_ms=steps,
         )
 
-    async def _remove_client(self, tenant: str, keycloak_id: str | None, agent: dict[str, Any]) -> None:
-        if keycloak_id:
-            await self.context.adapter.delete_client(tenant, keycloak_id)
+    async def _remove_client(self, tenant: str, idp_id: str | None, agent: dict[str, Any]) -> None:
+        if idp_id:
+            await self.context.adapter.delete_client(tenant, idp_id)
         if agent["mode"] == "delegated":
             await self.context.adapter.remove_delegation_scope(tenant, agent["client_id"])
 

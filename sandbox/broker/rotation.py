@@ -98,7 +98,7 @@ class RotationService:
             ).first()
             old_jwk = current.public_jwk if current else None
             recorded = current.fingerprint if current else None
-            keycloak_id = agent.keycloak_id or ""
+            idp_id = agent.idp_id or ""
             kind = agent.credential_type
         new_jwk = None
         secret = None
@@ -109,7 +109,7 @@ class RotationService:
             if kind == "client_secret":
                 if jwk is not None:
                     raise BadRequest("a client_secret agent rotates to a new secret, not a key", "omit the jwk")
-                secret = await self._new_secret(tenant, keycloak_id, grace_seconds, recorded)
+                secret = await self._new_secret(tenant, idp_id, grace_seconds, recorded)
             else:
                 if jwk is None:
                     raise BadRequest("rotating a private_key_jwt agent needs its new public JWK", "send jwk")
@@ -117,7 +117,7 @@ class RotationService:
                 if old_jwk and new_jwk["kid"] == old_jwk["kid"]:
                     raise BadRequest("the new key has the same kid as the current one", "give the new key its own kid")
                 keys = [old_jwk, new_jwk] if (old_jwk and grace_seconds > 0) else [new_jwk]
-                await self.context.adapter.set_client_jwks(tenant, keycloak_id, {"keys": keys})
+                await self.context.adapter.set_client_jwks(tenant, idp_id, {"keys": keys})
         now = self.context.now(tenant)
         grace_ends = now + timedelta(seconds=grace_seconds) if grace_seconds > 0 else None
         fingerprint = key_fingerprint(new_jwk) if new_jwk else secret_fingerprint(secret or "")
@@ -182,15 +182,15 @@ class RotationService:
             raise Conflict(f"agent {agent_id} is gone", "nothing to rotate")
         return agent
 
-    async def _new_secret(self, tenant: str, keycloak_id: str, grace_seconds: int, recorded: str | None) -> str:
+    async def _new_secret(self, tenant: str, idp_id: str, grace_seconds: int, recorded: str | None) -> str:
         """Keycloak's next secret. If Keycloak's current secret is not the one recorded, a rotation was interrupted
         after Keycloak made its secret (the broker stopped before recording it, so nobody got it): that secret is
         handed out now with this grace, instead of a second one that would end the old secret's grace at once."""
-        current = await self.context.adapter.client_secret(tenant, keycloak_id)
+        current = await self.context.adapter.client_secret(tenant, idp_id)
         if recorded is not None and secret_fingerprint(current) != recorded:
-            await self.context.adapter.keep_rotated_secret(tenant, keycloak_id, grace_seconds)
+            await self.context.adapter.keep_rotated_secret(tenant, idp_id, grace_seconds)
             return current
-        return await self.context.adapter.rotate_client_secret(tenant, keycloak_id, grace_seconds)
+        return await self.context.adapter.rotate_client_secret(tenant, idp_id, grace_seconds)
 
     async def end_grace(
         self, principal: Principal | None, tenant: str, agent_id: str, reason: str = ""
@@ -212,15 +212,15 @@ class RotationService:
             current = session.scalars(
                 select(Credential).where(Credential.agent_id == agent_id, Credential.state == "current")
             ).first()
-            keycloak_id, kind = agent.keycloak_id or "", agent.credential_type
+            idp_id, kind = agent.idp_id or "", agent.credential_type
             current_jwk = current.public_jwk if current else None
         with idp_failure(
             f"ending the grace of agent {agent_id}", "; the old credential still works", "retry when the IdP is up"
         ):
             if kind == "client_secret":
-                await self.context.adapter.end_secret_grace(tenant, keycloak_id)
+                await self.context.adapter.end_secret_grace(tenant, idp_id)
             elif current_jwk:
-                await self.context.adapter.set_client_jwks(tenant, keycloak_id, {"keys": [current_jwk]})
+                await self.context.adapter.set_client_jwks(tenant, idp_id, {"keys": [current_jwk]})
         with self.context.session() as session:
             stored = session.get(Agent, agent_id)
             assert stored is not None

@@ -29,6 +29,7 @@ from sqlalchemy import (
     TypeDecorator,
     create_engine,
     event,
+    inspect,
     text,
 )
 from sqlalchemy.engine import Engine, make_url
@@ -104,7 +105,7 @@ class Agent(Base):
     credential_type: Mapped[str] = mapped_column(String(32))
     binding: Mapped[str] = mapped_column(String(16), default="bearer", server_default="bearer")
     client_id: Mapped[str] = mapped_column(String(256), index=True)
-    keycloak_id: Mapped[str | None] = mapped_column(String(64))
+    idp_id: Mapped[str | None] = mapped_column(String(64))  # the client's id inside its IdP
     service_account_id: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(32), index=True)
     scopes: Mapped[list[str]] = mapped_column(default=list)
@@ -303,6 +304,21 @@ _APPEND_ONLY = {
 }
 
 
+#: Columns renamed since a broker database could first be made: (table, old name, new name). A database made
+#: before the rename is renamed in place when the broker opens it; its rows keep their values.
+_RENAMED_COLUMNS = [("agents", "keycloak_id", "idp_id")]
+
+
+def _rename_columns(connection: Any) -> None:
+    found = inspect(connection)
+    for table, old, new in _RENAMED_COLUMNS:
+        if not found.has_table(table):
+            continue
+        columns = {column["name"] for column in found.get_columns(table)}
+        if old in columns and new not in columns:
+            connection.execute(text(f"ALTER TABLE {table} RENAME COLUMN {old} TO {new}"))
+
+
 def default_database_url(settings: Settings) -> str:
     return f"sqlite:///{broker_dir(settings) / 'broker.db'}"
 
@@ -354,6 +370,8 @@ class Database:
 
     def create_schema(self) -> None:
         try:
+            with self.engine.begin() as connection:
+                _rename_columns(connection)
             Base.metadata.create_all(self.engine)
             with self.engine.begin() as connection:
                 for statement in _APPEND_ONLY.get(self.engine.dialect.name, []):

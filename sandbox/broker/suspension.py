@@ -143,11 +143,11 @@ class Suspensions:
                 agent = session.get(Agent, agent_id)
                 if agent is None or agent.status != "active":  # suspended, revoked or changed meanwhile
                     return None
-                tenant, keycloak_id, snapshot = agent.tenant, agent.keycloak_id, agent.as_public()
+                tenant, idp_id, snapshot = agent.tenant, agent.idp_id, agent.as_public()
                 servers = context.registered_servers(session)
                 targets = [(url, servers[url].events_url if url in servers else None) for url in agent.audiences]
             try:
-                await context.adapter.set_client_enabled(tenant, keycloak_id or "", False)
+                await context.adapter.set_client_enabled(tenant, idp_id or "", False)
             except IDP_FAILURES as exc:
                 log.warning("suspension not done yet", extra={"agent": agent_id, "reason": why(exc)})
                 return None  # still active; the next report or scan tries again
