@@ -1,4 +1,4 @@
-"""Agents: provisioning (with compensation when Keycloak fails halfway), role changes, approval."""
+"""Agents: provisioning (with compensation when the IdP fails halfway), role changes, approval."""
 
 from __future__ import annotations
 
@@ -249,7 +249,7 @@ class AgentService:
             await self._remove_quietly(tenant, client.id, agent.client_id, request.mode)
             raise Conflict(
                 f"provisioning agent {request.name!r} took so long that it was recorded as {exc.status}; "
-                "its Keycloak client was removed again",
+                f"its {self.context.idp_title(tenant)} client was removed again",
                 "provision it again",
             ) from exc
         except StorageFailed as exc:
@@ -257,9 +257,9 @@ class AgentService:
                 await self.context.adapter.delete_client(tenant, client.id)
                 if request.mode == "delegated":
                     await self.context.adapter.remove_delegation_scope(tenant, agent.client_id)
-                undone = "the Keycloak client was removed again; nothing was kept"
+                undone = f"the {self.context.idp_title(tenant)} client was removed again; nothing was kept"
             except IDP_FAILURES:
-                undone = "the Keycloak client could not be removed; remove it by hand"
+                undone = f"the {self.context.idp_title(tenant)} client could not be removed; remove it by hand"
             raise StorageFailed(f"{exc.cause} while recording agent {request.name!r}; {undone}", exc.fix) from exc
         log.info("agent provisioned", extra={"tenant": tenant, "agent": agent.id, "status": status})
         return schemas.Provisioned(
@@ -289,7 +289,7 @@ class AgentService:
 
     async def recover_interrupted_provisions(self) -> int:
         """Undo provisions a stopped broker left ``provisioning`` for longer than ``broker_interrupted_after``:
-        the Keycloak client (if any was made) is removed and the agent recorded ``failed``, so the name is free."""
+        the IdP's client (if any was made) is removed and the agent recorded ``failed``, so the name is free."""
         limit = self.context.settings.broker_interrupted_after
         with self.context.session() as session:
             stuck = [
@@ -311,7 +311,8 @@ class AgentService:
     async def _undo_provision(
         self, agent: Agent, principal: Principal | None, failure: BaseException, *, interrupted: bool = False
     ) -> BrokerError:
-        """Compensate a provision Keycloak failed halfway; say what is left."""
+        """Compensate a provision the IdP failed halfway; say what is left."""
+        idp = self.context.idp_title(agent.tenant)
         try:
             leftover = await self.context.adapter.find_client(agent.tenant, agent.client_id)
             if leftover:
@@ -319,10 +320,10 @@ class AgentService:
             if agent.mode == "delegated":
                 await self.context.adapter.remove_delegation_scope(agent.tenant, agent.client_id)
             cleanup_pending = False
-            outcome = "nothing was left in Keycloak"
+            outcome = f"nothing was left in {idp}"
         except IDP_FAILURES:
             cleanup_pending = True
-            outcome = "any half-made Keycloak client will be removed once Keycloak answers"
+            outcome = f"any half-made {idp} client will be removed once {idp} answers"
         with self.context.session() as session:
             stored = session.get(Agent, agent.id)
             assert stored is not None
@@ -345,7 +346,7 @@ class AgentService:
         return IdpFailed(
             f"the IdP failed while provisioning agent {agent.name!r} ({why(failure)}); {outcome}; "
             "the agent is recorded as failed",
-            "retry the provision when Keycloak is up (`mcp-sandbox status`)",
+            f"retry the provision when {idp} is up (`mcp-sandbox status`)",
             compensated=not cleanup_pending,
         )
 

@@ -93,7 +93,7 @@ class BrokerContext:
     ) -> None:
         self.settings = settings
         self.db = db
-        # Each tenant's agents on its IdP, people on Keycloak; a bare provider (a test's fake) holds everything.
+        # Each tenant's agents on its IdP, people in its realm; a bare provider (a test's fake) holds everything.
         self.adapter = adapter if isinstance(adapter, TenantIdps) else TenantIdps(adapter, realm_issuer=settings.issuer)
         self.policy = policy
         self.tools = tools
@@ -126,8 +126,12 @@ class BrokerContext:
                 )
             self.adapter.attach(name, pool[hydra])
 
+    def idp_title(self, tenant: str) -> str:
+        """How messages name the IdP that holds the tenant's agents."""
+        return self.adapter.capabilities(tenant).title
+
     def agents_issuer(self, tenant: str) -> str:
-        """The issuer of the tenant's agents' tokens: its Hydra, or its Keycloak realm."""
+        """The issuer of the tenant's agents' tokens: its Hydra, or its realm."""
         return self.adapter.agents_issuer(tenant) or self.settings.issuer(tenant)
 
     def now(self, tenant: str | None = None) -> datetime:

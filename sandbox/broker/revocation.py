@@ -102,7 +102,7 @@ class RevocationService:
                 if idp_id:
                     await self.context.adapter.set_client_enabled(tenant, idp_id, False)
             except IdpNotFound:
-                pass  # already gone in Keycloak: nothing can get a token
+                pass  # already gone from the IdP: nothing can get a token
             step("idp_disabled")
 
         early, disabled = await asyncio.gather(early_event(), disable(), return_exceptions=True)
@@ -112,7 +112,7 @@ class RevocationService:
             raise IdpFailed(
                 f"the IdP failed while revoking agent {agent_id} ({why(disabled)}); the revocation is recorded as "
                 "in progress and its credentials may still work until it completes",
-                "revoke again when Keycloak is up (the broker also retries by itself)",
+                f"revoke again when {self.context.idp_title(tenant)} is up (the broker also retries by itself)",
                 status="revoking",
             ) from disabled
         if isinstance(early, BaseException):
@@ -136,7 +136,7 @@ class RevocationService:
             raise IdpFailed(
                 f"the IdP failed while removing agent {agent_id}'s client ({why(removal)}); the client is disabled, "
                 "so its credentials are dead, but removal is pending",
-                "revoke again when Keycloak is up (the broker also retries by itself)",
+                f"revoke again when {self.context.idp_title(tenant)} is up (the broker also retries by itself)",
                 status="revoking",
                 events=[d.as_dict() for d in deliveries],
             ) from removal

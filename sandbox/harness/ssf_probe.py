@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 
 from sandbox.config import load_settings
+from sandbox.idp.realm import TOKEN_PATH
 from sandbox.mcp_server.events import EventReceiver, RejectedEvent
 from sandbox.mcp_server.jwks import KeyCache
 from sandbox.mcp_server.revocations import RevocationList
@@ -114,7 +115,7 @@ class Probe:
         self.http = httpx.Client(timeout=60)
         password = os.environ.pop("SSF_PROBE_ADMIN_PASSWORD")
         token = self.http.post(
-            f"{base}/realms/master/protocol/openid-connect/token",
+            f"{base}/realms/master{TOKEN_PATH}",
             data={"grant_type": "password", "client_id": "admin-cli", "username": "probe-admin", "password": password},
         )
         token.raise_for_status()
@@ -159,7 +160,7 @@ class Probe:
             if scope["name"] in ("ssf.read", "ssf.manage"):
                 self.call("PUT", f"/clients/{receiver_uuid}/default-client-scopes/{scope['id']}")
         token = self.http.post(
-            f"{self.base}/realms/{REALM}/protocol/openid-connect/token",
+            f"{self.base}/realms/{REALM}{TOKEN_PATH}",
             data={"grant_type": "client_credentials", "scope": "ssf.read ssf.manage"},
             auth=("ssf-receiver", receiver_secret),
         )
@@ -234,7 +235,7 @@ def run(base: str) -> list[Finding]:
     agent = probe.client_id_of("agent-1")
     account = probe.call("GET", f"/clients/{agent}/service-account-user").json()["id"]
     probe.http.post(
-        f"{base}/realms/{REALM}/protocol/openid-connect/token",
+        f"{base}/realms/{REALM}{TOKEN_PATH}",
         data={"grant_type": "client_credentials"},
         auth=("agent-1", agent_secret),
     ).raise_for_status()

@@ -48,6 +48,7 @@ class Capabilities:
     """One IdP's declaration: every capability, supported or not, with its note."""
 
     idp: str
+    title: str  # how messages name it
     features: dict[CapabilityName, Support]
 
     def supports(self, name: CapabilityName) -> bool:
@@ -61,6 +62,7 @@ class Capabilities:
 
 KEYCLOAK = Capabilities(
     "keycloak",
+    "Keycloak",
     {
         "dual_secret_rotation": Support(True, "client-secret-rotation feature: the rotated secret stays valid"),
         "key_rotation": Support(True, "the client's JWKS holds the old and the new key"),
@@ -80,6 +82,7 @@ KEYCLOAK = Capabilities(
 
 HYDRA = Capabilities(
     "hydra",
+    "Ory Hydra",
     {
         "dual_secret_rotation": Support(
             False, "a Hydra client has exactly one secret, so a new one ends the old at once (no grace)"

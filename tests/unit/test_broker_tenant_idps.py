@@ -15,7 +15,7 @@ from test_broker_service import request
 
 from sandbox.broker.auth import Principal
 from sandbox.broker.clock import MovableClock
-from sandbox.broker.errors import Conflict
+from sandbox.broker.errors import Conflict, IdpFailed
 from sandbox.broker.service import BrokerService
 from sandbox.broker.store import Database
 from sandbox.config import HydraAddress, Settings, load_settings
@@ -116,3 +116,14 @@ async def test_a_hydra_tenant_asks_no_events_of_its_idp_for_dormancy(side_by_sid
     await service.agents.provision(admin_of("idle"), "idle", request("reader"))
     hydra.fail = {"client_events"}  # Hydra keeps no readable events: asking would fail the scan
     assert (await service.dormancy.scan_dormancy(admin_of("idle"), "idle")).errors == []
+
+
+async def test_a_failure_on_a_hydra_tenant_names_hydra_not_keycloak(side_by_side: Any) -> None:
+    """What the broker says of a failed provision names the IdP that holds the tenant's agents."""
+    service, _, hydra = side_by_side
+    await service.tenants.create_tenant(OPERATOR, "hyd", [], "hydra")
+    hydra.fail = {"create_agent_client"}
+    with pytest.raises(IdpFailed) as failed:
+        await service.agents.provision(admin_of("hyd"), "hyd", request("reader"))
+    assert failed.value.cause.endswith("; nothing was left in Ory Hydra; the agent is recorded as failed")
+    assert failed.value.fix == "retry the provision when Ory Hydra is up (`mcp-sandbox status`)"
