@@ -4,9 +4,9 @@ A delegated agent (mode ``delegated``) may exchange a user's access token for a 
 the user (Keycloak's standard token exchange): ``sub`` is the user, ``azp`` the agent, and its scopes are those of
 the agent's scopes the user holds as realm roles, so at most the user's permissions. The user's token must name
 the agent in ``aud``: the user consented to the agent's delegation scope (``delegate:<client id>``) when logging in
-with the realm's ``sandbox-user-login`` client. Keycloak records each exchange (TOKEN_EXCHANGE: user, agent,
-scopes); the broker turns the first exchange of each user and set of scopes into a delegation, with one audit
-entry whose actor is that user.
+with the realm's ``sandbox-user-login`` client. The IdP records each exchange (user, agent, scopes); the broker
+turns the first exchange of each user and set of scopes into a delegation, with one audit entry whose actor is
+that user.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import asyncio
 import logging
 from collections import defaultdict
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import select
 
@@ -25,7 +24,7 @@ from sandbox.broker.base import IDP_FAILURES, BrokerContext, why
 from sandbox.broker.errors import BadRequest, Conflict, IdpFailed
 from sandbox.broker.store import Agent, Delegation
 from sandbox.broker.tenants import TenantService
-from sandbox.idp.provider import IdpConflict
+from sandbox.idp.provider import IdpConflict, IdpEvent
 from sandbox.idp.realm import USER_LOGIN_CLIENT_ID, delegation_scope
 
 log = logging.getLogger(__name__)
@@ -39,7 +38,7 @@ def user_actor(username: str, tenant: str, user_id: str) -> str:
 
 
 class DelegationService:
-    """The people of a tenant who let delegated agents act for them, and the delegations Keycloak recorded."""
+    """The people of a tenant who let delegated agents act for them, and the delegations the IdP recorded."""
 
     def __init__(self, context: BrokerContext, tenants: TenantService) -> None:
         self.context = context
@@ -72,7 +71,7 @@ class DelegationService:
         return schemas.IssuedUser(**issued.model_dump(), scopes=sorted(set(scopes)), login_client=USER_LOGIN_CLIENT_ID)
 
     async def delegations(self, principal: Principal, tenant: str, agent_id: str) -> schemas.DelegationsOut:
-        """Who let the agent act for them, with which scopes, and when (Keycloak's records, synced now)."""
+        """Who let the agent act for them, with which scopes, and when (the IdP's records, synced now)."""
         with self.context.session() as session:
             self.context.visible_tenant(session, principal, tenant)
             agent = self.context.visible_agent(session, principal, agent_id, tenant)
@@ -91,7 +90,7 @@ class DelegationService:
         )
 
     async def sync_delegations(self, tenant: str, agent_ids: list[str]) -> str | None:
-        """Record new delegations of these agents from Keycloak's TOKEN_EXCHANGE events; the failure, if any."""
+        """Record new delegations of these agents from the IdP's records of token exchanges; the failure, if any."""
         failure = None
         for agent_id in agent_ids:
             try:
@@ -108,11 +107,11 @@ class DelegationService:
             if agent is None or agent.mode != "delegated" or agent.status in ("provisioning", "failed", "rejected"):
                 return
             client_id = agent.client_id
-        events = await self.context.adapter.client_events(tenant, client_id, ("TOKEN_EXCHANGE",))
-        seen: dict[tuple[str, tuple[str, ...]], list[dict[str, Any]]] = defaultdict(list)
+        events = await self.context.adapter.client_events(tenant, client_id, ("token_exchanged",))
+        seen: dict[tuple[str, tuple[str, ...]], list[IdpEvent]] = defaultdict(list)
         for event in events:
-            scopes = tuple(sorted(str((event.get("details") or {}).get("scope") or "").split()))
-            seen[(str(event.get("userId")), scopes)].append(event)
+            if event.user_id is not None:  # an exchange acts for a user; one without is no delegation
+                seen[(event.user_id, tuple(sorted(event.scopes)))].append(event)
         if not seen:
             return
         with self.context.session() as session:
@@ -129,8 +128,8 @@ class DelegationService:
                 for d in session.scalars(select(Delegation).where(Delegation.agent_id == agent_id))
             }
             for (user_id, scopes), exchanges in seen.items():
-                times = [self._tenant_time(tenant, e["time"]) for e in exchanges]
-                username = str((exchanges[0].get("details") or {}).get("username") or user_id)
+                times = [self.context.clocks.at(tenant, e.at) for e in exchanges]
+                username = exchanges[0].username or user_id
                 delegation = stored.get((user_id, scopes))
                 if delegation is not None:
                     delegation.last_at = max(delegation.last_at, *times)

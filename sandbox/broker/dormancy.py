@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
@@ -19,6 +18,7 @@ from sandbox.broker.revocation import RevocationService
 from sandbox.broker.store import (
     Agent,
 )
+from sandbox.idp.provider import IdpEvent
 
 
 class DormancyService:
@@ -54,13 +54,13 @@ class DormancyService:
         self, principal: Principal | None, agent_id: str, agent_tenant: str, client_id: str, role_name: str
     ) -> tuple[schemas.AgentOut | None, str | None]:
         """Make one agent dormant if it was idle for its role's period: (its public view, or an error)."""
-        events: list[dict[str, Any]] = []
+        events: list[IdpEvent] = []
         if self.context.adapter.capabilities(agent_tenant).supports("event_emission"):
             try:
                 events = await self.context.adapter.client_events(agent_tenant, client_id, TOKENS_ISSUED, maximum=1)
             except IDP_FAILURES as exc:
                 return None, f"{agent_id}: {why(exc)}"
-        # else (Hydra keeps no readable events): the judgement rests on the tool calls MCP servers report
+        # else (Hydra keeps no readable records): the judgement rests on the tool calls MCP servers report
         role = self.context.policy.roles.get(role_name)
         days = role.dormancy_days if role else self.context.policy.default_dormancy_days
         now = self.context.now(agent_tenant)
@@ -70,9 +70,7 @@ class DormancyService:
             if agent.status != "active":  # revoked or changed meanwhile
                 return None, None
             if events:
-                token_at = self.context.clocks.at(
-                    agent_tenant, datetime.fromtimestamp(events[0]["time"] / 1000, tz=UTC)
-                )
+                token_at = self.context.clocks.at(agent_tenant, events[0].at)
                 if agent.last_token_at is None or token_at > agent.last_token_at:
                     agent.last_token_at = token_at
             last = max(

@@ -1,48 +1,47 @@
 """Monitoring per agent: failed token requests, denied tool calls, and scopes it has not used.
 
-Token requests come from Keycloak's events of the agent's client (CLIENT_LOGIN, CLIENT_LOGIN_ERROR; for a
-delegated agent also TOKEN_EXCHANGE, TOKEN_EXCHANGE_ERROR: a token for a user); tool calls from the usage reports
-of the MCP servers (POST /usage).
+Token requests come from the IdP's records of the agent's client (tokens issued and refused; for a delegated
+agent also tokens exchanged for a user and exchanges refused); tool calls from the usage reports of the MCP
+servers (POST /usage).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sandbox.broker.store import UsageEvent
+from sandbox.idp.provider import EventKind, IdpEvent
 from sandbox.toolmap import ToolMap
 
 RECENT = 10
-#: Keycloak event types of a token issued to the agent: its own (client credentials), or one acting for a user.
-TOKENS_ISSUED = ("CLIENT_LOGIN", "TOKEN_EXCHANGE")
-#: Every Keycloak event type monitoring reads for an agent.
-TOKEN_EVENTS = ("CLIENT_LOGIN", "CLIENT_LOGIN_ERROR", "TOKEN_EXCHANGE", "TOKEN_EXCHANGE_ERROR")
+#: The records of a token issued to the agent: its own (client credentials), or one acting for a user.
+TOKENS_ISSUED: tuple[EventKind, ...] = ("token_issued", "token_exchanged")
+#: Every kind of record monitoring reads for an agent.
+TOKEN_EVENTS: tuple[EventKind, ...] = ("token_issued", "token_refused", "token_exchanged", "token_exchange_refused")
 
 
 def agent_report(
     agent: dict[str, Any],
-    login_events: list[dict[str, Any]],
+    login_events: list[IdpEvent],
     usage: list[UsageEvent],
     tools: ToolMap,
     *,
     now: datetime,
     period: timedelta,
 ) -> dict[str, Any]:
-    failures = [e for e in login_events if e.get("type") == "CLIENT_LOGIN_ERROR"]
-    issued = [e for e in login_events if e.get("type") == "CLIENT_LOGIN"]
+    failures = [e for e in login_events if e.kind == "token_refused"]
+    issued = [e for e in login_events if e.kind == "token_issued"]
     denied = [u for u in usage if not u.allowed]
-    exchanged = [e for e in login_events if e.get("type") == "TOKEN_EXCHANGE"]
-    refused = [e for e in login_events if e.get("type") == "TOKEN_EXCHANGE_ERROR"]
+    exchanged = [e for e in login_events if e.kind == "token_exchanged"]
+    refused = [e for e in login_events if e.kind == "token_exchange_refused"]
     return {
         "agent_id": agent["id"],
         "name": agent["name"],
         "status": agent["status"],
         "tokens_issued": len(issued),
         "failed_token_requests": len(failures),
-        "recent_failed_token_requests": [
-            {"at": _millis(e["time"]), "error": e.get("error")} for e in failures[:RECENT]
-        ],
+        "recent_failed_token_requests": [{"at": e.at.isoformat(), "error": e.error} for e in failures[:RECENT]],
         "tool_calls": len(usage),
         "denied_tool_calls": len(denied),
         "outside_zone_calls": sum(1 for u in denied if u.outside_zone),
@@ -62,16 +61,15 @@ def agent_report(
         "failed_token_exchanges": len(refused),
         "recent_token_exchanges": [
             {
-                "at": _millis(e["time"]),
-                "user": _details(e).get("username"),
-                "user_id": e.get("userId"),
-                "scopes": sorted(str(_details(e).get("scope") or "").split()),
+                "at": e.at.isoformat(),
+                "user": e.username,
+                "user_id": e.user_id,
+                "scopes": sorted(e.scopes),
             }
             for e in exchanged[:RECENT]
         ],
         "recent_failed_token_exchanges": [
-            {"at": _millis(e["time"]), "error": e.get("error"), "reason": _details(e).get("reason")}
-            for e in refused[:RECENT]
+            {"at": e.at.isoformat(), "error": e.error, "reason": e.reason} for e in refused[:RECENT]
         ],
     }
 
@@ -85,11 +83,3 @@ def unused_scopes(agent: dict[str, Any], usage: list[UsageEvent], tools: ToolMap
             if scope:
                 used.add(scope)
     return sorted(set(agent["scopes"]) - used)
-
-
-def _details(event: dict[str, Any]) -> dict[str, Any]:
-    return event.get("details") or {}
-
-
-def _millis(value: int) -> str:
-    return datetime.fromtimestamp(value / 1000, tz=UTC).isoformat()

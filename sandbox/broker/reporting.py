@@ -25,6 +25,7 @@ from sandbox.broker.store import (
     Tenant,
     UsageEvent,
 )
+from sandbox.idp.provider import IdpEvent
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class ReportingService:
             agent = self.context.visible_agent(session, principal, agent_id, tenant)
             usage = list(session.scalars(select(UsageEvent).where(UsageEvent.agent_id == agent_id)))
             public = agent.as_public()
-        events: list[dict[str, Any]] = []
+        events: list[IdpEvent] = []
         idp_error = None
         if public["status"] not in FINAL:
             try:

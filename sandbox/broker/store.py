@@ -229,7 +229,7 @@ class TenantClockMove(Base):
 
 
 class Delegation(Base):
-    """A user let a delegated agent act for them with these scopes (seen in Keycloak's TOKEN_EXCHANGE events)."""
+    """A user let a delegated agent act for them with these scopes (seen in the IdP's token exchanges)."""
 
     __tablename__ = "delegations"
 

@@ -2,7 +2,7 @@
 
 An agent of a watched environment (policy ``anomalies``) is suspended when, within a rule's window, it has at
 least the rule's count of refused tool calls (403 or 429 from the MCP servers' usage reports, outside-zone
-refusals included), failed token requests (the IdP's ``CLIENT_LOGIN_ERROR`` events of its client), or calls
+refusals included), failed token requests (the IdP's records of tokens refused to its client), or calls
 refused for coming from outside its network zone. Usage rules are judged as each usage report arrives; token
 failures by the broker's housekeeping.
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -27,12 +27,13 @@ from sandbox.broker.auth import Principal
 from sandbox.broker.base import IDP_FAILURES, SYSTEM, BrokerContext, why
 from sandbox.broker.policy import AnomalyRule
 from sandbox.broker.store import Agent, UsageEvent
+from sandbox.idp.provider import EventKind
 
 log = logging.getLogger(__name__)
 
-#: Keycloak event type of a refused token request.
-TOKEN_FAILURE = "CLIENT_LOGIN_ERROR"
-#: The most failure events read per tenant and scan.
+#: The IdP's record of a refused token request.
+TOKEN_FAILURE: EventKind = "token_refused"
+#: The most failure records read per tenant and scan.
 MAX_FAILURE_EVENTS = 500
 
 
@@ -112,11 +113,7 @@ class Suspensions:
                 log.warning("token failures not read", extra={"tenant": tenant, "reason": why(exc)})
                 continue
             for agent_id, client_id in agents:
-                times = [
-                    context.clocks.at(tenant, datetime.fromtimestamp(e["time"] / 1000, tz=UTC))
-                    for e in events
-                    if e.get("clientId") == client_id and isinstance(e.get("time"), int)
-                ]
+                times = [context.clocks.at(tenant, e.at) for e in events if e.client_id == client_id]
                 with context.session() as session:
                     agent = session.get(Agent, agent_id)
                     if agent is None or agent.status != "active":

@@ -13,9 +13,11 @@ from sandbox.config import DEFAULT_KEYCLOAK_VERSION, Settings
 from sandbox.idp.provider import (
     AgentClient,
     AgentClientSpec,
+    EventKind,
     IdentityProvider,
     IdpConflict,
     IdpError,
+    IdpEvent,
     IdpNotFound,
     IdpUnavailable,
     PublishedKey,
@@ -27,9 +29,11 @@ if TYPE_CHECKING:
 __all__ = [
     "AgentClient",
     "AgentClientSpec",
+    "EventKind",
     "IdentityProvider",
     "IdpConflict",
     "IdpError",
+    "IdpEvent",
     "IdpNotFound",
     "IdpUnavailable",
     "PublishedKey",

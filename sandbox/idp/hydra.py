@@ -27,10 +27,13 @@ from joserfc.jwk import RSAKey
 from sandbox.config import HydraAddress, Settings
 from sandbox.idp.capabilities import HYDRA
 from sandbox.idp.provider import (
+    EVENTS_READ,
     AgentClient,
     AgentClientSpec,
+    EventKind,
     IdpConflict,
     IdpError,
+    IdpEvent,
     IdpNotFound,
     IdpUnavailable,
     NotSupported,
@@ -308,11 +311,11 @@ class HydraProvider:
         await self._call(tenant, "DELETE", f"/admin/keys/{PUBLISHED_KEY_SET}/{component_id}", expect=(204, 404))
 
     async def client_events(
-        self, tenant: str, client_id: str, /, types: tuple[str, ...] = (), maximum: int = 100
-    ) -> list[dict[str, Any]]:
+        self, tenant: str, client_id: str, kinds: tuple[EventKind, ...], /, maximum: int = EVENTS_READ
+    ) -> list[IdpEvent]:
         raise NotSupported(self.capabilities, "event_emission")
 
-    async def tenant_events(self, tenant: str, types: tuple[str, ...], maximum: int, /) -> list[dict[str, Any]]:
+    async def tenant_events(self, tenant: str, kinds: tuple[EventKind, ...], maximum: int, /) -> list[IdpEvent]:
         raise NotSupported(self.capabilities, "event_emission")
 
     async def introspect(self, tenant: str, token: str, /) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import copy
 import json
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
@@ -28,10 +29,13 @@ from keycloak.exceptions import (
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
 from sandbox.idp.provider import (
+    EVENTS_READ,
     AgentClient,
     AgentClientSpec,
+    EventKind,
     IdpConflict,
     IdpError,
+    IdpEvent,
     IdpNotFound,
     IdpUnavailable,
     PublishedKey,
@@ -114,6 +118,44 @@ def zone_claim_mapper(zone: str) -> dict[str, Any]:
             "userinfo.token.claim": "false",
         },
     }
+
+
+#: Keycloak's event type for each kind of record the broker reads: the one place the two vocabularies meet.
+EVENT_TYPES: dict[EventKind, str] = {
+    "token_issued": "CLIENT_LOGIN",
+    "token_refused": "CLIENT_LOGIN_ERROR",
+    "token_exchanged": "TOKEN_EXCHANGE",
+    "token_exchange_refused": "TOKEN_EXCHANGE_ERROR",
+}
+EVENT_KINDS: dict[str, EventKind] = {type_: kind for kind, type_ in EVENT_TYPES.items()}
+
+
+def idp_event(raw: dict[str, Any]) -> IdpEvent | None:
+    """One of Keycloak's event representations in the broker's terms; None (ignored) for a type the broker has
+    no kind for, or an event without its client or its time (``time`` is in milliseconds since the epoch)."""
+    kind = EVENT_KINDS.get(str(raw.get("type")))
+    millis, client_id = raw.get("time"), raw.get("clientId")
+    if kind is None or not isinstance(millis, int) or not isinstance(client_id, str):
+        return None
+    details = raw.get("details") or {}
+    return IdpEvent(
+        kind=kind,
+        at=datetime.fromtimestamp(millis / 1000, tz=UTC),
+        client_id=client_id,
+        user_id=_text(raw.get("userId")),
+        username=_text(details.get("username")),
+        scopes=tuple(str(details.get("scope") or "").split()),
+        error=_text(raw.get("error")),
+        reason=_text(details.get("reason")),
+    )
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def _idp_events(raw: list[dict[str, Any]]) -> list[IdpEvent]:
+    return [event for event in map(idp_event, raw) if event is not None]
 
 
 def _translated(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
@@ -501,19 +543,17 @@ class KeycloakAdapter:
 
     @_translated
     async def client_events(
-        self,
-        realm: str,
-        client_id: str,
-        types: tuple[str, ...] = ("CLIENT_LOGIN", "CLIENT_LOGIN_ERROR"),
-        maximum: int = 500,
-    ) -> list[dict[str, Any]]:
-        """The realm's recorded login events of one client, newest first (``time`` in milliseconds)."""
-        return await self.admin(realm).a_get_events({"client": client_id, "type": list(types), "max": maximum})
+        self, realm: str, client_id: str, kinds: tuple[EventKind, ...], maximum: int = EVENTS_READ
+    ) -> list[IdpEvent]:
+        """The realm's recorded events of these kinds for one client, newest first."""
+        query = {"client": client_id, "type": [EVENT_TYPES[kind] for kind in kinds], "max": maximum}
+        return _idp_events(await self.admin(realm).a_get_events(query))
 
     @_translated
-    async def tenant_events(self, realm: str, types: tuple[str, ...], maximum: int) -> list[dict[str, Any]]:
-        """The realm's recorded events of these types, every client's, newest first (``time`` in milliseconds)."""
-        return await self.admin(realm).a_get_events({"type": list(types), "max": maximum})
+    async def tenant_events(self, realm: str, kinds: tuple[EventKind, ...], maximum: int) -> list[IdpEvent]:
+        """The realm's recorded events of these kinds, every client's, newest first."""
+        query = {"type": [EVENT_TYPES[kind] for kind in kinds], "max": maximum}
+        return _idp_events(await self.admin(realm).a_get_events(query))
 
     @_translated
     async def create_tenant_admin(self, realm: str, username: str, password: str, otp_secret: str | None) -> str:

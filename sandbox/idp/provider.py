@@ -9,6 +9,7 @@ the broker's unit tests use a fake.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from sandbox.errors import SandboxError
@@ -20,6 +21,12 @@ from sandbox.idp.capabilities import Capabilities, CapabilityName
 #: that presents that certificate).
 Binding = Literal["bearer", "dpop", "mtls"]
 BINDINGS: tuple[str, ...] = ("bearer", "dpop", "mtls")
+
+#: What an IdP records of an agent's token requests: a token issued to it on its own (client credentials) or
+#: refused; a user's token exchanged for one that acts for the user, or that exchange refused.
+EventKind = Literal["token_issued", "token_refused", "token_exchanged", "token_exchange_refused"]
+#: The most records one call reads unless it says otherwise.
+EVENTS_READ = 500
 
 
 class IdpError(SandboxError):
@@ -85,6 +92,20 @@ class PublishedKey:
     kid: str
 
 
+@dataclass(frozen=True)
+class IdpEvent:
+    """One record the IdP keeps of an agent's token request: what the broker monitors, suspends and delegates on."""
+
+    kind: EventKind
+    at: datetime  # when the IdP recorded it, on the IdP's clock (timezone-aware, UTC)
+    client_id: str  # the agent's client id in the IdP
+    user_id: str | None = None  # the user a token exchange acted for
+    username: str | None = None
+    scopes: tuple[str, ...] = ()  # the scopes of an exchanged token, as the IdP listed them
+    error: str | None = None  # why a request was refused (the IdP's error code)
+    reason: str | None = None  # the IdP's words on a refused exchange, when it gives any
+
+
 class IdentityProvider(Protocol):
     """The calls the broker makes; each raises :class:`IdpError` (or a subclass), never the IdP library's own."""
 
@@ -130,13 +151,13 @@ class IdentityProvider(Protocol):
     async def set_client_jwks(self, tenant: str, internal_id: str, jwks: dict[str, Any], /) -> None: ...
 
     async def client_events(
-        self, tenant: str, client_id: str, /, types: tuple[str, ...] = ..., maximum: int = ...
-    ) -> list[dict[str, Any]]:
-        """The tenant's recorded events of one client, newest first (``type``, ``time`` in ms, ``details``)."""
+        self, tenant: str, client_id: str, kinds: tuple[EventKind, ...], /, maximum: int = EVENTS_READ
+    ) -> list[IdpEvent]:
+        """The IdP's records of these kinds for one client of the tenant, newest first."""
         ...
 
-    async def tenant_events(self, tenant: str, types: tuple[str, ...], maximum: int, /) -> list[dict[str, Any]]:
-        """The tenant's recorded events of these types for every client, newest first (``clientId`` names it)."""
+    async def tenant_events(self, tenant: str, kinds: tuple[EventKind, ...], maximum: int, /) -> list[IdpEvent]:
+        """The IdP's records of these kinds for every client of the tenant, newest first."""
         ...
 
     # People of a tenant, and what they let delegated agents do.

@@ -16,7 +16,15 @@ from sandbox.config import HydraAddress
 from sandbox.idp.capabilities import BY_IDP, Capabilities
 from sandbox.idp.hydra import TOKEN_PATH as HYDRA_TOKEN_PATH
 from sandbox.idp.hydra import HydraProvider
-from sandbox.idp.provider import AgentClient, AgentClientSpec, IdentityProvider, IdpError
+from sandbox.idp.provider import (
+    EVENTS_READ,
+    AgentClient,
+    AgentClientSpec,
+    EventKind,
+    IdentityProvider,
+    IdpError,
+    IdpEvent,
+)
 from sandbox.idp.realm import TOKEN_PATH as KEYCLOAK_TOKEN_PATH
 
 IdpName = Literal["keycloak", "hydra"]
@@ -175,16 +183,13 @@ class TenantIdps:
         await self._agents(tenant).set_client_jwks(tenant, internal_id, jwks)
 
     async def client_events(
-        self, tenant: str, client_id: str, /, types: tuple[str, ...] | None = None, maximum: int | None = None
-    ) -> list[dict[str, Any]]:
-        """The agents' IdP's events of the client, with its own defaults for what is not given."""
-        given: dict[str, Any] = {"types": types, "maximum": maximum}
-        return await self._agents(tenant).client_events(
-            tenant, client_id, **{name: value for name, value in given.items() if value is not None}
-        )
+        self, tenant: str, client_id: str, kinds: tuple[EventKind, ...], /, maximum: int = EVENTS_READ
+    ) -> list[IdpEvent]:
+        """The records of the client kept by the IdP that holds the tenant's agents."""
+        return await self._agents(tenant).client_events(tenant, client_id, kinds, maximum)
 
-    async def tenant_events(self, tenant: str, types: tuple[str, ...], maximum: int, /) -> list[dict[str, Any]]:
-        return await self._agents(tenant).tenant_events(tenant, types, maximum)
+    async def tenant_events(self, tenant: str, kinds: tuple[EventKind, ...], maximum: int, /) -> list[IdpEvent]:
+        return await self._agents(tenant).tenant_events(tenant, kinds, maximum)
 
     async def add_delegation_scope(self, tenant: str, agent_client_id: str, agent_name: str, /) -> None:
         await self._agents(tenant).add_delegation_scope(tenant, agent_client_id, agent_name)

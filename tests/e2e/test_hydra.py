@@ -304,7 +304,7 @@ async def test_what_hydra_lacks_is_refused_naming_the_reason(hydra: HydraProvide
     with pytest.raises(NotSupported, match=r"^not supported by hydra: Hydra has no RFC 8693"):
         await hydra.create_agent_client("acme", spec(token_exchange=True))
     with pytest.raises(NotSupported, match=r"^not supported by hydra: Hydra keeps no event log"):
-        await hydra.client_events("acme", "any")
+        await hydra.client_events("acme", "any", ("token_issued",))
     with pytest.raises(PeopleElsewhere, match=r"people .* are on Keycloak"):
         await hydra.create_tenant_user("acme", "alice", "pw", None, roles=[])
     with pytest.raises(IdpNotFound, match="no Hydra for tenant 'globex'"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,16 @@ from sandbox.broker.policy import Policy
 from sandbox.broker.service import BrokerService
 from sandbox.broker.store import Database
 from sandbox.config import Settings, load_settings
-from sandbox.idp import AgentClient, AgentClientSpec, IdentityProvider, IdpConflict, IdpNotFound, IdpUnavailable
+from sandbox.idp import (
+    AgentClient,
+    AgentClientSpec,
+    EventKind,
+    IdentityProvider,
+    IdpConflict,
+    IdpEvent,
+    IdpNotFound,
+    IdpUnavailable,
+)
 from sandbox.toolmap import ToolMap
 
 DOWN = IdpUnavailable("Keycloak at http://127.0.0.1:1 is unreachable", "start it")
@@ -32,11 +42,11 @@ class FakeIdentityProvider:
         self.realms: set[str] = {"acme"}
         self.clients: dict[str, dict[str, Any]] = {}
         self.users: dict[tuple[str, str], dict[str, Any]] = {}  # (tenant, username) -> roles, otp
-        self.logins: dict[str, int] = {}  # client_id -> last CLIENT_LOGIN, in ms
-        self.exchanges: dict[str, list[dict[str, Any]]] = {}  # client_id -> TOKEN_EXCHANGE events, newest first
+        self.logins: dict[str, datetime] = {}  # client_id -> when its last token was issued
+        self.exchanges: dict[str, list[IdpEvent]] = {}  # client_id -> its token exchanges, newest first
         self.delegation_scopes: set[str] = set()
         self.fail: set[str] = set()
-        self.failures: dict[str, list[dict[str, Any]]] = {}  # realm -> CLIENT_LOGIN_ERROR events (clientId, time)
+        self.failures: dict[str, list[IdpEvent]] = {}  # realm -> its token refusals, any client's
 
     async def _call(self, name: str) -> None:
         await asyncio.sleep(0)  # a real round trip lets other tasks run meanwhile
@@ -125,15 +135,19 @@ class FakeIdentityProvider:
         await self._call("set_client_jwks")
         self._client(internal_id)["jwks"] = jwks
 
-    async def client_events(self, realm: str, client_id: str, types: tuple[str, ...] = (), maximum: int = 500) -> list:
+    async def client_events(
+        self, realm: str, client_id: str, kinds: tuple[EventKind, ...], maximum: int = 500
+    ) -> list[IdpEvent]:
+        await self._call("client_events")
         last = self.logins.get(client_id)
-        events = [*self.exchanges.get(client_id, []), *([{"type": "CLIENT_LOGIN", "time": last}] if last else [])]
-        events.sort(key=lambda e: -e["time"])
-        return [e for e in events if e["type"] in types][:maximum]
+        events = [*self.exchanges.get(client_id, []), *([IdpEvent("token_issued", last, client_id)] if last else [])]
+        events.sort(key=lambda e: e.at, reverse=True)
+        return [e for e in events if e.kind in kinds][:maximum]
 
-    async def tenant_events(self, realm: str, types: tuple[str, ...], maximum: int) -> list:
-        events = [e for e in self.failures.get(realm, []) if e["type"] in types]
-        return sorted(events, key=lambda e: -e["time"])[:maximum]
+    async def tenant_events(self, realm: str, kinds: tuple[EventKind, ...], maximum: int) -> list[IdpEvent]:
+        await self._call("tenant_events")
+        events = [e for e in self.failures.get(realm, []) if e.kind in kinds]
+        return sorted(events, key=lambda e: e.at, reverse=True)[:maximum]
 
     # People.
     async def create_tenant_user(

@@ -1,4 +1,4 @@
-"""Monitoring of one agent from Keycloak's events and usage reports: token exchanges for users count apart."""
+"""Monitoring of one agent from the IdP's records and usage reports: token exchanges for users count apart."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 from sandbox.broker.monitoring import agent_report
 from sandbox.config import load_settings
+from sandbox.idp import IdpEvent
 from sandbox.toolmap import ToolMap
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
-MS = int(NOW.timestamp() * 1000)
 AGENT = {
     "id": "a1",
     "name": "helper",
@@ -20,11 +20,12 @@ AGENT = {
 
 
 def test_token_exchanges_are_reported_with_the_user_they_acted_for() -> None:
+    second = timedelta(seconds=1)
     events = [
-        {"type": "TOKEN_EXCHANGE", "time": MS, "userId": "u1", "details": {"username": "dana", "scope": "b a"}},
-        {"type": "TOKEN_EXCHANGE_ERROR", "time": MS - 1000, "error": "access_denied", "details": {"reason": "aud"}},
-        {"type": "CLIENT_LOGIN", "time": MS - 2000},
-        {"type": "CLIENT_LOGIN_ERROR", "time": MS - 3000, "error": "invalid_client_credentials"},
+        IdpEvent("token_exchanged", NOW, "c1", user_id="u1", username="dana", scopes=("b", "a")),
+        IdpEvent("token_exchange_refused", NOW - second, "c1", error="access_denied", reason="aud"),
+        IdpEvent("token_issued", NOW - 2 * second, "c1"),
+        IdpEvent("token_refused", NOW - 3 * second, "c1", error="invalid_client_credentials"),
     ]
     tools = ToolMap.load(load_settings().tools_file)
     report = agent_report(AGENT, events, [], tools, now=NOW, period=timedelta(days=30))

@@ -17,16 +17,18 @@ from sandbox.broker.auth import Principal
 from sandbox.broker.clock import MovableClock
 from sandbox.broker.errors import IdpFailed, StorageFailed
 from sandbox.broker.service import BrokerService, ProvisionRequest
+from sandbox.idp import IdpEvent
 
 ALICE = Principal("tenant_admin", "acme", "sub-alice", "alice", mfa=True)
 
 
 class FakeKeycloak(FakeIdentityProvider):
-    """The fake IdP, with a way to record a token exchange the way Keycloak's event log does."""
+    """The fake IdP, with a way to record a token exchange the way the IdP's records hold one."""
 
     def exchange(self, client_id: str, at: datetime, user: str, scope: str) -> None:
-        event = {"type": "TOKEN_EXCHANGE", "time": int(at.timestamp() * 1000), "userId": f"id-{user}"}
-        self.exchanges.setdefault(client_id, []).insert(0, {**event, "details": {"username": user, "scope": scope}})
+        scopes = tuple(scope.split())
+        event = IdpEvent("token_exchanged", at, client_id, user_id=f"id-{user}", username=user, scopes=scopes)
+        self.exchanges.setdefault(client_id, []).insert(0, event)
 
 
 @pytest.fixture
@@ -49,7 +51,7 @@ async def test_idle_agents_become_dormant_only_after_their_period(world: Any) ->
     clock.advance(hours=2)
     assert [a.id for a in (await service.dormancy.scan_dormancy(ALICE, "acme")).dormant] == [logs.id]
     assert keycloak.clients[logs.client_id]["enabled"] is False
-    keycloak.logins[analytics.client_id] = int(clock.now().timestamp() * 1000)  # a token today
+    keycloak.logins[analytics.client_id] = clock.now()  # a token today
     clock.advance(days=29)
     assert (await service.dormancy.scan_dormancy(ALICE, "acme")).dormant == []
     clock.advance(days=2)
@@ -174,7 +176,7 @@ async def test_a_moved_tenant_clock_spares_agents_active_after_the_move(world: A
     service, keycloak, clock = world
     idle = (await service.agents.provision(ALICE, "acme", request("idle"))).agent
     active = (await service.agents.provision(ALICE, "acme", replace(request("active"), mode="delegated"))).agent
-    keycloak.logins[idle.client_id] = int(clock.now().timestamp() * 1000)  # before the move
+    keycloak.logins[idle.client_id] = clock.now()  # before the move
     service.clocks.advance_clock(ALICE, "acme", timedelta(days=31))
     keycloak.exchange(active.client_id, clock.now() + timedelta(seconds=1), "dana", "")  # after it
     scan = await service.dormancy.scan_dormancy(ALICE, "acme")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from sandbox.broker.errors import BrokerError
 from sandbox.broker.schemas import AgentOut
 from sandbox.broker.service import BrokerService, ProvisionRequest
 from sandbox.broker.store import AuditEntry
+from sandbox.idp import IdpEvent
 
 ALICE = Principal("tenant_admin", "acme", "sub-alice", "alice", mfa=True)
 NO_MFA = Principal("tenant_admin", "acme", "sub-bob", "bob", mfa=False)
@@ -106,10 +108,10 @@ async def test_failed_token_requests_suspend_on_the_scan(world: Any) -> None:
     service, keycloak, clock = world
     agent = await provision(service, "guesser")
     other = await provision(service, "bystander")
-    now_ms = int(clock.now().timestamp() * 1000)
+    now = clock.now()
     keycloak.failures["acme"] = [
-        {"type": "CLIENT_LOGIN_ERROR", "clientId": agent.client_id, "time": now_ms - i} for i in range(5)
-    ] + [{"type": "CLIENT_LOGIN_ERROR", "clientId": other.client_id, "time": now_ms}]
+        IdpEvent("token_refused", now - timedelta(milliseconds=i), agent.client_id) for i in range(5)
+    ] + [IdpEvent("token_refused", now, other.client_id)]
     (done,) = await service.suspensions.scan_token_failures()
     assert done["agent"]["id"] == agent.id
     assert service.agents.get_agent(ALICE, "acme", other.id).status == "active"
