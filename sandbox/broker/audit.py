@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from sandbox.broker.schemas import AuditEntryOut
 from sandbox.broker.store import AuditEntry, AuditHead
 
 GENESIS = "0" * 64
@@ -96,15 +97,13 @@ def _locked_head(session: Session, tenant: str) -> AuditHead:
     return session.execute(statement.execution_options(populate_existing=True)).scalar_one()
 
 
-def as_dict(entry: AuditEntry) -> dict[str, Any]:
-    return {
-        "seq": entry.seq,
-        **_fields(entry),
-        "before": json.loads(entry.before),
-        "after": json.loads(entry.after),
-        "prev_hash": entry.prev_hash,
-        "hash": entry.hash,
-    }
+def public(entry: AuditEntry) -> AuditEntryOut:
+    return AuditEntryOut(
+        seq=entry.seq,
+        **{**_fields(entry), "before": json.loads(entry.before), "after": json.loads(entry.after)},
+        prev_hash=entry.prev_hash,
+        hash=entry.hash,
+    )
 
 
 def entries(session: Session, tenant: str, agent_id: str | None = None, limit: int = 1000) -> list[AuditEntry]:

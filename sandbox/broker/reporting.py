@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from sandbox.broker import audit
+from sandbox.broker import audit, schemas
 from sandbox.broker.agents import AgentService
 from sandbox.broker.auth import Principal
 from sandbox.broker.base import FINAL, IDP_FAILURES, BrokerContext, why
@@ -151,7 +151,9 @@ class ReportingService:
             )
             return config
 
-    async def audit_log(self, principal: Principal, tenant: str, agent_id: str | None = None) -> list[dict[str, Any]]:
+    async def audit_log(
+        self, principal: Principal, tenant: str, agent_id: str | None = None
+    ) -> list[schemas.AuditEntryOut]:
         """The tenant's audit entries, after recording delegations Keycloak saw since the last look."""
         with self.context.session() as session:
             self.context.visible_tenant(session, principal, tenant)
@@ -162,10 +164,12 @@ class ReportingService:
         await self.delegation.sync_delegations(tenant, delegated)
         return self.audit_entries(principal, tenant, agent_id)
 
-    def audit_entries(self, principal: Principal, tenant: str, agent_id: str | None = None) -> list[dict[str, Any]]:
+    def audit_entries(
+        self, principal: Principal, tenant: str, agent_id: str | None = None
+    ) -> list[schemas.AuditEntryOut]:
         with self.context.session() as session:
             self.context.visible_tenant(session, principal, tenant)
-            return [audit.as_dict(entry) for entry in audit.entries(session, tenant, agent_id)]
+            return [audit.public(entry) for entry in audit.entries(session, tenant, agent_id)]
 
 
 def _timestamp(value: Any, default: datetime) -> datetime:

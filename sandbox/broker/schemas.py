@@ -373,6 +373,22 @@ class FieldProblem(BaseModel):
     expected: str = Field(description="What is allowed there.")
 
 
+class AuditEntryOut(BaseModel):
+    """One audit entry: an act, who did it and why, the state before and after, chained by hash per tenant."""
+
+    seq: int
+    tenant: str
+    agent_id: str | None
+    actor: str
+    action: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+    reason: str
+    at: str = Field(description="ISO 8601, as recorded (part of the hash)")
+    prev_hash: str
+    hash: str
+
+
 class Error(BaseModel):
     error: str
     detail: str = Field(description="The cause and the fix in one line.")

@@ -110,7 +110,7 @@ def request(name: str, role: str, environment: str = "staging") -> ProvisionRequ
 
 
 def actions(service: BrokerService, agent_id: str) -> list[tuple[str, str]]:
-    return [(e["action"], e["actor"]) for e in service.reporting.audit_entries(ALICE, "acme", agent_id)]
+    return [(e.action, e.actor) for e in service.reporting.audit_entries(ALICE, "acme", agent_id)]
 
 
 async def test_an_agent_gets_its_environments_token_lifetime(world: Any) -> None:

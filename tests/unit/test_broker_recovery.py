@@ -93,7 +93,7 @@ async def test_a_provision_the_broker_never_finished_is_undone(world: Any, relia
     assert service.agents.get_agent(ALICE, "acme", stuck.id).status == "failed"
     assert keycloak.clients == {}
     entries = service.reporting.audit_entries(ALICE, "acme", stuck.id)
-    assert [e["action"] for e in entries] == ["agent.provision_failed"] and "interrupted" in entries[0]["reason"]
+    assert [e.action for e in entries] == ["agent.provision_failed"] and "interrupted" in entries[0].reason
     again = await service.agents.provision(ALICE, "acme", request("stuck"))
     assert again.agent.status == "active"
     reliability.add()
@@ -173,7 +173,7 @@ async def test_rotate_and_revoke_at_once_end_revoked(rotating: Any, reliability:
         final = service.agents.get_agent(ALICE, "acme", agent.id)
         assert final.status == "revoked", (round_, final.status)
         assert agent.client_id not in keycloak.clients
-        actions = [e["action"] for e in service.reporting.audit_entries(ALICE, "acme", agent.id)]
+        actions = [e.action for e in service.reporting.audit_entries(ALICE, "acme", agent.id)]
         assert actions[-1] == "agent.revoked" and actions.count("agent.revoked") == 1, actions
         with service.context.db.session() as session:  # nothing of a credential is left to a revoked agent
             assert session.scalars(select(Credential).where(Credential.agent_id == agent.id)).first() is None

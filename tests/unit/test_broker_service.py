@@ -140,7 +140,7 @@ async def test_concurrent_revocations_revoke_once(world: Any) -> None:
         service.revocation.revoke(ALICE, agent.id), service.revocation.revoke(ALICE, agent.id)
     )
     assert sorted([first.already_revoked, second.already_revoked]) == [False, True]
-    actions = [entry["action"] for entry in service.reporting.audit_entries(ALICE, "acme", agent.id)]
+    actions = [entry.action for entry in service.reporting.audit_entries(ALICE, "acme", agent.id)]
     assert actions == ["agent.provisioned", "agent.revoked"]
 
 
@@ -162,8 +162,8 @@ async def test_each_users_delegation_is_audited_once_with_the_user_as_actor(worl
     await service.reporting.audit_log(ALICE, "acme")
     keycloak.exchange(helper.client_id, clock.now(), "erin", "")
     entries = await service.reporting.audit_log(ALICE, "acme", helper.id)
-    granted = [e for e in entries if e["action"] == "agent.delegation_granted"]
-    assert [(e["actor"], e["after"]["scopes"]) for e in granted] == [
+    granted = [e for e in entries if e.action == "agent.delegation_granted"]
+    assert [(e.actor, e.after["scopes"]) for e in granted] == [
         ("dana (user, acme, sub id-dana)", ["mcp:tool:analytics.read"]),
         ("erin (user, acme, sub id-erin)", []),
     ]

@@ -57,6 +57,8 @@ async def mcp_config(
 
 
 @router.get("/tenants/{tenant}/audit", tags=["audit"], responses=ERRORS)
-async def audit_log(tenant: str, caller: Caller, service: Service, agent_id: str | None = None) -> list[dict[str, Any]]:
+async def audit_log(
+    tenant: str, caller: Caller, service: Service, agent_id: str | None = None
+) -> list[schemas.AuditEntryOut]:
     """The tenant's audit entries, oldest first, each with its hash and its predecessor's."""
     return await service.reporting.audit_log(caller, tenant, agent_id)
