@@ -44,16 +44,9 @@ def build_options(settings: Settings) -> list[str]:
     return [*BUILD_OPTIONS, f"--features={','.join(settings.keycloak_features)}"]
 
 
-#: JVM options of every Keycloak the sandbox starts from its distribution (and of the seeding export): the C1
-#: compiler only, so C2's compiler threads do not take the cores start-up needs (on 2 cores, start to ready about
-#: 20% shorter; with the class archive, about 40%); peak token throughput is about half, which a sandbox does not
-#: need. Measurements: docs/architecture.md.
-STARTUP_JVM_OPTIONS = ("-XX:TieredStopAtLevel=1",)
-
-
 def run_files_options(data_dir: Path, class_archive: Path | None = None) -> str:
     """``JAVA_OPTS_APPEND``: keeps one Keycloak run's own files (transaction log, temp) in ``data_dir``, so several
-    runs can share one built distribution, and the start-up options above.
+    runs can share one built distribution.
 
     ``class_archive``, when the file exists, is a class-data sharing archive of this build (made by the seeding
     export, :mod:`sandbox.stack.keycloak_seed`): the JVM maps the classes it holds instead of loading and
@@ -62,7 +55,6 @@ def run_files_options(data_dir: Path, class_archive: Path | None = None) -> str:
     options = [
         f"-Dquarkus.transaction-manager.object-store.directory={data_dir / 'tx'}",
         f"-Djava.io.tmpdir={data_dir / 'tmp'}",
-        *STARTUP_JVM_OPTIONS,
     ]
     if class_archive is not None and class_archive.is_file():
         options.append(f"-XX:SharedArchiveFile={class_archive}")

@@ -10,7 +10,6 @@ from sandbox.config import Settings
 from sandbox.errors import DistributionError
 from sandbox.stack.distribution import (
     BUILD_OPTIONS_HASH,
-    STARTUP_JVM_OPTIONS,
     KeycloakDistribution,
     class_archive_at_exit,
     run_files_options,
@@ -161,14 +160,12 @@ def test_an_unknown_version_without_checksum_is_refused(tmp_path: Path, jdk: Jdk
         KeycloakDistribution(settings).ensure_built(jdk, no_report)
 
 
-def test_run_options_keep_the_run_files_in_its_data_dir_and_compile_with_c1_only(tmp_path: Path) -> None:
+def test_run_options_keep_the_run_files_in_its_data_dir(tmp_path: Path) -> None:
     options = run_files_options(tmp_path / "kc").split(" ")
     assert options == [
         f"-Dquarkus.transaction-manager.object-store.directory={tmp_path / 'kc' / 'tx'}",
         f"-Djava.io.tmpdir={tmp_path / 'kc' / 'tmp'}",
-        *STARTUP_JVM_OPTIONS,
     ]
-    assert "-XX:TieredStopAtLevel=1" in options
 
 
 def test_run_options_map_the_class_archive_only_when_it_exists(tmp_path: Path) -> None:
