@@ -44,10 +44,26 @@ def build_options(settings: Settings) -> list[str]:
     return [*BUILD_OPTIONS, f"--features={','.join(settings.keycloak_features)}"]
 
 
-def run_files_options(data_dir: Path) -> str:
-    """``JAVA_OPTS_APPEND`` that keeps one Keycloak run's own files (transaction log, temp) in ``data_dir``,
-    so several runs can share one built distribution."""
-    return f"-Dquarkus.transaction-manager.object-store.directory={data_dir / 'tx'} -Djava.io.tmpdir={data_dir / 'tmp'}"
+def run_files_options(data_dir: Path, class_archive: Path | None = None) -> str:
+    """``JAVA_OPTS_APPEND``: keeps one Keycloak run's own files (transaction log, temp) in ``data_dir``, so several
+    runs can share one built distribution.
+
+    ``class_archive``, when the file exists, is a class-data sharing archive of this build (made by the seeding
+    export, :mod:`sandbox.stack.keycloak_seed`): the JVM maps the classes it holds instead of loading and
+    verifying them again. One that does not match the build or the JDK is refused by the JVM with a warning in
+    the log, and the start goes on without it; a missing one is not named at all."""
+    options = [
+        f"-Dquarkus.transaction-manager.object-store.directory={data_dir / 'tx'}",
+        f"-Djava.io.tmpdir={data_dir / 'tmp'}",
+    ]
+    if class_archive is not None and class_archive.is_file():
+        options.append(f"-XX:SharedArchiveFile={class_archive}")
+    return " ".join(options)
+
+
+def class_archive_at_exit(archive: Path) -> str:
+    """The ``JAVA_OPTS_APPEND`` addition that makes a run write the classes it loaded into ``archive`` as it exits."""
+    return f"-XX:ArchiveClassesAtExit={archive}"
 
 
 def sha256_of(path: Path) -> str:

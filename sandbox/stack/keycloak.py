@@ -194,7 +194,7 @@ class LocalKeycloak(SandboxKeycloak, ProcessComponent):
         env.update(
             JAVA_HOME=str(self._jdk.home),
             PATH=f"{self._jdk.home / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}",
-            JAVA_OPTS_APPEND=run_files_options(self.data_dir),
+            JAVA_OPTS_APPEND=run_files_options(self.data_dir, self.seed.class_archive),
         )
         return env  # no bootstrap admin: the seeded database has one, taken over in configure()
 

@@ -24,10 +24,11 @@ from filelock import FileLock
 from sandbox.config import Settings
 from sandbox.errors import DistributionError
 from sandbox.stack.component import Report
-from sandbox.stack.distribution import KeycloakDistribution, run_files_options
+from sandbox.stack.distribution import KeycloakDistribution, class_archive_at_exit, run_files_options
 from sandbox.stack.java import Jdk
 
 DATABASE_FILE = "keycloakdb.mv.db"  # H2's one file for a database named keycloakdb
+CLASS_ARCHIVE = "classes.jsa"  # the classes the export loaded: every start of this build maps them
 
 
 def h2_url(directory: Path) -> str:
@@ -73,6 +74,7 @@ class SeededDatabase:
             "home": str(self.distribution.home),
             "options": self.distribution.build_options(),
             "java": str(jdk.home),
+            "class_archive": CLASS_ARCHIVE,  # seeds made before the archive existed are made again
         }
         with FileLock(str(self.distribution.cache / ".lock"), timeout=600):
             marker, admin_file = self.directory / "made-by.json", self.directory / "admin.json"
@@ -87,6 +89,11 @@ class SeededDatabase:
     def admin(self) -> BootstrapAdmin:
         """The credentials the seed's admins were made with."""
         return BootstrapAdmin(**json.loads((self.directory / "admin.json").read_text()))
+
+    @property
+    def class_archive(self) -> Path:
+        """The build's class-data sharing archive, written by the seeding export; absent if the JDK made none."""
+        return self.directory / CLASS_ARCHIVE
 
     def copy_to(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -111,7 +118,8 @@ class SeededDatabase:
             env = {
                 "JAVA_HOME": str(jdk.home),
                 "PATH": f"{jdk.home / 'bin'}:/usr/bin:/bin",
-                "JAVA_OPTS_APPEND": run_files_options(staging),
+                # The export loads most of the classes a server start does: they are archived as it exits.
+                "JAVA_OPTS_APPEND": f"{run_files_options(staging)} {class_archive_at_exit(staging / CLASS_ARCHIVE)}",
                 **admin.environment(),
             }
             log = self.settings.log_dir / "keycloak-seed.log"
@@ -128,6 +136,8 @@ class SeededDatabase:
             seed = staging / "seed"
             seed.mkdir()
             shutil.copyfile(staging / "db" / DATABASE_FILE, seed / DATABASE_FILE)
+            if (staging / CLASS_ARCHIVE).is_file():  # a JDK without a base archive writes none: starts go without
+                os.replace(staging / CLASS_ARCHIVE, seed / CLASS_ARCHIVE)
             admin_file = seed / "admin.json"
             admin_file.touch(mode=0o600)
             admin_file.write_text(json.dumps(asdict(admin)))

@@ -8,7 +8,12 @@ import pytest
 
 from sandbox.config import Settings
 from sandbox.errors import DistributionError
-from sandbox.stack.distribution import BUILD_OPTIONS_HASH, KeycloakDistribution
+from sandbox.stack.distribution import (
+    BUILD_OPTIONS_HASH,
+    KeycloakDistribution,
+    class_archive_at_exit,
+    run_files_options,
+)
 from sandbox.stack.java import Jdk
 
 VERSION = "0.0-test"
@@ -153,3 +158,19 @@ def test_an_unknown_version_without_checksum_is_refused(tmp_path: Path, jdk: Jdk
     settings = settings_for(tmp_path, keycloak_dist=zip_path)
     with pytest.raises(DistributionError, match="set SANDBOX_KEYCLOAK_SHA256"):
         KeycloakDistribution(settings).ensure_built(jdk, no_report)
+
+
+def test_run_options_keep_the_run_files_in_its_data_dir(tmp_path: Path) -> None:
+    options = run_files_options(tmp_path / "kc").split(" ")
+    assert options == [
+        f"-Dquarkus.transaction-manager.object-store.directory={tmp_path / 'kc' / 'tx'}",
+        f"-Djava.io.tmpdir={tmp_path / 'kc' / 'tmp'}",
+    ]
+
+
+def test_run_options_map_the_class_archive_only_when_it_exists(tmp_path: Path) -> None:
+    archive = tmp_path / "classes.jsa"
+    assert "SharedArchiveFile" not in run_files_options(tmp_path / "kc", archive)
+    archive.write_bytes(b"archive")
+    assert run_files_options(tmp_path / "kc", archive).split(" ")[-1] == f"-XX:SharedArchiveFile={archive}"
+    assert class_archive_at_exit(archive) == f"-XX:ArchiveClassesAtExit={archive}"

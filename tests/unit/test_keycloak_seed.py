@@ -25,6 +25,10 @@ for arg; do
                 mkdir -p "$(dirname "$path")"; printf '%s' "$KC_BOOTSTRAP_ADMIN_CLIENT_SECRET" > "$path" ;;
   esac
 done
+case "$JAVA_OPTS_APPEND" in  # the JVM writes its class archive as it exits
+  *-XX:ArchiveClassesAtExit=*) archive="${JAVA_OPTS_APPEND##*-XX:ArchiveClassesAtExit=}"
+                               echo classes > "${archive%% *}" ;;
+esac
 """
 
 
@@ -62,6 +66,7 @@ def test_the_seed_is_made_once_by_an_export_on_loopback_and_its_admin_kept_priva
     assert (admin.username, admin.client_id) == ("admin", "sandbox-admin")
     assert stat.S_IMODE((seed.directory / "admin.json").stat().st_mode) == 0o600
     assert ensure(seed, tmp_path) == admin and len(calls(seed)) == 1  # reused, not made again
+    assert seed.class_archive.read_text() == "classes\n"  # the export's class archive is kept with the seed
 
     copy = tmp_path / "stack" / "db"
     seed.copy_to(copy)
