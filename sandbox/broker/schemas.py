@@ -254,6 +254,11 @@ class Revoked(BaseModel):
     )
 
 
+class Suspended(BaseModel):
+    agent: AgentOut
+    events: list[dict[str, Any]] = Field(description="The session-revoked event's delivery to each server.")
+
+
 class ReviewIn(_Body):
     decision: ReviewDecision
     reason: str = ""

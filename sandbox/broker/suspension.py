@@ -18,13 +18,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select
 
 from sandbox.broker import audit, schemas
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import IDP_FAILURES, SYSTEM, BrokerContext, why
+from sandbox.broker.base import IDP_FAILURES, SYSTEM, BrokerContext, agent_out, why
 from sandbox.broker.policy import AnomalyRule
 from sandbox.broker.store import Agent, UsageEvent
 from sandbox.idp.provider import EventKind
@@ -55,9 +54,9 @@ class Suspensions:
         self.context = context
 
     # Judging.
-    async def after_usage(self, agent_ids: set[str]) -> list[dict[str, Any]]:
+    async def after_usage(self, agent_ids: set[str]) -> list[schemas.Suspended]:
         """Judge the agents that were just refused calls; suspend each one that tripped a usage rule."""
-        suspended = []
+        suspended: list[schemas.Suspended] = []
         for agent_id in sorted(agent_ids):
             tripped = self._usage_tripped(agent_id)
             if tripped is not None:
@@ -88,7 +87,7 @@ class Suspensions:
                     return Tripped(rule, counted)
         return None
 
-    async def scan_token_failures(self) -> list[dict[str, Any]]:
+    async def scan_token_failures(self) -> list[schemas.Suspended]:
         """Suspend each watched active agent with the rule's count of failed token requests in its window."""
         context = self.context
         rule = context.policy.anomalies.rules.get("failed_token_requests")
@@ -103,7 +102,7 @@ class Suspensions:
         by_tenant: dict[str, list[tuple[str, str]]] = {}
         for agent_id, tenant, client_id in watched:
             by_tenant.setdefault(tenant, []).append((agent_id, client_id))
-        suspended = []
+        suspended: list[schemas.Suspended] = []
         for tenant, agents in by_tenant.items():
             if not context.adapter.capabilities(tenant).supports("event_emission"):
                 continue  # its agents' IdP records no failed token requests (the rule cannot trip there)
@@ -132,7 +131,7 @@ class Suspensions:
         return max(start, counted_from) if counted_from else start
 
     # Acting.
-    async def suspend(self, agent_id: str, tripped: Tripped) -> dict[str, Any] | None:
+    async def suspend(self, agent_id: str, tripped: Tripped) -> schemas.Suspended | None:
         """Suspend an active agent: its client disabled, a session-revoked event to every receiving server."""
         context = self.context
         async with context.agent_lock(agent_id):
@@ -181,9 +180,9 @@ class Suspensions:
                     },
                     reason=tripped.describe(),
                 )
-                public = stored.as_public()
+                public = agent_out(stored)
         log.warning("agent suspended", extra={"tenant": tenant, "agent": agent_id, "rule": tripped.rule.kind})
-        return {"agent": public, "events": [d.as_dict() for d in deliveries]}
+        return schemas.Suspended(agent=public, events=[d.as_dict() for d in deliveries])
 
     async def resume(self, principal: Principal, tenant: str, agent_id: str, reason: str = "") -> schemas.AgentOut:
         """Give a suspended agent its access back (an admin with MFA): new tokens work again, anomalies count anew."""

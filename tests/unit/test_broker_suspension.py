@@ -65,9 +65,9 @@ async def test_refused_calls_up_to_the_rule_suspend_a_watched_agent_and_keep_its
     assert await service.suspensions.after_usage(ingested.refused_agents) == []  # 4 of 5: not yet
     ingested = refused_calls(service, agent, 1, clock)
     (done,) = await service.suspensions.after_usage(ingested.refused_agents)
-    assert done["agent"]["status"] == "suspended" and done["agent"]["suspended_at"]
+    assert done.agent.status == "suspended" and done.agent.suspended_at
     assert keycloak.clients[agent.client_id]["enabled"] is False  # the credential stops working at the IdP
-    assert done["events"], "a revocation event goes to the receiving servers"
+    assert done.events, "a revocation event goes to the receiving servers"
     kept = service.agents.get_agent(ALICE, "acme", agent.id)
     assert kept.client_id == agent.client_id and kept.status == "suspended"
     assert agent.client_id in keycloak.clients  # the identity is kept, not deleted
@@ -97,7 +97,7 @@ async def test_outside_zone_calls_have_their_own_rule(world: Any) -> None:
     assert agent.zone == "127.0.0.2" and keycloak.clients[agent.client_id]["zone"] == "127.0.0.2"
     ingested = refused_calls(service, agent, 3, clock, outside_zone=True, source="127.0.0.3")
     (done,) = await service.suspensions.after_usage(ingested.refused_agents)
-    assert done["agent"]["status"] == "suspended"
+    assert done.agent.status == "suspended"
     with service.context.db.session() as session:
         entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "agent.suspended")).one()
         after = json.loads(entry.after)
@@ -113,7 +113,7 @@ async def test_failed_token_requests_suspend_on_the_scan(world: Any) -> None:
         IdpEvent("token_refused", now - timedelta(milliseconds=i), agent.client_id) for i in range(5)
     ] + [IdpEvent("token_refused", now, other.client_id)]
     (done,) = await service.suspensions.scan_token_failures()
-    assert done["agent"]["id"] == agent.id
+    assert done.agent.id == agent.id
     assert service.agents.get_agent(ALICE, "acme", other.id).status == "active"
     assert (await service.housekeeping())["suspended"] == 0  # already suspended: nothing more to do
 
