@@ -74,19 +74,21 @@ class CredentialAgeKeeper:
             return None
         return lifecycle.credential_age(current.created_at, now)
 
-    def report(self, session: Session, agent: Agent) -> dict[str, Any]:
+    def report(self, session: Session, agent: Agent) -> schemas.CredentialAgeOut:
         """What monitoring shows: the credential's age, its maximum, ok/near/past, and what the broker will do."""
         lifecycle = self._lifecycle(agent.role)
         age = self.age(session, agent, self.context.now(agent.tenant))
         if lifecycle is None or age is None:
-            return {"state": "unknown"}
-        return {**age.as_dict(), "rotate": lifecycle.rotate, "warn_days": lifecycle.warn_days}
+            return schemas.CredentialAgeOut(state="unknown")
+        return schemas.CredentialAgeOut.model_validate(
+            {**age.as_dict(), "rotate": lifecycle.rotate, "warn_days": lifecycle.warn_days}
+        )
 
-    def report_of(self, agent_id: str) -> dict[str, Any]:
+    def report_of(self, agent_id: str) -> schemas.CredentialAgeOut:
         """:meth:`report` of one agent (the caller has been checked)."""
         with self.context.session() as session:
             agent = session.get(Agent, agent_id)
-            return self.report(session, agent) if agent is not None else {"state": "unknown"}
+            return self.report(session, agent) if agent is not None else schemas.CredentialAgeOut(state="unknown")
 
     async def sweep(self, tenant: str | None = None) -> dict[str, int]:
         """Flag old credentials (once per credential and state) and rotate those the policy rotates automatically."""

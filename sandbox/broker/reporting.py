@@ -18,6 +18,7 @@ from sandbox.broker.errors import (
     BadRequest,
     Conflict,
 )
+from sandbox.broker.lifecycle import CredentialAgeKeeper
 from sandbox.broker.monitoring import TOKEN_EVENTS, agent_report
 from sandbox.broker.store import (
     Agent,
@@ -37,10 +38,17 @@ class UsageIngested:
 class ReportingService:
     """Usage reports from MCP servers, monitoring, MCP client configs, and the audit log as the API shows it."""
 
-    def __init__(self, context: BrokerContext, agents: AgentService, delegation: DelegationService) -> None:
+    def __init__(
+        self,
+        context: BrokerContext,
+        agents: AgentService,
+        delegation: DelegationService,
+        credential_age: CredentialAgeKeeper,
+    ) -> None:
         self.context = context
         self.agents = agents
         self.delegation = delegation
+        self.credential_age = credential_age
 
     def ingest_usage(self, events: list[dict[str, Any]], resource: str | None) -> UsageIngested:
         """Record tool calls an MCP server reported; unknown agents are kept for the record, unattributed."""
@@ -78,7 +86,7 @@ class ReportingService:
                 stored += 1
             return UsageIngested(stored, refused)
 
-    async def monitoring(self, principal: Principal, tenant: str, agent_id: str) -> dict[str, Any]:
+    async def monitoring(self, principal: Principal, tenant: str, agent_id: str) -> schemas.MonitoringReport:
         with self.context.session() as session:
             self.context.visible_tenant(session, principal, tenant)
             agent = self.context.visible_agent(session, principal, agent_id, tenant)
@@ -94,14 +102,13 @@ class ReportingService:
         role = self.context.policy.roles.get(public["role"])
         period = timedelta(days=role.dormancy_days if role else self.context.policy.default_dormancy_days)
         report = agent_report(public, events, usage, self.context.tools, now=self.context.now(tenant), period=period)
-        report["idp_error"] = idp_error
-        report["delegations"] = []
+        report.idp_error = idp_error
+        report.credential_age = self.credential_age.report_of(agent_id)
         if public["mode"] == "delegated":
-            delegations = await self.delegation.delegations(principal, tenant, agent_id)
-            report["delegations"] = [d.model_dump() for d in delegations.delegations]
+            report.delegations = (await self.delegation.delegations(principal, tenant, agent_id)).delegations
         return report
 
-    async def tenant_monitoring(self, principal: Principal, tenant: str) -> list[dict[str, Any]]:
+    async def tenant_monitoring(self, principal: Principal, tenant: str) -> list[schemas.MonitoringReport]:
         agents = [a for a in self.agents.list_agents(principal, tenant) if a.status not in FINAL]
         return [await self.monitoring(principal, tenant, agent.id) for agent in agents]
 

@@ -349,6 +349,68 @@ class DelegationsOut(BaseModel):
     idp_error: str | None
 
 
+class FailedTokenRequest(BaseModel):
+    at: str
+    error: str | None = Field(description="The IdP's error code.")
+
+
+class DeniedToolCall(BaseModel):
+    at: str
+    tool: str
+    status: int
+    server: str
+    source: str | None = Field(
+        None, description="The caller's address, when refused for calling from outside its zone."
+    )
+    outside_zone: bool = False
+
+
+class TokenExchangeSeen(BaseModel):
+    at: str
+    user: str | None
+    user_id: str | None
+    scopes: list[str]
+
+
+class FailedTokenExchange(BaseModel):
+    at: str
+    error: str | None
+    reason: str | None
+
+
+class CredentialAgeOut(BaseModel):
+    state: Literal["ok", "near", "past", "unknown"] = Field(description="unknown: no credential or no age policy.")
+    age_days: float | None = None
+    max_age_days: int | None = None
+    rotate: str | None = Field(None, description="manual, or automatic: the broker rotates old client secrets.")
+    warn_days: int | None = None
+
+
+class MonitoringReport(BaseModel):
+    """One agent's token requests (the IdP's records), tool calls (the servers' usage reports), unused scopes,
+    delegations and credential age."""
+
+    agent_id: str
+    name: str
+    status: str
+    tokens_issued: int
+    failed_token_requests: int
+    recent_failed_token_requests: list[FailedTokenRequest]
+    tool_calls: int
+    denied_tool_calls: int
+    outside_zone_calls: int
+    recent_denied_tool_calls: list[DeniedToolCall]
+    unused_scopes: list[str]
+    unused_scopes_period_days: int
+    token_exchanges: int
+    failed_token_exchanges: int
+    recent_token_exchanges: list[TokenExchangeSeen]
+    recent_failed_token_exchanges: list[FailedTokenExchange]
+    idp_error: str | None = Field(None, description="Why the IdP's records could not be read, when they could not.")
+    delegations: list[DelegationOut] = Field(default_factory=list)
+    credential_age: CredentialAgeOut = Field(default_factory=lambda: CredentialAgeOut(state="unknown"))
+
+
 class ConfigIn(_Body):
     path: str | None = Field(None, description="Where the config will be written (kept for dependency reports).")
     credential_source: Literal["env", "file"] | None = None

@@ -58,9 +58,9 @@ class BrokerService:
         self.delegation = DelegationService(context, self.tenants)
         self.rotation = RotationService(context)
         self.dormancy = DormancyService(context, self.revocation)
-        self.reporting = ReportingService(context, self.agents, self.delegation)
         # Lifecycle policy (sandbox.broker.lifecycle) and anomaly suspension (sandbox.broker.suspension).
         self.credential_age = CredentialAgeKeeper(context, self.rotation.rotate)
+        self.reporting = ReportingService(context, self.agents, self.delegation, self.credential_age)
         self.access_reviews = AccessReviews(context)
         self.suspensions = Suspensions(context)
 

@@ -130,13 +130,13 @@ async def test_old_credentials_are_flagged_once_and_automatic_ones_rotate_with_t
     clock.advance(days=2)  # 24 days: within warn_days (7) of 30
     assert await service.credential_age.sweep() == {"credentials_flagged": 2, "credentials_rotated": 0}
     assert await service.credential_age.sweep() == {"credentials_flagged": 0, "credentials_rotated": 0}
-    assert service.credential_age.report_of(writer.id)["state"] == "near"
+    assert service.credential_age.report_of(writer.id).state == "near"
     clock.advance(days=7)
     assert await service.credential_age.sweep() == {"credentials_flagged": 2, "credentials_rotated": 1}
     assert service.agents.get_agent(ALICE, "acme", runner.id).status == "rotating"
     assert service.agents.get_agent(ALICE, "acme", writer.id).status == "active"  # rotate: manual, only flagged
-    assert service.credential_age.report_of(writer.id)["state"] == "past"
-    assert service.credential_age.report_of(runner.id)["state"] == "ok"  # the new secret is new
+    assert service.credential_age.report_of(writer.id).state == "past"
+    assert service.credential_age.report_of(runner.id).state == "ok"  # the new secret is new
     assert keycloak.clients[runner.client_id]["secret"] == "rotated-secret"
     assert actions(service, runner.id)[1:] == [
         ("agent.credential_aging", "broker"),

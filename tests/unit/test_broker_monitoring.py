@@ -28,7 +28,7 @@ def test_token_exchanges_are_reported_with_the_user_they_acted_for() -> None:
         IdpEvent("token_refused", NOW - 3 * second, "c1", error="invalid_client_credentials"),
     ]
     tools = ToolMap.load(load_settings().tools_file)
-    report = agent_report(AGENT, events, [], tools, now=NOW, period=timedelta(days=30))
+    report = agent_report(AGENT, events, [], tools, now=NOW, period=timedelta(days=30)).model_dump()
     assert (report["tokens_issued"], report["failed_token_requests"]) == (1, 1)
     assert (report["token_exchanges"], report["failed_token_exchanges"]) == (1, 1)
     assert report["recent_token_exchanges"] == [

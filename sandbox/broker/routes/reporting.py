@@ -29,15 +29,13 @@ async def usage(
 
 
 @router.get("/tenants/{tenant}/agents/{agent_id}/monitoring", tags=["monitoring"], responses=ERRORS)
-async def monitoring(tenant: str, agent_id: str, caller: Caller, service: Service) -> dict[str, Any]:
+async def monitoring(tenant: str, agent_id: str, caller: Caller, service: Service) -> schemas.MonitoringReport:
     """Failed token requests, denied tool calls, unused scopes and the credential's age of one agent."""
-    report = await service.reporting.monitoring(caller, tenant, agent_id)
-    report["credential_age"] = service.credential_age.report_of(agent_id)
-    return report
+    return await service.reporting.monitoring(caller, tenant, agent_id)
 
 
 @router.get("/tenants/{tenant}/monitoring", tags=["monitoring"], responses=ERRORS)
-async def tenant_monitoring(tenant: str, caller: Caller, service: Service) -> list[dict[str, Any]]:
+async def tenant_monitoring(tenant: str, caller: Caller, service: Service) -> list[schemas.MonitoringReport]:
     return await service.reporting.tenant_monitoring(caller, tenant)
 
 
