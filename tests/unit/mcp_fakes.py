@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
@@ -84,3 +88,21 @@ def b64(value: dict[str, Any] | bytes) -> str:
 
 def unsigned(header: dict[str, Any], claims: dict[str, Any], signature: bytes = b"") -> str:
     return f"{b64(header)}.{b64(claims)}.{b64(signature) if signature else ''}"
+
+
+@contextlib.contextmanager
+def served_app(tmp_path: Path, issuer: FakeIssuer, monkeypatch: pytest.MonkeyPatch, **settings: Any) -> Iterator[Any]:
+    """The reference server's whole app in-process (jwt mode, trusting ``issuer``), behind a starlette TestClient."""
+    from starlette.testclient import TestClient
+
+    from sandbox.config import load_settings
+    from sandbox.mcp_server import app as app_module
+    from sandbox.mcp_server.options import ServerOptions
+
+    monkeypatch.setattr(app_module, "http_client", issuer.client)
+    options = ServerOptions.standalone(
+        load_settings(state_dir=tmp_path, **settings), issuers=[issuer.issuer], port=2, mode="jwt", broker_url=None
+    )
+    assert options.canonical_url == AUDIENCE
+    with TestClient(app_module.build_app(options), base_url="http://127.0.0.1:2") as client:
+        yield client

@@ -12,14 +12,11 @@ from typing import Any
 import httpx
 import pytest
 from mcp.server import request_state as sdk_request_state
-from mcp_fakes import AUDIENCE, FakeIssuer
+from mcp_fakes import FakeIssuer, served_app
 from starlette.testclient import TestClient
 
 from sandbox.certify.checks.request_state import ANSWERS, completed, tampered
 from sandbox.certify.revision import CLIENT_CAPABILITIES_KEY, LEGACY, STATELESS, Wire
-from sandbox.config import load_settings
-from sandbox.mcp_server import app as app_module
-from sandbox.mcp_server.options import ServerOptions
 from sandbox.mcp_server.tools import EXPORT_QUESTION
 
 SCOPES = "basic mcp:tool:analytics.export"
@@ -35,11 +32,7 @@ def issuer() -> FakeIssuer:
 
 @pytest.fixture
 def client(tmp_path: Path, issuer: FakeIssuer, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    monkeypatch.setattr(app_module, "http_client", issuer.client)
-    settings = load_settings(state_dir=tmp_path, mcp_request_state_ttl=TTL)
-    options = ServerOptions.standalone(settings, issuers=[issuer.issuer], port=2, mode="jwt", broker_url=None)
-    assert options.canonical_url == AUDIENCE
-    with TestClient(app_module.build_app(options), base_url="http://127.0.0.1:2") as served:
+    with served_app(tmp_path, issuer, monkeypatch, mcp_request_state_ttl=TTL) as served:
         yield served
 
 

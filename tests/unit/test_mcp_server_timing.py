@@ -9,13 +9,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from mcp_fakes import FakeIssuer
+from mcp_fakes import FakeIssuer, served_app
 from starlette.testclient import TestClient
 
 from sandbox.certify.revision import STATELESS, Wire
-from sandbox.config import load_settings
-from sandbox.mcp_server import app as app_module
-from sandbox.mcp_server.options import ServerOptions
 from sandbox.mcp_server.timing import Steps, parse_server_timing
 
 STEPS = ["read", "verify", "authorize", "sdk"]
@@ -28,10 +25,7 @@ def issuer() -> FakeIssuer:
 
 @pytest.fixture
 def client(tmp_path: Path, issuer: FakeIssuer, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    monkeypatch.setattr(app_module, "http_client", issuer.client)
-    settings = load_settings(state_dir=tmp_path)
-    options = ServerOptions.standalone(settings, issuers=[issuer.issuer], port=2, mode="jwt", broker_url=None)
-    with TestClient(app_module.build_app(options), base_url="http://127.0.0.1:2") as served:
+    with served_app(tmp_path, issuer, monkeypatch) as served:
         yield served
 
 
