@@ -133,7 +133,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    _STARTED.update(at=time.monotonic(), load=suite_run.load_average())
+    # The commit as the run found it: the run itself rewrites the README's tables, which would read as changes.
+    _STARTED.update(at=time.monotonic(), load=suite_run.load_average(), commit=suite_run.commit(ROOT))
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -175,7 +176,7 @@ def _record_suite_run(session: pytest.Session) -> None:
     slowest = sorted(_TEST_SECONDS.items(), key=lambda pair: pair[1], reverse=True)[:10]
     run = suite_run.SuiteRun(
         finished=suite_run.now(),
-        commit=suite_run.commit(ROOT),
+        commit=_STARTED["commit"],
         seconds=round(time.monotonic() - _STARTED["at"], 1),
         passed=counted["passed"],
         failed=counted["failed"] + len(reporter.stats.get("error", [])) if reporter else 0,
