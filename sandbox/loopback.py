@@ -13,6 +13,33 @@ from sandbox.errors import SandboxError
 #: before the server (uvicorn: 5 s keep-alive) could close it just as a request goes out on it (a ReadError).
 KEEPALIVE = httpx.Limits(keepalive_expiry=2.0)
 
+#: Requests that may be sent twice with one effect (RFC 9110, 9.2.2).
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+#: The connection went away before any answer: nothing was read, so the request may not have been handled.
+DROPPED = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+
+
+class Redial(httpx.AsyncBaseTransport):
+    """Sends an idempotent request once more, on a new connection, when its connection dropped without an answer.
+
+    A pooled connection can be closed by the server just as a request goes out on it; the keep-alive bound above
+    makes that rare, not impossible (a busy event loop holds a connection past it). POST is never resent.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
+        self._inner = inner or httpx.AsyncHTTPTransport(limits=KEEPALIVE)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await self._inner.handle_async_request(request)
+        except DROPPED:
+            if request.method not in IDEMPOTENT:
+                raise
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
 
 def is_loopback_host(host: str) -> bool:
     """``localhost`` or a loopback IP address; a name or a malformed address is not."""

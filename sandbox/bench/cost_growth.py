@@ -8,13 +8,15 @@ agents are revoked, and the ``jwt+events`` server's memory is read again at each
 (a revocation is kept as long as a token it covers can live).
 
 Growth is bounded by a time budget (30 minutes; 5 in quick mode): when it runs out, the figures stop at the last
-size reached, and ``at_size.stopped`` says where. The grown agents are always revoked at the end.
+size reached, and ``at_size.stopped`` says where. The grown agents are always revoked at the end. A provision or
+revoke the broker refuses (the IdP failed) is counted and named in the figures; the benchmark goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.admin.client import BrokerRefused
@@ -37,6 +39,18 @@ BUDGET, QUICK_BUDGET = 1800, 300
 #: Provisions the broker may refuse while a tenant grows or is probed (each is counted and named); one more stops
 #: the growth.
 MAX_FAILED_PROVISIONS = 20
+
+
+@dataclass
+class Failed:
+    """The calls the broker refused, by kind: each is counted and the first few named in the figures."""
+
+    provisions: list[str] = field(default_factory=list)
+    revokes: list[str] = field(default_factory=list)
+
+    @property
+    def too_many(self) -> bool:
+        return len(self.provisions) > MAX_FAILED_PROVISIONS
 
 
 def _rss_mib(context: BenchContext) -> dict[str, float]:
@@ -70,8 +84,16 @@ async def _timed(samples: list[float], call: Any) -> Any:
     return result
 
 
+async def _revoke(broker: OperatorBroker, agent: BenchAgent, failed: list[str]) -> None:
+    """Revoke ``agent``; a revoke the broker refuses (the IdP failed) is counted, and the benchmark goes on."""
+    try:
+        await broker.revoke(agent)
+    except BrokerRefused as exc:  # the broker retries it by itself; the benchmark's close revokes it again
+        failed.append(str(exc))
+
+
 async def _measure(
-    context: BenchContext, broker: OperatorBroker, tenant: str, grown: list[BenchAgent], failed: list[str]
+    context: BenchContext, broker: OperatorBroker, tenant: str, grown: list[BenchAgent], failed: Failed
 ) -> dict:
     provision_ms: list[float] = []
     revoke_ms: list[float] = []
@@ -80,9 +102,12 @@ async def _measure(
         try:
             probe = await _timed(provision_ms, lambda: broker.provision(tenant))
         except BrokerRefused as exc:  # counted with the growth's failures; its latency is not a provision's
-            failed.append(str(exc))
+            failed.provisions.append(str(exc))
             continue
-        await _timed(revoke_ms, lambda probe=probe: broker.revoke(probe))
+        try:
+            await _timed(revoke_ms, lambda probe=probe: broker.revoke(probe))
+        except BrokerRefused as exc:  # counted; its latency is not a revoke's
+            failed.revokes.append(str(exc))
     grants = await _grants_per_second(grown[-1], context.size(GRANTS, GRANTS // 2))
     listed = 0
     for _ in range(LISTS):
@@ -114,28 +139,29 @@ async def cost_growth(context: BenchContext) -> dict[str, Any]:
     at_size: dict[str, Any] = {}
     memory_with_revocations: dict[str, Any] = {}
     growth_seconds: dict[str, float] = {}
-    failed: list[str] = []
+    failed = Failed()
 
     async def provision() -> BenchAgent | None:
         """One more agent; a provision the broker refuses (the IdP failed) is counted, and growth goes on."""
         try:
             return await broker.provision(tenant)
         except BrokerRefused as exc:
-            failed.append(str(exc))
+            failed.provisions.append(str(exc))
             return None
 
     began = time.perf_counter()
     try:
         for size in sizes:
             started = time.perf_counter()
-            while len(grown) < size and time.perf_counter() < deadline and len(failed) <= MAX_FAILED_PROVISIONS:
+            while len(grown) < size and time.perf_counter() < deadline and not failed.too_many:
                 more = await bounded(
                     (provision for _ in range(size - len(grown))), concurrency=CONCURRENCY, deadline=deadline
                 )
                 grown.extend(agent for agent in more if agent is not None)
             growth_seconds[str(size)] = round(time.perf_counter() - started, 1)
-            if len(failed) > MAX_FAILED_PROVISIONS:
-                at_size["stopped"] = f"{len(failed)} provisions failed at {len(grown)} agents, growing to {size}"
+            if failed.too_many:
+                refused = len(failed.provisions)
+                at_size["stopped"] = f"{refused} provisions failed at {len(grown)} agents, growing to {size}"
                 break
             if len(grown) < size:
                 at_size["stopped"] = f"the time budget ran out at {len(grown)} agents, growing to {size}"
@@ -147,7 +173,9 @@ async def cost_growth(context: BenchContext) -> dict[str, Any]:
             batch = grown[revoked:size]
             if len(batch) < size - revoked:
                 break
-            await bounded((lambda agent=agent: broker.revoke(agent) for agent in batch), concurrency=CONCURRENCY)
+            await bounded(
+                (lambda agent=agent: _revoke(broker, agent, failed.revokes) for agent in batch), concurrency=CONCURRENCY
+            )
             revoked = size
             memory_with_revocations[str(size)] = _held(context)
     finally:
@@ -157,7 +185,8 @@ async def cost_growth(context: BenchContext) -> dict[str, Any]:
         "concurrency": CONCURRENCY,
         "probes_per_size": PROBES,
         "seconds_to_grow_to": growth_seconds,
-        "failed_provisions": {"count": len(failed), "first": failed[:3]},
+        "failed_provisions": {"count": len(failed.provisions), "first": failed.provisions[:3]},
+        "failed_revokes": {"count": len(failed.revokes), "first": failed.revokes[:3]},
         "at_size": at_size,
         "mcp_server_rss_mib_with_revocations_held": memory_with_revocations,
         "seconds": round(time.perf_counter() - began, 1),

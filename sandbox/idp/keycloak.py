@@ -59,7 +59,7 @@ from sandbox.idp.realm import (
     ZONE_PROFILE,
     delegation_scope,
 )
-from sandbox.loopback import KEEPALIVE
+from sandbox.loopback import KEEPALIVE, Redial
 from sandbox.oidc import discover_async
 from sandbox.stack_secrets import Secrets
 from sandbox.zones import ZONE_CLAIM
@@ -258,9 +258,11 @@ class KeycloakAdapter:
                 timeout=self.timeout,
             )
             # python-keycloak's client keeps an idle connection 5 s; ours drops it after 2 s, as every client of
-            # the sandbox's servers does: a request sent on a connection the server had just closed fails with a
-            # ReadError and no answer (seen once while a tenant grew to 10,000 agents)
-            connection.async_s = httpx.AsyncClient(verify=connection.verify, limits=KEEPALIVE)
+            # the sandbox's servers does, and sends an idempotent call again when its connection dropped with no
+            # answer (a ReadError: seen twice while a tenant grew to 10,000 agents, the second time with the 2 s
+            # bound already in place)
+            transport = Redial(httpx.AsyncHTTPTransport(verify=connection.verify, limits=KEEPALIVE))
+            connection.async_s = httpx.AsyncClient(transport=transport)
             self._admins[realm] = KeycloakAdmin(connection=connection)
         return self._admins[realm]
 

@@ -1,5 +1,6 @@
-"""cost-growth counts the provisions the broker refuses while a tenant grows, and goes on growing; too many stop it
-with a note. A fake broker stands in for the stack (the benchmark itself runs against the real one)."""
+"""cost-growth counts the provisions and revokes the broker refuses while a tenant grows and shrinks, and goes on;
+too many refused provisions stop the growth with a note. A fake broker stands in for the stack (the benchmark
+itself runs against the real one)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ class RefusingBroker:
 def run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, broker: RefusingBroker) -> dict[str, Any]:
     monkeypatch.setattr(cost_growth, "OperatorBroker", lambda settings, threads: broker)
 
-    async def measured(context: Any, broker: Any, tenant: str, grown: list[Any], failed: list[str]) -> dict[str, Any]:
+    async def measured(context: Any, broker: Any, tenant: str, grown: list[Any], failed: Any) -> dict[str, Any]:
         call = {"median": 1.0}
         return {
             "agents": len(grown),
@@ -89,8 +90,53 @@ def test_a_refused_probe_is_counted_and_the_size_is_still_measured(
     monkeypatch.setattr(cost_growth, "_grants_per_second", grants)
     monkeypatch.setattr(cost_growth, "_rss_mib", lambda context: {})
     context = BenchContext(Settings(state_dir=tmp_path / "state", cache_dir=tmp_path / "cache"), quick=True)
-    failed: list[str] = []
+    failed = cost_growth.Failed()
     measured = asyncio.run(cost_growth._measure(context, ListingBroker({2, 4}), "t", ["agent"], failed))  # type: ignore[arg-type]
-    assert len(failed) == 2 and "the IdP failed on call 2" in failed[0]
+    assert len(failed.provisions) == 2 and "the IdP failed on call 2" in failed.provisions[0]
     assert measured["provision_call"]["n"] == cost_growth.PROBES - 2
     assert measured["revoke_call"]["n"] == cost_growth.PROBES - 2
+
+
+class RevokeRefusingBroker(RefusingBroker):
+    """Refuses every third revoke, as the broker does when the IdP drops the call that removes a client."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.revokes = itertools.count(1)
+        self.revoked: list[str] = []
+
+    async def revoke(self, agent: str) -> None:
+        if next(self.revokes) % 3 == 0:
+            raise BrokerRefused(503, "idp_unavailable", f"the IdP failed while removing {agent}", "retry", {})
+        self.revoked.append(agent)
+
+
+def test_refused_revokes_are_counted_and_every_other_agent_is_still_revoked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    broker = RevokeRefusingBroker()
+    figures = run(monkeypatch, tmp_path, broker)
+    assert figures["failed_revokes"]["count"] == 333  # 1,000 grown agents revoked, every third refused
+    assert "the IdP failed while removing agent-3" in figures["failed_revokes"]["first"][0]
+    assert len(broker.revoked) == 667
+    assert figures["mcp_server_rss_mib_with_revocations_held"].keys() == {"0", "100", "1000"}
+
+
+def test_a_refused_probe_revoke_is_counted_and_left_out_of_the_latencies(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    class ListingBroker(RevokeRefusingBroker):
+        async def get(self, path: str, **params: Any) -> list[str]:
+            return ["agent"]
+
+    async def grants(agent: Any, count: int) -> float:
+        return 1.0
+
+    monkeypatch.setattr(cost_growth, "_grants_per_second", grants)
+    monkeypatch.setattr(cost_growth, "_rss_mib", lambda context: {})
+    context = BenchContext(Settings(state_dir=tmp_path / "state", cache_dir=tmp_path / "cache"), quick=True)
+    failed = cost_growth.Failed()
+    measured = asyncio.run(cost_growth._measure(context, ListingBroker(), "t", ["agent"], failed))  # type: ignore[arg-type]
+    assert len(failed.revokes) == cost_growth.PROBES // 3
+    assert measured["revoke_call"]["n"] == cost_growth.PROBES - cost_growth.PROBES // 3
+    assert measured["provision_call"]["n"] == cost_growth.PROBES
