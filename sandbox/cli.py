@@ -19,7 +19,7 @@ from sandbox.broker.agent_cli import register as register_agent_commands
 from sandbox.broker.cli import register as register_broker_commands
 from sandbox.certify.cli import register as register_certify_command
 from sandbox.cli_errors import fail, guarded, run_command_line, writable_file
-from sandbox.config import Settings, load_settings
+from sandbox.config import IdpName, Settings, load_settings
 from sandbox.errors import SandboxError
 from sandbox.idp.realm import DEMO_CLIENT_ID, TOKEN_PATH
 from sandbox.stack.keycloak import ADMIN_USERNAME
@@ -97,7 +97,7 @@ def up(
         typer.Option("--runtime", help="local (processes; the default) or docker (containers); or SANDBOX_RUNTIME."),
     ] = None,
     idp: Annotated[
-        Literal["keycloak", "hydra"] | None,
+        IdpName | None,
         typer.Option(
             "--idp",
             help="the agents' IdP: keycloak (the default) or hydra (one Ory Hydra per tenant, built once with Go; "
@@ -297,7 +297,7 @@ def run(
     junit_xml: Annotated[Path | None, typer.Option("--junit-xml", help="Write a JUnit XML report here.")] = None,
     report: Annotated[Path | None, typer.Option("--report", help="Write an HTML report here.")] = None,
     idp: Annotated[
-        Literal["keycloak", "hydra"],
+        IdpName,
         typer.Option(
             "--idp",
             help="where the scenarios' tenants keep their agents: keycloak, or hydra (a Hydra each, lent from "

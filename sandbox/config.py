@@ -27,6 +27,10 @@ from sandbox.modes import MODES, ModeName, revocation_mode
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
+#: The IdPs a tenant's agents can live on (its people are on Keycloak either way).
+IdpName = Literal["keycloak", "hydra"]
+IDP_NAMES: tuple[str, ...] = get_args(IdpName)
+
 #: Checksums of the Keycloak distributions this release was tested with.
 #: 26.7.3 is the newest ``keycloak-quarkus-dist`` that Maven Central serves to our machines;
 #: 26.8.x is published for the libraries only.
@@ -167,7 +171,7 @@ class Settings(BaseSettings):
 
     # The agents' IdP. People (admins, delegating users) stay on Keycloak either way. Ory Hydra is built once from
     # its Go module with a local Go toolchain, and runs one per tenant.
-    idp: Literal["keycloak", "hydra"] = "keycloak"
+    idp: IdpName = "keycloak"
     hydra_version: str = DEFAULT_HYDRA_VERSION
     hydra_binary: Path | None = None  # your own hydra binary instead of building one
     go_command: str = "go"  # the Go toolchain that builds Hydra (a name on PATH, or a path)

@@ -30,7 +30,7 @@ from filelock import FileLock
 from mcp import Client
 
 from sandbox.agent.session import agent_session
-from sandbox.config import Settings, load_settings
+from sandbox.config import IDP_NAMES, Settings, load_settings
 from sandbox.errors import SandboxError
 from sandbox.harness.agents import ProvisionedAgent, provision_agent
 from sandbox.harness.tenants import Tenant, create_tenant, delete_tenant
@@ -240,7 +240,7 @@ class ScenarioFile(pytest.File):
 
 def scenario_idps(settings: Settings) -> list[str]:
     """The IdPs a stack's scenarios run on: Keycloak, and Hydra when the stack lends Hydras to new tenants."""
-    return ["keycloak", "hydra"] if settings.hydra_pool else ["keycloak"]
+    return list(IDP_NAMES) if settings.hydra_pool else ["keycloak"]
 
 
 class ScenarioItem(pytest.Item):

@@ -25,6 +25,7 @@ from sandbox.broker.store import (
     ResourceServer,
     Tenant,
 )
+from sandbox.config import IDP_NAMES
 from sandbox.idp.realm import TENANT_ADMIN_ROLE, create_tenant
 from sandbox.stack_secrets import otp_base32
 
@@ -74,8 +75,8 @@ class TenantService:
             raise BadRequest(f"tenant name {name!r} is not valid", "use 2-31 lowercase letters, digits and dashes")
         if name == "master":
             raise BadRequest("tenant name 'master' is reserved", "pick another name")
-        if idp not in ("keycloak", "hydra"):
-            raise BadRequest(f"idp {idp!r} is not one the broker knows", "use keycloak or hydra")
+        if idp not in IDP_NAMES:
+            raise BadRequest(f"idp {idp!r} is not one the broker knows", f"use one of: {', '.join(IDP_NAMES)}")
         with self.context.session() as session:
             if session.get(Tenant, name) is not None:
                 raise Conflict(f"tenant {name!r} exists", "pick another name")

@@ -10,9 +10,9 @@ every call about realms and people goes to Keycloak.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any
 
-from sandbox.config import HydraAddress
+from sandbox.config import HydraAddress, IdpName
 from sandbox.idp.capabilities import BY_IDP, Capabilities
 from sandbox.idp.hydra import TOKEN_PATH as HYDRA_TOKEN_PATH
 from sandbox.idp.hydra import HydraProvider
@@ -26,8 +26,6 @@ from sandbox.idp.provider import (
     IdpEvent,
 )
 from sandbox.idp.realm import TOKEN_PATH as KEYCLOAK_TOKEN_PATH
-
-IdpName = Literal["keycloak", "hydra"]
 
 
 class NoHydraFree(IdpError):
