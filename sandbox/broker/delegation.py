@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import select
 
@@ -162,11 +162,6 @@ class DelegationService:
     async def _consented_at(self, tenant: str, user_id: str, client_id: str) -> datetime | None:
         """When the user consented to the agent's delegation scope (None once the consent is gone)."""
         for consent in await self.context.adapter.user_consents(tenant, user_id):
-            if consent.get("clientId") == USER_LOGIN_CLIENT_ID and delegation_scope(client_id) in (
-                consent.get("grantedClientScopes") or []
-            ):
-                return self._tenant_time(tenant, consent.get("createdDate") or 0)
+            if consent.client_id == USER_LOGIN_CLIENT_ID and delegation_scope(client_id) in consent.scopes:
+                return self.context.clocks.at(tenant, consent.at)
         return None
-
-    def _tenant_time(self, tenant: str, millis: int) -> datetime:
-        return self.context.clocks.at(tenant, datetime.fromtimestamp(millis / 1000, tz=UTC))

@@ -13,6 +13,7 @@ from sandbox.config import DEFAULT_KEYCLOAK_VERSION, Settings
 from sandbox.idp.provider import (
     AgentClient,
     AgentClientSpec,
+    Consent,
     EventKind,
     IdentityProvider,
     IdpConflict,
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AgentClient",
     "AgentClientSpec",
+    "Consent",
     "EventKind",
     "IdentityProvider",
     "IdpConflict",

@@ -30,6 +30,7 @@ from sandbox.idp.provider import (
     EVENTS_READ,
     AgentClient,
     AgentClientSpec,
+    Consent,
     EventKind,
     IdpConflict,
     IdpError,
@@ -337,7 +338,7 @@ class HydraProvider:
     ) -> str:
         raise PeopleElsewhere()
 
-    async def user_consents(self, tenant: str, user_id: str, /) -> list[dict[str, Any]]:
+    async def user_consents(self, tenant: str, user_id: str, /) -> list[Consent]:
         raise PeopleElsewhere()
 
     async def add_delegation_scope(self, tenant: str, agent_client_id: str, agent_name: str, /) -> None:

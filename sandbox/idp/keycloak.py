@@ -32,6 +32,7 @@ from sandbox.idp.provider import (
     EVENTS_READ,
     AgentClient,
     AgentClientSpec,
+    Consent,
     EventKind,
     IdpConflict,
     IdpError,
@@ -611,9 +612,16 @@ class KeycloakAdapter:
         return user_id
 
     @_translated
-    async def user_consents(self, realm: str, user_id: str) -> list[dict[str, Any]]:
-        """What the user consented to, per client: ``clientId``, ``grantedClientScopes``, ``createdDate`` (ms)."""
-        return await self.admin(realm).a_user_consents(user_id)
+    async def user_consents(self, realm: str, user_id: str) -> list[Consent]:
+        """What the user consented to, per client."""
+        return [
+            Consent(
+                client_id=raw.get("clientId", ""),
+                scopes=tuple(raw.get("grantedClientScopes") or ()),
+                at=datetime.fromtimestamp((raw.get("createdDate") or 0) / 1000, tz=UTC),
+            )
+            for raw in await self.admin(realm).a_user_consents(user_id)
+        ]
 
     # Delegation: a user lets one agent act for them (Keycloak standard token exchange).
     @_translated

@@ -106,6 +106,15 @@ class IdpEvent:
     reason: str | None = None  # the IdP's words on a refused exchange, when it gives any
 
 
+@dataclass(frozen=True)
+class Consent:
+    """What a user let one client do at login: the scopes granted, and when (the IdP's clock, UTC)."""
+
+    client_id: str
+    scopes: tuple[str, ...]
+    at: datetime
+
+
 class IdentityProvider(Protocol):
     """The calls the broker makes; each raises :class:`IdpError` (or a subclass), never the IdP library's own."""
 
@@ -173,7 +182,7 @@ class IdentityProvider(Protocol):
         last_name: str = "",
     ) -> str: ...
 
-    async def user_consents(self, tenant: str, user_id: str, /) -> list[dict[str, Any]]: ...
+    async def user_consents(self, tenant: str, user_id: str, /) -> list[Consent]: ...
 
     async def add_delegation_scope(self, tenant: str, agent_client_id: str, agent_name: str, /) -> None: ...
 

@@ -20,6 +20,7 @@ from sandbox.idp.provider import (
     EVENTS_READ,
     AgentClient,
     AgentClientSpec,
+    Consent,
     EventKind,
     IdentityProvider,
     IdpError,
@@ -143,7 +144,7 @@ class TenantIdps:
             tenant, username, password, otp_secret, roles=roles, last_name=last_name
         )
 
-    async def user_consents(self, tenant: str, user_id: str, /) -> list[dict[str, Any]]:
+    async def user_consents(self, tenant: str, user_id: str, /) -> list[Consent]:
         return await self.people.user_consents(tenant, user_id)
 
     # Agents: the tenant's agents' IdP.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from sandbox.config import Settings, load_settings
 from sandbox.idp import (
     AgentClient,
     AgentClientSpec,
+    Consent,
     EventKind,
     IdentityProvider,
     IdpConflict,
@@ -166,8 +167,9 @@ class FakeIdentityProvider:
         self.users[(realm, username)] = {"roles": roles, "otp": otp_secret is not None}
         return f"id-{username}"
 
-    async def user_consents(self, realm: str, user_id: str) -> list:
-        return [{"clientId": "sandbox-user-login", "grantedClientScopes": [f"delegate:{c}" for c in self.exchanges]}]
+    async def user_consents(self, realm: str, user_id: str) -> list[Consent]:
+        scopes = tuple(f"delegate:{c}" for c in self.exchanges)
+        return [Consent("sandbox-user-login", scopes, datetime.fromtimestamp(0, tz=UTC))]
 
     async def add_delegation_scope(self, realm: str, client_id: str, name: str) -> None:
         await self._call("add_delegation_scope")

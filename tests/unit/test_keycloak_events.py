@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, get_args
 
-from sandbox.idp import EventKind, IdpEvent
+from sandbox.idp import Consent, EventKind, IdpEvent
 from sandbox.idp.keycloak import EVENT_TYPES, KeycloakAdapter, idp_event
 
 AT = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
@@ -89,4 +89,27 @@ async def test_the_adapter_asks_for_keycloaks_types_and_answers_in_kinds() -> No
     assert log.queries == [
         {"client": "agent-x", "type": ["CLIENT_LOGIN", "TOKEN_EXCHANGE"], "max": 7},
         {"type": ["CLIENT_LOGIN_ERROR"], "max": 3},
+    ]
+
+
+class ConsentLog:
+    """python-keycloak's admin client of one realm: a user's consents, as Keycloak's Admin API lists them."""
+
+    async def a_user_consents(self, user_id: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "clientId": "sandbox-user-login",
+                "grantedClientScopes": ["delegate:agent-x", "openid"],
+                "createdDate": MILLIS,
+            },
+            {"clientId": "other"},
+        ]
+
+
+async def test_a_users_consents_are_in_the_brokers_terms() -> None:
+    adapter = KeycloakAdapter("http://127.0.0.1:9", "sandbox-admin", "not-a-secret")
+    adapter.admin = lambda realm: ConsentLog()  # type: ignore[method-assign,assignment,return-value]
+    assert await adapter.user_consents("acme", "u-1") == [
+        Consent("sandbox-user-login", ("delegate:agent-x", "openid"), AT),
+        Consent("other", (), datetime.fromtimestamp(0, tz=UTC)),
     ]
