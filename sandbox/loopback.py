@@ -23,17 +23,19 @@ class Redial(httpx.AsyncBaseTransport):
     """Sends an idempotent request once more, on a new connection, when its connection dropped without an answer.
 
     A pooled connection can be closed by the server just as a request goes out on it; the keep-alive bound above
-    makes that rare, not impossible (a busy event loop holds a connection past it). POST is never resent.
+    makes that rare, not impossible (a busy event loop holds a connection past it). ``methods`` are those sent
+    again: the idempotent ones, unless the caller knows its POSTs are safe to repeat too.
     """
 
-    def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, inner: httpx.AsyncBaseTransport | None = None, methods: frozenset[str] = IDEMPOTENT) -> None:
         self._inner = inner or httpx.AsyncHTTPTransport(limits=KEEPALIVE)
+        self._methods = methods
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
             return await self._inner.handle_async_request(request)
         except DROPPED:
-            if request.method not in IDEMPOTENT:
+            if request.method not in self._methods:
                 raise
         return await self._inner.handle_async_request(request)
 

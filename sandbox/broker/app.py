@@ -35,7 +35,7 @@ from sandbox.http_limits import BodySizeLimit, HeaderSizeLimit
 from sandbox.idp import tenant_identity_providers
 from sandbox.idp.provider import IdentityProvider, IdpUnavailable
 from sandbox.idp.realm import ADMIN_CLIENT_ID
-from sandbox.loopback import KEEPALIVE
+from sandbox.loopback import IDEMPOTENT, KEEPALIVE, Redial
 from sandbox.stack_secrets import USAGE_INGEST_SECRET, Secrets
 from sandbox.toolmap import ToolMap
 
@@ -90,8 +90,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Events go to the stack's MCP servers (uvicorn), whose idle connections close after 5 s.
-        async with httpx.AsyncClient(timeout=10.0, limits=KEEPALIVE) as http:
+        # Events go to the stack's MCP servers (uvicorn), whose idle connections close after 5 s. A POST whose
+        # connection dropped unanswered is sent again: this client posts SETs, which receivers deduplicate by jti,
+        # and the revocation check's initialize with a dead token, which changes nothing.
+        transport = Redial(httpx.AsyncHTTPTransport(limits=KEEPALIVE), methods=IDEMPOTENT | {"POST"})
+        async with httpx.AsyncClient(timeout=10.0, transport=transport) as http:
             service = build_service(settings, http, adapter=adapter, clock=clock)
             for server in settings.mcp_servers:  # the stack's reference servers, one per revocation mode
                 service.tenants.register_resource_server(None, server.url, server.events_url)

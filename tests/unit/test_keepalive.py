@@ -66,3 +66,12 @@ async def test_a_request_dropped_twice_fails_with_the_second_error() -> None:
         with pytest.raises(httpx.RemoteProtocolError):
             await client.delete(url)
     assert server.requests == 1
+
+
+async def test_a_post_is_sent_again_when_the_caller_says_its_posts_are_safe_to_repeat() -> None:
+    server = _DropsFirst()
+    transport = Redial(methods=frozenset({"POST"}))
+    async with server.serving() as url, httpx.AsyncClient(transport=transport) as client:
+        response = await client.post(url, content=b"a SET")
+    assert response.status_code == 204
+    assert server.requests == 2
