@@ -29,10 +29,23 @@ class ProcessRecord:
     """Enough to find a process again from another shell, and not mistake a reused pid for it."""
 
     pid: int
-    started: float
+    started: float  # wall-clock seconds (psutil's create_time); the identity only where ``ticks`` is unknown
+    #: The start in clock ticks since boot (Linux): the identity, which does not move when the clock is set. A start
+    #: in wall-clock seconds is boot time plus ticks, and the boot time the kernel reports follows the clock: a
+    #: machine whose clock was stepped mid-run (seen during a benchmark) took every live component for another.
+    ticks: int | None = None
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, float | None]:
         return asdict(self)
+
+
+def start_ticks(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (field 22 of ``/proc/<pid>/stat``); None without ``/proc``."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rpartition(")")[2].split()[19])  # after the command's ")", fields count from the 3rd
 
 
 def spawn(command: list[str], *, env: dict[str, str], log_path: Path, cwd: Path | None = None) -> ProcessRecord:
@@ -47,13 +60,18 @@ def spawn(command: list[str], *, env: dict[str, str], log_path: Path, cwd: Path 
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so `down` stops its children too
         )
-    return ProcessRecord(process.pid, psutil.Process(process.pid).create_time())
+    return ProcessRecord(process.pid, psutil.Process(process.pid).create_time(), start_ticks(process.pid))
 
 
 def is_alive(record: ProcessRecord) -> bool:
     try:
         process = psutil.Process(record.pid)
-        return abs(process.create_time() - record.started) < 1 and process.status() != psutil.STATUS_ZOMBIE
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        ticks = start_ticks(record.pid) if record.ticks is not None else None
+        if ticks is not None:
+            return ticks == record.ticks
+        return abs(process.create_time() - record.started) < 1  # a record from before ticks were kept
     except psutil.Error:
         return False
 
