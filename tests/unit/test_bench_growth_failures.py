@@ -34,6 +34,9 @@ class RefusingBroker:
     async def revoke(self, agent: str) -> None:
         pass
 
+    async def get(self, path: str, **params: Any) -> list[str]:  # the agents list
+        return ["agent"]
+
     async def close(self) -> None:
         pass
 
@@ -58,6 +61,22 @@ def run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, broker: RefusingBroker)
     return asyncio.run(cost_growth.cost_growth(context))
 
 
+def probe(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, broker: RefusingBroker
+) -> tuple[dict[str, Any], cost_growth.Failed]:
+    """One size's probes against ``broker``: what they measured, and the calls it refused."""
+
+    async def grants(agent: Any, count: int) -> float:
+        return 1.0
+
+    monkeypatch.setattr(cost_growth, "_grants_per_second", grants)
+    monkeypatch.setattr(cost_growth, "_rss_mib", lambda context: {})
+    context = BenchContext(Settings(state_dir=tmp_path / "state", cache_dir=tmp_path / "cache"), quick=True)
+    failed = cost_growth.Failed()
+    measured = asyncio.run(cost_growth._measure(context, broker, "t", ["agent"], failed))  # type: ignore[arg-type]
+    return measured, failed
+
+
 def test_refused_provisions_are_counted_and_the_tenant_still_reaches_each_size(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -79,19 +98,7 @@ def test_a_refused_probe_is_counted_and_the_size_is_still_measured(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """The probes at each size are provisions too: one the broker refuses is a failure counted, not a crash."""
-
-    class ListingBroker(RefusingBroker):
-        async def get(self, path: str, **params: Any) -> list[str]:
-            return ["agent"]
-
-    async def grants(agent: Any, count: int) -> float:
-        return 1.0
-
-    monkeypatch.setattr(cost_growth, "_grants_per_second", grants)
-    monkeypatch.setattr(cost_growth, "_rss_mib", lambda context: {})
-    context = BenchContext(Settings(state_dir=tmp_path / "state", cache_dir=tmp_path / "cache"), quick=True)
-    failed = cost_growth.Failed()
-    measured = asyncio.run(cost_growth._measure(context, ListingBroker({2, 4}), "t", ["agent"], failed))  # type: ignore[arg-type]
+    measured, failed = probe(monkeypatch, tmp_path, RefusingBroker({2, 4}))
     assert len(failed.provisions) == 2 and "the IdP failed on call 2" in failed.provisions[0]
     assert measured["provision_call"]["n"] == cost_growth.PROBES - 2
     assert measured["revoke_call"]["n"] == cost_growth.PROBES - 2
@@ -125,18 +132,7 @@ def test_refused_revokes_are_counted_and_every_other_agent_is_still_revoked(
 def test_a_refused_probe_revoke_is_counted_and_left_out_of_the_latencies(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    class ListingBroker(RevokeRefusingBroker):
-        async def get(self, path: str, **params: Any) -> list[str]:
-            return ["agent"]
-
-    async def grants(agent: Any, count: int) -> float:
-        return 1.0
-
-    monkeypatch.setattr(cost_growth, "_grants_per_second", grants)
-    monkeypatch.setattr(cost_growth, "_rss_mib", lambda context: {})
-    context = BenchContext(Settings(state_dir=tmp_path / "state", cache_dir=tmp_path / "cache"), quick=True)
-    failed = cost_growth.Failed()
-    measured = asyncio.run(cost_growth._measure(context, ListingBroker(), "t", ["agent"], failed))  # type: ignore[arg-type]
+    measured, failed = probe(monkeypatch, tmp_path, RevokeRefusingBroker())
     assert len(failed.revokes) == cost_growth.PROBES // 3
     assert measured["revoke_call"]["n"] == cost_growth.PROBES - cost_growth.PROBES // 3
     assert measured["provision_call"]["n"] == cost_growth.PROBES
