@@ -14,13 +14,13 @@ from typing import Any
 import httpx
 
 from sandbox.admin.client import BrokerClient
+from sandbox.admin.operator import operator_token
 from sandbox.agent import mcp_http
 from sandbox.agent.tokens import ClientSecretCredential
 from sandbox.bench.pacing import Threads
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
 from sandbox.harness.tenants import create_tenant, delete_tenant
-from sandbox.idp.keycloak import KeycloakAdapter
 
 #: The policy role benchmark agents get: one read scope, no MFA or approval needed in staging.
 ROLE, ENVIRONMENT = "read-only-analytics", "staging"
@@ -54,7 +54,6 @@ class OperatorBroker:
 
     def __init__(self, settings: Settings, *, threads: int) -> None:
         self.settings = settings
-        self._adapter = KeycloakAdapter.from_settings(settings)
         self._client = BrokerClient(settings.broker_url, timeout=60.0)
         self._threads = Threads(threads, "bench-broker")
         self._token: tuple[str, float] | None = None
@@ -64,7 +63,7 @@ class OperatorBroker:
     async def _authorization(self) -> dict[str, str]:
         async with self._token_lock:
             if self._token is None or time.monotonic() - self._token[1] > OPERATOR_TOKEN_REUSE:
-                self._token = (await self._adapter.operator_token(), time.monotonic())
+                self._token = (await asyncio.to_thread(operator_token, self.settings), time.monotonic())
             return {"Authorization": f"Bearer {self._token[0]}"}
 
     async def call(self, path: str, body: dict[str, Any]) -> Any:

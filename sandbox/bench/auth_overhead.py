@@ -30,7 +30,7 @@ from sandbox.bench.registry import BenchContext, benchmark, target
 from sandbox.bench.stack_start import MCP_SANDBOX
 from sandbox.bench.stats import ratio, summarize
 from sandbox.config import Settings
-from sandbox.idp.keycloak import KeycloakAdapter
+from sandbox.idp import identity_provider
 from sandbox.idp.provider import AgentClientSpec
 from sandbox.mcp_server.timing import parse_server_timing
 from sandbox.oidc import discover_async
@@ -162,7 +162,7 @@ def _why_versus_sdk(samples: Samples) -> str:
 async def auth_overhead(context: BenchContext) -> dict[str, Any]:
     settings = context.settings
     tenant = settings.tenants[0]
-    adapter = KeycloakAdapter.from_settings(settings)
+    adapter = identity_provider(settings)
     mcp = McpCaller(threads=2)
     made: list[str] = []  # Keycloak clients to remove: the introspect server's own, and the agent
     try:

@@ -19,7 +19,7 @@ from sandbox.bench.agents import BenchAgent, OperatorBroker, tenant_on_hydra
 from sandbox.bench.pacing import bounded
 from sandbox.bench.registry import BenchContext, benchmark, target
 from sandbox.bench.stats import ratio, summarize
-from sandbox.idp.keycloak import KeycloakAdapter
+from sandbox.idp import CertifyingProvider, identity_provider
 from sandbox.idp.provider import AgentClient, AgentClientSpec
 
 CONCURRENCY = 8
@@ -107,7 +107,7 @@ def _through_broker(
 class DirectKeycloak:
     """The Admin API calls the broker makes for an agent, made directly: what provisioning costs without it."""
 
-    def __init__(self, adapter: KeycloakAdapter, tenant: str, audiences: list[str]) -> None:
+    def __init__(self, adapter: CertifyingProvider, tenant: str, audiences: list[str]) -> None:
         self.adapter = adapter
         self.tenant = tenant
         self.audiences = audiences
@@ -172,7 +172,7 @@ async def provisioning(context: BenchContext) -> dict[str, Any]:
     wanted = context.size(TARGET_AGENTS, 10)
     deadline = time.perf_counter() + context.size(150, 60)
     broker = OperatorBroker(settings, threads=CONCURRENCY)
-    direct = DirectKeycloak(KeycloakAdapter.from_settings(settings), tenant, [s.url for s in settings.mcp_servers])
+    direct = DirectKeycloak(identity_provider(settings), tenant, [s.url for s in settings.mcp_servers])
     through_broker, directly, on_hydra = Lane(), Lane(), Lane()
 
     provision_through_broker, revoke_through_broker = _through_broker(broker, tenant, through_broker)

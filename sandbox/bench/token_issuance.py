@@ -13,7 +13,7 @@ import psutil
 from sandbox.agent.tokens import ClientSecretCredential, TokenClient
 from sandbox.bench.registry import BenchContext, benchmark
 from sandbox.bench.stats import split, summarize
-from sandbox.idp.keycloak import KeycloakAdapter
+from sandbox.idp import identity_provider
 from sandbox.idp.provider import AgentClientSpec
 from sandbox.oidc import discover_async
 from sandbox.stack.state import load_state
@@ -37,7 +37,7 @@ def _keycloak_cpu_seconds(context: BenchContext) -> float | None:
 async def token_issuance(context: BenchContext) -> dict[str, Any]:
     settings = context.settings
     tenant = settings.tenants[0]
-    adapter = KeycloakAdapter.from_settings(settings)
+    adapter = identity_provider(settings)
     client_id = f"bench-tokens-{uuid.uuid4().hex[:8]}"
     agent = await adapter.create_agent_client(
         tenant,

@@ -34,7 +34,7 @@ from sandbox.errors import SandboxError
 from sandbox.http_limits import BodySizeLimit, HeaderSizeLimit
 from sandbox.idp import tenant_identity_providers
 from sandbox.idp.provider import IdentityProvider, IdpUnavailable
-from sandbox.idp.realm import ADMIN_CLIENT_ID
+from sandbox.idp.realm import operator_client_id
 from sandbox.loopback import IDEMPOTENT, KEEPALIVE, Redial
 from sandbox.stack_secrets import USAGE_INGEST_SECRET, Secrets
 from sandbox.toolmap import ToolMap
@@ -104,7 +104,7 @@ def create_app(
             app.state.usage_secret = Secrets(settings).get_or_create(USAGE_INGEST_SECRET)
             app.state.authenticator = Authenticator(
                 master_issuer=settings.issuer("master"),
-                operator_client_id=settings.keycloak_admin_client_id or ADMIN_CLIENT_ID,
+                operator_client_id=operator_client_id(settings),
                 tenant_issuers=service.tenants.tenant_issuers,
                 http=http,
             )

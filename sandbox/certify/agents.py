@@ -30,8 +30,7 @@ from sandbox.certify.loop import LoopThread, tls
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
 from sandbox.idp.hydra import HydraProvider
-from sandbox.idp.keycloak import KeycloakAdapter
-from sandbox.idp.provider import AgentClient, AgentClientSpec, Binding
+from sandbox.idp.provider import AgentClient, AgentClientSpec, Binding, CertifyingProvider
 from sandbox.oidc import discover_async
 
 T = TypeVar("T")
@@ -127,7 +126,7 @@ class AgentPool:
     def __init__(
         self,
         settings: Settings,
-        adapter: KeycloakAdapter,
+        adapter: CertifyingProvider,
         runner: LoopThread,
         known: KnownTokens,
         *,
@@ -190,7 +189,7 @@ class AgentPool:
                 }
                 missing = sorted({(n.tenant, scope) for n in needs for scope in n.scopes} - made)
             for tenant in sorted({tenant for tenant, _ in missing}):
-                self.runner.run(self.adapter.ensure_client_scopes(tenant, [s for t, s in missing if t == tenant]))
+                self.runner.run(self.adapter.ensure_scopes(tenant, [s for t, s in missing if t == tenant]))
             with self._lock:
                 self._scopes_made.update(missing)
 
@@ -214,7 +213,7 @@ class AgentPool:
     def _on_hydra(self, tenant: str) -> bool:
         return self.hydra is not None and tenant in self.hydra.tenants
 
-    def _idp(self, tenant: str) -> KeycloakAdapter | HydraProvider:
+    def _idp(self, tenant: str) -> CertifyingProvider:
         return self.hydra if self.hydra is not None and self._on_hydra(tenant) else self.adapter
 
     def _issuer(self, tenant: str) -> str:

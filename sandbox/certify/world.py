@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from sandbox.admin.client import BrokerClient
+from sandbox.admin.operator import operator_token
 from sandbox.agent.mcp_http import post, rpc_message
 from sandbox.certify.agents import AgentNeed, AgentPool, TestAgent
 from sandbox.certify.evidence import KnownTokens
@@ -34,9 +35,9 @@ from sandbox.certify.revocable import BrokerAgents
 from sandbox.certify.upstream import UpstreamWatch, watching
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
+from sandbox.idp import CertifyingProvider, identity_provider
 from sandbox.idp.capabilities import HYDRA, CapabilityName
 from sandbox.idp.hydra import HydraProvider, HydraTenant
-from sandbox.idp.keycloak import KeycloakAdapter
 from sandbox.idp.provider import Binding
 from sandbox.idp.realm import load_realm_template
 from sandbox.loopback import is_loopback_url
@@ -61,7 +62,7 @@ class World:
         self.known = KnownTokens()
         began = time.monotonic()
         self.runner = LoopThread()
-        self.adapter = KeycloakAdapter.from_settings(settings)  # refuses at once when there is no sandbox
+        self.adapter = identity_provider(settings)  # refuses at once when there is no sandbox
         self.hydra = self._hydra_tenants()  # the manifest's tenants whose agents are on an Ory Hydra
         self.agents = AgentPool(settings, self.adapter, self.runner, self.known, hydra=self.hydra)
         self.outsider = Signer()
@@ -139,7 +140,7 @@ class World:
         lent the tenant), found by the agents' issuer the broker lists; None when every one is on Keycloak."""
         if not self.settings.hydras:
             return None
-        with BrokerClient(self.settings.broker_url, self.runner.run(self.adapter.operator_token())) as broker:
+        with BrokerClient(self.settings.broker_url, operator_token(self.settings)) as broker:
             listed = {t["tenant"]: t for t in broker.get("/tenants")}
         by_issuer = {address.issuer: address for address in self.settings.hydras}
         tenants = {
@@ -161,7 +162,7 @@ class World:
         """What a token request names to get a token for ``url``: Hydra grants ``aud`` only on ``audience=``."""
         return [url] if self.on_hydra(tenant) else None
 
-    def _keys(self) -> KeycloakAdapter | HydraProvider:
+    def _keys(self) -> CertifyingProvider:
         """Where the home issuer's published keys are kept: its realm, or its Hydra's passive key set."""
         return self.hydra if self.hydra is not None and self.on_hydra() else self.adapter
 
@@ -211,7 +212,7 @@ class World:
         """Take a key :meth:`publish_key` published out of the issuer's JWKS."""
         with self._rolled_lock:
             component = self._rolled.pop(signer.kid)
-        self.runner.run(self._keys().remove_component(self.home, component))
+        self.runner.run(self._keys().remove_signing_key(self.home, component))
 
     def forge(self, claims: Claims) -> str:
         """``claims`` signed by the trusted signer: a token the home issuer's published key verifies."""
@@ -241,7 +242,7 @@ class World:
             self._foreign_made = self._background.submit(self._make_foreign_realm, realm)
 
     def _make_foreign_realm(self, realm: str) -> None:
-        adapter = KeycloakAdapter.from_settings(self.settings)
+        adapter = identity_provider(self.settings)
         template = load_realm_template(self.settings.fixtures_dir)
         scopes = self.manifest.scopes()
         asyncio.run(adapter.create_tenant_realm(realm, template, scopes=scopes, resource_servers={}))
@@ -257,7 +258,7 @@ class World:
     # The broker.
     def broker(self) -> BrokerAgents:
         if self._broker is None:
-            self._broker = BrokerAgents(self.settings, lambda: self.runner.run(self.adapter.operator_token()))
+            self._broker = BrokerAgents(self.settings, lambda: operator_token(self.settings))
         return self._broker
 
     def close(self) -> list[str]:
@@ -272,13 +273,13 @@ class World:
         steps = self.agents.removals()
         with self._rolled_lock:
             steps += [
-                (f"the rollover key {kid}", self._keys().remove_component(self.home, component))
+                (f"the rollover key {kid}", self._keys().remove_signing_key(self.home, component))
                 for kid, component in self._rolled.items()
             ]
             self._rolled.clear()
         self._withdrawable = None
         if self._trusted_component is not None:
-            steps.append(("the published key", self._keys().remove_component(self.home, self._trusted_component)))
+            steps.append(("the published key", self._keys().remove_signing_key(self.home, self._trusted_component)))
             self._trusted_component = None
         if self._foreign_realm is not None:
             steps.append(("the foreign realm", self._delete_realm(self._foreign_realm)))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sandbox.harness.agents import ProvisionedAgent, credential_for, new_key, provision_agent
-from sandbox.harness.tenants import Tenant, TenantAdmin, create_tenant, delete_tenant, operator_token
+from sandbox.harness.tenants import Tenant, TenantAdmin, create_tenant, delete_tenant
 
 __all__ = [
     "ProvisionedAgent",
@@ -13,6 +13,5 @@ __all__ = [
     "credential_for",
     "delete_tenant",
     "new_key",
-    "operator_token",
     "provision_agent",
 ]

@@ -15,32 +15,15 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import httpx
-
 from sandbox.admin.client import BrokerClient
 from sandbox.admin.login import admin_login
+from sandbox.admin.operator import operator_token
 from sandbox.config import Settings
 from sandbox.errors import SandboxError
-from sandbox.idp.realm import ADMIN_CLIENT_ID
-from sandbox.issued import remember_answer
 from sandbox.oidc import discover
 from sandbox.stack_secrets import SANDBOX_ADMIN, Secrets, admin_secret_names, otp_base32
 
 T = TypeVar("T")
-
-
-def operator_token(settings: Settings) -> str:
-    """An access token of the platform operator: the master realm's admin service account."""
-    client_id = settings.keycloak_admin_client_id or ADMIN_CLIENT_ID
-    secret = settings.keycloak_admin_client_secret or Secrets(settings).get(ADMIN_CLIENT_ID)
-    response = httpx.post(
-        discover(settings.issuer("master")).token_endpoint,
-        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
-        timeout=30,
-    )
-    response.raise_for_status()
-    remember_answer(response.json())
-    return str(response.json()["access_token"])
 
 
 @dataclass

@@ -13,6 +13,7 @@ from sandbox.config import DEFAULT_KEYCLOAK_VERSION, Settings
 from sandbox.idp.provider import (
     AgentClient,
     AgentClientSpec,
+    CertifyingProvider,
     Consent,
     EventKind,
     IdentityProvider,
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AgentClient",
     "AgentClientSpec",
+    "CertifyingProvider",
     "Consent",
     "EventKind",
     "IdentityProvider",
@@ -45,7 +47,7 @@ __all__ = [
 ]
 
 
-def identity_provider(settings: Settings) -> IdentityProvider:
+def identity_provider(settings: Settings) -> CertifyingProvider:
     """The IdP the settings name (the sandbox's own Keycloak, or an external one's admin service account)."""
     from sandbox.idp.keycloak import KeycloakAdapter  # python-keycloak loads only for whoever talks to the IdP
 

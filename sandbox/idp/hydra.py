@@ -297,7 +297,7 @@ class HydraProvider:
         """Publish the public half of an RSA key the caller holds in the Hydra's JWKS, passively: it goes into
         :data:`PUBLISHED_KEY_SET`, a set Hydra publishes but signs nothing with, so its own tokens are unchanged
         and it never holds the private key. Its ``kid`` comes from ``name``; remove it with
-        :meth:`remove_component`."""
+        :meth:`remove_signing_key`."""
         try:
             public = RSAKey.import_key(private_key_pem).as_dict(private=False)
         except ValueError as exc:
@@ -307,7 +307,17 @@ class HydraProvider:
         await self._call(tenant, "PUT", f"/admin/keys/{PUBLISHED_KEY_SET}/{kid}", json=jwk)
         return PublishedKey(component_id=kid, kid=kid)
 
-    async def remove_component(self, tenant: str, component_id: str) -> None:
+    async def ensure_scopes(self, tenant: str, scopes: list[str], /) -> None:
+        """Nothing to make: a Hydra client's allowed scopes are names, granted as they are listed."""
+
+    async def create_resource_server_client(self, tenant: str, url: str, secret: str, /) -> str:
+        raise IdpError(
+            f"not needed by hydra: a resource server introspects on the admin API of tenant {tenant!r}'s Hydra, "
+            f"without a client of its own ({url})",
+            "point the resource server's introspection at the Hydra's admin API",
+        )
+
+    async def remove_signing_key(self, tenant: str, component_id: str) -> None:
         """Withdraw a key :meth:`add_signing_key` published; a missing one counts as withdrawn."""
         await self._call(tenant, "DELETE", f"/admin/keys/{PUBLISHED_KEY_SET}/{component_id}", expect=(204, 404))
 

@@ -42,7 +42,6 @@ from sandbox.idp.provider import (
     PublishedKey,
 )
 from sandbox.idp.realm import (
-    ADMIN_CLIENT_ID,
     AGENT_ATTRIBUTE,
     BASE_SCOPES,
     DEMO_CLIENT_ID,
@@ -59,10 +58,10 @@ from sandbox.idp.realm import (
     ZONE_POLICY,
     ZONE_PROFILE,
     delegation_scope,
+    operator_credentials,
 )
 from sandbox.loopback import KEEPALIVE, Redial
 from sandbox.oidc import discover_async
-from sandbox.stack_secrets import Secrets
 from sandbox.zones import ZONE_CLAIM
 
 P = ParamSpec("P")
@@ -226,25 +225,8 @@ class KeycloakAdapter:
     @classmethod
     def from_settings(cls, settings: Settings, *, timeout: int = 30) -> KeycloakAdapter:
         """The adapter for the configured Keycloak: an external one's service account, or our own."""
-        if settings.external_keycloak:
-            if not (settings.keycloak_admin_client_id and settings.keycloak_admin_client_secret):
-                raise SandboxError(
-                    f"SANDBOX_KEYCLOAK_URL={settings.keycloak_url} is set without an admin service account",
-                    "set SANDBOX_KEYCLOAK_ADMIN_CLIENT_ID and SANDBOX_KEYCLOAK_ADMIN_CLIENT_SECRET",
-                )
-            return cls(
-                settings.keycloak_base_url,
-                settings.keycloak_admin_client_id,
-                settings.keycloak_admin_client_secret,
-                timeout=timeout,
-            )
-        secret = Secrets(settings).get(ADMIN_CLIENT_ID)
-        if secret is None:
-            raise SandboxError(
-                f"no sandbox Keycloak credentials in {settings.secrets_file}",
-                "start the stack with `mcp-sandbox up`",
-            )
-        return cls(settings.keycloak_base_url, ADMIN_CLIENT_ID, secret, timeout=timeout)
+        client_id, secret = operator_credentials(settings)
+        return cls(settings.keycloak_base_url, client_id, secret, timeout=timeout)
 
     def admin(self, realm: str) -> KeycloakAdmin:
         """The python-keycloak admin client bound to ``realm`` (authenticated in master)."""
@@ -324,7 +306,7 @@ class KeycloakAdapter:
         payload["clients"] = clients
         await self.admin("master").a_create_realm(payload)
         await self._record_login_methods(realm)
-        await self.ensure_client_scopes(realm, scopes)
+        await self.ensure_scopes(realm, scopes)
 
     @_translated
     async def create_resource_server_client(self, realm: str, url: str, secret: str) -> str:
@@ -484,7 +466,7 @@ class KeycloakAdapter:
         """Give a user (or service account) exactly the scope roles of ``scopes``.
 
         A tool scope is in a token only when the token's user holds the realm role of the same name (the scope's
-        role scope mapping, see :meth:`ensure_client_scopes`): without it even a default scope is left out.
+        role scope mapping, see :meth:`ensure_scopes`): without it even a default scope is left out.
         """
         admin = self.admin(realm)
         roles = await admin.a_get_realm_roles(brief_representation=False)
@@ -692,7 +674,7 @@ class KeycloakAdapter:
 
         The key is *passive* (``active: false``): Keycloak verifies with it and publishes it, but never signs
         the realm's own tokens with it, so the realm's tokens are unchanged. Remove it with
-        :meth:`remove_component`.
+        :meth:`remove_signing_key`.
         """
         admin = self.admin(realm)
         realm_id = (await self.admin("master").a_get_realm(realm))["id"]
@@ -719,7 +701,7 @@ class KeycloakAdapter:
         return PublishedKey(component, kid)
 
     @_translated
-    async def remove_component(self, realm: str, component_id: str) -> None:
+    async def remove_signing_key(self, realm: str, component_id: str) -> None:
         """Remove a realm component (a key provider added by :meth:`add_signing_key`); a missing one counts."""
         try:
             await self.admin(realm).a_delete_component(component_id)
@@ -728,7 +710,7 @@ class KeycloakAdapter:
                 raise
 
     @_translated
-    async def ensure_client_scopes(self, realm: str, scopes: list[str]) -> None:
+    async def ensure_scopes(self, realm: str, scopes: list[str]) -> None:
         """Make sure the realm has a client scope for each of ``scopes`` (included in tokens' ``scope``), each
         gated by the realm role of the same name: Keycloak puts the scope in a token only when the token's user
         (a person, or an agent's service account) holds that role. Agents get the roles of their scopes; a user's
@@ -756,11 +738,3 @@ class KeycloakAdapter:
                 f"admin/realms/{realm}/client-scopes/{scope_id}/scope-mappings/realm", data=json.dumps([role])
             )
             raise_error_from_response(response, KeycloakPostError, expected_codes=[204])
-
-    @_translated
-    async def operator_token(self) -> str:
-        """An access token of the admin service account itself (master realm): the broker's platform operator."""
-        connection = self.admin("master").connection
-        await connection.a_get_token()
-        token = connection.token or {}
-        return str(token["access_token"])

@@ -2,8 +2,9 @@
 
 A tenant is one issuer of the IdP; an agent is a confidential client of it with a credential (a secret or a
 public key), default scopes and an audience; a person is a user of the tenant. The broker only ever sees the
-types and the three errors below; :class:`sandbox.idp.keycloak.KeycloakAdapter` is the one implementation, and
-the broker's unit tests use a fake.
+types and the errors below. The people's IdP (tenants, admins, delegating users) and the agents' IdP of a tenant
+both implement it; :mod:`sandbox.idp` picks them for the settings, and the broker's unit tests use a fake.
+:class:`CertifyingProvider` adds what certify and the benchmarks make besides agents.
 """
 
 from __future__ import annotations
@@ -187,3 +188,25 @@ class IdentityProvider(Protocol):
     async def add_delegation_scope(self, tenant: str, agent_client_id: str, agent_name: str, /) -> None: ...
 
     async def remove_delegation_scope(self, tenant: str, agent_client_id: str, /) -> None: ...
+
+
+class CertifyingProvider(IdentityProvider, Protocol):
+    """An :class:`IdentityProvider` that also makes what certify and the benchmarks need besides agents: scopes
+    for their checks, keys they publish in an issuer's JWKS, resource servers that introspect."""
+
+    async def ensure_scopes(self, tenant: str, scopes: list[str], /) -> None:
+        """Make ``scopes`` grantable in the tenant (a no-op where a scope is only a name)."""
+        ...
+
+    async def add_signing_key(self, tenant: str, private_key_pem: str, /, *, name: str) -> PublishedKey:
+        """Publish the public half of a key the caller holds in the tenant's JWKS, passively: the IdP's own
+        tokens stay signed by its own keys."""
+        ...
+
+    async def remove_signing_key(self, tenant: str, component_id: str, /) -> None:
+        """Withdraw a key :meth:`add_signing_key` published; a missing one counts as withdrawn."""
+        ...
+
+    async def create_resource_server_client(self, tenant: str, url: str, secret: str, /) -> str:
+        """A client for one more resource server (canonical ``url``) that introspects tokens; its internal id."""
+        ...

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sandbox.config import Settings
+from sandbox.errors import SandboxError
 from sandbox.stack_secrets import RESOURCE_SERVER_SECRET, Secrets
 from sandbox.toolmap import ToolMap
 
 if TYPE_CHECKING:
-    from sandbox.idp.keycloak import KeycloakAdapter
+    from sandbox.idp.provider import IdentityProvider
 
 #: A realm's token endpoint, under its issuer.
 TOKEN_PATH = "/protocol/openid-connect/token"
@@ -34,7 +35,7 @@ ADMIN_LOGIN_CLIENT_ID = "sandbox-broker-admin"
 TENANT_ADMIN_ROLE = "tenant-admin"
 #: Public client of every tenant realm that its users log in with to let an agent act for them (consent required).
 USER_LOGIN_CLIENT_ID = "sandbox-user-login"
-#: Attribute of the realm roles that gate the client scope of the same name (see ``ensure_client_scopes``).
+#: Attribute of the realm roles that gate the client scope of the same name (see ``ensure_scopes``).
 SCOPE_ROLE_ATTRIBUTE = "mcp-sandbox.scope"
 #: Client attribute of Keycloak's standard token exchange (v2): the client may exchange a token naming it in ``aud``.
 TOKEN_EXCHANGE_ATTRIBUTE = "standard.token.exchange.enabled"
@@ -56,6 +57,28 @@ LOGIN_METHOD_REFERENCES = {"auth-username-password-form": "pwd", "auth-otp-form"
 LOGIN_METHOD_MAX_AGE = 12 * 3600
 
 
+def operator_client_id(settings: Settings) -> str:
+    """The client id of the platform operator: the master realm's admin service account."""
+    return settings.keycloak_admin_client_id or ADMIN_CLIENT_ID
+
+
+def operator_credentials(settings: Settings) -> tuple[str, str]:
+    """The operator's client id and secret: an external IdP's service account from the settings, else ours."""
+    if settings.external_keycloak:
+        if not (settings.keycloak_admin_client_id and settings.keycloak_admin_client_secret):
+            raise SandboxError(
+                f"SANDBOX_KEYCLOAK_URL={settings.keycloak_url} is set without an admin service account",
+                "set SANDBOX_KEYCLOAK_ADMIN_CLIENT_ID and SANDBOX_KEYCLOAK_ADMIN_CLIENT_SECRET",
+            )
+        return settings.keycloak_admin_client_id, settings.keycloak_admin_client_secret
+    secret = Secrets(settings).get(ADMIN_CLIENT_ID)
+    if secret is None:
+        raise SandboxError(
+            f"no sandbox Keycloak credentials in {settings.secrets_file}", "start the stack with `mcp-sandbox up`"
+        )
+    return ADMIN_CLIENT_ID, secret
+
+
 def delegation_scope(agent_client_id: str) -> str:
     """The optional client scope of the user login client that lets one agent act for the user (adds it to aud)."""
     return f"delegate:{agent_client_id}"
@@ -68,7 +91,7 @@ def load_realm_template(fixtures_dir: Path, name: str = "tenant") -> dict[str, A
 
 
 def create_tenant(
-    adapter: KeycloakAdapter, settings: Settings, tenant: str, *, demo_secret: str | None = None
+    adapter: IdentityProvider, settings: Settings, tenant: str, *, demo_secret: str | None = None
 ) -> Awaitable[None]:
     """Create one tenant realm from the fixtures: template, a client scope per tool scope, introspection client."""
     return adapter.create_tenant_realm(

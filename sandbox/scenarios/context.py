@@ -16,11 +16,12 @@ from typing import Any
 from faker import Faker
 
 from sandbox.admin.client import BrokerClient
+from sandbox.admin.operator import operator_token
 from sandbox.agent.dpop import DPoPKey
 from sandbox.agent.tokens import ClientSecretCredential, Credential, Token, TokenClient
 from sandbox.broker.policy import NetworkZones, Policy
 from sandbox.config import Settings
-from sandbox.harness.tenants import Tenant, TenantAdmin, create_tenant, delete_tenant, operator_token
+from sandbox.harness.tenants import Tenant, TenantAdmin, create_tenant, delete_tenant
 from sandbox.idp.capabilities import CapabilityName
 from sandbox.loopback_ca import CA_FILE, IssuedCertificate, LoopbackCA
 from sandbox.scenarios.calls import McpCaller

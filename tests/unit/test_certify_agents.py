@@ -33,7 +33,7 @@ class FakeAdapter:
         self.most_at_once = 0
         self.refuse: set[str] = set()
 
-    async def ensure_client_scopes(self, realm: str, scopes: list[str]) -> None:
+    async def ensure_scopes(self, realm: str, scopes: list[str]) -> None:
         self.scopes.append((realm, scopes))
 
     async def create_agent_client(self, realm: str, spec: AgentClientSpec) -> AgentClient:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from sandbox.admin.login import admin_login
-from sandbox.idp.realm import ADMIN_CLIENT_ID
+from sandbox.admin.operator import operator_token
 from sandbox.pytest_plugin import SandboxStack
 from sandbox.stack_secrets import SANDBOX_ADMIN, Secrets, admin_secret_names, otp_base32
 
@@ -62,16 +62,7 @@ class Broker:
         return self.http.request(method, path, headers=headers, json=body, params=params or None)
 
     def operator_token(self) -> str:
-        response = httpx.post(
-            f"{self.settings.issuer('master')}/protocol/openid-connect/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": ADMIN_CLIENT_ID,
-                "client_secret": Secrets(self.settings).get(ADMIN_CLIENT_ID),
-            },
-        )
-        response.raise_for_status()
-        return str(response.json()["access_token"])
+        return operator_token(self.settings)
 
     def new_tenant(self, prefix: str = "t") -> Tenant:
         name = f"{prefix}{uuid.uuid4().hex[:8]}"

@@ -23,6 +23,7 @@ import httpx
 import pytest
 from broker.servers import FlakyKeycloak, serving
 
+from sandbox.admin.operator import operator_token
 from sandbox.agent.tokens import ClientSecretCredential, Token, TokenRefused, fetch_token
 from sandbox.broker.app import create_app
 from sandbox.config import Settings, load_settings
@@ -83,7 +84,7 @@ def token(settings: Settings, client_id: str, secret: str) -> Token:
 
 
 def operator_auth(settings: Settings) -> dict[str, str]:
-    operator = asyncio.run(KeycloakAdapter.from_settings(settings).operator_token())
+    operator = operator_token(settings)
     return {"Authorization": f"Bearer {operator}"}
 
 
