@@ -25,9 +25,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from sandbox.config import load_settings
+from sandbox.jwt_signature import InvalidToken, KeyCache, VerificationUnavailable
 from sandbox.mcp_server.discovery import AuthorizationServers
-from sandbox.mcp_server.errors import InvalidToken, VerificationUnavailable
-from sandbox.mcp_server.jwks import KeyCache
 from sandbox.mcp_server.principal import tenant_of
 from sandbox.mcp_server.tenants import SAVED_QUERIES, TenantDirectory
 from sandbox.mcp_server.trust import TrustedIssuers

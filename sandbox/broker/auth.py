@@ -1,4 +1,5 @@
-"""Admin authentication: only bearer tokens that Keycloak issued, checked against the issuer's keys.
+"""Admin authentication: only bearer tokens the master realm or a tenant's realm issued, checked against the keys
+the issuer publishes (:mod:`sandbox.jwt_signature`, as the MCP server checks its callers' tokens).
 
 Two kinds of caller:
 
@@ -12,22 +13,19 @@ Two kinds of caller:
 
 from __future__ import annotations
 
-import base64
-import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from joserfc import jwt
 from joserfc.errors import BadSignatureError, ClaimError, ExpiredTokenError, JoseError
-from joserfc.jwk import KeySet
 
 from sandbox.errors import SandboxError
 from sandbox.idp.realm import ADMIN_LOGIN_CLIENT_ID, TENANT_ADMIN_ROLE
+from sandbox.jwt_signature import InvalidToken, KeyCache, VerificationUnavailable, check_header, peek
 from sandbox.oidc import discover_async
 
-ALGORITHMS = ["RS256", "PS256", "ES256"]
+ALGORITHMS = ("RS256", "PS256", "ES256")
 LEEWAY = 5
 
 
@@ -74,19 +72,22 @@ class Authenticator:
         self.operator_client_id = operator_client_id
         self._tenant_issuers = tenant_issuers
         self._http = http
-        self._keys: dict[str, KeySet] = {}
-        self._fetched_at: dict[str, float] = {}
+        self._keys: dict[str, KeyCache] = {}
         self._refetch_interval = jwks_refetch_interval
 
     async def authenticate(self, authorization: str | None) -> Principal:
         if not authorization or not authorization.lower().startswith("bearer "):
             raise AuthError(401, "invalid_request", "a bearer token from the tenant's Keycloak realm is required")
         token = authorization[7:].strip()
-        issuer = _unverified_issuer(token)
+        try:
+            header, unverified = peek(token)  # which issuer's keys to verify with; verified below
+        except InvalidToken:
+            raise AuthError(401, "invalid_token", "the bearer token is not a JWT") from None
+        issuer = str(unverified.get("iss", ""))
         tenants = self._tenant_issuers()
         if issuer != self.master_issuer and issuer not in tenants:
             raise AuthError(401, "invalid_token", "the token's issuer is not a tenant of this broker")
-        claims = await self._verified_claims(token, issuer)
+        claims = await self._verified_claims(token, header, issuer)
         if issuer == self.master_issuer:
             if claims.get("azp") != self.operator_client_id:
                 raise AuthError(403, "insufficient_scope", "master-realm tokens are accepted only from the operator")
@@ -106,49 +107,38 @@ class Authenticator:
             mfa="otp" in (claims.get("amr") or []),
         )
 
-    async def _verified_claims(self, token: str, issuer: str) -> dict[str, Any]:
+    async def _verified_claims(self, token: str, header: dict[str, Any], issuer: str) -> dict[str, Any]:
         try:
-            try:
-                decoded = jwt.decode(token, await self._key_set(issuer), algorithms=ALGORITHMS)
-            except (JoseError, ValueError):  # perhaps a key the realm rotated in since we fetched: refetch once
-                decoded = jwt.decode(token, await self._key_set(issuer, refresh=True), algorithms=ALGORITHMS)
+            alg = check_header(header, ALGORITHMS)
+            key = await self._key_cache(issuer).key(header.get("kid"), alg)
+            decoded = jwt.decode(token, key, algorithms=[alg])
             jwt.JWTClaimsRegistry(
                 leeway=LEEWAY,
                 iss={"essential": True, "value": issuer},
                 exp={"essential": True},
                 sub={"essential": True},
             ).validate(decoded.claims)
+        except (InvalidToken, VerificationUnavailable) as exc:
+            raise AuthError(401, "invalid_token", exc.description) from None
         except (JoseError, ValueError) as exc:
             raise AuthError(401, "invalid_token", _why_invalid(exc)) from None
         return dict(decoded.claims)
 
-    async def _key_set(self, issuer: str, *, refresh: bool = False) -> KeySet:
-        recent = time.monotonic() - self._fetched_at.get(issuer, -1e9) < self._refetch_interval
-        if issuer in self._keys and (not refresh or recent):
-            return self._keys[issuer]
-        try:
-            response = await self._http.get((await discover_async(issuer, self._http)).jwks_uri)
-            response.raise_for_status()
-        except (httpx.HTTPError, SandboxError) as exc:
-            if issuer in self._keys:
-                return self._keys[issuer]
-            raise AuthError(
-                401, "invalid_token", f"cannot fetch the signing keys of {issuer} ({type(exc).__name__})"
-            ) from None
-        keys = [key for key in response.json().get("keys", []) if key.get("use", "sig") == "sig"]
-        self._keys[issuer] = KeySet.import_key_set({"keys": keys})
-        self._fetched_at[issuer] = time.monotonic()
+    def _key_cache(self, issuer: str) -> KeyCache:
+        """The issuer's published keys: kept while they verify (an unreachable IdP does not log admins out),
+        fetched again on an unknown ``kid`` (a key the realm rotated in) at most every refetch interval."""
+        if issuer not in self._keys:
+
+            async def jwks_uri() -> str:
+                try:
+                    return (await discover_async(issuer, self._http)).jwks_uri
+                except SandboxError as exc:
+                    raise VerificationUnavailable(f"cannot fetch the signing keys of {issuer} ({exc.cause})") from exc
+
+            self._keys[issuer] = KeyCache(
+                self._http, jwks_uri, refetch_interval=self._refetch_interval, max_age=float("inf")
+            )
         return self._keys[issuer]
-
-
-def _unverified_issuer(token: str) -> str:
-    """Which issuer to ask for keys; the signature is checked afterwards with those keys."""
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        return str(claims.get("iss", ""))
-    except (IndexError, ValueError, UnicodeDecodeError, AttributeError):
-        raise AuthError(401, "invalid_token", "the bearer token is not a JWT") from None
 
 
 def _why_invalid(exc: Exception) -> str:

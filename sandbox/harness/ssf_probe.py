@@ -34,10 +34,9 @@ import httpx
 
 from sandbox.config import load_settings
 from sandbox.idp.realm import TOKEN_PATH
+from sandbox.jwt_signature import KeyCache, peek
 from sandbox.mcp_server.events import EventReceiver, RejectedEvent
-from sandbox.mcp_server.jwks import KeyCache
 from sandbox.mcp_server.revocations import RevocationList
-from sandbox.mcp_server.verification import peek
 from sandbox.ssf import ACCESS_ENDING, POLL, WELL_KNOWN
 from sandbox.stack.java import find_jdk
 from sandbox.stack.ports import free_port

@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox.agent.dpop import SCHEME
 from sandbox.http_limits import MAX_BODY_BYTES, HeaderSizeLimit, TooLarge, read_body
+from sandbox.jwt_signature import InvalidToken, KeyCache, VerificationUnavailable
 from sandbox.mcp_server import challenges
 from sandbox.mcp_server.binding import (
     PROOF_ALGORITHMS,
@@ -46,10 +47,8 @@ from sandbox.mcp_server.binding import (
     certificate_thumbprint,
 )
 from sandbox.mcp_server.discovery import AuthorizationServers
-from sandbox.mcp_server.errors import InvalidToken, VerificationUnavailable
 from sandbox.mcp_server.events import EventReceiver, event_endpoint
 from sandbox.mcp_server.introspection import IntrospectionVerifier
-from sandbox.mcp_server.jwks import KeyCache
 from sandbox.mcp_server.net import http_client
 from sandbox.mcp_server.options import ServerOptions
 from sandbox.mcp_server.principal import SCOPE_KEY, Principal, principal_in

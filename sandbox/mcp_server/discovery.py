@@ -10,8 +10,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from sandbox.jwt_signature import VerificationUnavailable
 from sandbox.loopback import is_loopback_url
-from sandbox.mcp_server.errors import VerificationUnavailable
 
 MAX_AGE = 300.0  # seconds before metadata is fetched again
 

@@ -23,11 +23,9 @@ from joserfc.jwt import JWTClaimsRegistry
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from sandbox.mcp_server.errors import InvalidToken, VerificationUnavailable
-from sandbox.mcp_server.jwks import KeyCache
+from sandbox.jwt_signature import InvalidToken, KeyCache, VerificationUnavailable, peek
 from sandbox.mcp_server.principal import same_resource
 from sandbox.mcp_server.revocations import Revocation, RevocationList
-from sandbox.mcp_server.verification import peek
 from sandbox.ssf import (
     ACCOUNT_DISABLED,
     CREDENTIAL_CHANGE,

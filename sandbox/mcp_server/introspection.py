@@ -14,11 +14,11 @@ from typing import Any
 
 import httpx
 
+from sandbox.jwt_signature import InvalidToken, VerificationUnavailable, peek
 from sandbox.mcp_server.discovery import AuthorizationServers
-from sandbox.mcp_server.errors import InvalidToken, VerificationUnavailable
 from sandbox.mcp_server.principal import Principal, fingerprint, principal_from_claims
 from sandbox.mcp_server.trust import TrustedIssuers
-from sandbox.mcp_server.verification import Policy, check_claims, peek
+from sandbox.mcp_server.verification import Policy, check_claims
 
 MAX_CACHED = 10_000
 

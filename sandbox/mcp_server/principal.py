@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from mcp.server.auth.provider import AccessToken
 from starlette.types import Scope
 
-from sandbox.mcp_server.errors import InvalidToken
+from sandbox.jwt_signature import InvalidToken
 from sandbox.zones import ZONE_CLAIM, zone_address_problem
 
 #: Where the HTTP layer leaves the verified principal in the ASGI scope, for the tools to read.

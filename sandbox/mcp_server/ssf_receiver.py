@@ -18,8 +18,8 @@ from typing import Any
 
 import httpx
 
+from sandbox.jwt_signature import VerificationUnavailable
 from sandbox.loopback import require_loopback
-from sandbox.mcp_server.errors import VerificationUnavailable
 from sandbox.mcp_server.events import EventReceiver, RejectedEvent
 from sandbox.ssf import ACCESS_ENDING, PUSH, WELL_KNOWN
 

@@ -5,11 +5,8 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import math
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -20,16 +17,10 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import Key
 
-from sandbox.mcp_server.errors import InvalidToken
-from sandbox.mcp_server.jwks import KeyCache
+from sandbox.jwt_signature import InvalidToken, KeyCache, check_header, peek
 from sandbox.mcp_server.principal import Principal, principal_from_claims, same_resource
 from sandbox.mcp_server.trust import TrustedIssuers
 
-#: RFC 6750 b64token, cut into the three parts of a JWS compact serialization (no padding, no JWE).
-COMPACT_JWS = re.compile(r"^([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)$")
-#: Header ``typ`` values of an access token; anything else (an ID token, a SET, ...) is refused.
-ACCESS_TOKEN_TYPES = {"jwt", "at+jwt", "application/at+jwt"}
-MAX_TOKEN_LENGTH = 8192
 #: Tokens whose signature a ``jwt`` verifier remembers having verified (least recently used forgotten first).
 SIGNATURE_CACHE_SIZE = 4096
 
@@ -47,54 +38,6 @@ class Policy:
     leeway: int
     max_lifetime: int
     clock: Callable[[], float] = time.time
-
-
-def _canonical_b64(part: str) -> bytes:
-    """Decode base64url, refusing a non-canonical spelling (set padding bits): one token, one string."""
-    try:
-        raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
-    except ValueError as exc:
-        raise InvalidToken("the token is not a well-formed JWT") from exc
-    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != part:
-        raise InvalidToken("the token is not a well-formed JWT")
-    return raw
-
-
-def _b64json(part: str) -> dict[str, Any]:
-    try:
-        value = json.loads(_canonical_b64(part))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidToken("the token is not a well-formed JWT") from exc
-    if not isinstance(value, dict):
-        raise InvalidToken("the token is not a well-formed JWT")
-    return value
-
-
-def peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Header and claims of a compact JWS, NOT verified: only to choose the issuer and key to verify with."""
-    if len(token) > MAX_TOKEN_LENGTH:
-        raise InvalidToken("the token is too long")
-    match = COMPACT_JWS.match(token)
-    if match is None:
-        raise InvalidToken("the token is not a well-formed JWT")
-    _canonical_b64(match[3])
-    return _b64json(match[1]), _b64json(match[2])
-
-
-def check_header(header: dict[str, Any], algorithms: tuple[str, ...]) -> str:
-    """The token's algorithm, if the header is one this server accepts for an access token."""
-    alg = header.get("alg")
-    if not isinstance(alg, str) or alg not in algorithms:
-        raise InvalidToken(f"signature algorithm {alg!r} is not accepted")
-    typ = header.get("typ")
-    if typ is not None and (not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES):
-        raise InvalidToken(f"a {typ!r} token is not an access token")
-    if "crit" in header or "b64" in header or "jku" in header or "x5u" in header or "jwk" in header:
-        raise InvalidToken("the token's header asks for processing this server does not do")
-    kid = header.get("kid")
-    if kid is not None and not isinstance(kid, str):
-        raise InvalidToken("the token's key id is not a string")
-    return alg
 
 
 #: Claims every access token must carry, and those that, when present, must be a string or a NumericDate.

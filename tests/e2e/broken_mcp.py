@@ -26,11 +26,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sandbox.certify.forge import claims_of, unverified
 from sandbox.certify.revision import LEGACY, STATELESS, Revision
 from sandbox.http_limits import MAX_BODY_BYTES, read_body
+from sandbox.jwt_signature import InvalidToken, Key, KeyCache
 from sandbox.mcp_server import binding, tools, verification
 from sandbox.mcp_server.app import ProtectedMcpEndpoint, bearer_token, replaying
 from sandbox.mcp_server.challenges import bad_request
-from sandbox.mcp_server.errors import InvalidToken
-from sandbox.mcp_server.jwks import Key, KeyCache
 from sandbox.mcp_server.options import ServerOptions
 from sandbox.mcp_server.principal import Principal, principal_from_claims
 from sandbox.mcp_server.revocations import RevocationList

@@ -20,7 +20,7 @@ from sandbox.agent.dpop import DPoPKey
 from sandbox.agent.mcp_http import INITIALIZE, rpc_message, served, tool_error, tool_names
 from sandbox.certify import forge
 from sandbox.certify.evidence import KnownTokens, describe_token, exchange_of
-from sandbox.mcp_server.verification import peek
+from sandbox.jwt_signature import peek
 
 URL = "http://127.0.0.1:1/mcp"
 

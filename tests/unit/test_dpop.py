@@ -18,9 +18,9 @@ from mcp_fakes import AUDIENCE, Clock, FakeIssuer
 
 from sandbox.agent.dpop import DPoPKey, access_token_hash, target_uri
 from sandbox.agent.tokens import ClientSecretCredential, TokenClient
+from sandbox.jwt_signature import InvalidToken
 from sandbox.mcp_server import challenges
 from sandbox.mcp_server.binding import PROOF_ALGORITHMS, BindingChecker, BindingRefused, Presented
-from sandbox.mcp_server.errors import InvalidToken
 from sandbox.mcp_server.principal import Confirmation, Principal, principal_from_claims
 from sandbox.mcp_server.verification import Policy, check_claims
 

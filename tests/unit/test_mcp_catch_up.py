@@ -14,9 +14,9 @@ from starlette.testclient import TestClient
 
 from sandbox.broker.events import SigningKey, session_revoked
 from sandbox.config import load_settings
+from sandbox.jwt_signature import KeyCache
 from sandbox.mcp_server.app import build_app
 from sandbox.mcp_server.events import EventReceiver
-from sandbox.mcp_server.jwks import KeyCache
 from sandbox.mcp_server.options import ServerOptions
 from sandbox.mcp_server.principal import Principal
 from sandbox.mcp_server.revocations import RevocationList

@@ -9,8 +9,8 @@ from urllib.parse import parse_qs
 import pytest
 from mcp_fakes import AUDIENCE, ISSUER, Clock, FakeIssuer
 
+from sandbox.jwt_signature import InvalidToken, VerificationUnavailable
 from sandbox.mcp_server.discovery import AuthorizationServers
-from sandbox.mcp_server.errors import InvalidToken, VerificationUnavailable
 from sandbox.mcp_server.introspection import IntrospectionCache, IntrospectionVerifier
 from sandbox.mcp_server.trust import TrustedIssuers
 from sandbox.mcp_server.verification import Policy

@@ -15,8 +15,8 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, OctKey, RSAKey
 from mcp_fakes import AUDIENCE, ISSUER, Clock
 
+from sandbox.jwt_signature import KeyCache
 from sandbox.mcp_server.events import EventReceiver, RejectedEvent
-from sandbox.mcp_server.jwks import KeyCache
 from sandbox.mcp_server.principal import Principal
 from sandbox.mcp_server.revocation_journal import RevocationJournal
 from sandbox.mcp_server.revocations import Revocation, RevocationList

@@ -10,9 +10,8 @@ import pytest
 from joserfc.jwk import RSAKey
 from mcp_fakes import AUDIENCE, ISSUER, Clock, FakeIssuer
 
+from sandbox.jwt_signature import InvalidToken, KeyCache
 from sandbox.mcp_server.discovery import AuthorizationServers
-from sandbox.mcp_server.errors import InvalidToken
-from sandbox.mcp_server.jwks import KeyCache
 from sandbox.mcp_server.trust import TrustedIssuers
 from sandbox.mcp_server.verification import JwtVerifier, Policy, RevocationCheckingVerifier
 

@@ -14,9 +14,8 @@ import pytest
 from joserfc.jwk import RSAKey
 from mcp_fakes import AUDIENCE, ISSUER, Clock, FakeIssuer, b64, unsigned
 
+from sandbox.jwt_signature import InvalidToken, KeyCache, VerificationUnavailable
 from sandbox.mcp_server.discovery import AuthorizationServers
-from sandbox.mcp_server.errors import InvalidToken, VerificationUnavailable
-from sandbox.mcp_server.jwks import KeyCache
 from sandbox.mcp_server.principal import tenant_of
 from sandbox.mcp_server.trust import TrustedIssuers
 from sandbox.mcp_server.verification import JwtVerifier, Policy, RevocationCheckingVerifier, check_claims
@@ -270,7 +269,7 @@ def test_the_tenant_is_the_realm_of_the_issuer(issuer: str, tenant: str) -> None
 )
 def test_claims_of_the_wrong_kind_are_refused(changes: dict[str, Any], reason: str) -> None:
     """The claims are checked by hand on every call: each kind the claims registry refused is still refused."""
-    from sandbox.mcp_server.errors import InvalidToken
+    from sandbox.jwt_signature import InvalidToken
     from sandbox.mcp_server.verification import Policy
 
     issuer = FakeIssuer()

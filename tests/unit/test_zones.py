@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from sandbox.jwt_signature import InvalidToken
 from sandbox.mcp_server import challenges
-from sandbox.mcp_server.errors import InvalidToken
 from sandbox.mcp_server.principal import principal_from_claims
 from sandbox.zones import ZONE_CLAIM, same_address, zone_address_problem
 

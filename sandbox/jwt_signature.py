@@ -1,8 +1,18 @@
-"""Signing keys from a JWKS URL: cached, refreshed after a while, refetched on an unknown ``kid`` at a bounded rate."""
+"""A JWT's signature, checked against the keys its issuer publishes: shared by the MCP server and the broker.
+
+:func:`peek` reads a compact JWS strictly (canonical base64url, nothing but three parts), :func:`check_header`
+refuses headers no access token should carry, and :class:`KeyCache` holds one issuer's published signing keys:
+cached, refreshed after a while, refetched on an unknown ``kid`` at a bounded rate. Each refuses with
+:class:`InvalidToken` (the token is not acceptable: 401) or :class:`VerificationUnavailable` (it cannot be checked
+now: 503, never let through).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -11,7 +21,77 @@ import httpx
 from joserfc.errors import JoseError
 from joserfc.jwk import Key, import_key
 
-from sandbox.mcp_server.errors import InvalidToken, VerificationUnavailable
+
+class InvalidToken(Exception):
+    """The token is not acceptable here (garbage, expired, wrong audience, untrusted issuer, revoked ...): 401."""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+        super().__init__(description)
+
+
+class VerificationUnavailable(Exception):
+    """The token cannot be checked right now (keys or introspection unreachable): 503, never let through."""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+        super().__init__(description)
+
+
+#: RFC 6750 b64token, cut into the three parts of a JWS compact serialization (no padding, no JWE).
+COMPACT_JWS = re.compile(r"^([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)$")
+#: Header ``typ`` values of an access token; anything else (an ID token, a SET, ...) is refused.
+ACCESS_TOKEN_TYPES = {"jwt", "at+jwt", "application/at+jwt"}
+MAX_TOKEN_LENGTH = 8192
+
+
+def _canonical_b64(part: str) -> bytes:
+    """Decode base64url, refusing a non-canonical spelling (set padding bits): one token, one string."""
+    try:
+        raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    except ValueError as exc:
+        raise InvalidToken("the token is not a well-formed JWT") from exc
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != part:
+        raise InvalidToken("the token is not a well-formed JWT")
+    return raw
+
+
+def _b64json(part: str) -> dict[str, Any]:
+    try:
+        value = json.loads(_canonical_b64(part))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidToken("the token is not a well-formed JWT") from exc
+    if not isinstance(value, dict):
+        raise InvalidToken("the token is not a well-formed JWT")
+    return value
+
+
+def peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and claims of a compact JWS, NOT verified: only to choose the issuer and key to verify with."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidToken("the token is too long")
+    match = COMPACT_JWS.match(token)
+    if match is None:
+        raise InvalidToken("the token is not a well-formed JWT")
+    _canonical_b64(match[3])
+    return _b64json(match[1]), _b64json(match[2])
+
+
+def check_header(header: dict[str, Any], algorithms: tuple[str, ...]) -> str:
+    """The token's algorithm, if the header is one the caller accepts (``algorithms``) for an access token."""
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in algorithms:
+        raise InvalidToken(f"signature algorithm {alg!r} is not accepted")
+    typ = header.get("typ")
+    if typ is not None and (not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES):
+        raise InvalidToken(f"a {typ!r} token is not an access token")
+    if "crit" in header or "b64" in header or "jku" in header or "x5u" in header or "jwk" in header:
+        raise InvalidToken("the token's header asks for processing that is not done here")
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise InvalidToken("the token's key id is not a string")
+    return alg
+
 
 MAX_AGE = 300.0  # default seconds before keys are fetched again even when every kid is known
 
