@@ -20,6 +20,7 @@ from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuth
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
+from sandbox.agent.mcp_config import McpClientConfig
 from sandbox.errors import SandboxError
 
 
@@ -96,24 +97,24 @@ async def connect(server_url: str, auth: httpx2.Auth) -> AsyncIterator[Client]:
 
 
 def provider_from_config(
-    config: dict[str, Any], server_url: str, environ: Mapping[str, str] | None = None
+    config: McpClientConfig, server_url: str, environ: Mapping[str, str] | None = None
 ) -> ClientCredentialsOAuthProvider:
     """The SDK auth for one server of a generated config, reading the credential from where the config says."""
-    entry = next((s for s in config.get("mcpServers", {}).values() if s.get("url") == server_url), None)
+    entry = next((s for s in config.mcp_servers.values() if s.url == server_url), None)
     if entry is None:
         raise SandboxError(f"the MCP config has no server {server_url}", "generate a config that lists it")
-    auth = entry["auth"]
-    source = auth["credential"]
+    auth = entry.auth
+    source = auth.credential
     environ = os.environ if environ is None else environ
-    if "env" in source:
-        secret = environ.get(source["env"])
-        where = f"environment variable {source['env']}"
+    if source.env is not None:
+        secret = environ.get(source.env)
+        where = f"environment variable {source.env}"
     else:
-        path = Path(source["file"])
+        path = Path(source.file or "")
         secret = path.read_text().strip() if path.is_file() else None
         where = f"file {path}"
     if not secret:
         raise SandboxError(f"the agent's credential is not in the {where}", f"put the agent's secret in the {where}")
     return client_credentials_provider(
-        server_url, auth["clientId"], secret, auth["issuer"], scope=auth.get("scope"), audience=auth.get("audience")
+        server_url, auth.client_id, secret, auth.issuer, scope=auth.scope, audience=auth.audience
     )

@@ -20,6 +20,7 @@ from rich.console import Console
 
 from sandbox.admin.apply import apply_agents_file
 from sandbox.admin.client import BrokerClient
+from sandbox.agent.mcp_config import McpClientConfig
 from sandbox.agent.pickup import PickupFailed, pick_up_secret, write_secret_file
 from sandbox.broker import audit, tables
 from sandbox.broker.agent_cli import token as agent_token
@@ -531,7 +532,8 @@ def config(
         body.update(credential_source="env", credential_reference=credential_env)
     elif credential_file:
         body.update(credential_source="file", credential_reference=credential_file)
-    generated = _call(token, lambda c: c.post(f"/tenants/{tenant}/agents/{agent_id}/mcp-config", body))
+    answer = _call(token, lambda c: c.post(f"/tenants/{tenant}/agents/{agent_id}/mcp-config", body))
+    generated = guarded(lambda: McpClientConfig.read(answer, "the broker's answer"))
     try:
         shaped = host_config(host, generated, server or _default_server(generated), token_env=token_env)
     except ValueError as exc:
@@ -543,9 +545,9 @@ def config(
     err.print(f"wrote {out}" + (f" (the host reads {HOST_FILES[host]})" if host in HOST_FILES else ""), highlight=False)
 
 
-def _default_server(generated: dict[str, Any]) -> str | None:
+def _default_server(generated: McpClientConfig) -> str | None:
     """The reference server when the agent may call it, else its first server."""
-    urls = [entry["url"] for entry in generated.get("mcpServers", {}).values()]
+    urls = [entry.url for entry in generated.mcp_servers.values()]
     preferred = _settings().mcp_url
     return preferred if preferred in urls else (urls[0] if urls else None)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from sandbox.agent.mcp_config import McpClientConfig
 from sandbox.broker import audit, schemas
 from sandbox.broker.agents import AgentService
 from sandbox.broker.auth import Principal
@@ -121,7 +122,7 @@ class ReportingService:
         path: str | None = None,
         credential_source: str | None = None,
         credential_reference_value: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> McpClientConfig:
         if credential_source not in (None, "env", "file"):
             raise BadRequest(f"credential source {credential_source!r} is not env or file", "choose env or file")
         with self.context.session() as session:

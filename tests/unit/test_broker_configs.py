@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
+from sandbox.agent.mcp_config import CredentialSource, McpClientConfig
 from sandbox.broker.configs import allowed_tools, credential_reference, host_config, mcp_client_config
 from sandbox.config import PACKAGE_DIR
+from sandbox.errors import SandboxError
 from sandbox.toolmap import ToolMap
 
 TOOLS = ToolMap.load(PACKAGE_DIR.parent / "fixtures" / "tools.yaml")
@@ -31,7 +33,7 @@ def test_config_references_the_credential_and_never_contains_it() -> None:
         tools=["logs.read"],
         scopes=["mcp:tool:logs.read"],
         credential=credential_reference("client_secret", "bot"),
-    )
+    ).document()
     text = json.dumps(config)
     assert SECRET not in text and 'secret": "' not in text
     server = config["mcpServers"]["127.0.0.1-18083"]
@@ -41,17 +43,17 @@ def test_config_references_the_credential_and_never_contains_it() -> None:
 
 
 def test_private_keys_are_named_by_file() -> None:
-    assert credential_reference("private_key_jwt", "bot") == {
+    assert credential_reference("private_key_jwt", "bot").document() == {
         "type": "private_key_jwt",
         "file": "~/.config/mcp-agents/bot.private.jwk",
     }
-    assert credential_reference("client_secret", "bot", source="file", reference="/run/secrets/bot") == {
+    assert credential_reference("client_secret", "bot", source="file", reference="/run/secrets/bot").document() == {
         "type": "client_secret",
         "file": "/run/secrets/bot",
     }
 
 
-def generic_config(servers: list[str], credential: dict[str, str] | None = None) -> dict[str, Any]:
+def generic_config(servers: list[str], credential: CredentialSource | None = None) -> McpClientConfig:
     return mcp_client_config(
         name="bot",
         client_id="agent-bot-1",
@@ -119,7 +121,25 @@ def test_an_issuer_without_resource_indicators_gets_the_audience_to_ask_for() ->
             credential=credential_reference("client_secret", "bot"),
             audience_parameter=audience_parameter,
         )
-        return dict(config["mcpServers"]["127.0.0.1-18083"]["auth"])
+        return dict(config.document()["mcpServers"]["127.0.0.1-18083"]["auth"])
 
     assert auth(True)["audience"] == auth(True)["resource"] == "http://127.0.0.1:18083/mcp"
     assert "audience" not in auth(False)  # Keycloak takes resource= (RFC 8707)
+
+
+def test_a_config_read_back_is_the_one_written_and_a_wrong_one_is_one_line() -> None:
+    written = generic_config(SERVERS).document()
+    assert McpClientConfig.read(json.loads(json.dumps(written)), "the file").document() == written
+    broken = {**written, "agent": {"name": "bot"}}
+    with pytest.raises(SandboxError) as refused:
+        McpClientConfig.read(broken, "the broker's answer")
+    assert str(refused.value).startswith(
+        "the broker's answer is not an MCP client config (agent.clientId: Field required)"
+    )
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("places", [{}, {"env": "A", "file": "/b"}])
+def test_a_credential_source_names_exactly_one_place(places: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="exactly one of env and file"):
+        CredentialSource(type="client_secret", **places)

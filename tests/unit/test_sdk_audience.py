@@ -8,13 +8,14 @@ from urllib.parse import parse_qs
 import pytest
 from mcp.shared.auth import OAuthMetadata
 
+from sandbox.agent.mcp_config import McpClientConfig
 from sandbox.agent.sdk import AudienceClientCredentialsProvider, provider_from_config
 
 SERVER = "http://127.0.0.1:18083/mcp"
 ISSUER = "http://127.0.0.1:18090/"
 
 
-def config(**extra: str) -> dict[str, Any]:
+def config(**extra: str) -> McpClientConfig:
     auth = {
         "type": "oauth2_client_credentials",
         "issuer": ISSUER,
@@ -25,7 +26,11 @@ def config(**extra: str) -> dict[str, Any]:
         "credential": {"type": "client_secret", "env": "SECRET"},
         **extra,
     }
-    return {"mcpServers": {"s": {"type": "http", "url": SERVER, "auth": auth}}}
+    document = {
+        "mcpServers": {"s": {"type": "http", "url": SERVER, "allowedTools": ["logs.read"], "auth": auth}},
+        "agent": {"name": "bot", "clientId": "agent-bot-1"},
+    }
+    return McpClientConfig.read(document, "the test's config")
 
 
 async def token_request_form(provider: Any) -> dict[str, list[str]]:

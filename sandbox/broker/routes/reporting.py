@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hmac
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 
+from sandbox.agent.mcp_config import McpClientConfig
 from sandbox.broker import schemas
 from sandbox.broker.auth import AuthError
 from sandbox.broker.routes.common import ERRORS, Caller, Service
@@ -39,10 +40,15 @@ async def tenant_monitoring(tenant: str, caller: Caller, service: Service) -> li
     return await service.reporting.tenant_monitoring(caller, tenant)
 
 
-@router.post("/tenants/{tenant}/agents/{agent_id}/mcp-config", tags=["configs"], responses=ERRORS)
+@router.post(
+    "/tenants/{tenant}/agents/{agent_id}/mcp-config",
+    tags=["configs"],
+    responses=ERRORS,
+    response_model_exclude_none=True,  # the document as MCP hosts read it: no field that is not set
+)
 async def mcp_config(
     tenant: str, agent_id: str, body: schemas.ConfigIn, caller: Caller, service: Service
-) -> dict[str, Any]:
+) -> McpClientConfig:
     """An MCP client config for the agent (credential by reference, never the secret)."""
     return service.reporting.generate_config(
         caller,

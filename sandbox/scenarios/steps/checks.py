@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from sandbox.admin.client import BrokerRefused
+from sandbox.agent.mcp_config import McpClientConfig
 from sandbox.agent.sdk import connect, provider_from_config
 from sandbox.scenarios.context import RunContext
 from sandbox.scenarios.library import StepFailed, require, require_for_servers, step
@@ -144,16 +145,17 @@ async def sdk_call(context: RunContext, args: SdkCall) -> Evidence:
             out.write(secret)
     body = {"path": f"{workdir}/{args.agent}.mcp.json", "credential_source": args.credential_source,
             "credential_reference": reference}  # fmt: skip
-    config = await context.broker("POST", f"{agent_path(agent)}/mcp-config", by=args.by, agent=agent, body=body)
-    if secret in str(config):
+    answer = await context.broker("POST", f"{agent_path(agent)}/mcp-config", by=args.by, agent=agent, body=body)
+    if secret in str(answer):
         raise StepFailed("a config without the secret", "the secret inside the config")
     url = context.servers(args.server)[args.server]
     arguments = await arguments_for(context, agent, args.tool, args.arguments)
+    config = McpClientConfig.read(answer, "the broker's config")
     auth = provider_from_config(config, url, environ)
     async with connect(url, auth) as client:
         tools = sorted(tool.name for tool in (await client.list_tools()).tools)
         result = await client.call_tool(args.tool, arguments)
-    evidence = {"config_servers": sorted(config["mcpServers"]), "tools": tools, "is_error": result.is_error}
+    evidence = {"config_servers": sorted(config.mcp_servers), "tools": tools, "is_error": result.is_error}
     if result.is_error:
         raise StepFailed(f"{args.tool} to succeed through the SDK", "a tool error", evidence)
     return evidence
