@@ -29,9 +29,6 @@ from sandbox.idp.realm import USER_LOGIN_CLIENT_ID, delegation_scope
 
 log = logging.getLogger(__name__)
 
-_sync_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-
-
 def user_actor(username: str, tenant: str, user_id: str) -> str:
     """How the audit log names a user of a tenant (the form admins' entries have)."""
     return f"{username} (user, {tenant}, sub {user_id})"
@@ -43,6 +40,8 @@ class DelegationService:
     def __init__(self, context: BrokerContext, tenants: TenantService) -> None:
         self.context = context
         self.tenants = tenants
+        # One sync of an agent's delegations at a time (two would record the same exchange twice).
+        self._sync_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def create_user(
         self, principal: Principal, tenant: str, username: str, scopes: list[str], otp: bool = False
@@ -94,7 +93,7 @@ class DelegationService:
         failure = None
         for agent_id in agent_ids:
             try:
-                async with _sync_locks[agent_id]:
+                async with self._sync_locks[agent_id]:
                     await self._sync_agent(tenant, agent_id)
             except IDP_FAILURES as exc:
                 failure = why(exc)

@@ -45,15 +45,16 @@ log = logging.getLogger(__name__)
 
 class BrokerService:
     """Every operation of the broker, one object per concern, composed over one :class:`BrokerContext`:
-    ``tenants``, ``clocks``, ``agents``, ``delegation``, ``rotation``, ``revocation``, ``dormancy``, ``reporting``,
-    and the lifecycle policy's ``credential_age``, ``access_reviews`` and ``suspensions``. Each takes the context
-    and the parts it calls; the background work (:meth:`housekeeping`) is here."""
+    ``tenants``, ``tenant_clock`` (a tenant's test clock, shown and moved; the clocks themselves are
+    ``context.clocks``), ``agents``, ``delegation``, ``rotation``, ``revocation``, ``dormancy``, ``reporting``, and the
+    lifecycle policy's ``credential_age``, ``access_reviews`` and ``suspensions``. Each takes the context and the
+    parts it calls; the background work (:meth:`housekeeping`) is here."""
 
     def __init__(self, context: BrokerContext) -> None:
         self.context = context
         self.revocation = RevocationService(context)
         self.tenants = TenantService(context, self.revocation)
-        self.clocks = ClockService(context)
+        self.tenant_clock = ClockService(context)
         self.agents = AgentService(context)
         self.delegation = DelegationService(context, self.tenants)
         self.rotation = RotationService(context)

@@ -22,12 +22,12 @@ class ClockService:
     def __init__(self, context: BrokerContext) -> None:
         self.context = context
 
-    def tenant_clock(self, principal: Principal, tenant: str) -> schemas.ClockOut:
+    def show(self, principal: Principal, tenant: str) -> schemas.ClockOut:
         with self.context.session() as session:
             self.context.visible_tenant(session, principal, tenant)
         return self._clock_view(tenant)
 
-    def advance_clock(self, principal: Principal, tenant: str, delta: timedelta, reason: str = "") -> schemas.ClockOut:
+    def advance(self, principal: Principal, tenant: str, delta: timedelta, reason: str = "") -> schemas.ClockOut:
         """Move the tenant's clock forward by ``delta`` (operator or the tenant's admin; sandbox only)."""
         with self.context.session() as session:
             self.context.visible_tenant(session, principal, tenant)

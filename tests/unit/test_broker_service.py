@@ -177,12 +177,12 @@ async def test_a_moved_tenant_clock_spares_agents_active_after_the_move(world: A
     idle = (await service.agents.provision(ALICE, "acme", request("idle"))).agent
     active = (await service.agents.provision(ALICE, "acme", replace(request("active"), mode="delegated"))).agent
     keycloak.logins[idle.client_id] = clock.now()  # before the move
-    service.clocks.advance_clock(ALICE, "acme", timedelta(days=31))
+    service.tenant_clock.advance(ALICE, "acme", timedelta(days=31))
     keycloak.exchange(active.client_id, clock.now() + timedelta(seconds=1), "dana", "")  # after it
     scan = await service.dormancy.scan_dormancy(ALICE, "acme")
     assert [a.id for a in scan.dormant] == [idle.id]
     assert datetime.fromisoformat(scan.as_of) - clock.now() >= timedelta(days=31) - timedelta(seconds=1)
-    assert service.clocks.tenant_clock(ALICE, "acme").offset_seconds == 31 * 86400
+    assert service.tenant_clock.show(ALICE, "acme").offset_seconds == 31 * 86400
     assert datetime.fromisoformat(service.agents.get_agent(ALICE, "acme", idle.id).dormant_since) > datetime.now(UTC)
 
 

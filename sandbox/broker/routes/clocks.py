@@ -13,7 +13,7 @@ router = APIRouter()
 @router.get("/tenants/{tenant}/clock", tags=["clock"], responses=ERRORS)
 async def tenant_clock(tenant: str, caller: Caller, service: Service) -> schemas.ClockOut:
     """The tenant's time and how far its clock was moved."""
-    return service.clocks.tenant_clock(caller, tenant)
+    return service.tenant_clock.show(caller, tenant)
 
 
 @router.post("/tenants/{tenant}/clock", tags=["clock"], responses=ERRORS)
@@ -21,6 +21,6 @@ async def advance_clock(
     tenant: str, body: schemas.ClockAdvanceIn, caller: Caller, service: Service
 ) -> schemas.ClockOut:
     """Move the tenant's clock forward (sandbox only: SANDBOX_BROKER_MOVABLE_CLOCK; other tenants keep theirs)."""
-    moved = service.clocks.advance_clock(caller, tenant, body.advance.delta(), body.reason)
+    moved = service.tenant_clock.advance(caller, tenant, body.advance.delta(), body.reason)
     await service.credential_age.sweep(tenant)  # credentials the move made old are flagged and rotated now
     return moved
