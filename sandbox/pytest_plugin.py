@@ -212,7 +212,7 @@ def sandbox_mcp_client(sandbox_stack: SandboxStack) -> Callable[..., AbstractAsy
         agent: ProvisionedAgent, mode: str = "jwt+events", *, url: str | None = None
     ) -> AbstractAsyncContextManager[Client]:
         target = url or sandbox_stack.settings.mcp_server(mode).url
-        return agent_session(target, agent.credential, issuer=agent.tenant.issuer, dpop=agent.dpop)
+        return agent_session(target, agent.credential, issuer=agent.tenant.agents_issuer, dpop=agent.dpop)
 
     return connect_as
 

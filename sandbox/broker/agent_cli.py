@@ -18,16 +18,15 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 
 from sandbox.agent.client_auth import ClientSecretCredential, Credential, PrivateKeyCredential
 from sandbox.agent.session import agent_session, obtain_token
+from sandbox.cli_errors import fail, guarded
 from sandbox.config import load_settings
 from sandbox.errors import SandboxError
 
 DEFAULT_SECRET_ENV = "MCP_AGENT_CLIENT_SECRET"  # the variable generated configs name by default
 
-err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 Url = Annotated[str | None, typer.Option("--url", help="The MCP server (default: the sandbox's reference server).")]
@@ -80,8 +79,7 @@ def call(
         if not isinstance(parsed, dict):
             raise ValueError("not an object")
     except ValueError as exc:
-        _fail(SandboxError(f"the arguments are not a JSON object ({exc})", """pass them like '{"days": 3}'"""))
-        return
+        fail(SandboxError(f"the arguments are not a JSON object ({exc})", """pass them like '{"days": 3}'"""))
     target = _target(url, client_id, secret_env, key_file, issuer, agent, tenant, token)
 
     async def act() -> dict[str, Any]:
@@ -92,7 +90,7 @@ def call(
     result = _run(act)
     sys.stdout.write(json.dumps(result, indent=2) + "\n")
     if result.get("isError"):
-        _fail(SandboxError(f"the tool {tool} answered with an error", "see the result above"))
+        fail(SandboxError(f"the tool {tool} answered with an error", "see the result above"))
 
 
 def tools(
@@ -130,12 +128,12 @@ def _target(
     settings = load_settings()
     if agent is not None:
         if tenant is None:
-            _fail(SandboxError("--as needs the agent's tenant", "add -t <tenant>"))
-        client_id = _sandbox_agent(settings.broker_url, tenant or "", agent, token)
-        issuer = issuer or settings.issuer(tenant or "")
+            fail(SandboxError("--as needs the agent's tenant", "add -t <tenant>"))
+        client_id, agents_issuer = guarded(lambda: _sandbox_agent(settings.broker_url, tenant, agent, token))
+        issuer = issuer or agents_issuer
     if not client_id:
-        _fail(SandboxError("no agent given", "pass --client-id ID (or --as AGENT-ID -t TENANT)"))
-    credential = _guarded(lambda: agent_credential(client_id or "", secret_env, key_file))
+        fail(SandboxError("no agent given", "pass --client-id ID (or --as AGENT-ID -t TENANT)"))
+    credential = guarded(lambda: agent_credential(client_id, secret_env, key_file))
     return Target(url or settings.mcp_url, credential, issuer)
 
 
@@ -173,34 +171,21 @@ def _key(client_id: str, text: str) -> PrivateKeyCredential:
     return PrivateKeyCredential(client_id, jwk)
 
 
-def _sandbox_agent(broker_url: str, tenant: str, agent_id: str, token: str | None) -> str:
-    """A sandbox agent's client id, from the broker."""
+def _sandbox_agent(broker_url: str, tenant: str, agent_id: str, token: str | None) -> tuple[str, str]:
+    """A sandbox agent's client id, and the issuer of its tokens (its tenant's realm, or the tenant's Hydra)."""
     from sandbox.admin.client import BrokerClient
 
-    try:
-        with BrokerClient(broker_url, token) as client:
-            found = client.get(f"/tenants/{tenant}/agents/{agent_id}")
-    except SandboxError as error:
-        _fail(error)
-        raise
-    return str(found["client_id"])
+    with BrokerClient(broker_url, token) as client:
+        found = client.get(f"/tenants/{tenant}/agents/{agent_id}")
+        tenants = client.get("/tenants")
+    issuer = next((str(t["agents_issuer"]) for t in tenants if t.get("tenant") == tenant), None)
+    if issuer is None:
+        raise SandboxError(f"the broker lists no tenant {tenant!r} for this token", "check -t and --token")
+    return str(found["client_id"]), issuer
 
 
 def _run(action: Callable[[], Awaitable[T]]) -> T:
-    return _guarded(lambda: asyncio.run(action()))  # type: ignore[arg-type]
-
-
-def _guarded(action: Callable[[], T]) -> T:
-    try:
-        return action()
-    except SandboxError as error:
-        _fail(error)
-        raise
-
-
-def _fail(error: SandboxError) -> None:
-    err.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
+    return guarded(lambda: asyncio.run(action()))  # type: ignore[arg-type]
 
 
 def token(

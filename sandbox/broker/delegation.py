@@ -29,6 +29,7 @@ from sandbox.idp.realm import USER_LOGIN_CLIENT_ID, delegation_scope
 
 log = logging.getLogger(__name__)
 
+
 def user_actor(username: str, tenant: str, user_id: str) -> str:
     """How the audit log names a user of a tenant (the form admins' entries have)."""
     return f"{username} (user, {tenant}, sub {user_id})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -12,7 +13,8 @@ from pathlib import Path
 import httpx
 
 from sandbox.cli import agent_commands
-from sandbox.harness.agents import ProvisionedAgent
+from sandbox.harness.agents import ProvisionedAgent, provision_agent
+from sandbox.harness.tenants import create_tenant, delete_tenant
 from sandbox.issued import stored_on_purpose
 from sandbox.pytest_plugin import SandboxStack
 
@@ -132,3 +134,27 @@ def test_the_commands_info_prints_get_a_token_the_server_takes_and_list_the_agen
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout)
     assert [tool["name"] for tool in answer["result"]["tools"]] == ["analytics.query"]
+
+
+def test_a_sandbox_agent_on_hydra_gets_its_token_from_its_tenant_s_hydra(sandbox_stack: SandboxStack) -> None:
+    settings = sandbox_stack.settings
+    assert settings.hydra_pool, "the test session's stack lends Hydras"
+    tenant = create_tenant(settings, {"admin": False}, prefix="cli-hydra", idp="hydra")
+    try:
+        assert tenant.agents_issuer != tenant.issuer  # --as must take the Hydra's, not the realm's
+        agent = provision_agent(settings, tenant, tenant.admins["admin"], "read-only-analytics")
+        env = {
+            **os.environ,
+            "MCP_AGENT_CLIENT_SECRET": getattr(agent.credential, "secret", ""),
+            "SANDBOX_BROKER_TOKEN": tenant.admins["admin"].token(),
+        }
+        issued = mcp_sandbox("agents", "token", "-t", tenant.name, agent.id, env=env)
+        assert issued.returncode == 0, issued.stderr
+        payload = issued.stdout.strip().split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        assert claims["iss"] == tenant.agents_issuer
+        listed = mcp_sandbox("tools", "--as", agent.id, "-t", tenant.name, env=env)
+        assert listed.returncode == 0, listed.stderr
+        assert listed.stdout.split() == ["analytics.query"]
+    finally:
+        delete_tenant(settings, tenant.name)
