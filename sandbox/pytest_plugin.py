@@ -32,7 +32,7 @@ from mcp import Client
 from sandbox.agent.session import agent_session
 from sandbox.config import IDP_NAMES, Settings, load_settings
 from sandbox.errors import SandboxError
-from sandbox.harness.agents import ProvisionedAgent, provision_agent
+from sandbox.harness.provisioning import ProvisionedAgent, provision_agent
 from sandbox.harness.tenants import Tenant, create_tenant, delete_tenant
 from sandbox.stack.launcher import Stack
 from sandbox.stack.ports import TEST_HYDRA_POOL, private_stack_environment

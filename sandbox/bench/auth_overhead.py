@@ -25,7 +25,7 @@ from typing import Any
 
 from sandbox.agent.mcp_http import served
 from sandbox.agent.tokens import ClientSecretCredential, fetch_token
-from sandbox.bench.agents import McpCaller
+from sandbox.bench.clients import McpCaller
 from sandbox.bench.registry import BenchContext, benchmark, target
 from sandbox.bench.stack_start import MCP_SANDBOX
 from sandbox.bench.stats import ratio, summarize

@@ -21,7 +21,7 @@ from typing import Any
 
 from sandbox.admin.client import BrokerRefused
 from sandbox.agent.tokens import TokenClient
-from sandbox.bench.agents import BenchAgent, OperatorBroker
+from sandbox.bench.clients import BenchAgent, OperatorBroker
 from sandbox.bench.pacing import bounded
 from sandbox.bench.registry import BenchContext, benchmark
 from sandbox.bench.stats import ratio, split, summarize

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sandbox.bench.agents import BenchAgent, OperatorBroker, tenant_on_hydra
+from sandbox.bench.clients import BenchAgent, OperatorBroker, tenant_on_hydra
 from sandbox.bench.pacing import bounded
 from sandbox.bench.registry import BenchContext, benchmark, target
 from sandbox.bench.stats import ratio, summarize

@@ -27,7 +27,7 @@ from typing import Any
 
 from sandbox.agent.mcp_http import served
 from sandbox.agent.tokens import fetch_token
-from sandbox.bench.agents import McpCaller, OperatorBroker, tenant_on_hydra
+from sandbox.bench.clients import McpCaller, OperatorBroker, tenant_on_hydra
 from sandbox.bench.pacing import bounded
 from sandbox.bench.registry import BenchContext, benchmark, target
 from sandbox.bench.stats import summarize

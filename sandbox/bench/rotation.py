@@ -21,7 +21,7 @@ from typing import Any
 
 from sandbox.agent.mcp_http import served
 from sandbox.agent.tokens import ClientSecretCredential, TokenClient, TokenError, TokenRefused
-from sandbox.bench.agents import BenchAgent, McpCaller, OperatorBroker
+from sandbox.bench.clients import BenchAgent, McpCaller, OperatorBroker
 from sandbox.bench.registry import BenchContext, benchmark, target
 from sandbox.bench.stats import ratio, summarize
 

@@ -28,7 +28,7 @@ from sandbox.config import load_settings
 from sandbox.jwt_signature import InvalidToken, KeyCache, VerificationUnavailable
 from sandbox.mcp_server.discovery import AuthorizationServers
 from sandbox.mcp_server.principal import tenant_of
-from sandbox.mcp_server.tenants import SAVED_QUERIES, TenantDirectory
+from sandbox.mcp_server.tenant_data import SAVED_QUERIES, TenantDirectory
 from sandbox.mcp_server.trust import TrustedIssuers
 from sandbox.mcp_server.verification import JwtVerifier, Policy
 from sandbox.toolmap import ToolMap

@@ -25,7 +25,7 @@ import httpx
 from sandbox.admin.client import BrokerClient
 from sandbox.admin.operator import operator_token
 from sandbox.agent.mcp_http import post, rpc_message
-from sandbox.certify.agents import AgentNeed, AgentPool, TestAgent
+from sandbox.certify.agent_pool import AgentNeed, AgentPool, TestAgent
 from sandbox.certify.evidence import KnownTokens
 from sandbox.certify.forge import Claims, Signer
 from sandbox.certify.loop import LoopThread

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sandbox.harness.agents import ProvisionedAgent, credential_for, new_key, provision_agent
+from sandbox.harness.provisioning import ProvisionedAgent, credential_for, new_key, provision_agent
 from sandbox.harness.tenants import Tenant, TenantAdmin, create_tenant, delete_tenant
 
 __all__ = [

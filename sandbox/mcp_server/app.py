@@ -57,7 +57,7 @@ from sandbox.mcp_server.revocations import RevocationList
 from sandbox.mcp_server.routing import Mismatch, routing_mismatch
 from sandbox.mcp_server.scoping import MalformedRequest, ToolCall, ToolPolicy, read_tool_call
 from sandbox.mcp_server.ssf_receiver import StreamReceiver, TransmitterConfiguration
-from sandbox.mcp_server.tenants import TenantDirectory
+from sandbox.mcp_server.tenant_data import TenantDirectory
 from sandbox.mcp_server.throttle import DeniedCallLimiter
 from sandbox.mcp_server.timing import Steps
 from sandbox.mcp_server.tools import build_mcp

@@ -20,7 +20,7 @@ from pydantic import Field
 from sandbox.errors import SandboxError
 from sandbox.mcp_server.principal import Principal, principal_in
 from sandbox.mcp_server.scoping import ToolPolicy, ToolScopeMiddleware
-from sandbox.mcp_server.tenants import SAVED_QUERIES, TenantData, TenantDirectory
+from sandbox.mcp_server.tenant_data import SAVED_QUERIES, TenantData, TenantDirectory
 
 #: tools/list shows each caller only the tools it may call: a cache must never hand it to another token.
 CACHE_HINTS: dict[Any, CacheHint] = {"tools/list": CacheHint(ttl_ms=0, scope="private")}

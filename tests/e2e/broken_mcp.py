@@ -34,7 +34,7 @@ from sandbox.mcp_server.options import ServerOptions
 from sandbox.mcp_server.principal import Principal, principal_from_claims
 from sandbox.mcp_server.revocations import RevocationList
 from sandbox.mcp_server.scoping import ToolScopeMiddleware
-from sandbox.mcp_server.tenants import TenantDirectory
+from sandbox.mcp_server.tenant_data import TenantDirectory
 from sandbox.mcp_server.trust import TrustedIssuers
 from sandbox.mcp_server.verification import JwtVerifier, RevocationCheckingVerifier
 

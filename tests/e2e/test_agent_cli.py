@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from sandbox.cli import agent_commands
-from sandbox.harness.agents import ProvisionedAgent, provision_agent
+from sandbox.harness.provisioning import ProvisionedAgent, provision_agent
 from sandbox.harness.tenants import create_tenant, delete_tenant
 from sandbox.issued import stored_on_purpose
 from sandbox.pytest_plugin import SandboxStack

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 
 from sandbox.agent import mcp_http
-from sandbox.bench.agents import ARGUMENTS, TOOL
 from sandbox.bench.auth_overhead import reference_server
+from sandbox.bench.clients import ARGUMENTS, TOOL
 from sandbox.bench.stack_start import MCP_SANDBOX
 from sandbox.pytest_plugin import SandboxStack
 

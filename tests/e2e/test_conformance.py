@@ -25,7 +25,7 @@ from bearer_forwarder import bearer_forwarder
 from sandbox.config import load_settings
 from sandbox.conformance.suite import ConformanceSuite, install
 from sandbox.errors import SandboxError
-from sandbox.harness.agents import ProvisionedAgent
+from sandbox.harness.provisioning import ProvisionedAgent
 
 HERE = Path(__file__).parent
 CLIENT = HERE / "conformance_client.py"

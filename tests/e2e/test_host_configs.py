@@ -22,7 +22,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from sandbox.harness.agents import ProvisionedAgent
+from sandbox.harness.provisioning import ProvisionedAgent
 from sandbox.pytest_plugin import SandboxStack
 
 BIN = Path(sys.executable).parent

@@ -29,7 +29,7 @@ from sandbox.agent.tokens import (
     fetch_token,
 )
 from sandbox.config import Settings, load_settings
-from sandbox.harness.agents import new_key
+from sandbox.harness.provisioning import new_key
 from sandbox.idp.hydra import HydraProvider, NotSupported, PeopleElsewhere
 from sandbox.idp.provider import AgentClient, AgentClientSpec, IdpConflict, IdpNotFound
 from sandbox.issued import remember_answer

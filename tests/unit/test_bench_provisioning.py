@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox.bench.agents import BenchAgent
+from sandbox.bench.clients import BenchAgent
 from sandbox.bench.provisioning import Lane, _steps, _through_broker, _why_slower
 from sandbox.bench.stats import summarize
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from sandbox.agent.tokens import Token
-from sandbox.certify import agents as agents_module
-from sandbox.certify.agents import AgentNeed, AgentPool
+from sandbox.certify import agent_pool as agents_module
+from sandbox.certify.agent_pool import AgentNeed, AgentPool
 from sandbox.certify.evidence import KnownTokens
 from sandbox.certify.loop import LoopThread
 from sandbox.config import load_settings

@@ -14,7 +14,7 @@ from sandbox.admin.apply import apply_agents_file
 from sandbox.admin.client import BrokerClient, BrokerRefused
 from sandbox.broker.schemas import AgentStatus
 from sandbox.errors import SandboxError
-from sandbox.harness.agents import credential_for, new_key
+from sandbox.harness.provisioning import credential_for, new_key
 from sandbox.idp.capabilities import BY_IDP
 from sandbox.scenarios.context import AgentHandle, RunContext
 from sandbox.scenarios.library import StepFailed, require, step
