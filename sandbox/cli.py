@@ -15,6 +15,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Column, Table
 
+from sandbox.agent import mcp_http
 from sandbox.broker.agent_cli import register as register_agent_commands
 from sandbox.broker.cli import register as register_broker_commands
 from sandbox.certify.cli import register as register_certify_command
@@ -269,13 +270,9 @@ def agent_commands(settings: Settings, tenant: str, agent_id: str = "<agent-id>"
     (its secret in MCP_AGENT_CLIENT_SECRET; the server keeps a session, so curl initializes one first)."""
     url = settings.mcp_url
     headers = "-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream'"
-    version = "2025-11-25"
-    client = {"name": "curl", "version": "1"}
-    params = {"protocolVersion": version, "capabilities": {}, "clientInfo": client}
-    initialize = json.dumps(
-        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params}, separators=(",", ":")
-    )
-    list_tools = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, separators=(",", ":"))
+    version = mcp_http.PROTOCOL_VERSION
+    initialize = json.dumps(mcp_http.initialize("curl"), separators=(",", ":"))
+    list_tools = json.dumps(mcp_http.message("tools/list", request_id=2), separators=(",", ":"))
     return [
         f"TOKEN=$(mcp-sandbox agents token -t {tenant} {agent_id})",
         f'SESSION=$(curl -s -o /dev/null -D - -H "Authorization: Bearer $TOKEN" {headers} '

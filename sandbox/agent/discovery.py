@@ -14,13 +14,14 @@ from urllib.parse import urlsplit
 import httpx
 
 from sandbox.agent.challenge import parse_challenges
+from sandbox.agent.mcp_http import ACCEPT, message
 from sandbox.errors import SandboxError
 
 PROTECTED_RESOURCE = "/.well-known/oauth-protected-resource"
 AUTHORIZATION_SERVER = "/.well-known/oauth-authorization-server"
 OPENID_CONFIGURATION = "/.well-known/openid-configuration"
-_PROBE = {"jsonrpc": "2.0", "id": 0, "method": "ping"}
-_ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+_PROBE = message("ping", request_id=0)
+_ACCEPT = {"Accept": ACCEPT, "Content-Type": "application/json"}
 
 
 class DiscoveryFailed(SandboxError):

@@ -35,14 +35,13 @@ def message(method: str, params: dict[str, Any] | None = None, request_id: int |
     return body
 
 
-INITIALIZE = message(
-    "initialize",
-    {
-        "protocolVersion": PROTOCOL_VERSION,
-        "capabilities": {},
-        "clientInfo": {"name": "mcp-sandbox-certify", "version": "1"},
-    },
-)
+def initialize(client: str, request_id: int = 1) -> dict[str, Any]:
+    """The ``initialize`` request of a client named ``client``, at :data:`PROTOCOL_VERSION`."""
+    params = {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": {"name": client, "version": "1"}}
+    return message("initialize", params, request_id)
+
+
+INITIALIZE = initialize("mcp-sandbox-certify")
 INITIALIZED = message("notifications/initialized", request_id=None)
 LIST_TOOLS = message("tools/list", {})
 

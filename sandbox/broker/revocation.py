@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
+from sandbox.agent.mcp_http import ACCEPT, initialize
 from sandbox.broker import audit, schemas
 from sandbox.broker.auth import Principal
 from sandbox.broker.base import IDP_FAILURES, SYSTEM, BrokerContext, agent_out, why
@@ -182,22 +183,11 @@ class RevocationService:
     async def _verify_rejected(self, token: str, servers: list[str]) -> list[dict[str, Any]]:
         """Call each MCP server with the old token: after a revocation each must answer 401."""
         results = []
-        initialize = {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "mcp-sandbox-broker-verification", "version": "1"},
-            },
-        }
+        probe = initialize("mcp-sandbox-broker-verification")
         for server in servers:
             try:
                 response = await self.context.http.post(
-                    server,
-                    json=initialize,
-                    headers={"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"},
+                    server, json=probe, headers={"Authorization": f"Bearer {token}", "Accept": ACCEPT}
                 )
                 results.append(
                     {"server": server, "status": response.status_code, "rejected": response.status_code == 401}
