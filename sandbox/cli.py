@@ -20,10 +20,9 @@ from sandbox.broker.agent_cli import register as register_agent_commands
 from sandbox.broker.cli import register as register_broker_commands
 from sandbox.certify.cli import register as register_certify_command
 from sandbox.cli_errors import fail, guarded, run_command_line, writable_file
-from sandbox.config import IdpName, Settings, load_settings
+from sandbox.config import DEFAULT_IDP, IdpName, Settings, load_settings
 from sandbox.errors import SandboxError
-from sandbox.idp.realm import DEMO_CLIENT_ID, TOKEN_PATH
-from sandbox.stack.keycloak import ADMIN_USERNAME
+from sandbox.idp.realm import ADMIN_USERNAME, DEMO_CLIENT_ID, TOKEN_PATH
 from sandbox.stack.launcher import ComponentStatus, Stack
 from sandbox.stack.state import StateDamaged, load_state
 from sandbox.stack_secrets import Secrets
@@ -238,8 +237,7 @@ def print_info(settings: Settings) -> None:
     width = max(len(name) for name in state.components)
     for entry in state.components.values():
         out.print(f"[bold]{entry.name:<{width}}[/]  {entry.url}   [dim]log: {entry.log}[/]")
-    keycloak = state.components.get("keycloak")
-    tenants: dict[str, str] = keycloak.details.get("tenants", {}) if keycloak else {}
+    tenants = state.tenant_issuers
     for tenant, issuer in tenants.items():
         out.print(f"  tenant [bold]{tenant}[/]  issuer {issuer}")
     for entry in state.components.values():
@@ -248,11 +246,12 @@ def print_info(settings: Settings) -> None:
                 f"  tenant [bold]{entry.details['tenant']}[/]  agents' issuer {entry.details['issuer']}  "
                 f"(Ory Hydra; admin API {entry.details['admin_url']})"
             )
-    if keycloak and not keycloak.details.get("external"):
-        out.print(
-            f"  admin console {settings.keycloak_base_url}/admin/  "
-            f"login {ADMIN_USERNAME} / {secrets.get(ADMIN_USERNAME)}  [dim](regenerated on every up)[/]"
-        )
+    for entry in state.components.values():
+        if "admin_console" in entry.details:  # the IdP the stack started itself, not an external one
+            out.print(
+                f"  admin console {entry.details['admin_console']}  "
+                f"login {ADMIN_USERNAME} / {secrets.get(ADMIN_USERNAME)}  [dim](regenerated on every up)[/]"
+            )
     if tenants:
         tenant = next(iter(tenants))
         out.print("\nGet a client-credentials token from a tenant realm (demo client, regenerated on every up):")
@@ -300,7 +299,7 @@ def run(
             help="where the scenarios' tenants keep their agents: keycloak, or hydra (a Hydra each, lent from "
             "the stack's pool: start it with SANDBOX_HYDRA_POOL)",
         ),
-    ] = "keycloak",
+    ] = DEFAULT_IDP,
 ) -> None:
     """Run scenarios against the running stack; every file is checked before anything runs."""
     from sandbox.scenarios.catalog import Catalog

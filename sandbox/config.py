@@ -30,6 +30,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 #: The IdPs a tenant's agents can live on (its people are on Keycloak either way).
 IdpName = Literal["keycloak", "hydra"]
 IDP_NAMES: tuple[str, ...] = get_args(IdpName)
+#: Where a tenant's agents live when nothing says otherwise: the realm that holds the tenant's people.
+DEFAULT_IDP: IdpName = "keycloak"
 
 #: Checksums of the Keycloak distributions this release was tested with.
 #: 26.7.3 is the newest ``keycloak-quarkus-dist`` that Maven Central serves to our machines;
@@ -171,7 +173,7 @@ class Settings(BaseSettings):
 
     # The agents' IdP. People (admins, delegating users) stay on Keycloak either way. Ory Hydra is built once from
     # its Go module with a local Go toolchain, and runs one per tenant.
-    idp: IdpName = "keycloak"
+    idp: IdpName = DEFAULT_IDP
     hydra_version: str = DEFAULT_HYDRA_VERSION
     hydra_binary: Path | None = None  # your own hydra binary instead of building one
     go_command: str = "go"  # the Go toolchain that builds Hydra (a name on PATH, or a path)

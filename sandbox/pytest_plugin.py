@@ -30,7 +30,7 @@ from filelock import FileLock
 from mcp import Client
 
 from sandbox.agent.session import agent_session
-from sandbox.config import IDP_NAMES, Settings, load_settings
+from sandbox.config import DEFAULT_IDP, IDP_NAMES, IdpName, Settings, load_settings
 from sandbox.errors import SandboxError
 from sandbox.harness.provisioning import ProvisionedAgent, provision_agent
 from sandbox.harness.tenants import Tenant, create_tenant, delete_tenant
@@ -105,7 +105,7 @@ class SandboxStack:
 
     @property
     def tenants(self) -> list[str]:
-        return list(self.state.components["keycloak"].details.get("tenants", {}))
+        return list(self.state.tenant_issuers)
 
 
 class SharedStart:
@@ -240,11 +240,11 @@ class ScenarioFile(pytest.File):
 
 def scenario_idps(settings: Settings) -> list[str]:
     """The IdPs a stack's scenarios run on: Keycloak, and Hydra when the stack lends Hydras to new tenants."""
-    return list(IDP_NAMES) if settings.hydra_pool else ["keycloak"]
+    return list(IDP_NAMES) if settings.hydra_pool else [DEFAULT_IDP]
 
 
 class ScenarioItem(pytest.Item):
-    def __init__(self, *, scenario: Any, idp: str = "keycloak", **kwargs: Any) -> None:
+    def __init__(self, *, scenario: Any, idp: IdpName = DEFAULT_IDP, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.scenario = scenario
         self.idp = idp

@@ -68,7 +68,7 @@ async def _adopt_sandbox_tenants(service: BrokerService) -> None:
             if await service.tenants.adopt_tenant(tenant):
                 log.info("adopted sandbox tenant", extra={"tenant": tenant})
         except IdpUnavailable as exc:
-            log.warning("Keycloak unreachable at start-up", extra={"tenant": tenant, "reason": exc.cause})
+            log.warning("IdP unreachable at start-up", extra={"tenant": tenant, "reason": exc.cause})
             await service.tenants.adopt_tenant(tenant, check=False)
 
 

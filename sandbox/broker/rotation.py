@@ -183,8 +183,8 @@ class RotationService:
         return agent
 
     async def _new_secret(self, tenant: str, idp_id: str, grace_seconds: int, recorded: str | None) -> str:
-        """Keycloak's next secret. If Keycloak's current secret is not the one recorded, a rotation was interrupted
-        after Keycloak made its secret (the broker stopped before recording it, so nobody got it): that secret is
+        """The IdP's next secret. If the IdP's current secret is not the one recorded, a rotation was interrupted
+        after the IdP made its secret (the broker stopped before recording it, so nobody got it): that secret is
         handed out now with this grace, instead of a second one that would end the old secret's grace at once."""
         current = await self.context.adapter.client_secret(tenant, idp_id)
         if recorded is not None and secret_fingerprint(current) != recorded:

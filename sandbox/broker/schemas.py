@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sandbox.broker.clock import MAX_ADVANCE
 from sandbox.broker.specs import AdminSpec, ProvisionRequest
-from sandbox.config import IdpName
+from sandbox.config import DEFAULT_IDP, IdpName
 from sandbox.idp.provider import Binding
 
 #: The values a user chooses from; the CLI offers the same choices.
@@ -46,7 +46,7 @@ class TenantIn(_Body):
     name: str = Field(examples=["initech"], description="Lowercase letters, digits and dashes.")
     admins: list[AdminIn] = Field(default_factory=list)
     idp: IdpName = Field(
-        "keycloak",
+        DEFAULT_IDP,
         description="Where the tenant's agents live: its Keycloak realm, or a Hydra of its own lent from the "
         "stack's pool (SANDBOX_HYDRA_POOL). Its people log in to the realm either way.",
     )

@@ -1,19 +1,20 @@
 """The lifecycle of agent identities: every operation the API and the CLI offer, with its audit entry.
 
 Each operation checks the caller, the tenant and the policy before it changes anything. Operations that
-span Keycloak and the database are ordered so a failure halfway leaves no half-made agent:
+span the IdP (the agent's client lives on the tenant's agents' IdP) and the database are ordered so a failure
+halfway leaves no half-made agent:
 
-- **provision** records the agent as ``provisioning``, creates the Keycloak client, then records the
-  result. If Keycloak fails, the broker deletes whatever client was created (compensation); if Keycloak
+- **provision** records the agent as ``provisioning``, creates the agent's client at the IdP, then records the
+  result. If the IdP fails, the broker deletes whatever client was created (compensation); if the IdP
   cannot even be asked, the agent is marked ``failed`` with ``cleanup_pending`` and the background task
-  removes the leftover client once Keycloak answers. If the database fails after Keycloak succeeded, the
+  removes the leftover client once the IdP answers. If the database fails after the IdP succeeded, the
   client is deleted again.
   A provision the broker never finished (it stopped mid-way) stays ``provisioning``; after
   ``broker_interrupted_after`` seconds housekeeping undoes it like a failed one.
-- **rotate** (a client secret) finds a rotation the broker stopped in after Keycloak made the new secret (Keycloak's
+- **rotate** (a client secret) finds a rotation the broker stopped in after the IdP made the new secret (the IdP's
   current secret is not the recorded one) and hands out that secret instead of making another.
 - **revoke** records ``revoking`` first, then disables the client (dead at the token endpoint and for
-  introspection), pushes the revocation events, deletes the client and the credential records. If Keycloak
+  introspection), pushes the revocation events, deletes the client and the credential records. If the IdP
   fails on the way, the agent stays ``revoking``; a second revoke, or the background task, resumes it.
 """
 
@@ -65,7 +66,7 @@ class BrokerService:
         self.access_reviews = AccessReviews(context)
         self.suspensions = Suspensions(context)
 
-    # Background work: graces that ran out, revocations and clean-ups Keycloak interrupted.
+    # Background work: graces that ran out, revocations and clean-ups the IdP interrupted.
     async def housekeeping(self) -> dict[str, int]:
         context = self.context
         done = {"graces_ended": 0, "revocations_resumed": 0, "cleanups": 0}

@@ -36,7 +36,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from sandbox.config import Settings
+from sandbox.config import DEFAULT_IDP, Settings
 from sandbox.errors import SandboxError
 from sandbox.idp.realm import delegation_scope
 
@@ -60,7 +60,7 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-#: Statuses of an agent that still holds (or is getting, or is losing) a Keycloak client: its name is taken.
+#: Statuses of an agent that still holds (or is getting, or is losing) a client at the IdP: its name is taken.
 LIVE = ("provisioning", "pending_approval", "active", "rotating", "dormant", "suspended", "revoking")
 
 
@@ -77,7 +77,7 @@ class Tenant(Base):
     created_by: Mapped[str] = mapped_column(String(256))
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)  # its audit outlives it
     # Where its agents are: the realm (keycloak), or a Hydra of its own whose issuer signs their tokens.
-    agents_idp: Mapped[str] = mapped_column(String(16), default="keycloak")
+    agents_idp: Mapped[str] = mapped_column(String(16), default=DEFAULT_IDP)
     agents_issuer: Mapped[str | None] = mapped_column(String(512), default=None)
     hydra: Mapped[str | None] = mapped_column(String(32), default=None)  # the pool Hydra it holds (pool-<n>)
 
@@ -123,7 +123,7 @@ class Agent(Base):
     dormant_since: Mapped[datetime | None]
     grace_ends_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
-    cleanup_pending: Mapped[bool] = mapped_column(Boolean, default=False)  # Keycloak leftovers to remove
+    cleanup_pending: Mapped[bool] = mapped_column(Boolean, default=False)  # IdP leftovers to remove
     zone: Mapped[str | None] = mapped_column(String(64), default=None)  # the source address it must call from
     suspended_at: Mapped[datetime | None] = mapped_column(default=None)
     # Anomalies count from here: a resumed agent is not suspended again for what led to its suspension.

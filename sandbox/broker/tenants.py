@@ -25,7 +25,7 @@ from sandbox.broker.store import (
     ResourceServer,
     Tenant,
 )
-from sandbox.config import IDP_NAMES
+from sandbox.config import DEFAULT_IDP, IDP_NAMES, IdpName
 from sandbox.idp.realm import TENANT_ADMIN_ROLE, create_tenant
 from sandbox.stack_secrets import otp_base32
 
@@ -65,7 +65,7 @@ class TenantService:
         return True
 
     async def create_tenant(
-        self, principal: Principal, name: str, admins: list[AdminSpec], idp: str = "keycloak"
+        self, principal: Principal, name: str, admins: list[AdminSpec], idp: IdpName = DEFAULT_IDP
     ) -> schemas.TenantCreated:
         """A realm for the tenant's people; its agents in the realm too, or (``idp="hydra"``) on a Hydra the broker
         lends it from the stack's pool."""

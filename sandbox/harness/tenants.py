@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from sandbox.admin.client import BrokerClient
 from sandbox.admin.login import admin_login
 from sandbox.admin.operator import operator_token
-from sandbox.config import Settings
+from sandbox.config import DEFAULT_IDP, IdpName, Settings
 from sandbox.errors import SandboxError
 from sandbox.oidc import discover
 from sandbox.stack_secrets import SANDBOX_ADMIN, Secrets, admin_secret_names, otp_base32
@@ -69,7 +69,7 @@ class Tenant:
     name: str
     issuer: str  # the realm: where its people log in
     admins: dict[str, TenantAdmin]
-    idp: str = "keycloak"  # the agents' IdP
+    idp: IdpName = DEFAULT_IDP  # the agents' IdP
     agents_issuer: str = ""  # the issuer of its agents' tokens (its Hydra, or the realm)
 
     def __post_init__(self) -> None:
@@ -81,11 +81,11 @@ class Tenant:
         return discover(self.agents_issuer).token_endpoint
 
 
-def create_tenant(settings: Settings, admins: dict[str, bool], prefix: str = "t", idp: str = "keycloak") -> Tenant:
+def create_tenant(settings: Settings, admins: dict[str, bool], prefix: str = "t", idp: IdpName = DEFAULT_IDP) -> Tenant:
     """A fresh tenant through the broker (operator), with admins by name (True: with OTP), its agents on ``idp``."""
     name = f"{prefix[:22].rstrip('-')}-{uuid.uuid4().hex[:8]}".lower()  # tenant names have at most 31 characters
     body: dict[str, Any] = {"name": name, "admins": [{"username": u, "otp": otp} for u, otp in admins.items()]}
-    if idp != "keycloak":
+    if idp != DEFAULT_IDP:
         body["idp"] = idp
     with BrokerClient(settings.broker_url, operator_token(settings)) as broker:
         created = broker.post("/tenants", body)

@@ -20,7 +20,7 @@ from sandbox.admin.operator import operator_token
 from sandbox.agent.dpop import DPoPKey
 from sandbox.agent.tokens import ClientSecretCredential, Credential, Token, TokenClient
 from sandbox.broker.policy import NetworkZones, Policy
-from sandbox.config import Settings
+from sandbox.config import DEFAULT_IDP, IdpName, Settings
 from sandbox.harness.tenants import Tenant, TenantAdmin, create_tenant, delete_tenant
 from sandbox.idp.capabilities import CapabilityName
 from sandbox.loopback_ca import CA_FILE, IssuedCertificate, LoopbackCA
@@ -106,7 +106,7 @@ class RunningServer:
 
 
 class RunContext:
-    def __init__(self, settings: Settings, header: Header, label: str, idp: str = "keycloak") -> None:
+    def __init__(self, settings: Settings, header: Header, label: str, idp: IdpName = DEFAULT_IDP) -> None:
         self.settings = settings
         self.idp = idp  # where the scenario's tenants keep their agents
         self.exercised: list[CapabilityName] = []  # what the running step needs of the IdP (see library.require)

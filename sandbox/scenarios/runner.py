@@ -8,7 +8,7 @@ import re
 import tempfile
 import time
 
-from sandbox.config import Settings
+from sandbox.config import DEFAULT_IDP, IdpName, Settings
 from sandbox.scenarios.context import RunContext
 from sandbox.scenarios.library import LIBRARY, StepFailed, StepNotSupported
 from sandbox.scenarios.model import Scenario
@@ -21,7 +21,7 @@ def one_line(error: BaseException) -> str:
     return re.sub(r"\s+", " ", f"{type(error).__name__}: {error}").strip()[:500]
 
 
-async def run_scenario(settings: Settings, scenario: Scenario, idp: str = "keycloak") -> ScenarioResult:
+async def run_scenario(settings: Settings, scenario: Scenario, idp: IdpName = DEFAULT_IDP) -> ScenarioResult:
     """Every step runs until the first that fails; the rest are reported as not run. Teardown always runs.
     The scenario's tenants keep their agents on ``idp`` (their people are on Keycloak either way)."""
     loop = asyncio.get_running_loop()
@@ -73,6 +73,6 @@ async def _run_steps(context: RunContext, scenario: Scenario, result: ScenarioRe
         stopped = outcome.outcome != "passed"
 
 
-def run_scenarios(settings: Settings, scenarios: list[Scenario], idp: str = "keycloak") -> list[ScenarioResult]:
+def run_scenarios(settings: Settings, scenarios: list[Scenario], idp: IdpName = DEFAULT_IDP) -> list[ScenarioResult]:
     """Run scenarios one after another (pytest-xdist runs them in parallel, each in its own tenants)."""
     return [asyncio.run(run_scenario(settings, scenario, idp)) for scenario in scenarios]

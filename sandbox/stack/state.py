@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sandbox.config import Settings
+from sandbox.config import DEFAULT_IDP, Settings
 from sandbox.errors import SandboxError
 from sandbox.stack.process import ProcessRecord
 from sandbox.stack_secrets import write_atomically
@@ -37,8 +37,14 @@ class ComponentState:
 class StackState:
     runtime: str
     components: dict[str, ComponentState] = field(default_factory=dict)
-    idp: str = "keycloak"  # the agents' IdP the stack was started with (SANDBOX_IDP)
+    idp: str = DEFAULT_IDP  # the agents' IdP the stack was started with (SANDBOX_IDP)
     hydra_pool: int = 0  # the Hydras it lends to tenants made on Hydra (SANDBOX_HYDRA_POOL)
+
+    @property
+    def tenant_issuers(self) -> dict[str, str]:
+        """The sandbox tenants made when the stack started, and their issuers (as the component that made them
+        recorded them)."""
+        return {t: i for entry in self.components.values() for t, i in entry.details.get("tenants", {}).items()}
 
     def to_json(self) -> str:
         components = [asdict(c) for c in self.components.values()]
@@ -54,7 +60,7 @@ class StackState:
         return cls(
             runtime=data["runtime"],
             components={c.name: c for c in components},
-            idp=data.get("idp", "keycloak"),
+            idp=data.get("idp", DEFAULT_IDP),
             hydra_pool=int(data.get("hydra_pool", 0)),
         )
 

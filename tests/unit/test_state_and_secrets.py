@@ -20,6 +20,19 @@ def test_state_survives_a_round_trip(tmp_path: Path) -> None:
     assert load_state(settings) == pooled
 
 
+def test_the_tenants_the_stack_made_are_read_from_whichever_component_recorded_them(tmp_path: Path) -> None:
+    made = {"acme": "http://127.0.0.1:18080/realms/acme", "globex": "http://127.0.0.1:18080/realms/globex"}
+    state = StackState(
+        "local",
+        {
+            "keycloak": ComponentState("keycloak", "u", "h", "l", {}, details={"tenants": made}),
+            "broker": ComponentState("broker", "u", "h", "l", {}),
+        },
+    )
+    assert StackState.from_json(state.to_json()).tenant_issuers == made
+    assert StackState("local").tenant_issuers == {}
+
+
 def test_secrets_are_private_and_shared_between_instances(tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path)
     one, two = Secrets(settings), Secrets(settings)
