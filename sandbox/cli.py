@@ -193,7 +193,14 @@ def info() -> None:
 
 @app.command("mcp-server")
 def mcp_server(
-    issuer: Annotated[list[str] | None, typer.Option("--issuer", help="An issuer to trust (repeatable).")] = None,
+    issuer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--issuer",
+            help="An issuer to trust (repeatable): URL, or TENANT=URL to name the tenant its callers act in "
+            "(the sandbox's own issuers are named without it).",
+        ),
+    ] = None,
     port: Annotated[int | None, typer.Option("--port", help="Port on 127.0.0.1; default SANDBOX_MCP_PORT.")] = None,
     mode: Annotated[str, typer.Option("--mode", help="Token validation: jwt, introspect or jwt+events.")] = "jwt",
     broker_url: Annotated[

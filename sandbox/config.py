@@ -340,6 +340,15 @@ class Settings(BaseSettings):
     def issuer(self, realm: str) -> str:
         return f"{self.keycloak_base_url}/realms/{realm}"
 
+    def tenant_named_by(self, issuer: str) -> str | None:
+        """The tenant an issuer of this sandbox stands for: a realm of its Keycloak (:meth:`issuer`'s inverse),
+        or a sandbox tenant's own Hydra; None for any other issuer (a pool Hydra's tenant is the broker's to say)."""
+        realms = f"{self.keycloak_base_url}/realms/"
+        realm = issuer.removeprefix(realms)
+        if issuer.startswith(realms) and realm and "/" not in realm:
+            return realm
+        return next((h.tenant for h in self.hydras if h.issuer == issuer and not h.tenant.startswith("pool-")), None)
+
     @property
     def policy_file(self) -> Path:
         return self.broker_policy_file or self.fixtures_dir / "policy.yaml"

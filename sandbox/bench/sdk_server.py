@@ -15,7 +15,6 @@ from typing import Annotated, Any, Literal
 
 import httpx
 import uvicorn
-from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
@@ -27,7 +26,6 @@ from starlette.routing import Route
 from sandbox.config import load_settings
 from sandbox.jwt_signature import InvalidToken, KeyCache, VerificationUnavailable
 from sandbox.mcp_server.discovery import AuthorizationServers
-from sandbox.mcp_server.principal import tenant_of
 from sandbox.mcp_server.tenant_data import SAVED_QUERIES, TenantDirectory
 from sandbox.mcp_server.trust import TrustedIssuers
 from sandbox.mcp_server.verification import JwtVerifier, Policy
@@ -56,7 +54,10 @@ def build(port: int, issuer: str, scope: str) -> Any:
     resource = f"http://{HOST}:{port}/mcp"
     client = httpx.AsyncClient(timeout=10.0)
     servers = AuthorizationServers(client)
-    trust = TrustedIssuers((issuer,), client, trust_list_url=None, refetch_interval=settings.mcp_jwks_refetch_interval)
+    names = {issuer: settings.tenant_named_by(issuer) or issuer}
+    trust = TrustedIssuers(
+        (issuer,), client, names=names, trust_list_url=None, refetch_interval=settings.mcp_jwks_refetch_interval
+    )
     caches: dict[str, KeyCache] = {}
 
     def keys(name: str) -> KeyCache:
@@ -75,6 +76,7 @@ def build(port: int, issuer: str, scope: str) -> Any:
     )
     mcp = MCPServer("mcp-sandbox-bench-sdk-auth", token_verifier=verifier, auth=auth)
     directory = TenantDirectory(ToolMap.load(settings.tools_file).environments)
+    tenant = settings.tenant_named_by(issuer) or issuer
 
     @mcp.tool(name="analytics.query")
     async def analytics_query(
@@ -83,8 +85,7 @@ def build(port: int, issuer: str, scope: str) -> Any:
         days: Annotated[int, Field(ge=1, le=90)] = 7,
     ) -> dict[str, Any]:
         # The same tenant data and answer as the reference server's tool (the benchmark asks for this query).
-        token = get_access_token()
-        data = directory[tenant_of(str((token.claims or {}).get("iss", issuer)) if token else issuer)]
+        data = directory[tenant]  # the one issuer it trusts: its tokens are that tenant's
         rows = [{"day": e["day"], "active_users": e["active_users"]} for e in data.events[-days:]]
         return {"tenant": data.tenant, "query": query, "days": days, "rows": rows}
 

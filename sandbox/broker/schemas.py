@@ -90,6 +90,11 @@ class TenantOut(BaseModel):
     created_at: str
 
 
+class TrustList(BaseModel):
+    issuers: list[str] = Field(description="The issuers of the tenants' agents' tokens; no other is trusted.")
+    tenants: dict[str, str] = Field(description="The tenant each issuer stands for, by issuer.")
+
+
 class ResourceServerIn(_Body):
     url: str = Field(description="The server's canonical URL: the audience of the tokens it accepts.")
     events_url: str | None = Field(None, description="Where it receives revocation events (RFC 8935 push).")

@@ -400,6 +400,7 @@ def _anonymous(options: ServerOptions, policy: ToolPolicy) -> Principal | None:
         issued_at=0,
         expires_at=2**31 - 1,
         token_fingerprint="none",
+        tenant=options.tenant_names.get(options.issuers[0], ""),
     )
 
 
@@ -409,6 +410,7 @@ def build_app(options: ServerOptions) -> Starlette:
     trust = TrustedIssuers(
         options.issuers,
         client,
+        names=options.tenant_names,
         trust_list_url=f"{options.broker_url}/trust/issuers" if options.broker_url else None,
         refetch_interval=options.trust_refetch_interval,
     )

@@ -85,7 +85,7 @@ class IntrospectionVerifier:
         if answer.get("active") is not True:
             raise InvalidToken("the issuer says the token is not active")
         check_claims(answer, issuer, self.policy)
-        return principal_from_claims(answer, token)
+        return principal_from_claims(answer, token, self._trust.tenant_of(issuer))
 
     async def _introspect(self, issuer: str, token: str) -> dict[str, Any]:
         endpoint = self._endpoints.get(issuer) or await self._servers.endpoint(issuer, "introspection_endpoint")

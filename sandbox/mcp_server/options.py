@@ -51,6 +51,9 @@ class ServerOptions:
     tls_dir: Path | None = None
     #: Issuers whose RFC 7662 endpoint their metadata does not name: the stack's Hydras (it is on their admin API).
     introspection_endpoints: dict[str, str] = field(default_factory=dict)
+    #: The tenant each configured issuer stands for, where the settings know it (a realm of the sandbox's Keycloak,
+    #: a sandbox tenant's Hydra); the broker's trust list names the tenants made later.
+    tenant_names: dict[str, str] = field(default_factory=dict)
 
     @cached_property  # asked on every request (challenges name it)
     def resource_metadata_url(self) -> str:
@@ -88,7 +91,12 @@ class ServerOptions:
         no_auth: bool = False,
         tls_port: int | None = None,
     ) -> ServerOptions:
-        """A server on ``settings.host:port``; its canonical URL follows from them unless given."""
+        """A server on ``settings.host:port``; its canonical URL follows from them unless given. An issuer may be
+        given as ``TENANT=URL`` to name the tenant it stands for; a bare URL is named by the settings when it is one
+        of the sandbox's own (else its callers' tenant is the URL itself)."""
+        named = [_named(entry) for entry in issuers]
+        issuers = [url for url, _ in named]
+        given = {url: name for url, name in named if name}
         if mode not in MODES:
             raise SandboxError(f"unknown token validation mode {mode!r}", f"use one of: {', '.join(MODES)}")
         for issuer in issuers:
@@ -134,6 +142,9 @@ class ServerOptions:
             else None,
             introspection_secret=introspection_secret,
             introspection_endpoints={h.issuer: f"{h.admin_url}/admin/oauth2/introspect" for h in settings.hydras},
+            tenant_names={
+                issuer: name for issuer in issuers if (name := given.get(issuer) or settings.tenant_named_by(issuer))
+            },
             usage_secret=secrets.get_or_create(USAGE_INGEST_SECRET) if broker_url else None,
             tools_file=settings.tools_file,
             algorithms=settings.mcp_token_algorithms,
@@ -152,3 +163,11 @@ class ServerOptions:
             tls_port=tls_port,
             tls_dir=settings.tls_dir if tls_port is not None else None,
         )
+
+
+def _named(entry: str) -> tuple[str, str | None]:
+    """``TENANT=URL`` as (URL, TENANT); a bare URL as (URL, None). An issuer URL has no ``=`` before its scheme."""
+    name, sep, url = entry.partition("=")
+    if sep and name and ":" not in name and "/" not in name:
+        return url, name
+    return entry, None

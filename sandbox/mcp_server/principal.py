@@ -17,13 +17,6 @@ from sandbox.zones import ZONE_CLAIM, zone_address_problem
 SCOPE_KEY = "sandbox.mcp.principal"
 
 
-def tenant_of(issuer: str) -> str:
-    """The tenant an issuer stands for: the Keycloak realm name, else the issuer itself."""
-    path = urlsplit(issuer).path.rstrip("/")
-    head, _, realm = path.rpartition("/")
-    return realm if head.endswith("/realms") and realm else issuer
-
-
 def same_resource(first: str, second: str) -> bool:
     """Compare resource URLs as RFC 8707 identifiers: scheme and host case-insensitive, no trailing slash."""
 
@@ -82,10 +75,11 @@ class Principal:
     token_fingerprint: str
     binding: Confirmation | None = None  # the token's ``cnf``: the key or certificate it is bound to
     zone: str | None = None  # the one source address the agent may call from (claim ZONE_CLAIM), if limited
+    tenant: str = ""  # the tenant the issuer stands for (the trust's name for it); the issuer when unnamed
 
-    @property
-    def tenant(self) -> str:
-        return tenant_of(self.issuer)
+    def __post_init__(self) -> None:
+        if not self.tenant:
+            object.__setattr__(self, "tenant", self.issuer)
 
     def may(self, scope: str) -> bool:
         return scope in self.scopes
@@ -123,8 +117,9 @@ def granted_scopes(claims: dict[str, Any]) -> frozenset[str]:
     return from_scope if from_scope is not None else from_scp or frozenset()
 
 
-def principal_from_claims(claims: dict[str, Any], token: str) -> Principal:
-    """Build the principal from claims already verified for signature (or activity), issuer, audience and time."""
+def principal_from_claims(claims: dict[str, Any], token: str, tenant: str = "") -> Principal:
+    """Build the principal from claims already verified for signature (or activity), issuer, audience and time;
+    ``tenant`` is the one its issuer stands for."""
     client_id = claims.get("client_id")
     azp = claims.get("azp")
     if client_id is not None and azp is not None and client_id != azp:
@@ -145,6 +140,7 @@ def principal_from_claims(claims: dict[str, Any], token: str) -> Principal:
         token_fingerprint=fingerprint(token),
         binding=confirmation_of(claims),
         zone=_zone(claims),
+        tenant=tenant,
     )
 
 

@@ -1,6 +1,7 @@
 """Which issuers the server trusts: the ones it was started with, plus the tenants the broker lists.
 
-The broker's list (``GET /trust/issuers`` → ``{"issuers": [...]}``) is fetched at start and again
+The broker's list (``GET /trust/issuers`` → ``{"issuers": [...], "tenants": {issuer: tenant}}``) is fetched at
+start and again
 when a token names an issuer not yet trusted (see ``TrustedIssuers`` for how often). An issuer the
 broker does not list (``master``, a foreign realm) is never trusted. If the broker cannot be reached,
 the last list it gave stays in force.
@@ -12,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 import httpx
 
@@ -39,13 +40,16 @@ class TrustedIssuers:
         static: Iterable[str],
         client: httpx.AsyncClient,
         *,
+        names: Mapping[str, str] | None = None,
         trust_list_url: str | None,
         refetch_interval: float,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._static = list(dict.fromkeys(static))
+        self._names = dict(names or {})  # the tenant each configured issuer stands for, where it is known
         self._listed: list[str] = []
+        self._listed_names: dict[str, str] = {}
         self._client = client
         self._url = trust_list_url
         self._refetch_interval = refetch_interval
@@ -59,6 +63,11 @@ class TrustedIssuers:
     def known(self) -> list[str]:
         """Every issuer trusted right now, the configured ones first."""
         return list(dict.fromkeys([*self._static, *self._listed]))
+
+    def tenant_of(self, issuer: str) -> str:
+        """The tenant a trusted issuer stands for: as configured, or as the broker lists it; else the issuer
+        itself (a server given only an issuer URL keeps each issuer's callers apart by that URL)."""
+        return self._names.get(issuer) or self._listed_names.get(issuer) or issuer
 
     async def is_trusted(self, issuer: str) -> bool:
         if issuer in self._static or issuer in self._listed:
@@ -105,13 +114,20 @@ class TrustedIssuers:
         try:
             response = await self._client.get(url, headers={"Accept": "application/json"})
             response.raise_for_status()
-            issuers = response.json()["issuers"]
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            answer = response.json()
+            issuers, names = answer["issuers"], answer.get("tenants", {})
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError) as exc:
             log.info("trust list unavailable", extra={"url": url, "reason": type(exc).__name__})
             return
-        if not isinstance(issuers, list) or not all(isinstance(i, str) for i in issuers):
+        if (
+            not isinstance(issuers, list)
+            or not all(isinstance(i, str) for i in issuers)
+            or not isinstance(names, dict)
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in names.items())
+        ):
             log.warning("trust list malformed", extra={"url": url})
             return
         self._listed = [issuer for issuer in issuers if is_loopback_url(issuer)]
+        self._listed_names = {issuer: names[issuer] for issuer in self._listed if issuer in names}
         for issuer in self._listed:  # trusted now: if it is ever dropped and listed again (an IdP lent to a new
             self._first_seen.pop(issuer, None)  # tenant), its next sighting waits for a fresh list again

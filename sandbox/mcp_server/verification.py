@@ -145,7 +145,7 @@ class JwtVerifier:
                 self._verified.popitem(last=False)
         check_claims(verified.claims, verified.issuer, self.policy)
         if verified.principal is None:
-            verified.principal = principal_from_claims(verified.claims, token)
+            verified.principal = principal_from_claims(verified.claims, token, self._trust.tenant_of(verified.issuer))
         return verified.principal
 
     async def _verify_signature(self, token: str) -> _Verified:

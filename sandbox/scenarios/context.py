@@ -172,7 +172,7 @@ class RunContext:
         log = self.settings.log_dir / f"scenario-{self.label}-{name}.log"
         command = [sys.executable, "-m", "sandbox.cli", "mcp-server", "--port", str(port), "--mode", mode]
         for tenant in trusts:
-            command += ["--issuer", self.tenants[tenant].agents_issuer]
+            command += ["--issuer", f"{self.tenants[tenant].name}={self.tenants[tenant].agents_issuer}"]
         self.settings.log_dir.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
             process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

@@ -68,3 +68,19 @@ def test_the_pinned_version_has_a_known_checksum_and_others_need_one() -> None:
     assert Settings().expected_keycloak_sha256 == KNOWN_KEYCLOAK_SHA256[DEFAULT_KEYCLOAK_VERSION]
     assert Settings(keycloak_version="26.0.0").expected_keycloak_sha256 is None
     assert Settings(keycloak_version="26.0.0", keycloak_sha256="ab").expected_keycloak_sha256 == "ab"
+
+
+def test_the_settings_name_the_tenants_of_their_own_issuers_and_no_other() -> None:
+    settings = Settings(tenants=["acme", "globex"], idp="hydra", hydra_pool=1)
+    own, pool = settings.hydra("acme"), settings.hydra("pool-1")
+    assert settings.tenant_named_by(settings.issuer("acme")) == "acme"
+    assert settings.tenant_named_by(settings.issuer("made-later")) == "made-later"  # a realm the broker made
+    assert settings.tenant_named_by(own.issuer) == "acme"
+    unnamed = [
+        pool.issuer,  # lent to a tenant by the broker, which names it in its trust list
+        f"{settings.issuer('acme')}/",  # issuers compare as exact strings: not this realm's
+        f"{settings.issuer('acme')}/more",
+        f"{settings.keycloak_base_url}/realms/",
+        "http://127.0.0.1:9/realms/acme",  # another Keycloak's realm
+    ]
+    assert [settings.tenant_named_by(issuer) for issuer in unnamed] == [None] * len(unnamed)

@@ -19,7 +19,7 @@ from sandbox.mcp_server.verification import Policy
 def verifier(issuer: FakeIssuer, clock: Clock | None = None) -> IntrospectionVerifier:
     client = issuer.client()
     policy = Policy(AUDIENCE, ("RS256",), leeway=5, max_lifetime=3600, clock=clock or time.time)
-    trust = TrustedIssuers([ISSUER], client, trust_list_url=None, refetch_interval=5)
+    trust = TrustedIssuers([ISSUER], client, names={ISSUER: "acme"}, trust_list_url=None, refetch_interval=5)
     return IntrospectionVerifier(
         policy,
         trust,

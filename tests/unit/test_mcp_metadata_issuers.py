@@ -56,3 +56,15 @@ def test_the_sdk_client_accepts_the_metadata_of_the_issuer_it_is_shown(tmp_path:
     )
     validate_metadata_issuer(metadata, expected)  # raises OAuthFlowError on a mismatch
     assert expected == issuer
+
+
+def test_an_issuer_given_as_tenant_equals_url_is_listed_as_its_url_and_names_its_tenant(tmp_path: Path) -> None:
+    settings = load_settings(state_dir=tmp_path)
+    realm = settings.issuer("acme")
+    options = ServerOptions.standalone(
+        settings, issuers=[f"initech={HYDRA}", realm, BARE_ROOT], port=2, mode="jwt", broker_url=None
+    )
+    assert options.issuers == (HYDRA, realm, BARE_ROOT)
+    # named as given; a realm of the sandbox's own Keycloak by the settings; any other issuer stays unnamed
+    assert options.tenant_names == {HYDRA: "initech", realm: "acme"}
+    assert listed(tmp_path, [f"initech={HYDRA}"]) == [HYDRA]

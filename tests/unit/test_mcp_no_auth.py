@@ -11,12 +11,11 @@ from sandbox.mcp_server.options import ServerOptions
 from sandbox.mcp_server.scoping import ToolPolicy
 from sandbox.toolmap import ToolMap
 
-ISSUER = "http://127.0.0.1:1/realms/acme"
-
 
 def _options(tmp_path: Path, **changes: object) -> ServerOptions:
     settings = load_settings(state_dir=tmp_path)
-    arguments: dict = {"issuers": [ISSUER], "port": 9, "mode": "jwt", "broker_url": None, **changes}
+    issuer = settings.issuer("acme")  # a realm of the sandbox's Keycloak: the settings name its tenant
+    arguments: dict = {"issuers": [issuer], "port": 9, "mode": "jwt", "broker_url": None, **changes}
     return ServerOptions.standalone(settings, **arguments)
 
 

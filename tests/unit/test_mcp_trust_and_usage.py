@@ -22,6 +22,7 @@ MCP = "http://127.0.0.1:2/mcp"
 class Broker:
     def __init__(self) -> None:
         self.issuers: list[str] = []
+        self.tenants: dict[str, str] = {}
         self.up = True
         self.requests: list[httpx.Request] = []
         self.status = 202
@@ -31,7 +32,7 @@ class Broker:
         if not self.up:
             raise httpx.ConnectError("refused", request=request)
         if request.url.path == "/trust/issuers":
-            return httpx.Response(200, json={"issuers": self.issuers})
+            return httpx.Response(200, json={"issuers": self.issuers, "tenants": self.tenants})
         return httpx.Response(self.status)
 
     def client(self) -> httpx.AsyncClient:
@@ -42,6 +43,24 @@ def test_static_issuers_are_trusted_without_asking_the_broker() -> None:
     broker = Broker()
     trust = TrustedIssuers([ACME], broker.client(), trust_list_url=LIST_URL, refetch_interval=5, clock=Clock())
     assert asyncio.run(trust.is_trusted(ACME)) and broker.requests == []
+
+
+def test_the_tenant_of_an_issuer_is_its_configured_name_else_the_broker_s_else_the_issuer() -> None:
+    broker, hydra = Broker(), "http://127.0.0.1:4444/"
+    broker.issuers, broker.tenants = [GLOBEX, hydra], {GLOBEX: "globex", hydra: "initech"}
+    trust = TrustedIssuers([ACME], broker.client(), names={ACME: "acme"}, trust_list_url=LIST_URL, refetch_interval=5)
+    assert asyncio.run(trust.is_trusted(hydra))
+    assert [trust.tenant_of(i) for i in (ACME, GLOBEX, hydra)] == ["acme", "globex", "initech"]
+    broker.issuers, broker.tenants = [GLOBEX], {GLOBEX: "globex", hydra: "initech"}  # the Hydra given back
+    asyncio.run(trust._fetch(LIST_URL))
+    assert trust.tenant_of(hydra) == hydra  # a name only for what is listed
+
+
+def test_a_trust_list_with_malformed_tenant_names_is_not_taken() -> None:
+    broker = Broker()
+    broker.issuers, broker.tenants = [GLOBEX], {GLOBEX: 7}  # type: ignore[dict-item]
+    trust = TrustedIssuers([], broker.client(), trust_list_url=LIST_URL, refetch_interval=5)
+    assert not asyncio.run(trust.is_trusted(GLOBEX))
 
 
 def test_a_first_seen_issuer_is_checked_at_once_and_the_broker_is_asked_at_most_once_per_interval() -> None:

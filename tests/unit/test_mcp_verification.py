@@ -16,17 +16,23 @@ from mcp_fakes import AUDIENCE, ISSUER, Clock, FakeIssuer, b64, unsigned
 
 from sandbox.jwt_signature import InvalidToken, KeyCache, VerificationUnavailable
 from sandbox.mcp_server.discovery import AuthorizationServers
-from sandbox.mcp_server.principal import tenant_of
 from sandbox.mcp_server.trust import TrustedIssuers
 from sandbox.mcp_server.verification import JwtVerifier, Policy, RevocationCheckingVerifier, check_claims
 
 ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
 
 
-def verifier(issuer: FakeIssuer, *, trusted: tuple[str, ...] = (ISSUER,), clock: Clock | None = None) -> JwtVerifier:
+def verifier(
+    issuer: FakeIssuer,
+    *,
+    trusted: tuple[str, ...] = (ISSUER,),
+    clock: Clock | None = None,
+    names: dict[str, str] | None = None,
+) -> JwtVerifier:
     client = issuer.client()
     servers = AuthorizationServers(client)
-    trust = TrustedIssuers(trusted, client, trust_list_url=None, refetch_interval=5)
+    names = {ISSUER: "acme"} if names is None else names
+    trust = TrustedIssuers(trusted, client, names=names, trust_list_url=None, refetch_interval=5)
     caches: dict[str, KeyCache] = {}
 
     def keys(name: str) -> KeyCache:
@@ -243,17 +249,11 @@ def test_revocation_checking_refuses_what_the_list_covers() -> None:
     assert asyncio.run(covered.verify(other)).client_id == "agent-2"
 
 
-@pytest.mark.parametrize(
-    ("issuer", "tenant"),
-    [
-        ("http://127.0.0.1:18080/realms/acme", "acme"),
-        ("http://127.0.0.1:18080/realms/globex/", "globex"),
-        ("http://127.0.0.1:9000", "http://127.0.0.1:9000"),
-        ("http://127.0.0.1:9000/tenants/x", "http://127.0.0.1:9000/tenants/x"),
-    ],
-)
-def test_the_tenant_is_the_realm_of_the_issuer(issuer: str, tenant: str) -> None:
-    assert tenant_of(issuer) == tenant
+def test_the_tenant_is_the_one_the_trust_names_for_the_issuer_else_the_issuer_itself() -> None:
+    issuer = FakeIssuer()
+    assert verify(issuer, issuer.token()).tenant == "acme"  # named: see verifier()
+    unnamed = verifier(issuer, names={})
+    assert asyncio.run(unnamed.verify(issuer.token())).tenant == ISSUER
 
 
 @pytest.mark.parametrize(

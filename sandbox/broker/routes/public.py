@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from sandbox.broker import schemas
 from sandbox.broker.routes.common import Service
 
 router = APIRouter()
@@ -17,10 +18,11 @@ async def health() -> dict[str, str]:
 
 
 @router.get("/trust/issuers", tags=["public"])
-async def trusted_issuers(service: Service) -> dict[str, list[str]]:
-    """The issuers of the tenants' agents (a realm, or a tenant's Hydra) MCP servers may trust; an issuer not
-    listed here is never trusted."""
-    return {"issuers": sorted(service.tenants.agent_issuers())}
+async def trusted_issuers(service: Service) -> schemas.TrustList:
+    """The issuers of the tenants' agents (a realm, or a tenant's Hydra) MCP servers may trust, and the tenant each
+    stands for; an issuer not listed here is never trusted."""
+    tenants = service.tenants.agent_issuers()
+    return schemas.TrustList(issuers=sorted(tenants), tenants=tenants)
 
 
 @router.get("/.well-known/jwks.json", tags=["public"])

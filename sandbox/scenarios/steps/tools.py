@@ -238,9 +238,8 @@ async def call_tool(context: RunContext, args: CallTool) -> Evidence:
         if outcome.outcome != args.expect:
             raise StepFailed(f"{args.expect} from {name}", describe(outcome), evidence)
         if args.data_tenant is not None:
-            home = context.tenants[args.data_tenant]
-            # The MCP server knows a tenant by its agents' issuer: a realm by its name, a Hydra by its issuer URL.
-            expected_tenant = home.name if home.agents_issuer == home.issuer else home.agents_issuer
+            # The MCP server names a tenant as the broker's trust list (or its --issuer TENANT=URL) does.
+            expected_tenant = context.tenants[args.data_tenant].name
             served_tenant = (outcome.result or {}).get("tenant")
             if served_tenant != expected_tenant:
                 raise StepFailed(f"data of tenant {expected_tenant}", f"data of {served_tenant}", evidence)
