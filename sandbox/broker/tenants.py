@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from typing import Any
 
 from sqlalchemy import select
 
@@ -49,6 +50,13 @@ class TenantService:
                 return False
         if check and not await self.context.adapter.realm_exists(name):
             return False
+        self._record(name, SYSTEM, "tenant.adopted", {"tenant": name}, agents_idp=self.context.adapter.idp_of(name))
+        return True
+
+    def _record(
+        self, name: str, actor: str, action: str, after: dict[str, Any], *, agents_idp: str, hydra: str | None = None
+    ) -> None:
+        """The tenant's row (its realm's issuer, its agents' IdP and issuer) and its audit entry, in one commit."""
         now = self.context.now(name)
         with self.context.session() as session:
             session.add(
@@ -56,13 +64,13 @@ class TenantService:
                     name=name,
                     issuer=self.context.settings.issuer(name),
                     created_at=now,
-                    created_by=SYSTEM,
-                    agents_idp=self.context.adapter.idp_of(name),
+                    created_by=actor,
+                    agents_idp=agents_idp,
                     agents_issuer=self.context.adapter.agents_issuer(name),
+                    hydra=hydra,
                 )
             )
-            audit.record(session, tenant=name, actor=SYSTEM, action="tenant.adopted", at=now, after={"tenant": name})
-        return True
+            audit.record(session, tenant=name, actor=actor, action=action, at=now, after=after)
 
     async def create_tenant(
         self, principal: Principal, name: str, admins: list[AdminSpec], idp: IdpName = DEFAULT_IDP
@@ -102,27 +110,8 @@ class TenantService:
         try:
             for admin in admins:
                 issued.append(await self._create_admin(name, admin))
-            now = self.context.now(name)
-            with self.context.session() as session:
-                session.add(
-                    Tenant(
-                        name=name,
-                        issuer=self.context.settings.issuer(name),
-                        created_at=now,
-                        created_by=principal.actor,
-                        agents_idp=idp,
-                        agents_issuer=self.context.adapter.agents_issuer(name),
-                        hydra=hydra,
-                    )
-                )
-                audit.record(
-                    session,
-                    tenant=name,
-                    actor=principal.actor,
-                    action="tenant.created",
-                    at=now,
-                    after={"tenant": name, "admins": [a.username for a in issued], "idp": idp},
-                )
+            after = {"tenant": name, "admins": [a.username for a in issued], "idp": idp}
+            self._record(name, principal.actor, "tenant.created", after, agents_idp=idp, hydra=hydra)
         except (*IDP_FAILURES, BrokerError) as exc:
             await self._remove_realm_quietly(name)
             await self._give_back_quietly(name)
