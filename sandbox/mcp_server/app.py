@@ -365,7 +365,9 @@ ISSUER_URL: TypeAdapter[AnyHttpUrl] = TypeAdapter(AnyHttpUrl, config=ConfigDict(
 
 def metadata_handler(options: ServerOptions, trust: TrustedIssuers, policy: ToolPolicy) -> Any:
     async def handle(request: Request) -> Response:
-        await trust.refresh()  # rate-limited: a tenant the broker made a moment ago is advertised at once
+        # A client reads the metadata to find its authorization server, and an SDK client refuses a server that does
+        # not list its issuer: a tenant the broker made before this request is listed (a fetch begun since).
+        await trust.catch_up()
         servers = trust.known()
         if not servers:
             return challenges.unavailable("no authorization server is known yet")

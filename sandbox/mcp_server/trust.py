@@ -97,6 +97,12 @@ class TrustedIssuers:
             if self._clock() - self._fetched_at >= self._refetch_interval:
                 await self._fetch(self._url)
 
+    async def catch_up(self) -> None:
+        """Make sure a fetch has begun since this call, spaced and shared like those for first sightings: the
+        list then holds every issuer the broker listed before the call."""
+        if self._url is not None:
+            await self._refresh_after(self._fetches, self._url)
+
     async def _refresh_after(self, fetches: int, url: str) -> None:
         """Make sure a fetch has started since ``fetches`` had, spacing such fetches out."""
         async with self._lock:

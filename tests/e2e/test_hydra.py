@@ -48,6 +48,7 @@ def hydra_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sett
         idp="hydra",
         tenants=["acme"],
         hydra_port=free_port_block(2),
+        hydra_pool=0,  # its one Hydra on the two ports found free (the session's environment asks for a pool)
         postgres_port=free_port(),
         startup_timeout=600,
     )

@@ -104,6 +104,24 @@ def test_a_tenant_made_a_moment_after_a_fetch_is_trusted_on_its_first_token(gap:
     assert len(broker.requests) == 2
 
 
+@pytest.mark.parametrize("gap", [0.0, 0.05, 0.3])
+def test_the_metadata_s_list_holds_a_tenant_made_a_moment_after_the_last_fetch(gap: float) -> None:
+    """An SDK client finds its authorization server in the metadata: a catch-up fetch begins after the request."""
+    broker, clock = Broker(), Clock()
+    trust = trusting(broker, clock)
+
+    async def scenario() -> list[str]:
+        await trust.catch_up()  # the metadata served to someone else: a fetch
+        broker.issuers = [GLOBEX]  # the broker makes a tenant right after
+        clock.now += gap
+        await trust.catch_up()
+        return trust.known()
+
+    assert asyncio.run(scenario()) == [GLOBEX]
+    assert len(broker.requests) == 2
+    assert clock.now >= TrustedIssuers.FIRST_SIGHTING_SPACING  # spaced: a metadata flood is a few fetches a second
+
+
 def test_an_issuer_dropped_and_listed_again_is_trusted_on_its_first_token_again() -> None:
     """A pool Hydra lent to a new tenant: its issuer was trusted, dropped with the old tenant, and is listed
     again a moment before the new tenant's first token arrives."""
