@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from sandbox.broker import audit, schemas
 from sandbox.broker.auth import Principal
@@ -402,22 +403,14 @@ class AgentService:
             f"changing the role of agent {agent_id}", "; the role was not changed", "retry when the IdP is up"
         ):
             await self.context.adapter.set_default_scopes(tenant, idp_id or "", scopes)
-        with self.context.session() as session:
-            stored = self.context.visible_agent(session, principal, agent_id, tenant)
+
+        def change(_: Session, stored: Agent, __: datetime) -> None:
             stored.role, stored.environment, stored.scopes = role_name, environment, scopes
-            after = {"role": role_name, "environment": environment, "scopes": scopes}
-            audit.record(
-                session,
-                tenant=tenant,
-                agent_id=agent_id,
-                actor=principal.actor,
-                action="agent.role_changed",
-                at=self.context.now(tenant),
-                before=before,
-                after=after,
-                reason=reason,
-            )
-            return agent_out(stored)
+
+        after = {"role": role_name, "environment": environment, "scopes": scopes}
+        return self.context.change_agent(
+            principal, tenant, agent_id, "agent.role_changed", change, before, after, reason
+        )
 
     async def approve(self, principal: Principal, tenant: str, agent_id: str, reason: str = "") -> schemas.AgentOut:
         async with self.context.agent_lock(agent_id):
@@ -440,22 +433,14 @@ class AgentService:
             idp_id = agent.idp_id or ""
         with idp_failure("approving", "; still pending", "retry"):
             await self.context.adapter.set_client_enabled(tenant, idp_id, True)
-        now = self.context.now(tenant)
-        with self.context.session() as session:
-            stored = self.context.visible_agent(session, principal, agent_id, tenant)
+
+        def approved(_: Session, stored: Agent, now: datetime) -> None:
             stored.status, stored.approved_by, stored.activated_at = "active", principal.actor, now
-            audit.record(
-                session,
-                tenant=tenant,
-                agent_id=agent_id,
-                actor=principal.actor,
-                action="agent.approved",
-                at=now,
-                before={"status": "pending_approval"},
-                after={"status": "active"},
-                reason=reason,
-            )
-            return agent_out(stored)
+
+        pending, active = {"status": "pending_approval"}, {"status": "active"}
+        return self.context.change_agent(
+            principal, tenant, agent_id, "agent.approved", approved, pending, active, reason
+        )
 
     async def deny(self, principal: Principal, tenant: str, agent_id: str, reason: str = "") -> schemas.AgentOut:
         async with self.context.agent_lock(agent_id):
@@ -472,20 +457,13 @@ class AgentService:
             await self.context.adapter.delete_client(tenant, idp_id)
             if delegated:
                 await self.context.adapter.remove_delegation_scope(tenant, client_id)
-        with self.context.session() as session:
-            stored = self.context.visible_agent(session, principal, agent_id, tenant)
+
+        def rejected(session: Session, stored: Agent, _: datetime) -> None:
             for credential in session.scalars(select(Credential).where(Credential.agent_id == agent_id)):
                 session.delete(credential)
             stored.status = "rejected"
-            audit.record(
-                session,
-                tenant=tenant,
-                agent_id=agent_id,
-                actor=principal.actor,
-                action="agent.rejected",
-                at=self.context.now(tenant),
-                before={"status": "pending_approval"},
-                after={"status": "rejected"},
-                reason=reason,
-            )
-            return agent_out(stored)
+
+        pending, final = {"status": "pending_approval"}, {"status": "rejected"}
+        return self.context.change_agent(
+            principal, tenant, agent_id, "agent.rejected", rejected, pending, final, reason
+        )

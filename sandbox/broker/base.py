@@ -213,11 +213,32 @@ class BrokerContext:
             await asyncio.sleep(wait)
         with idp_failure("re-enabling the agent's client", f"; it stays {held}", "retry"):
             await self.adapter.set_client_enabled(tenant, client, True)
+
+        def activate(_: Session, stored: Agent, now: datetime) -> None:
+            stored.status = "active"
+            reset(stored, now)
+
+        return self.change_agent(
+            principal, tenant, agent_id, action, activate, {"status": held}, {"status": "active"}, reason
+        )
+
+    def change_agent(
+        self,
+        principal: Principal,
+        tenant: str,
+        agent_id: str,
+        action: str,
+        change: Callable[[Session, Agent, datetime], None],
+        before: dict[str, Any],
+        after: dict[str, Any],
+        reason: str,
+    ) -> schemas.AgentOut:
+        """An admin's change to the stored agent (``change(session, agent, now)``, after the IdP's part is done)
+        and its audit entry, in one commit; the agent as the API shows it."""
         now = self.now(tenant)
         with self.session() as session:
             stored = self.visible_agent(session, principal, agent_id, tenant)
-            stored.status = "active"
-            reset(stored, now)
+            change(session, stored, now)
             audit.record(
                 session,
                 tenant=tenant,
@@ -225,8 +246,8 @@ class BrokerContext:
                 actor=principal.actor,
                 action=action,
                 at=now,
-                before={"status": held},
-                after={"status": "active"},
+                before=before,
+                after=after,
                 reason=reason,
             )
             return agent_out(stored)

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from sandbox.broker import audit, schemas
 from sandbox.broker.auth import Principal
-from sandbox.broker.base import FINAL, SYSTEM, BrokerContext, agent_out, idp_failure
+from sandbox.broker.base import FINAL, SYSTEM, BrokerContext, idp_failure
 from sandbox.broker.credentials import secret_fingerprint
 from sandbox.broker.errors import BadRequest, BrokerError, Conflict, NotFound
 from sandbox.broker.lifecycle_policy import CredentialAge, RoleLifecycle
@@ -289,19 +289,17 @@ class AccessReviews:
             if after != before:
                 with idp_failure(f"narrowing agent {agent_id}'s scopes", "; its scopes are unchanged", "retry"):
                     await self.context.adapter.set_default_scopes(tenant, idp_id, after)
-            now = self.context.now(tenant)
-            with self.context.session() as session:
-                stored = self.context.visible_agent(session, principal, agent_id, tenant)
+
+            def narrowed(_: Session, stored: Agent, __: datetime) -> None:
                 stored.scopes = after
-                audit.record(
-                    session,
-                    tenant=tenant,
-                    agent_id=agent_id,
-                    actor=principal.actor,
-                    action=ACCESS_REVIEWED,
-                    at=now,
-                    before={"scopes": before},
-                    after={"scopes": after, "removed": sorted(set(before) - set(after))},
-                    reason=reason or "access review",
-                )
-                return agent_out(stored)
+
+            return self.context.change_agent(
+                principal,
+                tenant,
+                agent_id,
+                ACCESS_REVIEWED,
+                narrowed,
+                {"scopes": before},
+                {"scopes": after, "removed": sorted(set(before) - set(after))},
+                reason or "access review",
+            )
