@@ -333,7 +333,7 @@ class FakeBroker:
     transmitter of one stream per receiver whose backlog (``backlog``: SETs a receiver polls) the test fills."""
 
     key: SigningKey = field(default_factory=lambda: SigningKey(_broker_key()))
-    issuers: list[str] = field(default_factory=list)
+    issuers: dict[str, str] = field(default_factory=dict)  # the trust list: issuer -> the tenant it stands for
     base: str = ""
     requests: list[Recorded] = field(default_factory=list)
     streams: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -351,7 +351,7 @@ class FakeBroker:
 
         async def trust(request: Request) -> Response:
             await record(request)
-            return JSONResponse({"issuers": self.issuers})
+            return JSONResponse({"issuers": list(self.issuers), "tenants": self.issuers})
 
         async def usage(request: Request) -> Response:
             await record(request)
@@ -410,8 +410,8 @@ def _broker_key() -> ECKey:
 
 
 @contextmanager
-def fake_broker(issuers: list[str] | None = None) -> Iterator[FakeBroker]:
-    broker = FakeBroker(issuers=list(issuers or []))
+def fake_broker(issuers: dict[str, str] | None = None) -> Iterator[FakeBroker]:
+    broker = FakeBroker(issuers=dict(issuers or {}))
     with serving(broker.app()) as base:
         broker.base = base
         yield broker

@@ -359,7 +359,7 @@ def test_no_passthrough_the_callers_token_never_goes_upstream(
 ) -> None:
     settings = sandbox_stack.settings
     acme = settings.issuer("acme")
-    with fake_broker(issuers=[acme]) as broker:
+    with fake_broker(issuers={acme: "acme"}) as broker:
         env = {"SANDBOX_MCP_USAGE_FLUSH_INTERVAL": "0.2"}
         with mcp_server(settings, tmp_path, mode="jwt", issuers=[], broker_url=broker.base, env=env) as server:
             agent = agents.create(["mcp:tool:invoices.read", "mcp:tool:logs.read"], audiences=[server.url])
