@@ -54,9 +54,13 @@ def build(port: int, issuer: str, scope: str) -> Any:
     resource = f"http://{HOST}:{port}/mcp"
     client = httpx.AsyncClient(timeout=10.0)
     servers = AuthorizationServers(client)
-    names = {issuer: settings.tenant_named_by(issuer) or issuer}
+    tenant = settings.tenant_named_by(issuer) or issuer  # the one issuer it trusts: its tokens are that tenant's
     trust = TrustedIssuers(
-        (issuer,), client, names=names, trust_list_url=None, refetch_interval=settings.mcp_jwks_refetch_interval
+        (issuer,),
+        client,
+        names={issuer: tenant},
+        trust_list_url=None,
+        refetch_interval=settings.mcp_jwks_refetch_interval,
     )
     caches: dict[str, KeyCache] = {}
 
@@ -76,7 +80,6 @@ def build(port: int, issuer: str, scope: str) -> Any:
     )
     mcp = MCPServer("mcp-sandbox-bench-sdk-auth", token_verifier=verifier, auth=auth)
     directory = TenantDirectory(ToolMap.load(settings.tools_file).environments)
-    tenant = settings.tenant_named_by(issuer) or issuer
 
     @mcp.tool(name="analytics.query")
     async def analytics_query(
@@ -85,7 +88,7 @@ def build(port: int, issuer: str, scope: str) -> Any:
         days: Annotated[int, Field(ge=1, le=90)] = 7,
     ) -> dict[str, Any]:
         # The same tenant data and answer as the reference server's tool (the benchmark asks for this query).
-        data = directory[tenant]  # the one issuer it trusts: its tokens are that tenant's
+        data = directory[tenant]
         rows = [{"day": e["day"], "active_users": e["active_users"]} for e in data.events[-days:]]
         return {"tenant": data.tenant, "query": query, "days": days, "rows": rows}
 

@@ -1,10 +1,9 @@
 """Which issuers the server trusts: the ones it was started with, plus the tenants the broker lists.
 
 The broker's list (``GET /trust/issuers`` → ``{"issuers": [...], "tenants": {issuer: tenant}}``) is fetched at
-start and again
-when a token names an issuer not yet trusted (see ``TrustedIssuers`` for how often). An issuer the
-broker does not list (``master``, a foreign realm) is never trusted. If the broker cannot be reached,
-the last list it gave stays in force.
+start, before serving the protected resource metadata, and when a token names an issuer not yet trusted (see
+``TrustedIssuers`` for how often). An issuer the broker does not list (``master``, a foreign realm) is never
+trusted. If the broker cannot be reached, the last list it gave stays in force.
 """
 
 from __future__ import annotations
